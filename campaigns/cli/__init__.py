@@ -1,0 +1,87 @@
+"""The `campaigns` command: one Typer app, one module per noun, errors as one red line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.markup import escape
+
+from campaigns import __version__
+from campaigns.cli import consent, contacts, purchases, setup, suppress
+from campaigns.cli.common import State, err_console
+from campaigns.errors import CampaignsError, ImportFailed
+
+app = typer.Typer(
+    name="campaigns",
+    help="Permission-first marketing automation: contacts, consent, segments, campaigns, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"campaigns {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(  # noqa: UP007 - Typer needs Optional on 3.11
+        None, "--config", "-c", help="Config file (default: $CAMPAIGNS_CONFIG, then ./config.toml).",
+        envvar=None, show_default=False,
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Permission-first marketing automation."""
+    ctx.obj = State(config)
+
+
+setup.register(app)
+app.add_typer(contacts.app, name="contacts")
+app.add_typer(consent.app, name="consent")
+app.add_typer(suppress.app, name="suppress")
+app.add_typer(purchases.app, name="purchases")
+
+
+def _report(exc: CampaignsError) -> None:
+    if isinstance(exc, ImportFailed):
+        for row_error in exc.errors:
+            err_console.print(f"[red]{escape(exc.path)}: {escape(str(row_error))}[/red]", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; our errors become one red line and a non-zero exit."""
+    try:
+        rv = app(args=argv, prog_name="campaigns", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("[red]aborted[/red]")
+        sys.exit(1)
+    except CampaignsError as exc:
+        _report(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line for the marketer, the trace on request
+        if os.environ.get("CAMPAIGNS_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
+        sys.exit(70)
+    sys.exit(rv if isinstance(rv, int) else 0)

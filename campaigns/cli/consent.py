@@ -1,0 +1,93 @@
+"""`campaigns consent ...`: grant, revoke, confirm, history."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from campaigns import consent as ledger
+from campaigns.cli.common import Channel, CsvOpt, JsonOpt, console, emit_rows, get_app, ok
+from campaigns.contacts import find_contact
+
+app = typer.Typer(help="The consent ledger: grant, revoke, confirm (double opt-in), history.", no_args_is_help=True)
+
+ContactArg = typer.Argument(..., help="Email, external_id, +phone or #id.")
+ChannelOpt = typer.Option(..., "--channel", help="email or sms.")
+
+
+@app.command("grant")
+def grant_cmd(
+    ctx: typer.Context,
+    contact: str = ContactArg,
+    channel: Channel = ChannelOpt,
+    source: str = typer.Option(..., "--source", help="Where the consent came from (form, call, import)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The consent wording or its version."),  # noqa: UP007
+    ip: Optional[str] = typer.Option(None, "--ip"),  # noqa: UP007
+    user_agent: Optional[str] = typer.Option(None, "--user-agent"),  # noqa: UP007
+    double_opt_in: Optional[bool] = typer.Option(  # noqa: UP007
+        None, "--double-opt-in/--single-opt-in", help="Ask for confirmation first (default from config)."),
+) -> None:
+    """Record consent (or, with double opt-in, a pending request and its confirmation link)."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact)
+        _event, token = ledger.grant(session, a.settings, c, channel.value, source, text, ip, user_agent,
+                                     double_opt_in=double_opt_in)
+        label = c.email or c.phone
+    if token is None:
+        ok(f"{channel.value} consent granted for {label}")
+    else:
+        base = a.settings.tracking.public_url.rstrip("/")
+        ok(f"{channel.value} consent pending for {label}; it counts once confirmed")
+        console.print(f"confirmation link (single use, {a.settings.consent.token_ttl_hours:g}h): {base}/confirm/{token}")
+        console.print(f"or: campaigns consent confirm {token}")
+
+
+@app.command("revoke")
+def revoke_cmd(
+    ctx: typer.Context,
+    contact: str = ContactArg,
+    channel: Channel = ChannelOpt,
+    source: str = typer.Option(..., "--source", help="Where the revocation came from."),
+) -> None:
+    """Record a revocation: no more marketing on that channel."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact)
+        ledger.revoke(session, c, channel.value, source)
+        label = c.email or c.phone
+    ok(f"{channel.value} consent revoked for {label}")
+
+
+@app.command("confirm")
+def confirm_cmd(ctx: typer.Context, token: str = typer.Argument(..., help="The token from the confirmation link.")) -> None:
+    """Confirm a pending double opt-in request (single use, expires)."""
+    a = get_app(ctx)
+    with a.session() as session:
+        event = ledger.confirm(session, token)
+        channel = event.channel
+    ok(f"{channel} consent confirmed")
+
+
+@app.command("history")
+def history_cmd(
+    ctx: typer.Context,
+    contact: str = ContactArg,
+    channel: Optional[Channel] = typer.Option(None, "--channel"),  # noqa: UP007
+    as_json: bool = JsonOpt,
+    as_csv: bool = CsvOpt,
+) -> None:
+    """Every consent event of a contact, oldest first, with the current state."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact)
+        events = ledger.history(session, c.id, channel.value if channel else None)
+        rows = [{
+            "id": e.id, "channel": e.channel, "action": e.action, "source": e.source, "text": e.consent_text,
+            "occurred_at": e.occurred_at, "ip": e.ip, "user_agent": e.user_agent,
+        } for e in events]
+        states = {ch: ledger.current_state(session, c.id, ch) for ch in ("email", "sms")}
+    emit_rows(rows, ["id", "channel", "action", "source", "text", "occurred_at", "ip", "user_agent"],
+              title=f"Consent ledger of {c.email or c.phone}", as_json=as_json, as_csv=as_csv,
+              caption=" · ".join(f"{ch}: {s.action or 'none'}{' (pending)' if s.pending else ''}" for ch, s in states.items()))

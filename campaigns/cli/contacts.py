@@ -1,0 +1,160 @@
+"""`campaigns contacts ...`: import, add, list, show, erase."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from sqlalchemy import func, select
+
+from campaigns import consent as ledger
+from campaigns.cli.common import Channel, CsvOpt, JsonOpt, emit_record, emit_rows, file_progress, get_app, ok, warn
+from campaigns.contacts import add_contact, erase_contact, find_contact, import_contacts, list_contacts
+from campaigns.errors import InputError
+from campaigns.models import Contact, Purchase
+from campaigns.suppression import is_suppressed
+
+app = typer.Typer(help="Import, add, list, show and erase contacts.", no_args_is_help=True)
+
+
+def contact_record(contact: Contact) -> dict[str, Any]:
+    """The plain fields of a contact, for tables and JSON."""
+    return {
+        "id": contact.id, "external_id": contact.external_id, "email": contact.email, "phone": contact.phone,
+        "name": contact.name, "timezone": contact.timezone, "locale": contact.locale,
+        "tags": contact.tags or [], "attributes": contact.attributes or {},
+        "created_at": contact.created_at, "updated_at": contact.updated_at, "erased_at": contact.erased_at,
+    }
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV with a header: email, phone, name, timezone, locale, external_id, tags, consent_email, consent_sms; other columns become attributes."),
+    consent: list[Channel] = typer.Option([], "--consent", help="Record consent on this channel for every row (repeatable)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),  # noqa: UP007
+    consent_text: Optional[str] = typer.Option(None, "--consent-text", help="The consent wording or its version."),  # noqa: UP007
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="The file's text encoding."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import (upsert) contacts from a CSV: all rows or none, unless --skip-invalid."""
+    a = get_app(ctx)
+    with a.session() as session, file_progress(file, "importing contacts") as progress:
+        result = import_contacts(
+            session, a.settings, file, encoding=encoding, consent_channels=[c.value for c in consent],
+            source=source, consent_text=consent_text, skip_invalid=skip_invalid, progress=progress,
+        )
+    summary = {
+        "rows": result.rows, "created": result.created, "updated": result.updated,
+        "unchanged": result.unchanged, "rejected": result.rejected, "consent_events": result.consent_events,
+        "rejects_file": str(result.rejects_path) if result.rejects_path else None,
+    }
+    if as_json:
+        emit_record(summary, as_json=True)
+        return
+    ok(f"{file}: {result.rows} rows: {result.created} created, {result.updated} updated, "
+       f"{result.unchanged} unchanged, {result.consent_events} consent events recorded")
+    if result.rejected:
+        warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
+
+
+@app.command("add")
+def add_cmd(
+    ctx: typer.Context,
+    email: Optional[str] = typer.Option(None, "--email"),  # noqa: UP007
+    phone: Optional[str] = typer.Option(None, "--phone"),  # noqa: UP007
+    name: Optional[str] = typer.Option(None, "--name"),  # noqa: UP007
+    timezone: Optional[str] = typer.Option(None, "--timezone"),  # noqa: UP007
+    locale: Optional[str] = typer.Option(None, "--locale"),  # noqa: UP007
+    external_id: Optional[str] = typer.Option(None, "--external-id"),  # noqa: UP007
+    attr: list[str] = typer.Option([], "--attr", help="An attribute as KEY=VALUE (repeatable)."),
+    tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
+    consent: list[Channel] = typer.Option([], "--consent", help="Grant consent on this channel (repeatable)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Where the consent came from."),  # noqa: UP007
+    as_json: bool = JsonOpt,
+) -> None:
+    """Add one contact."""
+    a = get_app(ctx)
+    values: dict[str, str] = {
+        k: v for k, v in {"email": email, "phone": phone, "name": name, "timezone": timezone,
+                          "locale": locale, "external_id": external_id}.items() if v is not None
+    }
+    for item in attr:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise InputError(f"--attr: '{item}' is not KEY=VALUE")
+        if key in values or key in ("tags", "consent_email", "consent_sms"):
+            raise InputError(f"--attr: '{key}' is a contact field; use --{key.replace('_', '-')}")
+        values[key] = value
+    if tag:
+        values["tags"] = ";".join(tag)
+    if consent and not source:
+        raise InputError("--source: say where this consent came from (e.g. 'phone call')")
+    with a.session() as session:
+        contact = add_contact(session, a.settings, values)
+        for channel in consent:
+            ledger.grant(session, a.settings, contact, channel.value, source or "")
+        record = contact_record(contact)
+    if as_json:
+        emit_record(record, as_json=True)
+    else:
+        ok(f"added contact #{record['id']} {record['email'] or record['phone']}")
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    search: Optional[str] = typer.Option(None, "--search", "-s", help="Match email, name or external_id."),  # noqa: UP007
+    limit: int = typer.Option(50, "--limit", min=1, max=100000),
+    offset: int = typer.Option(0, "--offset", min=0),
+    as_json: bool = JsonOpt,
+    as_csv: bool = CsvOpt,
+) -> None:
+    """List contacts (erased ones are hidden)."""
+    a = get_app(ctx)
+    with a.session() as session:
+        total, page = list_contacts(session, search, limit, offset)
+        rows = [contact_record(c) for c in page]
+    columns = ["id", "external_id", "email", "phone", "name", "timezone", "locale", "tags", "attributes"]
+    emit_rows(rows, columns, title="Contacts", caption=f"{len(rows)} of {total} shown (offset {offset})",
+              as_json=as_json, as_csv=as_csv)
+
+
+@app.command("show")
+def show_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."), as_json: bool = JsonOpt) -> None:
+    """One contact: fields, consent per channel, suppression, purchases."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact)
+        record = contact_record(c)
+        for channel in ("email", "sms"):
+            state = ledger.current_state(session, c.id, channel)
+            record[f"consent_{channel}"] = (state.action or "none") + (" (confirmation pending)" if state.pending else "")
+            address = c.email if channel == "email" else c.phone
+            record[f"suppressed_{channel}"] = bool(address) and is_suppressed(session, a.settings, channel, address)
+        count, total = session.execute(
+            select(func.count(Purchase.id), func.coalesce(func.sum(Purchase.amount_cents), 0)).where(Purchase.contact_id == c.id)
+        ).one()
+        record["purchases"] = count
+        record["purchases_total"] = round(total / 100, 2)
+    emit_record(record, title=f"Contact #{record['id']}", as_json=as_json)
+
+
+@app.command("erase")
+def erase_cmd(
+    ctx: typer.Context,
+    contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Erase a contact's personal data; their addresses stay suppressed (as keyed hashes)."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact)
+        label = f"#{c.id} {c.email or c.phone}"
+        if not yes and not typer.confirm(f"Erase contact {label}? This cannot be undone"):
+            raise typer.Abort()
+        erase_contact(session, a.settings, c)
+    ok(f"erased contact {label}; its addresses stay suppressed")

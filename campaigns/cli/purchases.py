@@ -1,0 +1,61 @@
+"""`campaigns purchases ...`: import and list orders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from sqlalchemy import select
+
+from campaigns.cli.common import CsvOpt, JsonOpt, emit_record, emit_rows, file_progress, get_app, ok, warn
+from campaigns.contacts import find_contact
+from campaigns.models import Contact, Purchase
+from campaigns.purchases import import_purchases
+
+app = typer.Typer(help="Orders: import and list.", no_args_is_help=True)
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV: order_id, external_id|email|contact, amount, currency, occurred_at, items, utm_campaign."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
+    encoding: str = typer.Option("utf-8", "--encoding"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import orders (idempotent by order_id): all rows or none, unless --skip-invalid."""
+    a = get_app(ctx)
+    with a.session() as session, file_progress(file, "importing purchases") as progress:
+        result = import_purchases(session, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, progress=progress)
+    summary = {"rows": result.rows, "created": result.created, "updated": result.updated,
+               "unchanged": result.unchanged, "rejected": result.rejected,
+               "rejects_file": str(result.rejects_path) if result.rejects_path else None}
+    if as_json:
+        emit_record(summary, as_json=True)
+        return
+    ok(f"{file}: {result.rows} rows: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
+    if result.rejected:
+        warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    contact: Optional[str] = typer.Option(None, "--contact", help="Only this contact's orders."),  # noqa: UP007
+    limit: int = typer.Option(50, "--limit", min=1),
+    as_json: bool = JsonOpt,
+    as_csv: bool = CsvOpt,
+) -> None:
+    """Orders, newest first."""
+    a = get_app(ctx)
+    with a.session() as session:
+        q = select(Purchase, Contact.email).join(Contact, Contact.id == Purchase.contact_id)
+        if contact:
+            q = q.where(Purchase.contact_id == find_contact(session, contact).id)
+        rows = [{
+            "order_id": p.order_id, "contact": email or f"#{p.contact_id}", "amount": p.amount_cents / 100,
+            "currency": p.currency, "occurred_at": p.occurred_at, "utm_campaign": p.utm_campaign,
+        } for p, email in session.execute(q.order_by(Purchase.occurred_at.desc()).limit(limit))]
+    emit_rows(rows, ["order_id", "contact", "amount", "currency", "occurred_at", "utm_campaign"],
+              title="Purchases", as_json=as_json, as_csv=as_csv)

@@ -1,0 +1,78 @@
+"""`campaigns init` and `campaigns config`: create the database, show the settings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from pydantic import SecretStr
+
+from campaigns import schema
+from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json
+from campaigns.config import Settings, safe_url
+from campaigns.db import check_reachable
+
+config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `init` and `config` to the root app."""
+    app.command("init")(init)
+    app.add_typer(config_app, name="config")
+
+
+def init(ctx: typer.Context) -> None:
+    """Create the database (or upgrade it to this version) and the secret key file."""
+    a = get_app(ctx)
+    created = a.settings.ensure_secret_key_file()
+    if created:
+        ok(f"created secret key file {created} (keep it private; back it up)")
+    check_reachable(a.engine)
+    before, after = schema.upgrade(a.engine)
+    where = safe_url(a.settings.database_url)
+    if before is None:
+        ok(f"created database {where} (schema {after})")
+    elif before != after:
+        ok(f"upgraded database {where} from {before} to {after}")
+    else:
+        ok(f"database {where} is up to date (schema {after})")
+    for folder in (a.settings.path(a.settings.templates_dir), a.settings.path(a.settings.sending.outbox_dir)):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _masked(settings: Settings) -> dict[str, Any]:
+    data = json.loads(settings.model_dump_json(exclude={"base_dir"}))
+    for section, key in [(None, "secret_key"), (None, "hash_key"), ("smtp", "password"), ("sms", "auth_token")]:
+        holder = data if section is None else data[section]
+        value = settings if section is None else getattr(settings, section)
+        secret: SecretStr = getattr(value, key)
+        holder[key] = "********" if secret.get_secret_value() else ""
+    data["previous_secret_keys"] = ["********" for _ in settings.previous_secret_keys]
+    data["database"]["url"] = safe_url(settings.database.url)
+    return data
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Print the effective settings (file + environment), secrets masked."""
+    settings = get_app(ctx).settings
+    data = _masked(settings)
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"[bold]config:[/bold] {settings.source}")
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    emit_record(flat)
+    for section, values in data.items():
+        if isinstance(values, dict):
+            emit_record(values, title=f"[{section}]")
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context) -> None:
+    """Validate the settings, the secret key and the database connection."""
+    a = get_app(ctx)
+    a.settings.signing_key  # noqa: B018 - raises a clear error when there is no key
+    a.ready_engine()
+    ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")

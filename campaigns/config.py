@@ -1,0 +1,366 @@
+"""config.toml + environment overrides -> one typed, validated Settings object.
+
+Lookup order for the file: `--config`, then `$CAMPAIGNS_CONFIG`, then `./config.toml`
+(built-in defaults when there is none). Every key can be overridden from the
+environment: a top-level `key` by `CAMPAIGNS_KEY`, `[section] key` by
+`CAMPAIGNS_SECTION_KEY`. Relative paths are read relative to the config file's folder.
+Secrets are `SecretStr`: they never show in `repr`, logs or output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+
+from campaigns.errors import ConfigError, InputError
+from campaigns.timespec import check_timezone, parse_cap, parse_clock_range, parse_duration
+
+ENV_PREFIX = "CAMPAIGNS_"
+# Environment variables with our prefix that are not config keys.
+_NOT_KEYS = {"CONFIG", "DEBUG"}
+_NOT_KEY_PREFIXES = ("TEST_", "BENCH_")
+
+
+def _checked(parse: Any, value: str) -> str:
+    """Run one of our parsers as a pydantic check (pydantic reports ValueError only)."""
+    try:
+        parse(value)
+    except InputError as exc:
+        raise ValueError(str(exc).split(": ", 1)[-1]) from None
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///campaigns.db"
+    echo: bool = False
+
+    def __repr__(self) -> str:  # the URL may carry a password
+        return f"DatabaseSettings(url={safe_url(self.url)!r}, echo={self.echo})"
+
+    __str__ = __repr__
+
+
+class SendingSettings(_Section):
+    transport: Literal["file", "smtp"] = "file"
+    outbox_dir: str = "outbox"
+    from_address: str = "news@example.com"
+    from_name: str = "Example Shop"
+    reply_to: str = ""
+    return_path_domain: str = ""
+    batch_size: int = 200
+    concurrency: int = 16
+    lease_seconds: int = 300
+    max_attempts: int = 6
+    retry_base_seconds: float = 60.0
+    max_retry_age_hours: float = 48.0
+    resend_unknown: bool = False
+    auto_pause_bounce_rate: float = 0.05
+    auto_pause_failure_rate: float = 0.25
+    auto_pause_min_sample: int = 200
+    cost_per_email: float = 0.0
+    cost_per_sms: float = 0.0
+    poll_seconds: float = 1.0
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 1025
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security: Literal["none", "starttls", "tls"] = "none"
+    pool_size: int = 8
+    timeout_seconds: float = 30.0
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_private_key_file: str = ""
+
+
+class SmsSettings(_Section):
+    provider: Literal["file", "twilio", "webhook"] = "file"
+    base_url: str = ""
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    from_number: str = ""
+    opt_out_text: str = "Reply STOP to opt out"
+    help_text: str = "Example Shop: reply STOP to opt out. Msg&data rates may apply."
+    stop_confirmation_text: str = "You are unsubscribed and will get no more messages. Reply START to resubscribe."
+    start_confirmation_text: str = "You are subscribed again. Reply STOP to opt out."
+    timeout_seconds: float = 15.0
+
+
+class TrackingSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    machine_open_seconds: float = 2.0
+
+
+class PolicySettings(_Section):
+    quiet_hours_email: str = ""
+    quiet_hours_sms: str = "21:00-08:00"
+    frequency_cap: str = "3/7d"
+    grace_minutes: int = 60
+    attribution_window: str = "7d"
+
+    @field_validator("quiet_hours_email", "quiet_hours_sms")
+    @classmethod
+    def _clock_range(cls, v: str) -> str:
+        return _checked(parse_clock_range, v)
+
+    @field_validator("frequency_cap")
+    @classmethod
+    def _cap(cls, v: str) -> str:
+        return _checked(parse_cap, v)
+
+    @field_validator("attribution_window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        return _checked(parse_duration, v)
+
+
+class ConsentSettings(_Section):
+    double_opt_in: bool = False
+    token_ttl_hours: float = 72.0
+
+
+class LifecycleSettings(_Section):
+    new_days: int = 30
+    at_risk_multiplier: float = 2.0
+    at_risk_days: int = 90
+    lapsed_days: int = 365
+    min_purchases_for_interval: int = 3
+
+
+class LoyaltySettings(_Section):
+    frequency_cutoff: float = 0.0  # 0 = the median over buyers
+    monetary_cutoff: float = 0.0  # 0 = the median over buyers
+
+
+class Settings(BaseModel):
+    """Everything configurable, validated. `base_dir` anchors relative paths."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    secret_key: SecretStr = SecretStr("")
+    secret_key_file: str = "secret.key"
+    previous_secret_keys: list[SecretStr] = []
+    hash_key: SecretStr = SecretStr("")
+    timezone: str = "UTC"
+    default_region: str = "US"
+    currency: str = "USD"
+    templates_dir: str = "templates"
+    database: DatabaseSettings = DatabaseSettings()
+    sending: SendingSettings = SendingSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    sms: SmsSettings = SmsSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    policy: PolicySettings = PolicySettings()
+    consent: ConsentSettings = ConsentSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    loyalty: LoyaltySettings = LoyaltySettings()
+    base_dir: Path = Path(".")
+    source: str = "built-in defaults"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _checked(check_timezone, v)
+
+    # -- derived values -------------------------------------------------
+    def path(self, value: str) -> Path:
+        """A configured path, anchored at the config file's folder when relative."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path anchored at `base_dir`."""
+        url = make_url(self.database.url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            url = url.set(database=str(self.path(url.database)))
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def signing_keys(self) -> list[bytes]:
+        """Current key first, then previous ones (accepted when verifying, never for signing)."""
+        return [self._current_key()] + [
+            k.get_secret_value().encode() for k in self.previous_secret_keys if k.get_secret_value()
+        ]
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key new signatures are made with."""
+        return self._current_key()
+
+    @property
+    def hashing_key(self) -> bytes:
+        """Key for suppression hashes; pin `hash_key` before rotating `secret_key`."""
+        pinned = self.hash_key.get_secret_value()
+        return pinned.encode() if pinned else self._current_key()
+
+    def _current_key(self) -> bytes:
+        value = self.secret_key.get_secret_value()
+        if value:
+            return value.encode()
+        key_file = self.path(self.secret_key_file)
+        try:
+            text = key_file.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}"
+            ) from None
+        if not text:
+            raise ConfigError(f"secret key file {key_file} is empty")
+        return text.encode()
+
+    def ensure_secret_key_file(self) -> Path | None:
+        """Create the secret key file (0600) when no key is configured; return it if created."""
+        if self.secret_key.get_secret_value():
+            return None
+        key_file = self.path(self.secret_key_file)
+        if key_file.exists():
+            return None
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        return key_file
+
+
+def safe_url(url: str) -> str:
+    """A database URL with any password masked, for output and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as its scheme only
+        return url.split(":", 1)[0] + ":***"
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Path | None:
+    """`--config`, then $CAMPAIGNS_CONFIG, then ./config.toml; None when there is none."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        return p
+    env = (os.environ if environ is None else environ).get(ENV_PREFIX + "CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (from CAMPAIGNS_CONFIG)")
+        return p
+    p = Path("config.toml")
+    return p if p.is_file() else None
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Map CAMPAIGNS_* variables onto the settings tree; unknown names are errors."""
+    sections = {
+        name for name, f in Settings.model_fields.items()
+        if isinstance(f.annotation, type) and issubclass(f.annotation, _Section)
+    }
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        upper = key.upper()
+        if upper in _NOT_KEYS or upper.startswith(_NOT_KEY_PREFIXES):
+            continue
+        section = next((s for s in sections if key.startswith(s + "_")), None)
+        if section is not None:
+            sub = key[len(section) + 1:]
+            model = Settings.model_fields[section].annotation
+            if sub not in model.model_fields:  # type: ignore[union-attr]
+                raise ConfigError(f"{name}: unknown setting [{section}] {sub}")
+            out.setdefault(section, {})[sub] = value
+        elif key in Settings.model_fields and key not in sections | {"base_dir", "source"}:
+            if key == "previous_secret_keys":
+                out[key] = _env_list(value)
+            else:
+                out[key] = value
+        else:
+            raise ConfigError(f"{name}: unknown setting '{key}'")
+    return out
+
+
+def _env_list(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("["):
+        try:
+            return list(json.loads(value))
+        except ValueError:
+            raise ConfigError("CAMPAIGNS_PREVIOUS_SECRET_KEYS: not a JSON list") from None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: dict[str, Any], source: str, from_env: dict[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    if len(loc) >= 2 and loc[0] in from_env and isinstance(from_env[loc[0]], dict) and loc[1] in from_env[loc[0]]:
+        where = f"{ENV_PREFIX}{loc[0].upper()}_{loc[1].upper()}"
+    elif loc and loc[0] in from_env and not isinstance(from_env[loc[0]], dict):
+        where = f"{ENV_PREFIX}{loc[0].upper()}"
+    else:
+        where = f"{source}: " + (f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else loc[0] if loc else "?")
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    value = error.get("input")
+    shown = "" if error["type"] == "extra_forbidden" or isinstance(value, dict) or "secret" in where.lower() or "password" in where.lower() or "token" in where.lower() else f" (got {value!r})"
+    return f"{where}: {msg}{shown}"
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration; any problem is one ConfigError line."""
+    environ = dict(os.environ if environ is None else environ)
+    path = find_config_file(config_path, environ)
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    base_dir = Path.cwd()
+    if path is not None:
+        source = str(path)
+        base_dir = path.resolve().parent
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        for forbidden in ("base_dir", "source"):
+            if forbidden in data:
+                raise ConfigError(f"{path}: unknown setting '{forbidden}'")
+    from_env = _env_overrides(environ)
+    merged = _merge(data, from_env)
+    try:
+        return Settings(**merged, base_dir=base_dir, source=source)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(_describe(first, source, from_env)) from None

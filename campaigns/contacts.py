@@ -1,0 +1,421 @@
+"""Contacts: validate, import (streaming, all-or-nothing), add, find, list and erase.
+
+An import upserts by external_id, then by email; re-importing the same file changes
+nothing. Columns email, phone, name, timezone, locale, external_id, tags (separated by
+';' or ','), consent_email and consent_sms are known; every other column becomes an
+attribute (whole numbers and decimals are stored as numbers, leading zeros stay text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from campaigns import consent as ledger
+from campaigns.config import Settings
+from campaigns.csvimport import CsvSource, Progress, RejectWriter
+from campaigns.errors import ConflictError, ImportFailed, InputError, NotFoundError, RowError
+from campaigns.models import ConsentEvent, Contact, Delivery, Event
+from campaigns.signing import address_hash
+from campaigns.suppression import add_hash, check_channel
+from campaigns.timespec import check_timezone, utcnow
+
+FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale")
+KNOWN_COLUMNS = {*FIELDS, "tags", "consent_email", "consent_sms"}
+YES = {"yes", "y", "true", "1", "granted", "opt-in", "optin"}
+NO = {"no", "n", "false", "0", "revoked", "opt-out", "optout"}
+CHUNK = 1000
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_INT = re.compile(r"^-?(0|[1-9]\d{0,15})$")
+_DEC = re.compile(r"^-?(0|[1-9]\d{0,12})\.\d{1,6}$")
+
+
+def normalise_email(value: str) -> str:
+    """A syntactically valid address (no DNS look-up), lower-cased."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InputError(f"'{value}' is not a valid email address: {exc}") from None
+
+
+def normalise_phone(value: str, region: str) -> str:
+    """A possible phone number in E.164 form; national numbers use the default region."""
+    try:
+        number = phonenumbers.parse(value.strip(), region or None)
+    except phonenumbers.NumberParseException:
+        raise InputError(f"'{value}' is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InputError(f"'{value}' is not a valid phone number for region {region}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _attribute_value(raw: str) -> Any:
+    if _INT.match(raw):
+        return int(raw)
+    if _DEC.match(raw):
+        return float(raw)
+    return raw
+
+
+def _consent_flag(raw: str, column: str, line: int) -> str | None:
+    value = raw.strip().lower()
+    if not value:
+        return None
+    if value in YES:
+        return "granted"
+    if value == "confirmed":
+        return "confirmed"
+    if value in NO:
+        return "revoked"
+    raise RowError(line, column, f"'{raw}' is not yes/no (or granted, confirmed, revoked)")
+
+
+@dataclass
+class ContactData:
+    """One validated contact row."""
+
+    line: int
+    external_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    timezone: str | None = None
+    locale: str | None = None
+    tags: list[str] | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, str] = field(default_factory=dict)  # channel -> granted|confirmed|revoked
+
+
+def parse_row(row: dict[str, str], line: int, settings: Settings) -> ContactData:
+    """Validate and normalise one CSV row (or `contacts add` options); RowError on the first problem."""
+    if "__error__" in row:
+        raise RowError(line, None, row["__error__"])
+    data = ContactData(line=line)
+    if row.get("external_id"):
+        if len(row["external_id"]) > 200:
+            raise RowError(line, "external_id", "is longer than 200 characters")
+        data.external_id = row["external_id"]
+    if row.get("email"):
+        try:
+            data.email = normalise_email(row["email"])
+        except InputError as exc:
+            raise RowError(line, "email", str(exc)) from None
+    if row.get("phone"):
+        try:
+            data.phone = normalise_phone(row["phone"], settings.default_region)
+        except InputError as exc:
+            raise RowError(line, "phone", str(exc)) from None
+    if not (data.email or data.phone):
+        raise RowError(line, "email", "a contact needs an email or a phone number")
+    if row.get("name"):
+        if len(row["name"]) > 200:
+            raise RowError(line, "name", "is longer than 200 characters")
+        data.name = row["name"]
+    if row.get("timezone"):
+        try:
+            check_timezone(row["timezone"])
+        except InputError:
+            raise RowError(line, "timezone", f"'{row['timezone']}' is not a known IANA time zone (e.g. Europe/Paris)") from None
+        data.timezone = row["timezone"]
+    if row.get("locale"):
+        if not _LOCALE.match(row["locale"]):
+            raise RowError(line, "locale", f"'{row['locale']}' is not a locale like en or pt-BR")
+        data.locale = row["locale"].replace("_", "-")
+    if row.get("tags"):
+        data.tags = sorted({t.strip() for t in re.split(r"[;,]", row["tags"]) if t.strip()})
+    for channel in ("email", "sms"):
+        flag = _consent_flag(row.get(f"consent_{channel}", ""), f"consent_{channel}", line)
+        if flag:
+            if flag != "revoked" and not (data.email if channel == "email" else data.phone):
+                raise RowError(line, f"consent_{channel}", f"consent for {channel} but no {'email' if channel == 'email' else 'phone'}")
+            data.consent[channel] = flag
+    for key, value in row.items():
+        if key not in KNOWN_COLUMNS and value != "":
+            data.attributes[key] = _attribute_value(value)
+    return data
+
+
+@dataclass
+class ImportResult:
+    """What an import did."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    consent_events: int = 0
+    rejects_path: Path | None = None
+
+
+@dataclass
+class _ConsentPlan:
+    channels: tuple[str, ...]
+    source: str
+    text: str | None
+
+
+def import_contacts(
+    session: Session, settings: Settings, path: Path, *, encoding: str = "utf-8",
+    consent_channels: Iterable[str] = (), source: str | None = None, consent_text: str | None = None,
+    skip_invalid: bool = False, progress: Progress | None = None,
+) -> ImportResult:
+    """Stream a contacts CSV into the database in one transaction (the caller commits).
+
+    Without `skip_invalid`, any bad row raises ImportFailed listing every bad row, and the
+    caller's rollback leaves the database as it was.
+    """
+    channels = tuple(check_channel(c) for c in consent_channels)
+    if channels and not (source and source.strip()):
+        raise InputError("--source: say where the consent in this file came from (e.g. 'shop signup form')")
+    plan = _ConsentPlan(channels, (source or f"import:{path.name}").strip(), consent_text)
+    src = CsvSource(Path(path), encoding, required_any=("email", "phone"), progress=progress)
+    result = ImportResult()
+    errors: list[RowError] = []
+    rejects = RejectWriter(Path(path)) if skip_invalid else None
+    chunk: list[ContactData] = []
+    keys: set[str] = set()
+    try:
+        for line, row in src.rows():
+            result.rows += 1
+            try:
+                data = parse_row(row, line, settings)
+            except RowError as err:
+                errors.append(err)
+                if rejects:
+                    rejects.write(src.header, line, row, err)
+                continue
+            row_keys = {k for k in (
+                f"x:{data.external_id}" if data.external_id else "",
+                f"e:{data.email}" if data.email else "",
+                f"p:{data.phone}" if data.phone and not data.email and not data.external_id else "",
+            ) if k}
+            if keys & row_keys or len(chunk) >= CHUNK:
+                _write_chunk(session, settings, chunk, plan, result, errors, rejects, src.header)
+                chunk, keys = [], set()
+            chunk.append(data)
+            keys |= row_keys
+        _write_chunk(session, settings, chunk, plan, result, errors, rejects, src.header)
+    finally:
+        if rejects:
+            rejects.close()
+    if errors and not skip_invalid:
+        raise ImportFailed(str(path), sorted(errors, key=lambda e: e.line), result.rows)
+    result.rejected = len(errors)
+    result.rejects_path = rejects.path if rejects and rejects.count else None
+    return result
+
+
+def _hashes(settings: Settings, email: str | None, phone: str | None) -> dict[str, str | None]:
+    return {
+        "email_hash": address_hash(settings, "email", email) if email else None,
+        "phone_hash": address_hash(settings, "sms", phone) if phone else None,
+    }
+
+
+def _write_chunk(
+    session: Session, settings: Settings, chunk: list[ContactData], plan: _ConsentPlan,
+    result: ImportResult, errors: list[RowError], rejects: RejectWriter | None, header: list[str],
+) -> None:
+    if not chunk:
+        return
+    ext_ids = [d.external_id for d in chunk if d.external_id]
+    emails = [d.email for d in chunk if d.email]
+    # Rows with neither external_id nor email are matched by phone, so they re-import cleanly.
+    phones = [d.phone for d in chunk if d.phone and not d.external_id and not d.email]
+    conditions = [
+        *([Contact.external_id.in_(ext_ids)] if ext_ids else []),
+        *([Contact.email.in_(emails)] if emails else []),
+        *([Contact.phone.in_(phones)] if phones else []),
+    ]
+    existing = list(session.scalars(select(Contact).where(or_(*conditions)).order_by(Contact.id))) if conditions else []
+    by_ext = {c.external_id: c for c in existing if c.external_id}
+    by_email = {c.email: c for c in existing if c.email}
+    by_phone: dict[str, Contact] = {}
+    for c in existing:
+        if c.phone and c.erased_at is None:
+            by_phone.setdefault(c.phone, c)
+    now = utcnow()
+    new_rows: list[dict[str, Any]] = []
+    new_data: list[ContactData] = []
+    targets: list[tuple[ContactData, Contact]] = []
+    for d in chunk:
+        by_x = by_ext.get(d.external_id) if d.external_id else None
+        by_e = by_email.get(d.email) if d.email else None
+        if by_x is None and by_e is None and d.phone and not d.external_id and not d.email:
+            by_x = by_phone.get(d.phone)
+        if by_x is not None and by_e is not None and by_x.id != by_e.id:
+            err = RowError(d.line, "email", f"{d.email} already belongs to another contact (external_id {by_e.external_id or by_e.id})")
+        elif by_x is None and by_e is not None and d.external_id and by_e.external_id and by_e.external_id != d.external_id:
+            err = RowError(d.line, "email", f"{d.email} already belongs to the contact with external_id {by_e.external_id}")
+        else:
+            err = None
+        if err is not None:
+            errors.append(err)
+            if rejects:
+                rejects.write(header, d.line, {}, err)
+            continue
+        target = by_x or by_e
+        if target is None:
+            new_rows.append({
+                "external_id": d.external_id, "email": d.email, "phone": d.phone, "name": d.name,
+                "timezone": d.timezone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
+                "created_at": now, "updated_at": now, **_hashes(settings, d.email, d.phone),
+            })
+            new_data.append(d)
+        else:
+            if _apply(settings, target, d, now):
+                result.updated += 1
+            else:
+                result.unchanged += 1
+            targets.append((d, target))
+    if new_rows:
+        ids = session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), new_rows).all()
+        result.created += len(ids)
+        targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))  # type: ignore[misc]
+    session.flush()
+    result.consent_events += _record_import_consent(session, settings, targets, plan, now)
+    session.expunge_all()  # keep memory flat on large files
+
+
+@dataclass
+class _Ref:
+    id: int
+    email: str | None = None
+    phone: str | None = None
+
+
+def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any) -> bool:
+    """Copy non-empty values onto an existing contact; True when anything changed."""
+    changed = False
+    for name in FIELDS:
+        value = getattr(d, name)
+        if value is not None and getattr(contact, name) != value:
+            setattr(contact, name, value)
+            changed = True
+    if d.attributes:
+        merged = {**(contact.attributes or {}), **d.attributes}
+        if merged != contact.attributes:
+            contact.attributes = merged
+            changed = True
+    if d.tags is not None and sorted(contact.tags or []) != d.tags:
+        contact.tags = d.tags
+        changed = True
+    if changed:
+        hashes = _hashes(settings, contact.email, contact.phone)
+        contact.email_hash, contact.phone_hash = hashes["email_hash"], hashes["phone_hash"]
+        contact.updated_at = now
+    return changed
+
+
+def _record_import_consent(
+    session: Session, settings: Settings, targets: list[tuple[ContactData, Any]], plan: _ConsentPlan, now: Any,
+) -> int:
+    """Append consent events only where they change the derived state (idempotent)."""
+    wanted: list[tuple[int, str, str]] = []
+    for d, contact in targets:
+        for channel in plan.channels:
+            has_address = d.email if channel == "email" else d.phone
+            if has_address and channel not in d.consent:
+                wanted.append((contact.id, channel, "granted"))
+        for channel, action in d.consent.items():
+            wanted.append((contact.id, channel, action))
+    if not wanted:
+        return 0
+    ids = list({cid for cid, _, _ in wanted})
+    current: dict[tuple[int, str], str] = {}
+    for channel in {ch for _, ch, _ in wanted}:
+        sub = ledger.current_action_subquery(channel).subquery()
+        for i in range(0, len(ids), 900):
+            for cid, action in session.execute(select(sub.c.contact_id, sub.c.action).where(sub.c.contact_id.in_(ids[i:i + 900]))):
+                current[(cid, channel)] = action
+    rows = []
+    for cid, channel, action in wanted:
+        state = current.get((cid, channel))
+        if action == "revoked" and state not in ledger.MESSAGEABLE:
+            continue
+        if action == "granted" and state in ledger.MESSAGEABLE:
+            continue
+        if action == "confirmed" and state == "confirmed":
+            continue
+        current[(cid, channel)] = action
+        rows.append({
+            "contact_id": cid, "channel": channel, "action": action, "source": plan.source,
+            "consent_text": plan.text, "occurred_at": now, "recorded_at": now,
+        })
+    if rows:
+        session.execute(insert(ConsentEvent), rows)
+    return len(rows)
+
+
+def add_contact(session: Session, settings: Settings, values: dict[str, str]) -> Contact:
+    """Create one contact from option values; refuses a duplicate external_id or email."""
+    data = parse_row({k: v for k, v in values.items() if v is not None}, 0, settings) if values else None
+    assert data is not None
+    for column, value in (("external_id", data.external_id), ("email", data.email)):
+        if value and session.scalar(select(Contact.id).where(getattr(Contact, column) == value)):
+            raise ConflictError(f"a contact with {column} {value} already exists")
+    now = utcnow()
+    contact = Contact(
+        external_id=data.external_id, email=data.email, phone=data.phone, name=data.name,
+        timezone=data.timezone, locale=data.locale, attributes=data.attributes, tags=data.tags or [],
+        created_at=now, updated_at=now, **_hashes(settings, data.email, data.phone),
+    )
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def find_contact(session: Session, ref: str, settings: Settings | None = None) -> Contact:
+    """A contact by '#id', external_id, email, phone (E.164) or numeric id, in that order."""
+    ref = ref.strip()
+    if ref.startswith("#") and ref[1:].isdigit():
+        contact = session.get(Contact, int(ref[1:]))
+    else:
+        contact = session.scalar(select(Contact).where(Contact.external_id == ref))
+        if contact is None and "@" in ref:
+            contact = session.scalar(select(Contact).where(Contact.email == ref.lower()))
+        if contact is None and ref.startswith("+"):
+            contact = session.scalar(select(Contact).where(Contact.phone == ref).order_by(Contact.id))
+        if contact is None and ref.isdigit():
+            contact = session.get(Contact, int(ref))
+    if contact is None:
+        raise NotFoundError(f"no contact '{ref}' (give an email, external_id, +phone or #id)")
+    return contact
+
+
+def list_contacts(session: Session, search: str | None = None, limit: int = 50, offset: int = 0) -> tuple[int, list[Contact]]:
+    """(total matching, one page of contacts ordered by id); `search` matches email, name or external_id."""
+    q = select(Contact).where(Contact.erased_at.is_(None))
+    if search:
+        like = f"%{search.lower()}%"
+        q = q.where(or_(func.lower(Contact.email).like(like), func.lower(Contact.name).like(like),
+                        func.lower(Contact.external_id).like(like)))
+    total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return total, list(session.scalars(q.order_by(Contact.id).limit(limit).offset(offset)))
+
+
+def erase_contact(session: Session, settings: Settings, contact: Contact, on_step: Callable[[str], None] | None = None) -> None:
+    """Remove personal data; keep keyed hashes on the suppression list so a re-import stays suppressed."""
+    if contact.erased_at is not None:
+        raise ConflictError(f"contact #{contact.id} was already erased")
+    if contact.email:
+        add_hash(session, "email", address_hash(settings, "email", contact.email), "erased")
+    if contact.phone:
+        add_hash(session, "sms", address_hash(settings, "sms", contact.phone), "erased")
+    for column in ("external_id", "email", "phone", "name", "timezone", "locale", "email_hash", "phone_hash"):
+        setattr(contact, column, None)
+    contact.attributes, contact.tags = {}, []
+    contact.erased_at = contact.updated_at = utcnow()
+    session.execute(update(ConsentEvent).where(ConsentEvent.contact_id == contact.id).values(ip=None, user_agent=None))
+    session.execute(update(Delivery).where(Delivery.contact_id == contact.id).values(address=None))
+    session.execute(update(Event).where(Event.contact_id == contact.id).values(ip=None, user_agent=None))
+    session.flush()

@@ -1,0 +1,133 @@
+"""Streaming CSV reading for imports: line numbers, encoding errors, progress, rejects.
+
+Shared by contacts, purchases and coupons: rows stream from disk (the file is never held
+in memory), each with the physical line it ended on, and a bad encoding is one clear
+error naming the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from campaigns.errors import InputError, RowError
+
+Progress = Callable[[int], None]  # called with the bytes read so far
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a binary file and reports how many bytes were consumed."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress | None) -> None:
+        self._raw = raw
+        self._progress = progress
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.consumed += n
+        if self._progress is not None:
+            self._progress(self.consumed)
+        return n
+
+
+@dataclass
+class CsvSource:
+    """A CSV file opened for streaming, with its header checked."""
+
+    path: Path
+    encoding: str = "utf-8"
+    required_any: tuple[str, ...] = ()
+    progress: Progress | None = None
+    header: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """File size in bytes (for progress bars)."""
+        return self.path.stat().st_size
+
+    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        """(line number, {column: stripped value}) for each data row."""
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such file")
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: not a file")
+        encoding = "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise InputError(f"--encoding: '{self.encoding}' is not a known text encoding") from None
+        with open(self.path, "rb") as raw:
+            counted = _CountingReader(raw, self.progress)
+            text = io.TextIOWrapper(io.BufferedReader(counted, 1 << 16), encoding=encoding, newline="")
+            reader = csv.reader(text)
+            try:
+                try:
+                    header = next(reader)
+                except StopIteration:
+                    raise InputError(f"{self.path}: the file is empty (expected a header row)") from None
+                self.header = [h.strip().lower() for h in header]
+                self._check_header()
+                width = len(self.header)
+                for record in reader:
+                    line = reader.line_num
+                    if not record or (len(record) == 1 and not record[0].strip()):
+                        continue  # blank line
+                    if len(record) != width:
+                        yield line, {"__error__": f"has {len(record)} fields, the header has {width}"}
+                        continue
+                    yield line, {k: v.strip() for k, v in zip(self.header, record, strict=True) if k}
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{self.path}: line {reader.line_num + 1}: not valid {self.encoding} text "
+                    f"(byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8 or pass --encoding"
+                ) from None
+            except csv.Error as exc:
+                raise InputError(f"{self.path}: line {reader.line_num}: malformed CSV: {exc}") from None
+
+    def _check_header(self) -> None:
+        seen: set[str] = set()
+        for name in self.header:
+            if name and name in seen:
+                raise InputError(f"{self.path}: line 1: column '{name}' appears twice")
+            seen.add(name)
+        if self.required_any and not seen.intersection(self.required_any):
+            raise InputError(
+                f"{self.path}: line 1: the header needs at least one of the columns {', '.join(self.required_any)}"
+            )
+
+
+class RejectWriter:
+    """Writes rejected rows with their line and reason to a CSV beside the input."""
+
+    def __init__(self, source: Path) -> None:
+        self.path = source.with_name(source.stem + ".rejected.csv")
+        self._fh: IO[str] | None = None
+        self._writer: Any = None
+        self.count = 0
+
+    def write(self, header: list[str], line: int, row: dict[str, str], error: RowError) -> None:
+        """Record one rejected row."""
+        if self._writer is None:
+            self._fh = open(self.path, "w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._fh)
+            self._writer.writerow(["line", "field", "error", *[h for h in header if h]])
+        self._writer.writerow([line, error.field or "", error.reason, *[row.get(h, "") for h in header if h]])
+        self.count += 1
+
+    def close(self) -> None:
+        """Flush and close; removes a stale rejects file when nothing was rejected."""
+        if self._fh is not None:
+            self._fh.close()
+        elif self.path.exists():
+            os.unlink(self.path)

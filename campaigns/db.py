@@ -1,0 +1,123 @@
+"""SQLAlchemy 2.0 engine and sessions, the same code on SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout, so the daemon, workers
+and CLI can share one file. The schema is created by Alembic only (`campaigns init`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from campaigns.errors import ConfigError
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC (naive on SQLite, timestamptz on PostgreSQL); always returns aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a time zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def is_sqlite(engine_or_url: Engine | str) -> bool:
+    """True for a SQLite engine or URL."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    return url.get_backend_name() == "sqlite"
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for plain postgresql:// URLs (the driver we install)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    """An engine with our connection settings; a bad URL is a ConfigError."""
+    try:
+        url = normalise_url(url)
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError("database url: not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            folder = Path(db).parent
+            if not folder.exists():
+                raise ConfigError(f"database url: folder {folder} does not exist")
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy own transactions: pysqlite's implicit BEGIN breaks
+            # BEGIN IMMEDIATE, which the dispatcher uses to claim rows.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            mode = conn.info.pop("begin_mode", None) or conn.get_execution_options().get("sqlite_begin", "")
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        return engine
+    try:
+        return create_engine(url, echo=echo, pool_pre_ping=True)
+    except Exception as exc:  # e.g. a driver that is not installed
+        raise ConfigError(f"database url: {exc}") from None
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (the CLI prints them afterwards)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    with session_factory(engine)() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def check_reachable(engine: Engine) -> None:
+    """Raise a clear ConfigError when the database cannot be opened."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ConfigError(f"cannot open the database: {reason}") from None

@@ -1,0 +1,344 @@
+"""Typed ORM models: the whole data picture of DESIGN.md. UTC everywhere.
+
+Money is stored in minor units (cents) as integers: exact on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from campaigns.db import UTCDateTime
+from campaigns.timespec import utcnow
+
+CHANNELS = ("email", "sms")
+CONSENT_ACTIONS = ("granted", "pending", "confirmed", "revoked")
+DELIVERY_STATES = (
+    "queued", "sending", "sent", "retry_wait", "failed", "suppressed", "unknown", "held_out", "cancelled",
+)
+EVENT_TYPES = (
+    "delivered", "open", "click", "unsubscribe", "bounce", "complaint", "reply", "stop", "start",
+)
+CAMPAIGN_STATUSES = ("draft", "scheduled", "paused", "cancelled", "completed")
+
+_naming = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+class Base(DeclarativeBase):
+    metadata = _naming
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Contact(Base):
+    """A person we may message; personal fields are emptied by erasure."""
+
+    __tablename__ = "contact"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Keyed hashes of the addresses: suppression matches on these, so an erased
+    # address (kept only as a hash) still blocks a re-imported contact.
+    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    erased_at: Mapped[datetime | None]
+
+    @property
+    def first_name(self) -> str:
+        """The first word of the name, or '' when there is none."""
+        return (self.name or "").split(" ")[0] if self.name else ""
+
+
+class ConsentEvent(Base):
+    """Append-only ledger: the current consent is the latest non-pending event."""
+
+    __tablename__ = "consent_event"
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("action", CONSENT_ACTIONS), name="action"),
+        Index("ix_consent_event_current", "contact_id", "channel", "occurred_at", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    action: Mapped[str] = mapped_column(String(12))
+    source: Mapped[str] = mapped_column(String(200))
+    consent_text: Mapped[str | None] = mapped_column(Text)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Double opt-in: a pending event carries the hash of its token; the confirming
+    # event points back at it, and the unique key makes a token single-use.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_expires_at: Mapped[datetime | None]
+    confirms_event_id: Mapped[int | None] = mapped_column(ForeignKey("consent_event.id"), unique=True)
+
+
+class Suppression(Base):
+    """An address never to be messaged on a channel; matched by keyed hash."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (
+        UniqueConstraint("channel", "address_hash"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    address: Mapped[str | None] = mapped_column(String(320))  # None after erasure
+    address_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(40))  # manual, hard_bounce, complaint, erased, stop
+    note: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Purchase(Base):
+    """One order: the fact RFM, lifecycle and attribution read."""
+
+    __tablename__ = "purchase"
+    __table_args__ = (Index("ix_purchase_contact_time", "contact_id", "occurred_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(200), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    items: Mapped[list[Any] | None] = mapped_column(JSON)
+    utm_campaign: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(40), default="import")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Segment(Base):
+    """A named filter, evaluated when a campaign runs (never a stored list)."""
+
+    __tablename__ = "segment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    definition: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Template(Base):
+    """A registered message template; the version hash pins what was sent."""
+
+    __tablename__ = "template"
+    __table_args__ = (CheckConstraint(_in("channel", CHANNELS), name="channel"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str | None] = mapped_column(Text)
+    source_path: Mapped[str | None] = mapped_column(String(500))
+    version_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    """Who (segment), what (templates, channel), when (schedule) and how carefully."""
+
+    __tablename__ = "campaign"
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segment.id"))
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    # [{"name": "A", "template": "welcome_a", "weight": 50}, ...]; empty = one template
+    variants: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    schedule_kind: Mapped[str] = mapped_column(String(10))  # once | cron | drip | manual
+    send_at: Mapped[datetime | None]
+    cron: Mapped[str | None] = mapped_column(String(100))
+    # [{"offset_seconds": 0, "template": "welcome"}, ...] for drips
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    local_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    quiet_hours: Mapped[str | None] = mapped_column(String(20))
+    frequency_cap: Mapped[str | None] = mapped_column(String(20))
+    throttle_per_minute: Mapped[int | None] = mapped_column(Integer)
+    holdout_pct: Mapped[float] = mapped_column(Float, default=0.0)
+    attribution_window_seconds: Mapped[int] = mapped_column(Integer, default=7 * 86400)
+    utm: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    marketing: Mapped[bool] = mapped_column(Boolean, default=True)
+    grace_seconds: Mapped[int | None] = mapped_column(Integer)
+    cost_per_message: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default="draft")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    segment: Mapped[Segment] = relationship(lazy="joined")
+
+
+class CampaignRun(Base):
+    """One firing of a campaign: unique per (campaign, scheduled_for), so it happens once."""
+
+    __tablename__ = "campaign_run"
+    __table_args__ = (UniqueConstraint("campaign_id", "scheduled_for"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    scheduled_for: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(12), default="planning")  # planning|planned|done|missed
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # {"in_segment": n, "planned": n, "held_out": n, "skipped": {"no_consent": n, ...}}
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DripEnrollment(Base):
+    """When a contact entered a drip campaign's segment: the clock its steps count from."""
+
+    __tablename__ = "drip_enrollment"
+    __table_args__ = (UniqueConstraint("campaign_id", "contact_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    entered_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """The outbox: one message (or holdout record) per (run, contact, step)."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("run_id", "contact_id", "step"),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        Index("ix_delivery_due", "state", "due_at"),
+        Index("ix_delivery_campaign_contact", "campaign_id", "contact_id"),
+        Index("ix_delivery_contact_sent", "contact_id", "sent_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_run.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    variant: Mapped[str | None] = mapped_column(String(40))
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[datetime | None]
+    address: Mapped[str | None] = mapped_column(String(320))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    # Snapshot at planning time, so reports can break down by what the contact was then.
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(20))
+    rfm_segment: Mapped[str | None] = mapped_column(String(30))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """A response tied back to a delivery; `dedup_key` makes replays count once."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        Index("ix_event_delivery_type", "delivery_id", "type"),
+        Index("ix_event_campaign_type", "campaign_id", "type", "occurred_at"),
+        Index("ix_event_contact", "contact_id", "occurred_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(20))
+    url: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Attribution(Base):
+    """A purchase credited (at most once) to a delivery or a holdout member."""
+
+    __tablename__ = "attribution"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchase.id", ondelete="CASCADE"), unique=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    rule: Mapped[str] = mapped_column(String(20))  # utm | click | open | delivery | holdout
+    credited_cents: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrackedLink(Base):
+    """A destination URL some message was built with; click links name it by id."""
+
+    __tablename__ = "tracked_link"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the URL
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Coupon(Base):
+    """One code of a pool; handed to exactly one delivery."""
+
+    __tablename__ = "coupon"
+    # A delivery gets one code per pool: a retried render finds the same code again.
+    __table_args__ = (UniqueConstraint("pool", "code"), UniqueConstraint("pool", "delivery_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(200))
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id", ondelete="SET NULL"))
+    assigned_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProcessHeartbeat(Base):
+    """Daemons and workers report here, so `campaigns status` can show who is running."""
+
+    __tablename__ = "process_heartbeat"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # role@host:pid
+    role: Mapped[str] = mapped_column(String(20))  # daemon | worker
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,230 @@
+"""Orders import: the facts RFM, lifecycle and attribution read. Idempotent by order_id.
+
+Columns: order_id, a contact (external_id, email or contact), amount (e.g. 12.50),
+currency (default from config), occurred_at (ISO date/time; naive values are read in
+the configured time zone), optional items (a JSON list) and utm_campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from campaigns.config import Settings
+from campaigns.contacts import normalise_email
+from campaigns.csvimport import CsvSource, Progress, RejectWriter
+from campaigns.errors import ImportFailed, InputError, RowError
+from campaigns.models import Contact, Purchase
+from campaigns.timespec import parse_datetime, utcnow
+
+CHUNK = 1000
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+# Called after each chunk with the ids of purchases it created or changed (attribution hooks in here).
+PurchaseHook = Callable[[Session, list[int]], None]
+
+
+@dataclass
+class PurchaseData:
+    """One validated order row."""
+
+    line: int
+    order_id: str
+    contact_ref: tuple[str, str]  # (column, value)
+    amount_cents: int
+    currency: str
+    occurred_at: datetime
+    items: list[Any] | None
+    utm_campaign: str | None
+
+
+def parse_amount(raw: str) -> int:
+    """'12.50' -> 1250 cents; refuses negatives, more than two decimals and non-numbers."""
+    try:
+        value = Decimal(raw.replace(",", "")) if raw else None
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        raise InputError(f"'{raw}' is not an amount like 12.50")
+    if value < 0:
+        raise InputError(f"'{raw}' is negative (record refunds in your shop, not here)")
+    cents = value * 100
+    if cents != cents.to_integral_value():
+        raise InputError(f"'{raw}' has more than two decimals")
+    if cents > 10**15:
+        raise InputError(f"'{raw}' is too large")
+    return int(cents)
+
+
+def parse_purchase_row(row: dict[str, str], line: int, settings: Settings) -> PurchaseData:
+    """Validate one order row; RowError on the first problem."""
+    if "__error__" in row:
+        raise RowError(line, None, row["__error__"])
+    order_id = row.get("order_id", "")
+    if not order_id:
+        raise RowError(line, "order_id", "is empty")
+    if len(order_id) > 200:
+        raise RowError(line, "order_id", "is longer than 200 characters")
+    ref: tuple[str, str] | None = None
+    for column in ("external_id", "email", "contact"):
+        if row.get(column):
+            ref = (column, row[column])
+            break
+    if ref is None:
+        raise RowError(line, "external_id", "no contact: give external_id, email or contact")
+    if ref[0] == "email":
+        try:
+            ref = ("email", normalise_email(ref[1]))
+        except InputError as exc:
+            raise RowError(line, "email", str(exc)) from None
+    try:
+        cents = parse_amount(row.get("amount", ""))
+    except InputError as exc:
+        raise RowError(line, "amount", str(exc)) from None
+    currency = (row.get("currency") or settings.currency).upper()
+    if not _CURRENCY.match(currency):
+        raise RowError(line, "currency", f"'{row.get('currency')}' is not a 3-letter currency code")
+    if not row.get("occurred_at"):
+        raise RowError(line, "occurred_at", "is empty")
+    try:
+        occurred = parse_datetime(row["occurred_at"], settings.timezone, "occurred_at")
+    except InputError as exc:
+        raise RowError(line, "occurred_at", str(exc).split(": ", 1)[-1]) from None
+    if occurred > utcnow():
+        raise RowError(line, "occurred_at", f"'{row['occurred_at']}' is in the future")
+    items = None
+    if row.get("items"):
+        try:
+            items = json.loads(row["items"])
+        except ValueError:
+            raise RowError(line, "items", "is not valid JSON") from None
+        if not isinstance(items, list):
+            raise RowError(line, "items", "must be a JSON list")
+    utm = row.get("utm_campaign") or None
+    return PurchaseData(line, order_id, ref, cents, currency, occurred, items, utm)
+
+
+@dataclass
+class PurchaseImportResult:
+    """What a purchases import did."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejects_path: Path | None = None
+
+
+def import_purchases(
+    session: Session, settings: Settings, path: Path, *, encoding: str = "utf-8",
+    skip_invalid: bool = False, progress: Progress | None = None, on_chunk: PurchaseHook | None = None,
+) -> PurchaseImportResult:
+    """Stream an orders CSV in one transaction; bad rows fail the whole file unless skipped."""
+    src = CsvSource(Path(path), encoding, required_any=("order_id",), progress=progress)
+    result = PurchaseImportResult()
+    errors: list[RowError] = []
+    rejects = RejectWriter(Path(path)) if skip_invalid else None
+    chunk: list[PurchaseData] = []
+    seen: set[str] = set()
+
+    def reject(err: RowError, row: dict[str, str]) -> None:
+        errors.append(err)
+        if rejects:
+            rejects.write(src.header, err.line, row, err)
+
+    try:
+        for line, row in src.rows():
+            result.rows += 1
+            try:
+                data = parse_purchase_row(row, line, settings)
+            except RowError as err:
+                reject(err, row)
+                continue
+            if data.order_id in seen:
+                reject(RowError(line, "order_id", f"'{data.order_id}' appears twice in this file"), row)
+                continue
+            seen.add(data.order_id)
+            chunk.append(data)
+            if len(chunk) >= CHUNK:
+                _write_chunk(session, chunk, result, reject, on_chunk)
+                chunk = []
+        _write_chunk(session, chunk, result, reject, on_chunk)
+    finally:
+        if rejects:
+            rejects.close()
+    if errors and not skip_invalid:
+        raise ImportFailed(str(path), sorted(errors, key=lambda e: e.line), result.rows)
+    result.rejected = len(errors)
+    result.rejects_path = rejects.path if rejects and rejects.count else None
+    return result
+
+
+def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    by_col: dict[str, set[str]] = {}
+    for d in chunk:
+        by_col.setdefault(d.contact_ref[0], set()).add(d.contact_ref[1])
+    for column, values in by_col.items():
+        if column == "contact":  # a contact id, or an external_id/email given under 'contact'
+            ids = [int(v.lstrip("#")) for v in values if v.lstrip("#").isdigit()]
+            q = select(Contact.id, Contact.external_id, Contact.email).where(
+                (Contact.external_id.in_(values)) | (Contact.email.in_({v.lower() for v in values})) | (Contact.id.in_(ids)))
+            for cid, ext, email in session.execute(q):
+                for v in values:
+                    if v == ext or v.lower() == email or v.lstrip("#") == str(cid):
+                        found.setdefault((column, v), cid)
+        else:
+            col = getattr(Contact, column)
+            for cid, value in session.execute(select(Contact.id, col).where(col.in_(values))):
+                found[(column, value)] = cid
+    return found
+
+
+def _write_chunk(
+    session: Session, chunk: list[PurchaseData], result: PurchaseImportResult,
+    reject: Callable[[RowError, dict[str, str]], None], on_chunk: PurchaseHook | None,
+) -> None:
+    if not chunk:
+        return
+    contacts = _resolve_contacts(session, chunk)
+    existing = {p.order_id: p for p in session.scalars(select(Purchase).where(Purchase.order_id.in_([d.order_id for d in chunk])))}
+    new_rows: list[dict[str, Any]] = []
+    touched: list[int] = []
+    now = utcnow()
+    for d in chunk:
+        cid = contacts.get(d.contact_ref)
+        if cid is None:
+            reject(RowError(d.line, d.contact_ref[0], f"no contact with {d.contact_ref[0]} '{d.contact_ref[1]}'"), {})
+            continue
+        values = {
+            "contact_id": cid, "amount_cents": d.amount_cents, "currency": d.currency,
+            "occurred_at": d.occurred_at, "items": d.items, "utm_campaign": d.utm_campaign,
+        }
+        old = existing.get(d.order_id)
+        if old is None:
+            new_rows.append({"order_id": d.order_id, "source": "import", "created_at": now, **values})
+        elif any(getattr(old, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(old, k, v)
+            result.updated += 1
+            touched.append(old.id)
+        else:
+            result.unchanged += 1
+    if new_rows:
+        ids = session.scalars(insert(Purchase).returning(Purchase.id, sort_by_parameter_order=True), new_rows).all()
+        result.created += len(ids)
+        touched.extend(ids)
+    session.flush()
+    if on_chunk is not None and touched:
+        on_chunk(session, touched)
+    session.expunge_all()

@@ -1,0 +1,43 @@
+"""HMAC signing with key rotation, and keyed hashes of addresses.
+
+New signatures use the current key; verification accepts the current and previous keys
+(`previous_secret_keys`), so a key can be rotated without breaking links in old mail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from campaigns.config import Settings
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def sign(settings: Settings, purpose: str, message: str, length: int = 16) -> str:
+    """A URL-safe signature of `message` for one `purpose` (domain-separated)."""
+    mac = hmac.new(settings.signing_key, f"{purpose}\x00{message}".encode(), hashlib.sha256)
+    return _b64(mac.digest()[:length])
+
+
+def verify(settings: Settings, purpose: str, message: str, signature: str, length: int = 16) -> bool:
+    """True when `signature` was made by the current or a previous key."""
+    for key in settings.signing_keys:
+        mac = hmac.new(key, f"{purpose}\x00{message}".encode(), hashlib.sha256)
+        if hmac.compare_digest(_b64(mac.digest()[:length]), signature):
+            return True
+    return False
+
+
+def address_hash(settings: Settings, channel: str, address: str) -> str:
+    """Keyed hash of a normalised address: what suppression matches on (survives erasure)."""
+    mac = hmac.new(settings.hashing_key, f"{channel}:{address}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def token_hash(token: str) -> str:
+    """Hash of a high-entropy single-use token (the database never holds the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()
