@@ -278,7 +278,10 @@ def _write_chunk(
                 result.unchanged += 1
             targets.append((d, target))
     if new_rows:
-        ids = session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), new_rows).all()
+        # Core, not the ORM's bulk path: same SQL, a third of the Python overhead.
+        table = Contact.__table__
+        ids = session.connection().execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), new_rows).scalars().all()
         result.created += len(ids)
         targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))  # type: ignore[misc]
     session.flush()
@@ -352,7 +355,7 @@ def _record_import_consent(
             "consent_text": plan.text, "occurred_at": now, "recorded_at": now,
         })
     if rows:
-        session.execute(insert(ConsentEvent), rows)
+        session.connection().execute(insert(ConsentEvent.__table__), rows)
     return len(rows)
 
 

@@ -87,10 +87,11 @@ class CsvSource:
                         yield line, {"__error__": f"has {len(record)} fields, the header has {width}"}
                         continue
                     yield line, {k: v.strip() for k, v in zip(self.header, record, strict=True) if k}
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
+                line, byte = _locate_decode_error(self.path, encoding)
                 raise InputError(
-                    f"{self.path}: line {reader.line_num + 1}: not valid {self.encoding} text "
-                    f"(byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8 or pass --encoding"
+                    f"{self.path}: line {line}: not valid {self.encoding} text "
+                    f"(byte 0x{byte:02x}); save the file as UTF-8 or pass --encoding"
                 ) from None
             except csv.Error as exc:
                 raise InputError(f"{self.path}: line {reader.line_num}: malformed CSV: {exc}") from None
@@ -105,6 +106,25 @@ class CsvSource:
             raise InputError(
                 f"{self.path}: line 1: the header needs at least one of the columns {', '.join(self.required_any)}"
             )
+
+
+def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int]:
+    """(line, byte) of the first undecodable byte: decoding runs ahead of the CSV reader."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 16):
+            for i in range(0, len(chunk), 4096):
+                piece = chunk[i:i + 4096]
+                try:
+                    decoder.decode(piece)
+                except UnicodeDecodeError as exc:
+                    bad = max(0, exc.start - len(exc.object) + len(piece))
+                    return line + piece[:bad].count(b"\n"), piece[bad] if bad < len(piece) else 0
+                line += piece.count(b"\n")
+    return line, 0
 
 
 class RejectWriter:

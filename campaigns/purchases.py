@@ -221,7 +221,9 @@ def _write_chunk(
         else:
             result.unchanged += 1
     if new_rows:
-        ids = session.scalars(insert(Purchase).returning(Purchase.id, sort_by_parameter_order=True), new_rows).all()
+        table = Purchase.__table__
+        ids = session.connection().execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), new_rows).scalars().all()
         result.created += len(ids)
         touched.extend(ids)
     session.flush()

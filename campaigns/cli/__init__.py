@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.markup import escape
 
@@ -60,17 +59,13 @@ def _report(exc: CampaignsError) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; our errors become one red line and a non-zero exit."""
+    """Entry point: run the CLI; our errors become one red line and a non-zero exit.
+
+    Typer's standalone mode already turns usage errors into a message and exit 2; what
+    escapes it is ours (CampaignsError) or a bug, and neither may show a traceback.
+    """
     try:
-        rv = app(args=argv, prog_name="campaigns", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("[red]aborted[/red]")
-        sys.exit(1)
+        app(args=argv, prog_name="campaigns")
     except CampaignsError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
@@ -84,4 +79,3 @@ def main(argv: list[str] | None = None) -> None:
             f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(str(exc))} "
             "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
         sys.exit(70)
-    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,86 @@
+"""Contacts import rate: `campaigns contacts import` against a bare CSV -> INSERT loop.
+
+Both run in the same process on the same file into a fresh SQLite database. The bare
+loop parses the CSV and inserts the raw columns with executemany in one transaction: no
+validation, no upsert, no hashing. The ratio says what validation and idempotency cost.
+"""
+
+from __future__ import annotations
+
+import csv
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from bench.datagen import write_contacts_csv
+from campaigns import schema
+from campaigns.config import load_settings
+from campaigns.contacts import import_contacts
+from campaigns.db import make_engine, session_scope
+from campaigns.models import Contact
+
+SCALES = {"small": 10_000, "default": 100_000}
+
+
+def _fresh(folder: Path, name: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{folder / name}")
+    schema.upgrade(engine)
+    return engine
+
+
+def run(scale: str = "default") -> dict[str, float]:
+    """Import N contacts both ways; returns rates (rows/s), the ratio and peak memory."""
+    n = SCALES[scale]
+    folder = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    settings = load_settings(environ={"CAMPAIGNS_SECRET_KEY": "bench"})
+    path = write_contacts_csv(folder / "contacts.csv", n)
+
+    bare_engine = _fresh(folder, "bare.db")
+    t0 = time.perf_counter()
+    with open(path, newline="", encoding="utf-8") as fh, bare_engine.begin() as conn:
+        reader = csv.DictReader(fh)
+        batch = []
+        for row in reader:
+            batch.append({"external_id": row["external_id"], "email": row["email"], "phone": row["phone"],
+                          "name": row["name"], "timezone": row["timezone"], "locale": row["locale"],
+                          "attributes": {"city": row["city"], "age": row["age"]}, "tags": []})
+            if len(batch) == 1000:
+                conn.execute(insert(Contact), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(Contact), batch)
+    bare = time.perf_counter() - t0
+
+    ours_engine = _fresh(folder, "ours.db")
+    t0 = time.perf_counter()
+    with session_scope(ours_engine) as session:
+        result = import_contacts(session, settings, path, consent_channels=["email"], source="bench")
+    ours = time.perf_counter() - t0
+    assert result.created == n, result
+
+    t0 = time.perf_counter()
+    with session_scope(ours_engine) as session:
+        again = import_contacts(session, settings, path, consent_channels=["email"], source="bench")
+    reimport = time.perf_counter() - t0
+    assert again.unchanged == n and again.consent_events == 0, again
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "rows": n,
+        "ours_rows_per_s": round(n / ours),
+        "reimport_rows_per_s": round(n / reimport),
+        "bare_rows_per_s": round(n / bare),
+        "ratio_ours_to_bare": round((n / ours) / (n / bare), 3),
+        "ours_seconds": round(ours, 2),
+        "peak_rss_mb": round(peak_mb, 1),
+    }
+
+
+if __name__ == "__main__":
+    figures = run(sys.argv[1] if len(sys.argv) > 1 else "default")
+    for key, value in figures.items():
+        print(f"{key}: {value}")
