@@ -31,6 +31,8 @@ class RowError(InputError):
     def __init__(self, line: int, field: str | None, message: str) -> None:
         self.line = line
         self.field = field
+        # Values are echoed in messages; a newline inside a cell must not split the line.
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         self.reason = message
         where = f"line {line}" + (f", field '{field}'" if field else "")
         super().__init__(f"{where}: {message}")
