@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from campaigns import consent as ledger
 from campaigns.config import Settings
-from campaigns.csvimport import CsvSource, Progress, RejectWriter
-from campaigns.errors import ConflictError, ImportFailed, InputError, NotFoundError, RowError
+from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.errors import ConflictError, InputError, NotFoundError, RowError
 from campaigns.models import ConsentEvent, Contact, Delivery, Event
 from campaigns.signing import address_hash
 from campaigns.suppression import add_hash, check_channel
@@ -144,19 +144,6 @@ def parse_row(row: dict[str, str], line: int, settings: Settings) -> ContactData
 
 
 @dataclass
-class ImportResult:
-    """What an import did."""
-
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    consent_events: int = 0
-    rejects_path: Path | None = None
-
-
-@dataclass
 class _ConsentPlan:
     channels: tuple[str, ...]
     source: str
@@ -179,8 +166,7 @@ def import_contacts(
     plan = _ConsentPlan(channels, (source or f"import:{path.name}").strip(), consent_text)
     src = CsvSource(Path(path), encoding, required_any=("email", "phone"), progress=progress)
     result = ImportResult()
-    errors: list[RowError] = []
-    rejects = RejectWriter(Path(path)) if skip_invalid else None
+    rejections = Rejections(src, skip_invalid)
     chunk: list[ContactData] = []
     keys: set[str] = set()
     try:
@@ -189,9 +175,7 @@ def import_contacts(
             try:
                 data = parse_row(row, line, settings)
             except RowError as err:
-                errors.append(err)
-                if rejects:
-                    rejects.write(src.header, line, row, err)
+                rejections.reject(err, row)
                 continue
             row_keys = {k for k in (
                 f"x:{data.external_id}" if data.external_id else "",
@@ -199,19 +183,14 @@ def import_contacts(
                 f"p:{data.phone}" if data.phone and not data.email and not data.external_id else "",
             ) if k}
             if keys & row_keys or len(chunk) >= CHUNK:
-                _write_chunk(session, settings, chunk, plan, result, errors, rejects, src.header)
+                _write_chunk(session, settings, chunk, plan, result, rejections)
                 chunk, keys = [], set()
             chunk.append(data)
             keys |= row_keys
-        _write_chunk(session, settings, chunk, plan, result, errors, rejects, src.header)
+        _write_chunk(session, settings, chunk, plan, result, rejections)
     finally:
-        if rejects:
-            rejects.close()
-    if errors and not skip_invalid:
-        raise ImportFailed(str(path), sorted(errors, key=lambda e: e.line), result.rows)
-    result.rejected = len(errors)
-    result.rejects_path = rejects.path if rejects and rejects.count else None
-    return result
+        rejections.close()
+    return rejections.finish(result)
 
 
 def _hashes(settings: Settings, email: str | None, phone: str | None) -> dict[str, str | None]:
@@ -223,7 +202,7 @@ def _hashes(settings: Settings, email: str | None, phone: str | None) -> dict[st
 
 def _write_chunk(
     session: Session, settings: Settings, chunk: list[ContactData], plan: _ConsentPlan,
-    result: ImportResult, errors: list[RowError], rejects: RejectWriter | None, header: list[str],
+    result: ImportResult, rejections: Rejections,
 ) -> None:
     if not chunk:
         return
@@ -259,9 +238,7 @@ def _write_chunk(
         else:
             err = None
         if err is not None:
-            errors.append(err)
-            if rejects:
-                rejects.write(header, d.line, {}, err)
+            rejections.reject(err)
             continue
         target = by_x or by_e
         if target is None:

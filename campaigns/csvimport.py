@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from campaigns.errors import InputError, RowError
+from campaigns.errors import ImportFailed, InputError, RowError
 
 Progress = Callable[[int], None]  # called with the bytes read so far
 
@@ -151,3 +151,44 @@ class RejectWriter:
             self._fh.close()
         elif self.path.exists():
             os.unlink(self.path)
+
+
+@dataclass
+class ImportResult:
+    """What an import did (contacts, purchases, coupons alike)."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    consent_events: int = 0
+    rejects_path: Path | None = None
+
+
+class Rejections:
+    """Collects row errors; with skip_invalid they go to the rejects file, else they fail the import."""
+
+    def __init__(self, source: CsvSource, skip_invalid: bool) -> None:
+        self.source = source
+        self.errors: list[RowError] = []
+        self._writer = RejectWriter(source.path) if skip_invalid else None
+
+    def reject(self, error: RowError, row: dict[str, str] | None = None) -> None:
+        """Record one bad row."""
+        self.errors.append(error)
+        if self._writer is not None:
+            self._writer.write(self.source.header, error.line, row or {}, error)
+
+    def close(self) -> None:
+        """Close the rejects file (call in a finally)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def finish(self, result: ImportResult) -> ImportResult:
+        """Raise ImportFailed listing every bad row, unless they were skipped; fill the counts."""
+        if self.errors and self._writer is None:
+            raise ImportFailed(str(self.source.path), sorted(self.errors, key=lambda e: e.line), result.rows)
+        result.rejected = len(self.errors)
+        result.rejects_path = self._writer.path if self._writer and self._writer.count else None
+        return result

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.contacts import normalise_email
-from campaigns.csvimport import CsvSource, Progress, RejectWriter
-from campaigns.errors import ImportFailed, InputError, RowError
+from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.errors import InputError, RowError
 from campaigns.models import Contact, Purchase
 from campaigns.timespec import parse_datetime, utcnow
 
@@ -113,60 +113,36 @@ def parse_purchase_row(row: dict[str, str], line: int, settings: Settings) -> Pu
     return PurchaseData(line, order_id, ref, cents, currency, occurred, items, utm)
 
 
-@dataclass
-class PurchaseImportResult:
-    """What a purchases import did."""
-
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    rejects_path: Path | None = None
-
-
 def import_purchases(
     session: Session, settings: Settings, path: Path, *, encoding: str = "utf-8",
     skip_invalid: bool = False, progress: Progress | None = None, on_chunk: PurchaseHook | None = None,
-) -> PurchaseImportResult:
+) -> ImportResult:
     """Stream an orders CSV in one transaction; bad rows fail the whole file unless skipped."""
     src = CsvSource(Path(path), encoding, required_any=("order_id",), progress=progress)
-    result = PurchaseImportResult()
-    errors: list[RowError] = []
-    rejects = RejectWriter(Path(path)) if skip_invalid else None
+    result = ImportResult()
+    rejections = Rejections(src, skip_invalid)
     chunk: list[PurchaseData] = []
     seen: set[str] = set()
-
-    def reject(err: RowError, row: dict[str, str]) -> None:
-        errors.append(err)
-        if rejects:
-            rejects.write(src.header, err.line, row, err)
-
     try:
         for line, row in src.rows():
             result.rows += 1
             try:
                 data = parse_purchase_row(row, line, settings)
             except RowError as err:
-                reject(err, row)
+                rejections.reject(err, row)
                 continue
             if data.order_id in seen:
-                reject(RowError(line, "order_id", f"'{data.order_id}' appears twice in this file"), row)
+                rejections.reject(RowError(line, "order_id", f"'{data.order_id}' appears twice in this file"), row)
                 continue
             seen.add(data.order_id)
             chunk.append(data)
             if len(chunk) >= CHUNK:
-                _write_chunk(session, chunk, result, reject, on_chunk)
+                _write_chunk(session, chunk, result, rejections, on_chunk)
                 chunk = []
-        _write_chunk(session, chunk, result, reject, on_chunk)
+        _write_chunk(session, chunk, result, rejections, on_chunk)
     finally:
-        if rejects:
-            rejects.close()
-    if errors and not skip_invalid:
-        raise ImportFailed(str(path), sorted(errors, key=lambda e: e.line), result.rows)
-    result.rejected = len(errors)
-    result.rejects_path = rejects.path if rejects and rejects.count else None
-    return result
+        rejections.close()
+    return rejections.finish(result)
 
 
 def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple[str, str], int]:
@@ -191,8 +167,8 @@ def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple
 
 
 def _write_chunk(
-    session: Session, chunk: list[PurchaseData], result: PurchaseImportResult,
-    reject: Callable[[RowError, dict[str, str]], None], on_chunk: PurchaseHook | None,
+    session: Session, chunk: list[PurchaseData], result: ImportResult,
+    rejections: Rejections, on_chunk: PurchaseHook | None,
 ) -> None:
     if not chunk:
         return
@@ -204,7 +180,7 @@ def _write_chunk(
     for d in chunk:
         cid = contacts.get(d.contact_ref)
         if cid is None:
-            reject(RowError(d.line, d.contact_ref[0], f"no contact with {d.contact_ref[0]} '{d.contact_ref[1]}'"), {})
+            rejections.reject(RowError(d.line, d.contact_ref[0], f"no contact with {d.contact_ref[0]} '{d.contact_ref[1]}'"))
             continue
         values = {
             "contact_id": cid, "amount_cents": d.amount_cents, "currency": d.currency,
