@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from campaigns import __version__
-from campaigns.cli import consent, contacts, purchases, setup, suppress
+from campaigns.cli import consent, contacts, coupons, customers, purchases, segments, setup, suppress, templates
 from campaigns.cli.common import State, err_console
 from campaigns.errors import CampaignsError, ImportFailed
 
@@ -49,6 +49,10 @@ app.add_typer(contacts.app, name="contacts")
 app.add_typer(consent.app, name="consent")
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(purchases.app, name="purchases")
+app.add_typer(segments.app, name="segments")
+app.add_typer(customers.app, name="customers")
+app.add_typer(templates.app, name="templates")
+app.add_typer(coupons.app, name="coupons")
 
 
 def _report(exc: CampaignsError) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 01:34:04.838943
+Create Date: 2026-11-25 02:00:25.099963
 """
 from alembic import op
 import sqlalchemy as sa
@@ -168,7 +168,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('order_id', name=op.f('uq_purchase_order_id'))
     )
     with op.batch_alter_table('purchase', schema=None) as batch_op:
-        batch_op.create_index('ix_purchase_contact_time', ['contact_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_purchase_contact_time', ['contact_id', 'occurred_at', 'amount_cents'], unique=False)
         batch_op.create_index(batch_op.f('ix_purchase_occurred_at'), ['occurred_at'], unique=False)
 
     op.create_table('campaign_run',

@@ -1,0 +1,133 @@
+"""RFC 5322 message bytes from a fixed skeleton plus per-recipient parts.
+
+Building a MIME tree per recipient is the send path's slowest step (DESIGN.md, practical
+notes), so the fixed headers are encoded once per sender and each message is assembled
+from bytes: quoted-printable parts via binascii, encoded words via `email.header`. Every
+header value is checked for CR/LF and other control characters first: nothing a template
+or a contact field produces can add a header or a body.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formataddr
+from functools import lru_cache
+
+from campaigns.errors import InputError
+
+# Control characters (and the Unicode line separators some parsers honour) never belong
+# in a header value; TAB is allowed only as folding whitespace, which we add ourselves.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ADDRESS = re.compile(r"^[^\s<>(),;:\"\[\]\\@]+@[A-Za-z0-9.-]+$")
+MAX_SUBJECT = 998
+CRLF = b"\r\n"
+
+
+class HeaderError(InputError):
+    """A header value would inject headers or is not a valid address."""
+
+
+def check_header(name: str, value: str) -> str:
+    """The value, or HeaderError when it carries CR, LF or another control character."""
+    if _FORBIDDEN.search(value):
+        raise HeaderError(f"{name}: contains a line break or control character; refused (header injection)")
+    return value
+
+
+def check_address(name: str, value: str) -> str:
+    """A bare ASCII address fit for a header and an SMTP command (IDNA domain), else HeaderError."""
+    check_header(name, value)
+    local, _, domain = value.rpartition("@")
+    if not local.isascii():
+        raise HeaderError(f"{name}: '{value[:80]}' has a non-ASCII mailbox name (SMTPUTF8), "
+                          "which this sender does not support")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise HeaderError(f"{name}: '{value[:80]}' has an invalid domain") from None
+    value = f"{local}@{domain}"
+    if not _ADDRESS.match(value):
+        raise HeaderError(f"{name}: '{value[:80]}' is not a plain email address")
+    return value
+
+
+def _encoded(name: str, value: str) -> bytes:
+    """`Name: value` folded, with RFC 2047 encoded words when the value is not ASCII."""
+    check_header(name, value)
+    if value.isascii() and len(name) + len(value) + 2 <= 78:
+        return f"{name}: {value}".encode("ascii") + CRLF
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    folded = Header(value, charset=charset, header_name=name, maxlinelen=78).encode(linesep="\r\n")
+    return f"{name}: {folded}".encode("ascii") + CRLF
+
+
+def mailbox(name: str, display: str, address: str) -> str:
+    """`Display <address>` with the display name quoted or encoded as needed."""
+    check_header(name, display)
+    address = check_address(name, address)
+    return formataddr((display, address), charset="utf-8") if display else address
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """The bytes every message from one sender shares."""
+
+    fixed_headers: bytes  # From, Reply-To, MIME-Version
+    boundary: str
+
+
+@lru_cache(maxsize=64)
+def skeleton(from_name: str, from_address: str, reply_to: str = "") -> Skeleton:
+    """Encode the sender's headers once; HeaderError for an injected from-name or address."""
+    head = _encoded("From", mailbox("From", from_name, from_address))
+    if reply_to:
+        head += _encoded("Reply-To", mailbox("Reply-To", "", reply_to))
+    head += b"MIME-Version: 1.0" + CRLF
+    # "=_" cannot occur in quoted-printable output, so this boundary never collides with a body.
+    return Skeleton(head, "==_campaigns_alt_=")
+
+
+def qp(text: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+def build_email(
+    skel: Skeleton, *, to: str, subject: str, date: str, message_id: str,
+    list_unsubscribe: tuple[str, str], html: str, text: str, extra_headers: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """One multipart/alternative message (text, then HTML) as bytes ready for SMTP DATA."""
+    if len(subject) > MAX_SUBJECT:
+        raise HeaderError(f"Subject: longer than {MAX_SUBJECT} characters")
+    https_url, mailto_url = (check_header("List-Unsubscribe", u) for u in list_unsubscribe)
+    out = [
+        skel.fixed_headers,
+        _encoded("To", to),
+        _encoded("Subject", subject),
+        f"Date: {check_header('Date', date)}".encode("ascii") + CRLF,
+        f"Message-ID: {check_header('Message-ID', message_id)}".encode("ascii") + CRLF,
+        f"List-Unsubscribe: <{https_url}>,\r\n <{mailto_url}>".encode("ascii") + CRLF,
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF,
+    ]
+    out.extend(_encoded(name, value) for name, value in extra_headers)
+    b = skel.boundary.encode("ascii")
+    out += [
+        b'Content-Type: multipart/alternative; boundary="' + b + b'"' + CRLF, CRLF,
+        b"--" + b + CRLF,
+        b'Content-Type: text/plain; charset="utf-8"' + CRLF,
+        b"Content-Transfer-Encoding: quoted-printable" + CRLF, CRLF,
+        qp(text),
+        b"--" + b + CRLF,
+        b'Content-Type: text/html; charset="utf-8"' + CRLF,
+        b"Content-Transfer-Encoding: quoted-printable" + CRLF, CRLF,
+        qp(html),
+        b"--" + b + b"--" + CRLF,
+    ]
+    return b"".join(out)

@@ -1,0 +1,137 @@
+"""Links in messages: destinations registered once in `tracked_link` (with UTM tags, cached
+by process) and rewritten to signed click URLs.
+
+A link id is cached only after the transaction that created or read it commits: a
+rolled-back insert must never leave a cached id pointing at nothing (SQLite may even hand
+that rowid to another URL later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as htmllib
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import event, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from campaigns import links
+from campaigns.config import Settings
+from campaigns.errors import InputError
+from campaigns.models import TrackedLink
+from campaigns.timespec import utcnow
+
+_PENDING = "campaigns.link_registry.pending"
+_DB_KEY = "campaigns.link_registry.db"
+_CACHE: dict[tuple[str, str], int] = {}
+_CACHE_MAX = 100_000
+MAX_URL = 4000
+_TABLE = TrackedLink.__table__
+_HREF = re.compile(r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_URL = re.compile(r"""https?://[^\s<>"'\])]+""")
+
+
+def with_utm(url: str, utm: Mapping[str, Any] | None) -> str:
+    """The URL with utm_* parameters added (ones already in the URL are kept as written)."""
+    if not utm:
+        return url
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {k for k, _ in query}
+    for key, value in utm.items():
+        if value in (None, ""):
+            continue
+        name = key if key.startswith("utm_") else f"utm_{key}"
+        if name not in present:
+            query.append((name, str(value)))
+            present.add(name)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _db_key(session: Session) -> str:
+    key = session.info.get(_DB_KEY)
+    if key is None:  # rendering the URL is slow next to a dict look-up; once per session
+        key = session.info[_DB_KEY] = session.get_bind().url.render_as_string(hide_password=True)
+    return key
+
+
+def link_id(session: Session, url: str) -> int:
+    """The tracked_link id of `url`, inserting it the first time (safe under concurrency)."""
+    key = (_db_key(session), url)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    pending: dict[tuple[str, str], int] = session.info.setdefault(_PENDING, {})
+    if key in pending:
+        return pending[key]
+    if len(url) > MAX_URL:
+        raise InputError(f"link {url[:60]}... is longer than {MAX_URL} characters")
+    url_hash = hashlib.sha256(url.encode()).hexdigest()
+    conn = session.connection()  # Core, not ORM: this runs for every new link of every message
+    ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    # ON CONFLICT DO NOTHING: the URL may be known already, or a concurrent worker may register it first.
+    found = conn.execute(ins(_TABLE).values(url_hash=url_hash, url=url, created_at=utcnow())
+                         .on_conflict_do_nothing().returning(_TABLE.c.id)).scalar()
+    if found is None:
+        found = conn.execute(select(_TABLE.c.id).where(_TABLE.c.url_hash == url_hash)).scalar()
+    assert found is not None
+    pending[key] = found
+    return found
+
+
+class LinkRewriter:
+    """Rewrites http(s) destinations in one delivery's HTML or text to signed click URLs.
+
+    Links to the tracking server itself (unsubscribe) and other schemes (mailto:, tel:,
+    #anchors) are left as written.
+    """
+
+    def __init__(self, session: Session, settings: Settings, delivery_id: int, utm: Mapping[str, Any]) -> None:
+        self.session, self.settings, self.delivery_id, self.utm = session, settings, delivery_id, utm
+        self.base = settings.tracking.public_url.rstrip("/") + "/"
+
+    def track(self, url: str) -> str:
+        """The click URL for one destination (registered on first sight)."""
+        if not url.lower().startswith(("http://", "https://")) or url.startswith(self.base):
+            return url
+        return links.click_url(self.settings, self.delivery_id, link_id(self.session, with_utm(url, self.utm)))
+
+    def html(self, doc: str) -> str:
+        """Every <a>/<area> href rewritten (entities decoded first, the new URL escaped)."""
+        def swap(m: re.Match[str]) -> str:
+            dest = htmllib.unescape(m.group(3).strip())
+            new = self.track(dest)
+            return m.group(0) if new == dest else f"{m.group(1)}{m.group(2)}{htmllib.escape(new)}{m.group(2)}"
+        return _HREF.sub(swap, doc)
+
+    def text(self, doc: str) -> str:
+        """Every bare URL in plain text rewritten; trailing sentence punctuation stays outside."""
+        def swap(m: re.Match[str]) -> str:
+            url = m.group(0)
+            cut = len(url.rstrip(".,;:!?"))
+            return self.track(url[:cut]) + url[cut:]
+        return _URL.sub(swap, doc)
+
+
+def link_url(session: Session, link: int) -> str | None:
+    """The destination of a registered link (what the click endpoint may redirect to)."""
+    return session.scalar(select(TrackedLink.url).where(TrackedLink.id == link))
+
+
+@event.listens_for(Session, "after_commit")
+def _publish(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        if len(_CACHE) > _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE.update(pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -1,0 +1,283 @@
+"""Templates -> messages: sandboxed Jinja2 with caps, a plain-data context, tracked links.
+
+Templates are user input. They render in `ImmutableSandboxedEnvironment` with
+`StrictUndefined`; the context holds plain dicts and strings (never ORM objects); caps on
+time and size stop runaway loops. Any per-contact failure is a `RenderError` the
+dispatcher records on that one delivery.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import format_datetime
+from typing import Any, Literal
+
+import css_inline
+import inscriptis
+from inscriptis.model.config import ParserConfig
+from jinja2 import TemplateError, UndefinedError
+from jinja2 import Template as JinjaTemplate
+from sqlalchemy.orm import Session
+
+from campaigns import coupons, email_build, links, sms_text
+from campaigns.config import Settings
+from campaigns.errors import CampaignsError, InputError
+from campaigns.link_registry import LinkRewriter
+from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and tests
+    HTML_ENV, MAX_OUTPUT_CHARS, MAX_RENDER_SECONDS, TEXT_ENV, CapExceeded, _WATCHDOG, render_capped,
+)
+from campaigns.models import Campaign, Contact
+from campaigns.signing import sign
+from campaigns.templates_store import MessageTemplate
+from campaigns.timespec import utcnow
+
+PREVIEW_DELIVERY_ID = 0  # previews and test sends: no coupon is taken, nothing is recorded
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_JINJA = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
+_JINJA_OPEN = re.compile(r"{{|{%|{#")
+_TEXT_CONFIG = ParserConfig(display_links=True)
+_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+class RenderError(CampaignsError):
+    """This contact's message could not be built; the reason is shown in reports."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A complete message: envelope sender, recipient and RFC 5322 bytes."""
+
+    to: str
+    mail_from: str
+    data: bytes
+    message_id: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class RenderedSms:
+    """An SMS body with its encoding and billed segments."""
+
+    to: str
+    body: str
+    encoding: Literal["GSM-7", "UCS-2"]
+    segments: int
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    subject: JinjaTemplate | None
+    html: JinjaTemplate | None
+    text: JinjaTemplate | None  # the author's text part, or one derived from the HTML source
+    derived_per_message: bool  # derive the text part from each rendered HTML instead
+    sms: JinjaTemplate | None
+    has_css: bool
+
+
+_COMPILED: OrderedDict[str, _Compiled] = OrderedDict()
+_COMPILED_LOCK = threading.Lock()
+
+
+def derive_text_source(html_source: str) -> str | None:
+    """A text template made from an HTML template once (tags kept), or None when unsafe.
+
+    Jinja tags are swapped for inert tokens, the HTML is turned into text, and the tokens
+    are put back; if any token was lost or reordered, the caller derives per message.
+    """
+    tags: list[str] = []
+
+    def token(m: re.Match[str]) -> str:
+        tags.append(m.group(0))
+        return f"qqjj{len(tags) - 1}jjqq"
+
+    text = inscriptis.get_text(_JINJA.sub(token, html_source), _TEXT_CONFIG)
+    found = [int(n) for n in re.findall(r"qqjj(\d+)jjqq", text)]
+    if found != list(range(len(tags))) or _JINJA_OPEN.search(text):  # lost tags, or entities that became tags
+        return None
+    return re.sub(r"qqjj(\d+)jjqq", lambda m: tags[int(m.group(1))], text)
+
+
+def _derived_text(html: str) -> JinjaTemplate | None:
+    source = derive_text_source(html)
+    try:
+        return TEXT_ENV.from_string(source) if source is not None else None
+    except TemplateError:  # entities that decode to Jinja syntax: derive per message instead
+        return None
+
+
+def compile_template(tmpl: MessageTemplate) -> _Compiled:
+    """Each template version is compiled once per process (syntax errors: RenderError)."""
+    key = f"{tmpl.name}:{tmpl.version_hash}"
+    with _COMPILED_LOCK:
+        hit = _COMPILED.get(key)
+        if hit is not None:
+            _COMPILED.move_to_end(key)
+            return hit
+    try:
+        if tmpl.channel == "sms":
+            compiled = _Compiled(None, None, None, False, TEXT_ENV.from_string(tmpl.sms_body or ""), False)
+        else:
+            html = tmpl.html or ""
+            subject, body = TEXT_ENV.from_string(tmpl.subject or ""), HTML_ENV.from_string(html)
+            text = TEXT_ENV.from_string(tmpl.text) if tmpl.text is not None else _derived_text(html)
+            compiled = _Compiled(subject, body, text, text is None, None,
+                                 "<style" in html.lower() or "<link" in html.lower())
+    except TemplateError as exc:
+        where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        raise RenderError(f"template '{tmpl.name}'{where}: {exc.message or exc}") from None
+    with _COMPILED_LOCK:
+        _COMPILED[key] = compiled
+        if len(_COMPILED) > 256:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
+def contact_context(contact: Contact) -> dict[str, Any]:
+    """The contact as plain data (templates never see ORM objects)."""
+    return {
+        "id": contact.id, "external_id": contact.external_id, "email": contact.email,
+        "phone": contact.phone, "name": contact.name or "", "first_name": contact.first_name,
+        "timezone": contact.timezone, "locale": contact.locale,
+        "attributes": dict(contact.attributes or {}), "tags": list(contact.tags or []),
+    }
+
+
+def build_context(
+    session: Session, settings: Settings, *, contact: Contact, delivery_id: int,
+    campaign: Campaign | None, lifecycle: str | None, rfm_segment: str | None,
+) -> dict[str, Any]:
+    """Everything a template may use; `coupon(POOL)` takes a code only for a real delivery."""
+    taken: dict[str, str] = {}  # one code per pool per message, however often the template asks
+
+    def coupon(pool: str) -> str:
+        pool = coupons.check_pool(str(pool))
+        if pool not in taken:
+            with _WATCHDOG.paused():
+                taken[pool] = (coupons.peek_code(session, pool) if delivery_id == PREVIEW_DELIVERY_ID
+                               else coupons.assign_code(session, pool, delivery_id))
+        return taken[pool]
+
+    person = contact_context(contact)
+    return {
+        "contact": person, "first_name": person["first_name"],
+        "campaign": {"id": campaign.id, "name": campaign.name, "channel": campaign.channel,
+                     "utm": dict(campaign.utm or {})} if campaign else
+                    {"id": None, "name": "", "channel": None, "utm": {}},
+        "lifecycle": lifecycle, "rfm_segment": rfm_segment,
+        "unsubscribe_url": links.unsubscribe_url(settings, delivery_id),
+        "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
+        "now": utcnow(), "coupon": coupon,
+    }
+
+
+KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
+                             "unsubscribe_url", "sender", "now", "coupon"})
+CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
+                            "locale", "attributes", "tags"})
+
+
+def _pixel(doc: str, url: str) -> str:
+    tag = f'<img src="{htmllib.escape(url)}" width="1" height="1" alt="" style="display:none">'
+    ends = list(_BODY_END.finditer(doc))
+    return doc[:ends[-1].start()] + tag + doc[ends[-1].start():] if ends else doc + tag
+
+
+def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any]) -> str:
+    try:
+        return render_capped(template, context)
+    except UndefinedError as exc:
+        raise RenderError(f"template '{tmpl.name}' ({part}): {exc.message} "
+                          "(use |default(...) for fields some contacts lack)") from None
+    except CapExceeded as exc:
+        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
+    except CampaignsError as exc:  # an empty coupon pool, a bad pool name
+        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
+    except TemplateError as exc:  # sandbox violations are SecurityError, a TemplateError
+        raise RenderError(f"template '{tmpl.name}' ({part}): refused: {exc.message or exc}") from None
+    except (RecursionError, MemoryError):
+        raise RenderError(f"template '{tmpl.name}' ({part}): too deep or too large; refused") from None
+    except TypeError as exc:
+        if "no loader" in str(exc):
+            raise RenderError(f"template '{tmpl.name}' ({part}): include/import/extends are not supported; "
+                              "templates are self-contained") from None
+        raise RenderError(f"template '{tmpl.name}' ({part}): TypeError: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a template calling a helper wrongly fails its delivery only
+        raise RenderError(f"template '{tmpl.name}' ({part}): {type(exc).__name__}: {exc}") from None
+
+
+def render_delivery(
+    session: Session, settings: Settings, template: MessageTemplate, *, contact: Contact,
+    delivery_id: int, campaign: Campaign | None = None, lifecycle: str | None = None,
+    rfm_segment: str | None = None,
+) -> RenderedEmail | RenderedSms:
+    """Build one contact's message; RenderError (with a reason) when it cannot be built."""
+    compiled = compile_template(template)
+    ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
+                        lifecycle=lifecycle, rfm_segment=rfm_segment)
+    linker = LinkRewriter(session, settings, delivery_id, ctx["campaign"]["utm"])
+    if template.channel == "sms":
+        return _sms(settings, template, compiled, ctx, linker, contact, campaign)
+    if not contact.email:
+        raise RenderError(f"contact #{contact.id} has no email address")
+    assert compiled.subject is not None and compiled.html is not None
+    # Only the ends are trimmed: a line break inside (from contact data) must be refused, not hidden.
+    subject = _run(template, "subject", compiled.subject, ctx).strip()
+    doc = _run(template, "html", compiled.html, ctx)
+    if compiled.has_css:
+        try:
+            doc = _INLINER.inline(doc)
+        except ValueError as exc:
+            raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
+    if compiled.text is not None:
+        text = _run(template, "text", compiled.text, ctx)
+    else:
+        text = inscriptis.get_text(doc, _TEXT_CONFIG)
+    try:
+        doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id))
+        text = linker.text(text)
+    except InputError as exc:
+        raise RenderError(f"template '{template.name}': {exc}") from None
+    return _email(settings, template, contact, delivery_id, subject, doc, text)
+
+
+def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
+           subject: str, doc: str, text: str) -> RenderedEmail:
+    s = settings.sending
+    domain = s.from_address.rpartition("@")[2]
+    d = links.b36(delivery_id)
+    message_id = f"<{d}.{sign(settings, 'message-id', d, 6)}@{domain}>"
+    unsub = links.unsubscribe_url(settings, delivery_id)
+    token = "-".join(unsub.rsplit("/", 2)[-2:])
+    mailto = f"mailto:unsubscribe@{s.return_path_domain or domain}?subject=unsubscribe-{token}"
+    try:
+        skel = email_build.skeleton(s.from_name, s.from_address, s.reply_to)
+        address = email_build.check_address("To", contact.email or "")
+        to = email_build.mailbox("To", contact.name or "", address)
+        data = email_build.build_email(
+            skel, to=to, subject=subject, date=format_datetime(utcnow(), usegmt=True), message_id=message_id,
+            list_unsubscribe=(unsub, mailto), html=doc, text=text)
+    except email_build.HeaderError as exc:
+        raise RenderError(f"template '{template.name}': {exc}") from None
+    return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
+
+
+def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
+         linker: LinkRewriter, contact: Contact, campaign: Campaign | None) -> RenderedSms:
+    if not contact.phone:
+        raise RenderError(f"contact #{contact.id} has no phone number")
+    assert compiled.sms is not None
+    body = _run(template, "sms", compiled.sms, ctx).strip()
+    try:
+        body = linker.text(body)
+    except InputError as exc:
+        raise RenderError(f"template '{template.name}': {exc}") from None
+    if campaign is None or campaign.marketing:
+        body = sms_text.with_opt_out(body, settings.sms.opt_out_text)
+    if not body:
+        raise RenderError(f"template '{template.name}': the SMS is empty for this contact")
+    enc = sms_text.encoding_for(body)
+    return RenderedSms(contact.phone, body, enc, sms_text.segment_count(body, enc))

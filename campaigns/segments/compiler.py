@@ -1,0 +1,294 @@
+"""Filter AST -> one SQLAlchemy boolean expression over `Contact`.
+
+Contact fields compile to conditions on the contact row. Fields read from purchases
+(purchases.*, rfm.*, lifecycle, loyalty, clv, abc) are grouped: every maximal and/or/not
+subtree made only of them becomes ONE `contact.id IN (SELECT ... FROM buyers WHERE ...)`,
+so `rfm.m >= 4 and purchases.count(last=90d) = 0` scans purchases once. Contacts who
+never bought are not in that relation; the compiler works out in Python whether the
+subtree holds for them (count 0, total 0, lifecycle "prospect", no scores) and adds
+`OR NOT EXISTS (their purchases)` when it does.
+
+Comparisons are two-valued: a missing value (no email, no such attribute, no purchase
+in the window) fails every comparison, and `not` turns that into a match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, exists, func, not_, or_, select
+from sqlalchemy.sql.expression import ColumnElement
+
+from campaigns.config import Settings
+from campaigns.consent import consented_contacts
+from campaigns.models import Contact, Purchase
+from campaigns.segments import metrics
+from campaigns.segments.fields import ATTRIBUTE, FIELDS, OPERATORS, FieldSpec
+from campaigns.segments.lexer import error
+from campaigns.segments.literals import convert, interval, show
+from campaigns.segments.parser import BoolOp, Compare, InSegment, Node, Not, Null
+from campaigns.segments.sqlfuncs import (
+    json_bool,
+    json_has,
+    json_key,
+    json_number,
+    json_text,
+)
+
+Resolver = Callable[[str, int], ColumnElement[bool]]
+_SHOWN = {"truth": "a bare field", "notin": "not in"}
+
+
+def spec_of(node: Compare) -> FieldSpec:
+    """The whitelisted field a comparison names, or an error at its column."""
+    f = node.field
+    if f.path[0] == "attributes":
+        if len(f.path) != 2:
+            raise error(f.col, f"'{f.name}': name one attribute, as in attributes.city")
+        spec = ATTRIBUTE
+    else:
+        found = FIELDS.get(f.name)
+        if found is None:
+            raise error(f.col, f"unknown field '{f.name}' (known: {', '.join(sorted(FIELDS))}, attributes.NAME)")
+        spec = found
+    if f.window is not None and not spec.windowed:
+        raise error(f.col, f"'{f.name}' takes no (last=...) window; only purchases.* do")
+    if node.op not in OPERATORS[spec.kind]:
+        if node.op == "truth":
+            raise error(f.col, f"'{f.name}' needs a comparison, as in {f.name} = ...")
+        allowed = ", ".join(sorted(_SHOWN.get(o, o) for o in OPERATORS[spec.kind] if o != "truth"))
+        raise error(node.col, f"'{_SHOWN.get(node.op, node.op)}' does not apply to {f.name} (use {allowed})")
+    return spec
+
+
+def _sql(x: Any, op: str, vals: list[Any]) -> Any:
+    if op == "=":
+        return x == vals[0]
+    if op == "!=":
+        return x != vals[0]
+    if op == "<":
+        return x < vals[0]
+    if op == "<=":
+        return x <= vals[0]
+    if op == ">":
+        return x > vals[0]
+    if op == ">=":
+        return x >= vals[0]
+    if op == "between":
+        return and_(x >= vals[0], x <= vals[1])
+    if op == "in":
+        return x.in_(vals)
+    if op == "notin":
+        return x.not_in(vals)
+    raise AssertionError(op)
+
+
+def _py(x: Any, op: str, vals: list[Any]) -> bool:
+    if x is None:
+        return False
+    table: dict[str, Callable[[], bool]] = {
+        "=": lambda: x == vals[0], "!=": lambda: x != vals[0], "<": lambda: x < vals[0],
+        "<=": lambda: x <= vals[0], ">": lambda: x > vals[0], ">=": lambda: x >= vals[0],
+        "between": lambda: vals[0] <= x <= vals[1], "in": lambda: x in vals, "notin": lambda: x not in vals,
+    }
+    return table[op]()
+
+
+def _present(x: Any, cond: Any) -> ColumnElement[bool]:
+    """Two-valued logic: a missing value fails the comparison (so `not` matches it)."""
+    return and_(x.is_not(None), cond)
+
+
+class Compiler:
+    """Compiles one parsed filter for a settings/time; `resolve` handles in_segment()."""
+
+    def __init__(self, settings: Settings, at: datetime, resolve: Resolver | None = None) -> None:
+        self.settings = settings
+        self.at = at
+        self.resolve = resolve
+
+    # -- structure ---------------------------------------------------------
+    def compile(self, node: Node) -> ColumnElement[bool]:
+        """The boolean expression over Contact for a node."""
+        if self._from_buyers(node):
+            return self._block(node)
+        if isinstance(node, Not):
+            return not_(self.compile(node.operand))
+        if isinstance(node, BoolOp):
+            group = [n for n in node.operands if self._from_buyers(n)]
+            parts = [self.compile(n) for n in node.operands if not self._from_buyers(n)]
+            if group:
+                parts.append(self._block(group[0] if len(group) == 1 else BoolOp(node.op, tuple(group), node.col)))
+            return and_(*parts) if node.op == "and" else or_(*parts)
+        if isinstance(node, InSegment):
+            if self.resolve is None:
+                raise error(node.col, "in_segment() needs the database; compile it through members_query")
+            return self.resolve(node.name, node.col)
+        return self._contact_atom(node, spec_of(node))
+
+    def _from_buyers(self, node: Node) -> bool:
+        if isinstance(node, Compare):
+            return spec_of(node).source == "buyers"
+        if isinstance(node, Not):
+            return self._from_buyers(node.operand)
+        if isinstance(node, BoolOp):
+            return all(self._from_buyers(n) for n in node.operands)
+        return False
+
+    # -- the buyers relation --------------------------------------------------
+    def _needs(self, node: Node) -> metrics.Needs:
+        if isinstance(node, Not):
+            return self._needs(node.operand)
+        if isinstance(node, BoolOp):
+            out = metrics.Needs()
+            for n in node.operands:
+                out = out | self._needs(n)
+            return out
+        assert isinstance(node, Compare)
+        spec = spec_of(node)
+        name = spec.column
+        if name in metrics.BASE_COLUMNS:
+            suffix = f"_{int(node.field.window.total_seconds())}" if node.field.window else ""
+            return metrics.Needs(columns=frozenset({name + suffix}))
+        columns = frozenset(metrics.READS[name])
+        if name in ("r", "f", "m"):
+            return metrics.Needs(columns, frozenset({name}))
+        if name in ("score", "segment"):
+            return metrics.Needs(columns, frozenset("rfm"))
+        return metrics.Needs(columns, abc=name == "abc")
+
+    def _block(self, node: Node) -> ColumnElement[bool]:
+        b = metrics.buyers(self.at, self._needs(node))
+        match = Contact.id.in_(select(b.c.contact_id).where(self._buyer_cond(node, b)))
+        if self._holds_for_nonbuyer(node):
+            never_bought = ~exists().where(Purchase.contact_id == Contact.id, Purchase.occurred_at <= self.at)
+            return or_(match, never_bought)
+        return match
+
+    def _buyer_cond(self, node: Node, b: Any) -> ColumnElement[bool]:
+        if isinstance(node, Not):
+            return not_(self._buyer_cond(node.operand, b))
+        if isinstance(node, BoolOp):
+            parts = [self._buyer_cond(n, b) for n in node.operands]
+            return and_(*parts) if node.op == "and" else or_(*parts)
+        assert isinstance(node, Compare)
+        spec = spec_of(node)
+        column = self._buyer_column(spec, node, b)
+        if spec.kind == "date":
+            return _present(column, self._date_cond(column, node))
+        return _sql(column, node.op, self._values(spec, node))
+
+    def _buyer_column(self, spec: FieldSpec, node: Compare, b: Any) -> Any:
+        name = spec.column
+        if node.field.window is not None:
+            return b.c[f"{name}_{int(node.field.window.total_seconds())}"]
+        if name in ("orders", "total", "first_at", "last_at", "r", "f", "m", "abc"):
+            return b.c[name]
+        if name == "score":
+            return metrics.rfm_score(b.c)
+        if name == "segment":
+            return metrics.rfm_segment(b.c)
+        if name == "lifecycle":
+            return metrics.lifecycle(b.c, self.settings, self.at)
+        if name == "loyalty":
+            return metrics.loyalty(b.c, self.settings, self.at)
+        if name == "clv":
+            return metrics.clv(b.c, self.at)
+        raise AssertionError(name)
+
+    def _holds_for_nonbuyer(self, node: Node) -> bool:
+        if isinstance(node, Not):
+            return not self._holds_for_nonbuyer(node.operand)
+        if isinstance(node, BoolOp):
+            results = [self._holds_for_nonbuyer(n) for n in node.operands]
+            return all(results) if node.op == "and" else any(results)
+        assert isinstance(node, Compare)
+        spec = spec_of(node)
+        if spec.nonbuyer is None:
+            return False
+        return _py(spec.nonbuyer, node.op, self._values(spec, node))
+
+    # -- literals ----------------------------------------------------------------
+    def _values(self, spec: FieldSpec, node: Compare) -> list[Any]:
+        return [convert(spec, node.field.name, lit) for lit in node.values]
+
+    def _date_cond(self, x: Any, node: Compare) -> ColumnElement[bool]:
+        name = node.field.name
+        (s, e), *rest = [interval(lit, name, self.settings.timezone, self.at) for lit in node.values]
+        if node.op == "between":
+            return and_(x >= s, x < rest[0][1] if rest[0][1] != rest[0][0] else x <= rest[0][1])
+        if s == e:  # an instant
+            return _sql(x, node.op, [s])
+        return {
+            "=": lambda: and_(x >= s, x < e), "!=": lambda: or_(x < s, x >= e),
+            "<": lambda: x < s, "<=": lambda: x < e, ">": lambda: x >= e, ">=": lambda: x >= s,
+        }[node.op]()
+
+    # -- contact fields ------------------------------------------------------------
+    def _contact_atom(self, node: Compare, spec: FieldSpec) -> ColumnElement[bool]:
+        if spec.kind == "bool":
+            wanted = True if node.op == "truth" else convert(spec, node.field.name, node.values[0])
+            if node.op == "!=":
+                wanted = not wanted
+            consented = Contact.id.in_(
+                consented_contacts(spec.column, self.settings.consent.double_opt_in, self.at))
+            return consented if wanted else not_(consented)
+        if spec.kind == "attribute":
+            return self._attribute(node)
+        if spec.kind == "tags":
+            tags = [json_has(Contact.tags, v) for v in self._values(spec, node)]
+            return not_(or_(*tags)) if node.op == "notin" else or_(*tags)
+        column = getattr(Contact, spec.column)
+        if spec.kind == "date":
+            return _present(column, self._date_cond(column, node))
+        if any(isinstance(lit.value, Null) for lit in node.values):
+            return self._null_test(node, [column])
+        vals = self._values(spec, node)
+        if node.op == "contains":
+            return _present(column, func.lower(column).contains(vals[0].lower(), autoescape=True))
+        return _present(column, _sql(column, node.op, vals))
+
+    def _null_test(self, node: Compare, columns: list[Any]) -> ColumnElement[bool]:
+        if node.op not in ("=", "!=") or len(node.values) != 1:
+            bad = next(lit for lit in node.values if isinstance(lit.value, Null))
+            raise error(bad.col, "null works only with = and != (as in name = null)")
+        missing = and_(*[c.is_(None) for c in columns])
+        return missing if node.op == "=" else not_(missing)
+
+    def _attribute(self, node: Compare) -> ColumnElement[bool]:
+        key = json_key(node.field.path[1])
+        typed = {str: json_text(Contact.attributes, key), Decimal: json_number(Contact.attributes, key),
+                 bool: json_bool(Contact.attributes, key)}
+        if any(isinstance(lit.value, Null) for lit in node.values):
+            return self._null_test(node, list(typed.values()))
+        kinds: dict[type, list[Any]] = {}
+        for lit in node.values:
+            v = lit.value
+            if not isinstance(v, (str, Decimal, bool)):
+                raise error(lit.col, f"attributes compare with \"text\", numbers or true/false, not {show(v)}")
+            if isinstance(v, bool) and node.op not in ("=", "!=", "in", "notin"):
+                raise error(lit.col, f"true/false works only with = and != ({node.field.name})")
+            if isinstance(v, Decimal):
+                v = int(v) if v == v.to_integral_value() else float(v)
+                kinds.setdefault(Decimal, []).append(v)
+            else:
+                kinds.setdefault(type(v), []).append(v)
+        if node.op == "contains" and str not in kinds:
+            raise error(node.values[0].col, "contains needs \"text\"")
+        if node.op in ("in", "notin"):
+            hits = or_(*[typed[t].in_(vals) for t, vals in kinds.items()])
+            if node.op == "in":
+                return hits
+            present = or_(*[x.is_not(None) for x in typed.values()])
+            return and_(present, not_(hits))
+        if len(kinds) != 1:
+            raise error(node.values[0].col, "both ends of between must be numbers, or both text")
+        (t, vals), = kinds.items()
+        x = typed[t]
+        if node.op == "contains":
+            return _present(x, func.lower(x).contains(str(vals[0]).lower(), autoescape=True))
+        return _present(x, _sql(x, node.op, vals))
+

@@ -1,0 +1,214 @@
+"""Customer profiles (scores, stage, value) for many contacts at once, and distributions.
+
+Scores depend on all buyers, so a call reads the population once (score breakpoints,
+ABC thresholds, medians, computed by the same SQL as the filter language), then the
+wanted contacts' own figures by index, and applies the rules of metrics.py to them.
+Tests check that profiles and filters agree on every stage, segment, quadrant and class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, exists, func, select
+from sqlalchemy.orm import Session
+
+from campaigns.config import Settings
+from campaigns.models import Contact, Purchase
+from campaigns.segments import metrics
+from campaigns.segments.rfm import SEGMENT_NAMES, segment_name
+from campaigns.timespec import utcnow
+
+IN_CHUNK = 5000  # ids per IN list (well under SQLite's and PostgreSQL's parameter limits)
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    """What we know of one contact as a customer, as of a date. Money in cents."""
+
+    contact_id: int
+    orders: int
+    total_cents: int
+    first_at: datetime | None
+    last_at: datetime | None
+    aov_cents: int | None
+    r: int | None
+    f: int | None
+    m: int | None
+    rfm_score: str | None
+    rfm_segment: str | None
+    lifecycle: str
+    loyalty: str | None
+    clv_cents: int | None
+    abc: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON and templates."""
+        return asdict(self)
+
+
+def prospect(contact_id: int) -> CustomerProfile:
+    """The profile of a contact who never bought."""
+    return CustomerProfile(contact_id, 0, 0, None, None, None, None, None, None, None, None,
+                           "prospect", None, None, None)
+
+
+def scored_query(settings: Settings, at: datetime) -> Any:
+    """SELECT of every buyer's figures, scores, stage, loyalty, CLV and ABC class."""
+    b = metrics.buyers(at, metrics.EVERYTHING)
+    return select(
+        b.c.contact_id, b.c.orders, b.c.total, b.c.first_at, b.c.last_at, b.c.r, b.c.f, b.c.m,
+        metrics.rfm_segment(b.c).label("segment"),
+        metrics.lifecycle(b.c, settings, at).label("lifecycle"),
+        metrics.loyalty(b.c, settings, at).label("loyalty"),
+        metrics.clv(b.c, at).label("clv"),
+        b.c.abc,
+    )
+
+
+@dataclass(frozen=True)
+class Population:
+    """What a buyer's scores depend on besides their own figures, read once per call.
+
+    Scores rise with the value, so `score >= s` exactly when the value reaches the
+    smallest value that scored s or more: these breakpoints come from the same SQL
+    window functions the filters use.
+    """
+
+    breakpoints: dict[str, list[Any]]  # r (last_at), f (orders), m (total), abc (total): for score 2..5 / A, B
+    median_orders: float | None
+    median_total: float | None
+
+    def score(self, key: str, value: Any) -> int:
+        """The 1-5 score of a buyer's value."""
+        return 1 + sum(1 for bp in self.breakpoints[key] if bp is not None and value >= bp)
+
+
+def population(session: Session, at: datetime) -> Population:
+    """One query over all buyers: score breakpoints, ABC thresholds and the medians."""
+    c = metrics.buyers(at, metrics.Needs(frozenset(metrics.BASE_COLUMNS), frozenset("rfm"), True, True)).c
+    middle = ((c.n + 1) // 2, (c.n + 2) // 2)  # 1-based positions of the middle one or two
+
+    def least(value: Any, cond: Any) -> Any:
+        return func.min(case((cond, value)))
+
+    def median(rank: Any, value: Any) -> Any:
+        # the value at sorted position k is the largest whose rank (ties: lowest) is <= k
+        at_k = [func.max(case((rank <= k, value))) for k in middle]
+        return (at_k[0] + at_k[1]) / 2.0
+
+    cols = [least(c.last_at, c.r >= s) for s in range(2, 6)]
+    cols += [least(c.orders, c.f >= s) for s in range(2, 6)]
+    cols += [least(c.total, c.m >= s) for s in range(2, 6)]
+    cols += [least(c.total, c.abc == "A"), least(c.total, c.abc.in_(("A", "B")))]
+    cols += [median(c.rank_orders, c.orders), median(c.rank_total, c.total)]
+    row = list(session.execute(select(*cols)).one())
+    return Population(
+        {"r": row[0:4], "f": row[4:8], "m": row[8:12], "abc": row[12:14]},
+        None if row[14] is None else float(row[14]), None if row[15] is None else float(row[15]))
+
+
+def _epoch(value: datetime) -> int:
+    return int(value.timestamp() // 1)  # whole seconds, as the SQL rule uses
+
+
+def lifecycle_stage(orders: int, first_at: datetime, last_at: datetime, at: datetime, settings: Settings) -> str:
+    """The lifecycle rule of metrics.lifecycle for one buyer's figures (same thresholds)."""
+    lc = settings.lifecycle
+    min_n = max(lc.min_purchases_for_interval, 2)
+    if first_at >= at - timedelta(days=lc.new_days):
+        return "new"
+    if last_at < at - timedelta(days=lc.lapsed_days):
+        return "lapsed"
+    gaps = orders - 1
+    if orders >= min_n:
+        span = _epoch(last_at) - _epoch(first_at)
+        if (_epoch(at) - _epoch(last_at)) * gaps > lc.at_risk_multiplier * max(span, gaps * metrics.DAY):
+            return "at_risk"
+    elif last_at < at - timedelta(days=lc.at_risk_days):
+        return "at_risk"
+    return "active"
+
+
+def _loyalty(orders: int, total: int, pop: Population, settings: Settings) -> str:
+    cfg = settings.loyalty
+    freq = cfg.frequency_cutoff if cfg.frequency_cutoff > 0 else pop.median_orders
+    money = cfg.monetary_cutoff * 100 if cfg.monetary_cutoff > 0 else pop.median_total
+    frequent = freq is not None and orders > freq
+    high = money is not None and total > money
+    return {(True, True): "true_friend", (False, True): "butterfly", (True, False): "barnacle"}.get(
+        (frequent, high), "stranger")
+
+
+def _profile(row: Any, pop: Population, settings: Settings, at: datetime) -> CustomerProfile:
+    orders, total = int(row.orders), int(row.total or 0)
+    r, f, m = pop.score("r", row.last_at), pop.score("f", orders), pop.score("m", total)
+    a_min, b_min = pop.breakpoints["abc"]
+    abc = "A" if a_min is not None and total >= a_min else "B" if b_min is not None and total >= b_min else "C"
+    tenure = max(_epoch(at) - _epoch(row.first_at), metrics.YEAR)
+    return CustomerProfile(
+        contact_id=row.contact_id, orders=orders, total_cents=total, first_at=row.first_at, last_at=row.last_at,
+        aov_cents=round(total / orders), r=r, f=f, m=m, rfm_score=f"{r}{f}{m}", rfm_segment=segment_name(r, f, m),
+        lifecycle=lifecycle_stage(orders, row.first_at, row.last_at, at, settings),
+        loyalty=_loyalty(orders, total, pop, settings),
+        clv_cents=round(total * metrics.CLV_YEARS * metrics.YEAR / tenure), abc=abc,
+    )
+
+
+def profiles(
+    session: Session, settings: Settings, contact_ids: Sequence[int], at: datetime | None = None,
+) -> dict[int, CustomerProfile]:
+    """Profiles of the given contacts (prospects included), keyed by contact id.
+
+    Two steps: one pass over all buyers for the breakpoints, then each wanted contact's own
+    figures by index (IN lists of IN_CHUNK ids).
+    """
+    at = at or utcnow()
+    wanted = sorted(set(contact_ids))
+    out: dict[int, CustomerProfile] = {}
+    if not wanted:
+        return out
+    pop = population(session, at)
+    p = Purchase
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start:start + IN_CHUNK]
+        q = (select(p.contact_id, func.count().label("orders"), func.sum(p.amount_cents).label("total"),
+                    func.min(p.occurred_at).label("first_at"), func.max(p.occurred_at).label("last_at"))
+             .where(p.contact_id.in_(chunk), p.occurred_at <= at).group_by(p.contact_id))
+        for row in session.execute(q):
+            out[row.contact_id] = _profile(row, pop, settings, at)
+    for cid in wanted:
+        if cid not in out:
+            out[cid] = prospect(cid)
+    return out
+
+
+def _prospects(session: Session, at: datetime) -> int:
+    bought = exists().where(Purchase.contact_id == Contact.id, Purchase.occurred_at <= at)
+    return int(session.scalar(select(func.count()).where(Contact.erased_at.is_(None), ~bought)) or 0)
+
+
+def distribution(session: Session, settings: Settings, view: str, at: datetime | None = None) -> list[dict[str, Any]]:
+    """Contacts and revenue per RFM segment, lifecycle stage or loyalty quadrant (`view`)."""
+    at = at or utcnow()
+    sub = scored_query(settings, at).subquery()
+    key = {"rfm": sub.c.segment, "lifecycle": sub.c.lifecycle, "loyalty": sub.c.loyalty}[view]
+    rows = session.execute(
+        select(key.label("k"), func.count(), func.sum(sub.c.total), func.avg(sub.c.orders * 1.0))
+        .group_by(key)).all()
+    found = {k: (int(n), int(total or 0), float(avg or 0)) for k, n, total, avg in rows}
+    order = {"rfm": SEGMENT_NAMES, "lifecycle": metrics.LIFECYCLE_STAGES, "loyalty": metrics.LOYALTY_KINDS}[view]
+    if view == "lifecycle":
+        found["prospect"] = (_prospects(session, at), 0, 0.0)
+    revenue = sum(t for _, t, _ in found.values()) or 1
+    people = sum(n for n, _, _ in found.values()) or 1
+    return [{
+        view if view != "rfm" else "segment": name, "contacts": found.get(name, (0, 0, 0.0))[0],
+        "share": round(found.get(name, (0, 0, 0.0))[0] / people, 4),
+        "revenue_cents": found.get(name, (0, 0, 0.0))[1],
+        "revenue_share": round(found.get(name, (0, 0, 0.0))[1] / revenue, 4),
+        "avg_orders": round(found.get(name, (0, 0, 0.0))[2], 2),
+    } for name in order]

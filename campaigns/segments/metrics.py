@@ -1,0 +1,187 @@
+"""The buyers relation: one row per contact who bought (as of `at`), with every figure
+segments and profiles read. Built on demand with only the columns a filter needs, so a
+filter over order counts does not pay for RFM window functions.
+
+Rules (docs/segments.md explains them to marketers):
+- lifecycle: new when the first purchase is at most `new_days` old; lapsed when silent
+  longer than `lapsed_days`; at risk when silent longer than `at_risk_multiplier` times
+  the contact's usual interval between orders (at least one day), or, with fewer than
+  `min_purchases_for_interval` orders, longer than `at_risk_days`; otherwise active.
+- loyalty: frequent when orders > the frequency cut-off, high value when total > the
+  monetary cut-off; cut-offs are the medians over buyers unless configured.
+- CLV: total spent * CLV_YEARS / max(tenure in years, 1): the customer's yearly run rate,
+  projected over CLV_YEARS (a first-year customer is projected from what they spent).
+- ABC: A when the buyers who spent more than this one bring under 80% of all revenue,
+  B under 95%, C the rest (equal spenders share a class, as equal values share RFM scores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Subquery, and_, case, func, literal, select
+from sqlalchemy.sql.expression import ColumnElement
+
+from campaigns.config import Settings
+from campaigns.models import Purchase
+from campaigns.segments.rfm import quintile, segment_case
+from campaigns.segments.sqlfuncs import epoch
+
+DAY = 86400.0
+YEAR = 365.0 * DAY
+CLV_YEARS = 3
+ABC_CUTS = (0.8, 0.95)
+LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed")
+LOYALTY_KINDS = ("true_friend", "butterfly", "barnacle", "stranger")
+ABC_CLASSES = ("A", "B", "C")
+
+
+BASE_COLUMNS = ("orders", "total", "first_at", "last_at")
+# what each derived figure reads from the per-buyer aggregates
+READS = {
+    "r": ("last_at",), "f": ("orders",), "m": ("total",),
+    "score": ("last_at", "orders", "total"), "segment": ("last_at", "orders", "total"),
+    "lifecycle": ("orders", "first_at", "last_at"), "loyalty": ("orders", "total"),
+    "clv": ("total", "first_at"), "abc": ("total",),
+}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Which parts of the buyers relation a filter or report reads (unread parts cost nothing)."""
+
+    # aggregate columns: orders, total, first_at, last_at, or windowed ones such as orders_7776000
+    columns: frozenset[str] = field(default_factory=frozenset)
+    scores: frozenset[str] = field(default_factory=frozenset)  # of "r", "f", "m"
+    abc: bool = False
+    ranks: bool = False  # raw ranks of orders and total and the buyer count (for medians)
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(self.columns | other.columns, self.scores | other.scores, self.abc or other.abc,
+                     self.ranks or other.ranks)
+
+
+EVERYTHING = Needs(frozenset(BASE_COLUMNS), frozenset("rfm"), True)
+
+
+def _aggregate(name: str, at: datetime) -> Any:
+    p = Purchase
+    base, _, seconds = name.rpartition("_") if name[-1].isdigit() else (name, "", "")
+    inside = p.occurred_at > at - timedelta(seconds=int(seconds)) if seconds else None
+    if base == "orders":
+        value = func.count() if inside is None else func.sum(case((inside, 1), else_=0))
+    elif base == "total":
+        value = func.sum(p.amount_cents if inside is None else case((inside, p.amount_cents), else_=0))
+    elif base in ("first_at", "last_at"):
+        agg = func.min if base == "first_at" else func.max
+        value = agg(p.occurred_at if inside is None else case((inside, p.occurred_at)))
+    else:
+        raise AssertionError(name)
+    return value.label(name)
+
+
+def _base(at: datetime, columns: frozenset[str]) -> Subquery:
+    cols = [Purchase.contact_id] + [_aggregate(name, at) for name in sorted(columns)]
+    return select(*cols).where(Purchase.occurred_at <= at).group_by(Purchase.contact_id).subquery("buyers")
+
+
+def buyers(at: datetime, needs: Needs) -> Subquery:
+    """SQL relation: per buyer the needed aggregates (orders, total, first_at, last_at,
+    windowed ones), r/f/m quintiles and the ABC class."""
+    columns = set(needs.columns)
+    for score in needs.scores:
+        columns.update(READS[score])
+    if needs.abc:
+        columns.update(READS["abc"])
+    base = _base(at, frozenset(columns))
+    if needs.ranks:
+        columns.update(("orders", "total"))
+        base = _base(at, frozenset(columns))
+    if not (needs.scores or needs.abc or needs.ranks):
+        return base
+    cols: list[Any] = list(base.c)
+    # each score is one sort of the buyers, so compute only those asked for
+    for score, value in (("r", "last_at"), ("f", "orders"), ("m", "total")):
+        if score in needs.scores:
+            cols.append(quintile(base.c[value]).label(score))
+    if needs.abc:
+        # Revenue of buyers who spent strictly more = all revenue - revenue of those who spent
+        # at most as much (the default frame includes ties), so equal spenders share a class.
+        grand = func.sum(base.c.total).over()
+        above = (grand - func.sum(base.c.total).over(order_by=base.c.total)) * 1.0
+        cols.append(case(
+            (above < grand * ABC_CUTS[0], "A"), (above < grand * ABC_CUTS[1], "B"), else_="C").label("abc"))
+    if needs.ranks:
+        # same windows as the scores: the database sorts once for both
+        cols += [func.rank().over(order_by=base.c.orders).label("rank_orders"),
+                 func.rank().over(order_by=base.c.total).label("rank_total"), func.count().over().label("n")]
+    return select(*cols).subquery("scored")
+
+
+def rfm_score(c: Any) -> ColumnElement[int]:
+    """SQL: the three scores as one number (545)."""
+    return c.r * 100 + c.f * 10 + c.m
+
+
+def rfm_segment(c: Any) -> ColumnElement[str]:
+    """SQL: the named RFM segment of a scored row."""
+    return segment_case(c.r, c.f, c.m)
+
+
+def lifecycle(c: Any, settings: Settings, at: datetime) -> ColumnElement[str]:
+    """SQL: the lifecycle stage of a buyer row (prospects are not in the relation)."""
+    lc = settings.lifecycle
+    min_n = max(lc.min_purchases_for_interval, 2)  # an interval needs two orders
+    silent = literal(int(at.timestamp() // 1)) - epoch(c.last_at)
+    span = epoch(c.last_at) - epoch(c.first_at)
+    gaps = c.orders - 1
+    floor_span = gaps * DAY  # the usual interval is at least one day
+    usual_span = case((span > floor_span, span), else_=floor_span)
+    return case(
+        (c.first_at >= at - timedelta(days=lc.new_days), "new"),
+        (c.last_at < at - timedelta(days=lc.lapsed_days), "lapsed"),
+        (and_(c.orders >= min_n, silent * gaps > lc.at_risk_multiplier * usual_span), "at_risk"),
+        (and_(c.orders < min_n, c.last_at < at - timedelta(days=lc.at_risk_days)), "at_risk"),
+        else_="active",
+    )
+
+
+def clv(c: Any, at: datetime) -> ColumnElement[float]:
+    """SQL: the CLV estimate in cents (see the module docstring)."""
+    tenure = literal(int(at.timestamp() // 1)) - epoch(c.first_at)
+    years = case((tenure > YEAR, tenure), else_=YEAR)
+    return c.total * (CLV_YEARS * YEAR) / years
+
+
+def _median(column: str, at: datetime) -> ColumnElement[float]:
+    base = _base(at, frozenset({column}))
+    ranked = select(
+        base.c[column].label("v"),
+        func.row_number().over(order_by=base.c[column]).label("rn"),
+        func.count().over().label("n"),
+    ).subquery("ranked")
+    middle = ranked.c.rn.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2])
+    return select(func.avg(ranked.c.v * 1.0)).where(middle).scalar_subquery()
+
+
+def loyalty_cutoffs(settings: Settings, at: datetime) -> tuple[Any, Any]:
+    """SQL (or constants): the frequency and monetary (cents) cut-offs of the loyalty matrix."""
+    cfg = settings.loyalty
+    freq: Any = literal(cfg.frequency_cutoff) if cfg.frequency_cutoff > 0 else _median("orders", at)
+    money: Any = literal(cfg.monetary_cutoff * 100) if cfg.monetary_cutoff > 0 else _median("total", at)
+    return freq, money
+
+
+def loyalty(c: Any, settings: Settings, at: datetime) -> ColumnElement[str]:
+    """SQL: true_friend / butterfly / barnacle / stranger of a buyer row."""
+    freq, money = loyalty_cutoffs(settings, at)
+    frequent = c.orders > freq
+    high = c.total > money
+    return case(
+        (and_(frequent, high), "true_friend"),
+        (high, "butterfly"),
+        (frequent, "barnacle"),
+        else_="stranger",
+    )

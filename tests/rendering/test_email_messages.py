@@ -1,0 +1,201 @@
+"""Every shipped email template renders into a standards-correct message for several contacts."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from campaigns import links
+from campaigns.coupons import import_pool
+from campaigns.link_registry import link_url
+from campaigns.models import Contact, Coupon, Template, TrackedLink
+from campaigns.rendering import RenderedEmail, RenderError, render_delivery
+from campaigns.templates_store import list_templates, load_template, sync_template
+from tests.rendering.conftest import add_contact, make_campaign, make_delivery
+
+CLICK = re.compile(r"https://t\.example\.net/c/([0-9a-z]+)/([0-9a-z]+)/([A-Za-z0-9_-]+)")
+CONTACTS = [
+    ("ann@example.com", "Ann Lee", {"city": "Paris"}),
+    ("zoe@example.com", "Zoë Ångström-Ñúñez", {}),  # non-ASCII name in To, no city
+    ("bob@example.com", None, {"city": "Tokyo"}),    # no name at all
+]
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert not msg.defects, msg.defects
+    return msg
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
+
+
+@pytest.fixture
+def winback_codes(tmp_path: Path) -> Path:
+    f = tmp_path / "codes.txt"
+    f.write_text("\n".join(f"WB-{i:04d}" for i in range(20)) + "\n")
+    return f
+
+
+def test_every_shipped_email_template_parses_back_with_headers_parts_and_tracked_links(rapp, winback_codes):
+    settings = rapp.settings
+    emails = [t for t in list_templates(settings) if t.channel == "email"]
+    assert {t.name for t in emails} >= {"welcome", "winback", "newsletter"}
+    with rapp.session() as s:
+        import_pool(s, "WINBACK", winback_codes)
+        camp, run = make_campaign(s, utm={"source": "newsletter", "medium": "email", "campaign": "spring"})
+        for step, tmpl in enumerate(emails):
+            sync_template(s, tmpl)
+            for addr, name, attrs in CONTACTS:
+                contact = s.scalar(select(Contact).where(Contact.email == addr)) or add_contact(s, addr, name, **attrs)
+                d = make_delivery(s, run, contact, step=step)
+                out = render_delivery(s, settings, tmpl, contact=contact, delivery_id=d.id, campaign=camp)
+                assert isinstance(out, RenderedEmail)
+                msg = parse(out.data)
+                assert out.to == addr
+                assert msg["To"].addresses[0].addr_spec == addr
+                if name:
+                    assert msg["To"].addresses[0].display_name == name
+                assert msg["From"].addresses[0].display_name == "Example Shop"
+                assert msg["From"].addresses[0].addr_spec == "news@shop.example.com"
+                assert msg["Subject"] == out.subject and out.subject
+                assert msg["Message-ID"] == out.message_id and links.b36(d.id) in out.message_id
+                assert out.mail_from == links.return_path(settings, d.id)
+                assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+                lu = msg["List-Unsubscribe"]
+                unsub = links.unsubscribe_url(settings, d.id)
+                assert f"<{unsub}>" in lu
+                assert re.search(r"<mailto:unsubscribe@shop\.example\.com\?subject=unsubscribe-[0-9a-z]+-[\w-]+>", lu)
+                text, html = parts(msg)
+                assert unsub in html and unsub in text
+                assert links.open_url(settings, d.id) in html
+                # Every http(s) link except unsubscribe is a signed click link naming this delivery
+                hrefs = re.findall(r'href="([^"]+)"', html)
+                assert hrefs
+                for href in hrefs:
+                    if href == unsub:
+                        continue
+                    m = CLICK.fullmatch(href)
+                    assert m, href
+                    ref = links.verify_click(settings, *m.groups())
+                    assert ref is not None and ref.delivery_id == d.id
+                    dest = link_url(s, ref.link_id)
+                    assert dest.startswith("https://shop.example.com/")
+                    assert "utm_source=newsletter" in dest and "utm_medium=email" in dest
+                assert "shop.example.com" not in html, "a raw destination link escaped rewriting"
+                assert "shop.example.com" not in text
+                assert 'style="' in html and "<style" not in html  # CSS inlined
+        assert s.scalar(select(Template.version_hash).where(Template.name == "welcome")) == load_template(settings, "welcome").version_hash
+
+
+def test_winback_gives_each_delivery_its_own_code_and_the_same_code_when_re_rendered(rapp, winback_codes):
+    settings = rapp.settings
+    tmpl = load_template(settings, "winback")
+    with rapp.session() as s:
+        import_pool(s, "WINBACK", winback_codes)
+        camp, run = make_campaign(s)
+        codes = []
+        for i in range(3):
+            c = add_contact(s, f"p{i}@example.com", f"P{i} Doe")
+            d = make_delivery(s, run, c)
+            first = parts(parse(render_delivery(s, settings, tmpl, contact=c, delivery_id=d.id, campaign=camp).data))
+            again = parts(parse(render_delivery(s, settings, tmpl, contact=c, delivery_id=d.id, campaign=camp).data))
+            found = set(re.findall(r"WB-\d{4}", first[0] + first[1]))
+            assert len(found) == 1
+            assert found == set(re.findall(r"WB-\d{4}", again[0] + again[1]))
+            codes.append(found.pop())
+        assert len(set(codes)) == 3
+        used = s.scalars(select(Coupon.code).where(Coupon.assigned_at.is_not(None))).all()
+        assert sorted(used) == sorted(codes)
+
+
+def test_empty_coupon_pool_fails_only_that_delivery_with_a_clear_reason(rapp, tmp_path):
+    settings = rapp.settings
+    tmpl = load_template(settings, "winback")
+    one = tmp_path / "one.txt"
+    one.write_text("ONLY-ONE\n")
+    with rapp.session() as s:
+        import_pool(s, "WINBACK", one)
+        camp, run = make_campaign(s)
+        a, b = add_contact(s, "a@example.com", "A"), add_contact(s, "b@example.com", "B")
+        ok = render_delivery(s, settings, tmpl, contact=a, delivery_id=make_delivery(s, run, a).id, campaign=camp)
+        assert b"ONLY-ONE" in ok.data
+        with pytest.raises(RenderError, match="coupon pool 'WINBACK' has no unused codes left"):
+            render_delivery(s, settings, tmpl, contact=b, delivery_id=make_delivery(s, run, b).id, campaign=camp)
+        welcome = load_template(settings, "welcome")  # the session is still usable afterwards
+        assert render_delivery(s, settings, welcome, contact=b, delivery_id=make_delivery(s, run, b, step=1).id)
+
+
+def test_missing_attribute_fails_that_contact_with_the_attribute_named(rapp, tdir):
+    (tdir / "citynote").mkdir()
+    (tdir / "citynote" / "subject.txt").write_text("News for {{ contact.attributes.city }}")
+    (tdir / "citynote" / "body.html").write_text('<p>Hi</p><a href="{{ unsubscribe_url }}">unsubscribe</a>')
+    tmpl = load_template(rapp.settings, "citynote")
+    with rapp.session() as s:
+        camp, run = make_campaign(s)
+        paris = add_contact(s, "p@example.com", "P", city="Paris")
+        nowhere = add_contact(s, "n@example.com", "N")
+        out = render_delivery(s, rapp.settings, tmpl, contact=paris, delivery_id=make_delivery(s, run, paris).id,
+                              campaign=camp)
+        assert out.subject == "News for Paris"
+        with pytest.raises(RenderError, match="has no attribute 'city'"):
+            render_delivery(s, rapp.settings, tmpl, contact=nowhere, delivery_id=make_delivery(s, run, nowhere).id,
+                            campaign=camp)
+
+
+def test_each_destination_is_registered_once_across_deliveries(rapp):
+    tmpl = load_template(rapp.settings, "welcome")
+    with rapp.session() as s:
+        _, run = make_campaign(s)
+        for i in range(4):
+            c = add_contact(s, f"w{i}@example.com", "W")
+            render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=make_delivery(s, run, c).id)
+    with rapp.session() as s:
+        urls = s.scalars(select(TrackedLink.url)).all()
+    assert sorted(urls) == ["https://shop.example.com/help", "https://shop.example.com/new-arrivals"]
+
+
+def test_text_part_is_derived_from_html_when_the_template_has_none(rapp):
+    tmpl = load_template(rapp.settings, "welcome")
+    assert tmpl.text is None
+    with rapp.session() as s:
+        _, run = make_campaign(s)
+        c = add_contact(s, "t@example.com", "Tess Ng")
+        text, _ = parts(parse(render_delivery(s, rapp.settings, tmpl, contact=c,
+                                                 delivery_id=make_delivery(s, run, c).id).data))
+    assert "Welcome, Tess!" in text and "<h1" not in text
+    assert "See what is new" in text and CLICK.search(text)
+
+
+@pytest.mark.parametrize("html", [
+    "<table>{% for i in [1, 2] %}<tr><td>row {{ i }}</td></tr>{% endfor %}</table>",  # derived per message
+    "<p>Use &#123;&#123; braces &#125;&#125; literally, {{ first_name }}</p>",  # entities that look like Jinja
+    "<p>qqjj0jjqq {{ first_name }}</p>",  # text that looks like our placeholder
+])
+def test_derived_text_part_is_right_even_when_the_html_defeats_the_shortcut(rapp, html):
+    from campaigns.templates_store import MessageTemplate
+
+    tmpl = MessageTemplate("odd", "email", "s", html + '<a href="{{ unsubscribe_url }}">u</a>', None, None,
+                           str(hash(html)), rapp.settings.base_dir)
+    with rapp.session() as s:
+        c = add_contact(s, "t@example.com", "Tess Ng")
+        text, _ = parts(parse(render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=0).data))
+    assert "Tess" in text or "row 1" in text
+    if "braces" in html:
+        assert "{{ braces }}" in text and "Tess" in text
+    if "qqjj" in html:
+        assert "qqjj0jjqq Tess" in text
+    if "row" in html:
+        assert "row 1" in text and "row 2" in text
