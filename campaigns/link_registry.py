@@ -56,7 +56,9 @@ def with_utm(url: str, utm: Mapping[str, Any] | None) -> str:
 def _db_key(session: Session) -> str:
     key = session.info.get(_DB_KEY)
     if key is None:  # rendering the URL is slow next to a dict look-up; once per session
-        key = session.info[_DB_KEY] = session.get_bind().url.render_as_string(hide_password=True)
+        bind = session.get_bind()
+        engine = getattr(bind, "engine", bind)  # a Session may be bound to a Connection
+        key = session.info[_DB_KEY] = engine.url.render_as_string(hide_password=True)
     return key
 
 

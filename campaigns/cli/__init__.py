@@ -11,7 +11,9 @@ import typer
 from rich.markup import escape
 
 from campaigns import __version__
-from campaigns.cli import consent, contacts, coupons, customers, purchases, segments, setup, suppress, templates
+from campaigns.cli import (
+    campaigns_cmd, consent, contacts, coupons, customers, daemon, purchases, segments, setup, suppress, templates,
+)
 from campaigns.cli.common import State, err_console
 from campaigns.errors import CampaignsError, ImportFailed
 
@@ -45,6 +47,8 @@ def root(
 
 
 setup.register(app)
+campaigns_cmd.register(app)
+daemon.register(app)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(consent.app, name="consent")
 app.add_typer(suppress.app, name="suppress")

@@ -1,0 +1,258 @@
+"""Define, check and steer campaigns: who (segment), what (templates), when, how carefully.
+
+A campaign can only be scheduled when its segment and templates exist, the templates are
+for its channel, and they lint clean. Schedules: `--at` (once), `--cron` (recurring),
+`--step` (a drip, each step relative to when a contact entered the segment), or none
+(manual: `campaigns send NAME --now`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from campaigns.config import Settings
+from campaigns.errors import ConflictError, InputError, NotFoundError
+from campaigns.models import Campaign, Delivery, Segment
+from campaigns.suppression import check_channel
+from campaigns.templates_store import lint_template, load_template
+from campaigns.timespec import (
+    check_timezone, parse_cap, parse_clock_range, parse_datetime, parse_duration, utcnow,
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class CampaignSpec:
+    """What the marketer typed; every field optional on edit."""
+
+    segment: str | None = None
+    channel: str | None = None
+    template: str | None = None
+    at: str | None = None
+    cron: str | None = None
+    steps: list[str] = field(default_factory=list)
+    timezone: str | None = None
+    local_time: bool | None = None
+    quiet_hours: str | None = None
+    cap: str | None = None
+    throttle: str | None = None
+    holdout: str | None = None
+    variants: list[str] = field(default_factory=list)
+    attribution_window: str | None = None
+    utm_campaign: str | None = None
+    grace: str | None = None
+    cost_per_message: float | None = None
+    transactional: bool | None = None
+
+
+def parse_percent(text: str, what: str = "--holdout") -> float:
+    """'10%' or '10' -> 10.0, between 0 and 100 (exclusive of 100)."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$", str(text))
+    if not m or not 0 <= float(m.group(1)) < 100:
+        raise InputError(f"{what}: '{text}' is not a percentage from 0 to 99 (e.g. 10%)")
+    return float(m.group(1))
+
+
+def parse_throttle(text: str) -> int | None:
+    """'600/min', '10/s', '3600/h' -> messages per minute; '' / 'none' -> None."""
+    if str(text).strip().lower() in ("", "none", "off"):
+        return None
+    m = re.match(r"^\s*(\d+)\s*/\s*(s|sec|m|min|h|hour)\s*$", str(text))
+    if not m or int(m.group(1)) < 1:
+        raise InputError(f"--throttle: '{text}' is not a rate like 600/min, 10/s or 3600/h")
+    n, unit = int(m.group(1)), m.group(2)
+    per_minute = n * 60 if unit in ("s", "sec") else n if unit in ("m", "min") else max(1, n // 60)
+    return per_minute
+
+
+def parse_step(text: str) -> dict[str, Any]:
+    """'3d:tips' -> {"offset_seconds": 259200, "template": "tips"}."""
+    offset, sep, template = str(text).partition(":")
+    if not sep or not template.strip():
+        raise InputError(f"--step: '{text}' is not OFFSET:TEMPLATE like 3d:tips")
+    return {"offset_seconds": int(parse_duration(offset.strip(), "--step").total_seconds()), "template": template.strip()}
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """'A:tmpl_a:50' -> {"name": "A", "template": "tmpl_a", "weight": 50}."""
+    parts = str(text).split(":")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].isdigit() or int(parts[2]) < 1:
+        raise InputError(f"--variant: '{text}' is not NAME:TEMPLATE:WEIGHT like A:welcome_a:50")
+    return {"name": parts[0], "template": parts[1], "weight": int(parts[2])}
+
+
+def check_cron(expr: str, tz: str) -> str:
+    """A five-field crontab expression, or a clear error."""
+    try:
+        CronTrigger.from_crontab(expr, timezone=check_timezone(tz))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"--cron: '{expr}' is not a crontab expression like '0 10 1 * *' ({exc})") from None
+    return expr
+
+
+def templates_of(campaign: Campaign) -> list[str]:
+    """Every template the campaign may send."""
+    names = [v["template"] for v in campaign.variants] if campaign.variants else []
+    names += [s["template"] for s in campaign.steps]
+    if campaign.template_name:
+        names.append(campaign.template_name)
+    return sorted(set(names))
+
+
+def check_ready(session: Session, settings: Settings, campaign: Campaign) -> None:
+    """Refuse to schedule a campaign whose segment or templates are missing or broken."""
+    if session.get(Segment, campaign.segment_id) is None:
+        raise NotFoundError(f"campaign {campaign.name}: its segment no longer exists")
+    names = templates_of(campaign)
+    if not names:
+        raise InputError(f"campaign {campaign.name}: give --template, --variant or --step")
+    for name in names:
+        tmpl = load_template(settings, name)
+        if tmpl.channel != campaign.channel:
+            raise InputError(f"template {name} is for {tmpl.channel}, but campaign {campaign.name} sends {campaign.channel}")
+        errors = [i.message for i in lint_template(settings, name) if i.level == "error"]
+        if errors:
+            raise InputError(f"template {name} does not lint clean: {errors[0]} (run `campaigns templates lint {name}`)")
+
+
+def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec) -> None:
+    if spec.segment is not None:
+        seg = session.scalar(select(Segment).where(Segment.name == spec.segment))
+        if seg is None:
+            raise NotFoundError(f"--segment: no segment '{spec.segment}' (see `campaigns segments list`)")
+        c.segment_id = seg.id
+    if spec.channel is not None:
+        c.channel = check_channel(spec.channel)
+    if spec.timezone is not None:
+        check_timezone(spec.timezone, "--timezone")
+        c.timezone = spec.timezone
+    if spec.template is not None:
+        c.template_name = spec.template
+    schedules = [x for x in (spec.at, spec.cron, spec.steps or None) if x]
+    if len(schedules) > 1:
+        raise InputError("choose one schedule: --at, --cron or --step")
+    if spec.at:
+        c.schedule_kind, c.send_at, c.cron, c.steps = "once", parse_datetime(spec.at, c.timezone, "--at"), None, []
+    elif spec.cron:
+        c.schedule_kind, c.cron, c.send_at, c.steps = "cron", check_cron(spec.cron, c.timezone), None, []
+    elif spec.steps:
+        c.schedule_kind, c.steps, c.send_at, c.cron = "drip", [parse_step(s) for s in spec.steps], None, None
+    if spec.local_time is not None:
+        c.local_time = spec.local_time
+    if spec.quiet_hours is not None:
+        c.quiet_hours = str(parse_clock_range(spec.quiet_hours, "--quiet-hours") or "none")
+    if spec.cap is not None:
+        c.frequency_cap = str(parse_cap(spec.cap, "--cap") or "none")
+    if spec.throttle is not None:
+        c.throttle_per_minute = parse_throttle(spec.throttle)
+    if spec.holdout is not None:
+        c.holdout_pct = parse_percent(spec.holdout)
+    if spec.variants:
+        variants = [parse_variant(v) for v in spec.variants]
+        if len({v["name"] for v in variants}) != len(variants):
+            raise InputError("--variant: each variant needs its own name")
+        c.variants = variants
+    if spec.attribution_window is not None:
+        c.attribution_window_seconds = int(parse_duration(spec.attribution_window, "--attribution-window").total_seconds())
+    if spec.utm_campaign is not None:
+        c.utm = {**(c.utm or {}), "campaign": spec.utm_campaign}
+    if spec.grace is not None:
+        c.grace_seconds = int(parse_duration(spec.grace, "--grace").total_seconds())
+    if spec.cost_per_message is not None:
+        if spec.cost_per_message < 0:
+            raise InputError("--cost: must not be negative")
+        c.cost_per_message = spec.cost_per_message
+    if spec.transactional is not None:
+        c.marketing = not spec.transactional
+
+
+def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec) -> Campaign:
+    """A new campaign, scheduled when it has a schedule (else manual), after all checks pass."""
+    if not _NAME.match(name):
+        raise InputError(f"NAME: '{name}' must be letters, digits, '.', '_' or '-' (up to 100)")
+    if session.scalar(select(Campaign.id).where(Campaign.name == name)):
+        raise ConflictError(f"a campaign named {name} already exists (use `campaigns edit`)")
+    if spec.segment is None or spec.channel is None:
+        raise InputError("--segment and --channel are required")
+    now = utcnow()
+    c = Campaign(name=name, channel="email", segment_id=0, schedule_kind="manual", timezone=settings.timezone,
+                 variants=[], steps=[], utm={"campaign": name}, holdout_pct=0.0,
+                 attribution_window_seconds=int(parse_duration(settings.policy.attribution_window).total_seconds()),
+                 marketing=True, local_time=False, status="draft", created_at=now, updated_at=now)
+    _apply(session, settings, c, spec)
+    check_ready(session, settings, c)
+    c.status = "scheduled" if c.schedule_kind != "manual" else "draft"
+    session.add(c)
+    session.flush()
+    return c
+
+
+def get_campaign(session: Session, name: str) -> Campaign:
+    """A campaign by name, or NotFoundError."""
+    c = session.scalar(select(Campaign).where(Campaign.name == name))
+    if c is None:
+        raise NotFoundError(f"no campaign '{name}' (see `campaigns list`)")
+    return c
+
+
+def edit_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec) -> Campaign:
+    """Change a campaign; the result must pass the same checks as a new one."""
+    c = get_campaign(session, name)
+    if c.status in ("cancelled", "completed"):
+        raise ConflictError(f"campaign {name} is {c.status}; create a new one instead")
+    _apply(session, settings, c, spec)
+    check_ready(session, settings, c)
+    if c.status == "draft" and c.schedule_kind != "manual":
+        c.status = "scheduled"
+    c.updated_at = utcnow()
+    session.flush()
+    return c
+
+
+def set_status(session: Session, name: str, action: str, reason: str | None = None) -> Campaign:
+    """pause | resume | cancel, with the transitions that make sense."""
+    c = get_campaign(session, name)
+    allowed = {"pause": ("scheduled", "draft"), "resume": ("paused",), "cancel": ("scheduled", "paused", "draft")}
+    if c.status not in allowed[action]:
+        raise ConflictError(f"campaign {name} is {c.status}; it cannot be {action}d")
+    if action == "pause":
+        c.status, c.status_reason = "paused", reason or "paused by the marketer"
+    elif action == "resume":
+        c.status, c.status_reason = ("scheduled" if c.schedule_kind != "manual" else "draft"), None
+    else:
+        c.status, c.status_reason = "cancelled", reason or "cancelled by the marketer"
+        session.execute(update(Delivery).where(Delivery.campaign_id == c.id, Delivery.state.in_(("queued", "retry_wait")))
+                        .values(state="cancelled", updated_at=utcnow()))
+    c.updated_at = utcnow()
+    session.flush()
+    return c
+
+
+def describe(c: Campaign) -> dict[str, Any]:
+    """A campaign as plain values for tables and JSON."""
+    schedule = {"once": lambda: c.send_at, "cron": lambda: c.cron,
+                "drip": lambda: ", ".join(f"{s['offset_seconds'] // 86400}d:{s['template']}" for s in c.steps),
+                "manual": lambda: "manual (campaigns send --now)"}[c.schedule_kind]()
+    return {
+        "name": c.name, "channel": c.channel, "segment": c.segment.name if c.segment else None,
+        "template": c.template_name, "variants": c.variants, "schedule_kind": c.schedule_kind,
+        "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time,
+        "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
+        "holdout_pct": c.holdout_pct, "attribution_window": f"{c.attribution_window_seconds // 3600}h",
+        "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
+        "created_at": c.created_at, "updated_at": c.updated_at,
+    }
+
+
+def grace_for(settings: Settings, c: Campaign) -> timedelta:
+    """How late a missed firing may still run."""
+    return timedelta(seconds=c.grace_seconds) if c.grace_seconds is not None else timedelta(minutes=settings.policy.grace_minutes)
+

@@ -1,0 +1,105 @@
+"""`campaigns daemon`, `campaigns worker`, `campaigns status`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import typer
+from sqlalchemy import func, select
+
+from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json
+from campaigns.models import Campaign, Delivery, ProcessHeartbeat
+from campaigns.timespec import utcnow
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the process commands to the root app."""
+    app.command("daemon")(daemon)
+    app.command("worker")(worker)
+    app.command("status")(status)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def daemon(ctx: typer.Context,
+           no_tracking: bool = typer.Option(False, "--no-tracking", help="Do not serve the tracking endpoints."),
+           no_dispatch: bool = typer.Option(False, "--no-dispatch", help="Only schedule and plan (workers send)."),
+           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the scheduler, the dispatcher and the tracking app until SIGTERM/SIGINT."""
+    from scheduler.daemon import Daemon, run_until_signalled
+
+    a = get_app(ctx)
+    a.ready_engine()
+    _logging(verbose)
+    run_until_signalled(Daemon(a, tracking=not no_tracking, dispatch=not no_dispatch).run)
+
+
+def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A name for this worker (default role@host:pid)."),
+           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run only the dispatcher: start several (on several machines, sharing PostgreSQL) to send faster."""
+    import asyncio
+
+    from scheduler.daemon import heartbeat, run_until_signalled
+    from scheduler.dispatcher import Dispatcher, default_worker_name
+
+    a = get_app(ctx)
+    a.ready_engine()
+    _logging(verbose)
+    worker_name = name or default_worker_name()
+
+    async def run(stop: asyncio.Event) -> None:
+        heartbeat(a, worker_name, "worker")
+        beat = asyncio.create_task(_beat(a, worker_name, stop))
+        try:
+            await Dispatcher(a, worker_name=worker_name).run(stop)
+        finally:
+            beat.cancel()
+            heartbeat(a, worker_name, "worker", stopping=True)
+
+    run_until_signalled(run)
+
+
+async def _beat(a, name: str, stop) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from scheduler.daemon import heartbeat
+
+    while not stop.is_set():
+        await asyncio.sleep(10)
+        try:
+            heartbeat(a, name, "worker")
+        except Exception:  # noqa: S110 - a missed heartbeat is harmless
+            pass
+
+
+def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """What is scheduled next, what is running, and the outbox by state."""
+    from scheduler.jobs import next_fire_times
+
+    a = get_app(ctx)
+    now = utcnow()
+    with a.session() as s:
+        upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute"}
+                    for c, at in next_fire_times(s, now)[:20]]
+        processes = [{"name": p.name, "role": p.role, "started_at": p.started_at, "last_seen": p.last_seen,
+                      "alive": now - p.last_seen < timedelta(seconds=60)} for p in s.scalars(select(ProcessHeartbeat))]
+        outbox = [{"campaign": name, "state": state, "count": n} for name, state, n in s.execute(
+            select(Campaign.name, Delivery.state, func.count()).join(Campaign, Campaign.id == Delivery.campaign_id)
+            .group_by(Campaign.name, Delivery.state).order_by(Campaign.name, Delivery.state))]
+        paused = [{"campaign": c.name, "reason": c.status_reason} for c in s.scalars(select(Campaign).where(Campaign.status == "paused"))]
+    if as_json:
+        print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused})
+        return
+    emit_rows(upcoming, ["campaign", "kind", "next"], title="Scheduled next")
+    emit_rows(processes, ["name", "role", "started_at", "last_seen", "alive"], title="Running")
+    if not processes:
+        console.print("[yellow]no daemon or worker is running[/yellow]")
+    emit_rows(outbox, ["campaign", "state", "count"], title="Outbox")
+    if paused:
+        emit_rows(paused, ["campaign", "reason"], title="Paused")

@@ -1,0 +1,1 @@
+"""The daemon's side: firings, planning, dispatching, channels. Imports campaigns, never the reverse."""

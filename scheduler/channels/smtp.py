@@ -1,0 +1,123 @@
+"""Email through aiosmtplib: a pool of persistent connections fed from an asyncio.Queue.
+
+Each send runs MAIL, RCPT and DATA itself so the outcome is honest about where it failed:
+anything before DATA is safe to retry; a connection lost during DATA (after the message
+may have been handed over) is `unknown` and never re-sent by default. After an error the
+connection is RSET, or dropped and reopened, so one bad address never poisons the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiosmtplib
+
+from campaigns.config import Settings
+from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult
+
+
+def classify(code: int, message: str) -> SendResult:
+    """An SMTP reply -> outcome. 4xx: retry; 5.7.x: policy (us, not the address);
+    5.1.x or a bare 550/551/553: the address is bad; any other 5xx: this message failed."""
+    text = (message or "").strip()
+    detail = f"{code} {text}"[:300]
+    if 400 <= code < 500:
+        return SendResult("transient", None, detail)
+    if text.startswith("5.7."):
+        return SendResult("policy", None, detail)
+    if text.startswith("5.1.") or (code in (550, 551, 553) and not text.startswith("5.")):
+        return SendResult("hard_bounce", None, detail)
+    return SendResult("failed", None, detail)
+
+
+class SmtpPool:
+    """N connections; `send` borrows one, uses it, returns it (or replaces it when broken)."""
+
+    def __init__(self, settings: Settings) -> None:
+        s = settings.smtp
+        self._settings = settings
+        self._size = max(1, s.pool_size)
+        self._queue: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
+
+    def _new(self) -> aiosmtplib.SMTP:
+        s = self._settings.smtp
+        context = ssl.create_default_context() if s.security != "none" else None
+        return aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, timeout=s.timeout_seconds, use_tls=s.security == "tls",
+            start_tls=True if s.security == "starttls" else False, tls_context=context,
+            username=s.username or None, password=s.password.get_secret_value() or None,
+        )
+
+    async def _borrow(self) -> aiosmtplib.SMTP:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            for _ in range(self._size):
+                self._queue.put_nowait(None)  # lazily connected slots
+        conn = await self._queue.get()
+        if conn is None or not conn.is_connected:
+            conn = self._new()
+            try:
+                await conn.connect()
+            except BaseException:
+                self._queue.put_nowait(None)
+                raise
+        return conn
+
+    def _give_back(self, conn: aiosmtplib.SMTP | None) -> None:
+        assert self._queue is not None
+        self._queue.put_nowait(conn if conn is not None and conn.is_connected else None)
+
+    async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult:
+        assert isinstance(message, OutgoingEmail)
+        try:
+            conn = await self._borrow()
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            return SendResult("transient", None, f"connect: {exc}"[:300])
+        stage = "mail"
+        try:
+            await conn.mail(message.mail_from)
+            stage = "rcpt"
+            await conn.rcpt(message.to)
+            stage = "data"
+            response = await conn.data(message.data)
+            self._give_back(conn)
+            return SendResult("sent", message.message_id, f"{response.code} {response.message}"[:300])
+        except aiosmtplib.SMTPResponseException as exc:
+            # The server answered: a definite outcome. Reset so the next message starts clean.
+            await self._reset(conn)
+            return classify(exc.code, exc.message)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError, asyncio.TimeoutError) as exc:
+            await self._drop(conn)
+            if stage == "data":
+                return SendResult("unknown", None, f"connection lost during DATA: {exc}"[:300])
+            return SendResult("transient", None, f"connection lost before DATA: {exc}"[:300])
+        except aiosmtplib.SMTPException as exc:
+            await self._drop(conn)
+            return SendResult("unknown" if stage == "data" else "transient", None, str(exc)[:300])
+
+    async def _reset(self, conn: aiosmtplib.SMTP) -> None:
+        try:
+            await conn.rset()
+            self._give_back(conn)
+        except Exception:  # a connection that cannot even RSET is replaced
+            await self._drop(conn)
+
+    async def _drop(self, conn: aiosmtplib.SMTP) -> None:
+        try:
+            conn.close()
+        except Exception:
+            pass
+        self._give_back(None)
+
+    async def close(self) -> None:
+        if self._queue is None:
+            return
+        while not self._queue.empty():
+            conn = self._queue.get_nowait()
+            if conn is not None and conn.is_connected:
+                try:
+                    await conn.quit()
+                except Exception:
+                    conn.close()
+        self._queue = None

@@ -1,0 +1,243 @@
+"""The dispatcher: claims due outbox rows, renders, sends, records, retries.
+
+Per batch: claim (one short transaction, consent re-checked) -> render (one transaction:
+coupons and tracked links are written) -> send concurrently -> record every outcome in one
+transaction. States: queued -> sending -> sent | retry_wait | failed | suppressed | unknown.
+A crash between claim and record leaves rows `sending`; their lease expires into
+`unknown`: at most the in-flight messages of a crash are unknown, none are sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from campaigns import suppression
+from campaigns.context import App
+from campaigns.db import session_factory
+from campaigns.models import Campaign, Contact, Delivery, Event
+from campaigns.rendering import RenderedEmail, RenderError, render_delivery
+from campaigns.templates_store import MessageTemplate, load_template
+from campaigns.timespec import utcnow
+from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
+from scheduler.outbox import Claimed, claim, expire_leases, write_session
+
+log = logging.getLogger("campaigns.dispatcher")
+MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass
+class DispatchStats:
+    """Outcomes counted over one or more batches."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: DispatchStats) -> None:
+        self.counts.update(other.counts)
+
+    @property
+    def claimed(self) -> int:
+        return sum(self.counts.values())
+
+
+def backoff(settings_base: float, attempts: int, rng: random.Random) -> timedelta:
+    """Exponential backoff with jitter: base * 2^(attempts-1), times 0.5..1.5, capped at 6 h."""
+    seconds = settings_base * (2 ** max(0, attempts - 1)) * rng.uniform(0.5, 1.5)
+    return min(timedelta(seconds=seconds), MAX_BACKOFF)
+
+
+def default_worker_name() -> str:
+    """role@host:pid, unique per process."""
+    return f"worker@{socket.gethostname()}:{os.getpid()}"
+
+
+class Dispatcher:
+    """Sends what is due. Several dispatchers (processes, machines) can share one database."""
+
+    def __init__(self, app: App, *, worker_name: str | None = None, channels: dict | None = None) -> None:  # type: ignore[type-arg]
+        self.app = app
+        self.settings = app.settings
+        self.worker = worker_name or default_worker_name()
+        self.channels = channels
+        self._rng = random.Random()
+        self._templates: dict[str, MessageTemplate] = {}
+
+    def _channels(self) -> dict:  # type: ignore[type-arg]
+        if self.channels is None:
+            self.channels = make_channels(self.settings)
+        return self.channels
+
+    async def dispatch_once(self, now: datetime | None = None) -> DispatchStats:
+        """Send everything due at `now` (default: the real clock), batch after batch, then return."""
+        stats = DispatchStats()
+        fixed = now
+        engine = self.app.ready_engine()
+        expire_leases(engine, self.settings, fixed or utcnow())
+        while True:
+            at = fixed or utcnow()
+            batch = claim(engine, self.settings, self.worker, at, self.settings.sending.batch_size)
+            if not batch:
+                return stats
+            stats.add(await self._process(batch, at))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until `stop` is set; a batch in flight is finished before returning."""
+        try:
+            while not stop.is_set():
+                try:
+                    stats = await self.dispatch_once()
+                except Exception as exc:  # the database went away: wait and try again
+                    log.warning("dispatch paused: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:200])
+                    stats = DispatchStats()
+                    await asyncio.sleep(min(5.0, self.settings.sending.poll_seconds * 3))
+                if stats.claimed:
+                    log.info("dispatched %s", dict(stats.counts))
+                    continue
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.settings.sending.poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close transport connections."""
+        for channel in (self.channels or {}).values():
+            await channel.close()
+
+    # -- one batch ---------------------------------------------------------------------
+    async def _process(self, batch: list[Claimed], now: datetime) -> DispatchStats:
+        messages, failures = self._render(batch)
+        channels = self._channels()
+        limit = asyncio.Semaphore(max(1, self.settings.sending.concurrency))
+
+        async def send(row: Claimed, message: OutgoingEmail | OutgoingSms) -> tuple[Claimed, SendResult]:
+            async with limit:
+                try:
+                    return row, await channels[row.channel].send(message)
+                except Exception as exc:  # a transport bug must not lose the row
+                    return row, SendResult("unknown", None, f"{type(exc).__name__}: {exc}"[:300])
+
+        results = await asyncio.gather(*(send(row, msg) for row, msg in messages))
+        return self._record(list(results), failures, now)
+
+    def _template(self, name: str) -> MessageTemplate:
+        tmpl = self._templates.get(name)
+        if tmpl is None:
+            tmpl = self._templates[name] = load_template(self.settings, name)
+        return tmpl
+
+    def _render(self, batch: list[Claimed]) -> tuple[list[tuple[Claimed, OutgoingEmail | OutgoingSms]], list[tuple[Claimed, str]]]:
+        out: list[tuple[Claimed, OutgoingEmail | OutgoingSms]] = []
+        failed: list[tuple[Claimed, str]] = []
+        self._templates.clear()  # a template edited between batches is picked up
+        engine = self.app.engine
+        with write_session(engine) as session:
+            contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({r.contact_id for r in batch})))}
+            campaigns = {c.id: c for c in session.scalars(select(Campaign).where(Campaign.id.in_({r.campaign_id for r in batch})))}
+            for row in batch:
+                try:
+                    with session.begin_nested():
+                        rendered = render_delivery(
+                            session, self.settings, self._template(row.template_name or ""), contact=contacts[row.contact_id],
+                            delivery_id=row.id, campaign=campaigns[row.campaign_id], lifecycle=row.lifecycle,
+                            rfm_segment=row.rfm_segment)
+                except RenderError as exc:
+                    failed.append((row, f"render: {exc}"))
+                    continue
+                except Exception as exc:  # a missing template file, for instance
+                    failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
+                    continue
+                if isinstance(rendered, RenderedEmail):
+                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id)))
+                else:
+                    out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body)))
+            session.flush()
+        return out, failed
+
+    def _record(self, results: list[tuple[Claimed, SendResult]], render_failures: list[tuple[Claimed, str]], now: datetime) -> DispatchStats:
+        stats = DispatchStats()
+        s = self.settings.sending
+        table = Delivery.__table__
+        d = table.c
+        touched: set[int] = set()
+        with write_session(self.app.engine) as session:
+            conn = session.connection()
+            for row, reason in render_failures:
+                conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
+                stats.counts["failed"] += 1
+                touched.add(row.campaign_id)
+            for row, result in results:
+                values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
+                outcome = result.outcome
+                if outcome == "sent":
+                    values.update(state="sent", sent_at=now, provider_message_id=result.provider_id, error=None)
+                elif outcome == "transient":
+                    too_old = now - row.created_at > timedelta(hours=s.max_retry_age_hours)
+                    if row.attempts >= s.max_attempts or too_old:
+                        values.update(state="failed", error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
+                        outcome = "failed"
+                    else:
+                        values.update(state="retry_wait", due_at=now + backoff(s.retry_base_seconds, row.attempts, self._rng))
+                        outcome = "retry_wait"
+                elif outcome == "hard_bounce":
+                    values.update(state="failed")
+                    self._hard_bounce(session, row, result, now)
+                elif outcome == "policy":
+                    # The server refuses us, not this address: hold the campaign, requeue the row.
+                    values.update(state="queued", attempts=d.attempts - 1)
+                    conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in(("cancelled",)))
+                                 .values(status="paused", status_reason=f"paused: the mail server refused us ({result.detail})"[:500], updated_at=now))
+                elif outcome == "unknown":
+                    values.update(state="unknown")
+                else:
+                    values.update(state="failed")
+                conn.execute(update(table).where(d.id == row.id, d.state == "sending").values(**values))
+                stats.counts[outcome] += 1
+                touched.add(row.campaign_id)
+            session.flush()
+            for campaign_id in touched:
+                self._auto_pause(conn, campaign_id, now)
+        return stats
+
+    def _hard_bounce(self, session: Session, row: Claimed, result: SendResult, now: datetime) -> None:
+        contact = session.get(Contact, row.contact_id)
+        address = contact and (contact.email if row.channel == "email" else contact.phone)
+        if address:
+            suppression.add(session, self.settings, row.channel, address, "hard_bounce", note=result.detail)
+        session.add(Event(delivery_id=row.id, campaign_id=row.campaign_id, contact_id=row.contact_id, type="bounce",
+                          occurred_at=now, dedup_key=f"bounce:sync:{row.id}", data={"detail": result.detail, "hard": True}))
+        session.flush()
+
+    def _auto_pause(self, conn, campaign_id: int, now: datetime) -> None:  # type: ignore[no-untyped-def]
+        s = self.settings.sending
+        d = Delivery.__table__.c
+        counts = dict(conn.execute(select(d.state, func.count()).where(
+            d.campaign_id == campaign_id, d.state.in_(("sent", "failed", "unknown"))).group_by(d.state)).all())
+        total = sum(counts.values())
+        if total < s.auto_pause_min_sample:
+            return
+        bounces = conn.execute(select(func.count()).select_from(Event.__table__).where(
+            Event.campaign_id == campaign_id, Event.type == "bounce")).scalar_one()
+        failure_rate = counts.get("failed", 0) / total
+        bounce_rate = bounces / total
+        reason = None
+        if bounce_rate > s.auto_pause_bounce_rate:
+            reason = f"auto-paused: hard-bounce rate {bounce_rate:.1%} passed {s.auto_pause_bounce_rate:.1%}"
+        elif failure_rate > s.auto_pause_failure_rate:
+            reason = f"auto-paused: failure rate {failure_rate:.1%} passed {s.auto_pause_failure_rate:.1%}"
+        if reason:
+            conn.execute(update(Campaign.__table__).where(Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "draft")))
+                         .values(status="paused", status_reason=reason, updated_at=now))
+
+
+__all__ = ["DispatchStats", "Dispatcher", "backoff", "session_factory"]

@@ -1,0 +1,119 @@
+"""Claiming and finishing outbox rows: the SQL side of the dispatcher.
+
+A claim is one short transaction: `BEGIN IMMEDIATE` on SQLite, `FOR UPDATE SKIP LOCKED`
+on PostgreSQL (so any number of workers share the outbox). In the same transaction each
+row's consent and suppression are checked again: an unsubscribe that arrived after
+planning wins. Claimed rows are `sending` under a lease; a lease that expires turns the
+row `unknown` (never re-sent unless configured), because the message may have gone out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, and_, exists, select, update
+from sqlalchemy.orm import Session
+
+from campaigns.config import Settings
+from campaigns.consent import consented_contacts
+from campaigns.db import is_sqlite
+from campaigns.models import Campaign, Contact, Delivery, Suppression
+
+HALTED = ("paused", "cancelled")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row this worker now owns until its lease ends."""
+
+    id: int
+    campaign_id: int
+    contact_id: int
+    channel: str
+    step: int
+    template_name: str | None
+    lifecycle: str | None
+    rfm_segment: str | None
+    attempts: int
+    created_at: datetime
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks)."""
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """An ORM session whose transaction takes the write lock up front on SQLite; commits on success."""
+    with Session(bind=engine, expire_on_commit=False) as session:
+        if is_sqlite(engine):
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit: int) -> list[Claimed]:
+    """Claim up to `limit` due rows; rows that lost consent meanwhile become `suppressed`."""
+    d = Delivery.__table__.c
+    with write_transaction(engine) as conn:
+        q = (select(d.id, d.campaign_id, d.contact_id, d.channel, d.step, d.template_name, d.lifecycle_stage,
+                    d.rfm_segment, d.attempts, d.created_at)
+             .where(d.state.in_(("queued", "retry_wait")), d.due_at <= now,
+                    ~exists().where(Campaign.id == d.campaign_id, Campaign.status.in_(HALTED)))
+             .order_by(d.due_at, d.id).limit(limit))
+        if not is_sqlite(engine):
+            q = q.with_for_update(skip_locked=True, of=Delivery.__table__)
+        rows = conn.execute(q).all()
+        if not rows:
+            return []
+        allowed = _still_allowed(conn, settings, rows, now)
+        lost = [r.id for r in rows if r.id not in allowed]
+        if lost:
+            conn.execute(update(Delivery.__table__).where(d.id.in_(lost)).values(
+                state="suppressed", error="consent revoked or address suppressed before sending", updated_at=now))
+        mine = [r for r in rows if r.id in allowed]
+        if mine:
+            conn.execute(update(Delivery.__table__).where(d.id.in_([r.id for r in mine])).values(
+                state="sending", attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
+                lease_until=now + timedelta(seconds=settings.sending.lease_seconds)))
+    return [Claimed(r.id, r.campaign_id, r.contact_id, r.channel, r.step, r.template_name, r.lifecycle_stage,
+                    r.rfm_segment, r.attempts + 1, r.created_at) for r in mine]
+
+
+def _still_allowed(conn: Connection, settings: Settings, rows: list, now: datetime) -> set[int]:  # type: ignore[type-arg]
+    """Ids of rows whose contact may still be messaged on the row's channel."""
+    allowed: set[int] = set()
+    for channel in {r.channel for r in rows}:
+        ids = [r.contact_id for r in rows if r.channel == channel]
+        digest = Contact.email_hash if channel == "email" else Contact.phone_hash
+        ok = set(conn.scalars(
+            select(Contact.id).where(
+                Contact.id.in_(ids), Contact.erased_at.is_(None), digest.is_not(None),
+                Contact.id.in_(consented_contacts(channel, settings.consent.double_opt_in, now)),
+                ~exists().where(and_(Suppression.channel == channel, Suppression.address_hash == digest)))))
+        allowed.update(r.id for r in rows if r.channel == channel and r.contact_id in ok)
+    return allowed
+
+
+def expire_leases(engine: Engine, settings: Settings, now: datetime) -> int:
+    """Rows stuck in `sending` past their lease: `unknown` (or back to the queue if configured)."""
+    d = Delivery.__table__.c
+    target = {"state": "queued", "error": "lease expired; re-sent (resend_unknown is on)"} if settings.sending.resend_unknown \
+        else {"state": "unknown", "error": "lease expired while sending: it may or may not have been delivered"}
+    with write_transaction(engine) as conn:
+        result = conn.execute(update(Delivery.__table__).where(d.state == "sending", d.lease_until < now)
+                              .values(**target, updated_at=now))
+        return result.rowcount or 0

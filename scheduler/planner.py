@@ -1,0 +1,220 @@
+"""One firing -> outbox rows. Idempotent: the run's unique key makes a firing happen once.
+
+Planning evaluates the segment at that moment and keeps only contacts with an address on
+the channel, current consent, no suppression and room under the frequency cap; draws the
+stable holdout; assigns the variant; computes each due time (recipient local time, quiet
+hours pushed to when they end, throttle spread); snapshots lifecycle and RFM segment;
+and writes every row in one transaction, counting every skipped contact by reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from campaigns.config import Settings
+from campaigns.consent import consented_contacts
+from campaigns.models import Campaign, CampaignRun, Contact, Delivery, DripEnrollment, Suppression
+from campaigns.segments import members_query, profiles
+from campaigns.timespec import parse_cap, parse_clock_range, utcnow
+from scheduler.firings import local_clock_for
+from scheduler.sendtime import due_time, push_out_of_quiet, throttle, zone
+
+SKIP_REASONS = ("invalid_address", "no_consent", "suppressed", "capped")
+COUNTED_STATES = ("queued", "sending", "sent", "retry_wait", "unknown")
+BATCH = 5000
+
+
+@dataclass
+class PlanResult:
+    """What planning a firing did (or found already done)."""
+
+    run_id: int
+    created: bool
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def stable_fraction(*parts: object) -> float:
+    """A number in [0, 1) fixed by its inputs: the same contact lands in the same group on every re-plan."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
+    """(variant name, template) by stable weighted hash; no variants -> (None, the template)."""
+    if not c.variants:
+        return None, c.template_name or ""
+    total = sum(v["weight"] for v in c.variants)
+    point = stable_fraction(c.id, contact_id, "variant") * total
+    for v in c.variants:
+        point -= v["weight"]
+        if point < 0:
+            return v["name"], v["template"]
+    return c.variants[-1]["name"], c.variants[-1]["template"]
+
+
+def quiet_hours_of(settings: Settings, c: Campaign):  # type: ignore[no-untyped-def]
+    """The campaign's quiet hours, else the channel default from config ('none' = none)."""
+    if c.quiet_hours:
+        return parse_clock_range(c.quiet_hours)
+    return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == "sms" else settings.policy.quiet_hours_email)
+
+
+def _address_column(channel: str):  # type: ignore[no-untyped-def]
+    return (Contact.email, Contact.email_hash) if channel == "email" else (Contact.phone, Contact.phone_hash)
+
+
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):  # type: ignore[no-untyped-def]
+    """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
+    members = members_query(session, c.segment, settings, at=now).subquery()
+    address, digest = _address_column(c.channel)
+    consent_ok = Contact.id.in_(consented_contacts(c.channel, settings.consent.double_opt_in, now))
+    suppressed = exists().where(Suppression.channel == c.channel, Suppression.address_hash == digest)
+    q = select(Contact.id, address, Contact.timezone, consent_ok.label("consent"), suppressed.label("suppressed")) \
+        .where(Contact.id.in_(select(members.c.id)), Contact.erased_at.is_(None))
+    if exclude_enrolled:
+        q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
+    return session.execute(q.order_by(Contact.id))
+
+
+def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
+    """Contacts already at the cap of marketing messages in the window, across all campaigns."""
+    cap = parse_cap(c.frequency_cap) if c.frequency_cap else parse_cap(settings.policy.frequency_cap)
+    if cap is None or not c.marketing or not ids:
+        return set()
+    since = now - cap.window
+    marketing = select(Campaign.id).where(Campaign.marketing.is_(True))
+    out: set[int] = set()
+    for i in range(0, len(ids), BATCH):
+        chunk = ids[i:i + BATCH]
+        q = (select(Delivery.contact_id).where(
+                Delivery.contact_id.in_(chunk), Delivery.is_holdout.is_(False), Delivery.state.in_(COUNTED_STATES),
+                Delivery.campaign_id.in_(marketing),
+                or_(Delivery.sent_at >= since, and_(Delivery.sent_at.is_(None), Delivery.due_at >= since, Delivery.due_at <= now + cap.window)))
+             .group_by(Delivery.contact_id).having(func.count() >= cap.count))
+        out.update(session.scalars(q))
+    return out
+
+
+def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: list[Any]) -> tuple[list[Any], dict[str, int]]:
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    eligible = []
+    for row in rows:
+        if not row[1]:
+            skipped["invalid_address"] += 1
+        elif not row.consent:
+            skipped["no_consent"] += 1
+        elif row.suppressed:
+            skipped["suppressed"] += 1
+        else:
+            eligible.append(row)
+    capped = _capped_ids(session, settings, c, now, [r[0] for r in eligible])
+    skipped["capped"] = len(capped)
+    return [r for r in eligible if r[0] not in capped], skipped
+
+
+def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: datetime) -> tuple[CampaignRun, bool]:
+    run = session.scalar(select(CampaignRun).where(CampaignRun.campaign_id == c.id, CampaignRun.scheduled_for == key))
+    if run is not None:
+        return run, False
+    try:
+        with session.begin_nested():
+            run = CampaignRun(campaign_id=c.id, scheduled_for=key, status="planning", started_at=now, counts={})
+            session.add(run)
+            session.flush()
+    except IntegrityError:  # another planner won the race: that firing is its
+        run = session.scalar(select(CampaignRun).where(CampaignRun.campaign_id == c.id, CampaignRun.scheduled_for == key))
+        assert run is not None
+        return run, False
+    return run, True
+
+
+def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, template_for: Any, due_for: Any,
+          snap: dict[int, Any], now: datetime) -> tuple[list[dict[str, Any]], int]:
+    rows, held = [], 0
+    for cid, address, tz, *_ in eligible:
+        is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
+        variant, template = template_for(cid)
+        profile = snap.get(cid)
+        rows.append({
+            "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
+            "variant": variant, "template_name": template, "is_holdout": is_holdout,
+            "state": "held_out" if is_holdout else "queued", "attempts": 0, "due_at": due_for(cid, tz),
+            "address": address, "lifecycle_stage": profile.lifecycle if profile else None,
+            "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
+        })
+        held += is_holdout
+    return rows, held
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    table = Delivery.__table__
+    for i in range(0, len(rows), BATCH):
+        session.connection().execute(insert(table), rows[i:i + BATCH])
+
+
+def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime, now: datetime | None = None) -> PlanResult:
+    """Plan one firing of a one-off, cron or manual campaign; a second call adds nothing."""
+    now = now or utcnow()
+    run, created = _get_or_create_run(session, c, key, now)
+    if not created:
+        return PlanResult(run.id, False, run.counts)
+    members = list(_audience(session, settings, c, now))
+    eligible, skipped = _classify(session, settings, c, now, members)
+    quiet = quiet_hours_of(settings, c)
+    clock = local_clock_for(c, key)
+    firing = max(now, key) if not c.local_time else now
+    dues = {cid: due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=c.local_time,
+                          local_clock=clock, quiet=quiet) for cid, _a, tz, *_ in eligible}
+    if c.throttle_per_minute:
+        ids = list(dues)
+        dues = dict(zip(ids, throttle([dues[i] for i in ids], firing, c.throttle_per_minute), strict=True))
+    snap = profiles(session, settings, list(dues), at=now) if dues else {}
+    rows, held = _rows(c, run, eligible, 0, lambda cid: pick_variant(c, cid), lambda cid, _tz: dues[cid], snap, now)
+    _insert(session, rows)
+    run.counts = {"in_segment": len(members), "planned": len(rows) - held, "held_out": held, "skipped": skipped}
+    run.status, run.finished_at = "planned", utcnow()
+    session.flush()
+    return PlanResult(run.id, True, run.counts)
+
+
+def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> PlanResult:
+    """Enrol contacts who entered the segment since last time; write every step's row for them."""
+    now = now or utcnow()
+    run, _ = _get_or_create_run(session, c, c.created_at, now)
+    members = list(_audience(session, settings, c, now, exclude_enrolled=True))
+    eligible, skipped = _classify(session, settings, c, now, members)
+    if eligible:
+        session.connection().execute(insert(DripEnrollment.__table__), [
+            {"campaign_id": c.id, "contact_id": r[0], "entered_at": now} for r in eligible])
+    quiet = quiet_hours_of(settings, c)
+    snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}
+    added = held_total = 0
+    for step, spec in enumerate(c.steps):
+        offset = spec["offset_seconds"]
+
+        def due(cid: int, tz: str | None, offset: int = offset) -> datetime:
+            return push_out_of_quiet(now + timedelta(seconds=offset), zone(tz, c.timezone), quiet)
+
+        rows, held = _rows(c, run, eligible, step, lambda cid, t=spec["template"]: (None, t), due, snap, now)
+        _insert(session, rows)
+        added += len(rows) - held
+        held_total += held
+    # Skipped members are looked at again on every tick (they may consent later), so the
+    # skip counts are the latest look, while enrolments and rows accumulate.
+    counts = dict(run.counts or {})
+    enrolled = counts.get("enrolled", 0) + len(eligible)
+    counts.update({
+        "in_segment": enrolled + sum(skipped.values()), "enrolled": enrolled,
+        "planned": counts.get("planned", 0) + added, "held_out": counts.get("held_out", 0) + held_total,
+        "skipped": skipped,
+    })
+    run.counts, run.status, run.finished_at = counts, "planned", now
+    session.flush()
+    return PlanResult(run.id, bool(eligible), counts)
