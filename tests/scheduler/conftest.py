@@ -1,0 +1,73 @@
+"""Scheduler fixtures: a shop with consenting contacts, a segment, the shipped templates."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from campaigns.campaign_defs import CampaignSpec, create_campaign
+from campaigns.config import load_settings
+from campaigns.context import App
+from campaigns.contacts import add_contact
+from campaigns import consent as ledger
+from campaigns.segments import create_segment
+from tests.conftest import write_config
+from tests.support.smtp import FaultySmtp
+
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, db_url: str) -> Callable[[str], App]:
+    """make_app(extra_toml) -> an App on the test database with the shipped templates."""
+    shutil.copytree(REPO_TEMPLATES, tmp_path / "templates", dirs_exist_ok=True)
+    apps: list[App] = []
+
+    def make(extra: str = "") -> App:
+        cfg = write_config(tmp_path, db_url, extra)
+        a = App(load_settings(cfg, environ={}))
+        apps.append(a)
+        return a
+
+    yield make
+    for a in apps:
+        a.engine.dispose()
+
+
+@pytest.fixture
+def smtp() -> FaultySmtp:
+    server = FaultySmtp().start()
+    yield server
+    server.stop()
+
+
+def add_people(app: App, n: int, *, tz: str | None = None, consent: bool = True, prefix: str = "p", sms: bool = False) -> list[int]:
+    """n contacts with email (and phone), consenting unless told otherwise; returns ids."""
+    ids = []
+    with app.session() as s:
+        for i in range(n):
+            values = {"email": f"{prefix}{i}@example.com", "name": f"Person {i}"}
+            if tz:
+                values["timezone"] = tz
+            if sms:
+                values["phone"] = f"+1415555{i % 10000:04d}"
+            c = add_contact(s, app.settings, values)
+            if consent:
+                ledger.grant(s, app.settings, c, "email", "test")
+                if sms:
+                    ledger.grant(s, app.settings, c, "sms", "test")
+            ids.append(c.id)
+    return ids
+
+
+def make_campaign(app: App, name: str = "promo", where: str = 'email contains "@"', **spec: object) -> int:
+    """A segment (named after the campaign) and a campaign on it; returns the campaign id."""
+    with app.session() as s:
+        create_segment(s, app.settings, f"seg_{name}", where)
+        values = {"segment": f"seg_{name}", "channel": "email", "template": "welcome", "quiet_hours": "none", "cap": "none"}
+        values.update(spec)
+        c = create_campaign(s, app.settings, name, CampaignSpec(**values))  # type: ignore[arg-type]
+        return c.id

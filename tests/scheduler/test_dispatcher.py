@@ -1,0 +1,150 @@
+"""The dispatcher against a real SMTP server on loopback that fails on command."""
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from campaigns import consent as ledger
+from campaigns.contacts import find_contact
+from campaigns.models import Campaign, Delivery, Event
+from campaigns.suppression import is_suppressed
+from campaigns.timespec import utcnow
+from scheduler.dispatcher import Dispatcher
+from scheduler.planner import plan_firing
+from tests.scheduler.conftest import add_people, make_campaign
+
+
+def _setup(make_app, smtp, n, **campaign):
+    app = make_app(smtp.config_toml())
+    add_people(app, n)
+    cid = make_campaign(app, **campaign)
+    now = utcnow()
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
+    return app, cid
+
+
+def _drain(app, rounds=12):
+    """Dispatch until nothing is due, moving the clock past each retry's backoff."""
+    clock = utcnow()
+    total = Counter()
+    for _ in range(rounds):
+        stats = asyncio.run(Dispatcher(app).dispatch_once(clock))
+        total.update(stats.counts)
+        clock += timedelta(hours=7)  # past the longest backoff
+    return total
+
+
+def _states(app, cid):
+    with app.session() as s:
+        return Counter(s.scalars(select(Delivery.state).where(Delivery.campaign_id == cid)))
+
+
+def test_transient_failures_are_retried_until_all_are_sent_once(make_app, smtp):
+    smtp.transient_rate = 0.1
+    app, cid = _setup(make_app, smtp, 300)
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 300})
+    assert smtp.transient_given > 10
+    ids = smtp.message_ids
+    assert len(ids) == len(set(ids)) == 300  # none twice
+    with app.session() as s:
+        assert max(s.scalars(select(Delivery.attempts))) <= app.settings.sending.max_attempts
+
+
+def test_hard_bounce_fails_and_suppresses_the_address_the_rest_go(make_app, smtp):
+    smtp.hard_bounce = {"p3@example.com"}
+    app, cid = _setup(make_app, smtp, 8)
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 7, "failed": 1})
+    with app.session() as s:
+        assert is_suppressed(s, app.settings, "email", "p3@example.com")
+        bad = s.scalar(select(Delivery).where(Delivery.state == "failed"))
+        assert "5.1.1" in bad.error
+        assert s.scalar(select(Event.type).where(Event.delivery_id == bad.id)) == "bounce"
+    assert "p3@example.com" not in {r for r, _m, _f in smtp.received}
+
+
+def test_policy_rejection_pauses_the_campaign_without_blaming_anyone(make_app, smtp):
+    smtp.policy = True
+    app, cid = _setup(make_app, smtp, 5)
+    asyncio.run(Dispatcher(app).dispatch_once())
+    with app.session() as s:
+        c = s.get(Campaign, cid)
+        assert c.status == "paused" and "5.7.1" in c.status_reason
+        assert not is_suppressed(s, app.settings, "email", "p0@example.com")
+    states = _states(app, cid)
+    assert states["queued"] >= 1 and states["failed"] == 0 and states["sent"] == 0
+    smtp.policy = False
+    with app.session() as s:
+        s.get(Campaign, cid).status = "draft"
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 5})
+
+
+def test_dropped_connection_before_data_is_retried(make_app, smtp):
+    smtp.drop_at_rcpt = {"p1@example.com"}
+    app, cid = _setup(make_app, smtp, 4)
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 4})
+    assert smtp.rcpt_attempts["p1@example.com"] == 2
+    assert sorted(r for r, _m, _f in smtp.received).count("p1@example.com") == 1
+
+
+def test_no_reply_after_the_final_dot_is_unknown_and_never_resent(make_app, smtp):
+    smtp.hang_after_dot = {"p2@example.com"}
+    app, cid = _setup(make_app, smtp, 4)
+    _drain(app, rounds=3)
+    states = _states(app, cid)
+    assert states == Counter({"sent": 3, "unknown": 1})
+    assert [r for r, _m, _f in smtp.received].count("p2@example.com") == 1
+
+
+def test_an_invalid_address_in_the_middle_does_not_stop_the_batch(make_app, smtp):
+    smtp.hard_bounce = {"p3@example.com"}  # refused outright, as if mistyped at import
+    app, cid = _setup(make_app, smtp, 6)
+    _drain(app, rounds=1)
+    assert _states(app, cid) == Counter({"sent": 5, "failed": 1})
+
+
+def test_unsubscribe_after_planning_wins_at_claim_time(make_app, smtp):
+    app, cid = _setup(make_app, smtp, 3)
+    with app.session() as s:
+        ledger.revoke(s, find_contact(s, "p1@example.com"), "email", "one-click unsubscribe")
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 2, "suppressed": 1})
+    assert "p1@example.com" not in {r for r, _m, _f in smtp.received}
+
+
+def test_an_expired_lease_turns_a_crashed_send_unknown_not_resent(make_app, smtp):
+    from scheduler.outbox import claim, expire_leases
+
+    app, cid = _setup(make_app, smtp, 2)
+    now = utcnow()
+    claimed = claim(app.engine, app.settings, "crashed-worker", now, 10)
+    assert len(claimed) == 2  # the worker dies here, after claiming
+    assert expire_leases(app.engine, app.settings, now + timedelta(seconds=app.settings.sending.lease_seconds + 1)) == 2
+    _drain(app)
+    assert _states(app, cid) == Counter({"unknown": 2})
+    assert smtp.received == []
+
+
+def test_render_failure_fails_only_that_delivery(make_app, smtp, tmp_path):
+    (tmp_path / "templates" / "broken").mkdir()
+    (tmp_path / "templates" / "broken" / "subject.txt").write_text("Hi {{ contact.attributes.tier }}")
+    (tmp_path / "templates" / "broken" / "body.html").write_text('<p>x</p><a href="{{ unsubscribe_url }}">u</a>')
+    app = make_app(smtp.config_toml())
+    add_people(app, 2)
+    with app.session() as s:
+        c = find_contact(s, "p0@example.com")
+        c.attributes = {"tier": "gold"}
+    cid = make_campaign(app, template="broken")
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, cid), utcnow().replace(microsecond=0), utcnow())
+    _drain(app)
+    with app.session() as s:
+        rows = {d.contact_id: d for d in s.scalars(select(Delivery))}
+    assert Counter(d.state for d in rows.values()) == Counter({"sent": 1, "failed": 1})
+    assert "render" in next(d.error for d in rows.values() if d.state == "failed")

@@ -1,0 +1,119 @@
+"""Planning a firing: consent, suppression, caps, holdout, variants, idempotency."""
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from campaigns import consent as ledger
+from campaigns import suppression
+from campaigns.contacts import add_contact
+from campaigns.models import Campaign, Delivery
+from campaigns.timespec import utcnow
+from scheduler.planner import plan_firing, stable_fraction
+from tests.scheduler.conftest import add_people, make_campaign
+
+
+def _plan(app, cid, key=None, now=None):
+    now = now or utcnow()
+    with app.session() as s:
+        return plan_firing(s, app.settings, s.get(Campaign, cid), key or now.replace(microsecond=0), now)
+
+
+def _rows(app, cid):
+    with app.session() as s:
+        return list(s.scalars(select(Delivery).where(Delivery.campaign_id == cid).order_by(Delivery.contact_id)))
+
+
+def test_only_consenting_unsuppressed_contacts_with_an_address_are_planned(make_app):
+    app = make_app()
+    ok = add_people(app, 3)
+    no_consent = add_people(app, 2, consent=False, prefix="nc")
+    with app.session() as s:
+        suppression.add(s, app.settings, "email", "p0@example.com", "manual")
+        revoked = add_contact(s, app.settings, {"email": "rev@example.com"})
+        ledger.grant(s, app.settings, revoked, "email", "form", occurred_at=utcnow() - timedelta(days=2))
+        ledger.revoke(s, revoked, "email", "unsubscribed", occurred_at=utcnow() - timedelta(days=1))
+        phone_only = add_contact(s, app.settings, {"phone": "+14155550199"})
+        ledger.grant(s, app.settings, phone_only, "sms", "form")
+    cid = make_campaign(app, where='email contains "@" or phone contains "+1"')
+    result = _plan(app, cid)
+    assert result.created
+    assert result.counts["in_segment"] == 7
+    assert result.counts["planned"] == 2
+    assert result.counts["skipped"] == {"invalid_address": 1, "no_consent": 3, "suppressed": 1, "capped": 0}
+    assert [r.contact_id for r in _rows(app, cid)] == ok[1:]
+    assert set(no_consent).isdisjoint(r.contact_id for r in _rows(app, cid))
+
+
+def test_planning_the_same_firing_twice_adds_nothing(make_app):
+    app = make_app()
+    add_people(app, 5)
+    cid = make_campaign(app)
+    key = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    first = _plan(app, cid, key=key)
+    second = _plan(app, cid, key=key)
+    assert first.created and not second.created and first.run_id == second.run_id
+    assert len(_rows(app, cid)) == 5
+
+
+def test_holdout_is_stable_and_recorded_never_queued(make_app):
+    app = make_app()
+    ids = add_people(app, 200)
+    cid = make_campaign(app, holdout="20%")
+    _plan(app, cid, key=datetime(2026, 1, 1, tzinfo=UTC))
+    _plan(app, cid, key=datetime(2026, 2, 1, tzinfo=UTC))
+    rows = _rows(app, cid)
+    first = {r.contact_id for r in rows if r.is_holdout and r.run_id == rows[0].run_id}
+    second = {r.contact_id for r in rows if r.is_holdout and r.run_id != rows[0].run_id}
+    assert first == second  # the same people are held out on every firing
+    assert first == {i for i in ids if stable_fraction(cid, i, "holdout") * 100 < 20}
+    assert 20 <= len(first) <= 60
+    assert all(r.state == "held_out" for r in rows if r.is_holdout)
+    assert all(r.state == "queued" for r in rows if not r.is_holdout)
+
+
+def test_frequency_cap_counts_messages_across_campaigns(make_app):
+    app = make_app()
+    add_people(app, 4)
+    first = make_campaign(app, "first", cap="1/7d")
+    second = make_campaign(app, "second", cap="1/7d")
+    assert _plan(app, first).counts["planned"] == 4
+    counts = _plan(app, second).counts
+    assert counts["planned"] == 0 and counts["skipped"]["capped"] == 4
+    third = make_campaign(app, "third", cap="2/7d")
+    assert _plan(app, third).counts["planned"] == 4
+
+
+def test_variants_split_by_weight_and_stay_put(make_app):
+    app = make_app()
+    add_people(app, 300)
+    cid = make_campaign(app, template=None, variants=["A:welcome:80", "B:newsletter:20"])
+    _plan(app, cid)
+    rows = _rows(app, cid)
+    share_a = sum(r.variant == "A" for r in rows) / len(rows)
+    assert 0.7 < share_a < 0.9
+    assert {(r.variant, r.template_name) for r in rows} == {("A", "welcome"), ("B", "newsletter")}
+
+
+def test_local_time_and_quiet_hours_set_each_due_time(make_app):
+    app = make_app()
+    tokyo = add_people(app, 1, tz="Asia/Tokyo", prefix="tok")
+    paris = add_people(app, 1, tz="Europe/Paris", prefix="par")
+    nowhere = add_people(app, 1, prefix="nz")  # no zone: the campaign's (UTC)
+    cid = make_campaign(app, at="2026-12-01 09:00", local_time=True, quiet_hours="21:00-08:00")
+    key = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    _plan(app, cid, key=key, now=key - timedelta(hours=14))
+    due = {r.contact_id: r.due_at for r in _rows(app, cid)}
+    assert due[tokyo[0]] == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    assert due[paris[0]] == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    assert due[nowhere[0]] == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def test_snapshots_lifecycle_on_each_row(make_app):
+    app = make_app()
+    add_people(app, 2)
+    cid = make_campaign(app)
+    _plan(app, cid)
+    assert {r.lifecycle_stage for r in _rows(app, cid)} == {"prospect"}
+    with app.session() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 2
