@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from sqlalchemy import select
 
+from campaigns.attribution import attribute_purchases
 from campaigns.cli.common import CsvOpt, JsonOpt, emit_record, emit_rows, file_progress, get_app, ok, warn
 from campaigns.contacts import find_contact
 from campaigns.models import Contact, Purchase
@@ -27,7 +28,8 @@ def import_cmd(
     """Import orders (idempotent by order_id): all rows or none, unless --skip-invalid."""
     a = get_app(ctx)
     with a.session() as session, file_progress(file, "importing purchases") as progress:
-        result = import_purchases(session, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, progress=progress)
+        result = import_purchases(session, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, progress=progress,
+                                  on_chunk=lambda s, ids: attribute_purchases(s, a.settings, ids))
     summary = {"rows": result.rows, "created": result.created, "updated": result.updated,
                "unchanged": result.unchanged, "rejected": result.rejected,
                "rejects_file": str(result.rejects_path) if result.rejects_path else None}

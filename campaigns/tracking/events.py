@@ -1,0 +1,78 @@
+"""Recording responses: one row per real event, replays counted once (unique dedup key).
+
+Dedup keys (documented in docs/tracking.md): opens and clicks per delivery, link, user
+agent and minute (a person re-opening later is a new open; a proxy hammering the pixel is
+not); unsubscribes, bounces and complaints once per delivery; inbound SMS by the
+provider's message id; webhooks by the provider's event id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from campaigns.config import Settings
+from campaigns.models import Delivery, Event
+
+# Mail privacy proxies and link scanners fetch images and links without a person.
+_MACHINE_AGENTS = re.compile(
+    r"GoogleImageProxy|YahooMailProxy|Mozilla/5\.0 \(Macintosh; Intel Mac OS X 10_15_7\) AppleWebKit/605\.1\.15 \(KHTML, like Gecko\)$"
+    r"|Microsoft Office|ms-office|Outlook-Link|BingPreview|Barracuda|Mimecast|Proofpoint|SafeLinks|python-requests|curl/|bot\b|spider|crawler",
+    re.IGNORECASE,
+)
+
+
+def is_machine(user_agent: str | None, sent_at: datetime | None, at: datetime, settings: Settings) -> bool:
+    """True for prefetches: known proxy/scanner agents, or faster than a person could react."""
+    if user_agent and _MACHINE_AGENTS.search(user_agent):
+        return True
+    if not user_agent:
+        return True
+    return sent_at is not None and at - sent_at < timedelta(seconds=settings.tracking.machine_open_seconds)
+
+
+def _ua_key(user_agent: str | None) -> str:
+    return hashlib.sha256((user_agent or "").encode()).hexdigest()[:12]
+
+
+def minute_key(kind: str, delivery_id: int, at: datetime, user_agent: str | None, extra: str = "") -> str:
+    """Dedup key for opens and clicks."""
+    return f"{kind}:{delivery_id}:{extra}:{_ua_key(user_agent)}:{at.strftime('%Y%m%d%H%M')}"
+
+
+def record(session: Session, *, type: str, dedup_key: str, delivery: Delivery | None = None,
+           contact_id: int | None = None, campaign_id: int | None = None, url: str | None = None,
+           at: datetime, user_agent: str | None = None, ip: str | None = None, machine: bool = False,
+           data: dict | None = None) -> bool:  # type: ignore[type-arg]
+    """Insert one event unless its dedup key exists; True when it was new."""
+    values = {
+        "delivery_id": delivery.id if delivery else None,
+        "campaign_id": delivery.campaign_id if delivery else campaign_id,
+        "contact_id": delivery.contact_id if delivery else contact_id,
+        "type": type, "url": url, "occurred_at": at, "user_agent": (user_agent or "")[:500] or None,
+        "ip": ip, "is_machine": machine, "dedup_key": dedup_key[:200], "data": data or {},
+    }
+    dialect = session.get_bind().dialect.name
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Event.__table__).values(**values)
+    # RETURNING, not rowcount: drivers disagree on rowcount for a skipped upsert.
+    new_id = session.execute(ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Event.__table__.c.id)).scalar()
+    return new_id is not None
+
+
+def delivery(session: Session, delivery_id: int) -> Delivery | None:
+    """The delivery a verified link names (None if it was deleted)."""
+    return session.get(Delivery, delivery_id)
+
+
+def last_sms_delivery(session: Session, contact_ids: list[int]) -> Delivery | None:
+    """The newest SMS sent to any of these contacts (a reply belongs to it)."""
+    if not contact_ids:
+        return None
+    return session.scalar(select(Delivery).where(Delivery.contact_id.in_(contact_ids), Delivery.channel == "sms",
+                                                 Delivery.state == "sent").order_by(Delivery.sent_at.desc()).limit(1))

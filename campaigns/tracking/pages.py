@@ -1,0 +1,29 @@
+"""The few small HTML pages a recipient sees; every value is escaped."""
+
+from __future__ import annotations
+
+from html import escape
+
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}"
+          "button{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem 0;border:0;border-radius:.3rem;background:#333;color:#fff;cursor:pointer}"
+          "label{display:block;margin:.8rem 0}")
+
+
+def page(title: str, body_html: str) -> str:
+    """A complete page (no external resources)."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body_html}</body></html>")
+
+
+def unsubscribe_form(sender: str) -> str:
+    """GET /u/...: asks, changes nothing."""
+    return page("Unsubscribe", (
+        f"<p>Stop receiving marketing email from {escape(sender)}?</p>"
+        "<form method='post'><input type='hidden' name='List-Unsubscribe' value='One-Click'>"
+        "<label><input type='checkbox' name='all' value='1'> Also stop text messages (all channels)</label>"
+        "<button type='submit'>Unsubscribe</button></form>"))
+
+
+def message(title: str, text: str) -> str:
+    """A one-paragraph page."""
+    return page(title, f"<p>{escape(text)}</p>")
