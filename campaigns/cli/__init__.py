@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from campaigns import __version__
 from campaigns.cli import (
-    campaigns_cmd, consent, contacts, coupons, customers, daemon, purchases, segments, setup, suppress, templates, track,
+    campaigns_cmd, consent, contacts, coupons, customers, daemon, purchases, report, segments, setup, suppress, templates, track,
 )
 from campaigns.cli.common import State, err_console
 from campaigns.errors import CampaignsError, ImportFailed
@@ -50,6 +50,7 @@ setup.register(app)
 campaigns_cmd.register(app)
 daemon.register(app)
 track.register(app)
+report.register(app)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(consent.app, name="consent")
 app.add_typer(suppress.app, name="suppress")

@@ -1,0 +1,1 @@
+"""Reports: what each campaign reached, caused and earned; loyalty metrics. Read-only."""

@@ -1,0 +1,131 @@
+"""One self-contained HTML page: inline CSS, charts drawn as inline SVG, no network requests."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:60rem;color:#1f2933;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #e4e7eb;padding-bottom:.3rem}
+.sub{color:#616e7c}.cards{display:flex;gap:1rem;flex-wrap:wrap}
+.card{background:#f5f7fa;border-radius:.5rem;padding:.8rem 1.1rem;min-width:9rem}
+.card b{display:block;font-size:1.5rem}table{border-collapse:collapse;width:100%;margin-top:.6rem}
+td,th{padding:.3rem .6rem;border-bottom:1px solid #e4e7eb;text-align:right}td:first-child,th:first-child{text-align:left}
+svg text{font-family:inherit;font-size:12px;fill:#323f4b}.verdict{font-weight:600}
+"""
+BLUE, GREEN, GREY, RED = "#2680c2", "#3ebd93", "#9aa5b1", "#e66a6a"
+
+
+def _num(v: Any, pct: bool = False, money: bool = False) -> str:
+    if v is None:
+        return "–"
+    if pct:
+        return f"{v * 100:.1f}%"
+    if money:
+        return f"{v:,.2f}"
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.2f}"
+
+
+def funnel_svg(steps: list[tuple[str, int]]) -> str:
+    """Horizontal bars, one per funnel step."""
+    width, row = 640, 30
+    top = max((n for _, n in steps), default=0) or 1
+    bars = []
+    for i, (label, n) in enumerate(steps):
+        w = max(1.0, (width - 220) * n / top)
+        y = i * row + 5
+        bars.append(f'<text x="0" y="{y + 16}">{escape(label)}</text>'
+                    f'<rect class="bar" x="140" y="{y}" width="{w:.1f}" height="{row - 8}" rx="3" fill="{BLUE}"/>'
+                    f'<text x="{146 + w:.1f}" y="{y + 16}">{n:,}</text>')
+    return f'<svg role="img" aria-label="funnel" width="{width}" height="{len(steps) * row + 10}" viewBox="0 0 {width} {len(steps) * row + 10}">{"".join(bars)}</svg>'
+
+
+def lift_svg(lift: dict[str, Any]) -> str:
+    """Conversion of treated vs holdout as bars, and the lift's 95% interval as a whisker around 0."""
+    t, h = lift["treated"]["rate"] or 0.0, lift["holdout"]["rate"] or 0.0
+    top = max(t, h, 0.0001)
+    bars = ""
+    for i, (label, v, color) in enumerate((("treated", t, BLUE), ("holdout", h, GREY))):
+        height = 140 * v / top
+        x = 30 + i * 90
+        bars += (f'<rect class="bar" x="{x}" y="{170 - height:.1f}" width="60" height="{max(height, 1):.1f}" fill="{color}"/>'
+                 f'<text x="{x}" y="188">{label}</text><text x="{x}" y="{165 - height:.1f}">{v * 100:.1f}%</text>')
+    whisker = ""
+    if lift.get("ci95"):
+        lo, hi = lift["ci95"]
+        span = max(abs(lo), abs(hi), abs(lift["absolute"]), 0.0001) * 1.2
+        def x(v: float) -> float:
+            return 420 + 160 * v / span
+        color = GREEN if lo > 0 else RED if hi < 0 else GREY
+        whisker = (f'<line x1="420" y1="30" x2="420" y2="170" stroke="#cbd2d9"/>'
+                   f'<line class="ci" x1="{x(lo):.1f}" y1="100" x2="{x(hi):.1f}" y2="100" stroke="{color}" stroke-width="4"/>'
+                   f'<circle cx="{x(lift["absolute"]):.1f}" cy="100" r="6" fill="{color}"/>'
+                   f'<text x="{x(lo):.1f}" y="125">{lo * 100:.1f}</text><text x="{x(hi) - 20:.1f}" y="125">{hi * 100:.1f} pts</text>'
+                   f'<text x="330" y="188">lift, 95% interval (points)</text>')
+    return f'<svg role="img" aria-label="lift" width="640" height="200" viewBox="0 0 640 200">{bars}{whisker}</svg>'
+
+
+def timeline_svg(rows: list[dict[str, Any]]) -> str:
+    """Opens and clicks as lines, orders as bars, per bucket."""
+    width, height, pad = 640, 220, 30
+    if not rows:
+        return f'<svg role="img" aria-label="timeline" width="{width}" height="40"><text x="0" y="20">No responses yet.</text></svg>'
+    top = max(max(r["opens"], r["clicks"], r["orders"]) for r in rows) or 1
+    step = (width - 2 * pad) / max(1, len(rows) - 1) if len(rows) > 1 else 0
+    def pt(i: int, v: int) -> str:
+        return f"{pad + i * step:.1f},{height - pad - (height - 2 * pad) * v / top:.1f}"
+    lines = ""
+    for key, color in (("opens", BLUE), ("clicks", GREEN)):
+        points = " ".join(pt(i, r[key]) for i, r in enumerate(rows))
+        lines += f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{points}"/>'
+    bars = "".join(
+        f'<rect class="bar" x="{pad + i * step - 4:.1f}" y="{height - pad - (height - 2 * pad) * r["orders"] / top:.1f}" width="8" '
+        f'height="{max(1, (height - 2 * pad) * r["orders"] / top):.1f}" fill="{RED}"/>' for i, r in enumerate(rows) if r["orders"])
+    labels = f'<text x="{pad}" y="{height - 8}">{escape(rows[0]["at"])}</text><text x="{width - pad - 110}" y="{height - 8}">{escape(rows[-1]["at"])}</text>'
+    legend = (f'<text x="{pad}" y="14" fill="{BLUE}">opens</text><text x="{pad + 60}" y="14" fill="{GREEN}">clicks</text>'
+              f'<text x="{pad + 120}" y="14" fill="{RED}">orders</text>')
+    return f'<svg role="img" aria-label="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{legend}{lines}{bars}{labels}</svg>'
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_num(r.get(c)) if not isinstance(r.get(c), str) else r.get(c))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def campaign_page(report: dict[str, Any]) -> str:
+    """The campaign report as a page a marketer can put in a slide."""
+    c, f, r, lf = report["campaign"], report["funnel"], report["rates"], report["lift"]
+    cards = [("sent", _num(f["sent"])), ("open rate", _num(r["open_rate"], pct=True)), ("click rate", _num(r["click_rate"], pct=True)),
+             ("converted", _num(f["converted"])), ("revenue", _num(f["revenue"], money=True)),
+             ("incremental revenue", _num(lf.get("incremental_revenue"), money=True))]
+    steps = [("in segment", f["in_segment"]), ("held out", f["held_out"]), ("sent", f["sent"]), ("delivered", f["delivered"]),
+             ("opened", f["opened"]), ("clicked", f["clicked"]), ("converted", f["converted"])]
+    skipped = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f["skipped"].items())
+    interval = "" if not lf.get("ci95") else f"{lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to {lf['ci95'][1] * 100:+.2f})"
+    breakdowns = "".join(f"<h3>By {escape(name.replace('_', ' '))}</h3>" + _table(report[key], ["group", "sent", "opened", "clicked", "converted", "revenue"])
+                         for name, key in (("variant", "by_variant"), ("lifecycle stage", "by_lifecycle"), ("RFM segment", "by_rfm_segment"))
+                         if report[key])
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Campaign report: {escape(c['name'])}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{escape(c['name'])}</h1>"
+            f"<p class='sub'>{escape(c['channel'])} campaign · {escape(c['status'])} · attribution window {c['attribution_window_hours']} h</p>"
+            "<div class='cards'>" + "".join(f"<div class='card'>{escape(k)}<b>{escape(v)}</b></div>" for k, v in cards) + "</div>"
+            f"<h2>Funnel</h2>{funnel_svg(steps)}<p class='sub'>Skipped at planning: {escape(skipped)}. Failed {f['failed']:,}, "
+            f"unknown {f['unknown']:,}, bounced {f['bounced']:,}, unsubscribed {f['unsubscribed']:,}, complaints {f['complaints']:,}. "
+            f"Opens are human opens; {f['opened_machine_only']:,} messages were opened only by machines (privacy proxies).</p>"
+            f"<h2>Lift against the holdout</h2>{lift_svg(lf)}<p class='verdict'>{escape(lf['verdict'])}</p><p>{escape(interval)}</p>"
+            f"<h2>Timeline ({escape(report['timeline']['bucket'])})</h2>{timeline_svg(report['timeline']['rows'])}"
+            f"<h2>Breakdowns</h2>{breakdowns or '<p>No messages sent yet.</p>'}</body></html>")
+
+
+def loyalty_page(report: dict[str, Any]) -> str:
+    """The loyalty report as a page."""
+    cols = ["period", "customers", "new_customers", "orders", "revenue", "retention_rate", "churn_rate",
+            "purchase_frequency", "average_order_value", "repeat_purchase_rate"]
+    rows = [{**r, **{k: (None if r[k] is None else round(r[k], 3)) for k in ("retention_rate", "churn_rate", "repeat_purchase_rate")}}
+            for r in report["rows"]]
+    dist = "".join(f"<h3>{escape(k)}</h3>" + _table(report[k], [list(report[k][0])[0], "contacts", "share"]) for k in ("lifecycle", "rfm", "loyalty") if report[k])
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Loyalty report</title><style>{_CSS}</style></head>"
+            f"<body><h1>Loyalty</h1><h2>Per {escape(report['period'])}</h2>{_table(rows, cols)}<h2>Customers today</h2>{dist}</body></html>")
