@@ -23,7 +23,12 @@ from campaigns.models import Campaign, Delivery, Segment
 from campaigns.suppression import check_channel
 from campaigns.templates_store import lint_template, load_template
 from campaigns.timespec import (
-    check_timezone, parse_cap, parse_clock_range, parse_datetime, parse_duration, utcnow,
+    check_timezone,
+    parse_cap,
+    parse_clock_range,
+    parse_datetime,
+    parse_duration,
+    utcnow,
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_va
 from sqlalchemy.engine import make_url
 
 from campaigns.errors import ConfigError, InputError
-from campaigns.timespec import check_timezone, parse_cap, parse_clock_range, parse_duration
+from campaigns.timespec import (
+    check_timezone,
+    parse_cap,
+    parse_clock_range,
+    parse_duration,
+)
 
 ENV_PREFIX = "CAMPAIGNS_"
 # Environment variables with our prefix that are not config keys.

@@ -19,18 +19,24 @@ from typing import Any, Literal
 import css_inline
 import inscriptis
 from inscriptis.model.config import ParserConfig
-from jinja2 import TemplateError, UndefinedError
 from jinja2 import Template as JinjaTemplate
+from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.orm import Session
 
 from campaigns import coupons, email_build, links, sms_text
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, InputError
 from campaigns.link_registry import LinkRewriter
-from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and tests
-    HTML_ENV, MAX_OUTPUT_CHARS, MAX_RENDER_SECONDS, TEXT_ENV, CapExceeded, _WATCHDOG, render_capped,
-)
 from campaigns.models import Campaign, Contact
+from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and tests
+    _WATCHDOG,
+    HTML_ENV,
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_SECONDS,
+    TEXT_ENV,
+    CapExceeded,
+    render_capped,
+)
 from campaigns.signing import sign
 from campaigns.templates_store import MessageTemplate
 from campaigns.timespec import utcnow

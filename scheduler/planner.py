@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.consent import consented_contacts
-from campaigns.models import Campaign, CampaignRun, Contact, Delivery, DripEnrollment, Suppression
+from campaigns.models import (
+    Campaign,
+    CampaignRun,
+    Contact,
+    Delivery,
+    DripEnrollment,
+    Suppression,
+)
 from campaigns.segments import members_query, profiles
 from campaigns.timespec import parse_cap, parse_clock_range, utcnow
 from scheduler.firings import local_clock_for

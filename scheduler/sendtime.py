@@ -97,5 +97,14 @@ def is_quiet(at_utc: datetime, tz: ZoneInfo, quiet: ClockRange | None) -> bool:
     return quiet is not None and quiet.contains(at_utc.astimezone(tz).time())
 
 
-__all__ = ["EARLIEST_OFFSET", "due_time", "is_quiet", "local_clock_of", "push_out_of_quiet", "throttle",
-           "wall_clock_in", "zone", "time"]
+__all__ = [
+    "EARLIEST_OFFSET",
+    "due_time",
+    "is_quiet",
+    "local_clock_of",
+    "push_out_of_quiet",
+    "throttle",
+    "time",
+    "wall_clock_in",
+    "zone",
+]

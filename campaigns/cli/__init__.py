@@ -12,7 +12,20 @@ from rich.markup import escape
 
 from campaigns import __version__
 from campaigns.cli import (
-    campaigns_cmd, consent, contacts, coupons, customers, daemon, purchases, report, segments, setup, suppress, templates, track,
+    campaigns_cmd,
+    consent,
+    contacts,
+    coupons,
+    customers,
+    daemon,
+    demo,
+    purchases,
+    report,
+    segments,
+    setup,
+    suppress,
+    templates,
+    track,
 )
 from campaigns.cli.common import State, err_console
 from campaigns.errors import CampaignsError, ImportFailed
@@ -36,7 +49,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(  # noqa: UP007 - Typer needs Optional on 3.11
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="Config file (default: $CAMPAIGNS_CONFIG, then ./config.toml).",
         envvar=None, show_default=False,
     ),
@@ -51,6 +64,7 @@ campaigns_cmd.register(app)
 daemon.register(app)
 track.register(app)
 report.register(app)
+demo.register(app)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(consent.app, name="consent")
 app.add_typer(suppress.app, name="suppress")

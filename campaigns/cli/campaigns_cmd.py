@@ -8,12 +8,29 @@ from typing import Optional
 import typer
 from sqlalchemy import func, select
 
-from campaigns.campaign_defs import CampaignSpec, create_campaign, describe, edit_campaign, get_campaign, set_status
-from campaigns.cli.common import Channel, CsvOpt, JsonOpt, console, emit_record, emit_rows, get_app, ok, warn
+from campaigns.campaign_defs import (
+    CampaignSpec,
+    create_campaign,
+    describe,
+    edit_campaign,
+    get_campaign,
+    set_status,
+)
+from campaigns.cli.common import (
+    Channel,
+    CsvOpt,
+    JsonOpt,
+    console,
+    emit_record,
+    emit_rows,
+    get_app,
+    ok,
+    warn,
+)
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
-O = Optional  # noqa: N816 - Typer needs Optional on 3.11
+O = Optional
 
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,  # type: ignore[no-untyped-def]

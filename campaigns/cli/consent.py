@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from campaigns import consent as ledger
-from campaigns.cli.common import Channel, CsvOpt, JsonOpt, console, emit_rows, get_app, ok
+from campaigns.cli.common import (
+    Channel,
+    CsvOpt,
+    JsonOpt,
+    console,
+    emit_rows,
+    get_app,
+    ok,
+)
 from campaigns.contacts import find_contact
 
 app = typer.Typer(help="The consent ledger: grant, revoke, confirm (double opt-in), history.", no_args_is_help=True)
@@ -22,10 +28,10 @@ def grant_cmd(
     contact: str = ContactArg,
     channel: Channel = ChannelOpt,
     source: str = typer.Option(..., "--source", help="Where the consent came from (form, call, import)."),
-    text: Optional[str] = typer.Option(None, "--text", help="The consent wording or its version."),  # noqa: UP007
-    ip: Optional[str] = typer.Option(None, "--ip"),  # noqa: UP007
-    user_agent: Optional[str] = typer.Option(None, "--user-agent"),  # noqa: UP007
-    double_opt_in: Optional[bool] = typer.Option(  # noqa: UP007
+    text: str | None = typer.Option(None, "--text", help="The consent wording or its version."),
+    ip: str | None = typer.Option(None, "--ip"),
+    user_agent: str | None = typer.Option(None, "--user-agent"),
+    double_opt_in: bool | None = typer.Option(
         None, "--double-opt-in/--single-opt-in", help="Ask for confirmation first (default from config)."),
 ) -> None:
     """Record consent (or, with double opt-in, a pending request and its confirmation link)."""
@@ -74,7 +80,7 @@ def confirm_cmd(ctx: typer.Context, token: str = typer.Argument(..., help="The t
 def history_cmd(
     ctx: typer.Context,
     contact: str = ContactArg,
-    channel: Optional[Channel] = typer.Option(None, "--channel"),  # noqa: UP007
+    channel: Channel | None = typer.Option(None, "--channel"),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,
 ) -> None:

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from sqlalchemy import func, select
 
 from campaigns import consent as ledger
-from campaigns.cli.common import Channel, CsvOpt, JsonOpt, emit_record, emit_rows, file_progress, get_app, ok, warn
-from campaigns.contacts import add_contact, erase_contact, find_contact, import_contacts, list_contacts
+from campaigns.cli.common import (
+    Channel,
+    CsvOpt,
+    JsonOpt,
+    emit_record,
+    emit_rows,
+    file_progress,
+    get_app,
+    ok,
+    warn,
+)
+from campaigns.contacts import (
+    add_contact,
+    erase_contact,
+    find_contact,
+    import_contacts,
+    list_contacts,
+)
 from campaigns.errors import InputError
 from campaigns.models import Contact, Purchase
 from campaigns.suppression import is_suppressed
@@ -33,8 +49,8 @@ def import_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV with a header: email, phone, name, timezone, locale, external_id, tags, consent_email, consent_sms; other columns become attributes."),
     consent: list[Channel] = typer.Option([], "--consent", help="Record consent on this channel for every row (repeatable)."),
-    source: Optional[str] = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),  # noqa: UP007
-    consent_text: Optional[str] = typer.Option(None, "--consent-text", help="The consent wording or its version."),  # noqa: UP007
+    source: str | None = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),
+    consent_text: str | None = typer.Option(None, "--consent-text", help="The consent wording or its version."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
     encoding: str = typer.Option("utf-8", "--encoding", help="The file's text encoding."),
     as_json: bool = JsonOpt,
@@ -63,16 +79,16 @@ def import_cmd(
 @app.command("add")
 def add_cmd(
     ctx: typer.Context,
-    email: Optional[str] = typer.Option(None, "--email"),  # noqa: UP007
-    phone: Optional[str] = typer.Option(None, "--phone"),  # noqa: UP007
-    name: Optional[str] = typer.Option(None, "--name"),  # noqa: UP007
-    timezone: Optional[str] = typer.Option(None, "--timezone"),  # noqa: UP007
-    locale: Optional[str] = typer.Option(None, "--locale"),  # noqa: UP007
-    external_id: Optional[str] = typer.Option(None, "--external-id"),  # noqa: UP007
+    email: str | None = typer.Option(None, "--email"),
+    phone: str | None = typer.Option(None, "--phone"),
+    name: str | None = typer.Option(None, "--name"),
+    timezone: str | None = typer.Option(None, "--timezone"),
+    locale: str | None = typer.Option(None, "--locale"),
+    external_id: str | None = typer.Option(None, "--external-id"),
     attr: list[str] = typer.Option([], "--attr", help="An attribute as KEY=VALUE (repeatable)."),
     tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
     consent: list[Channel] = typer.Option([], "--consent", help="Grant consent on this channel (repeatable)."),
-    source: Optional[str] = typer.Option(None, "--source", help="Where the consent came from."),  # noqa: UP007
+    source: str | None = typer.Option(None, "--source", help="Where the consent came from."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Add one contact."""
@@ -107,7 +123,7 @@ def add_cmd(
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    search: Optional[str] = typer.Option(None, "--search", "-s", help="Match email, name or external_id."),  # noqa: UP007
+    search: str | None = typer.Option(None, "--search", "-s", help="Match email, name or external_id."),
     limit: int = typer.Option(50, "--limit", min=1, max=100000),
     offset: int = typer.Option(0, "--offset", min=0),
     as_json: bool = JsonOpt,

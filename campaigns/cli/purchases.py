@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from sqlalchemy import select
 
 from campaigns.attribution import attribute_purchases
-from campaigns.cli.common import CsvOpt, JsonOpt, emit_record, emit_rows, file_progress, get_app, ok, warn
+from campaigns.cli.common import (
+    CsvOpt,
+    JsonOpt,
+    emit_record,
+    emit_rows,
+    file_progress,
+    get_app,
+    ok,
+    warn,
+)
 from campaigns.contacts import find_contact
 from campaigns.models import Contact, Purchase
 from campaigns.purchases import import_purchases
@@ -44,7 +52,7 @@ def import_cmd(
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    contact: Optional[str] = typer.Option(None, "--contact", help="Only this contact's orders."),  # noqa: UP007
+    contact: str | None = typer.Option(None, "--contact", help="Only this contact's orders."),
     limit: int = typer.Option(50, "--limit", min=1),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,

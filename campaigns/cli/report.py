@@ -5,12 +5,21 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from campaigns.campaign_defs import get_campaign
-from campaigns.cli.common import CsvOpt, JsonOpt, console, emit_record, emit_rows, get_app, ok, print_json
+from campaigns.cli.common import (
+    CsvOpt,
+    JsonOpt,
+    console,
+    emit_record,
+    emit_rows,
+    get_app,
+    ok,
+    print_json,
+)
 from campaigns.errors import InputError
 from campaigns.reports.campaign import campaign_report, overview
 from campaigns.reports.html import campaign_page, loyalty_page
@@ -23,11 +32,11 @@ def register(app: typer.Typer) -> None:
 
 
 def report(ctx: typer.Context,
-           name: Optional[str] = typer.Argument(None, help="A campaign, or 'loyalty'; none: every campaign."),  # noqa: UP007
+           name: str | None = typer.Argument(None, help="A campaign, or 'loyalty'; none: every campaign."),
            period: str = typer.Option("month", "--period", help="loyalty: month, quarter or year."),
            as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
            html: bool = typer.Option(False, "--html", help="Write a self-contained HTML page (needs -o)."),
-           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where --html writes.")) -> None:  # noqa: UP007
+           output: Path | None = typer.Option(None, "-o", "--output", help="Where --html writes.")) -> None:
     """What campaigns reached, caused and earned (lift against the holdout), or loyalty metrics."""
     if html and output is None:
         raise InputError("--html needs -o FILE")
@@ -121,4 +130,4 @@ def _print_campaign(data: dict[str, Any]) -> None:
         emit_rows(data["timeline"]["rows"], ["at", "opens", "clicks", "orders", "revenue"], title=f"Timeline per {data['timeline']['bucket']}")
 
 
-__all__ = ["register", "emit_record"]
+__all__ = ["emit_record", "register"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from campaigns import suppression
@@ -18,7 +16,7 @@ def add_cmd(
     address: str = typer.Argument(..., help="An email address or phone number."),
     channel: Channel = typer.Option(..., "--channel"),
     reason: str = typer.Option("manual", "--reason", help=f"One of: {', '.join(suppression.REASONS)}."),
-    note: Optional[str] = typer.Option(None, "--note"),  # noqa: UP007
+    note: str | None = typer.Option(None, "--note"),
 ) -> None:
     """Suppress an address on a channel."""
     a = get_app(ctx)
@@ -43,7 +41,7 @@ def remove_cmd(
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    channel: Optional[Channel] = typer.Option(None, "--channel"),  # noqa: UP007
+    channel: Channel | None = typer.Option(None, "--channel"),
     limit: int = typer.Option(1000, "--limit", min=1),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,

@@ -15,13 +15,26 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.cli.common import JsonOpt, emit_record, emit_rows, err_console, get_app, ok, print_json
+from campaigns.cli.common import (
+    JsonOpt,
+    emit_record,
+    emit_rows,
+    err_console,
+    get_app,
+    ok,
+    print_json,
+)
 from campaigns.config import Settings
 from campaigns.contacts import find_contact, normalise_email, normalise_phone
 from campaigns.db import session_factory
 from campaigns.errors import CampaignsError, InputError, NotFoundError
 from campaigns.models import Campaign, Contact
-from campaigns.rendering import PREVIEW_DELIVERY_ID, RenderedEmail, RenderedSms, render_delivery
+from campaigns.rendering import (
+    PREVIEW_DELIVERY_ID,
+    RenderedEmail,
+    RenderedSms,
+    render_delivery,
+)
 from campaigns.templates_store import lint_template, load_template, template_names
 from campaigns.timespec import utcnow
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from sqlalchemy import select
@@ -28,9 +27,8 @@ def register(app: typer.Typer) -> None:
 @track_app.command("serve")
 def serve(ctx: typer.Context) -> None:
     """Serve the tracking app alone on [tracking] host:port (the daemon also serves it)."""
-    from scheduler.daemon import run_until_signalled
-
     from campaigns.tracking.server import serve as serve_app
+    from scheduler.daemon import run_until_signalled
 
     a = get_app(ctx)
     a.ready_engine()
@@ -39,7 +37,7 @@ def serve(ctx: typer.Context) -> None:
 
 
 def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaign name, or a contact (email, external_id, #id)."),
-           type: Optional[str] = typer.Option(None, "--type", help="Only this event type (open, click, ...)."),  # noqa: UP007
+           type: str | None = typer.Option(None, "--type", help="Only this event type (open, click, ...)."),
            limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Every recorded response of a campaign or a contact, newest first."""
     a = get_app(ctx)

@@ -9,7 +9,14 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import Attribution, Campaign, CampaignRun, Delivery, Event, Purchase
+from campaigns.models import (
+    Attribution,
+    Campaign,
+    CampaignRun,
+    Delivery,
+    Event,
+    Purchase,
+)
 from campaigns.reports.stats import Group, lift, ratio
 
 SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
@@ -102,7 +109,14 @@ def _breakdown(session: Session, c: Campaign, column: Any) -> list[dict[str, Any
 
 
 def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
-    span = session.execute(select(func.min(Event.occurred_at), func.max(Event.occurred_at)).where(Event.campaign_id == c.id)).one()
+    first_event, last_event = session.execute(select(func.min(Event.occurred_at), func.max(Event.occurred_at))
+                                              .where(Event.campaign_id == c.id)).one()
+    first_order, last_order = session.execute(select(func.min(Purchase.occurred_at), func.max(Purchase.occurred_at))
+                                              .join(Attribution, Attribution.purchase_id == Purchase.id)
+                                              .where(Attribution.campaign_id == c.id)).one()
+    starts = [t for t in (first_event, first_order) if t is not None]
+    ends = [t for t in (last_event, last_order) if t is not None]
+    span = (min(starts) if starts else None, max(ends) if ends else None)
     unit = "day" if span[0] and span[1] and span[1] - span[0] > timedelta(days=3) else "hour"
     rows: dict[str, dict[str, Any]] = {}
     for kind in ("open", "click"):

@@ -63,6 +63,6 @@ def lift(treated: Group, holdout: Group) -> dict[str, Any]:
     return out
 
 
-def ratio(part: float | int | None, whole: float | int | None) -> float | None:
+def ratio(part: float | None, whole: float | None) -> float | None:
     """part / whole, or None when whole is 0."""
     return (part or 0) / whole if whole else None

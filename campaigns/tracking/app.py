@@ -10,13 +10,20 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from datetime import datetime
 from xml.sax.saxutils import escape as xml_escape
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from campaigns import consent as ledger
@@ -48,8 +55,8 @@ def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-def create_app(settings: Settings, app: App | None = None) -> Starlette:
-    """The ASGI app for these settings."""
+def create_app(settings: Settings, app: App | None = None, clock: Callable[[], datetime] = utcnow) -> Starlette:
+    """The ASGI app for these settings (`clock` is injectable so the demo can run on simulated time)."""
     a = app or App(settings)
 
     def tx(fn, *args):  # type: ignore[no-untyped-def]
@@ -65,7 +72,7 @@ def create_app(settings: Settings, app: App | None = None) -> Starlette:
         delivery_id = links.verify_open(settings, request.path_params["d"], request.path_params["sig"])
         if delivery_id is not None:
             ua, ip = client(request)
-            await tx(lambda s: responses.record_open(s, settings, delivery_id, utcnow(), ua, ip))
+            await tx(lambda s: responses.record_open(s, settings, delivery_id, clock(), ua, ip))
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
     async def click(request: Request) -> Response:
@@ -74,7 +81,7 @@ def create_app(settings: Settings, app: App | None = None) -> Starlette:
         if ref is None:
             return HTMLResponse(pages.message("Link not valid", "This link is not valid."), status_code=404)
         ua, ip = client(request)
-        url = await tx(lambda s: responses.record_click(s, settings, ref.delivery_id, ref.link_id, utcnow(), ua, ip))
+        url = await tx(lambda s: responses.record_click(s, settings, ref.delivery_id, ref.link_id, clock(), ua, ip))
         if url is None:
             return HTMLResponse(pages.message("Link not valid", "This link is not valid."), status_code=404)
         return RedirectResponse(url, status_code=302, headers=NO_CACHE)
@@ -90,7 +97,7 @@ def create_app(settings: Settings, app: App | None = None) -> Starlette:
         if not one_click:
             return HTMLResponse(pages.message("Unsubscribe", "Nothing was changed."), status_code=400)
         ua, ip = client(request)
-        found = await tx(lambda s: responses.unsubscribe(s, delivery_id, utcnow(), form.get("all") == "1", ip, ua))
+        found = await tx(lambda s: responses.unsubscribe(s, delivery_id, clock(), form.get("all") == "1", ip, ua))
         if not found:
             return HTMLResponse(pages.message("Link not valid", "This unsubscribe link is not valid."), status_code=404)
         return HTMLResponse(pages.message("Unsubscribed", "You will get no more marketing email from us."))
@@ -114,7 +121,7 @@ def create_app(settings: Settings, app: App | None = None) -> Starlette:
         sender, body, sid = str(form.get("From", "")), str(form.get("Body", "")), str(form.get("MessageSid", ""))
         if not sender or not sid:
             return PlainTextResponse("From and MessageSid are required", status_code=400)
-        reply = await tx(lambda s: responses.inbound_sms(s, settings, sender, body, sid, utcnow()))
+        reply = await tx(lambda s: responses.inbound_sms(s, settings, sender, body, sid, clock()))
         twiml = "<Response>" + (f"<Message>{xml_escape(reply.text)}</Message>" if reply.text else "") + "</Response>"
         return Response('<?xml version="1.0" encoding="UTF-8"?>' + twiml, media_type="application/xml")
 
@@ -129,7 +136,7 @@ def create_app(settings: Settings, app: App | None = None) -> Starlette:
                 raise ValueError("type must be bounce or complaint")
             delivery_id = links.parse_return_path(settings, data["return_path"]) if data.get("return_path") else None
             event_id = str(data.get("id") or f"{data.get('return_path') or data.get('recipient')}:{kind}")
-            at = datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else utcnow()
+            at = datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else clock()
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return JSONResponse({"error": f"bad payload: {exc}"}, status_code=400)
         matched = await tx(lambda s: responses.bounce(s, settings, delivery_id=delivery_id, recipient=data.get("recipient"),

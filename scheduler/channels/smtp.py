@@ -72,7 +72,7 @@ class SmtpPool:
         assert isinstance(message, OutgoingEmail)
         try:
             conn = await self._borrow()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             return SendResult("transient", None, f"connect: {exc}"[:300])
         stage = "mail"
         try:
@@ -87,7 +87,7 @@ class SmtpPool:
             # The server answered: a definite outcome. Reset so the next message starts clean.
             await self._reset(conn)
             return classify(exc.code, exc.message)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             await self._drop(conn)
             if stage == "data":
                 return SendResult("unknown", None, f"connection lost during DATA: {exc}"[:300])

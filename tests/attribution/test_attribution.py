@@ -5,7 +5,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 
 from campaigns.attribution import Touch, attribute_purchases, choose, recompute_campaign
-from campaigns.models import Attribution, Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
+from campaigns.models import (
+    Attribution,
+    Campaign,
+    CampaignRun,
+    Contact,
+    Delivery,
+    Event,
+    Purchase,
+    Segment,
+)
 
 T = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

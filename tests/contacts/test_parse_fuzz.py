@@ -1,8 +1,8 @@
 """Hostile rows never crash the parser: every input is a valid contact or one RowError."""
 
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-
 from pydantic import SecretStr
 
 from campaigns.config import Settings

@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session
 from campaigns import rendering
 from campaigns.config import Settings
 from campaigns.models import Contact
-from campaigns.rendering import TEXT_ENV, CapExceeded, RenderError, build_context, render_capped, render_delivery
+from campaigns.rendering import (
+    TEXT_ENV,
+    CapExceeded,
+    RenderError,
+    build_context,
+    render_capped,
+    render_delivery,
+)
 from campaigns.templates_store import MessageTemplate
 
 SECRET = "sandbox-test-secret-key"

@@ -5,7 +5,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert
 
-from campaigns.models import Attribution, Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
+from campaigns.models import (
+    Attribution,
+    Campaign,
+    CampaignRun,
+    Contact,
+    Delivery,
+    Event,
+    Purchase,
+    Segment,
+)
 
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from campaigns import consent as ledger
 from campaigns.campaign_defs import CampaignSpec, create_campaign
 from campaigns.config import load_settings
-from campaigns.context import App
 from campaigns.contacts import add_contact
-from campaigns import consent as ledger
+from campaigns.context import App
 from campaigns.segments import create_segment
 from tests.conftest import write_config
 from tests.support.smtp import FaultySmtp

@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-import xml.etree.ElementTree as ET  # noqa: N817 - parsing our own TwiML
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import httpx
@@ -11,7 +11,15 @@ from sqlalchemy import func, select
 
 from campaigns import consent as ledger
 from campaigns.contacts import find_contact
-from campaigns.models import Attribution, Campaign, ConsentEvent, Contact, Delivery, Event, Purchase
+from campaigns.models import (
+    Attribution,
+    Campaign,
+    ConsentEvent,
+    Contact,
+    Delivery,
+    Event,
+    Purchase,
+)
 from campaigns.suppression import is_suppressed
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import webhook_signature

@@ -5,7 +5,13 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from campaigns.errors import InputError
-from campaigns.timespec import format_duration, parse_cap, parse_clock_range, parse_datetime, parse_duration
+from campaigns.timespec import (
+    format_duration,
+    parse_cap,
+    parse_clock_range,
+    parse_datetime,
+    parse_duration,
+)
 
 
 def test_durations_parse_and_format_round_trip():

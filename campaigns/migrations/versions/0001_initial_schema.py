@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-25 02:00:25.099963
 """
-from alembic import op
 import sqlalchemy as sa
-import campaigns.db
+from alembic import op
 
+import campaigns.db
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,1 @@
+"""`campaigns demo`: a believable shop, three campaigns, simulated recipients, real reports."""

@@ -1,0 +1,129 @@
+"""`campaigns demo` end to end, as a new user runs it: a real process, a real folder.
+
+The demo drives the real SMTP server, tracking app, scheduler and dispatcher, so this
+test checks what it leaves behind against the database it wrote, not against fixed
+numbers: the report's figures must be the database's, nobody may get a message twice,
+the holdout must get nothing, texts must respect quiet hours, and the commands the demo
+suggests must run in its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from campaigns.config import load_settings
+from campaigns.context import App
+from campaigns.models import Attribution, Campaign, Contact, Delivery, Event
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")} | {"COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    folder = tmp_path_factory.mktemp("demo") / "shop"
+    done = _run(["demo", "--dir", str(folder), "--contacts", "400", "--seed", "7"], cwd=folder.parent)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return folder, done
+
+
+def test_the_report_figures_are_the_databases(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = demo
+    report = _run(["report", "winback", "--json"], cwd=folder)
+    assert report.returncode == 0, report.stderr
+    funnel = json.loads(report.stdout)["funnel"]
+    app = App(load_settings(folder / "config.toml", environ={}))
+    try:
+        with app.session() as s:
+            c = s.scalar(select(Campaign).where(Campaign.name == "winback"))
+            states = Counter(dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id)
+                                            .group_by(Delivery.state)).all()))
+            opens = s.scalar(select(func.count(func.distinct(Event.delivery_id)))
+                             .where(Event.campaign_id == c.id, Event.type == "open", Event.is_machine.is_(False)))
+            converters = s.scalar(select(func.count(func.distinct(Attribution.contact_id)))
+                                  .where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False)))
+        assert funnel["sent"] == states["sent"] > 0
+        assert funnel["held_out"] == states["held_out"] > 0
+        assert funnel["opened"] == opens > 0
+        assert funnel["converted"] == converters > 0
+        assert funnel["clicked"] > 0 and funnel["revenue"] > 0
+    finally:
+        app.engine.dispose()
+
+
+def test_nobody_is_messaged_twice_and_the_holdout_gets_nothing(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = demo
+    app = App(load_settings(folder / "config.toml", environ={}))
+    try:
+        with app.session() as s:
+            per = s.execute(select(Delivery.campaign_id, Delivery.step, Delivery.contact_id, func.count())
+                            .group_by(Delivery.campaign_id, Delivery.step, Delivery.contact_id)).all()
+            assert per and all(n == 1 for *_, n in per)
+            held = s.execute(select(Delivery.state, Delivery.sent_at).where(Delivery.is_holdout.is_(True))).all()
+            assert held and all(state == "held_out" and sent is None for state, sent in held)
+            touched = s.scalar(select(func.count()).select_from(Event).join(Delivery, Delivery.id == Event.delivery_id)
+                               .where(Delivery.is_holdout.is_(True)))
+            assert touched == 0
+            statuses = {name: status for name, status in s.execute(select(Campaign.name, Campaign.status))}
+            assert statuses["winback"] == "completed" and statuses["flash-sale"] == "completed"
+            # The drip's second step (three days in) went out too.
+            steps = set(s.scalars(select(Delivery.step).join(Campaign).where(Campaign.name == "welcome-drip",
+                                                                              Delivery.state == "sent")))
+            assert steps == {0, 1}
+    finally:
+        app.engine.dispose()
+
+
+def test_texts_went_out_outside_quiet_hours_in_each_recipients_zone(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = demo
+    app = App(load_settings(folder / "config.toml", environ={}))
+    try:
+        with app.session() as s:
+            rows = s.execute(select(Delivery.sent_at, Contact.timezone).join(Contact, Contact.id == Delivery.contact_id)
+                             .join(Campaign).where(Campaign.name == "flash-sale", Delivery.state == "sent")).all()
+        assert rows
+        for sent_at, tz in rows:
+            local = sent_at.astimezone(ZoneInfo(tz or "UTC"))
+            assert 8 <= local.hour < 21, (sent_at, tz)
+        lines = (folder / "outbox" / "sms.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == len(rows)
+        assert all("STOP" in json.loads(line)["body"] for line in lines)
+    finally:
+        app.engine.dispose()
+
+
+def test_the_html_report_is_self_contained(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, done = demo
+    page = (folder / "report-winback.html").read_text(encoding="utf-8")
+    assert "<svg" in page and "winback" in page
+    assert 'src="http' not in page and "<link" not in page and "@import" not in page
+    assert "demo finished" in done.stdout
+
+
+def test_the_suggested_commands_run_in_the_folder(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = demo
+    for args in (["report", "winback"], ["events", "winback", "--limit", "10"], ["customers", "lifecycle"],
+                 ["status"], ["report"], ["list"], ["report", "loyalty"]):
+        done = _run(args, cwd=folder)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_a_second_demo_in_the_same_folder_is_refused(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = demo
+    again = _run(["demo", "--dir", str(folder)], cwd=folder.parent)
+    assert again.returncode != 0
+    assert "not empty" in again.stderr + again.stdout and "Traceback" not in again.stderr
+    assert (folder / "demo.db").exists()
