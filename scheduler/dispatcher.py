@@ -196,7 +196,7 @@ class Dispatcher:
                     # The server refuses us, not this address: hold the campaign, requeue the row.
                     values.update(state="queued", attempts=d.attempts - 1)
                     conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in(("cancelled",)))
-                                 .values(status="paused", status_reason=f"paused: the mail server refused us ({result.detail})"[:500], updated_at=now))
+                                 .values(status="paused", status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
                 elif outcome == "unknown":
                     values.update(state="unknown")
                 else:

@@ -21,6 +21,8 @@ def _classify_http(status: int, body: dict | None) -> SendResult:
     detail = f"HTTP {status}" + (f" code {code}: {(body or {}).get('message', '')}" if code else "")
     if status == 429 or status >= 500:
         return SendResult("transient", None, detail)
+    if status in (401, 403):  # our credentials or account, not this number: pause, blame no one
+        return SendResult("policy", None, detail)
     if code in _HARD:
         return SendResult("hard_bounce", None, detail)
     return SendResult("failed", None, detail)
