@@ -29,7 +29,7 @@ from campaigns.rendering import RenderedEmail, RenderError, render_delivery
 from campaigns.templates_store import MessageTemplate, load_template
 from campaigns.timespec import utcnow
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
-from scheduler.outbox import Claimed, claim, expire_leases, write_session
+from scheduler.outbox import Claimed, changed_since, claim, expire_leases, still_allowed, watermarks, write_session
 
 log = logging.getLogger("campaigns.dispatcher")
 MAX_BACKOFF = timedelta(hours=6)
@@ -84,10 +84,12 @@ class Dispatcher:
         expire_leases(engine, self.settings, fixed or utcnow())
         while True:
             at = fixed or utcnow()
+            with engine.connect() as conn:
+                marks = watermarks(conn)
             batch = claim(engine, self.settings, self.worker, at, self.settings.sending.batch_size)
             if not batch:
                 return stats
-            stats.add(await self._process(batch, at))
+            stats.add(await self._process(batch, at, marks))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set; a batch in flight is finished before returning."""
@@ -115,13 +117,15 @@ class Dispatcher:
             await channel.close()
 
     # -- one batch ---------------------------------------------------------------------
-    async def _process(self, batch: list[Claimed], now: datetime) -> DispatchStats:
+    async def _process(self, batch: list[Claimed], now: datetime, marks: tuple[int, int] = (0, 0)) -> DispatchStats:
         messages, failures = self._render(batch)
         channels = self._channels()
         limit = asyncio.Semaphore(max(1, self.settings.sending.concurrency))
 
         async def send(row: Claimed, message: OutgoingEmail | OutgoingSms) -> tuple[Claimed, SendResult]:
             async with limit:
+                if not self._still_allowed(row, now, marks):  # an unsubscribe that landed after the claim still wins
+                    return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
                 try:
                     return row, await channels[row.channel].send(message)
                 except Exception as exc:  # a transport bug must not lose the row
@@ -129,6 +133,18 @@ class Dispatcher:
 
         results = await asyncio.gather(*(send(row, msg) for row, msg in messages))
         return self._record(list(results), failures, now)
+
+    def _still_allowed(self, row: Claimed, now: datetime, marks: tuple[int, int]) -> bool:
+        """Just before hand-over: has this contact's consent or suppression changed since the claim?
+
+        Two primary-key range scans over what changed since the claim (almost always
+        nothing); only a contact that did change gets the full check. So an unsubscribe
+        acknowledged while its message waited in the batch still wins.
+        """
+        with self.app.engine.connect() as conn:
+            if row.contact_id not in changed_since(conn, marks):
+                return True
+            return row.id in still_allowed(conn, self.settings, [row], max(now, utcnow()))
 
     def _template(self, name: str) -> MessageTemplate:
         tmpl = self._templates.get(name)
@@ -199,6 +215,8 @@ class Dispatcher:
                                  .values(status="paused", status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
                 elif outcome == "unknown":
                     values.update(state="unknown")
+                elif outcome == "suppressed":
+                    values.update(state="suppressed", attempts=d.attempts - 1)
                 else:
                     values.update(state="failed")
                 conn.execute(update(table).where(d.id == row.id, d.state == "sending").values(**values))

@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, exists, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.consent import consented_contacts
 from campaigns.db import is_sqlite
-from campaigns.models import Campaign, Contact, Delivery, Suppression
+from campaigns.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
 
 HALTED = ("paused", "cancelled")
 
@@ -79,7 +79,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         rows = conn.execute(q).all()
         if not rows:
             return []
-        allowed = _still_allowed(conn, settings, rows, now)
+        allowed = still_allowed(conn, settings, rows, now)
         lost = [r.id for r in rows if r.id not in allowed]
         if lost:
             conn.execute(update(Delivery.__table__).where(d.id.in_(lost)).values(
@@ -93,7 +93,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
                     r.rfm_segment, r.attempts + 1, r.created_at) for r in mine]
 
 
-def _still_allowed(conn: Connection, settings: Settings, rows: list, now: datetime) -> set[int]:  # type: ignore[type-arg]
+def still_allowed(conn: Connection, settings: Settings, rows: list, now: datetime) -> set[int]:  # type: ignore[type-arg]
     """Ids of rows whose contact may still be messaged on the row's channel."""
     allowed: set[int] = set()
     for channel in {r.channel for r in rows}:
@@ -117,3 +117,27 @@ def expire_leases(engine: Engine, settings: Settings, now: datetime) -> int:
         result = conn.execute(update(Delivery.__table__).where(d.state == "sending", d.lease_until < now)
                               .values(**target, updated_at=now))
         return result.rowcount or 0
+
+
+# On PostgreSQL sequences hand out ids before commit, so a revocation with a lower id can
+# commit a moment after one with a higher id; looking a little behind the watermark covers
+# that race. SQLite has one writer at a time: ids commit in order.
+_PG_SLACK = 32
+
+
+def watermarks(conn: Connection) -> tuple[int, int]:
+    """(consent event id, suppression id) just before a claim: later changes are 'in flight'."""
+    slack = 0 if conn.dialect.name == "sqlite" else _PG_SLACK
+    ce = conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0
+    sp = conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0
+    return max(0, ce - slack), max(0, sp - slack)
+
+
+def changed_since(conn: Connection, marks: tuple[int, int]) -> set[int]:
+    """Contacts whose consent or suppression changed after `marks` (two primary-key range scans)."""
+    events = select(ConsentEvent.contact_id).where(ConsentEvent.id > marks[0])
+    suppressed = (select(Contact.id).join(Suppression, or_(
+        and_(Suppression.channel == "email", Suppression.address_hash == Contact.email_hash),
+        and_(Suppression.channel == "sms", Suppression.address_hash == Contact.phone_hash)))
+        .where(Suppression.id > marks[1]))
+    return set(conn.scalars(events.union(suppressed)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Outcome = Literal["sent", "transient", "hard_bounce", "policy", "failed", "unknown"]
+Outcome = Literal["sent", "transient", "hard_bounce", "policy", "failed", "unknown", "suppressed"]
 
 
 @dataclass(frozen=True)

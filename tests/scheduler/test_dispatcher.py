@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from campaigns import consent as ledger
 from campaigns.contacts import find_contact
-from campaigns.models import Campaign, Delivery, Event
+from campaigns.models import Campaign, Contact, Delivery, Event
 from campaigns.suppression import is_suppressed
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
@@ -148,3 +148,38 @@ def test_render_failure_fails_only_that_delivery(make_app, smtp, tmp_path):
         rows = {d.contact_id: d for d in s.scalars(select(Delivery))}
     assert Counter(d.state for d in rows.values()) == Counter({"sent": 1, "failed": 1})
     assert "render" in next(d.error for d in rows.values() if d.state == "failed")
+
+
+class _Recording:
+    """A channel that records what it is handed; on the first message, two recipients later in
+    the same claimed batch unsubscribe and get suppressed (as if their requests landed mid-batch)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.sent = []
+
+    async def send(self, message):
+        if not self.sent:
+            with self.app.session() as s:
+                ledger.revoke(s, find_contact(s, "p7@example.com", self.app.settings), "email", "one-click")
+                from campaigns import suppression
+                suppression.add(s, self.app.settings, "email", "p8@example.com", "complaint")
+        self.sent.append(message.to)
+        from scheduler.channels import SendResult
+        return SendResult("sent", message.message_id)
+
+    async def close(self):
+        pass
+
+
+def test_an_unsubscribe_that_lands_after_the_claim_still_stops_the_message(make_app, smtp):
+    app, cid = _setup(make_app, smtp, 12)
+    app.settings.sending.concurrency = 1  # one at a time, so the revocation precedes the later sends
+    channel = _Recording(app)
+    asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())
+    assert len(channel.sent) == 10
+    assert "p7@example.com" not in channel.sent and "p8@example.com" not in channel.sent
+    with app.session() as s:
+        rows = dict(s.execute(select(Contact.email, Delivery.state).join(Contact, Contact.id == Delivery.contact_id)).all())
+    assert rows["p7@example.com"] == rows["p8@example.com"] == "suppressed"
+    assert list(rows.values()).count("sent") == 10
