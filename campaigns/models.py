@@ -30,7 +30,7 @@ from campaigns.timespec import utcnow
 CHANNELS = ("email", "sms")
 CONSENT_ACTIONS = ("granted", "pending", "confirmed", "revoked")
 DELIVERY_STATES = (
-    "queued", "sending", "sent", "retry_wait", "failed", "suppressed", "unknown", "held_out", "cancelled",
+    "queued", "claimed", "sending", "sent", "retry_wait", "failed", "suppressed", "unknown", "held_out", "cancelled",
 )
 EVENT_TYPES = (
     "delivered", "open", "click", "unsubscribe", "bounce", "complaint", "reply", "stop", "start",

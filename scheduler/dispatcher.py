@@ -14,11 +14,13 @@ import logging
 import os
 import random
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from campaigns import suppression
@@ -118,21 +120,66 @@ class Dispatcher:
 
     # -- one batch ---------------------------------------------------------------------
     async def _process(self, batch: list[Claimed], now: datetime, marks: tuple[int, int] = (0, 0)) -> DispatchStats:
-        messages, failures = self._render(batch)
+        try:
+            messages, failures = self._render(batch)
+        except SQLAlchemyError as exc:  # the database went away after the claim: nothing was handed over
+            note = f"database unavailable before sending: {str(exc).splitlines()[0][:200]}"
+            return await self._record_when_possible([(row, SendResult("transient", None, note)) for row in batch], [], now)
         channels = self._channels()
-        limit = asyncio.Semaphore(max(1, self.settings.sending.concurrency))
 
         async def send(row: Claimed, message: OutgoingEmail | OutgoingSms) -> tuple[Claimed, SendResult]:
-            async with limit:
+            try:
                 if not self._still_allowed(row, now, marks):  # an unsubscribe that landed after the claim still wins
                     return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
-                try:
-                    return row, await channels[row.channel].send(message)
-                except Exception as exc:  # a transport bug must not lose the row
-                    return row, SendResult("unknown", None, f"{type(exc).__name__}: {exc}"[:300])
+            except SQLAlchemyError as exc:  # cannot tell: do not send, retry later
+                return row, SendResult("transient", None, f"database unavailable: {str(exc).splitlines()[0][:200]}")
+            try:
+                return row, await channels[row.channel].send(message)
+            except Exception as exc:  # a transport bug must not lose the row
+                return row, SendResult("unknown", None, f"{type(exc).__name__}: {exc}"[:300])
 
-        results = await asyncio.gather(*(send(row, msg) for row, msg in messages))
-        return self._record(list(results), failures, now)
+        # Hand over in waves of `concurrency`. One short transaction between waves writes down
+        # the last wave's outcomes and marks the next wave `sending`: a crash leaves at most one
+        # wave `unknown`; the rest of the batch is still `claimed` and goes back to the queue
+        # when its lease ends, because none of it was handed over.
+        stats = DispatchStats()
+        done: list[tuple[Claimed, SendResult]] = []
+        size = max(1, self.settings.sending.concurrency)
+        for start in range(0, len(messages), size):
+            wave = messages[start:start + size]
+            try:
+                stats.add(self._record(done, failures, now, mark=[row.id for row, _ in wave]))
+                done, failures = [], []
+            except SQLAlchemyError as exc:
+                note = f"database unavailable before sending: {str(exc).splitlines()[0][:200]}"
+                done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
+                break
+            done += await asyncio.gather(*(send(row, msg) for row, msg in wave))
+            if any(r.outcome == "policy" for _, r in done):  # refused: the rest waits for a resume
+                done += [(row, SendResult("released", None, None)) for row, _ in messages[start + size:]]
+                break
+        stats.add(await self._record_when_possible(done, failures, now))
+        return stats
+
+    async def _record_when_possible(self, results: list[tuple[Claimed, SendResult]], failures: list[tuple[Claimed, str]],
+                                    now: datetime) -> DispatchStats:
+        """The messages are out: keep trying to write down what happened while the rows' lease lasts.
+
+        A database restart mid-batch must not turn sent messages into `unknown` ones (or,
+        worse, into rows sent again), so outcomes wait in memory until it answers.
+        """
+        deadline = time.monotonic() + self.settings.sending.lease_seconds * 0.8
+        delay = 0.2
+        while True:
+            try:
+                return self._record(results, failures, now)
+            except SQLAlchemyError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("recording %d outcomes failed (%s); retrying in %.1f s", len(results) + len(failures),
+                            str(exc).splitlines()[0][:200], delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _still_allowed(self, row: Claimed, now: datetime, marks: tuple[int, int]) -> bool:
         """Just before hand-over: has this contact's consent or suppression changed since the claim?
@@ -170,6 +217,8 @@ class Dispatcher:
                 except RenderError as exc:
                     failed.append((row, f"render: {exc}"))
                     continue
+                except SQLAlchemyError:  # the database, not this row: the whole batch waits
+                    raise
                 except Exception as exc:  # a missing template file, for instance
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
                     continue
@@ -180,7 +229,9 @@ class Dispatcher:
             session.flush()
         return out, failed
 
-    def _record(self, results: list[tuple[Claimed, SendResult]], render_failures: list[tuple[Claimed, str]], now: datetime) -> DispatchStats:
+    def _record(self, results: list[tuple[Claimed, SendResult]], render_failures: list[tuple[Claimed, str]], now: datetime,
+                mark: list[int] | None = None) -> DispatchStats:
+        """Write outcomes down in one transaction; `mark`: rows about to be handed over become `sending`."""
         stats = DispatchStats()
         s = self.settings.sending
         table = Delivery.__table__
@@ -217,11 +268,15 @@ class Dispatcher:
                     values.update(state="unknown")
                 elif outcome == "suppressed":
                     values.update(state="suppressed", attempts=d.attempts - 1)
+                elif outcome == "released":  # never handed over (the campaign was refused mid-batch)
+                    values.update(state="queued", attempts=d.attempts - 1)
                 else:
                     values.update(state="failed")
-                conn.execute(update(table).where(d.id == row.id, d.state == "sending").values(**values))
+                conn.execute(update(table).where(d.id == row.id, d.state.in_(("claimed", "sending"))).values(**values))
                 stats.counts[outcome] += 1
                 touched.add(row.campaign_id)
+            if mark:
+                conn.execute(update(table).where(d.id.in_(mark), d.state == "claimed").values(state="sending", updated_at=now))
             session.flush()
             for campaign_id in touched:
                 self._auto_pause(conn, campaign_id, now)

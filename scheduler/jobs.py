@@ -24,7 +24,7 @@ from scheduler.firings import fire_at, keys_between
 from scheduler.planner import plan_drip, plan_firing
 
 log = logging.getLogger("campaigns.scheduler")
-PENDING = ("queued", "retry_wait", "sending")
+PENDING = ("queued", "retry_wait", "claimed", "sending")
 
 
 @dataclass

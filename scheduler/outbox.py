@@ -3,8 +3,9 @@
 A claim is one short transaction: `BEGIN IMMEDIATE` on SQLite, `FOR UPDATE SKIP LOCKED`
 on PostgreSQL (so any number of workers share the outbox). In the same transaction each
 row's consent and suppression are checked again: an unsubscribe that arrived after
-planning wins. Claimed rows are `sending` under a lease; a lease that expires turns the
-row `unknown` (never re-sent unless configured), because the message may have gone out.
+planning wins. Claimed rows are `claimed` under a lease, and `sending` from just before their wave is
+handed over; a lease that expires puts `claimed` rows back in the queue and turns
+`sending` ones `unknown` (never re-sent unless configured): the message may have gone out.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         mine = [r for r in rows if r.id in allowed]
         if mine:
             conn.execute(update(Delivery.__table__).where(d.id.in_([r.id for r in mine])).values(
-                state="sending", attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
+                state="claimed", attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
                 lease_until=now + timedelta(seconds=settings.sending.lease_seconds)))
     return [Claimed(r.id, r.campaign_id, r.contact_id, r.channel, r.step, r.template_name, r.lifecycle_stage,
                     r.rfm_segment, r.attempts + 1, r.created_at) for r in mine]
@@ -109,11 +110,15 @@ def still_allowed(conn: Connection, settings: Settings, rows: list, now: datetim
 
 
 def expire_leases(engine: Engine, settings: Settings, now: datetime) -> int:
-    """Rows stuck in `sending` past their lease: `unknown` (or back to the queue if configured)."""
+    """Rows whose worker vanished: `claimed` ones were never handed over and go back to the
+    queue; `sending` ones may have gone out and become `unknown` (or are queued again when
+    `resend_unknown` is on). Returns how many became unknown or were re-queued from sending."""
     d = Delivery.__table__.c
     target = {"state": "queued", "error": "lease expired; re-sent (resend_unknown is on)"} if settings.sending.resend_unknown \
         else {"state": "unknown", "error": "lease expired while sending: it may or may not have been delivered"}
     with write_transaction(engine) as conn:
+        conn.execute(update(Delivery.__table__).where(d.state == "claimed", d.lease_until < now).values(
+            state="queued", attempts=d.attempts - 1, error="lease expired before hand-over; queued again", updated_at=now))
         result = conn.execute(update(Delivery.__table__).where(d.state == "sending", d.lease_until < now)
                               .values(**target, updated_at=now))
         return result.rowcount or 0

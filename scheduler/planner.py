@@ -34,7 +34,7 @@ from scheduler.firings import local_clock_for
 from scheduler.sendtime import due_time, push_out_of_quiet, throttle, zone
 
 SKIP_REASONS = ("invalid_address", "no_consent", "suppressed", "capped")
-COUNTED_STATES = ("queued", "sending", "sent", "retry_wait", "unknown")
+COUNTED_STATES = ("queued", "claimed", "sending", "sent", "retry_wait", "unknown")
 BATCH = 5000
 
 

@@ -64,7 +64,7 @@ def _postgres_schema(request: pytest.FixtureRequest) -> Iterator[str]:
         _pg_skipped.append(request.node.nodeid)
         pytest.skip(f"PostgreSQL tests need {PG_ENV}")
     name = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
+    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{name}"'))
     url = make_url(normalise_url(PG_URL)).update_query_dict({"options": f"-csearch_path={name}"})

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bench.datagen import write_contacts_csv
+from campaigns import schema
 from campaigns.campaign_defs import CampaignSpec, create_campaign
 from campaigns.config import load_settings
 from campaigns.contacts import import_contacts
@@ -75,6 +76,24 @@ class Shop:
         self.app.engine.dispose()
         self.smtp.stop()
 
+    # -- campaigns ---------------------------------------------------------------------
+    def plan(self) -> None:
+        """Plan the campaign now, as the daemon's firing would."""
+        now = utcnow()
+        with self.app.session() as s:
+            plan_firing(s, self.app.settings, s.get(Campaign, self.campaign_id), now.replace(microsecond=0), now)
+
+    def new_campaign(self, name: str) -> None:
+        """Another one-off campaign to the same contacts, planned, with the SMTP record cleared."""
+        with self.app.session() as s:
+            c = create_campaign(s, self.app.settings, name, CampaignSpec(
+                segment="everyone", channel="email", template="welcome", quiet_hours="none", cap="none"))
+            self.campaign_id = c.id
+        with self.smtp.lock:
+            self.smtp.received.clear()
+            self.smtp.began.clear()
+        self.plan()
+
     # -- accounts ----------------------------------------------------------------------
     def states(self) -> Counter[str]:
         with self.app.session() as s:
@@ -113,7 +132,7 @@ class Shop:
 
 
 def build_shop(folder: Path, db_url: str, n: int, *, sending: dict[str, str] | None = None, extra_toml: str = "",
-               pool: int = 8, seed: int = 3, plan: bool = True) -> Shop:
+               pool: int = 8, seed: int = 3, plan: bool = True, at: str | None = None) -> Shop:
     """N consenting contacts, a segment of all of them and a one-off email campaign, planned now."""
     shutil.copytree(ROOT / "templates", folder / "templates", dirs_exist_ok=True)
     smtp = FaultySmtp(seed=seed).start()
@@ -122,16 +141,16 @@ def build_shop(folder: Path, db_url: str, n: int, *, sending: dict[str, str] | N
                           + f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\npool_size = {pool}\ntimeout_seconds = 5\n'
                           + '[policy]\nquiet_hours_email = ""\nfrequency_cap = "none"\n' + extra_toml)
     app = App(load_settings(config, environ={}))
+    schema.upgrade(app.engine)  # `campaigns init` (a no-op on an already migrated database)
     csv_path = write_contacts_csv(folder / "contacts.csv", n, seed=seed)
     with app.session() as s:
         import_contacts(s, app.settings, csv_path, consent_channels=["email"], source="reliability")
         create_segment(s, app.settings, "everyone", 'email contains "@"')
         c = create_campaign(s, app.settings, "load", CampaignSpec(segment="everyone", channel="email", template="welcome",
-                                                                   quiet_hours="none", cap="none"))
+                                                                   quiet_hours="none", cap="none", at=at))
         cid = c.id
     shop = Shop(folder, config, app, smtp, cid)
     if plan:
-        now = utcnow()
-        with app.session() as s:
-            plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
+        shop.plan()
     return shop
+

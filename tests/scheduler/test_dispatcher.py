@@ -118,13 +118,32 @@ def test_unsubscribe_after_planning_wins_at_claim_time(make_app, smtp):
     assert "p1@example.com" not in {r for r, _m, _f in smtp.received}
 
 
+def test_a_worker_that_dies_after_claiming_gives_its_untouched_rows_back(make_app, smtp):
+    from scheduler.outbox import claim, expire_leases
+
+    app, cid = _setup(make_app, smtp, 3)
+    now = utcnow()
+    assert len(claim(app.engine, app.settings, "crashed-worker", now, 10)) == 3  # dies before handing any over
+    assert _states(app, cid) == Counter({"claimed": 3})
+    expire_leases(app.engine, app.settings, now + timedelta(seconds=app.settings.sending.lease_seconds + 1))
+    assert _states(app, cid) == Counter({"queued": 3})
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 3})
+    assert len(smtp.received) == 3
+    with app.session() as s:
+        assert set(s.scalars(select(Delivery.attempts))) == {1}  # the lost claim is not counted as an attempt
+
+
 def test_an_expired_lease_turns_a_crashed_send_unknown_not_resent(make_app, smtp):
+    from sqlalchemy import update
+
     from scheduler.outbox import claim, expire_leases
 
     app, cid = _setup(make_app, smtp, 2)
     now = utcnow()
     claimed = claim(app.engine, app.settings, "crashed-worker", now, 10)
-    assert len(claimed) == 2  # the worker dies here, after claiming
+    with app.session() as s:  # the wave was marked as being handed over, then the worker died
+        s.execute(update(Delivery).where(Delivery.id.in_([c.id for c in claimed])).values(state="sending"))
     assert expire_leases(app.engine, app.settings, now + timedelta(seconds=app.settings.sending.lease_seconds + 1)) == 2
     _drain(app)
     assert _states(app, cid) == Counter({"unknown": 2})

@@ -14,6 +14,7 @@ import asyncio
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from email import message_from_bytes
 
@@ -35,6 +36,7 @@ class _Handler:
         if self.s.policy:
             return "554 5.7.1 Service unavailable; client host blocked by policy"
         envelope.mail_from = address
+        envelope.began = time.monotonic()  # when the client started handing this message over
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
@@ -57,6 +59,7 @@ class _Handler:
         with self.s.lock:
             for rcpt in envelope.rcpt_tos:
                 self.s.received.append((rcpt, msg.get("Message-ID", ""), envelope.mail_from))
+                self.s.began.append(getattr(envelope, "began", time.monotonic()))
         if any(r in self.s.hang_after_dot for r in envelope.rcpt_tos):
             await asyncio.sleep(3600)  # the message is here, but the client never hears back
         return "250 2.0.0 Ok: queued"
@@ -75,6 +78,7 @@ class FaultySmtp:
         self.drop_at_rcpt: set[str] = set()
         self.hang_after_dot: set[str] = set()
         self.received: list[tuple[str, str, str]] = []
+        self.began: list[float] = []  # per received message: time.monotonic() at its MAIL FROM
         self.rcpt_attempts: Counter[str] = Counter()
         self.transient_given = 0
         self._dropped: set[str] = set()

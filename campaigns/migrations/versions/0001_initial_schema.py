@@ -216,7 +216,7 @@ def upgrade() -> None:
     sa.Column('rfm_segment', sa.String(length=30), nullable=True),
     sa.Column('created_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("state IN ('queued', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled')", name=op.f('ck_delivery_state')),
+    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled')", name=op.f('ck_delivery_state')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_delivery_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_delivery_contact_id_contact'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['campaign_run.id'], name=op.f('fk_delivery_run_id_campaign_run'), ondelete='CASCADE'),
