@@ -36,7 +36,16 @@ class App:
         return self.engine
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction on a current database: commit on success, roll back on error."""
-        with session_scope(self.ready_engine()) as s:
+    def session(self, write: bool = True) -> Iterator[Session]:
+        """One transaction on a current database: commit on success, roll back on error.
+
+        On SQLite a writing transaction takes the write lock up front (BEGIN IMMEDIATE):
+        a deferred one that reads and then writes while the daemon is writing fails with
+        "database is locked" instead of waiting its turn. Long reads (reports) pass
+        write=False so they never hold the lock.
+        """
+        engine = self.ready_engine()
+        with session_scope(engine) as s:
+            if write and engine.dialect.name == "sqlite":
+                s.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             yield s

@@ -20,7 +20,7 @@ _TITLES = {"rfm": "RFM segments", "lifecycle": "Lifecycle stages", "loyalty": "L
 def _view(ctx: typer.Context, view: str, at: str | None, as_json: bool, as_csv: bool) -> None:
     a = get_app(ctx)
     when = parse_datetime(at, a.settings.timezone, "--at") if at else None
-    with a.session() as session:
+    with a.session(write=False) as session:
         rows = distribution(session, a.settings, view, when)
     key = "segment" if view == "rfm" else view
     shown: list[dict[str, Any]] = [
@@ -57,7 +57,7 @@ def show_cmd(
     """One customer's orders, value, RFM scores, lifecycle stage and loyalty quadrant."""
     a = get_app(ctx)
     when = parse_datetime(at, a.settings.timezone, "--at") if at else None
-    with a.session() as session:
+    with a.session(write=False) as session:
         c = find_contact(session, contact, a.settings)
         p = profiles(session, a.settings, [c.id], when)[c.id]
     record = {"contact": c.email or c.phone or f"#{c.id}", **p.as_dict()}

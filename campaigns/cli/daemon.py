@@ -84,7 +84,7 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
     a = get_app(ctx)
     now = utcnow()
-    with a.session() as s:
+    with a.session(write=False) as s:
         upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute"}
                     for c, at in next_fire_times(s, now)[:20]]
         processes = [{"name": p.name, "role": p.role, "started_at": p.started_at, "last_seen": p.last_seen,

@@ -41,7 +41,7 @@ def report(ctx: typer.Context,
     if html and output is None:
         raise InputError("--html needs -o FILE")
     a = get_app(ctx)
-    with a.session() as s:
+    with a.session(write=False) as s:
         if name is None:
             data: Any = overview(s, a.settings)
         elif name == "loyalty":

@@ -41,7 +41,7 @@ def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaig
            limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Every recorded response of a campaign or a contact, newest first."""
     a = get_app(ctx)
-    with a.session() as s:
+    with a.session(write=False) as s:
         campaign = s.scalar(select(Campaign).where(Campaign.name == target))
         q = select(Event, Campaign.name, Contact.email).outerjoin(Campaign, Campaign.id == Event.campaign_id) \
             .outerjoin(Contact, Contact.id == Event.contact_id)
