@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from campaigns import suppression
@@ -33,6 +33,8 @@ from campaigns.timespec import utcnow
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
 from scheduler.outbox import Claimed, changed_since, claim, expire_leases, still_allowed, watermarks, write_session
 
+# The database is unreachable (restarting, network): wait for it rather than lose outcomes.
+DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger("campaigns.dispatcher")
 MAX_BACKOFF = timedelta(hours=6)
 
@@ -122,16 +124,16 @@ class Dispatcher:
     async def _process(self, batch: list[Claimed], now: datetime, marks: tuple[int, int] = (0, 0)) -> DispatchStats:
         try:
             messages, failures = self._render(batch)
-        except SQLAlchemyError as exc:  # the database went away after the claim: nothing was handed over
+        except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
             note = f"database unavailable before sending: {str(exc).splitlines()[0][:200]}"
             return await self._record_when_possible([(row, SendResult("transient", None, note)) for row in batch], [], now)
         channels = self._channels()
 
-        async def send(row: Claimed, message: OutgoingEmail | OutgoingSms) -> tuple[Claimed, SendResult]:
+        async def send(row: Claimed, message: OutgoingEmail | OutgoingSms, changed: set[int]) -> tuple[Claimed, SendResult]:
             try:
-                if not self._still_allowed(row, now, marks):  # an unsubscribe that landed after the claim still wins
+                if row.contact_id in changed and not self._still_allowed(row, now):
                     return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
-            except SQLAlchemyError as exc:  # cannot tell: do not send, retry later
+            except DB_DOWN as exc:  # cannot tell: do not send, retry later
                 return row, SendResult("transient", None, f"database unavailable: {str(exc).splitlines()[0][:200]}")
             try:
                 return row, await channels[row.channel].send(message)
@@ -150,11 +152,16 @@ class Dispatcher:
             try:
                 stats.add(self._record(done, failures, now, mark=[row.id for row, _ in wave]))
                 done, failures = [], []
-            except SQLAlchemyError as exc:
+                # Just before hand-over: whose consent or suppression changed since the claim?
+                # Two primary-key range scans, almost always empty; an unsubscribe acknowledged
+                # while its message waited in the batch still wins.
+                with self.app.engine.connect() as conn:
+                    changed = changed_since(conn, marks)
+            except DB_DOWN as exc:
                 note = f"database unavailable before sending: {str(exc).splitlines()[0][:200]}"
                 done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
-            done += await asyncio.gather(*(send(row, msg) for row, msg in wave))
+            done += await asyncio.gather(*(send(row, msg, changed) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in done):  # refused: the rest waits for a resume
                 done += [(row, SendResult("released", None, None)) for row, _ in messages[start + size:]]
                 break
@@ -173,7 +180,7 @@ class Dispatcher:
         while True:
             try:
                 return self._record(results, failures, now)
-            except SQLAlchemyError as exc:
+            except DB_DOWN as exc:
                 if time.monotonic() > deadline:
                     raise
                 log.warning("recording %d outcomes failed (%s); retrying in %.1f s", len(results) + len(failures),
@@ -181,16 +188,9 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _still_allowed(self, row: Claimed, now: datetime, marks: tuple[int, int]) -> bool:
-        """Just before hand-over: has this contact's consent or suppression changed since the claim?
-
-        Two primary-key range scans over what changed since the claim (almost always
-        nothing); only a contact that did change gets the full check. So an unsubscribe
-        acknowledged while its message waited in the batch still wins.
-        """
+    def _still_allowed(self, row: Claimed, now: datetime) -> bool:
+        """The full consent and suppression check for one row whose contact changed meanwhile."""
         with self.app.engine.connect() as conn:
-            if row.contact_id not in changed_since(conn, marks):
-                return True
             return row.id in still_allowed(conn, self.settings, [row], max(now, utcnow()))
 
     def _template(self, name: str) -> MessageTemplate:
@@ -217,7 +217,7 @@ class Dispatcher:
                 except RenderError as exc:
                     failed.append((row, f"render: {exc}"))
                     continue
-                except SQLAlchemyError:  # the database, not this row: the whole batch waits
+                except DB_DOWN:  # the database, not this row: the whole batch waits
                     raise
                 except Exception as exc:  # a missing template file, for instance
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
@@ -243,9 +243,19 @@ class Dispatcher:
                 conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
                 stats.counts["failed"] += 1
                 touched.add(row.campaign_id)
+            sent = [(row, result) for row, result in results if result.outcome == "sent"]
+            if sent:  # the common case, as one executemany
+                conn.execute(update(table).where(d.id == bindparam("row_id"), or_(d.state == "claimed", d.state == "sending"))
+                             .values(state="sent", sent_at=now, provider_message_id=bindparam("pid"), error=None,
+                                     lease_until=None, updated_at=now),
+                             [{"row_id": row.id, "pid": result.provider_id} for row, result in sent])
+                stats.counts["sent"] += len(sent)
+                touched.update(row.campaign_id for row, _ in sent)
             for row, result in results:
                 values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
                 outcome = result.outcome
+                if outcome == "sent":
+                    continue
                 if outcome == "sent":
                     values.update(state="sent", sent_at=now, provider_message_id=result.provider_id, error=None)
                 elif outcome == "transient":
