@@ -27,7 +27,7 @@ from campaigns.db import make_engine, session_scope
 from campaigns.models import Segment
 from campaigns.segments import count_segment
 
-SCALES = {"small": (20_000, 100_000), "default": (1_000_000, 5_000_000)}
+SCALES = {"small": (20_000, 100_000), "medium": (200_000, 1_000_000), "default": (1_000_000, 5_000_000)}
 FILTER = "rfm.r >= 4 and rfm.m >= 4 and purchases.count(last=90d) >= 2"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)  # datagen's purchases end here: results do not drift with the clock
 HANDMADE = """

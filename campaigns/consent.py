@@ -69,7 +69,7 @@ def grant(
         double_opt_in = settings.consent.double_opt_in
     if not double_opt_in:
         return _append(session, contact.id, channel, "granted", source, consent_text, ip, user_agent, occurred_at), None
-    token = secrets.token_urlsafe(24)
+    token = "c" + secrets.token_urlsafe(24)  # never starts with "-", which a shell command would read as an option
     at = occurred_at or utcnow()
     event = _append(
         session, contact.id, channel, "pending", source, consent_text, ip, user_agent, at,

@@ -123,3 +123,13 @@ def test_consent_cli_grant_revoke_history_and_confirm(cli):
     assert bad.exit_code == 2 and "fax" in bad.output
     missing = cli("consent", "grant", "nobody@example.com", "--channel", "email", "--source", "x")
     assert missing.exit_code == 1 and "no contact 'nobody@example.com'" in missing.stderr
+
+
+def test_confirmation_tokens_never_look_like_command_options(app):
+    from campaigns import consent as ledger
+    from campaigns.contacts import add_contact
+
+    with app.session() as s:
+        c = add_contact(s, app.settings, {"email": "t@example.com"})
+        tokens = [ledger.grant(s, app.settings, c, "email", "web", double_opt_in=True)[1] for _ in range(300)]
+    assert all(t and not t.startswith("-") for t in tokens)  # `campaigns consent confirm TOKEN` must parse

@@ -1,0 +1,173 @@
+"""Click-tracking throughput: our tracking app against a bare ASGI app giving the same redirect.
+
+Setup (not timed): a SQLite shop of 2,000 contacts; the welcome campaign is sent through
+the file transport, and the signed click URLs are read back out of the written messages.
+Timed: N GET requests over those URLs at a fixed concurrency, from this process, to
+  ours - `campaigns track serve` in its own process (signature check, link and delivery
+         look-up, the click recorded as an event, 302 to the original URL);
+  bare - uvicorn serving a five-line ASGI app that answers every GET with the same 302.
+Both servers run the same uvicorn, one worker, on loopback; the load generator is the
+same httpx client for both, so the ratio compares the apps, not the client.
+
+    python -m bench.bench_tracking [small|default]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from email import message_from_bytes, policy
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.bench_send import ROOT, _port
+
+SCALES = {"small": 2_000, "default": 10_000}
+CONCURRENCY = 32
+BARE = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 302,
+                "headers": [(b"location", b"https://shop.example.com/new-arrivals?utm_source=campaigns")]})
+    await send({"type": "http.response.body", "body": b""})
+'''
+
+
+def _setup(folder: Path, port: int) -> tuple[Path, list[str]]:
+    from bench.datagen import populate
+    from campaigns import schema
+    from campaigns.campaign_defs import CampaignSpec, create_campaign
+    from campaigns.config import load_settings
+    from campaigns.context import App
+    from campaigns.segments import create_segment
+    from scheduler.dispatcher import Dispatcher
+
+    config = folder / "config.toml"
+    config.write_text(f'secret_key = "bench-secret"\ntemplates_dir = "{ROOT / "templates"}"\n'
+                      f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n'
+                      f'[sending]\ntransport = "file"\noutbox_dir = "{folder / "outbox"}"\n'
+                      f'[tracking]\nhost = "127.0.0.1"\nport = {port}\npublic_url = "http://127.0.0.1:{port}"\n'
+                      '[policy]\nquiet_hours_email = ""\nfrequency_cap = "none"\n', encoding="utf-8")
+    app = App(load_settings(config, environ={}))
+    schema.upgrade(app.engine)
+    populate(app.engine, app.settings, contacts=2_000, orders=0, email_consent=1.0, sms_consent=0.0)
+    with app.session() as s:
+        create_segment(s, app.settings, "everyone", 'email contains "@"')
+        create_campaign(s, app.settings, "bench", CampaignSpec(segment="everyone", channel="email", template="welcome",
+                                                               quiet_hours="none", cap="none"))
+    from sqlalchemy import select
+
+    from campaigns.models import Campaign
+    from campaigns.timespec import utcnow
+    from scheduler.planner import plan_firing
+
+    now = utcnow()
+    with app.session() as s:
+        plan_firing(s, app.settings, s.scalar(select(Campaign)), now.replace(microsecond=0), now)
+    asyncio.run(Dispatcher(app, worker_name="bench").dispatch_once())
+    urls = []
+    for eml in (folder / "outbox").rglob("*.eml"):
+        html = message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("html",))
+        urls += re.findall(rf'http://127\.0\.0\.1:{port}/c/[^"\s<>]+', html.get_content() if html else "")
+    app.engine.dispose()
+    return config, sorted(set(urls))
+
+
+async def _load(urls: list[str], n: int) -> float:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=30, follow_redirects=False) as client:
+        for u in urls[:CONCURRENCY]:  # warm up
+            await client.get(u)
+        todo = iter(range(n))
+        bad = 0
+        errors: dict[int, str] = {}
+
+        async def lane() -> None:
+            nonlocal bad
+            for i in todo:
+                r = await client.get(urls[i % len(urls)])
+                if r.status_code != 302:
+                    bad += 1
+                    errors[r.status_code] = r.text[:200]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+        seconds = time.perf_counter() - t0
+    assert bad == 0, f"{bad} requests did not redirect: {errors}"
+    return seconds
+
+
+def _wait_up(url: str) -> None:
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def run(scale: str = "default") -> dict[str, object]:
+    n = SCALES[scale]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        port = _port()
+        config, urls = _setup(folder, port)
+        assert len(urls) >= 2_000, len(urls)
+        ours = subprocess.Popen([sys.executable, "-m", "campaigns", "--config", str(config), "track", "serve"], cwd=folder,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_up(f"http://127.0.0.1:{port}/healthz")
+            ours_s = _load(urls, n)
+            ours_s = asyncio.run(ours_s)
+            ours_rss = _peak_rss_mb(ours.pid)
+        finally:
+            ours.terminate()
+            ours.wait(timeout=30)
+        (folder / "bare_app.py").write_text(BARE, encoding="utf-8")
+        bport = _port()
+        bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bport),
+                                 "--log-level", "warning", "--no-access-log"], cwd=folder,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_up(f"http://127.0.0.1:{bport}/")
+            bare_urls = [u.replace(f":{port}/", f":{bport}/") for u in urls]
+            bare_s = asyncio.run(_load(bare_urls, n))
+            bare_rss = _peak_rss_mb(bare.pid)
+        finally:
+            bare.terminate()
+            bare.wait(timeout=30)
+        from campaigns.config import load_settings
+        from campaigns.context import App
+        from campaigns.models import Event
+        from sqlalchemy import func, select
+
+        app = App(load_settings(config, environ={}))
+        with app.session(write=False) as s:
+            clicks = s.scalar(select(func.count()).select_from(Event).where(Event.type == "click"))
+        app.engine.dispose()
+    return {"requests": n, "clicks_recorded": clicks, "ours_requests_per_s": round(n / ours_s),
+            "bare_requests_per_s": round(n / bare_s), "ratio_ours_to_bare": round(bare_s / ours_s, 3),
+            "ours_server_peak_rss_mb": round(ours_rss), "bare_server_peak_rss_mb": round(bare_rss),
+            "client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+if __name__ == "__main__":
+    for key, value in run(sys.argv[1] if len(sys.argv) > 1 else "default").items():
+        print(f"{key}: {value}")
