@@ -39,13 +39,9 @@ class App:
     def session(self, write: bool = True) -> Iterator[Session]:
         """One transaction on a current database: commit on success, roll back on error.
 
-        On SQLite a writing transaction takes the write lock up front (BEGIN IMMEDIATE):
-        a deferred one that reads and then writes while the daemon is writing fails with
-        "database is locked" instead of waiting its turn. Long reads (reports) pass
-        write=False so they never hold the lock.
+        A writing session takes SQLite's write lock up front (see `session_scope`), so a
+        CLI write during a send waits its turn; long reads (reports) pass write=False so
+        they never hold the lock.
         """
-        engine = self.ready_engine()
-        with session_scope(engine) as s:
-            if write and engine.dialect.name == "sqlite":
-                s.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        with session_scope(self.ready_engine(), immediate=write) as s:
             yield s

@@ -102,9 +102,16 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
+def session_scope(engine: Engine, immediate: bool = False) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error.
+
+    `immediate`: on SQLite, take the write lock up front (BEGIN IMMEDIATE). A deferred
+    transaction that reads and then writes while another process writes fails with
+    "database is locked" (a read lock cannot be upgraded) instead of waiting its turn.
+    """
     with session_factory(engine)() as session:
+        if immediate and is_sqlite(engine):
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         try:
             yield session
             session.commit()

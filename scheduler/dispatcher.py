@@ -25,17 +25,25 @@ from sqlalchemy.orm import Session
 
 from campaigns import suppression
 from campaigns.context import App
-from campaigns.db import session_factory
+from campaigns.db import session_factory, session_scope
 from campaigns.models import Campaign, Contact, Delivery, Event
 from campaigns.rendering import RenderedEmail, RenderError, render_delivery
 from campaigns.templates_store import MessageTemplate, load_template
 from campaigns.timespec import utcnow
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
-from scheduler.outbox import Claimed, changed_since, claim, expire_leases, still_allowed, watermarks, write_session
+from scheduler.outbox import (
+    Claimed,
+    changed_since,
+    claim,
+    expire_leases,
+    still_allowed,
+    watermarks,
+)
 
 # The database is unreachable (restarting, network): wait for it rather than lose outcomes.
 DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger("campaigns.dispatcher")
+IN_FLIGHT = ("claimed", "sending")  # rows this worker holds; outcomes are written only over these
 MAX_BACKOFF = timedelta(hours=6)
 
 
@@ -57,6 +65,11 @@ def backoff(settings_base: float, attempts: int, rng: random.Random) -> timedelt
     """Exponential backoff with jitter: base * 2^(attempts-1), times 0.5..1.5, capped at 6 h."""
     seconds = settings_base * (2 ** max(0, attempts - 1)) * rng.uniform(0.5, 1.5)
     return min(timedelta(seconds=seconds), MAX_BACKOFF)
+
+
+def _first_line(exc: BaseException) -> str:
+    """A driver error's first line (they run to many lines of SQL and parameters)."""
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def default_worker_name() -> str:
@@ -102,7 +115,7 @@ class Dispatcher:
                 try:
                     stats = await self.dispatch_once()
                 except Exception as exc:  # the database went away: wait and try again
-                    log.warning("dispatch paused: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:200])
+                    log.warning("dispatch paused: %s: %s", type(exc).__name__, _first_line(exc))
                     stats = DispatchStats()
                     await asyncio.sleep(min(5.0, self.settings.sending.poll_seconds * 3))
                 if stats.claimed:
@@ -125,7 +138,7 @@ class Dispatcher:
         try:
             messages, failures = self._render(batch)
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
-            note = f"database unavailable before sending: {str(exc).splitlines()[0][:200]}"
+            note = f"database unavailable before sending: {_first_line(exc)}"
             return await self._record_when_possible([(row, SendResult("transient", None, note)) for row in batch], [], now)
         channels = self._channels()
 
@@ -134,7 +147,7 @@ class Dispatcher:
                 if row.contact_id in changed and not self._still_allowed(row, now):
                     return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
             except DB_DOWN as exc:  # cannot tell: do not send, retry later
-                return row, SendResult("transient", None, f"database unavailable: {str(exc).splitlines()[0][:200]}")
+                return row, SendResult("transient", None, f"database unavailable: {_first_line(exc)}")
             try:
                 return row, await channels[row.channel].send(message)
             except Exception as exc:  # a transport bug must not lose the row
@@ -158,7 +171,7 @@ class Dispatcher:
                 with self.app.engine.connect() as conn:
                     changed = changed_since(conn, marks)
             except DB_DOWN as exc:
-                note = f"database unavailable before sending: {str(exc).splitlines()[0][:200]}"
+                note = f"database unavailable before sending: {_first_line(exc)}"
                 done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
             done += await asyncio.gather(*(send(row, msg, changed) for row, msg in wave))
@@ -184,7 +197,7 @@ class Dispatcher:
                 if time.monotonic() > deadline:
                     raise
                 log.warning("recording %d outcomes failed (%s); retrying in %.1f s", len(results) + len(failures),
-                            str(exc).splitlines()[0][:200], delay)
+                            _first_line(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -204,7 +217,7 @@ class Dispatcher:
         failed: list[tuple[Claimed, str]] = []
         self._templates.clear()  # a template edited between batches is picked up
         engine = self.app.engine
-        with write_session(engine) as session:
+        with session_scope(engine, immediate=True) as session:
             contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({r.contact_id for r in batch})))}
             campaigns = {c.id: c for c in session.scalars(select(Campaign).where(Campaign.id.in_({r.campaign_id for r in batch})))}
             for row in batch:
@@ -237,7 +250,7 @@ class Dispatcher:
         table = Delivery.__table__
         d = table.c
         touched: set[int] = set()
-        with write_session(self.app.engine) as session:
+        with session_scope(self.app.engine, immediate=True) as session:
             conn = session.connection()
             for row, reason in render_failures:
                 conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
@@ -245,20 +258,18 @@ class Dispatcher:
                 touched.add(row.campaign_id)
             sent = [(row, result) for row, result in results if result.outcome == "sent"]
             if sent:  # the common case, as one executemany
-                conn.execute(update(table).where(d.id == bindparam("row_id"), or_(d.state == "claimed", d.state == "sending"))
+                conn.execute(update(table).where(d.id == bindparam("row_id"), or_(*(d.state == st for st in IN_FLIGHT)))
                              .values(state="sent", sent_at=now, provider_message_id=bindparam("pid"), error=None,
                                      lease_until=None, updated_at=now),
                              [{"row_id": row.id, "pid": result.provider_id} for row, result in sent])
                 stats.counts["sent"] += len(sent)
                 touched.update(row.campaign_id for row, _ in sent)
             for row, result in results:
-                values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
                 outcome = result.outcome
-                if outcome == "sent":
+                if outcome == "sent":  # written above
                     continue
-                if outcome == "sent":
-                    values.update(state="sent", sent_at=now, provider_message_id=result.provider_id, error=None)
-                elif outcome == "transient":
+                values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
+                if outcome == "transient":
                     too_old = now - row.created_at > timedelta(hours=s.max_retry_age_hours)
                     if row.attempts >= s.max_attempts or too_old:
                         values.update(state="failed", error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
@@ -282,7 +293,7 @@ class Dispatcher:
                     values.update(state="queued", attempts=d.attempts - 1)
                 else:
                     values.update(state="failed")
-                conn.execute(update(table).where(d.id == row.id, d.state.in_(("claimed", "sending"))).values(**values))
+                conn.execute(update(table).where(d.id == row.id, d.state.in_(IN_FLIGHT)).values(**values))
                 stats.counts[outcome] += 1
                 touched.add(row.campaign_id)
             if mark:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.consent import consented_contacts
@@ -50,20 +49,6 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """An ORM session whose transaction takes the write lock up front on SQLite; commits on success."""
-    with Session(bind=engine, expire_on_commit=False) as session:
-        if is_sqlite(engine):
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
 
 
 def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit: int) -> list[Claimed]:

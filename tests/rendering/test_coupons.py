@@ -77,9 +77,7 @@ def test_concurrent_workers_never_hand_out_a_code_twice(rapp, tmp_path):
         start.wait()
         for delivery_id in mine:
             try:
-                with rapp.session() as s:  # one transaction per delivery, like the dispatcher
-                    # SQLite: a writer transaction must begin IMMEDIATE (a read lock cannot be upgraded)
-                    s.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                with rapp.session() as s:  # one writing transaction per delivery (BEGIN IMMEDIATE on SQLite)
                     code = assign_code(s, "RACE", delivery_id)
                 with lock:
                     got[delivery_id] = code
