@@ -33,7 +33,7 @@ from campaigns.context import App
 from campaigns.coupons import import_pool
 from campaigns.demo.shop import write_shop
 from campaigns.demo.simulate import BASELINE, Recipients
-from campaigns.errors import ConflictError
+from campaigns.errors import ConflictError, InputError
 from campaigns.models import Campaign, ConsentEvent, Contact, Delivery
 from campaigns.purchases import import_purchases
 from campaigns.segments import create_segment
@@ -103,11 +103,16 @@ public_url = "http://127.0.0.1:8080"
 
 def prepare(folder: Path, force: bool) -> None:
     """Refuse to overwrite a non-empty folder unless told to."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--dir: {folder} is a file, not a folder")
     if folder.exists() and any(folder.iterdir()):
         if not force:
             raise ConflictError(f"{folder} is not empty; choose another --dir or pass --force")
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--dir: cannot create {folder}: {exc.strerror}") from None
 
 
 def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[str], None] = print) -> DemoResult:

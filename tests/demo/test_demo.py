@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,69 +40,64 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
     return folder, done
 
 
-def test_the_report_figures_are_the_databases(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+@pytest.fixture
+def shop(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> Iterator[App]:
+    """The demo folder's database, as the CLI there opens it."""
+    app = App(load_settings(demo[0] / "config.toml", environ={}))
+    yield app
+    app.engine.dispose()
+
+
+def test_the_report_figures_are_the_databases(demo: tuple[Path, subprocess.CompletedProcess[str]], shop: App) -> None:
     folder, _ = demo
     report = _run(["report", "winback", "--json"], cwd=folder)
     assert report.returncode == 0, report.stderr
     funnel = json.loads(report.stdout)["funnel"]
-    app = App(load_settings(folder / "config.toml", environ={}))
-    try:
-        with app.session() as s:
-            c = s.scalar(select(Campaign).where(Campaign.name == "winback"))
-            states = Counter(dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id)
-                                            .group_by(Delivery.state)).all()))
-            opens = s.scalar(select(func.count(func.distinct(Event.delivery_id)))
-                             .where(Event.campaign_id == c.id, Event.type == "open", Event.is_machine.is_(False)))
-            converters = s.scalar(select(func.count(func.distinct(Attribution.contact_id)))
-                                  .where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False)))
-        assert funnel["sent"] == states["sent"] > 0
-        assert funnel["held_out"] == states["held_out"] > 0
-        assert funnel["opened"] == opens > 0
-        assert funnel["converted"] == converters > 0
-        assert funnel["clicked"] > 0 and funnel["revenue"] > 0
-    finally:
-        app.engine.dispose()
+    with shop.session() as s:
+        c = s.scalar(select(Campaign).where(Campaign.name == "winback"))
+        states = Counter(dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id)
+                                        .group_by(Delivery.state)).all()))
+        opens = s.scalar(select(func.count(func.distinct(Event.delivery_id)))
+                         .where(Event.campaign_id == c.id, Event.type == "open", Event.is_machine.is_(False)))
+        converters = s.scalar(select(func.count(func.distinct(Attribution.contact_id)))
+                              .where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False)))
+    assert funnel["sent"] == states["sent"] > 0
+    assert funnel["held_out"] == states["held_out"] > 0
+    assert funnel["opened"] == opens > 0
+    assert funnel["converted"] == converters > 0
+    assert funnel["clicked"] > 0 and funnel["revenue"] > 0
 
 
-def test_nobody_is_messaged_twice_and_the_holdout_gets_nothing(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_nobody_is_messaged_twice_and_the_holdout_gets_nothing(shop: App) -> None:
+    with shop.session() as s:
+        per = s.execute(select(Delivery.campaign_id, Delivery.step, Delivery.contact_id, func.count())
+                        .group_by(Delivery.campaign_id, Delivery.step, Delivery.contact_id)).all()
+        assert per and all(n == 1 for *_, n in per)
+        held = s.execute(select(Delivery.state, Delivery.sent_at).where(Delivery.is_holdout.is_(True))).all()
+        assert held and all(state == "held_out" and sent is None for state, sent in held)
+        touched = s.scalar(select(func.count()).select_from(Event).join(Delivery, Delivery.id == Event.delivery_id)
+                           .where(Delivery.is_holdout.is_(True)))
+        assert touched == 0
+        statuses = {name: status for name, status in s.execute(select(Campaign.name, Campaign.status))}
+        assert statuses["winback"] == "completed" and statuses["flash-sale"] == "completed"
+        # The drip's second step (three days in) went out too.
+        steps = set(s.scalars(select(Delivery.step).join(Campaign).where(Campaign.name == "welcome-drip",
+                                                                          Delivery.state == "sent")))
+        assert steps == {0, 1}
+
+
+def test_texts_went_out_outside_quiet_hours_in_each_recipients_zone(demo: tuple[Path, subprocess.CompletedProcess[str]], shop: App) -> None:
     folder, _ = demo
-    app = App(load_settings(folder / "config.toml", environ={}))
-    try:
-        with app.session() as s:
-            per = s.execute(select(Delivery.campaign_id, Delivery.step, Delivery.contact_id, func.count())
-                            .group_by(Delivery.campaign_id, Delivery.step, Delivery.contact_id)).all()
-            assert per and all(n == 1 for *_, n in per)
-            held = s.execute(select(Delivery.state, Delivery.sent_at).where(Delivery.is_holdout.is_(True))).all()
-            assert held and all(state == "held_out" and sent is None for state, sent in held)
-            touched = s.scalar(select(func.count()).select_from(Event).join(Delivery, Delivery.id == Event.delivery_id)
-                               .where(Delivery.is_holdout.is_(True)))
-            assert touched == 0
-            statuses = {name: status for name, status in s.execute(select(Campaign.name, Campaign.status))}
-            assert statuses["winback"] == "completed" and statuses["flash-sale"] == "completed"
-            # The drip's second step (three days in) went out too.
-            steps = set(s.scalars(select(Delivery.step).join(Campaign).where(Campaign.name == "welcome-drip",
-                                                                              Delivery.state == "sent")))
-            assert steps == {0, 1}
-    finally:
-        app.engine.dispose()
-
-
-def test_texts_went_out_outside_quiet_hours_in_each_recipients_zone(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    folder, _ = demo
-    app = App(load_settings(folder / "config.toml", environ={}))
-    try:
-        with app.session() as s:
-            rows = s.execute(select(Delivery.sent_at, Contact.timezone).join(Contact, Contact.id == Delivery.contact_id)
-                             .join(Campaign).where(Campaign.name == "flash-sale", Delivery.state == "sent")).all()
-        assert rows
-        for sent_at, tz in rows:
-            local = sent_at.astimezone(ZoneInfo(tz or "UTC"))
-            assert 8 <= local.hour < 21, (sent_at, tz)
-        lines = (folder / "outbox" / "sms.jsonl").read_text(encoding="utf-8").splitlines()
-        assert len(lines) == len(rows)
-        assert all("STOP" in json.loads(line)["body"] for line in lines)
-    finally:
-        app.engine.dispose()
+    with shop.session() as s:
+        rows = s.execute(select(Delivery.sent_at, Contact.timezone).join(Contact, Contact.id == Delivery.contact_id)
+                         .join(Campaign).where(Campaign.name == "flash-sale", Delivery.state == "sent")).all()
+    assert rows
+    for sent_at, tz in rows:
+        local = sent_at.astimezone(ZoneInfo(tz or "UTC"))
+        assert 8 <= local.hour < 21, (sent_at, tz)
+    lines = (folder / "outbox" / "sms.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(rows)
+    assert all("STOP" in json.loads(line)["body"] for line in lines)
 
 
 def test_the_html_report_is_self_contained(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -127,3 +123,12 @@ def test_a_second_demo_in_the_same_folder_is_refused(demo: tuple[Path, subproces
     assert again.returncode != 0
     assert "not empty" in again.stderr + again.stdout and "Traceback" not in again.stderr
     assert (folder / "demo.db").exists()
+
+
+def test_a_bad_dir_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    for target, says in ((tmp_path / "a-file", "is a file, not a folder"), (Path("/proc/no-such/demo"), "cannot create")):
+        done = _run(["demo", "--dir", str(target)], cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert says in done.stderr and "--dir" in done.stderr
+        assert "Traceback" not in done.stderr and "internal error" not in done.stderr
