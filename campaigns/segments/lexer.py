@@ -35,9 +35,13 @@ class Token:
     col: int  # 1-based
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
 def error(col: int, message: str) -> InputError:
-    """An InputError pointing at a column of the filter."""
-    return InputError(f"column {col}: {message}")
+    """An InputError pointing at a column of the filter, on one line: control characters
+    quoted from the filter are shown escaped (a newline as \\n)."""
+    return InputError(f"column {col}: " + _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), message))
 
 
 def tokenize(text: str) -> list[Token]:

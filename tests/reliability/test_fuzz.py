@@ -11,7 +11,9 @@ import email
 from collections import Counter
 from email import policy
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
@@ -90,6 +92,7 @@ def test_header_building_refuses_injection(name: str, address: str) -> None:
                        st.sampled_from(["=", "!=", "contains", ">=", "<"]),
                        st.text(max_size=30).map(lambda t: '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"')),
              min_size=1, max_size=3).map(lambda parts: " and ".join(" ".join(p) for p in parts))))
+@example(source='lifecycle = "\n"')  # found by this test: the error quoted the newline and ran to two lines
 def test_segment_language_never_crashes_or_reaches_sql(app, source: str) -> None:
     with app.session() as s:
         before = s.scalar(select(func.count()).select_from(Contact))
