@@ -6,26 +6,13 @@ Usage: python -m pytest -m reliability && python -m tests.reliability.publish
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sqlite3
 from pathlib import Path
 
+from bench.run import machine
 from tests.reliability.conftest import RESULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS_FIRST = ("volume", "rows", "messages", "lost", "duplicates", "sent_twice", "left_behind")
-
-
-def _machine() -> str:
-    mem = ""
-    try:
-        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB memory"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return (f"{os.cpu_count()} cores{mem}, Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.machine()}")
 
 
 def main() -> None:
@@ -35,7 +22,7 @@ def main() -> None:
         "",
         "Each scenario inflicts a fault on real servers on loopback (SQLite, PostgreSQL, aiosmtpd, the",
         "tracking app) and asserts what must never happen. The figures below are from the latest run",
-        f"(machine: {_machine()}). Reproduce all of them with",
+        f"(machine: {machine()}). Reproduce all of them with",
         "`python -m pytest -m reliability && python -m tests.reliability.publish`.",
         "",
         "| scenario | figures | recorded | command |",
