@@ -35,7 +35,14 @@ def _setup(folder: Path, n: int, events: int):  # type: ignore[no-untyped-def]
     from campaigns.campaign_defs import CampaignSpec, create_campaign
     from campaigns.config import load_settings
     from campaigns.context import App
-    from campaigns.models import Attribution, CampaignRun, Contact, Delivery, Event, Purchase
+    from campaigns.models import (
+        Attribution,
+        CampaignRun,
+        Contact,
+        Delivery,
+        Event,
+        Purchase,
+    )
     from campaigns.segments import create_segment
 
     config = folder / "config.toml"

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from email import message_from_bytes, policy
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
@@ -153,10 +153,11 @@ def run(scale: str = "default") -> dict[str, object]:
         finally:
             bare.terminate()
             bare.wait(timeout=30)
+        from sqlalchemy import func, select
+
         from campaigns.config import load_settings
         from campaigns.context import App
         from campaigns.models import Event
-        from sqlalchemy import func, select
 
         app = App(load_settings(config, environ={}))
         with app.session(write=False) as s:
