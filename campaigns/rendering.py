@@ -17,13 +17,14 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 import css_inline
+import dkim
 import inscriptis
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.orm import Session
 
-from campaigns import coupons, email_build, links, sms_text
+from campaigns import coupons, dkim_signing, email_build, links, sms_text
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, InputError
 from campaigns.link_registry import LinkRewriter
@@ -268,6 +269,12 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
             list_unsubscribe=(unsub, mailto), html=doc, text=text)
     except email_build.HeaderError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
+    dkim_signer = dkim_signing.signer(settings)
+    if dkim_signer is not None:
+        try:
+            data = dkim_signer.sign(data)
+        except dkim.DKIMException as exc:
+            raise RenderError(f"template '{template.name}': DKIM signing failed: {exc}") from None
     return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
 
 

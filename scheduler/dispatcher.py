@@ -23,9 +23,10 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from campaigns import suppression
+from campaigns import dkim_signing, suppression
 from campaigns.context import App
 from campaigns.db import session_factory, session_scope
+from campaigns.errors import ConfigError
 from campaigns.models import Campaign, Contact, Delivery, Event
 from campaigns.rendering import RenderedEmail, RenderError, render_delivery
 from campaigns.templates_store import MessageTemplate, load_template
@@ -87,6 +88,7 @@ class Dispatcher:
         self.channels = channels
         self._rng = random.Random()
         self._templates: dict[str, MessageTemplate] = {}
+        dkim_signing.signer(self.settings)  # a bad DKIM setup stops the sender here, in one line
 
     def _channels(self) -> dict:  # type: ignore[type-arg]
         if self.channels is None:
@@ -140,6 +142,9 @@ class Dispatcher:
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
             note = f"database unavailable before sending: {_first_line(exc)}"
             return await self._record_when_possible([(row, SendResult("transient", None, note)) for row in batch], [], now)
+        except ConfigError as exc:  # the DKIM key went away mid-run: nothing was sent; retry after backoff
+            log.error("batch not sent: %s", exc)
+            return await self._record_when_possible([(row, SendResult("transient", None, str(exc)[:300])) for row in batch], [], now)
         channels = self._channels()
 
         async def send(row: Claimed, message: OutgoingEmail | OutgoingSms, changed: set[int]) -> tuple[Claimed, SendResult]:
@@ -230,7 +235,7 @@ class Dispatcher:
                 except RenderError as exc:
                     failed.append((row, f"render: {exc}"))
                     continue
-                except DB_DOWN:  # the database, not this row: the whole batch waits
+                except (DB_DOWN, ConfigError):  # the database or the setup, not this row: the whole batch waits
                     raise
                 except Exception as exc:  # a missing template file, for instance
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))

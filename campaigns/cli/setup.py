@@ -8,10 +8,11 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from campaigns import schema
+from campaigns import dkim_signing, schema
 from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json
 from campaigns.config import Settings, safe_url
 from campaigns.db import check_reachable
+from campaigns.errors import ConfigError
 
 config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
 
@@ -74,5 +75,25 @@ def config_check(ctx: typer.Context) -> None:
     """Validate the settings, the secret key and the database connection."""
     a = get_app(ctx)
     a.settings.signing_key  # noqa: B018 - raises a clear error when there is no key
+    signer = dkim_signing.signer(a.settings)
     a.ready_engine()
     ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")
+    if signer is not None:
+        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} "
+           "(`campaigns config dkim` prints the DNS record)")
+
+
+@config_app.command("dkim")
+def config_dkim(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Print the DNS TXT record that publishes the DKIM key set in [smtp]."""
+    signer = dkim_signing.signer(get_app(ctx).settings)
+    if signer is None:
+        raise ConfigError("DKIM is off: set [smtp] dkim_domain, dkim_selector and dkim_private_key_file")
+    record = {"name": signer.record_name, "type": "TXT", "value": signer.record_value}
+    if as_json:
+        print_json(record)
+        return
+    # Printed unfolded, so the value copies out of the terminal as one line.
+    console.print("Publish this TXT record in DNS:", highlight=False)
+    console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
+    console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)

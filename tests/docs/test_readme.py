@@ -40,3 +40,16 @@ def test_the_walkthrough_runs_as_shown(tmp_path: Path) -> None:
     assert (shop / "thanks.html").exists() and (shop / "thanks.json").exists()
     assert any((shop / "outbox").rglob("*.eml"))  # the campaign really went out (file transport)
     assert '"sent":' in (shop / "thanks.json").read_text()
+
+
+def test_the_dkim_steps_run_as_shown(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.findall(r"```sh\n(.*?)```", text.split("To sign mail with DKIM", 1)[1], flags=re.S)[0]
+    shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + block], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "mail2026._domainkey.example.com" in done.stdout
+    assert "v=DKIM1; k=rsa; p=MII" in done.stdout  # a SubjectPublicKeyInfo for a 2048-bit key

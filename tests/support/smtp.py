@@ -59,6 +59,7 @@ class _Handler:
         with self.s.lock:
             for rcpt in envelope.rcpt_tos:
                 self.s.received.append((rcpt, msg.get("Message-ID", ""), envelope.mail_from))
+                self.s.raw.append(envelope.original_content or envelope.content)
                 self.s.began.append(getattr(envelope, "began", time.monotonic()))
         if any(r in self.s.hang_after_dot for r in envelope.rcpt_tos):
             await asyncio.sleep(3600)  # the message is here, but the client never hears back
@@ -78,6 +79,7 @@ class FaultySmtp:
         self.drop_at_rcpt: set[str] = set()
         self.hang_after_dot: set[str] = set()
         self.received: list[tuple[str, str, str]] = []
+        self.raw: list[bytes] = []  # the DATA bytes exactly as they arrived, per recipient
         self.began: list[float] = []  # per received message: time.monotonic() at its MAIL FROM
         self.rcpt_attempts: Counter[str] = Counter()
         self.transient_given = 0
