@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import tomllib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,14 +221,12 @@ class Settings(BaseModel):
             return value.encode()
         key_file = self.path(self.secret_key_file)
         try:
-            text = key_file.read_text().strip()
+            stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
         except FileNotFoundError:
             raise ConfigError(
                 f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}"
             ) from None
-        if not text:
-            raise ConfigError(f"secret key file {key_file} is empty")
-        return text.encode()
+        return _read_key_file(key_file, stamp)
 
     def ensure_secret_key_file(self) -> Path | None:
         """Create the secret key file (0600) when no key is configured; return it if created."""
@@ -241,6 +240,18 @@ class Settings(BaseModel):
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48) + "\n")
         return key_file
+
+
+@lru_cache(maxsize=16)
+def _read_key_file(key_file: Path, stamp: int) -> bytes:
+    del stamp  # part of the cache key only
+    try:
+        text = key_file.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}") from None
+    if not text:
+        raise ConfigError(f"secret key file {key_file} is empty")
+    return text.encode()
 
 
 def safe_url(url: str) -> str:

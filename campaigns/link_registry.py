@@ -12,6 +12,7 @@ import hashlib
 import html as htmllib
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -40,10 +41,15 @@ def with_utm(url: str, utm: Mapping[str, Any] | None) -> str:
     """The URL with utm_* parameters added (ones already in the URL are kept as written)."""
     if not utm:
         return url
+    return _with_utm(url, tuple((k, str(v)) for k, v in utm.items() if v not in (None, "")))
+
+
+@lru_cache(maxsize=4096)  # the same few links in every message of a campaign
+def _with_utm(url: str, utm: tuple[tuple[str, str], ...]) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     present = {k for k, _ in query}
-    for key, value in utm.items():
+    for key, value in utm:
         if value in (None, ""):
             continue
         name = key if key.startswith("utm_") else f"utm_{key}"

@@ -39,6 +39,7 @@ from scheduler.outbox import (
     expire_leases,
     still_allowed,
     watermarks,
+    write_transaction,
 )
 
 # The database is unreachable (restarting, network): wait for it rather than lose outcomes.
@@ -46,6 +47,15 @@ DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger("campaigns.dispatcher")
 IN_FLIGHT = ("claimed", "sending")  # rows this worker holds; outcomes are written only over these
 MAX_BACKOFF = timedelta(hours=6)
+_DELIVERY = Delivery.__table__
+# Built once: they run between every two waves.
+_SENT = (update(_DELIVERY)
+         .where(_DELIVERY.c.id == bindparam("row_id"), or_(*(_DELIVERY.c.state == st for st in IN_FLIGHT)))
+         .values(state="sent", sent_at=bindparam("at", type_=_DELIVERY.c.sent_at.type), provider_message_id=bindparam("pid"),
+                 error=None, lease_until=None, updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
+_MARK_SENDING = (update(_DELIVERY)
+                 .where(_DELIVERY.c.id.in_(bindparam("ids", expanding=True)), _DELIVERY.c.state == "claimed")
+                 .values(state="sending", updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
 
 
 @dataclass
@@ -168,13 +178,12 @@ class Dispatcher:
         for start in range(0, len(messages), size):
             wave = messages[start:start + size]
             try:
-                stats.add(self._record(done, failures, now, mark=[row.id for row, _ in wave]))
+                # In the same transaction, just before hand-over: whose consent or suppression
+                # changed since the claim? Two primary-key range scans, almost always empty; an
+                # unsubscribe acknowledged while its message waited in the batch still wins.
+                recorded, changed = self._record(done, failures, now, mark=[row.id for row, _ in wave], marks=marks)
+                stats.add(recorded)
                 done, failures = [], []
-                # Just before hand-over: whose consent or suppression changed since the claim?
-                # Two primary-key range scans, almost always empty; an unsubscribe acknowledged
-                # while its message waited in the batch still wins.
-                with self.app.engine.connect() as conn:
-                    changed = changed_since(conn, marks)
             except DB_DOWN as exc:
                 note = f"database unavailable before sending: {_first_line(exc)}"
                 done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
@@ -183,11 +192,11 @@ class Dispatcher:
             if any(r.outcome == "policy" for _, r in done):  # refused: the rest waits for a resume
                 done += [(row, SendResult("released", None, None)) for row, _ in messages[start + size:]]
                 break
-        stats.add(await self._record_when_possible(done, failures, now))
+        stats.add(await self._record_when_possible(done, failures, now, batch_campaigns={r.campaign_id for r in batch}))
         return stats
 
     async def _record_when_possible(self, results: list[tuple[Claimed, SendResult]], failures: list[tuple[Claimed, str]],
-                                    now: datetime) -> DispatchStats:
+                                    now: datetime, batch_campaigns: set[int] | None = None) -> DispatchStats:
         """The messages are out: keep trying to write down what happened while the rows' lease lasts.
 
         A database restart mid-batch must not turn sent messages into `unknown` ones (or,
@@ -197,7 +206,7 @@ class Dispatcher:
         delay = 0.2
         while True:
             try:
-                return self._record(results, failures, now)
+                return self._record(results, failures, now, batch_campaigns=batch_campaigns or set())[0]
             except DB_DOWN as exc:
                 if time.monotonic() > deadline:
                     raise
@@ -248,65 +257,84 @@ class Dispatcher:
         return out, failed
 
     def _record(self, results: list[tuple[Claimed, SendResult]], render_failures: list[tuple[Claimed, str]], now: datetime,
-                mark: list[int] | None = None) -> DispatchStats:
-        """Write outcomes down in one transaction; `mark`: rows about to be handed over become `sending`."""
+                mark: list[int] | None = None, marks: tuple[int, int] | None = None,
+                batch_campaigns: set[int] | None = None) -> tuple[DispatchStats, set[int]]:
+        """Write outcomes down in one transaction; `mark`: rows about to be handed over become
+        `sending`; `marks`: also return the contacts whose consent changed since the claim.
+
+        This runs between every two waves, so the common case (everything sent) is Core
+        statements built once, on one connection; an ORM session is opened inside the same
+        transaction only for the rare outcomes that need one (a hard bounce's suppression).
+        The auto-pause rates are computed when something other than `sent` was written, and for
+        every campaign of the batch on its last write (`batch_campaigns`: where a sample can
+        first reach the minimum). Sends alone only lower the rates, so checking after every
+        wave would be two queries per wave for nothing.
+        """
         stats = DispatchStats()
+        touched: set[int] = set()
+        with write_transaction(self.app.engine) as conn:
+            sent = [{"row_id": row.id, "pid": result.provider_id, "at": now} for row, result in results if result.outcome == "sent"]
+            if sent:  # one executemany
+                conn.execute(_SENT, sent)
+                stats.counts["sent"] += len(sent)
+            others = [(row, result) for row, result in results if result.outcome != "sent"]
+            if others or render_failures:
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    touched = self._record_others(session, others, render_failures, now, stats)
+                    session.flush()
+            if mark:
+                conn.execute(_MARK_SENDING, {"ids": mark, "at": now})
+            changed = changed_since(conn, marks) if marks is not None else set()
+            check = (batch_campaigns or set()) | touched
+            if touched or batch_campaigns:
+                check |= {row.campaign_id for row, _ in results}
+            for campaign_id in check:
+                self._auto_pause(conn, campaign_id, now)
+        return stats, changed
+
+    def _record_others(self, session: Session, results: list[tuple[Claimed, SendResult]],
+                       render_failures: list[tuple[Claimed, str]], now: datetime, stats: DispatchStats) -> set[int]:
+        """Every outcome but `sent`; returns the campaigns touched."""
         s = self.settings.sending
         table = Delivery.__table__
         d = table.c
+        conn = session.connection()
         touched: set[int] = set()
-        with session_scope(self.app.engine, immediate=True) as session:
-            conn = session.connection()
-            for row, reason in render_failures:
-                conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
-                stats.counts["failed"] += 1
-                touched.add(row.campaign_id)
-            sent = [(row, result) for row, result in results if result.outcome == "sent"]
-            if sent:  # the common case, as one executemany
-                conn.execute(update(table).where(d.id == bindparam("row_id"), or_(*(d.state == st for st in IN_FLIGHT)))
-                             .values(state="sent", sent_at=now, provider_message_id=bindparam("pid"), error=None,
-                                     lease_until=None, updated_at=now),
-                             [{"row_id": row.id, "pid": result.provider_id} for row, result in sent])
-                stats.counts["sent"] += len(sent)
-                touched.update(row.campaign_id for row, _ in sent)
-            for row, result in results:
-                outcome = result.outcome
-                if outcome == "sent":  # written above
-                    continue
-                values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
-                if outcome == "transient":
-                    too_old = now - row.created_at > timedelta(hours=s.max_retry_age_hours)
-                    if row.attempts >= s.max_attempts or too_old:
-                        values.update(state="failed", error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
-                        outcome = "failed"
-                    else:
-                        values.update(state="retry_wait", due_at=now + backoff(s.retry_base_seconds, row.attempts, self._rng))
-                        outcome = "retry_wait"
-                elif outcome == "hard_bounce":
-                    values.update(state="failed")
-                    self._hard_bounce(session, row, result, now)
-                elif outcome == "policy":
-                    # The server refuses us, not this address: hold the campaign, requeue the row.
-                    values.update(state="queued", attempts=d.attempts - 1)
-                    conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in(("cancelled",)))
-                                 .values(status="paused", status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
-                elif outcome == "unknown":
-                    values.update(state="unknown")
-                elif outcome == "suppressed":
-                    values.update(state="suppressed", attempts=d.attempts - 1)
-                elif outcome == "released":  # never handed over (the campaign was refused mid-batch)
-                    values.update(state="queued", attempts=d.attempts - 1)
+        for row, reason in render_failures:
+            conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
+            stats.counts["failed"] += 1
+            touched.add(row.campaign_id)
+        for row, result in results:
+            outcome = result.outcome
+            values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
+            if outcome == "transient":
+                too_old = now - row.created_at > timedelta(hours=s.max_retry_age_hours)
+                if row.attempts >= s.max_attempts or too_old:
+                    values.update(state="failed", error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
+                    outcome = "failed"
                 else:
-                    values.update(state="failed")
-                conn.execute(update(table).where(d.id == row.id, d.state.in_(IN_FLIGHT)).values(**values))
-                stats.counts[outcome] += 1
-                touched.add(row.campaign_id)
-            if mark:
-                conn.execute(update(table).where(d.id.in_(mark), d.state == "claimed").values(state="sending", updated_at=now))
-            session.flush()
-            for campaign_id in touched:
-                self._auto_pause(conn, campaign_id, now)
-        return stats
+                    values.update(state="retry_wait", due_at=now + backoff(s.retry_base_seconds, row.attempts, self._rng))
+                    outcome = "retry_wait"
+            elif outcome == "hard_bounce":
+                values.update(state="failed")
+                self._hard_bounce(session, row, result, now)
+            elif outcome == "policy":
+                # The server refuses us, not this address: hold the campaign, requeue the row.
+                values.update(state="queued", attempts=d.attempts - 1)
+                conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in(("cancelled",)))
+                             .values(status="paused", status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
+            elif outcome == "unknown":
+                values.update(state="unknown")
+            elif outcome == "suppressed":
+                values.update(state="suppressed", attempts=d.attempts - 1)
+            elif outcome == "released":  # never handed over (the campaign was refused mid-batch)
+                values.update(state="queued", attempts=d.attempts - 1)
+            else:
+                values.update(state="failed")
+            conn.execute(update(table).where(d.id == row.id, d.state.in_(IN_FLIGHT)).values(**values))
+            stats.counts[outcome] += 1
+            touched.add(row.campaign_id)
+        return touched
 
     def _hard_bounce(self, session: Session, row: Claimed, result: SendResult, now: datetime) -> None:
         contact = session.get(Contact, row.contact_id)

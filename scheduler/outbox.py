@@ -15,7 +15,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from campaigns.config import Settings
 from campaigns.consent import consented_contacts
@@ -123,11 +133,14 @@ def watermarks(conn: Connection) -> tuple[int, int]:
     return max(0, ce - slack), max(0, sp - slack)
 
 
-def changed_since(conn: Connection, marks: tuple[int, int]) -> set[int]:
-    """Contacts whose consent or suppression changed after `marks` (two primary-key range scans)."""
-    events = select(ConsentEvent.contact_id).where(ConsentEvent.id > marks[0])
-    suppressed = (select(Contact.id).join(Suppression, or_(
+# Built once: it runs before every wave.
+_CHANGED = select(ConsentEvent.contact_id).where(ConsentEvent.id > bindparam("consent_mark")).union(
+    select(Contact.id).join(Suppression, or_(
         and_(Suppression.channel == "email", Suppression.address_hash == Contact.email_hash),
         and_(Suppression.channel == "sms", Suppression.address_hash == Contact.phone_hash)))
-        .where(Suppression.id > marks[1]))
-    return set(conn.scalars(events.union(suppressed)))
+    .where(Suppression.id > bindparam("suppression_mark")))
+
+
+def changed_since(conn: Connection, marks: tuple[int, int]) -> set[int]:
+    """Contacts whose consent or suppression changed after `marks` (two primary-key range scans)."""
+    return set(conn.scalars(_CHANGED, {"consent_mark": marks[0], "suppression_mark": marks[1]}))

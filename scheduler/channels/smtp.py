@@ -9,6 +9,7 @@ connection is RSET, or dropped and reopened, so one bad address never poisons th
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
 import aiosmtplib
@@ -29,6 +30,16 @@ def classify(code: int, message: str) -> SendResult:
     if text.startswith("5.1.") or (code in (550, 551, 553) and not text.startswith("5.")):
         return SendResult("hard_bounce", None, detail)
     return SendResult("failed", None, detail)
+
+
+_UNSAFE_IN_PATH = re.compile(r"[\x00-\x20<>\x7f-\U0010ffff]")
+
+
+def _path(address: str) -> bytes:
+    """`<address>` for MAIL/RCPT; ValueError for anything that could smuggle a command."""
+    if not address or _UNSAFE_IN_PATH.search(address):
+        raise ValueError(f"refused envelope address {address[:80]!r}")
+    return b"<" + address.encode("ascii") + b">"
 
 
 class SmtpPool:
@@ -59,6 +70,11 @@ class SmtpPool:
             conn = self._new()
             try:
                 await conn.connect()
+                if conn.last_ehlo_response is None and conn.last_helo_response is None:
+                    try:
+                        await conn.ehlo()  # once per connection; MAIL and RCPT are sent raw below
+                    except aiosmtplib.SMTPHeloError:
+                        await conn.helo()
             except BaseException:
                 self._queue.put_nowait(None)
                 raise
@@ -76,9 +92,16 @@ class SmtpPool:
             return SendResult("transient", None, f"connect: {exc}"[:300])
         stage = "mail"
         try:
-            await conn.mail(message.mail_from)
+            # MAIL and RCPT as raw commands: both addresses were checked when the message was
+            # built (plain ASCII, no <>, spaces or line breaks), and aiosmtplib's mail()/rcpt()
+            # would parse each again with email.utils (a tenth of the send path's time).
+            reply = await conn.execute_command(b"MAIL", b"FROM:" + _path(message.mail_from))
+            if reply.code != 250:
+                raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
             stage = "rcpt"
-            await conn.rcpt(message.to)
+            reply = await conn.execute_command(b"RCPT", b"TO:" + _path(message.to))
+            if reply.code not in (250, 251):
+                raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
             stage = "data"
             response = await conn.data(message.data)
             self._give_back(conn)
@@ -92,6 +115,9 @@ class SmtpPool:
             if stage == "data":
                 return SendResult("unknown", None, f"connection lost during DATA: {exc}"[:300])
             return SendResult("transient", None, f"connection lost before DATA: {exc}"[:300])
+        except ValueError as exc:  # nothing was sent on the connection: it is still clean
+            await self._reset(conn)
+            return SendResult("failed", None, str(exc)[:300])
         except aiosmtplib.SMTPException as exc:
             await self._drop(conn)
             return SendResult("unknown" if stage == "data" else "transient", None, str(exc)[:300])
