@@ -7,7 +7,8 @@ Timed, each in a fresh child process so its peak memory is its own:
            tracked links and the open pixel, SMTP through the connection pool, record;
   bare   - aiosmtplib alone sends N pre-built messages of the same size over the same
            number of connections, nothing else: the ceiling for this machine and sink.
-The sink is aiosmtpd in a separate process (bench.sink), the same for both.
+The sink is aiosmtpd in a separate process (bench.sink), the same for both. A smaller run
+sends the same campaign with DKIM signing on and off, to show what signing costs.
 
     python -m bench.bench_send [small|default|large]
 """
@@ -27,8 +28,11 @@ from pathlib import Path
 
 SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000]}
 PLAN_ONLY = {"small": [], "default": [200_000], "large": []}  # planning alone, at a size too slow to also send
+# DKIM on against off, same data size, same sink, same run (smaller: dkimpy signs in pure Python).
+DKIM = {"small": [1_000], "default": [5_000], "large": [5_000]}
 POOL = 8
 ROOT = Path(__file__).resolve().parents[1]
+DKIM_KEY = ROOT / "tests" / "support" / "dkim" / "test_a.pem"  # a 2048-bit RSA test key
 
 
 def _port() -> int:
@@ -37,17 +41,19 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _config(folder: Path, port: int) -> Path:
+def _config(folder: Path, port: int, dkim: bool = False) -> Path:
     path = folder / "config.toml"
+    signing = (f'dkim_domain = "example.com"\ndkim_selector = "bench"\ndkim_private_key_file = "{DKIM_KEY}"\n'
+               if dkim else "")
     path.write_text(f'secret_key = "bench-secret"\ntemplates_dir = "{ROOT / "templates"}"\n'
                     f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n'
                     f'[sending]\ntransport = "smtp"\nbatch_size = 500\nconcurrency = {POOL * 2}\n'
-                    f'[smtp]\nhost = "127.0.0.1"\nport = {port}\npool_size = {POOL}\n'
+                    f'[smtp]\nhost = "127.0.0.1"\nport = {port}\npool_size = {POOL}\n{signing}'
                     '[policy]\nquiet_hours_email = ""\nfrequency_cap = "none"\n', encoding="utf-8")
     return path
 
 
-def setup(folder: Path, n: int, port: int) -> Path:
+def setup(folder: Path, n: int, port: int, dkim: bool = False) -> Path:
     from bench.datagen import populate
     from campaigns import schema
     from campaigns.campaign_defs import CampaignSpec, create_campaign
@@ -55,7 +61,7 @@ def setup(folder: Path, n: int, port: int) -> Path:
     from campaigns.context import App
     from campaigns.segments import create_segment
 
-    config = _config(folder, port)
+    config = _config(folder, port, dkim)
     app = App(load_settings(config, environ={}))
     schema.upgrade(app.engine)
     populate(app.engine, app.settings, contacts=n, orders=0, email_consent=1.0, sms_consent=0.0)
@@ -159,6 +165,26 @@ def run(scale: str = "default") -> dict[str, object]:
             f"send_{n}_ours_msgs_per_s": round(n / ours["seconds"]), f"send_{n}_bare_msgs_per_s": round(n / bare["seconds"]),
             f"send_{n}_ratio_ours_to_bare": round(bare["seconds"] / ours["seconds"], 3),
             f"send_{n}_ours_peak_rss_mb": round(ours["peak_rss_mb"]), f"send_{n}_bare_peak_rss_mb": round(bare["peak_rss_mb"]),
+        })
+    for n in DKIM[scale]:
+        port = _port()
+        sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        try:
+            runs = {}
+            for dkim in (False, True):
+                with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
+                    config = setup(Path(tmp), n, port, dkim=dkim)
+                    _measure("plan", config, n, port)
+                    runs[dkim] = _measure("ours", config, n, port)
+        finally:
+            sink.terminate()
+            sink.communicate(timeout=30)
+        assert runs[False]["count"] == runs[True]["count"] == n, runs
+        figures.update({
+            f"send_{n}_plain_msgs_per_s": round(n / runs[False]["seconds"]),
+            f"send_{n}_dkim_msgs_per_s": round(n / runs[True]["seconds"]),
+            f"send_{n}_ratio_dkim_to_plain": round(runs[False]["seconds"] / runs[True]["seconds"], 3),
         })
     for n in PLAN_ONLY[scale]:
         with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:

@@ -116,6 +116,12 @@ def _derived_text(html: str) -> JinjaTemplate | None:
         return None
 
 
+def takes_coupons(tmpl: MessageTemplate) -> bool:
+    """Whether rendering `tmpl` may take a coupon code (a write to undo if the render fails).
+    Over-approximate on purpose: any mention of `coupon` in any part counts."""
+    return any("coupon" in (part or "") for part in (tmpl.subject, tmpl.html, tmpl.text, tmpl.sms_body))
+
+
 def compile_template(tmpl: MessageTemplate) -> _Compiled:
     """Each template version is compiled once per process (syntax errors: RenderError)."""
     key = f"{tmpl.name}:{tmpl.version_hash}"

@@ -16,11 +16,12 @@ import random
 import socket
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from campaigns import dkim_signing, suppression
@@ -28,7 +29,12 @@ from campaigns.context import App
 from campaigns.db import session_factory, session_scope
 from campaigns.errors import ConfigError
 from campaigns.models import Campaign, Contact, Delivery, Event
-from campaigns.rendering import RenderedEmail, RenderError, render_delivery
+from campaigns.rendering import (
+    RenderedEmail,
+    RenderError,
+    render_delivery,
+    takes_coupons,
+)
 from campaigns.templates_store import MessageTemplate, load_template
 from campaigns.timespec import utcnow
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
@@ -235,10 +241,16 @@ class Dispatcher:
             contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({r.contact_id for r in batch})))}
             campaigns = {c.id: c for c in session.scalars(select(Campaign).where(Campaign.id.in_({r.campaign_id for r in batch})))}
             for row in batch:
+                guarded = True
                 try:
-                    with session.begin_nested():
+                    template = self._template(row.template_name or "")
+                    # A savepoint per message only where a failed render has something to undo
+                    # (a coupon taken). Tracked-link rows a failed render registered may stay:
+                    # they are destinations, shared by every message that links there.
+                    guarded = takes_coupons(template)
+                    with session.begin_nested() if guarded else nullcontext():
                         rendered = render_delivery(
-                            session, self.settings, self._template(row.template_name or ""), contact=contacts[row.contact_id],
+                            session, self.settings, template, contact=contacts[row.contact_id],
                             delivery_id=row.id, campaign=campaigns[row.campaign_id], lifecycle=row.lifecycle,
                             rfm_segment=row.rfm_segment)
                 except RenderError as exc:
@@ -246,6 +258,11 @@ class Dispatcher:
                     continue
                 except (DB_DOWN, ConfigError):  # the database or the setup, not this row: the whole batch waits
                     raise
+                except SQLAlchemyError as exc:
+                    if not guarded:  # the transaction may be unusable now: the batch goes back to the queue
+                        raise
+                    failed.append((row, f"render: {type(exc).__name__}: {_first_line(exc)}"))
+                    continue
                 except Exception as exc:  # a missing template file, for instance
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
                     continue

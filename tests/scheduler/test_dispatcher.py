@@ -202,3 +202,30 @@ def test_an_unsubscribe_that_lands_after_the_claim_still_stops_the_message(make_
         rows = dict(s.execute(select(Contact.email, Delivery.state).join(Contact, Contact.id == Delivery.contact_id)).all())
     assert rows["p7@example.com"] == rows["p8@example.com"] == "suppressed"
     assert list(rows.values()).count("sent") == 10
+
+
+def test_a_render_that_fails_after_taking_a_coupon_gives_the_code_back(make_app, smtp, tmp_path):
+    from campaigns import coupons
+    from campaigns.models import Coupon
+
+    folder = tmp_path / "templates" / "offer"
+    folder.mkdir()
+    # The code is taken in the subject; the body then fails for the contact without a tier.
+    (folder / "subject.txt").write_text('Your code {{ coupon("spring") }}')
+    (folder / "body.html").write_text('<p>{{ contact.attributes.tier }}</p><a href="{{ unsubscribe_url }}">u</a>')
+    (tmp_path / "codes.txt").write_text("AAA\nBBB\nCCC\n")
+    app = make_app(smtp.config_toml())
+    add_people(app, 2)
+    with app.session() as s:
+        coupons.import_pool(s, "spring", tmp_path / "codes.txt")
+        find_contact(s, "p0@example.com").attributes = {"tier": "gold"}
+    cid = make_campaign(app, template="offer")
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, cid), utcnow().replace(microsecond=0), utcnow())
+    _drain(app)
+    with app.session() as s:
+        states = Counter(s.scalars(select(Delivery.state)))
+        taken = s.scalars(select(Coupon.code).where(Coupon.delivery_id.is_not(None))).all()
+    assert states == Counter({"sent": 1, "failed": 1})
+    assert len(taken) == 1  # the failed render's code went back to the pool
+    assert len(smtp.received) == 1
