@@ -17,7 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy.engine import make_url
 
 from campaigns.errors import ConfigError, InputError
@@ -90,6 +97,7 @@ class SmtpSettings(_Section):
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
+    dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
 
 
 class SmsSettings(_Section):

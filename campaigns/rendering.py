@@ -17,7 +17,6 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 import css_inline
-import dkim
 import inscriptis
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template as JinjaTemplate
@@ -225,9 +224,12 @@ def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dic
 def render_delivery(
     session: Session, settings: Settings, template: MessageTemplate, *, contact: Contact,
     delivery_id: int, campaign: Campaign | None = None, lifecycle: str | None = None,
-    rfm_segment: str | None = None,
+    rfm_segment: str | None = None, dkim: bool = True,
 ) -> RenderedEmail | RenderedSms:
-    """Build one contact's message; RenderError (with a reason) when it cannot be built."""
+    """Build one contact's message; RenderError (with a reason) when it cannot be built.
+
+    `dkim=False`: leave DKIM signing to the caller (the dispatcher signs in worker
+    processes, because dkimpy's RSA is pure Python and would hold the event loop)."""
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
                         lifecycle=lifecycle, rfm_segment=rfm_segment)
@@ -254,11 +256,11 @@ def render_delivery(
         text = linker.text(text)
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
-    return _email(settings, template, contact, delivery_id, subject, doc, text)
+    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim)
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str) -> RenderedEmail:
+           subject: str, doc: str, text: str, dkim: bool = True) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
     d = links.b36(delivery_id)
@@ -275,7 +277,7 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
             list_unsubscribe=(unsub, mailto), html=doc, text=text)
     except email_build.HeaderError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
-    dkim_signer = dkim_signing.signer(settings)
+    dkim_signer = dkim_signing.signer(settings) if dkim else None
     if dkim_signer is not None:
         try:
             data = dkim_signer.sign(data)

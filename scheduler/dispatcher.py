@@ -16,8 +16,9 @@ import random
 import socket
 import time
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, or_, select, update
@@ -38,6 +39,7 @@ from campaigns.rendering import (
 from campaigns.templates_store import MessageTemplate, load_template
 from campaigns.timespec import utcnow
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
+from scheduler.dkim_pool import DkimPool
 from scheduler.outbox import (
     Claimed,
     changed_since,
@@ -104,7 +106,16 @@ class Dispatcher:
         self.channels = channels
         self._rng = random.Random()
         self._templates: dict[str, MessageTemplate] = {}
-        dkim_signing.signer(self.settings)  # a bad DKIM setup stops the sender here, in one line
+        self._dkim: DkimPool | None = None
+        self._use_signer(dkim_signing.signer(self.settings))  # a bad DKIM setup stops the sender here, in one line
+
+    def _use_signer(self, signer: dkim_signing.DkimSigner | None) -> None:
+        """Sign with `signer` from now on (a changed key file starts a fresh pool)."""
+        if self._dkim is not None and self._dkim.signer == signer:
+            return
+        if self._dkim is not None:
+            self._dkim.close()
+        self._dkim = DkimPool(signer, self.settings.smtp.dkim_processes) if signer is not None else None
 
     def _channels(self) -> dict:  # type: ignore[type-arg]
         if self.channels is None:
@@ -147,13 +158,16 @@ class Dispatcher:
             await self.close()
 
     async def close(self) -> None:
-        """Close transport connections."""
+        """Close transport connections and stop the signing processes."""
         for channel in (self.channels or {}).values():
             await channel.close()
+        if self._dkim is not None:
+            self._dkim.close()
 
     # -- one batch ---------------------------------------------------------------------
     async def _process(self, batch: list[Claimed], now: datetime, marks: tuple[int, int] = (0, 0)) -> DispatchStats:
         try:
+            self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
             messages, failures = self._render(batch)
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
             note = f"database unavailable before sending: {_first_line(exc)}"
@@ -162,6 +176,10 @@ class Dispatcher:
             log.error("batch not sent: %s", exc)
             return await self._record_when_possible([(row, SendResult("transient", None, str(exc)[:300])) for row in batch], [], now)
         channels = self._channels()
+        # DKIM: the whole batch goes to the signing processes now, so they work without pause
+        # while the waves go out; each message waits for its own signature at hand-over.
+        signing = {row.id: asyncio.ensure_future(self._dkim.sign(msg.data))
+                   for row, msg in messages if isinstance(msg, OutgoingEmail)} if self._dkim is not None else {}
 
         async def send(row: Claimed, message: OutgoingEmail | OutgoingSms, changed: set[int]) -> tuple[Claimed, SendResult]:
             try:
@@ -169,6 +187,13 @@ class Dispatcher:
                     return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
             except DB_DOWN as exc:  # cannot tell: do not send, retry later
                 return row, SendResult("transient", None, f"database unavailable: {_first_line(exc)}")
+            if row.id in signing:
+                try:
+                    message = replace(message, data=await signing.pop(row.id))
+                except BrokenProcessPool as exc:  # a signing process died: nothing was handed over
+                    return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
+                except Exception as exc:  # dkimpy refused this message
+                    return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
             try:
                 return row, await channels[row.channel].send(message)
             except Exception as exc:  # a transport bug must not lose the row
@@ -198,6 +223,9 @@ class Dispatcher:
             if any(r.outcome == "policy" for _, r in done):  # refused: the rest waits for a resume
                 done += [(row, SendResult("released", None, None)) for row, _ in messages[start + size:]]
                 break
+        for pending in signing.values():  # messages that were not sent (released, database down)
+            pending.cancel()
+        await asyncio.gather(*signing.values(), return_exceptions=True)
         stats.add(await self._record_when_possible(done, failures, now, batch_campaigns={r.campaign_id for r in batch}))
         return stats
 
@@ -252,7 +280,7 @@ class Dispatcher:
                         rendered = render_delivery(
                             session, self.settings, template, contact=contacts[row.contact_id],
                             delivery_id=row.id, campaign=campaigns[row.campaign_id], lifecycle=row.lifecycle,
-                            rfm_segment=row.rfm_segment)
+                            rfm_segment=row.rfm_segment, dkim=False)  # signed in the pool, just before hand-over
                 except RenderError as exc:
                     failed.append((row, f"render: {exc}"))
                     continue

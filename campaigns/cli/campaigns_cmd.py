@@ -183,7 +183,14 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
         console.print(f"[bold]{name}[/bold] would plan: {result.counts}")
         emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"], title="First recipients")
         return
-    stats = asyncio.run(Dispatcher(a).dispatch_once())
+    async def send_now():  # type: ignore[no-untyped-def]
+        dispatcher = Dispatcher(a)
+        try:
+            return await dispatcher.dispatch_once()
+        finally:
+            await dispatcher.close()
+
+    stats = asyncio.run(send_now())
     with a.session() as s:
         waiting = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0

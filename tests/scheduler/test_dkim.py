@@ -21,6 +21,16 @@ from tests.scheduler.conftest import add_people, make_campaign
 KEYS = Path(__file__).resolve().parents[1] / "support" / "dkim"
 
 
+def _dispatch(app, now):
+    async def go():
+        dispatcher = Dispatcher(app)
+        try:
+            return await dispatcher.dispatch_once(now)
+        finally:
+            await dispatcher.close()  # stops the signing processes
+    return asyncio.run(go())
+
+
 def _dkim_toml(key: Path, domain: str = "example.com", selector: str = "mail2026") -> str:
     return f'dkim_domain = "{domain}"\ndkim_selector = "{selector}"\ndkim_private_key_file = "{key}"\n'
 
@@ -49,7 +59,7 @@ def signed_mail(make_app, smtp, tmp_path):
     now = utcnow()
     with app.session() as s:
         plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
-    stats = asyncio.run(Dispatcher(app).dispatch_once(now))
+    stats = _dispatch(app, now)
     assert stats.counts["sent"] == 5
     assert len(smtp.raw) == 5
     return smtp.raw
@@ -99,7 +109,7 @@ def test_dkim_is_off_by_default_and_messages_carry_no_signature(make_app, smtp):
     now = utcnow()
     with app.session() as s:
         plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
-    asyncio.run(Dispatcher(app).dispatch_once(now))
+    _dispatch(app, now)
     assert len(smtp.raw) == 2
     assert all(b"DKIM-Signature" not in raw for raw in smtp.raw)
 
@@ -145,3 +155,32 @@ def test_config_dkim_when_off_says_how_to_turn_it_on(cli):
     r = cli("config", "dkim")
     assert r.exit_code != 0
     assert "DKIM is off" in r.stderr and "dkim_private_key_file" in r.stderr
+
+
+def test_the_signing_pool_survives_a_dead_worker_process():
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from scheduler.dkim_pool import DkimPool
+
+    signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
+    dns = _dns(_published(KEYS / "test_a.pem"))
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    pool = DkimPool(signer, processes=1)
+
+    async def scenario():
+        first = await pool.sign(message)
+        for pid in list(pool._pool._processes):  # the worker dies (OOM killer, an operator's kill -9)
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            for _ in range(50):  # until the executor notices
+                await pool.sign(message)
+                await asyncio.sleep(0.05)
+        return first, await pool.sign(message)  # a fresh pool
+
+    try:
+        first, after = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert dkim.verify(first, dnsfunc=dns) and dkim.verify(after, dnsfunc=dns)
