@@ -82,6 +82,7 @@ def _child(kind: str, config: str, n: int, port: int) -> dict[str, float]:
 
     app = App(load_settings(Path(config), environ={}))
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     if kind == "plan":
         from sqlalchemy import select
 
@@ -105,7 +106,7 @@ def _child(kind: str, config: str, n: int, port: int) -> dict[str, float]:
     else:
         count = asyncio.run(_bare(n, port))
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "count": count, "peak_rss_mb": _vm_hwm_mb()}
+    return {"seconds": seconds, "count": count, "peak_rss_mb": _vm_hwm_mb(), "cpu_seconds": time.process_time() - cpu0}
 
 
 def _vm_hwm_mb() -> float:
@@ -165,6 +166,10 @@ def run(scale: str = "default") -> dict[str, object]:
             f"send_{n}_ours_msgs_per_s": round(n / ours["seconds"]), f"send_{n}_bare_msgs_per_s": round(n / bare["seconds"]),
             f"send_{n}_ratio_ours_to_bare": round(bare["seconds"] / ours["seconds"], 3),
             f"send_{n}_ours_peak_rss_mb": round(ours["peak_rss_mb"]), f"send_{n}_bare_peak_rss_mb": round(bare["peak_rss_mb"]),
+            # CPU per message in the sending process, and how busy it was: where the ratio comes from.
+            f"send_{n}_ours_cpu_ms_per_msg": round(ours["cpu_seconds"] * 1000 / n, 3),
+            f"send_{n}_bare_cpu_ms_per_msg": round(bare["cpu_seconds"] * 1000 / n, 3),
+            f"send_{n}_ours_busy_share": round(ours["cpu_seconds"] / ours["seconds"], 2),
         })
     for n in DKIM[scale]:
         port = _port()

@@ -65,14 +65,21 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
     """Claim up to `limit` due rows; rows that lost consent meanwhile become `suppressed`."""
     d = Delivery.__table__.c
     with write_transaction(engine) as conn:
-        q = (select(d.id, d.campaign_id, d.contact_id, d.channel, d.step, d.template_name, d.lifecycle_stage,
-                    d.rfm_segment, d.attempts, d.created_at)
-             .where(d.state.in_(("queued", "retry_wait")), d.due_at <= now,
-                    ~exists().where(Campaign.id == d.campaign_id, Campaign.status.in_(HALTED)))
-             .order_by(d.due_at, d.id).limit(limit))
-        if not is_sqlite(engine):
-            q = q.with_for_update(skip_locked=True, of=Delivery.__table__)
-        rows = conn.execute(q).all()
+        # One query per state: with the state fixed, the (state, due_at) index yields rows in
+        # due order and the LIMIT stops the scan. `state IN (...)` made the database collect
+        # and sort every due row on each claim, so a claim cost grew with the audience
+        # (bench_send large: 200,000 sent at 0.31 of the bare loop against 0.42 at 50,000).
+        rows = []
+        for state in ("queued", "retry_wait"):
+            q = (select(d.id, d.campaign_id, d.contact_id, d.channel, d.step, d.template_name, d.lifecycle_stage,
+                        d.rfm_segment, d.attempts, d.created_at, d.due_at)
+                 .where(d.state == state, d.due_at <= now,
+                        ~exists().where(Campaign.id == d.campaign_id, Campaign.status.in_(HALTED)))
+                 .order_by(d.due_at, d.id).limit(limit))
+            if not is_sqlite(engine):
+                q = q.with_for_update(skip_locked=True, of=Delivery.__table__)
+            rows += conn.execute(q).all()
+        rows = sorted(rows, key=lambda r: (r.due_at, r.id))[:limit]  # rows past the limit stay queued
         if not rows:
             return []
         allowed = still_allowed(conn, settings, rows, now)
