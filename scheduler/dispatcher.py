@@ -55,6 +55,7 @@ DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger("campaigns.dispatcher")
 IN_FLIGHT = ("claimed", "sending")  # rows this worker holds; outcomes are written only over these
 MAX_BACKOFF = timedelta(hours=6)
+RATES_RESYNC_SECONDS = 30.0  # auto-pause counts: read from the database at most this often per campaign
 _DELIVERY = Delivery.__table__
 # Built once: they run between every two waves.
 _SENT = (update(_DELIVERY)
@@ -107,6 +108,8 @@ class Dispatcher:
         self._rng = random.Random()
         self._templates: dict[str, MessageTemplate] = {}
         self._dkim: DkimPool | None = None
+        self._rates: dict[int, dict[str, float]] = {}  # campaign -> auto-pause counts (see _auto_pause)
+        self._paused_now: set[int] = set()  # campaigns auto-paused during the batch in hand
         self._use_signer(dkim_signing.signer(self.settings))  # a bad DKIM setup stops the sender here, in one line
 
     def _use_signer(self, signer: dkim_signing.DkimSigner | None) -> None:
@@ -206,8 +209,12 @@ class Dispatcher:
         stats = DispatchStats()
         done: list[tuple[Claimed, SendResult]] = []
         size = max(1, self.settings.sending.concurrency)
+        self._paused_now.clear()
         for start in range(0, len(messages), size):
             wave = messages[start:start + size]
+            if self._paused_now:  # auto-paused by the last write: the rest of its rows wait for a resume
+                done += [(row, SendResult("released", None, None)) for row, _ in wave if row.campaign_id in self._paused_now]
+                wave = [(row, msg) for row, msg in wave if row.campaign_id not in self._paused_now]
             try:
                 # In the same transaction, just before hand-over: whose consent or suppression
                 # changed since the claim? Two primary-key range scans, almost always empty; an
@@ -219,6 +226,9 @@ class Dispatcher:
                 note = f"database unavailable before sending: {_first_line(exc)}"
                 done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
+            if self._paused_now:  # ... including the ones just marked
+                done += [(row, SendResult("released", None, None)) for row, _ in wave if row.campaign_id in self._paused_now]
+                wave = [(row, msg) for row, msg in wave if row.campaign_id not in self._paused_now]
             done += await asyncio.gather(*(send(row, msg, changed) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in done):  # refused: the rest waits for a resume
                 done += [(row, SendResult("released", None, None)) for row, _ in messages[start + size:]]
@@ -310,45 +320,41 @@ class Dispatcher:
         This runs between every two waves, so the common case (everything sent) is Core
         statements built once, on one connection; an ORM session is opened inside the same
         transaction only for the rare outcomes that need one (a hard bounce's suppression).
-        The auto-pause rates are computed when something other than `sent` was written, and for
-        every campaign of the batch on its last write (`batch_campaigns`: where a sample can
-        first reach the minimum). Sends alone only lower the rates, so checking after every
-        wave would be two queries per wave for nothing.
+        The auto-pause rates are checked for every campaign written to (from counts kept in
+        memory, see `_auto_pause`) and for every campaign of the batch on its last write.
         """
         stats = DispatchStats()
-        touched: set[int] = set()
+        written: Counter[tuple[int, str]] = Counter()  # (campaign, sent|failed|unknown|bounce): for the rates
         with write_transaction(self.app.engine) as conn:
             sent = [{"row_id": row.id, "pid": result.provider_id, "at": now} for row, result in results if result.outcome == "sent"]
             if sent:  # one executemany
                 conn.execute(_SENT, sent)
                 stats.counts["sent"] += len(sent)
+                written.update((row.campaign_id, "sent") for row, result in results if result.outcome == "sent")
             others = [(row, result) for row, result in results if result.outcome != "sent"]
             if others or render_failures:
                 with Session(bind=conn, expire_on_commit=False) as session:
-                    touched = self._record_others(session, others, render_failures, now, stats)
+                    self._record_others(session, others, render_failures, now, stats, written)
                     session.flush()
             if mark:
                 conn.execute(_MARK_SENDING, {"ids": mark, "at": now})
             changed = changed_since(conn, marks) if marks is not None else set()
-            check = (batch_campaigns or set()) | touched
-            if touched or batch_campaigns:
-                check |= {row.campaign_id for row, _ in results}
-            for campaign_id in check:
-                self._auto_pause(conn, campaign_id, now)
+            for campaign_id in {cid for cid, _ in written} | (batch_campaigns or set()):
+                self._auto_pause(conn, campaign_id, now, written)
         return stats, changed
 
     def _record_others(self, session: Session, results: list[tuple[Claimed, SendResult]],
-                       render_failures: list[tuple[Claimed, str]], now: datetime, stats: DispatchStats) -> set[int]:
-        """Every outcome but `sent`; returns the campaigns touched."""
+                       render_failures: list[tuple[Claimed, str]], now: datetime, stats: DispatchStats,
+                       written: Counter[tuple[int, str]]) -> None:
+        """Every outcome but `sent`; counts what moves the auto-pause rates into `written`."""
         s = self.settings.sending
         table = Delivery.__table__
         d = table.c
         conn = session.connection()
-        touched: set[int] = set()
         for row, reason in render_failures:
             conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
             stats.counts["failed"] += 1
-            touched.add(row.campaign_id)
+            written[(row.campaign_id, "failed")] += 1
         for row, result in results:
             outcome = result.outcome
             values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
@@ -378,8 +384,10 @@ class Dispatcher:
                 values.update(state="failed")
             conn.execute(update(table).where(d.id == row.id, d.state.in_(IN_FLIGHT)).values(**values))
             stats.counts[outcome] += 1
-            touched.add(row.campaign_id)
-        return touched
+            if values.get("state") in ("failed", "unknown"):
+                written[(row.campaign_id, values["state"])] += 1
+            if outcome == "hard_bounce":
+                written[(row.campaign_id, "bounce")] += 1
 
     def _hard_bounce(self, session: Session, row: Claimed, result: SendResult, now: datetime) -> None:
         contact = session.get(Contact, row.contact_id)
@@ -390,26 +398,44 @@ class Dispatcher:
                           occurred_at=now, dedup_key=f"bounce:sync:{row.id}", data={"detail": result.detail, "hard": True}))
         session.flush()
 
-    def _auto_pause(self, conn, campaign_id: int, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    def _auto_pause(self, conn, campaign_id: int, now: datetime, written: Counter[tuple[int, str]]) -> None:  # type: ignore[no-untyped-def]
+        """Pause a campaign whose hard-bounce or failure rate passed its threshold.
+
+        The rates need counts over the whole campaign, which is a scan of its deliveries:
+        done after every batch it made sending quadratic in the audience (bench_send large).
+        So the counts are read from the database at most every RATES_RESYNC_SECONDS per
+        campaign (that also picks up other workers' outcomes and bounces reported later), and
+        in between this dispatcher adds what it writes itself (`written`, this transaction).
+        """
         s = self.settings.sending
-        d = Delivery.__table__.c
-        counts = dict(conn.execute(select(d.state, func.count()).where(
-            d.campaign_id == campaign_id, d.state.in_(("sent", "failed", "unknown"))).group_by(d.state)).all())
-        total = sum(counts.values())
+        rates = self._rates.get(campaign_id)
+        if rates is None or time.monotonic() - rates["synced"] > RATES_RESYNC_SECONDS:
+            d = Delivery.__table__.c
+            counts = dict(conn.execute(select(d.state, func.count()).where(
+                d.campaign_id == campaign_id, d.state.in_(("sent", "failed", "unknown"))).group_by(d.state)).all())
+            bounces = conn.execute(select(func.count()).select_from(Event.__table__).where(
+                Event.campaign_id == campaign_id, Event.type == "bounce")).scalar_one()
+            # Read inside this transaction, after its writes: `written` is already counted.
+            rates = self._rates[campaign_id] = {"synced": time.monotonic(), "bounce": bounces,
+                                                **{k: counts.get(k, 0) for k in ("sent", "failed", "unknown")}}
+        else:
+            for kind in ("sent", "failed", "unknown", "bounce"):
+                rates[kind] += written.get((campaign_id, kind), 0)
+        total = rates["sent"] + rates["failed"] + rates["unknown"]
         if total < s.auto_pause_min_sample:
             return
-        bounces = conn.execute(select(func.count()).select_from(Event.__table__).where(
-            Event.campaign_id == campaign_id, Event.type == "bounce")).scalar_one()
-        failure_rate = counts.get("failed", 0) / total
-        bounce_rate = bounces / total
+        failure_rate = rates["failed"] / total
+        bounce_rate = rates["bounce"] / total
         reason = None
         if bounce_rate > s.auto_pause_bounce_rate:
             reason = f"auto-paused: hard-bounce rate {bounce_rate:.1%} passed {s.auto_pause_bounce_rate:.1%}"
         elif failure_rate > s.auto_pause_failure_rate:
             reason = f"auto-paused: failure rate {failure_rate:.1%} passed {s.auto_pause_failure_rate:.1%}"
         if reason:
-            conn.execute(update(Campaign.__table__).where(Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "draft")))
-                         .values(status="paused", status_reason=reason, updated_at=now))
-
+            paused = conn.execute(update(Campaign.__table__).where(Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "draft")))
+                                  .values(status="paused", status_reason=reason, updated_at=now))
+            if paused.rowcount:
+                log.warning("campaign #%s %s", campaign_id, reason)
+                self._paused_now.add(campaign_id)
 
 __all__ = ["DispatchStats", "Dispatcher", "backoff", "session_factory"]

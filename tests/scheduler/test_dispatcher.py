@@ -229,3 +229,52 @@ def test_a_render_that_fails_after_taking_a_coupon_gives_the_code_back(make_app,
     assert states == Counter({"sent": 1, "failed": 1})
     assert len(taken) == 1  # the failed render's code went back to the pool
     assert len(smtp.received) == 1
+
+
+def _auto_pause_setup(make_app, smtp, *, people, bouncing, min_sample, batch):
+    app = make_app(smtp.config_toml())
+    app.settings.sending.auto_pause_min_sample = min_sample
+    app.settings.sending.batch_size = batch
+    smtp.hard_bounce = {f"p{i}@example.com" for i in bouncing}
+    add_people(app, people)
+    cid = make_campaign(app)
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, cid), utcnow().replace(microsecond=0), utcnow())
+    return app, cid
+
+
+def test_a_campaign_whose_hard_bounce_rate_passes_the_threshold_pauses_itself_and_says_why(make_app, smtp, tmp_path):
+    from tests.conftest import CliRunner
+
+    app, cid = _auto_pause_setup(make_app, smtp, people=200, bouncing=range(20), min_sample=40, batch=50)
+    _drain(app, rounds=3)
+    with app.session() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign.status == "paused"
+        assert "hard-bounce rate" in campaign.status_reason and "passed 5.0%" in campaign.status_reason
+    states = _states(app, cid)
+    assert states["failed"] == 20  # the bouncing addresses, all in the first batch
+    assert states["sent"] <= 30 + 16  # the pause takes effect within a wave, not at the end of the campaign
+    assert states["queued"] >= 150  # the rest waits for a resume; nothing is lost
+    shown = CliRunner(tmp_path / "config.toml")("show", "promo")
+    assert shown.exit_code == 0 and "hard-bounce rate" in shown.stdout
+
+
+def test_the_pause_comes_when_the_sample_reaches_the_minimum_even_if_only_sends_follow(make_app, smtp):
+    # 20 bounces in the first batch of 50 (too small a sample to judge), then only sends: the
+    # counts kept between database reads must still notice when the sample passes 60.
+    app, cid = _auto_pause_setup(make_app, smtp, people=300, bouncing=range(20), min_sample=60, batch=50)
+    _drain(app, rounds=3)
+    with app.session() as s:
+        assert s.get(Campaign, cid).status == "paused"
+    states = _states(app, cid)
+    assert 60 <= states["sent"] + states["failed"] <= 50 + 16 + 16
+    assert states["queued"] >= 300 - 50 - 32
+
+
+def test_a_healthy_campaign_is_not_paused(make_app, smtp):
+    app, cid = _auto_pause_setup(make_app, smtp, people=300, bouncing=[7], min_sample=40, batch=50)
+    _drain(app, rounds=3)
+    with app.session() as s:
+        assert s.get(Campaign, cid).status != "paused"
+    assert _states(app, cid) == Counter({"sent": 299, "failed": 1})
