@@ -9,6 +9,7 @@ until a `confirmed` event answers it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -134,8 +135,10 @@ def derive_state(channel: str, events: list[ConsentEvent], at: datetime) -> Cons
     return ConsentState(channel, action, since, pending)
 
 
-def current_action_subquery(channel: str, at: datetime | None = None) -> Select[tuple[int, str]]:
-    """SQL: (contact_id, action) of each contact's latest non-pending event on a channel."""
+def current_action_subquery(channel: str, at: datetime | None = None,
+                            contact_ids: Collection[int] | None = None) -> Select[tuple[int, str]]:
+    """SQL: (contact_id, action) of each contact's latest non-pending event on a channel
+    (of `contact_ids` only, when given: then the ledger is read by index, not scanned)."""
     check_channel(channel)
     later = aliased(ConsentEvent)
     newer_exists = exists().where(
@@ -150,12 +153,16 @@ def current_action_subquery(channel: str, at: datetime | None = None) -> Select[
         ConsentEvent.channel == channel, ConsentEvent.action != "pending", ~newer_exists)
     if at is not None:
         q = q.where(ConsentEvent.occurred_at <= at)
+    if contact_ids is not None:
+        q = q.where(ConsentEvent.contact_id.in_(list(contact_ids)))
     return q
 
 
-def consented_contacts(channel: str, double_opt_in: bool, at: datetime | None = None) -> Select[tuple[int]]:
-    """SQL: ids of contacts whose current consent allows marketing on the channel."""
-    sub = current_action_subquery(channel, at).subquery()
+def consented_contacts(channel: str, double_opt_in: bool, at: datetime | None = None,
+                       contact_ids: Collection[int] | None = None) -> Select[tuple[int]]:
+    """SQL: ids of contacts whose current consent allows marketing on the channel (among
+    `contact_ids`, when given)."""
+    sub = current_action_subquery(channel, at, contact_ids).subquery()
     allowed = ("confirmed",) if double_opt_in else MESSAGEABLE
     return select(sub.c.contact_id).where(sub.c.action.in_(allowed))
 

@@ -105,7 +105,9 @@ def still_allowed(conn: Connection, settings: Settings, rows: list, now: datetim
         ok = set(conn.scalars(
             select(Contact.id).where(
                 Contact.id.in_(ids), Contact.erased_at.is_(None), digest.is_not(None),
-                Contact.id.in_(consented_contacts(channel, settings.consent.double_opt_in, now)),
+                # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
+                # grow with the audience.
+                Contact.id.in_(consented_contacts(channel, settings.consent.double_opt_in, now, contact_ids=ids)),
                 ~exists().where(and_(Suppression.channel == channel, Suppression.address_hash == digest)))))
         allowed.update(r.id for r in rows if r.channel == channel and r.contact_id in ok)
     return allowed
