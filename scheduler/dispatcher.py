@@ -402,7 +402,7 @@ class Dispatcher:
         """Pause a campaign whose hard-bounce or failure rate passed its threshold.
 
         The rates need counts over the whole campaign, which is a scan of its deliveries:
-        done after every batch it made sending quadratic in the audience (bench_send large).
+        done after every batch, that is a cost per batch that grows with the audience.
         So the counts are read from the database at most every RATES_RESYNC_SECONDS per
         campaign (that also picks up other workers' outcomes and bounces reported later), and
         in between this dispatcher adds what it writes itself (`written`, this transaction).
