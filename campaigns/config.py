@@ -231,9 +231,7 @@ class Settings(BaseModel):
         try:
             stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
         except FileNotFoundError:
-            raise ConfigError(
-                f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}"
-            ) from None
+            raise _no_secret_key(key_file) from None
         return _read_key_file(key_file, stamp)
 
     def ensure_secret_key_file(self) -> Path | None:
@@ -250,13 +248,17 @@ class Settings(BaseModel):
         return key_file
 
 
+def _no_secret_key(key_file: Path) -> ConfigError:
+    return ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}")
+
+
 @lru_cache(maxsize=16)
 def _read_key_file(key_file: Path, stamp: int) -> bytes:
     del stamp  # part of the cache key only
     try:
         text = key_file.read_text().strip()
-    except FileNotFoundError:
-        raise ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}") from None
+    except FileNotFoundError:  # removed between the stat and the read
+        raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")
     return text.encode()

@@ -49,12 +49,10 @@ def _with_utm(url: str, utm: tuple[tuple[str, str], ...]) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     present = {k for k, _ in query}
-    for key, value in utm:
-        if value in (None, ""):
-            continue
+    for key, value in utm:  # empty values were dropped by with_utm
         name = key if key.startswith("utm_") else f"utm_{key}"
         if name not in present:
-            query.append((name, str(value)))
+            query.append((name, value))
             present.add(name)
     return urlunsplit(parts._replace(query=urlencode(query)))
 

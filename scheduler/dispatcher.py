@@ -210,11 +210,18 @@ class Dispatcher:
         done: list[tuple[Claimed, SendResult]] = []
         size = max(1, self.settings.sending.concurrency)
         self._paused_now.clear()
+
+        def hold_paused(wave: list[tuple[Claimed, OutgoingEmail | OutgoingSms]]) -> list[tuple[Claimed, OutgoingEmail | OutgoingSms]]:
+            """The wave without rows of auto-paused campaigns; those wait for a resume."""
+            if not self._paused_now:
+                return wave
+            done.extend((row, SendResult("released", None, None)) for row, _ in wave if row.campaign_id in self._paused_now)
+            return [(row, msg) for row, msg in wave if row.campaign_id not in self._paused_now]
+
         for start in range(0, len(messages), size):
-            wave = messages[start:start + size]
-            if self._paused_now:  # auto-paused by the last write: the rest of its rows wait for a resume
-                done += [(row, SendResult("released", None, None)) for row, _ in wave if row.campaign_id in self._paused_now]
-                wave = [(row, msg) for row, msg in wave if row.campaign_id not in self._paused_now]
+            # Rows of a campaign auto-paused by an earlier write are released before they are
+            # marked `sending` (a crash then requeues them instead of leaving them unknown).
+            wave = hold_paused(messages[start:start + size])
             try:
                 # In the same transaction, just before hand-over: whose consent or suppression
                 # changed since the claim? Two primary-key range scans, almost always empty; an
@@ -226,9 +233,7 @@ class Dispatcher:
                 note = f"database unavailable before sending: {_first_line(exc)}"
                 done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
-            if self._paused_now:  # ... including the ones just marked
-                done += [(row, SendResult("released", None, None)) for row, _ in wave if row.campaign_id in self._paused_now]
-                wave = [(row, msg) for row, msg in wave if row.campaign_id not in self._paused_now]
+            wave = hold_paused(wave)  # ... and so are rows of one this very write paused
             done += await asyncio.gather(*(send(row, msg, changed) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in done):  # refused: the rest waits for a resume
                 done += [(row, SendResult("released", None, None)) for row, _ in messages[start + size:]]
@@ -326,11 +331,11 @@ class Dispatcher:
         stats = DispatchStats()
         written: Counter[tuple[int, str]] = Counter()  # (campaign, sent|failed|unknown|bounce): for the rates
         with write_transaction(self.app.engine) as conn:
-            sent = [{"row_id": row.id, "pid": result.provider_id, "at": now} for row, result in results if result.outcome == "sent"]
+            sent = [(row, result) for row, result in results if result.outcome == "sent"]
             if sent:  # one executemany
-                conn.execute(_SENT, sent)
+                conn.execute(_SENT, [{"row_id": row.id, "pid": result.provider_id, "at": now} for row, result in sent])
                 stats.counts["sent"] += len(sent)
-                written.update((row.campaign_id, "sent") for row, result in results if result.outcome == "sent")
+                written.update((row.campaign_id, "sent") for row, _ in sent)
             others = [(row, result) for row, result in results if result.outcome != "sent"]
             if others or render_failures:
                 with Session(bind=conn, expire_on_commit=False) as session:

@@ -1,10 +1,10 @@
 """DKIM signatures in worker processes.
 
-dkimpy's RSA is pure Python: about 7 ms of CPU per message on the benchmark machine, ten
+dkimpy's RSA is pure Python: about 8 ms of CPU per message on the benchmark machine, ten
 times the rest of the send path. Signed inline it would hold the event loop (and one core)
-while the SMTP connections wait. The dispatcher instead hands each wave's messages to a
-small pool of processes (`[smtp] dkim_processes`, default one per core), which sign them
-in parallel while the loop keeps sending the ones already signed.
+while the SMTP connections wait. The dispatcher instead hands each rendered batch to a
+small pool of processes (`[smtp] dkim_processes`, default one per core), which sign it in
+parallel while the loop keeps sending the messages already signed.
 
 Processes are started with `spawn`: the dispatcher's process holds an event loop, database
 connections and a watchdog thread, none of which a forked child should inherit.

@@ -115,7 +115,7 @@ class SmtpPool:
             if stage == "data":
                 return SendResult("unknown", None, f"connection lost during DATA: {exc}"[:300])
             return SendResult("transient", None, f"connection lost before DATA: {exc}"[:300])
-        except ValueError as exc:  # nothing was sent on the connection: it is still clean
+        except ValueError as exc:  # an unsafe envelope address, refused before it was written: RSET and go on
             await self._reset(conn)
             return SendResult("failed", None, str(exc)[:300])
         except aiosmtplib.SMTPException as exc:
