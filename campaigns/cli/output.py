@@ -1,0 +1,231 @@
+"""How the CLI prints: consoles, tables that survive narrow terminals, numbers a person reads.
+
+Every command formats through here so a share is always `12.3%`, a difference between two
+shares always `+0.49 pts`, money always carries the configured currency, and a table on
+an 80-column terminal drops or truncates columns instead of breaking words.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+# Errors shown on the terminal before "... and N more"; the rest are in the rejects file.
+SHOWN_ERRORS = 20
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "¥", "INR": "₹", "KRW": "₩",
+            "AUD": "A$", "CAD": "CA$", "NZD": "NZ$", "CHF": "CHF ", "SEK": "SEK ", "NOK": "NOK ",
+            "DKK": "DKK ", "PLN": "zł ", "BRL": "R$", "MXN": "MX$", "ZAR": "R "}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout, never wrapped or coloured."""
+    sys.stdout.write(json.dumps(data, default=_plain, indent=2, ensure_ascii=False) + "\n")
+
+
+def percent(share: float | None, *, signed: bool = False, digits: int = 1) -> str:
+    """A share (0.123) as `12.3%`; signed: `+12.3%`. None is an em dash."""
+    if share is None:
+        return "—"
+    return f"{share * 100:{'+' if signed else ''}.{digits}f}%"
+
+
+def points(diff: float | None, *, digits: int = 2) -> str:
+    """A difference between two shares (0.0049) as `+0.49 pts` (percentage points)."""
+    if diff is None:
+        return "—"
+    return f"{diff * 100:+.{digits}f} pts"
+
+
+def money(amount: float | Decimal | None, currency: str = "USD", *, cents: bool = False) -> str:
+    """An amount with its currency: `$1,234.50`, `€12.00`, `SEK 99.00` (cents=True: in minor units)."""
+    if amount is None:
+        return "—"
+    value = float(amount) / (100 if cents else 1)
+    symbol = _SYMBOLS.get(currency.upper(), currency.upper() + " ")
+    sign = "-" if value < 0 else ""
+    return f"{sign}{symbol}{abs(value):,.2f}"
+
+
+def cell(value: Any) -> str:
+    """One value as table text: dates to the second, floats with grouping, lists joined."""
+    if value is None or value == [] or value == {}:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, list):
+        return ", ".join(cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _min_width(header: str, values: list[str]) -> int:
+    """The narrowest a column can be without breaking a word: its header or its longest word, capped."""
+    longest_word = max((len(w) for v in values for w in v.split()), default=0)
+    return max(len(header), min(longest_word, 16), 3)
+
+
+def fit_columns(columns: Sequence[str], texts: list[list[str]], width: int) -> list[str]:
+    """The columns that fit `width` without breaking words, dropping from the right (the first stays)."""
+    kept = list(columns)
+    widths = {c: _min_width(c, [row[i] for row in texts]) for i, c in enumerate(columns)}
+    while len(kept) > 1 and sum(widths[c] + 3 for c in kept) + 1 > width:
+        kept.pop()
+    return kept
+
+
+def emit_rows(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
+    as_json: bool = False, as_csv: bool = False, caption: str | None = None,
+) -> None:
+    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides trailing columns."""
+    if as_json and as_csv:
+        from campaigns.errors import InputError
+
+        raise InputError("choose one of --json and --csv")
+    if as_json:
+        print_json([{c: r.get(c) for c in columns} for r in rows])
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([cell(r.get(c)) if isinstance(r.get(c), (dict, list)) else _plain(r.get(c)) for c in columns])
+        return
+    headers = [c.replace("_", " ") for c in columns]
+    texts = [[cell(r.get(c)) for c in columns] for r in rows]
+    kept = fit_columns(headers, texts, console.width)
+    notes = [caption] if caption else []
+    if len(kept) < len(headers):
+        notes.append(f"{len(headers) - len(kept)} columns hidden at this width ({', '.join(headers[len(kept):])}); "
+                     "widen the terminal or use --json")
+    table = Table(title=escape(title) if title else None, caption=escape("; ".join(notes)) if notes else None,
+                  header_style="bold")
+    for h in kept:
+        table.add_column(h, overflow="ellipsis", min_width=min(len(h), 16))
+    for row in texts:
+        table.add_row(*[escape(t) for t in row[:len(kept)]])
+    console.print(table)
+
+
+def emit_record(record: dict[str, Any], *, title: str | None = None, as_json: bool = False) -> None:
+    """One record as a two-column table, or JSON."""
+    if as_json:
+        print_json(record)
+        return
+    table = Table(title=escape(title) if title else None, show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="ellipsis")
+    for k, v in record.items():
+        table.add_row(escape(k.replace("_", " ")), escape(cell(v)))
+    console.print(table)
+
+
+def _line_ends(path: Path) -> list[int]:
+    """Byte offsets just past each newline: maps the reader's byte position to rows read."""
+    ends: list[int] = []
+    offset = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            start = 0
+            while (i := chunk.find(b"\n", start)) != -1:
+                ends.append(offset + i + 1)
+                start = i + 1
+            offset += len(chunk)
+    if offset and (not ends or ends[-1] != offset):
+        ends.append(offset)
+    return ends
+
+
+@contextmanager
+def row_progress(path: Path, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar counting a CSV's data rows with an ETA; yields the callback the importer calls.
+
+    The importer reports bytes read; the bar turns them into rows through the file's line
+    offsets (a row with a quoted newline counts twice, a harmless over-count).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    ends = _line_ends(path) if path.is_file() else []
+    total = max(len(ends) - 1, 0)  # the header is not a row
+    columns = [TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=total or None)
+        yield lambda done: progress.update(task, completed=max(bisect_right(ends, done) - 1, 0))
+
+
+def summarise_row_errors(path: str, errors: Sequence[Any], rejects: Path | None = None) -> None:
+    """The first SHOWN_ERRORS row errors, then a count of the rest and where they all are."""
+    for row_error in errors[:SHOWN_ERRORS]:
+        err_console.print(f"[red]{escape(path)}: {escape(str(row_error))}[/red]", soft_wrap=True)
+    more = len(errors) - SHOWN_ERRORS
+    if more > 0:
+        where = f"; all are in {rejects}" if rejects else ""
+        err_console.print(f"[red]... and {more} more bad rows{escape(where)}[/red]", soft_wrap=True)
+    hint = separator_hint(Path(path))
+    if hint:
+        err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}", soft_wrap=True)
+
+
+def separator_hint(path: Path) -> str | None:
+    """A hint when a 'CSV' is really separated by semicolons or tabs (a spreadsheet's export)."""
+    try:
+        with path.open("rb") as f:
+            header = f.readline(64_000).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if header.count(sep) >= 1 and header.count(sep) > header.count(","):
+            return (f"{path} looks separated by {name}, not commas: save it as CSV with commas "
+                    "(in a spreadsheet: File > Save as > CSV, comma-separated)")
+    return None
+
+
+def ok(message: str) -> None:
+    """A green confirmation line (the message is plain text, not markup)."""
+    console.print(f"[green]✓[/green] {escape(message)}", soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A yellow warning line on stderr (plain text)."""
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
