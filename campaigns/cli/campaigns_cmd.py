@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from sqlalchemy import func, select
 
 from campaigns.campaign_defs import (
@@ -21,12 +22,14 @@ from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
     console,
+    counted,
     emit_record,
     emit_rows,
     get_app,
     ok,
     warn,
 )
+from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, plan_sentence, run_row
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
@@ -126,7 +129,17 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
         record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "counts": r.counts}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
-    emit_record(record, title=f"Campaign {name}", as_json=as_json)
+    if as_json:
+        emit_record(record, as_json=True)
+        return
+    runs, outbox = record.pop("runs"), record.pop("outbox")
+    record["outbox"] = counted(outbox, STATE_WORDS) or "empty"
+    emit_record(record, title=f"Campaign {name}")
+    if runs:
+        emit_rows([run_row(r) for r in runs], ["scheduled_for", "status", "in_segment", "planned", "held_out", "skipped"],
+                  title="Runs")
+    else:
+        console.print("No runs yet.")
 
 
 def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: O[str] = typer.Option(None, "--reason")) -> None:
@@ -175,13 +188,15 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
                                                     .where(Delivery.run_id == result.run_id).order_by(Delivery.id).limit(20))]
         if dry_run:
             s.rollback()
-    summary = {"campaign": name, "counts": result.counts, "sample": preview}
+    summary: dict[str, Any] = {"campaign": name, "counts": result.counts, "sample": preview}
     if dry_run:
         if as_json:
             emit_record(summary, as_json=True)
             return
-        console.print(f"[bold]{name}[/bold] would plan: {result.counts}")
-        emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"], title="First recipients")
+        console.print(f"{escape(name)} would send to {plan_sentence(result.counts)}. Nothing was saved.", soft_wrap=True)
+        if preview:
+            emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"],
+                      title=f"First {len(preview)} recipients")
         return
     async def send_now():  # type: ignore[no-untyped-def]
         dispatcher = Dispatcher(a)
@@ -199,7 +214,6 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{name}: planned {result.counts.get('planned', 0)} (held out {result.counts.get('held_out', 0)}, "
-       f"skipped {sum(result.counts.get('skipped', {}).values())}); sent now: {dict(stats.counts)}")
+    ok(f"{name}: planned for {plan_sentence(result.counts)}; just now: {counted(dict(stats.counts), OUTCOME_WORDS) or 'nothing was due'}")
     if waiting:
         warn(f"{waiting} messages are due later (recipients' quiet hours or throttle): the daemon sends them")

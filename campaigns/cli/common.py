@@ -14,9 +14,11 @@ import typer
 
 from campaigns.cli.output import (  # noqa: F401  (re-exported for the command modules)
     console,
+    counted,
     emit_record,
     emit_rows,
     err_console,
+    import_hints,
     money,
     ok,
     percent,

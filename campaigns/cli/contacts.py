@@ -17,6 +17,7 @@ from campaigns.cli.common import (
     emit_rows,
     file_progress,
     get_app,
+    import_hints,
     ok,
     warn,
 )
@@ -57,7 +58,7 @@ def import_cmd(
 ) -> None:
     """Import (upsert) contacts from a CSV: all rows or none, unless --skip-invalid."""
     a = get_app(ctx)
-    with a.session() as session, file_progress(file, "importing contacts") as progress:
+    with a.session() as session, file_progress(file, "importing contacts") as progress, import_hints(file):
         result = import_contacts(
             session, a.settings, file, encoding=encoding, consent_channels=[c.value for c in consent],
             source=source, consent_text=consent_text, skip_invalid=skip_invalid, progress=progress,
@@ -136,7 +137,7 @@ def list_cmd(
         rows = [contact_record(c) for c in page]
     columns = ["id", "external_id", "email", "phone", "name", "timezone", "locale", "tags", "attributes"]
     emit_rows(rows, columns, title="Contacts", caption=f"{len(rows)} of {total} shown (offset {offset})",
-              as_json=as_json, as_csv=as_csv)
+              as_json=as_json, as_csv=as_csv, drop_first=["external_id", "attributes", "locale"])
 
 
 @app.command("show")

@@ -75,6 +75,44 @@ def money(amount: float | Decimal | None, currency: str = "USD", *, cents: bool 
     return f"{sign}{symbol}{abs(value):,.2f}"
 
 
+# What each dispatcher outcome and outbox state means to a marketer.
+OUTCOME_WORDS = {"sent": "sent", "retry_wait": "to retry later", "failed": "failed", "hard_bounce": "bounced",
+                 "unknown": "outcome unknown", "suppressed": "suppressed", "policy": "refused by the provider",
+                 "released": "back in the queue"}
+STATE_WORDS = {"queued": "queued", "claimed": "sending", "sent": "sent", "retry_wait": "to retry", "failed": "failed",
+               "unknown": "outcome unknown", "held_out": "held out", "suppressed": "suppressed",
+               "cancelled": "cancelled", "skipped": "skipped"}
+
+
+def counted(counts: dict[str, int], words: dict[str, str] | None = None) -> str:
+    """`{'sent': 2, 'failed': 1}` as `2 sent, 1 failed` (zeros left out, known words used)."""
+    words = words or {}
+    return ", ".join(f"{n:,} {words.get(k, k.replace('_', ' '))}" for k, n in counts.items() if n)
+
+
+def plan_sentence(counts: dict[str, Any]) -> str:
+    """A planning result as words: `2 contacts (of 3 in the segment; 1 held out; 1 skipped: 1 no consent)`."""
+    planned = int(counts.get("planned", 0))
+    parts = []
+    if "in_segment" in counts:
+        parts.append(f"of {int(counts['in_segment']):,} in the segment")
+    if counts.get("held_out"):
+        parts.append(f"{int(counts['held_out']):,} held out")
+    skipped = {k: n for k, n in (counts.get("skipped") or {}).items() if n}
+    if skipped:
+        parts.append(f"{sum(skipped.values()):,} skipped: {counted(skipped)}")
+    noun = "contact" if planned == 1 else "contacts"
+    return f"{planned:,} {noun}" + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """A campaign run as a table row: its counts spread into columns, the skips as words."""
+    counts = run.get("counts") or {}
+    return {"scheduled_for": run["scheduled_for"], "status": run["status"], "in_segment": counts.get("in_segment"),
+            "planned": counts.get("planned"), "held_out": counts.get("held_out"),
+            "skipped": counted(counts.get("skipped") or {})}
+
+
 def cell(value: Any) -> str:
     """One value as table text: dates to the second, floats with grouping, lists joined."""
     if value is None or value == [] or value == {}:
@@ -98,20 +136,26 @@ def _min_width(header: str, values: list[str]) -> int:
     return max(len(header), min(longest_word, 16), 3)
 
 
-def fit_columns(columns: Sequence[str], texts: list[list[str]], width: int) -> list[str]:
-    """The columns that fit `width` without breaking words, dropping from the right (the first stays)."""
+def fit_columns(columns: Sequence[str], texts: list[list[str]], width: int,
+                drop_first: Sequence[str] = ()) -> list[str]:
+    """The columns that fit `width` without breaking words.
+
+    Columns named in `drop_first` go first (in that order), then from the right; the
+    first column always stays.
+    """
     kept = list(columns)
     widths = {c: _min_width(c, [row[i] for row in texts]) for i, c in enumerate(columns)}
-    while len(kept) > 1 and sum(widths[c] + 3 for c in kept) + 1 > width:
-        kept.pop()
+    order = [c for c in drop_first if c in kept] + [c for c in reversed(kept[1:]) if c not in drop_first]
+    while order and sum(widths[c] + 3 for c in kept) + 1 > width:
+        kept.remove(order.pop(0))
     return kept
 
 
 def emit_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
-    as_json: bool = False, as_csv: bool = False, caption: str | None = None,
+    as_json: bool = False, as_csv: bool = False, caption: str | None = None, drop_first: Sequence[str] = (),
 ) -> None:
-    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides trailing columns."""
+    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides columns (drop_first first)."""
     if as_json and as_csv:
         from campaigns.errors import InputError
 
@@ -127,17 +171,18 @@ def emit_rows(
         return
     headers = [c.replace("_", " ") for c in columns]
     texts = [[cell(r.get(c)) for c in columns] for r in rows]
-    kept = fit_columns(headers, texts, console.width)
+    kept = fit_columns(headers, texts, console.width, [c.replace("_", " ") for c in drop_first])
     notes = [caption] if caption else []
-    if len(kept) < len(headers):
-        notes.append(f"{len(headers) - len(kept)} columns hidden at this width ({', '.join(headers[len(kept):])}); "
-                     "widen the terminal or use --json")
+    hidden = [h for h in headers if h not in kept]
+    if hidden:
+        notes.append(f"{len(hidden)} columns hidden at this width ({', '.join(hidden)}); widen the terminal or use --json")
     table = Table(title=escape(title) if title else None, caption=escape("; ".join(notes)) if notes else None,
                   header_style="bold")
     for h in kept:
         table.add_column(h, overflow="ellipsis", min_width=min(len(h), 16))
+    index = [headers.index(h) for h in kept]
     for row in texts:
-        table.add_row(*[escape(t) for t in row[:len(kept)]])
+        table.add_row(*[escape(row[i]) for i in index])
     console.print(table)
 
 
@@ -191,20 +236,55 @@ def row_progress(path: Path, label: str) -> Iterator[Callable[[int], None]]:
                TimeRemainingColumn()]
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(label, total=total or None)
-        yield lambda done: progress.update(task, completed=max(bisect_right(ends, done) - 1, 0))
+        yield lambda done: progress.update(task, completed=rows_read(ends, done))
 
 
-def summarise_row_errors(path: str, errors: Sequence[Any], rejects: Path | None = None) -> None:
-    """The first SHOWN_ERRORS row errors, then a count of the rest and where they all are."""
+def rows_read(line_ends: Sequence[int], bytes_read: int) -> int:
+    """Data rows wholly read once `bytes_read` bytes are consumed (the header line not counted)."""
+    return max(bisect_right(line_ends, bytes_read) - 1, 0)
+
+
+def errors_file(path: Path) -> Path:
+    """Where a failed import lists all its bad rows: FILE.errors.csv beside the input."""
+    return path.with_name(path.stem + ".errors.csv")
+
+
+def summarise_row_errors(path: str, errors: Sequence[Any]) -> None:
+    """The first SHOWN_ERRORS row errors, then a count of the rest; all of them go to FILE.errors.csv."""
     for row_error in errors[:SHOWN_ERRORS]:
         err_console.print(f"[red]{escape(path)}: {escape(str(row_error))}[/red]", soft_wrap=True)
     more = len(errors) - SHOWN_ERRORS
     if more > 0:
-        where = f"; all are in {rejects}" if rejects else ""
+        target = errors_file(Path(path))
+        try:
+            with target.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["line", "field", "error"])
+                for e in errors:
+                    writer.writerow([getattr(e, "line", ""), getattr(e, "field", "") or "", getattr(e, "reason", str(e))])
+            where = f"; all {len(errors)} are listed in {target}"
+        except OSError:
+            where = ""
         err_console.print(f"[red]... and {more} more bad rows{escape(where)}[/red]", soft_wrap=True)
     hint = separator_hint(Path(path))
     if hint:
         err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}", soft_wrap=True)
+
+
+@contextmanager
+def import_hints(path: Path) -> Iterator[None]:
+    """An import's header error gains a hint when the file is separated by semicolons or tabs."""
+    from campaigns.errors import ImportFailed, InputError
+
+    try:
+        yield
+    except ImportFailed:
+        raise  # summarised, with the hint, by the error reporter
+    except InputError as exc:
+        hint = separator_hint(path)
+        if hint is None:
+            raise
+        raise InputError(f"{exc} (hint: {hint})") from None
 
 
 def separator_hint(path: Path) -> str | None:

@@ -89,11 +89,24 @@ def config_dkim(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     signer = dkim_signing.signer(get_app(ctx).settings)
     if signer is None:
         raise ConfigError("DKIM is off: set [smtp] dkim_domain, dkim_selector and dkim_private_key_file")
-    record = {"name": signer.record_name, "type": "TXT", "value": signer.record_value}
+    strings = txt_strings(signer.record_value)
+    record = {"name": signer.record_name, "type": "TXT", "value": signer.record_value, "strings": strings}
     if as_json:
         print_json(record)
         return
-    # Printed unfolded, so the value copies out of the terminal as one line.
+    # Printed unfolded, so each line copies out of the terminal whole. A TXT record's
+    # strings hold at most 255 characters each (RFC 1035); DNS joins them back into one value.
     console.print("Publish this TXT record in DNS:", highlight=False)
     console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
+    console.print(f"  in a zone file, as strings of <= {TXT_STRING_MAX} characters (DNS joins them):", highlight=False)
+    console.print(f"    {record['name']}. IN TXT ( " + " ".join(f'"{part}"' for part in strings) + " )",
+                  soft_wrap=True, highlight=False, markup=False)
     console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
+
+
+TXT_STRING_MAX = 255
+
+
+def txt_strings(value: str, limit: int = TXT_STRING_MAX) -> list[str]:
+    """A TXT value cut into the <= 255-character strings a zone file needs."""
+    return [value[i:i + limit] for i in range(0, len(value), limit)] or [""]

@@ -35,7 +35,12 @@ from campaigns.rendering import (
     RenderedSms,
     render_delivery,
 )
-from campaigns.templates_store import lint_template, load_template, template_names
+from campaigns.templates_store import (
+    MessageTemplate,
+    lint_template,
+    load_template,
+    template_names,
+)
 from campaigns.timespec import utcnow
 
 app = typer.Typer(help="Message templates: list, lint, render a preview, send a test.", no_args_is_help=True)
@@ -54,11 +59,36 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
                          "problem": str(exc)})
             continue
         rows.append({"name": t.name, "channel": t.channel,
-                     "subject": t.subject if t.channel == "email" else (t.sms_body or "").strip()[:60],
+                     "subject": sample_subject(settings, t),
                      "text_part": ("own" if t.text is not None else "derived") if t.channel == "email" else "",
                      "version": t.version_hash[:12], "problem": ""})
     emit_rows(rows, ["name", "channel", "subject", "text_part", "version", "problem"],
-              title=f"Templates in {settings.path(settings.templates_dir)}", as_json=as_json)
+              title=f"Templates in {settings.path(settings.templates_dir)}", as_json=as_json,
+              caption=f"subjects as {SAMPLE_NAME}, a sample contact, would see them; "
+                      "'template:' marks one that needs a real contact",
+              drop_first=["version", "text_part", "problem"])
+
+
+SAMPLE_NAME = "Ann Lee"
+
+
+def sample_subject(settings: Settings, tmpl: MessageTemplate) -> str:
+    """The subject (an SMS: its text) rendered for a sample contact, or the source marked `template:`."""
+    from campaigns.rendering import TEXT_ENV, build_context, contact_context
+    from campaigns.sandbox import render_capped
+
+    raw = ((tmpl.subject if tmpl.channel == "email" else tmpl.sms_body) or "").strip()
+    if "{" not in raw:
+        return raw
+    sample = Contact(id=0, name=SAMPLE_NAME, email="ann@example.com", attributes={}, tags=[])
+    try:
+        context = build_context(None, settings, contact=sample, delivery_id=PREVIEW_DELIVERY_ID,  # type: ignore[arg-type]
+                                campaign=None, lifecycle=None, rfm_segment=None)
+        context["contact"] = contact_context(sample)
+        context["coupon"] = lambda pool: "SAMPLE-CODE"  # no database: a placeholder code
+        return render_capped(TEXT_ENV.from_string(raw), context).strip()
+    except Exception:  # noqa: BLE001 - any failure: show the source, plainly marked
+        return f"template: {raw}"
 
 
 @app.command("lint")
@@ -96,10 +126,14 @@ def render_cmd(
     name: str = typer.Argument(..., help="Template name."),
     contact: str = typer.Option(..., "--contact", help="The contact: email, external_id, +phone or #id."),
     campaign: Optional[str] = typer.Option(None, "--campaign", help="Render as this campaign would (UTM tags)."),  # noqa: UP045
-    decoded: bool = typer.Option(False, "--decoded", help="Show the parts decoded instead of the raw message."),
+    raw: bool = typer.Option(False, "--raw", help="Print the exact message (MIME, quoted-printable) instead of its decoded parts."),
+    decoded: bool = typer.Option(True, "--decoded", hidden=True, help="The default: headers and decoded parts."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Show the exact message a contact would get. A dry run: no coupon is taken, nothing is saved."""
+    """Show the message a contact would get: headers and decoded parts (--raw: the exact bytes).
+
+    A dry run: no coupon is taken, nothing is saved.
+    """
     a = get_app(ctx)
     tmpl = load_template(a.settings, name)
     with session_factory(a.ready_engine())() as session:
@@ -113,7 +147,7 @@ def render_cmd(
         if as_json:
             emit_record({"to": out.to, "mail_from": out.mail_from, "subject": out.subject,
                          "message_id": out.message_id, "message": out.data.decode("ascii")}, as_json=True)
-        elif decoded:
+        elif not raw:
             msg = email.message_from_bytes(out.data, policy=policy.default)
             for key, value in msg.items():
                 sys.stdout.write(f"{key}: {value}\n")
