@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -33,10 +33,9 @@ from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, plan_sentence, run_
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
-O = Optional
 
 
-def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,  # type: ignore[no-untyped-def]
+def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
@@ -72,12 +71,12 @@ def register(app: typer.Typer) -> None:
         app.command(name)(fn)
 
 
-def new(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = SegmentOpt, channel: O[Channel] = ChannelOpt,
-        template: O[str] = TemplateOpt, at: O[str] = AtOpt, cron: O[str] = CronOpt, step: list[str] = StepOpt,
-        timezone: O[str] = TzOpt, local_time: O[bool] = LocalOpt, quiet_hours: O[str] = QuietOpt, cap: O[str] = CapOpt,
-        throttle: O[str] = ThrottleOpt, holdout: O[str] = HoldoutOpt, variant: list[str] = VariantOpt,
-        attribution_window: O[str] = WindowOpt, utm_campaign: O[str] = UtmOpt, grace: O[str] = GraceOpt,
-        cost: O[float] = CostOpt, transactional: O[bool] = TransOpt) -> None:
+def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None = SegmentOpt, channel: Channel | None = ChannelOpt,
+        template: str | None = TemplateOpt, at: str | None = AtOpt, cron: str | None = CronOpt, step: list[str] = StepOpt,
+        timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
+        throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
+        attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt, grace: str | None = GraceOpt,
+        cost: float | None = CostOpt, transactional: bool | None = TransOpt) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
@@ -88,12 +87,12 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = S
     ok(f"campaign {name} created ({kind}, {status})" + (": run it with `campaigns send " + name + " --now`" if kind == "manual" else ""))
 
 
-def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = SegmentOpt, channel: O[Channel] = ChannelOpt,
-         template: O[str] = TemplateOpt, at: O[str] = AtOpt, cron: O[str] = CronOpt, step: list[str] = StepOpt,
-         timezone: O[str] = TzOpt, local_time: O[bool] = LocalOpt, quiet_hours: O[str] = QuietOpt, cap: O[str] = CapOpt,
-         throttle: O[str] = ThrottleOpt, holdout: O[str] = HoldoutOpt, variant: list[str] = VariantOpt,
-         attribution_window: O[str] = WindowOpt, utm_campaign: O[str] = UtmOpt, grace: O[str] = GraceOpt,
-         cost: O[float] = CostOpt, transactional: O[bool] = TransOpt) -> None:
+def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None = SegmentOpt, channel: Channel | None = ChannelOpt,
+         template: str | None = TemplateOpt, at: str | None = AtOpt, cron: str | None = CronOpt, step: list[str] = StepOpt,
+         timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
+         throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
+         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt, grace: str | None = GraceOpt,
+         cost: float | None = CostOpt, transactional: bool | None = TransOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
@@ -142,7 +141,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         console.print("No runs yet.")
 
 
-def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: O[str] = typer.Option(None, "--reason")) -> None:
+def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason")) -> None:
     """Stop sending (queued messages wait; nothing is lost)."""
     with get_app(ctx).session() as s:
         set_status(s, name, "pause", reason)
@@ -198,7 +197,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
             emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"],
                       title=f"First {len(preview)} recipients")
         return
-    async def send_now():  # type: ignore[no-untyped-def]
+    async def send_now():
         dispatcher = Dispatcher(a)
         try:
             return await dispatcher.dispatch_once()

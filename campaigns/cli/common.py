@@ -6,7 +6,7 @@ Settings and the database are imported on first use, so help and `--version` sta
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 file_progress = row_progress
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     email = "email"
     sms = "sms"
 

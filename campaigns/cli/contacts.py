@@ -151,7 +151,7 @@ def show_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email,
             state = ledger.current_state(session, c.id, channel)
             record[f"consent_{channel}"] = (state.action or "none") + (" (confirmation pending)" if state.pending else "")
             address = c.email if channel == "email" else c.phone
-            record[f"suppressed_{channel}"] = bool(address) and is_suppressed(session, a.settings, channel, address)
+            record[f"suppressed_{channel}"] = address is not None and is_suppressed(session, a.settings, channel, address)
         count, total = session.execute(
             select(func.count(Purchase.id), func.coalesce(func.sum(Purchase.amount_cents), 0)).where(Purchase.contact_id == c.id)
         ).one()
