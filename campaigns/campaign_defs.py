@@ -179,8 +179,9 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.marketing = not spec.transactional
 
 
-def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec) -> Campaign:
-    """A new campaign, scheduled when it has a schedule (else manual), after all checks pass."""
+def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec, *,
+                    activate: bool = False) -> Campaign:
+    """A new campaign after all checks pass: a draft the daemon ignores, unless `activate`."""
     if not _NAME.match(name):
         raise InputError(f"NAME: '{name}' must be letters, digits, '.', '_' or '-' (up to 100)")
     if session.scalar(select(Campaign.id).where(Campaign.name == name)):
@@ -194,9 +195,10 @@ def create_campaign(session: Session, settings: Settings, name: str, spec: Campa
                  marketing=True, local_time=False, status="draft", created_at=now, updated_at=now)
     _apply(session, settings, c, spec)
     check_ready(session, settings, c)
-    c.status = "scheduled" if c.schedule_kind != "manual" else "draft"
     session.add(c)
     session.flush()
+    if activate:
+        activate_campaign(session, settings, name)
     return c
 
 
@@ -215,8 +217,6 @@ def edit_campaign(session: Session, settings: Settings, name: str, spec: Campaig
         raise ConflictError(f"campaign {name} is {c.status}; create a new one instead")
     _apply(session, settings, c, spec)
     check_ready(session, settings, c)
-    if c.status == "draft" and c.schedule_kind != "manual":
-        c.status = "scheduled"
     c.updated_at = utcnow()
     session.flush()
     return c
@@ -261,3 +261,57 @@ def grace_for(settings: Settings, c: Campaign) -> timedelta:
     """How late a missed firing may still run."""
     return timedelta(seconds=c.grace_seconds) if c.grace_seconds is not None else timedelta(minutes=settings.policy.grace_minutes)
 
+
+
+# The lifecycle: new -> draft -> (activate) -> scheduled -> completed | cancelled.
+# A draft is never planned by the daemon; `campaigns send NAME --now` still sends one on demand.
+
+def activate_campaign(session: Session, settings: Settings, name: str) -> Campaign:
+    """Make a draft live: the daemon plans it from now on. Checks run again first."""
+    c = get_campaign(session, name)
+    if c.status != "draft":
+        raise ConflictError(f"campaign {name} is {c.status}; only a draft can be activated")
+    if c.schedule_kind == "manual":
+        raise InputError(f"campaign {name} has no schedule: give it --at, --cron or --step with "
+                         f"`campaigns edit`, or send it once with `campaigns send {name} --now`")
+    check_ready(session, settings, c)
+    c.status, c.status_reason, c.updated_at = "scheduled", None, utcnow()
+    session.flush()
+    return c
+
+
+def clone_campaign(session: Session, settings: Settings, name: str, new_name: str) -> Campaign:
+    """A draft copy of a campaign's definition (not its runs or messages) under a new name."""
+    src = get_campaign(session, name)
+    if not _NAME.match(new_name):
+        raise InputError(f"NEW: '{new_name}' must be letters, digits, '.', '_' or '-' (up to 100)")
+    if session.scalar(select(Campaign.id).where(Campaign.name == new_name)):
+        raise ConflictError(f"a campaign named {new_name} already exists")
+    now = utcnow()
+    utm = dict(src.utm or {})
+    if utm.get("campaign") == src.name:  # the default utm_campaign follows the name
+        utm["campaign"] = new_name
+    copy = Campaign(
+        name=new_name, channel=src.channel, segment_id=src.segment_id, template_name=src.template_name,
+        variants=list(src.variants or []), schedule_kind=src.schedule_kind, send_at=src.send_at, cron=src.cron,
+        steps=list(src.steps or []), timezone=src.timezone, local_time=src.local_time, quiet_hours=src.quiet_hours,
+        frequency_cap=src.frequency_cap, throttle_per_minute=src.throttle_per_minute, holdout_pct=src.holdout_pct,
+        attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
+        grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, status="draft",
+        created_at=now, updated_at=now)
+    session.add(copy)
+    session.flush()
+    return copy
+
+
+def delete_campaign(session: Session, name: str) -> None:
+    """Delete a draft that never sent anything (a campaign with history is cancelled, not deleted)."""
+    c = get_campaign(session, name)
+    if c.status != "draft":
+        raise ConflictError(f"campaign {name} is {c.status}; only a draft can be deleted "
+                            f"(cancel it with `campaigns cancel {name}` to stop it)")
+    if session.scalar(select(Delivery.id).where(Delivery.campaign_id == c.id).limit(1)) is not None:
+        raise ConflictError(f"campaign {name} has messages in its history; it cannot be deleted "
+                            "(its reports depend on them)")
+    session.delete(c)
+    session.flush()

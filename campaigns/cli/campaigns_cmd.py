@@ -11,7 +11,10 @@ from sqlalchemy import func, select
 
 from campaigns.campaign_defs import (
     CampaignSpec,
+    activate_campaign,
+    clone_campaign,
     create_campaign,
+    delete_campaign,
     describe,
     edit_campaign,
     get_campaign,
@@ -66,8 +69,9 @@ TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional
 
 def register(app: typer.Typer) -> None:
     """Attach the campaign commands to the root app."""
-    for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("pause", pause),
-                     ("resume", resume), ("cancel", cancel), ("send", send)):
+    for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("activate", activate),
+                     ("clone", clone), ("delete", delete), ("pause", pause), ("resume", resume), ("cancel", cancel),
+                     ("send", send)):
         app.command(name)(fn)
 
 
@@ -76,15 +80,25 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
         throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt, grace: str | None = GraceOpt,
-        cost: float | None = CostOpt, transactional: bool | None = TransOpt) -> None:
-    """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual)."""
+        cost: float | None = CostOpt, transactional: bool | None = TransOpt,
+        activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
+    """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
+
+    A new campaign is a draft: the daemon ignores it until `campaigns activate NAME`.
+    """
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional)
     with a.session() as s:
-        c = create_campaign(s, a.settings, name, spec)
+        c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
-    ok(f"campaign {name} created ({kind}, {status})" + (": run it with `campaigns send " + name + " --now`" if kind == "manual" else ""))
+    if kind == "manual":
+        hint = f": send it with `campaigns send {name} --now`"
+    elif status == "draft":
+        hint = f": preview it with `campaigns send {name} --dry-run`, make it live with `campaigns activate {name}`"
+    else:
+        hint = ": the daemon sends it on schedule"
+    ok(f"campaign {name} created ({kind}, {status}){hint}")
 
 
 def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None = SegmentOpt, channel: Channel | None = ChannelOpt,
@@ -139,6 +153,35 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
                   title="Runs")
     else:
         console.print("No runs yet.")
+
+
+def activate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Make a draft campaign live: the daemon starts sending it on its schedule."""
+    a = get_app(ctx)
+    with a.session() as s:
+        c = activate_campaign(s, a.settings, name)
+        when = describe(c)["schedule"]
+    ok(f"campaign {name} is live: the daemon sends it on schedule ({when})")
+
+
+def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW")) -> None:
+    """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
+    a = get_app(ctx)
+    with a.session() as s:
+        clone_campaign(s, a.settings, name, new_name)
+    ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
+
+
+def delete(ctx: typer.Context, name: str = typer.Argument(...),
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete a draft campaign that never sent anything."""
+    a = get_app(ctx)
+    with a.session() as s:
+        get_campaign(s, name)
+        if not yes and not typer.confirm(f"Delete draft campaign {name}?"):
+            raise typer.Abort()
+        delete_campaign(s, name)
+    ok(f"campaign {name} deleted")
 
 
 def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason")) -> None:

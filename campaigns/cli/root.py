@@ -23,10 +23,13 @@ from campaigns.cli.conventions import conventional, escape_help
 # tests/cli/test_help.py checks that this table and the modules agree.
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("setup", "Create the database (or upgrade it to this version) and the secret key file."),
-    "new": ("campaigns_cmd", "Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual)."),
+    "new": ("campaigns_cmd", "Define a campaign (a draft until activated): who, what and when."),
     "list": ("campaigns_cmd", "All campaigns with their status and outbox counts."),
     "show": ("campaigns_cmd", "One campaign: its definition, status (and why), runs and outbox by state."),
     "edit": ("campaigns_cmd", "Change a campaign (the daemon picks the change up within seconds)."),
+    "activate": ("campaigns_cmd", "Make a draft campaign live: the daemon starts sending it on its schedule."),
+    "clone": ("campaigns_cmd", "Copy a campaign's definition under a new name, as a draft."),
+    "delete": ("campaigns_cmd", "Delete a draft campaign that never sent anything."),
     "pause": ("campaigns_cmd", "Stop sending (queued messages wait; nothing is lost)."),
     "resume": ("campaigns_cmd", "Carry on sending."),
     "cancel": ("campaigns_cmd", "Stop for good: queued messages are cancelled."),
