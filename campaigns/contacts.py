@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
+from phonenumbers.timezone import time_zones_for_number
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -57,6 +58,39 @@ def normalise_phone(value: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def timezone_for_phone(e164: str) -> str | None:
+    """The time zone of a phone number when phonenumbers' data names exactly one, else None.
+
+    +1 415 gives America/Los_Angeles and +33 Europe/Paris, while an Australian mobile
+    (eight zones) or +1 800 (non-geographic) give None: the contact keeps no zone and the
+    campaign's (by default the configured one) applies. The library's answer depends on the
+    country and area prefix (at most 9 digits) and the number's type, so answers are cached
+    by the first 9 digits: an import pays the lookup once per area, not once per row.
+    """
+    key = e164[:10]
+    if key not in _ZONE_BY_PREFIX:
+        if len(_ZONE_BY_PREFIX) > 65536:  # bounded: a long-running daemon imports too
+            _ZONE_BY_PREFIX.clear()
+        try:
+            zones = time_zones_for_number(phonenumbers.parse(e164))
+        except phonenumbers.NumberParseException:
+            zones = ()
+        _ZONE_BY_PREFIX[key] = zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
+    return _ZONE_BY_PREFIX[key]
+
+
+_ZONE_BY_PREFIX: dict[str, str | None] = {}
+
+
+def timezone_origin(contact: Contact, default: str) -> str:
+    """Where a contact's send-time zone comes from, as shown by `customers show`."""
+    if contact.timezone is None:
+        return f"none: each campaign's zone applies (by default {default})"
+    if contact.phone and timezone_for_phone(contact.phone) == contact.timezone:
+        return f"{contact.timezone} (matches the phone number's area)"
+    return f"{contact.timezone} (given)"
+
+
 def _attribute_value(raw: str) -> Any:
     if _INT.match(raw):
         return int(raw)
@@ -88,6 +122,7 @@ class ContactData:
     phone: str | None = None
     name: str | None = None
     timezone: str | None = None
+    timezone_from_phone: str | None = None  # used only when the contact has no zone of its own
     locale: str | None = None
     tags: list[str] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +160,8 @@ def parse_row(row: dict[str, str], line: int, settings: Settings) -> ContactData
         except InputError:
             raise RowError(line, "timezone", f"'{row['timezone']}' is not a known IANA time zone (e.g. Europe/Paris)") from None
         data.timezone = row["timezone"]
+    elif data.phone:
+        data.timezone_from_phone = timezone_for_phone(data.phone)
     if row.get("locale"):
         if not _LOCALE.match(row["locale"]):
             raise RowError(line, "locale", f"'{row['locale']}' is not a locale like en or pt-BR")
@@ -244,7 +281,7 @@ def _write_chunk(
         if target is None:
             new_rows.append({
                 "external_id": d.external_id, "email": d.email, "phone": d.phone, "name": d.name,
-                "timezone": d.timezone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
+                "timezone": d.timezone or d.timezone_from_phone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
                 "created_at": now, "updated_at": now, **_hashes(settings, d.email, d.phone),
             })
             new_data.append(d)
@@ -281,6 +318,9 @@ def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any) -> bo
         if value is not None and getattr(contact, name) != value:
             setattr(contact, name, value)
             changed = True
+    if contact.timezone is None and d.timezone_from_phone:
+        contact.timezone = d.timezone_from_phone
+        changed = True
     if d.attributes:
         merged = {**(contact.attributes or {}), **d.attributes}
         if merged != contact.attributes:
@@ -346,8 +386,8 @@ def add_contact(session: Session, settings: Settings, values: dict[str, str]) ->
     now = utcnow()
     contact = Contact(
         external_id=data.external_id, email=data.email, phone=data.phone, name=data.name,
-        timezone=data.timezone, locale=data.locale, attributes=data.attributes, tags=data.tags or [],
-        created_at=now, updated_at=now, **_hashes(settings, data.email, data.phone),
+        timezone=data.timezone or data.timezone_from_phone, locale=data.locale, attributes=data.attributes,
+        tags=data.tags or [], created_at=now, updated_at=now, **_hashes(settings, data.email, data.phone),
     )
     session.add(contact)
     session.flush()
