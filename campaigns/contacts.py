@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from phonenumbers.timezone import time_zones_for_number
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers.timezone import time_zones_for_number
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 

@@ -37,7 +37,6 @@ from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
 
-
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional) -> CampaignSpec:
     return CampaignSpec(
