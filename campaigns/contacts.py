@@ -8,6 +8,7 @@ attribute (whole numbers and decimals are stored as numbers, leading zeros stay 
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -439,3 +440,65 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
     session.execute(update(Delivery).where(Delivery.contact_id == contact.id).values(address=None))
     session.execute(update(Event).where(Event.contact_id == contact.id).values(ip=None, user_agent=None))
     session.flush()
+
+
+def edit_contact(session: Session, settings: Settings, contact: Contact, values: dict[str, str],
+                 unset_attributes: list[str] | None = None) -> bool:
+    """Change a contact's fields and attributes with the import's checks; True when anything changed.
+
+    An email or external_id that belongs to another contact is refused; `unset_attributes`
+    removes attributes by name.
+    """
+    if contact.erased_at is not None:
+        raise ConflictError(f"contact #{contact.id} was erased")
+    merged = {"email": contact.email or "", "phone": contact.phone or "", **values}
+    try:
+        data = parse_row(merged, 0, settings)
+    except RowError as exc:
+        raise InputError(f"--{(exc.field or 'value').replace('_', '-')}: {exc.reason}") from None
+    for column, value in (("external_id", data.external_id), ("email", data.email)):
+        if value and session.scalar(select(Contact.id).where(getattr(Contact, column) == value, Contact.id != contact.id)):
+            raise ConflictError(f"--{column.replace('_', '-')}: {value} belongs to another contact")
+    changed = _apply(settings, contact, data, utcnow())
+    gone = [k for k in unset_attributes or [] if k in (contact.attributes or {})]
+    if gone:
+        contact.attributes = {k: v for k, v in (contact.attributes or {}).items() if k not in gone}
+        contact.updated_at = utcnow()
+        changed = True
+    session.flush()
+    return changed
+
+
+def retag_contact(contact: Contact, add: list[str], remove: list[str]) -> list[str]:
+    """Add and remove tags (sorted, unique); returns the contact's tags."""
+    tags = (set(contact.tags or []) | {t.strip() for t in add if t.strip()}) - {t.strip() for t in remove}
+    if sorted(tags) != sorted(contact.tags or []):
+        contact.tags, contact.updated_at = sorted(tags), utcnow()
+    return list(contact.tags or [])
+
+
+EXPORT_FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale", "tags")
+
+
+def export_contacts(session: Session, out: Any, tag: str | None = None) -> int:
+    """Write contacts (erased ones never) as a CSV `contacts import` reads back; returns the count.
+
+    Attributes become columns after the fields; consent is not exported (it is evidence
+    kept in the ledger, and re-importing a file must not re-grant it).
+    """
+    q = select(Contact).where(Contact.erased_at.is_(None)).order_by(Contact.id)
+    keys: set[str] = set()
+    for attributes in session.scalars(select(Contact.attributes).where(Contact.erased_at.is_(None))):
+        keys.update((attributes or {}).keys())
+    attr_keys = sorted(keys - set(EXPORT_FIELDS))
+    writer = csv.writer(out)
+    writer.writerow([*EXPORT_FIELDS, *attr_keys])
+    count = 0
+    for c in session.scalars(q.execution_options(yield_per=1000)):
+        if tag and tag not in (c.tags or []):
+            continue
+        attrs = c.attributes or {}
+        writer.writerow([c.external_id or "", c.email or "", c.phone or "", c.name or "", c.timezone or "",
+                         c.locale or "", ";".join(c.tags or []), *["" if attrs.get(k) is None else attrs[k] for k in attr_keys]])
+        count += 1
+    return count

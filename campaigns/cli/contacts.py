@@ -23,16 +23,19 @@ from campaigns.cli.common import (
 )
 from campaigns.contacts import (
     add_contact,
+    edit_contact,
     erase_contact,
+    export_contacts,
     find_contact,
     import_contacts,
     list_contacts,
+    retag_contact,
 )
 from campaigns.errors import InputError
 from campaigns.models import Contact, Purchase
 from campaigns.suppression import is_suppressed
 
-app = typer.Typer(help="Import, add, list, show and erase contacts.", no_args_is_help=True)
+app = typer.Typer(help="Import, add, edit, tag, list, show, export and erase contacts.", no_args_is_help=True)
 
 
 def contact_record(contact: Contact) -> dict[str, Any]:
@@ -175,3 +178,82 @@ def erase_cmd(
             raise typer.Abort()
         erase_contact(session, a.settings, c)
     ok(f"erased contact {label}; its addresses stay suppressed")
+
+
+@app.command("edit")
+def edit_cmd(
+    ctx: typer.Context,
+    contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+    email: str | None = typer.Option(None, "--email"),
+    phone: str | None = typer.Option(None, "--phone"),
+    name: str | None = typer.Option(None, "--name"),
+    timezone: str | None = typer.Option(None, "--timezone"),
+    locale: str | None = typer.Option(None, "--locale"),
+    external_id: str | None = typer.Option(None, "--external-id"),
+    attr: list[str] = typer.Option([], "--attr", help="Set an attribute as KEY=VALUE (repeatable)."),
+    unset_attr: list[str] = typer.Option([], "--unset-attr", help="Remove an attribute (repeatable)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change a contact's fields or attributes (consent changes go through `campaigns consent`)."""
+    a = get_app(ctx)
+    values = {k: v for k, v in {"email": email, "phone": phone, "name": name, "timezone": timezone,
+                                "locale": locale, "external_id": external_id}.items() if v is not None}
+    for item in attr:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise InputError(f"--attr: '{item}' is not KEY=VALUE")
+        if key in ("email", "phone", "name", "timezone", "locale", "external_id", "tags", "consent_email", "consent_sms"):
+            raise InputError(f"--attr: '{key}' is a contact field; use --{key.replace('_', '-')}")
+        values[key] = value
+    with a.session() as session:
+        c = find_contact(session, contact, a.settings)
+        changed = edit_contact(session, a.settings, c, values, [k.strip().lower() for k in unset_attr])
+        record = contact_record(c)
+    if as_json:
+        emit_record(record, as_json=True)
+    else:
+        ok(f"contact #{record['id']} {'updated' if changed else 'unchanged'}")
+
+
+@app.command("tag")
+def tag_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+            tags: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to add.")) -> None:
+    """Add tags to a contact."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact, a.settings)
+        now = retag_contact(c, tags, [])
+        label = c.email or c.phone or f"#{c.id}"
+    ok(f"{label} tags: {', '.join(now) or 'none'}")
+
+
+@app.command("untag")
+def untag_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+              tags: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to remove.")) -> None:
+    """Remove tags from a contact."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact, a.settings)
+        now = retag_contact(c, [], tags)
+        label = c.email or c.phone or f"#{c.id}"
+    ok(f"{label} tags: {', '.join(now) or 'none'}")
+
+
+@app.command("export")
+def export_cmd(ctx: typer.Context, file: str = typer.Argument(..., help="Where to write the CSV; - for standard output."),
+               tag: str | None = typer.Option(None, "--tag", help="Only contacts with this tag.")) -> None:
+    """Write contacts as a CSV that `contacts import` reads back (consent stays in the ledger)."""
+    import sys
+
+    a = get_app(ctx)
+    with a.session(write=False) as session:
+        if file == "-":
+            export_contacts(session, sys.stdout, tag)
+            return
+        target = Path(file)
+        tmp = target.with_name(target.name + ".part")
+        with tmp.open("w", newline="", encoding="utf-8") as out:
+            count = export_contacts(session, out, tag)
+        tmp.replace(target)  # never a half-written file under the real name
+    ok(f"wrote {count} contacts to {target}")

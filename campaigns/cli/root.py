@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("setup", "Show and check the configuration."),
     "track": ("track", "The tracking endpoints (opens, clicks, unsubscribes, webhooks)."),
     "bounces": ("track", "Bounce and complaint reports."),
-    "contacts": ("contacts", "Import, add, list, show and erase contacts."),
+    "contacts": ("contacts", "Import, add, edit, tag, list, show, export and erase contacts."),
     "consent": ("consent", "The consent ledger: grant, revoke, confirm (double opt-in), history."),
     "suppress": ("suppress", "Addresses never to be messaged: add, list, remove."),
     "purchases": ("purchases", "Orders: import and list."),
