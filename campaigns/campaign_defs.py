@@ -53,6 +53,8 @@ class CampaignSpec:
     variants: list[str] = field(default_factory=list)
     attribution_window: str | None = None
     utm_campaign: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
     grace: str | None = None
     cost_per_message: float | None = None
     transactional: bool | None = None
@@ -169,6 +171,9 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.attribution_window_seconds = int(parse_duration(spec.attribution_window, "--attribution-window").total_seconds())
     if spec.utm_campaign is not None:
         c.utm = {**(c.utm or {}), "campaign": spec.utm_campaign}
+    for key, value in (("source", spec.utm_source), ("medium", spec.utm_medium)):
+        if value is not None:
+            c.utm = {**(c.utm or {}), key: value}
     if spec.grace is not None:
         c.grace_seconds = int(parse_duration(spec.grace, "--grace").total_seconds())
     if spec.cost_per_message is not None:
@@ -177,6 +182,13 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.cost_per_message = spec.cost_per_message
     if spec.transactional is not None:
         c.marketing = not spec.transactional
+
+
+def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
+    """utm_source and utm_medium for a channel from [tracking] (empty values are left out of links)."""
+    t = settings.tracking
+    source, medium = (t.utm_source_sms, t.utm_medium_sms) if channel == "sms" else (t.utm_source_email, t.utm_medium_email)
+    return {"source": source, "medium": medium}
 
 
 def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec, *,
@@ -194,6 +206,7 @@ def create_campaign(session: Session, settings: Settings, name: str, spec: Campa
                  attribution_window_seconds=int(parse_duration(settings.policy.attribution_window).total_seconds()),
                  marketing=True, local_time=False, status="draft", created_at=now, updated_at=now)
     _apply(session, settings, c, spec)
+    c.utm = {**utm_defaults(settings, c.channel), **c.utm}  # what the marketer gave wins
     check_ready(session, settings, c)
     session.add(c)
     session.flush()
@@ -215,7 +228,12 @@ def edit_campaign(session: Session, settings: Settings, name: str, spec: Campaig
     c = get_campaign(session, name)
     if c.status in ("cancelled", "completed"):
         raise ConflictError(f"campaign {name} is {c.status}; create a new one instead")
+    old_defaults = utm_defaults(settings, c.channel)
     _apply(session, settings, c, spec)
+    new_defaults = utm_defaults(settings, c.channel)
+    if new_defaults != old_defaults:  # a new channel: its defaults replace the old channel's, not the marketer's own
+        c.utm = {**c.utm, **{k: v for k, v in new_defaults.items() if c.utm.get(k) == old_defaults.get(k)
+                             and getattr(spec, f"utm_{k}") is None}}
     check_ready(session, settings, c)
     c.updated_at = utcnow()
     session.flush()

@@ -84,6 +84,7 @@ class SendingSettings(_Section):
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = 1.0
+    postal_address: str = ""  # the sender's postal address, in every marketing email's footer
 
 
 class SmtpSettings(_Section):
@@ -94,6 +95,9 @@ class SmtpSettings(_Section):
     security: Literal["none", "starttls", "tls"] = "none"
     pool_size: int = 8
     timeout_seconds: float = 30.0
+    helo_name: str = ""  # the name we give in EHLO; empty: this machine's fully qualified name
+    ca_file: str = ""  # PEM CA bundle to trust (a private CA) instead of the system's
+    server_name: str = ""  # the name the server's certificate must carry; empty: host
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
@@ -118,6 +122,10 @@ class TrackingSettings(_Section):
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
+    utm_source_email: str = "newsletter"  # utm_source and utm_medium added to links, per channel
+    utm_medium_email: str = "email"
+    utm_source_sms: str = "sms"
+    utm_medium_sms: str = "sms"
 
 
 class PolicySettings(_Section):

@@ -38,12 +38,13 @@ from campaigns.timespec import utcnow
 
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
-          variant, attribution_window, utm_campaign, grace, cost, transactional) -> CampaignSpec:
+          variant, attribution_window, utm_campaign, grace, cost, transactional,
+          utm_source=None, utm_medium=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
-        utm_campaign=utm_campaign, grace=grace, cost_per_message=cost, transactional=transactional)
+        utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -61,6 +62,8 @@ HoldoutOpt = typer.Option(None, "--holdout", help="A stable random share never s
 VariantOpt = typer.Option([], "--variant", help="A/B variant NAME:TEMPLATE:WEIGHT (repeatable).")
 WindowOpt = typer.Option(None, "--attribution-window", help="Credit purchases this long after sending, e.g. 7d.")
 UtmOpt = typer.Option(None, "--utm-campaign", help="utm_campaign added to links (default: the name).")
+UtmSourceOpt = typer.Option(None, "--utm-source", help="utm_source added to links (default from [tracking]).")
+UtmMediumOpt = typer.Option(None, "--utm-medium", help="utm_medium added to links (default from [tracking]).")
 GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when this recent, e.g. 2h.")
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
@@ -78,7 +81,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         template: str | None = TemplateOpt, at: str | None = AtOpt, cron: str | None = CronOpt, step: list[str] = StepOpt,
         timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
         throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
-        attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt, grace: str | None = GraceOpt,
+        attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
+        utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
         cost: float | None = CostOpt, transactional: bool | None = TransOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
@@ -87,7 +91,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     """
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
-                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional)
+                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
+                 utm_source, utm_medium)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -104,12 +109,14 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          template: str | None = TemplateOpt, at: str | None = AtOpt, cron: str | None = CronOpt, step: list[str] = StepOpt,
          timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
          throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
-         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt, grace: str | None = GraceOpt,
+         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
+         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
          cost: float | None = CostOpt, transactional: bool | None = TransOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
-                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional)
+                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
+                 utm_source, utm_medium)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
