@@ -333,3 +333,17 @@ def delete_campaign(session: Session, name: str) -> None:
                             "(its reports depend on them)")
     session.delete(c)
     session.flush()
+
+
+def last_transport_error(session: Session, campaign_id: int) -> tuple[str, Any] | None:
+    """The latest error a transport gave for one of the campaign's messages, and when, or None.
+
+    A TLS or login failure leaves messages waiting for a retry; this is what `show`,
+    `status` and `send --now` print so the cause is not only in the database.
+    """
+    row = session.execute(
+        select(Delivery.error, Delivery.updated_at)
+        .where(Delivery.campaign_id == campaign_id, Delivery.error.is_not(None),
+               Delivery.state.in_(("retry_wait", "failed", "unknown")))
+        .order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(1)).first()
+    return (str(row[0]), row[1]) if row else None

@@ -18,6 +18,7 @@ from campaigns.campaign_defs import (
     describe,
     edit_campaign,
     get_campaign,
+    last_transport_error,
     set_status,
 )
 from campaigns.cli.common import (
@@ -32,7 +33,7 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, plan_sentence, run_row
+from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
@@ -148,6 +149,8 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
         record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "counts": r.counts}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
+        error = last_transport_error(s, c.id)
+        record["last_error"] = f"{error[0]} (at {cell(error[1])})" if error else None
     if as_json:
         emit_record(record, as_json=True)
         return
@@ -228,6 +231,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
         if c.status in ("cancelled", "paused", "completed"):
             from campaigns.errors import ConflictError
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
+        campaign_id = c.id
         result = plan_firing(s, a.settings, c, at.replace(microsecond=0), at)
         preview = [{"contact": email or phone, "variant": d.variant, "template": d.template_name,
                     "due_at": d.due_at, "holdout": d.is_holdout}
@@ -257,11 +261,16 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     with a.session() as s:
         waiting = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0
+        error = last_transport_error(s, campaign_id)
     summary["sent"] = dict(stats.counts)
     summary["waiting"] = waiting
+    summary["last_error"] = error[0] if error else None
     if as_json:
         emit_record(summary, as_json=True)
         return
     ok(f"{name}: planned for {plan_sentence(result.counts)}; just now: {counted(dict(stats.counts), OUTCOME_WORDS) or 'nothing was due'}")
-    if waiting:
+    if waiting and stats.counts.get("retry_wait"):
+        warn(f"{waiting} messages wait for a retry (the daemon retries them); the transport said: "
+             f"{error[0] if error else 'no reason recorded'}")
+    elif waiting:
         warn(f"{waiting} messages are due later (recipients' quiet hours or throttle): the daemon sends them")

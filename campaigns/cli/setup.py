@@ -75,12 +75,26 @@ def config_check(ctx: typer.Context) -> None:
     """Validate the settings, the secret key and the database connection."""
     a = get_app(ctx)
     a.settings.signing_key  # noqa: B018 - raises a clear error when there is no key
+    for problem in sending_problems(a.settings):
+        raise ConfigError(problem)
     signer = dkim_signing.signer(a.settings)
     a.ready_engine()
     ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")
     if signer is not None:
         ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} "
            "(`campaigns config dkim` prints the DNS record)")
+
+
+def sending_problems(settings: Settings) -> list[str]:
+    """What real sending needs and the config lacks, each naming its key."""
+    problems = []
+    if settings.sending.transport == "smtp" and not settings.sending.postal_address.strip():
+        problems.append("[sending] postal_address is empty: marketing email over smtp must carry the sender's "
+                        "postal address (CAN-SPAM; templates show it in the footer)")
+    ca_file = settings.smtp.ca_file
+    if ca_file and not settings.path(ca_file).is_file():
+        problems.append(f"[smtp] ca_file: {settings.path(ca_file)} does not exist")
+    return problems
 
 
 @config_app.command("dkim")
