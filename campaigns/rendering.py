@@ -182,12 +182,13 @@ def build_context(
         "lifecycle": lifecycle, "rfm_segment": rfm_segment,
         "unsubscribe_url": links.unsubscribe_url(settings, delivery_id),
         "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
+        "postal_address": settings.sending.postal_address,
         "now": utcnow(), "coupon": coupon,
     }
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
-                             "unsubscribe_url", "sender", "now", "coupon"})
+                             "unsubscribe_url", "sender", "now", "coupon", "postal_address"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 
