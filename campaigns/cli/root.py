@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "purchases": ("purchases", "Orders: import and list."),
     "segments": ("segments", "Segments: named filters over contacts, consent and purchases."),
     "customers": ("customers", "Customer value: RFM segments, lifecycle stages, the loyalty matrix."),
-    "templates": ("templates", "Message templates: list, lint, render a preview, send a test."),
+    "templates": ("templates", "Message templates: list, lint, check, render a preview, send a test."),
     "coupons": ("coupons", "Coupon pools: import codes, see how many are left."),
 }
 

@@ -12,6 +12,7 @@ from typing import Optional
 
 import aiosmtplib
 import typer
+from rich.markup import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,7 +44,7 @@ from campaigns.templates_store import (
 )
 from campaigns.timespec import utcnow
 
-app = typer.Typer(help="Message templates: list, lint, render a preview, send a test.", no_args_is_help=True)
+app = typer.Typer(help="Message templates: list, lint, check, render a preview, send a test.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -228,3 +229,52 @@ def send_test_cmd(
             session.rollback()
     where = _deliver_test(a.settings, name, out)
     ok(f"test of '{name}' sent to {to} ({where})")
+
+
+@app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Template name (an email)."),
+    contact: Optional[str] = typer.Option(None, "--contact", help="Render for this contact (default: a test recipient)."),  # noqa: UP045
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deliverability of an email: SpamAssassin score, images against text, alt text, Gmail's 102 KB clip.
+
+    The score comes from `spamassassin -L -t` (local tests, no DKIM) when it is installed.
+    Exit 1 when something needs fixing.
+    """
+    from campaigns.template_check import GMAIL_CLIP_BYTES, check_message
+
+    a = get_app(ctx)
+    tmpl = load_template(a.settings, name)
+    if tmpl.channel != "email":
+        raise InputError(f"template {name} is an SMS; check looks at emails")
+    with session_factory(a.ready_engine())() as session:
+        try:
+            person, camp = _contact_and_campaign(session, contact, None, a.settings)
+            if not person.email:
+                person.email = "test@example.com"
+            out = render_delivery(session, a.settings, tmpl, contact=person, delivery_id=PREVIEW_DELIVERY_ID,
+                                  campaign=camp)
+        finally:
+            session.rollback()
+    assert isinstance(out, RenderedEmail)
+    report = check_message(out.data)
+    record = {"template": name, "spam_score": report.spam_score, "spam_rules": report.spam_rules,
+              "html_bytes": report.html_bytes, "words": report.words, "images": report.images,
+              "images_without_alt": report.missing_alt, "problems": report.problems}
+    if as_json:
+        print_json(record)
+    else:
+        score = ("not checked (install Debian's spamassassin)" if report.spam_score is None
+                 else f"{report.spam_score:.1f}" + (f" ({', '.join(report.spam_rules)})" if report.spam_rules else ""))
+        emit_record({"spamassassin score": score,
+                     "html size": f"{report.html_bytes / 1024:.1f} KB of Gmail's {GMAIL_CLIP_BYTES // 1024} KB",
+                     "text and images": f"{report.words} words, {report.images} images",
+                     "images without alt": len(report.missing_alt)}, title=f"Template {name}")
+        for problem in report.problems:
+            err_console.print(f"[red]problem:[/red] {escape(problem)}", soft_wrap=True)
+        if not report.problems:
+            ok(f"{name}: ready to send")
+    if report.problems:
+        raise typer.Exit(1)
