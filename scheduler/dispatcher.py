@@ -38,6 +38,13 @@ from campaigns.rendering import (
 )
 from campaigns.templates_store import MessageTemplate, load_template
 from campaigns.timespec import utcnow
+from campaigns.vocab import (
+    CampaignStatus,
+    Channel,
+    DeliveryState,
+    EventType,
+    SuppressionReason,
+)
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult, make_channels
 from scheduler.dkim_pool import DkimPool
 from scheduler.outbox import (
@@ -53,17 +60,17 @@ from scheduler.outbox import (
 # The database is unreachable (restarting, network): wait for it rather than lose outcomes.
 DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger("campaigns.dispatcher")
-IN_FLIGHT = ("claimed", "sending")  # rows this worker holds; outcomes are written only over these
+IN_FLIGHT = (DeliveryState.CLAIMED, DeliveryState.SENDING)  # rows this worker holds; outcomes are written only over these
 MAX_BACKOFF = timedelta(hours=6)
 RATES_RESYNC_SECONDS = 30.0  # auto-pause counts: read from the database at most this often per campaign
 _DELIVERY = Delivery.__table__
 # Built once: they run between every two waves.
 _SENT = (update(_DELIVERY)
          .where(_DELIVERY.c.id == bindparam("row_id"), or_(*(_DELIVERY.c.state == st for st in IN_FLIGHT)))
-         .values(state="sent", sent_at=bindparam("at", type_=_DELIVERY.c.sent_at.type), provider_message_id=bindparam("pid"),
+         .values(state=DeliveryState.SENT, sent_at=bindparam("at", type_=_DELIVERY.c.sent_at.type), provider_message_id=bindparam("pid"),
                  error=None, lease_until=None, updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
 _MARK_SENDING = (update(_DELIVERY)
-                 .where(_DELIVERY.c.id.in_(bindparam("ids", expanding=True)), _DELIVERY.c.state == "claimed")
+                 .where(_DELIVERY.c.id.in_(bindparam("ids", expanding=True)), _DELIVERY.c.state == DeliveryState.CLAIMED)
                  .values(state="sending", updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
 
 
@@ -357,7 +364,7 @@ class Dispatcher:
         d = table.c
         conn = session.connection()
         for row, reason in render_failures:
-            conn.execute(update(table).where(d.id == row.id).values(state="failed", error=reason[:500], lease_until=None, updated_at=now))
+            conn.execute(update(table).where(d.id == row.id).values(state=DeliveryState.FAILED, error=reason[:500], lease_until=None, updated_at=now))
             stats.counts["failed"] += 1
             written[(row.campaign_id, "failed")] += 1
         for row, result in results:
@@ -366,40 +373,40 @@ class Dispatcher:
             if outcome == "transient":
                 too_old = now - row.created_at > timedelta(hours=s.max_retry_age_hours)
                 if row.attempts >= s.max_attempts or too_old:
-                    values.update(state="failed", error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
-                    outcome = "failed"
+                    values.update(state=DeliveryState.FAILED, error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
+                    outcome = DeliveryState.FAILED
                 else:
-                    values.update(state="retry_wait", due_at=now + backoff(s.retry_base_seconds, row.attempts, self._rng))
-                    outcome = "retry_wait"
+                    values.update(state=DeliveryState.RETRY_WAIT, due_at=now + backoff(s.retry_base_seconds, row.attempts, self._rng))
+                    outcome = DeliveryState.RETRY_WAIT
             elif outcome == "hard_bounce":
-                values.update(state="failed")
+                values.update(state=DeliveryState.FAILED)
                 self._hard_bounce(session, row, result, now)
             elif outcome == "policy":
                 # The server refuses us, not this address: hold the campaign, requeue the row.
-                values.update(state="queued", attempts=d.attempts - 1)
-                conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in(("cancelled",)))
-                             .values(status="paused", status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
+                values.update(state=DeliveryState.QUEUED, attempts=d.attempts - 1)
+                conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in((CampaignStatus.CANCELLED,)))
+                             .values(status=CampaignStatus.PAUSED, status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
             elif outcome == "unknown":
-                values.update(state="unknown")
+                values.update(state=DeliveryState.UNKNOWN)
             elif outcome == "suppressed":
-                values.update(state="suppressed", attempts=d.attempts - 1)
+                values.update(state=DeliveryState.SUPPRESSED, attempts=d.attempts - 1)
             elif outcome == "released":  # never handed over (the campaign was refused mid-batch)
-                values.update(state="queued", attempts=d.attempts - 1)
+                values.update(state=DeliveryState.QUEUED, attempts=d.attempts - 1)
             else:
-                values.update(state="failed")
+                values.update(state=DeliveryState.FAILED)
             conn.execute(update(table).where(d.id == row.id, d.state.in_(IN_FLIGHT)).values(**values))
             stats.counts[outcome] += 1
-            if values.get("state") in ("failed", "unknown"):
+            if values.get("state") in (DeliveryState.FAILED, DeliveryState.UNKNOWN):
                 written[(row.campaign_id, values["state"])] += 1
             if outcome == "hard_bounce":
                 written[(row.campaign_id, "bounce")] += 1
 
     def _hard_bounce(self, session: Session, row: Claimed, result: SendResult, now: datetime) -> None:
         contact = session.get(Contact, row.contact_id)
-        address = contact and (contact.email if row.channel == "email" else contact.phone)
+        address = contact and (contact.email if row.channel == Channel.EMAIL else contact.phone)
         if address:
-            suppression.add(session, self.settings, row.channel, address, "hard_bounce", note=result.detail)
-        session.add(Event(delivery_id=row.id, campaign_id=row.campaign_id, contact_id=row.contact_id, type="bounce",
+            suppression.add(session, self.settings, row.channel, address, SuppressionReason.HARD_BOUNCE, note=result.detail)
+        session.add(Event(delivery_id=row.id, campaign_id=row.campaign_id, contact_id=row.contact_id, type=EventType.BOUNCE,
                           occurred_at=now, dedup_key=f"bounce:sync:{row.id}", data={"detail": result.detail, "hard": True}))
         session.flush()
 
@@ -417,9 +424,9 @@ class Dispatcher:
         if rates is None or time.monotonic() - rates["synced"] > RATES_RESYNC_SECONDS:
             d = Delivery.__table__.c
             counts = dict(conn.execute(select(d.state, func.count()).where(
-                d.campaign_id == campaign_id, d.state.in_(("sent", "failed", "unknown"))).group_by(d.state)).all())
+                d.campaign_id == campaign_id, d.state.in_((DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.UNKNOWN))).group_by(d.state)).all())
             bounces = conn.execute(select(func.count()).select_from(Event.__table__).where(
-                Event.campaign_id == campaign_id, Event.type == "bounce")).scalar_one()
+                Event.campaign_id == campaign_id, Event.type == EventType.BOUNCE)).scalar_one()
             # Read inside this transaction, after its writes: `written` is already counted.
             rates = self._rates[campaign_id] = {"synced": time.monotonic(), "bounce": bounces,
                                                 **{k: counts.get(k, 0) for k in ("sent", "failed", "unknown")}}
@@ -437,8 +444,8 @@ class Dispatcher:
         elif failure_rate > s.auto_pause_failure_rate:
             reason = f"auto-paused: failure rate {failure_rate:.1%} passed {s.auto_pause_failure_rate:.1%}"
         if reason:
-            paused = conn.execute(update(Campaign.__table__).where(Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "draft")))
-                                  .values(status="paused", status_reason=reason, updated_at=now))
+            paused = conn.execute(update(Campaign.__table__).where(Campaign.id == campaign_id, Campaign.status.in_((CampaignStatus.SCHEDULED, CampaignStatus.DRAFT)))
+                                  .values(status=CampaignStatus.PAUSED, status_reason=reason, updated_at=now))
             if paused.rowcount:
                 log.warning("campaign #%s %s", campaign_id, reason)
                 self._paused_now.add(campaign_id)
