@@ -19,7 +19,7 @@ from collections import Counter
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -56,12 +56,12 @@ from scheduler.outbox import (
     watermarks,
     write_transaction,
 )
+from scheduler.outcomes import RetryPolicy, backoff, decide, draw_jitter
 
 # The database is unreachable (restarting, network): wait for it rather than lose outcomes.
 DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger("campaigns.dispatcher")
 IN_FLIGHT = (DeliveryState.CLAIMED, DeliveryState.SENDING)  # rows this worker holds; outcomes are written only over these
-MAX_BACKOFF = timedelta(hours=6)
 RATES_RESYNC_SECONDS = 30.0  # auto-pause counts: read from the database at most this often per campaign
 _DELIVERY = Delivery.__table__
 # Built once: they run between every two waves.
@@ -86,12 +86,6 @@ class DispatchStats:
     @property
     def claimed(self) -> int:
         return sum(self.counts.values())
-
-
-def backoff(settings_base: float, attempts: int, rng: random.Random) -> timedelta:
-    """Exponential backoff with jitter: base * 2^(attempts-1), times 0.5..1.5, capped at 6 h."""
-    seconds = settings_base * (2 ** max(0, attempts - 1)) * rng.uniform(0.5, 1.5)
-    return min(timedelta(seconds=seconds), MAX_BACKOFF)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -359,7 +353,6 @@ class Dispatcher:
                        render_failures: list[tuple[Claimed, str]], now: datetime, stats: DispatchStats,
                        written: Counter[tuple[int, str]]) -> None:
         """Every outcome but `sent`; counts what moves the auto-pause rates into `written`."""
-        s = self.settings.sending
         table = Delivery.__table__
         d = table.c
         conn = session.connection()
@@ -367,38 +360,26 @@ class Dispatcher:
             conn.execute(update(table).where(d.id == row.id).values(state=DeliveryState.FAILED, error=reason[:500], lease_until=None, updated_at=now))
             stats.counts["failed"] += 1
             written[(row.campaign_id, "failed")] += 1
+        policy = RetryPolicy.from_settings(self.settings.sending)
         for row, result in results:
-            outcome = result.outcome
-            values: dict = {"lease_until": None, "updated_at": now, "error": result.detail}  # type: ignore[type-arg]
-            if outcome == "transient":
-                too_old = now - row.created_at > timedelta(hours=s.max_retry_age_hours)
-                if row.attempts >= s.max_attempts or too_old:
-                    values.update(state=DeliveryState.FAILED, error=f"gave up after {row.attempts} attempts: {result.detail}"[:500])
-                    outcome = DeliveryState.FAILED
-                else:
-                    values.update(state=DeliveryState.RETRY_WAIT, due_at=now + backoff(s.retry_base_seconds, row.attempts, self._rng))
-                    outcome = DeliveryState.RETRY_WAIT
-            elif outcome == "hard_bounce":
-                values.update(state=DeliveryState.FAILED)
+            decision = decide(result.outcome, result.detail, attempts=row.attempts, age=now - row.created_at, now=now,
+                              policy=policy, jitter=draw_jitter(self._rng))
+            rule = decision.rule
+            values: dict = {"lease_until": None, "updated_at": now, "error": decision.error, "state": rule.state}  # type: ignore[type-arg]
+            if decision.due_at is not None:
+                values["due_at"] = decision.due_at
+            if rule.refund_attempt:
+                values["attempts"] = d.attempts - 1
+            if rule.suppress_address:
                 self._hard_bounce(session, row, result, now)
-            elif outcome == "policy":
-                # The server refuses us, not this address: hold the campaign, requeue the row.
-                values.update(state=DeliveryState.QUEUED, attempts=d.attempts - 1)
+            if rule.pause_campaign:
                 conn.execute(update(Campaign.__table__).where(Campaign.id == row.campaign_id, Campaign.status.not_in((CampaignStatus.CANCELLED,)))
                              .values(status=CampaignStatus.PAUSED, status_reason=f"paused: the {row.channel} provider refused us ({result.detail})"[:500], updated_at=now))
-            elif outcome == "unknown":
-                values.update(state=DeliveryState.UNKNOWN)
-            elif outcome == "suppressed":
-                values.update(state=DeliveryState.SUPPRESSED, attempts=d.attempts - 1)
-            elif outcome == "released":  # never handed over (the campaign was refused mid-batch)
-                values.update(state=DeliveryState.QUEUED, attempts=d.attempts - 1)
-            else:
-                values.update(state=DeliveryState.FAILED)
             conn.execute(update(table).where(d.id == row.id, d.state.in_(IN_FLIGHT)).values(**values))
-            stats.counts[outcome] += 1
-            if values.get("state") in (DeliveryState.FAILED, DeliveryState.UNKNOWN):
-                written[(row.campaign_id, values["state"])] += 1
-            if outcome == "hard_bounce":
+            stats.counts[decision.counted_as] += 1
+            if rule.state in (DeliveryState.FAILED, DeliveryState.UNKNOWN):
+                written[(row.campaign_id, rule.state)] += 1
+            if rule.suppress_address:
                 written[(row.campaign_id, "bounce")] += 1
 
     def _hard_bounce(self, session: Session, row: Claimed, result: SendResult, now: datetime) -> None:
