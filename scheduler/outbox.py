@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
     exists,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from campaigns.config import Settings
 from campaigns.consent import consented_contacts
@@ -33,7 +36,15 @@ from campaigns.db import is_sqlite
 from campaigns.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
 from campaigns.vocab import CampaignStatus, Channel, DeliveryState
 
+_DELIVERY = cast(Table, Delivery.__table__)
 HALTED = (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
+# The database is unreachable (restarting, network): wait for it rather than lose outcomes.
+DB_DOWN = (OperationalError, InterfaceError)
+
+
+def first_line(exc: BaseException) -> str:
+    """A driver error's first line (they run to many lines of SQL and parameters)."""
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         # due order and the LIMIT stops the scan. `state IN (...)` made the database collect
         # and sort every due row on each claim (EXPLAIN: USE TEMP B-TREE FOR ORDER BY), a
         # cost per claim that grows with the audience.
-        rows = []
+        rows: list[Any] = []
         for state in (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT):
             q = (select(d.id, d.campaign_id, d.contact_id, d.channel, d.step, d.template_name, d.lifecycle_stage,
                         d.rfm_segment, d.attempts, d.created_at, d.due_at)
@@ -86,11 +97,11 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         allowed = still_allowed(conn, settings, rows, now)
         lost = [r.id for r in rows if r.id not in allowed]
         if lost:
-            conn.execute(update(Delivery.__table__).where(d.id.in_(lost)).values(
+            conn.execute(update(_DELIVERY).where(d.id.in_(lost)).values(
                 state=DeliveryState.SUPPRESSED, error="consent revoked or address suppressed before sending", updated_at=now))
         mine = [r for r in rows if r.id in allowed]
         if mine:
-            conn.execute(update(Delivery.__table__).where(d.id.in_([r.id for r in mine])).values(
+            conn.execute(update(_DELIVERY).where(d.id.in_([r.id for r in mine])).values(
                 state=DeliveryState.CLAIMED, attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
                 lease_until=now + timedelta(seconds=settings.sending.lease_seconds)))
     return [Claimed(r.id, r.campaign_id, r.contact_id, r.channel, r.step, r.template_name, r.lifecycle_stage,
@@ -122,9 +133,9 @@ def expire_leases(engine: Engine, settings: Settings, now: datetime) -> int:
     target = {"state": DeliveryState.QUEUED, "error": "lease expired; re-sent (resend_unknown is on)"} if settings.sending.resend_unknown \
         else {"state": DeliveryState.UNKNOWN, "error": "lease expired while sending: it may or may not have been delivered"}
     with write_transaction(engine) as conn:
-        conn.execute(update(Delivery.__table__).where(d.state == DeliveryState.CLAIMED, d.lease_until < now).values(
+        conn.execute(update(_DELIVERY).where(d.state == DeliveryState.CLAIMED, d.lease_until < now).values(
             state=DeliveryState.QUEUED, attempts=d.attempts - 1, error="lease expired before hand-over; queued again", updated_at=now))
-        result = conn.execute(update(Delivery.__table__).where(d.state == DeliveryState.SENDING, d.lease_until < now)
+        result = conn.execute(update(_DELIVERY).where(d.state == DeliveryState.SENDING, d.lease_until < now)
                               .values(**target, updated_at=now))
         return result.rowcount or 0
 

@@ -20,7 +20,7 @@ from scheduler.channels import Outcome
 
 # A row the dispatcher never handed over (its campaign was paused mid-batch): not a
 # transport outcome, so it is not in the channels' `Outcome`.
-RELEASED = "released"
+RELEASED: Literal["released"] = "released"
 Decidable = Outcome | Literal["released"]
 MAX_BACKOFF = timedelta(hours=6)
 
@@ -99,8 +99,8 @@ def decide(outcome: Decidable, detail: str | None, *, attempts: int, age: timede
     """
     if outcome == "transient":
         if attempts >= policy.max_attempts or age > policy.max_retry_age:
-            return Decision(GIVE_UP, DeliveryState.FAILED, f"gave up after {attempts} attempts: {detail}"[:500])
-        return Decision(TABLE["transient"], DeliveryState.RETRY_WAIT, detail,
+            return Decision(GIVE_UP, DeliveryState.FAILED.value, f"gave up after {attempts} attempts: {detail}"[:500])
+        return Decision(TABLE["transient"], DeliveryState.RETRY_WAIT.value, detail,
                         now + backoff(policy.retry_base_seconds, attempts, jitter))
     rule = TABLE.get(outcome)
     if rule is None:

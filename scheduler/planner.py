@@ -30,11 +30,11 @@ from campaigns.models import (
 )
 from campaigns.segments import members_query, profiles
 from campaigns.timespec import parse_cap, parse_clock_range, utcnow
-from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason
+from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
 from scheduler.firings import local_clock_for
 from scheduler.sendtime import due_time, push_out_of_quiet, throttle, zone
 
-SKIP_REASONS = tuple(SkipReason)
+SKIP_REASONS = values(SkipReason)  # plain strings: they are the keys of the stored, printed counts
 COUNTED_STATES = (DeliveryState.QUEUED, DeliveryState.CLAIMED, DeliveryState.SENDING, DeliveryState.SENT,
                   DeliveryState.RETRY_WAIT, DeliveryState.UNKNOWN)
 BATCH = 5000
