@@ -20,21 +20,19 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    and_,
     bindparam,
     exists,
     func,
-    or_,
     select,
     update,
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from campaigns.config import Settings
-from campaigns.consent import consented_contacts
 from campaigns.db import is_sqlite
+from campaigns.messageable import messageable_ids, suppression_matches_contact
 from campaigns.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
-from campaigns.vocab import CampaignStatus, Channel, DeliveryState
+from campaigns.vocab import CampaignStatus, DeliveryState
 
 _DELIVERY = cast(Table, Delivery.__table__)
 HALTED = (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
@@ -112,15 +110,9 @@ def still_allowed(conn: Connection, settings: Settings, rows: list, now: datetim
     """Ids of rows whose contact may still be messaged on the row's channel."""
     allowed: set[int] = set()
     for channel in {r.channel for r in rows}:
-        ids = [r.contact_id for r in rows if r.channel == channel]
-        digest = Contact.email_hash if channel == Channel.EMAIL else Contact.phone_hash
-        ok = set(conn.scalars(
-            select(Contact.id).where(
-                Contact.id.in_(ids), Contact.erased_at.is_(None), digest.is_not(None),
-                # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
-                # grow with the audience.
-                Contact.id.in_(consented_contacts(channel, settings.consent.double_opt_in, now, contact_ids=ids)),
-                ~exists().where(and_(Suppression.channel == channel, Suppression.address_hash == digest)))))
+        # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
+        # grow with the audience.
+        ok = messageable_ids(conn, settings, channel, {r.contact_id for r in rows if r.channel == channel}, now)
         allowed.update(r.id for r in rows if r.channel == channel and r.contact_id in ok)
     return allowed
 
@@ -156,9 +148,7 @@ def watermarks(conn: Connection) -> tuple[int, int]:
 
 # Built once: it runs before every wave.
 _CHANGED = select(ConsentEvent.contact_id).where(ConsentEvent.id > bindparam("consent_mark")).union(
-    select(Contact.id).join(Suppression, or_(
-        and_(Suppression.channel == Channel.EMAIL, Suppression.address_hash == Contact.email_hash),
-        and_(Suppression.channel == Channel.SMS, Suppression.address_hash == Contact.phone_hash)))
+    select(Contact.id).join(Suppression, suppression_matches_contact())
     .where(Suppression.id > bindparam("suppression_mark")))
 
 

@@ -18,15 +18,14 @@ from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import messageable
 from campaigns.config import Settings
-from campaigns.consent import consented_contacts
 from campaigns.models import (
     Campaign,
     CampaignRun,
     Contact,
     Delivery,
     DripEnrollment,
-    Suppression,
 )
 from campaigns.segments import members_query, profiles
 from campaigns.timespec import parse_cap, parse_clock_range, utcnow
@@ -82,11 +81,10 @@ def _address_column(channel: str):  # type: ignore[no-untyped-def]
 def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):  # type: ignore[no-untyped-def]
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
-    address, digest = _address_column(c.channel)
-    consent_ok = Contact.id.in_(consented_contacts(c.channel, settings.consent.double_opt_in, now))
-    suppressed = exists().where(Suppression.channel == c.channel, Suppression.address_hash == digest)
-    q = select(Contact.id, address, Contact.timezone, consent_ok.label("consent"), suppressed.label("suppressed")) \
-        .where(Contact.id.in_(select(members.c.id)), Contact.erased_at.is_(None))
+    address, _digest = _address_column(c.channel)
+    may = messageable.rule(c.channel, settings.consent.double_opt_in, now)  # its parts name the skip reasons
+    q = select(Contact.id, address, Contact.timezone, may.consented.label("consent"), may.suppressed.label("suppressed")) \
+        .where(Contact.id.in_(select(members.c.id)), may.not_erased)
     if exclude_enrolled:
         q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
     return session.execute(q.order_by(Contact.id))
