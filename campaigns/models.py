@@ -55,7 +55,7 @@ _naming = MetaData(naming_convention={
 
 class Base(DeclarativeBase):
     metadata = _naming
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 - read once by SQLAlchemy
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

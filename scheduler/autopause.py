@@ -42,7 +42,7 @@ class AutoPause:
         rates = self._rates.get(campaign_id)
         if rates is None or time.monotonic() - rates["synced"] > RATES_RESYNC_SECONDS:
             d = Delivery.__table__.c
-            counts: dict[str, int] = dict(conn.execute(select(d.state, func.count()).where(  # type: ignore[arg-type]
+            counts: dict[str, int] = dict(conn.execute(select(d.state, func.count()).where(
                 d.campaign_id == campaign_id, d.state.in_(COUNTED)).group_by(d.state)).all())
             bounces = conn.execute(select(func.count()).select_from(Event.__table__).where(
                 Event.campaign_id == campaign_id, Event.type == EventType.BOUNCE)).scalar_one()

@@ -95,7 +95,7 @@ class Dispatcher:
             while not stop.is_set():
                 try:
                     stats = await self.dispatch_once()
-                except Exception as exc:  # noqa: BLE001 - the database went away: wait and try again
+                except Exception as exc:  # the database went away: wait and try again
                     log.warning("dispatch paused: %s: %s", type(exc).__name__, first_line(exc))
                     stats = DispatchStats()
                     await asyncio.sleep(min(5.0, self.settings.sending.poll_seconds * 3))

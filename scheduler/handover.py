@@ -62,11 +62,11 @@ class Handover:
                     message = replace(message, data=signed)
             except BrokenProcessPool as exc:  # a signing process died: nothing was handed over
                 return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
-            except Exception as exc:  # noqa: BLE001 - dkimpy refused this message
+            except Exception as exc:  # dkimpy refused this message
                 return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
         try:
             return row, await self.channels[row.channel].send(message)
-        except Exception as exc:  # noqa: BLE001 - a transport bug must not lose the row
+        except Exception as exc:  # a transport bug must not lose the row
             return row, SendResult("unknown", None, f"{type(exc).__name__}: {exc}"[:300])
 
     async def run(self, messages: Rendered, failures: Failures, now: datetime, marks: tuple[int, int],

@@ -106,7 +106,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
                     r.rfm_segment, r.attempts + 1, r.created_at) for r in mine]
 
 
-def still_allowed(conn: Connection, settings: Settings, rows: list, now: datetime) -> set[int]:  # type: ignore[type-arg]
+def still_allowed(conn: Connection, settings: Settings, rows: list[Any], now: datetime) -> set[int]:
     """Ids of rows whose contact may still be messaged on the row's channel."""
     allowed: set[int] = set()
     for channel in {r.channel for r in rows}:

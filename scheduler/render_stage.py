@@ -79,7 +79,7 @@ class RenderStage:
                         raise
                     failed.append((row, f"render: {type(exc).__name__}: {first_line(exc)}"))
                     continue
-                except Exception as exc:  # noqa: BLE001 - a bug rendering one row must not hold the others
+                except Exception as exc:  # a bug rendering one row must not hold the others
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
                     continue
                 if isinstance(rendered, RenderedEmail):
