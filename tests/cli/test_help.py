@@ -101,7 +101,9 @@ def test_version_and_help_import_nothing_heavy(tmp_path: Path) -> None:
 def test_shell_completion_installs_and_completes(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
     env["HOME"] = str(tmp_path)
-    env["SHELL"] = "/bin/bash"
+    # Typer's own switch: name the shell instead of detecting the parent process's (which
+    # depends on how the tests were started).
+    env["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
     exe = [sys.executable, "-m", "campaigns"]
     done = subprocess.run([*exe, "--install-completion", "bash"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
