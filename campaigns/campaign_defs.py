@@ -226,8 +226,8 @@ def get_campaign(session: Session, name: str) -> Campaign:
 def edit_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec) -> Campaign:
     """Change a campaign; the result must pass the same checks as a new one."""
     c = get_campaign(session, name)
-    if c.status in ("cancelled", "completed"):
-        raise ConflictError(f"campaign {name} is {c.status}; create a new one instead")
+    if c.status in ("cancelled", "completed", "archived"):
+        raise ConflictError(f"campaign {name} is {c.status}; copy it with `campaigns clone {name} NEW` instead")
     old_defaults = utm_defaults(settings, c.channel)
     _apply(session, settings, c, spec)
     new_defaults = utm_defaults(settings, c.channel)
@@ -347,3 +347,14 @@ def last_transport_error(session: Session, campaign_id: int) -> tuple[str, Any] 
                Delivery.state.in_(("retry_wait", "failed", "unknown")))
         .order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(1)).first()
     return (str(row[0]), row[1]) if row else None
+
+
+def archive_campaign(session: Session, name: str) -> Campaign:
+    """Put a finished (completed or cancelled) campaign away: hidden from `list`, its reports kept."""
+    c = get_campaign(session, name)
+    if c.status not in ("completed", "cancelled"):
+        raise ConflictError(f"campaign {name} is {c.status}; only a completed or cancelled campaign can be archived"
+                            + (f" (cancel it first with `campaigns cancel {name}`)" if c.status in ("scheduled", "paused", "draft") else ""))
+    c.status, c.updated_at = "archived", utcnow()
+    session.flush()
+    return c

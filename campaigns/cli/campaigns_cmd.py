@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from campaigns.campaign_defs import (
     CampaignSpec,
     activate_campaign,
+    archive_campaign,
     clone_campaign,
     create_campaign,
     delete_campaign,
@@ -73,7 +74,7 @@ TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional
 def register(app: typer.Typer) -> None:
     """Attach the campaign commands to the root app."""
     for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("activate", activate),
-                     ("clone", clone), ("delete", delete), ("pause", pause), ("resume", resume), ("cancel", cancel),
+                     ("clone", clone), ("delete", delete), ("archive", archive), ("pause", pause), ("resume", resume), ("cancel", cancel),
                      ("send", send)):
         app.command(name)(fn)
 
@@ -123,15 +124,17 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
     ok(f"campaign {name} updated")
 
 
-def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
-    """All campaigns with their status and outbox counts."""
+def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+             show_all: bool = typer.Option(False, "--all", help="Include archived campaigns.")) -> None:
+    """All campaigns with their status and outbox counts (archived ones with --all)."""
     a = get_app(ctx)
     with a.session() as s:
         counts: dict[int, dict[str, int]] = {}
         for cid, state, n in s.execute(select(Delivery.campaign_id, Delivery.state, func.count()).group_by(Delivery.campaign_id, Delivery.state)):
             counts.setdefault(cid, {})[state] = n
         rows = []
-        for c in s.scalars(select(Campaign).order_by(Campaign.id)):
+        q = select(Campaign).order_by(Campaign.id)
+        for c in s.scalars(q if show_all else q.where(Campaign.status != "archived")):
             d = describe(c)
             by_state = counts.get(c.id, {})
             rows.append({**d, "sent": by_state.get("sent", 0), "queued": by_state.get("queued", 0) + by_state.get("retry_wait", 0),
@@ -193,6 +196,13 @@ def delete(ctx: typer.Context, name: str = typer.Argument(...),
     ok(f"campaign {name} deleted")
 
 
+def archive(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Archive a finished (completed or cancelled) campaign: hidden from `list`, its reports kept."""
+    with get_app(ctx).session() as s:
+        archive_campaign(s, name)
+    ok(f"campaign {name} archived (see it with `campaigns list --all`; copy it with `campaigns clone`)")
+
+
 def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason")) -> None:
     """Stop sending (queued messages wait; nothing is lost)."""
     with get_app(ctx).session() as s:
@@ -228,7 +238,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     at = utcnow()
     with a.session() as s:
         c = get_campaign(s, name)
-        if c.status in ("cancelled", "paused", "completed"):
+        if c.status in ("cancelled", "paused", "completed", "archived"):
             from campaigns.errors import ConflictError
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
         campaign_id = c.id

@@ -51,7 +51,8 @@ def contact_record(contact: Contact) -> dict[str, Any]:
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV with a header: email, phone, name, timezone, locale, external_id, tags, consent_email, consent_sms; other columns become attributes."),
+    file: Path = typer.Argument(..., help="CSV with a header: email, phone, name, timezone, locale, external_id, tags, "
+                                          "consent_email, consent_sms; other columns become attributes."),
     consent: list[Channel] = typer.Option([], "--consent", help="Record consent on this channel for every row (repeatable)."),
     source: str | None = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),
     consent_text: str | None = typer.Option(None, "--consent-text", help="The consent wording or its version."),

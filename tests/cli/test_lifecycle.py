@@ -94,3 +94,20 @@ def test_delete_removes_a_draft_but_never_one_with_history(shop) -> None:
                 "--at", "2030-01-01 09:00", "--activate").exit_code == 0
     r = shop("delete", "live", "--yes")
     assert r.exit_code == 1 and "only a draft can be deleted" in r.stderr
+
+
+def test_archive_puts_a_finished_campaign_away(shop) -> None:
+    assert shop("new", "old", "--segment", "all", "--channel", "email", "--template", "welcome",
+                "--at", "2030-01-01 09:00", "--activate").exit_code == 0
+    r = shop("archive", "old")
+    assert r.exit_code == 1 and "cancel it first" in r.stderr
+    assert shop("cancel", "old").exit_code == 0
+    r = shop("archive", "old")
+    assert r.exit_code == 0, r.output
+    assert [c["name"] for c in json.loads(shop("list", "--json").stdout)] == []
+    listed = json.loads(shop("list", "--all", "--json").stdout)
+    assert [(c["name"], c["status"]) for c in listed] == [("old", "archived")]
+    for args in (("send", "old", "--now"), ("edit", "old", "--holdout", "5%"), ("resume", "old")):
+        r = shop(*args)
+        assert r.exit_code == 1 and "archived" in r.stderr, args
+    assert shop("clone", "old", "old-again").exit_code == 0  # last year's campaign, again
