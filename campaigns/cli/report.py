@@ -108,20 +108,29 @@ def _print_campaign(data: dict[str, Any]) -> None:
         {"step": "clicked (unique)", "count": f["clicked"], "rate": _pct(r["click_rate"])},
         {"step": "unsubscribed", "count": f["unsubscribed"], "rate": _pct(r["unsubscribe_rate"])},
         {"step": "complaints", "count": f["complaints"], "rate": ""},
-        {"step": "converted", "count": f["converted"], "rate": _pct(r["conversion_rate"])},
-        {"step": "revenue", "count": f"{f['revenue']:,.2f}", "rate": ""},
+        {"step": "converted (attributed)", "count": f["converted"], "rate": _pct(r["conversion_rate"])},
+        {"step": "revenue (attributed)", "count": f"{f['revenue']:,.2f}", "rate": ""},
         {"step": "revenue per recipient", "count": "–" if f["revenue_per_recipient"] is None else f"{f['revenue_per_recipient']:,.2f}", "rate": ""},
     ]
     if f["cost"] is not None:
-        rows += [{"step": "cost", "count": f"{f['cost']:,.2f}", "rate": ""}, {"step": "ROI", "count": _pct(f["roi"]), "rate": ""}]
+        roi_ci = "" if not f["roi_ci95"] else f"95% interval {_pct(f['roi_ci95'][0])} to {_pct(f['roi_ci95'][1])}"
+        rows += [{"step": "cost", "count": f"{f['cost']:,.2f}", "rate": ""},
+                 {"step": "ROI (incremental revenue vs holdout)", "count": _pct(f["roi"]) if f["roi"] is not None else "– (no holdout)",
+                  "rate": roi_ci},
+                 {"step": "ROI on attributed revenue (credit, not causal)", "count": _pct(f["roi_attributed"]), "rate": ""}]
     emit_rows(rows, ["step", "count", "rate"], title="Funnel")
     t, h = lf["treated"], lf["holdout"]
     lift_rows = [{"group": "treated", "contacts": t["contacts"], "converters": t["converters"], "rate": _pct(t["rate"]), "revenue": t["revenue"]},
                  {"group": "holdout", "contacts": h["contacts"], "converters": h["converters"], "rate": _pct(h["rate"]), "revenue": h["revenue"]}]
     emit_rows(lift_rows, ["group", "contacts", "converters", "rate", "revenue"], title="Lift against the holdout")
     if lf["ci95"]:
+        rel_lo, rel_hi = lf["relative_ci95"]
+        rev_lo, rev_hi = lf["incremental_revenue_ci95"]
         console.print(f"absolute lift {lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to "
-                      f"{lf['ci95'][1] * 100:+.2f}); relative {_pct(lf['relative'])}; incremental revenue {lf['incremental_revenue']:,.2f}")
+                      f"{lf['ci95'][1] * 100:+.2f}); relative {_pct(lf['relative'])} (95% interval {_pct(rel_lo)} to "
+                      f"{'unbounded' if rel_hi is None else _pct(rel_hi)}); incremental revenue {lf['incremental_revenue']:,.2f} "
+                      f"(95% interval {rev_lo:,.2f} to {rev_hi:,.2f})")
+        console.print(f"smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} points")
     console.print(f"[bold]verdict:[/bold] {lf['verdict']}")
     for key, title in (("by_variant", "By variant"), ("by_lifecycle", "By lifecycle stage at send"), ("by_rfm_segment", "By RFM segment at send")):
         if data[key] and not (len(data[key]) == 1 and data[key][0]["group"] is None):

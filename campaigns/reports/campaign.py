@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import distinct, func, select
@@ -18,6 +18,7 @@ from campaigns.models import (
     Purchase,
 )
 from campaigns.reports.stats import Group, lift, ratio
+from campaigns.timespec import utcnow
 
 SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
 
@@ -36,8 +37,12 @@ def _deliveries_with(session: Session, c: Campaign, kind: str, machine: bool | N
     return session.scalar(q) or 0
 
 
-def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[str, Any]:
-    """Funnel, rates, lift, breakdowns and timeline for one campaign."""
+def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
+    """Funnel, rates, lift, breakdowns and timeline for one campaign.
+
+    The funnel's converted and revenue are attributed (credit, campaigns/attribution.py);
+    the lift compares intention-to-treat groups and never reads the credit.
+    """
     d = Delivery
     states = dict(session.execute(select(d.state, func.count()).where(d.campaign_id == c.id).group_by(d.state)).all())
     runs = list(session.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id)))
@@ -53,11 +58,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
     a = Attribution
     treated_conv, treated_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
                                                 .where(a.campaign_id == c.id, a.is_holdout.is_(False))).one()
-    hold_conv, hold_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
-                                          .where(a.campaign_id == c.id, a.is_holdout.is_(True))).one()
     treated_n = session.scalar(select(func.count(distinct(d.contact_id))).where(d.campaign_id == c.id, d.state == "sent")) or 0
-    holdout_n = session.scalar(select(func.count(distinct(d.contact_id))).where(d.campaign_id == c.id, d.is_holdout.is_(True))) or 0
-    treated_rev, hold_rev = int(treated_rev), int(hold_rev)
+    treated_rev = int(treated_rev)
     revenue = treated_rev / 100
     per_message = c.cost_per_message if c.cost_per_message is not None else (
         settings.sending.cost_per_sms if c.channel == "sms" else settings.sending.cost_per_email)
@@ -70,8 +72,13 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
         "opened_machine_only": any_open - opened, "clicked": clicked, "unsubscribed": unsubscribed,
         "complaints": complaints, "converted": treated_conv, "revenue": revenue,
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
-        "roi": (revenue - cost) / cost if cost else None,
+        "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
+    lf = lift(*_itt_groups(session, c, now or utcnow()))
+    if cost and lf["incremental_revenue"] is not None:
+        # What the campaign caused (the holdout says), not what attribution credited it with.
+        funnel["roi"] = (lf["incremental_revenue"] - cost) / cost
+        funnel["roi_ci95"] = [(v - cost) / cost for v in lf["incremental_revenue_ci95"]]
     rates = {
         "delivery_rate": ratio(funnel["delivered"], sent), "open_rate": ratio(opened, funnel["delivered"]),
         "click_rate": ratio(clicked, funnel["delivered"]), "click_to_open": ratio(clicked, opened),
@@ -81,10 +88,41 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
         "campaign": {"name": c.name, "channel": c.channel, "status": c.status, "status_reason": c.status_reason,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
-        "lift": lift(Group(treated_n, treated_conv, treated_rev / 100), Group(holdout_n, hold_conv, hold_rev / 100)),
+        "lift": lf,
         "by_variant": _breakdown(session, c, d.variant), "by_lifecycle": _breakdown(session, c, d.lifecycle_stage),
         "by_rfm_segment": _breakdown(session, c, d.rfm_segment), "timeline": _timeline(session, c),
     }
+
+
+def _itt_groups(session: Session, c: Campaign, now: datetime) -> tuple[Group, Group]:
+    """Intention-to-treat groups: every contact assigned to be sent (treated) or held out.
+
+    A contact's clock starts at each of their deliveries in this campaign: the send time,
+    or the due time for a held-out contact (and for an assigned one the send never
+    reached). They convert when any purchase falls inside the campaign's window after one
+    of those times, whatever other campaigns did; their revenue is the sum of those
+    purchases. Attribution (credit) plays no part here.
+    """
+    d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
+    start = func.coalesce(d.sent_at, d.due_at)
+    clocks: dict[int, tuple[bool, list[datetime]]] = {}
+    for contact_id, held, at in session.execute(select(d.contact_id, d.is_holdout, start)
+                                                .where(d.campaign_id == c.id, start <= now)):
+        clocks.setdefault(contact_id, (bool(held), []))[1].append(at)
+    first = (select(d.contact_id, func.min(start).label("first_at")).where(d.campaign_id == c.id, start <= now)
+             .group_by(d.contact_id).subquery())
+    spent: dict[int, int] = {}
+    for contact_id, occurred_at, cents in session.execute(
+            select(Purchase.contact_id, Purchase.occurred_at, Purchase.amount_cents)
+            .join(first, first.c.contact_id == Purchase.contact_id).where(Purchase.occurred_at >= first.c.first_at)):
+        if any(t <= occurred_at <= t + window for t in clocks[contact_id][1]):
+            spent[contact_id] = spent.get(contact_id, 0) + int(cents)
+    out = []
+    for held in (False, True):
+        members = [cid for cid, (h, _) in clocks.items() if h is held]
+        buyers = tuple(spent[cid] / 100 for cid in members if cid in spent)
+        out.append(Group(len(members), len(buyers), sum(spent[cid] for cid in members if cid in spent) / 100, buyers))
+    return out[0], out[1]
 
 
 def _breakdown(session: Session, c: Campaign, column: Any) -> list[dict[str, Any]]:
@@ -121,7 +159,9 @@ def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for kind in ("open", "click"):
         b = _bucket(session, Event.occurred_at, unit)
-        for at, n in session.execute(select(b, func.count()).where(Event.campaign_id == c.id, Event.type == kind,
+        # One per delivery per bucket, like the funnel: a pixel fetched 1,000 times by
+        # rotating User-Agents is one open, not 1,000.
+        for at, n in session.execute(select(b, func.count(distinct(Event.delivery_id))).where(Event.campaign_id == c.id, Event.type == kind,
                                                                   Event.is_machine.is_(False)).group_by(b)):
             rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})["opens" if kind == "open" else "clicks"] = n
     b = _bucket(session, Purchase.occurred_at, unit)
