@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from campaigns.config import Settings
 from campaigns.models import Contact, Purchase
 from campaigns.segments import metrics
-from campaigns.segments.rfm import SEGMENT_NAMES, segment_name
+from campaigns.segments.rfm import SEGMENT_NAMES, SORT_KEYS, first_rows, segment_name
 from campaigns.timespec import utcnow
 
 IN_CHUNK = 5000  # ids per IN list (well under SQLite's and PostgreSQL's parameter limits)
@@ -73,17 +73,19 @@ def scored_query(settings: Settings, at: datetime) -> Any:
 class Population:
     """What a buyer's scores depend on besides their own figures, read once per call.
 
-    Scores rise with the value, so `score >= s` exactly when the value reaches the
-    smallest value that scored s or more: these breakpoints come from the same SQL
-    window functions the filters use.
+    Scores rise along each score's sort (rfm.SORT_KEYS: the value, then the tie-break),
+    so `score >= s` exactly when a buyer's sort key reaches that of the first buyer who
+    scored s: these breakpoints come from the same SQL window functions the filters use.
     """
 
-    breakpoints: dict[str, list[Any]]  # r (last_at), f (orders), m (total), abc (total): for score 2..5 / A, B
+    # r, f, m: sort-key tuples of the first buyer with score 2..5 (None when no one has it);
+    # abc: the smallest totals of classes A and A-or-B
+    breakpoints: dict[str, list[Any]]
     median_orders: float | None
     median_total: float | None
 
     def score(self, key: str, value: Any) -> int:
-        """The 1-5 score of a buyer's value."""
+        """The 1-5 score of a buyer's sort key (r, f, m) or total (abc)."""
         return 1 + sum(1 for bp in self.breakpoints[key] if bp is not None and value >= bp)
 
 
@@ -100,15 +102,27 @@ def population(session: Session, at: datetime) -> Population:
         at_k = [func.max(case((rank <= k, value))) for k in middle]
         return (at_k[0] + at_k[1]) / 2.0
 
-    cols = [least(c.last_at, c.r >= s) for s in range(2, 6)]
-    cols += [least(c.orders, c.f >= s) for s in range(2, 6)]
-    cols += [least(c.total, c.m >= s) for s in range(2, 6)]
-    cols += [least(c.total, c.abc == "A"), least(c.total, c.abc.in_(("A", "B")))]
-    cols += [median(c.rank_orders, c.orders), median(c.rank_total, c.total)]
+    cols = [least(c.total, c.abc == "A"), least(c.total, c.abc.in_(("A", "B")))]
+    cols += [median(c.rank_orders, c.orders), median(c.rank_total, c.total), func.count()]
     row = list(session.execute(select(*cols)).one())
-    return Population(
-        {"r": row[0:4], "f": row[4:8], "m": row[8:12], "abc": row[12:14]},
-        None if row[14] is None else float(row[14]), None if row[15] is None else float(row[15]))
+    firsts = first_rows(int(row[4]))
+    points: dict[str, list[Any]] = {k: [None] * 4 for k in SORT_KEYS}
+    if firsts:
+        wanted = list(firsts.values())
+        q = select(c.row_r, c.row_f, c.row_m, c.contact_id, c.last_at, c.orders, c.total).where(
+            c.row_r.in_(wanted) | c.row_f.in_(wanted) | c.row_m.in_(wanted))
+        for hit in session.execute(q):
+            for key in SORT_KEYS:
+                for s, first in firsts.items():
+                    if getattr(hit, f"row_{key}") == first:
+                        points[key][s - 2] = sort_key(key, hit)
+    return Population({**points, "abc": row[0:2]},
+                      None if row[2] is None else float(row[2]), None if row[3] is None else float(row[3]))
+
+
+def sort_key(score: str, row: Any) -> tuple[Any, ...]:
+    """A buyer's place in the sort of score r, f or m (rfm.SORT_KEYS), from a row with those figures."""
+    return tuple(int(getattr(row, k) or 0) if k in ("orders", "total") else getattr(row, k) for k in SORT_KEYS[score])
 
 
 def _epoch(value: datetime) -> int:
@@ -145,7 +159,7 @@ def _loyalty(orders: int, total: int, pop: Population, settings: Settings) -> st
 
 def _profile(row: Any, pop: Population, settings: Settings, at: datetime) -> CustomerProfile:
     orders, total = int(row.orders), int(row.total or 0)
-    r, f, m = pop.score("r", row.last_at), pop.score("f", orders), pop.score("m", total)
+    r, f, m = (pop.score(k, sort_key(k, row)) for k in ("r", "f", "m"))
     a_min, b_min = pop.breakpoints["abc"]
     abc = "A" if a_min is not None and total >= a_min else "B" if b_min is not None and total >= b_min else "C"
     tenure = max(_epoch(at) - _epoch(row.first_at), metrics.YEAR)

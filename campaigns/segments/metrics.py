@@ -26,7 +26,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from campaigns.config import Settings
 from campaigns.models import Purchase
-from campaigns.segments.rfm import quintile, segment_case
+from campaigns.segments.rfm import quintile, score_row, segment_case
 from campaigns.segments.sqlfuncs import epoch
 
 DAY = 86400.0
@@ -41,7 +41,8 @@ ABC_CLASSES = ("A", "B", "C")
 BASE_COLUMNS = ("orders", "total", "first_at", "last_at")
 # what each derived figure reads from the per-buyer aggregates
 READS = {
-    "r": ("last_at",), "f": ("orders",), "m": ("total",),
+    # a score sorts by its value and breaks ties by the other two figures (rfm.SORT_KEYS)
+    "r": ("last_at", "orders", "total"), "f": ("last_at", "orders", "total"), "m": ("last_at", "orders", "total"),
     "score": ("last_at", "orders", "total"), "segment": ("last_at", "orders", "total"),
     "lifecycle": ("orders", "first_at", "last_at"), "loyalty": ("orders", "total"),
     "clv": ("total", "first_at"), "abc": ("total",),
@@ -103,9 +104,9 @@ def buyers(at: datetime, needs: Needs) -> Subquery:
         return base
     cols: list[Any] = list(base.c)
     # each score is one sort of the buyers, so compute only those asked for
-    for score, value in (("r", "last_at"), ("f", "orders"), ("m", "total")):
+    for score in ("r", "f", "m"):
         if score in needs.scores:
-            cols.append(quintile(base.c[value]).label(score))
+            cols.append(quintile(base.c, score).label(score))
     if needs.abc:
         # Revenue of buyers who spent strictly more = all revenue - revenue of those who spent
         # at most as much (the default frame includes ties), so equal spenders share a class.
@@ -117,6 +118,7 @@ def buyers(at: datetime, needs: Needs) -> Subquery:
         # same windows as the scores: the database sorts once for both
         cols += [func.rank().over(order_by=base.c.orders).label("rank_orders"),
                  func.rank().over(order_by=base.c.total).label("rank_total"), func.count().over().label("n")]
+        cols += [score_row(base.c, score).label(f"row_{score}") for score in ("r", "f", "m")]
     return select(*cols).subquery("scored")
 
 

@@ -110,12 +110,13 @@ def test_sql_segment_mapping_equals_the_python_grid(app):
                     assert sql == segment_name(r, f, m), (r, f, m)
 
 
-def test_quintiles_give_tied_values_the_same_score(app):
-    """Twenty buyers with 1, 1, 1, 1, 1, 1, 2, 2, ... orders: the six single buyers all score F=1."""
+def test_quintiles_are_equal_sized_and_ties_are_broken_by_spend_then_id(app):
+    """Twenty buyers with 1 x6, 2 x4, 3 x5, 4 x5 orders. Ranked with ties sharing the lowest
+    rank the scores were 1 x6, 2 x4, 3 x5, 4 x5 and no 5 at all; now each score holds four.
+    The single-order buyers spent 600, 500, ... 100: the two biggest spenders take F=2."""
     from datetime import timedelta
 
     from campaigns.models import Purchase
-
     counts = [1] * 6 + [2] * 4 + [3] * 5 + [4] * 5
     with app.session() as s:
         ids = []
@@ -125,12 +126,15 @@ def test_quintiles_give_tied_values_the_same_score(app):
             s.flush()
             ids.append(c.id)
             for k in range(n):
-                s.add(Purchase(order_id=f"t{i}-{k}", contact_id=c.id, amount_cents=100, currency="USD",
-                               occurred_at=AT - timedelta(days=k + 1)))
+                s.add(Purchase(order_id=f"t{i}-{k}", contact_id=c.id, amount_cents=(600 - 100 * i) if n == 1 else 100,
+                               currency="USD", occurred_at=AT - timedelta(days=k + 1)))
     with app.session() as s:
         got = profiles(s, app.settings, ids, AT)
-    # ranks: 1s rank 1 -> F1; 2s rank 7 -> 1 + 30//20 = 2; 3s rank 11 -> 1 + 50//20 = 3; 4s rank 16 -> 1 + 75//20 = 4
-    assert [got[i].f for i in ids] == [1] * 6 + [2] * 4 + [3] * 5 + [4] * 5
+        in_sql = {f: len(list(s.scalars(select(Contact.id).where(compile_where(f"rfm.f = {f}", app.settings, AT)))))
+                  for f in range(1, 6)}
+    # sorted by (orders, total, last purchase, id): rows 1-4 score 1, 5-8 score 2, ... 17-20 score 5
+    assert [got[i].f for i in ids] == [2, 2, 1, 1, 1, 1] + [2, 2, 3, 3] + [3, 3, 4, 4, 4] + [4, 5, 5, 5, 5]
+    assert in_sql == {1: 4, 2: 4, 3: 4, 4: 4, 5: 4}
 
 
 def test_equal_spenders_share_an_abc_class(app):
