@@ -157,8 +157,17 @@ class LifecycleSettings(_Section):
 
 
 class LoyaltySettings(_Section):
-    frequency_cutoff: float = 0.0  # 0 = the median over buyers
-    monetary_cutoff: float = 0.0  # 0 = the median over buyers
+    frequency_cutoff: float = 0.0  # 0 = the median over the period's buyers
+    monetary_cutoff: float = 0.0  # 0 = the median over the period's buyers
+    period: str = "365d"  # orders and spend are counted over this period before the date
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        _checked(parse_duration, v)
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError(f"'{v}' must be longer than zero")
+        return v
 
 
 class Settings(BaseModel):

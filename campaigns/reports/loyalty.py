@@ -73,7 +73,8 @@ def _period_of(session: Session, column: Any, period: str) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return func.to_char(column, pg)
     if period == "quarter":
-        return func.strftime("%Y", column) + "-Q" + func.cast((func.cast(func.strftime("%m", column), _int()) + 2) / 3, _text())
+        # floor division: SQLAlchemy's "/" on integers is true division (2025-Q1.333...)
+        return func.strftime("%Y", column) + "-Q" + func.cast((func.cast(func.strftime("%m", column), _int()) + 2) // 3, _text())
     return func.strftime(lite, column)
 
 

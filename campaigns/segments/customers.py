@@ -89,21 +89,16 @@ class Population:
         return 1 + sum(1 for bp in self.breakpoints[key] if bp is not None and value >= bp)
 
 
-def population(session: Session, at: datetime) -> Population:
+def population(session: Session, settings: Settings, at: datetime) -> Population:
     """One query over all buyers: score breakpoints, ABC thresholds and the medians."""
     c = metrics.buyers(at, metrics.Needs(frozenset(metrics.BASE_COLUMNS), frozenset("rfm"), True, True)).c
-    middle = ((c.n + 1) // 2, (c.n + 2) // 2)  # 1-based positions of the middle one or two
+    secs = metrics.period_seconds(settings)
 
     def least(value: Any, cond: Any) -> Any:
         return func.min(case((cond, value)))
 
-    def median(rank: Any, value: Any) -> Any:
-        # the value at sorted position k is the largest whose rank (ties: lowest) is <= k
-        at_k = [func.max(case((rank <= k, value))) for k in middle]
-        return (at_k[0] + at_k[1]) / 2.0
-
     cols = [least(c.total, c.abc == "A"), least(c.total, c.abc.in_(("A", "B")))]
-    cols += [median(c.rank_orders, c.orders), median(c.rank_total, c.total), func.count()]
+    cols += [metrics.median_of(f"orders_{secs}", at), metrics.median_of(f"total_{secs}", at), func.count()]
     row = list(session.execute(select(*cols)).one())
     firsts = first_rows(int(row[4]))
     points: dict[str, list[Any]] = {k: [None] * 4 for k in SORT_KEYS}
@@ -148,6 +143,7 @@ def lifecycle_stage(orders: int, first_at: datetime, last_at: datetime, at: date
 
 
 def _loyalty(orders: int, total: int, pop: Population, settings: Settings) -> str:
+    """The loyalty rule of metrics.loyalty for one buyer's orders and spend in the period."""
     cfg = settings.loyalty
     freq = cfg.frequency_cutoff if cfg.frequency_cutoff > 0 else pop.median_orders
     money = cfg.monetary_cutoff * 100 if cfg.monetary_cutoff > 0 else pop.median_total
@@ -167,7 +163,7 @@ def _profile(row: Any, pop: Population, settings: Settings, at: datetime) -> Cus
         contact_id=row.contact_id, orders=orders, total_cents=total, first_at=row.first_at, last_at=row.last_at,
         aov_cents=round(total / orders), r=r, f=f, m=m, rfm_score=f"{r}{f}{m}", rfm_segment=segment_name(r, f, m),
         lifecycle=lifecycle_stage(orders, row.first_at, row.last_at, at, settings),
-        loyalty=_loyalty(orders, total, pop, settings),
+        loyalty=_loyalty(int(row.period_orders or 0), int(row.period_total or 0), pop, settings),
         clv_cents=round(total * metrics.CLV_YEARS * metrics.YEAR / tenure), abc=abc,
     )
 
@@ -185,12 +181,15 @@ def profiles(
     out: dict[int, CustomerProfile] = {}
     if not wanted:
         return out
-    pop = population(session, at)
+    pop = population(session, settings, at)
     p = Purchase
+    inside = p.occurred_at > at - timedelta(seconds=metrics.period_seconds(settings))
     for start in range(0, len(wanted), IN_CHUNK):
         chunk = wanted[start:start + IN_CHUNK]
         q = (select(p.contact_id, func.count().label("orders"), func.sum(p.amount_cents).label("total"),
-                    func.min(p.occurred_at).label("first_at"), func.max(p.occurred_at).label("last_at"))
+                    func.min(p.occurred_at).label("first_at"), func.max(p.occurred_at).label("last_at"),
+                    func.sum(case((inside, 1), else_=0)).label("period_orders"),
+                    func.sum(case((inside, p.amount_cents), else_=0)).label("period_total"))
              .where(p.contact_id.in_(chunk), p.occurred_at <= at).group_by(p.contact_id))
         for row in session.execute(q):
             out[row.contact_id] = _profile(row, pop, settings, at)

@@ -7,8 +7,10 @@ Rules (docs/segments.md explains them to marketers):
   longer than `lapsed_days`; at risk when silent longer than `at_risk_multiplier` times
   the contact's usual interval between orders (at least one day), or, with fewer than
   `min_purchases_for_interval` orders, longer than `at_risk_days`; otherwise active.
-- loyalty: frequent when orders > the frequency cut-off, high value when total > the
-  monetary cut-off; cut-offs are the medians over buyers unless configured.
+- loyalty: over the `[loyalty] period` before the date (default 365 days), frequent when
+  the period's orders > the frequency cut-off, high value when the period's spend > the
+  monetary cut-off; cut-offs are the medians over the buyers who bought in the period
+  unless configured. A buyer silent for the whole period is a stranger.
 - CLV: total spent * CLV_YEARS / max(tenure in years, 1): the customer's yearly run rate,
   projected over CLV_YEARS (a first-year customer is projected from what they spent).
 - ABC: A when the buyers who spent more than this one bring under 80% of all revenue,
@@ -28,6 +30,7 @@ from campaigns.config import Settings
 from campaigns.models import Purchase
 from campaigns.segments.rfm import quintile, score_row, segment_case
 from campaigns.segments.sqlfuncs import epoch
+from campaigns.timespec import parse_duration
 
 DAY = 86400.0
 YEAR = 365.0 * DAY
@@ -157,11 +160,18 @@ def clv(c: Any, at: datetime) -> ColumnElement[float]:
     return c.total * (CLV_YEARS * YEAR) / years
 
 
-def _median(column: str, at: datetime) -> ColumnElement[float]:
+def period_seconds(settings: Settings) -> int:
+    """The loyalty period in seconds."""
+    return int(parse_duration(settings.loyalty.period).total_seconds())
+
+
+def median_of(column: str, at: datetime) -> ColumnElement[float]:
+    """SQL scalar: the median of a buyers-relation column over the buyers whose value is above 0."""
     base = _base(at, frozenset({column}))
+    present = select(base.c[column].label("v")).where(base.c[column] > 0).subquery("present")
     ranked = select(
-        base.c[column].label("v"),
-        func.row_number().over(order_by=base.c[column]).label("rn"),
+        present.c.v,
+        func.row_number().over(order_by=present.c.v).label("rn"),
         func.count().over().label("n"),
     ).subquery("ranked")
     middle = ranked.c.rn.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2])
@@ -170,17 +180,23 @@ def _median(column: str, at: datetime) -> ColumnElement[float]:
 
 def loyalty_cutoffs(settings: Settings, at: datetime) -> tuple[Any, Any]:
     """SQL (or constants): the frequency and monetary (cents) cut-offs of the loyalty matrix."""
-    cfg = settings.loyalty
-    freq: Any = literal(cfg.frequency_cutoff) if cfg.frequency_cutoff > 0 else _median("orders", at)
-    money: Any = literal(cfg.monetary_cutoff * 100) if cfg.monetary_cutoff > 0 else _median("total", at)
+    cfg, secs = settings.loyalty, period_seconds(settings)
+    freq: Any = literal(cfg.frequency_cutoff) if cfg.frequency_cutoff > 0 else median_of(f"orders_{secs}", at)
+    money: Any = literal(cfg.monetary_cutoff * 100) if cfg.monetary_cutoff > 0 else median_of(f"total_{secs}", at)
     return freq, money
 
 
 def loyalty(c: Any, settings: Settings, at: datetime) -> ColumnElement[str]:
-    """SQL: true_friend / butterfly / barnacle / stranger of a buyer row."""
+    """SQL: true_friend / butterfly / barnacle / stranger of a buyer row, over the loyalty period."""
     freq, money = loyalty_cutoffs(settings, at)
-    frequent = c.orders > freq
-    high = c.total > money
+    p, since = Purchase, at - timedelta(seconds=period_seconds(settings))
+    # correlated on the buyer (an index range scan of ix_purchase_contact_time each): the
+    # period is configuration, so it cannot be one of the relation's fixed columns
+    inside = (p.contact_id == c.contact_id, p.occurred_at > since, p.occurred_at <= at)
+    orders = select(func.count()).where(*inside).scalar_subquery()
+    total = select(func.coalesce(func.sum(p.amount_cents), 0)).where(*inside).scalar_subquery()
+    frequent = orders > freq
+    high = total > money
     return case(
         (and_(frequent, high), "true_friend"),
         (high, "butterfly"),

@@ -126,3 +126,20 @@ def test_timeline_counts_one_open_per_delivery_per_bucket(app, cli, history):
     assert rows["2026-11-02 16:00"]["opens"] == 1
     assert sum(row["opens"] for row in r["timeline"]["rows"]) == 61
     assert r["funnel"]["opened"] == 50
+
+
+def test_quarters_are_labelled_yyyy_qn(app, cli, history):
+    """SQLite printed one row per month labelled 2026-Q3.66666666666667."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from campaigns.models import Contact, Purchase
+
+    with app.session() as s:
+        cid = s.scalars(select(Contact.id).order_by(Contact.id)).first()
+        for n, month in enumerate((1, 2, 3, 4, 12)):
+            s.add(Purchase(order_id=f"Q{n}", contact_id=cid, amount_cents=1000, currency="USD", source="test",
+                           occurred_at=datetime(2026, month, 10, tzinfo=UTC)))
+    rows = json.loads(cli("report", "loyalty", "--period", "quarter", "--json").stdout)["rows"]
+    assert [(r["period"], r["orders"]) for r in rows] == [("2026-Q1", 3), ("2026-Q2", 1), ("2026-Q4", 18)]
