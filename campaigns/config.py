@@ -170,6 +170,19 @@ class LoyaltySettings(_Section):
         return v
 
 
+class ValueSettings(_Section):
+    """Customer lifetime value (docs/segments.md, "CLV")."""
+
+    margin: float = Field(default=0.3, gt=0, le=1)  # profit per unit of revenue
+    discount_rate: float = Field(default=0.10, ge=0)  # a year
+    horizon: str = "156w"  # how far ahead future purchases count (three years)
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, v: str) -> str:
+        return _checked(parse_duration, v)
+
+
 class Settings(BaseModel):
     """Everything configurable, validated. `base_dir` anchors relative paths."""
 
@@ -192,6 +205,7 @@ class Settings(BaseModel):
     consent: ConsentSettings = ConsentSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     loyalty: LoyaltySettings = LoyaltySettings()
+    value: ValueSettings = ValueSettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
 

@@ -205,15 +205,16 @@ def _prospects(session: Session, at: datetime) -> int:
 
 
 def distribution(session: Session, settings: Settings, view: str, at: datetime | None = None) -> list[dict[str, Any]]:
-    """Contacts and revenue per RFM segment, lifecycle stage or loyalty quadrant (`view`)."""
+    """Contacts and revenue per RFM segment, lifecycle stage, loyalty quadrant or ABC class (`view`)."""
     at = at or utcnow()
     sub = scored_query(settings, at).subquery()
-    key = {"rfm": sub.c.segment, "lifecycle": sub.c.lifecycle, "loyalty": sub.c.loyalty}[view]
+    key = {"rfm": sub.c.segment, "lifecycle": sub.c.lifecycle, "loyalty": sub.c.loyalty, "abc": sub.c.abc}[view]
     rows = session.execute(
         select(key.label("k"), func.count(), func.sum(sub.c.total), func.avg(sub.c.orders * 1.0))
         .group_by(key)).all()
     found = {k: (int(n), int(total or 0), float(avg or 0)) for k, n, total, avg in rows}
-    order = {"rfm": SEGMENT_NAMES, "lifecycle": metrics.LIFECYCLE_STAGES, "loyalty": metrics.LOYALTY_KINDS}[view]
+    order = {"rfm": SEGMENT_NAMES, "lifecycle": metrics.LIFECYCLE_STAGES, "loyalty": metrics.LOYALTY_KINDS,
+             "abc": metrics.ABC_CLASSES}[view]
     if view == "lifecycle":
         found["prospect"] = (_prospects(session, at), 0, 0.0)
     revenue = sum(t for _, t, _ in found.values()) or 1
