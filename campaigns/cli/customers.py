@@ -113,7 +113,7 @@ def show_cmd(
     when = parse_datetime(at, a.settings.timezone, "--at") if at else None
     with a.session(write=False) as session:
         c = find_contact(session, contact, a.settings)
-        p = profiles(session, a.settings, [c.id], when)[c.id]
+        p = profiles(session, a.settings, [c.id], when, value=True)[c.id]
     record = {"contact": c.email or c.phone or f"#{c.id}", **p.as_dict()}
     if not as_json:
         for cents in ("total_cents", "aov_cents", "clv_cents"):

@@ -197,3 +197,23 @@ def clv_report(session: Session, settings: Settings, at: datetime, top: int = 10
                  "historical_profit": float(v.historical_profit[i]), "future_profit": float(v.future_profit[i]),
                  "clv": float(v.clv[i])} for i in order],
     }
+
+
+def value_condition(resolve: Any, settings: Settings, at: datetime, node: Any, values: list[Any]) -> ColumnElement[bool]:
+    """The filter condition for `clv` (cents) or `p_alive`: the models are fitted, every buyer
+    valued in Python, and the matching ids written into the SQL. Needs the database."""
+    from campaigns.segments.compiler import _py
+    from campaigns.segments.lexer import error
+
+    session = getattr(resolve, "session", None)
+    field = node.field.name
+    if session is None:
+        raise error(node.field.col, f"{field} needs the database (fitted models); compile it through members_query")
+    if any(v is None for v in values):
+        raise error(node.field.col, f"{field} compares with numbers")
+    try:
+        valuation = value_customers(session, settings, at)
+    except InputError as exc:
+        raise error(node.field.col, f"{field}: {exc}") from None
+    wanted = [float(v) for v in values]
+    return in_ids(ids_where(valuation, field, lambda x: _py(x, node.op, wanted)))

@@ -9,7 +9,7 @@ Tests check that profiles and filters agree on every stage, segment, quadrant an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
+from campaigns.errors import InputError
 from campaigns.models import Contact, Purchase
 from campaigns.segments import metrics
 from campaigns.segments.rfm import SEGMENT_NAMES, SORT_KEYS, first_rows, segment_name
@@ -42,8 +43,10 @@ class CustomerProfile:
     rfm_segment: str | None
     lifecycle: str
     loyalty: str | None
-    clv_cents: int | None
+    clv_cents: int | None  # from the fitted CLV models: profiles(..., value=True)
     abc: str | None
+    p_alive: float | None = None  # P(still a customer), BG/NBD; churn risk = 1 - p_alive
+    churn_risk: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON and templates."""
@@ -57,14 +60,13 @@ def prospect(contact_id: int) -> CustomerProfile:
 
 
 def scored_query(settings: Settings, at: datetime) -> Any:
-    """SELECT of every buyer's figures, scores, stage, loyalty, CLV and ABC class."""
+    """SELECT of every buyer's figures, scores, stage, loyalty and ABC class."""
     b = metrics.buyers(at, metrics.EVERYTHING)
     return select(
         b.c.contact_id, b.c.orders, b.c.total, b.c.first_at, b.c.last_at, b.c.r, b.c.f, b.c.m,
         metrics.rfm_segment(b.c).label("segment"),
         metrics.lifecycle(b.c, settings, at).label("lifecycle"),
         metrics.loyalty(b.c, settings, at).label("loyalty"),
-        metrics.clv(b.c, at).label("clv"),
         b.c.abc,
     )
 
@@ -158,23 +160,23 @@ def _profile(row: Any, pop: Population, settings: Settings, at: datetime) -> Cus
     r, f, m = (pop.score(k, sort_key(k, row)) for k in ("r", "f", "m"))
     a_min, b_min = pop.breakpoints["abc"]
     abc = "A" if a_min is not None and total >= a_min else "B" if b_min is not None and total >= b_min else "C"
-    tenure = max(_epoch(at) - _epoch(row.first_at), metrics.YEAR)
     return CustomerProfile(
         contact_id=row.contact_id, orders=orders, total_cents=total, first_at=row.first_at, last_at=row.last_at,
         aov_cents=round(total / orders), r=r, f=f, m=m, rfm_score=f"{r}{f}{m}", rfm_segment=segment_name(r, f, m),
         lifecycle=lifecycle_stage(orders, row.first_at, row.last_at, at, settings),
         loyalty=_loyalty(int(row.period_orders or 0), int(row.period_total or 0), pop, settings),
-        clv_cents=round(total * metrics.CLV_YEARS * metrics.YEAR / tenure), abc=abc,
+        clv_cents=None, abc=abc,
     )
 
 
 def profiles(
-    session: Session, settings: Settings, contact_ids: Sequence[int], at: datetime | None = None,
+    session: Session, settings: Settings, contact_ids: Sequence[int], at: datetime | None = None, *, value: bool = False,
 ) -> dict[int, CustomerProfile]:
     """Profiles of the given contacts (prospects included), keyed by contact id.
 
     Two steps: one pass over all buyers for the breakpoints, then each wanted contact's own
-    figures by index (IN lists of IN_CHUNK ids).
+    figures by index (IN lists of IN_CHUNK ids). With `value`, also CLV, P(alive) and churn
+    risk from the fitted models (reads every purchase; left None when no model can be fitted).
     """
     at = at or utcnow()
     wanted = sorted(set(contact_ids))
@@ -196,6 +198,24 @@ def profiles(
     for cid in wanted:
         if cid not in out:
             out[cid] = prospect(cid)
+    if value:
+        out = _with_value(session, settings, at, out)
+    return out
+
+
+def _with_value(session: Session, settings: Settings, at: datetime,
+                found: dict[int, CustomerProfile]) -> dict[int, CustomerProfile]:
+    from campaigns.segments.clv import value_customers
+
+    try:
+        valuation = value_customers(session, settings, at)
+    except InputError:  # too few repeat buyers to fit: no CLV rather than a made-up one
+        return found
+    out = {}
+    for cid, p in found.items():
+        v = valuation.of(cid)
+        out[cid] = p if v is None else replace(p, clv_cents=round(v["clv"] * 100), p_alive=v["p_alive"],
+                                               churn_risk=1 - v["p_alive"])
     return out
 
 

@@ -11,8 +11,7 @@ Rules (docs/segments.md explains them to marketers):
   the period's orders > the frequency cut-off, high value when the period's spend > the
   monetary cut-off; cut-offs are the medians over the buyers who bought in the period
   unless configured. A buyer silent for the whole period is a stranger.
-- CLV: total spent * CLV_YEARS / max(tenure in years, 1): the customer's yearly run rate,
-  projected over CLV_YEARS (a first-year customer is projected from what they spent).
+- CLV and P(alive) are not SQL: they come from fitted models (clv.py).
 - ABC: A when the buyers who spent more than this one bring under 80% of all revenue,
   B under 95%, C the rest (equal spenders share a class, as equal values share RFM scores).
 """
@@ -34,7 +33,6 @@ from campaigns.timespec import parse_duration
 
 DAY = 86400.0
 YEAR = 365.0 * DAY
-CLV_YEARS = 3
 ABC_CUTS = (0.8, 0.95)
 LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed")
 LOYALTY_KINDS = ("true_friend", "butterfly", "barnacle", "stranger")
@@ -48,7 +46,7 @@ READS = {
     "r": ("last_at", "orders", "total"), "f": ("last_at", "orders", "total"), "m": ("last_at", "orders", "total"),
     "score": ("last_at", "orders", "total"), "segment": ("last_at", "orders", "total"),
     "lifecycle": ("orders", "first_at", "last_at"), "loyalty": ("orders", "total"),
-    "clv": ("total", "first_at"), "abc": ("total",),
+    "abc": ("total",),
 }
 
 
@@ -151,13 +149,6 @@ def lifecycle(c: Any, settings: Settings, at: datetime) -> ColumnElement[str]:
         (and_(c.orders < min_n, c.last_at < at - timedelta(days=lc.at_risk_days)), "at_risk"),
         else_="active",
     )
-
-
-def clv(c: Any, at: datetime) -> ColumnElement[float]:
-    """SQL: the CLV estimate in cents (see the module docstring)."""
-    tenure = literal(int(at.timestamp() // 1)) - epoch(c.first_at)
-    years = case((tenure > YEAR, tenure), else_=YEAR)
-    return c.total * (CLV_YEARS * YEAR) / years
 
 
 def period_seconds(settings: Settings) -> int:

@@ -62,3 +62,29 @@ def test_customers_clv_prints_the_model_distribution_and_top_customers(cli, cdno
     assert table.exit_code == 0 and "alpha" in table.stdout and "P(alive)" in table.stdout
     abc = json.loads(cli("customers", "abc", "--at", "1997-09-30", "--json").stdout)
     assert [row["abc"] for row in abc] == ["A", "B", "C"] and sum(row["contacts"] for row in abc) == 2357
+
+
+def test_clv_and_p_alive_are_segment_fields(app, cdnow):
+    from sqlalchemy import select
+
+    from campaigns.models import Contact
+    from campaigns.segments import compile_where
+    from campaigns.segments.clv import value_customers
+
+    at = CALIBRATION_END
+    with app.session() as s:
+        v = value_customers(s, app.settings, at)
+        prospect = Contact(email="never@example.com")
+        s.add(prospect)
+        s.flush()
+
+        def members(text):
+            return set(s.scalars(select(Contact.id).where(compile_where(text, app.settings, at, session=s))))
+
+        ids = [int(c) for c in v.summary.contact_ids]
+        assert members("clv >= 100") == {c for c, x in zip(ids, v.clv, strict=True) if x >= 100}
+        assert members("p_alive < 0.5") == {c for c, x in zip(ids, v.p_alive, strict=True) if x < 0.5}
+        assert 0 < len(members("p_alive < 0.5")) < len(ids)
+        assert prospect.id in members("not p_alive < 0.5") and prospect.id not in members("p_alive >= 0.5")
+        with pytest.raises(Exception, match="needs the database"):
+            compile_where("clv > 10", app.settings, at)

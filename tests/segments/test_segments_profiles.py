@@ -12,29 +12,35 @@ from campaigns.segments.rfm import SEGMENT_NAMES, segment_name
 from tests.segments.conftest import AT
 
 EXPECTED = {
-    # name: (rfm, segment, lifecycle, loyalty, abc, orders, total cents, clv cents)
-    "A": ("555", "champions", "active", "true_friend", "A", 10, 90000, 270000),
-    "B": ("515", "potential_loyalists", "new", "butterfly", "A", 1, 100000, 300000),
-    "C": ("442", "potential_loyalists", "new", "barnacle", "C", 6, 5000, 15000),
-    "D": ("423", "potential_loyalists", "active", "stranger", "B", 2, 40000, 120000),
-    "E": ("343", "loyal", "at_risk", "barnacle", "A", 8, 60000, 180000),
-    "F": ("321", "about_to_sleep", "active", "stranger", "C", 3, 3000, 9000),
-    "G": ("234", "at_risk", "active", "butterfly", "A", 5, 70000, 210000),
-    "H": ("211", "hibernating", "at_risk", "stranger", "C", 1, 2000, 6000),
-    "I": ("154", "cant_lose_them", "at_risk", "true_friend", "A", 9, 80000, 240000),
-    "J": ("132", "at_risk", "lapsed", "stranger", "C", 4, 10000, 20660),  # 10000 * 3 * 365 / 530
+    # name: (rfm, segment, lifecycle, loyalty, abc, orders, total cents, historical profit cents = 0.3 x total)
+    "A": ("555", "champions", "active", "true_friend", "A", 10, 90000, 27000),
+    "B": ("515", "potential_loyalists", "new", "butterfly", "A", 1, 100000, 30000),
+    "C": ("442", "potential_loyalists", "new", "barnacle", "C", 6, 5000, 1500),
+    "D": ("423", "potential_loyalists", "active", "stranger", "B", 2, 40000, 12000),
+    "E": ("343", "loyal", "at_risk", "barnacle", "A", 8, 60000, 18000),
+    "F": ("321", "about_to_sleep", "active", "stranger", "C", 3, 3000, 900),
+    "G": ("234", "at_risk", "active", "butterfly", "A", 5, 70000, 21000),
+    "H": ("211", "hibernating", "at_risk", "stranger", "C", 1, 2000, 600),
+    "I": ("154", "cant_lose_them", "at_risk", "true_friend", "A", 9, 80000, 24000),
+    "J": ("132", "at_risk", "lapsed", "stranger", "C", 4, 10000, 3000),
 }
 
 
 def test_profiles_match_the_hand_worked_scores_stages_and_values(app, shop):
     with app.session() as s:
         got = profiles(s, app.settings, list(shop.ids.values()), AT)
-    for name, (rfm, seg, stage, loyal, abc, orders, total, clv) in EXPECTED.items():
+        valued = profiles(s, app.settings, list(shop.ids.values()), AT, value=True)
+    for name, (rfm, seg, stage, loyal, abc, orders, total, historical) in EXPECTED.items():
         p = got[shop.ids[name]]
         assert (p.rfm_score, p.rfm_segment, p.lifecycle, p.loyalty, p.abc) == (rfm, seg, stage, loyal, abc), name
         assert (p.r, p.f, p.m) == (int(rfm[0]), int(rfm[1]), int(rfm[2]))
-        assert (p.orders, p.total_cents, p.clv_cents) == (orders, total, clv), name
+        assert (p.orders, p.total_cents, p.clv_cents, p.p_alive) == (orders, total, None, None), name
+        v = valued[shop.ids[name]]
+        # CLV = historical profit (margin 0.3 x spent) + the present value of the future: never less
+        assert v.clv_cents >= historical and 0 < v.p_alive <= 1 and v.churn_risk == pytest.approx(1 - v.p_alive), name
         assert p.aov_cents == round(total / orders)
+    # J, silent for 500 days after four orders 10 days apart, is far less likely still a customer than A
+    assert valued[shop.ids["J"]].p_alive < 0.1 and valued[shop.ids["A"]].p_alive > 0.5
     for name in "PQ":
         p = got[shop.ids[name]]
         assert (p.lifecycle, p.orders, p.r, p.rfm_segment, p.loyalty, p.clv_cents) == ("prospect", 0, None, None, None, None)
