@@ -71,7 +71,8 @@ def report(ctx: typer.Context,
     elif as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["metric", "value"])
-        for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat({k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}, "lift."):
+        lift_figures = {k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}
+        for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift."):
             writer.writerow([k, v])
     else:
         _print_campaign(data)

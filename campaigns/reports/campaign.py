@@ -127,7 +127,7 @@ def _itt_groups(session: Session, c: Campaign, now: datetime) -> tuple[Group, Gr
 
 def _breakdown(session: Session, c: Campaign, column: Any) -> list[dict[str, Any]]:
     d = Delivery
-    sent = dict(session.execute(select(column, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(column)).all())
+    sent: dict[Any, int] = dict(session.execute(select(column, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(column)).all())
     out = {}
     for key, n in sent.items():
         out[key] = {"group": key, "sent": n, "opened": 0, "clicked": 0, "converted": 0, "revenue": 0.0}

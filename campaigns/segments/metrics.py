@@ -72,6 +72,7 @@ def _aggregate(name: str, at: datetime) -> Any:
     p = Purchase
     base, _, seconds = name.rpartition("_") if name[-1].isdigit() else (name, "", "")
     inside = p.occurred_at > at - timedelta(seconds=int(seconds)) if seconds else None
+    value: Any
     if base == "orders":
         value = func.count() if inside is None else func.sum(case((inside, 1), else_=0))
     elif base == "total":

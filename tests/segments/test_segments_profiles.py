@@ -139,7 +139,7 @@ def test_quintiles_are_equal_sized_and_ties_are_broken_by_spend_then_id(app):
         in_sql = {f: len(list(s.scalars(select(Contact.id).where(compile_where(f"rfm.f = {f}", app.settings, AT)))))
                   for f in range(1, 6)}
     # sorted by (orders, total, last purchase, id): rows 1-4 score 1, 5-8 score 2, ... 17-20 score 5
-    assert [got[i].f for i in ids] == [2, 2, 1, 1, 1, 1] + [2, 2, 3, 3] + [3, 3, 4, 4, 4] + [4, 5, 5, 5, 5]
+    assert [got[i].f for i in ids] == [2, 2, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5]
     assert in_sql == {1: 4, 2: 4, 3: 4, 4: 4, 5: 4}
 
 
