@@ -133,6 +133,15 @@ def _print_campaign(data: dict[str, Any]) -> None:
                       f"(95% interval {rev_lo:,.2f} to {rev_hi:,.2f})")
         console.print(f"smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} points")
     console.print(f"[bold]verdict:[/bold] {lf['verdict']}")
+    ab = data.get("ab_test")
+    if ab:
+        ab_rows = [{"variant": v["variant"] + (" (best)" if v["best"] else ""), "contacts": v["contacts"],
+                    "converters": v["converters"], "rate": _pct(v["rate"]),
+                    "vs best": "" if v["best"] else f"{v['difference_from_best'] * 100:+.2f} pts",
+                    "p (Holm)": "" if v["best"] else f"{v['p_holm']:.4f}"} for v in ab["variants"]]
+        emit_rows(ab_rows, ["variant", "contacts", "converters", "rate", "vs best", "p (Holm)"],
+                  title="A/B test: conversion, each variant against the best (Fisher exact, Holm-adjusted)")
+        console.print(f"[bold]A/B decision:[/bold] {ab['decision']}")
     for key, title in (("by_variant", "By variant"), ("by_lifecycle", "By lifecycle stage at send"), ("by_rfm_segment", "By RFM segment at send")):
         if data[key] and not (len(data[key]) == 1 and data[key][0]["group"] is None):
             emit_rows(data[key], ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)

@@ -17,7 +17,9 @@ from campaigns.models import (
     Event,
     Purchase,
 )
-from campaigns.reports.stats import Group, lift, ratio
+from campaigns.reports import itt
+from campaigns.reports.abtest import variant_test
+from campaigns.reports.stats import lift, ratio
 from campaigns.timespec import utcnow
 
 SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
@@ -74,7 +76,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
         "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
-    lf = lift(*_itt_groups(session, c, now or utcnow()))
+    found = itt.outcomes(session, c, now or utcnow())
+    lf = lift(itt.group(found, False), itt.group(found, True))
     if cost and lf["incremental_revenue"] is not None:
         # What the campaign caused (the holdout says), not what attribution credited it with.
         funnel["roi"] = (lf["incremental_revenue"] - cost) / cost
@@ -88,41 +91,10 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "campaign": {"name": c.name, "channel": c.channel, "status": c.status, "status_reason": c.status_reason,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
-        "lift": lf,
+        "lift": lf, "ab_test": variant_test(found),
         "by_variant": _breakdown(session, c, d.variant), "by_lifecycle": _breakdown(session, c, d.lifecycle_stage),
         "by_rfm_segment": _breakdown(session, c, d.rfm_segment), "timeline": _timeline(session, c),
     }
-
-
-def _itt_groups(session: Session, c: Campaign, now: datetime) -> tuple[Group, Group]:
-    """Intention-to-treat groups: every contact assigned to be sent (treated) or held out.
-
-    A contact's clock starts at each of their deliveries in this campaign: the send time,
-    or the due time for a held-out contact (and for an assigned one the send never
-    reached). They convert when any purchase falls inside the campaign's window after one
-    of those times, whatever other campaigns did; their revenue is the sum of those
-    purchases. Attribution (credit) plays no part here.
-    """
-    d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
-    start = func.coalesce(d.sent_at, d.due_at)
-    clocks: dict[int, tuple[bool, list[datetime]]] = {}
-    for contact_id, held, at in session.execute(select(d.contact_id, d.is_holdout, start)
-                                                .where(d.campaign_id == c.id, start <= now)):
-        clocks.setdefault(contact_id, (bool(held), []))[1].append(at)
-    first = (select(d.contact_id, func.min(start).label("first_at")).where(d.campaign_id == c.id, start <= now)
-             .group_by(d.contact_id).subquery())
-    spent: dict[int, int] = {}
-    for contact_id, occurred_at, cents in session.execute(
-            select(Purchase.contact_id, Purchase.occurred_at, Purchase.amount_cents)
-            .join(first, first.c.contact_id == Purchase.contact_id).where(Purchase.occurred_at >= first.c.first_at)):
-        if any(t <= occurred_at <= t + window for t in clocks[contact_id][1]):
-            spent[contact_id] = spent.get(contact_id, 0) + int(cents)
-    out = []
-    for held in (False, True):
-        members = [cid for cid, (h, _) in clocks.items() if h is held]
-        buyers = tuple(spent[cid] / 100 for cid in members if cid in spent)
-        out.append(Group(len(members), len(buyers), sum(spent[cid] for cid in members if cid in spent) / 100, buyers))
-    return out[0], out[1]
 
 
 def _breakdown(session: Session, c: Campaign, column: Any) -> list[dict[str, Any]]:
