@@ -143,3 +143,12 @@ def test_quarters_are_labelled_yyyy_qn(app, cli, history):
                            occurred_at=datetime(2026, month, 10, tzinfo=UTC)))
     rows = json.loads(cli("report", "loyalty", "--period", "quarter", "--json").stdout)["rows"]
     assert [(r["period"], r["orders"]) for r in rows] == [("2026-Q1", 3), ("2026-Q2", 1), ("2026-Q4", 18)]
+
+
+def test_the_html_page_states_the_intervals_the_roi_and_the_ab_decision(cli, history, tmp_path):
+    out = tmp_path / "r.html"
+    assert cli("report", history, "--html", "-o", str(out)).exit_code == 0
+    page = out.read_text(encoding="utf-8")
+    for text in ("Relative lift", "Incremental revenue", "80% power", "ROI (incremental revenue vs holdout)",
+                 "ROI on attributed revenue (credit, not causal)", "A/B test", "A wins"):
+        assert text in page, text
