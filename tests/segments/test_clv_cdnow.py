@@ -88,3 +88,21 @@ def test_clv_and_p_alive_are_segment_fields(app, cdnow):
         assert prospect.id in members("not p_alive < 0.5") and prospect.id not in members("p_alive >= 0.5")
         with pytest.raises(Exception, match="needs the database"):
             compile_where("clv > 10", app.settings, at)
+
+
+def test_clv_without_enough_purchases_is_one_clear_line(cli, app):
+    from campaigns.models import Contact, Purchase
+
+    empty = cli("customers", "clv")
+    assert empty.exit_code == 1 and "CLV needs purchases: there are none" in empty.stderr
+    assert "Traceback" not in empty.stderr and len(empty.stderr.strip().splitlines()) == 1
+    with app.session() as s:
+        c = Contact(email="once@example.com")
+        s.add(c)
+        s.flush()
+        s.add(Purchase(order_id="o1", contact_id=c.id, amount_cents=500, currency="USD", source="test",
+                       occurred_at=CALIBRATION_END))
+    once = cli("customers", "clv", "--at", "1997-10-01")
+    assert once.exit_code == 1 and "repeat purchases" in once.stderr and "Traceback" not in once.stderr
+    shown = cli("customers", "show", "once@example.com", "--at", "1997-10-01", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["clv_cents"] is None
