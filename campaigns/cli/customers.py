@@ -18,7 +18,6 @@ from campaigns.cli.common import (
 )
 from campaigns.contacts import find_contact
 from campaigns.segments import distribution, profiles
-from campaigns.segments.clv import clv_report
 from campaigns.timespec import parse_datetime, utcnow
 
 app = typer.Typer(help="Customer value: RFM segments, lifecycle stages, the loyalty matrix.", no_args_is_help=True)
@@ -76,6 +75,8 @@ def abc_cmd(ctx: typer.Context, at: str | None = AtOpt, as_json: bool = JsonOpt,
 def clv_cmd(ctx: typer.Context, at: str | None = AtOpt, as_json: bool = JsonOpt,
             top: int = typer.Option(10, "--top", min=1, help="How many of the most valuable customers to list.")) -> None:
     """Customer lifetime value: the fitted BG/NBD and Gamma-Gamma model, the spread, the top customers."""
+    from campaigns.segments.clv import clv_report  # scipy takes seconds to import: only here
+
     a = get_app(ctx)
     when = _at(at, a.settings.timezone) or utcnow()
     with a.session(write=False) as session:

@@ -21,9 +21,6 @@ from campaigns.cli.common import (
     print_json,
 )
 from campaigns.errors import InputError
-from campaigns.reports.campaign import campaign_report, overview
-from campaigns.reports.html import campaign_page, loyalty_page
-from campaigns.reports.loyalty import loyalty_report
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +35,11 @@ def report(ctx: typer.Context,
            html: bool = typer.Option(False, "--html", help="Write a self-contained HTML page (needs -o)."),
            output: Path | None = typer.Option(None, "-o", "--output", help="Where --html writes.")) -> None:
     """What campaigns reached, caused and earned (lift against the holdout), or loyalty metrics."""
+    # imported here: numpy (the intervals) should not slow every other command's start
+    from campaigns.reports.campaign import campaign_report, overview
+    from campaigns.reports.html import campaign_page, loyalty_page
+    from campaigns.reports.loyalty import loyalty_report
+
     if html and output is None:
         raise InputError("--html needs -o FILE")
     a = get_app(ctx)

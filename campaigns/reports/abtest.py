@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from scipy.stats import fisher_exact  # type: ignore[import-untyped]
-
 from campaigns.reports.itt import Outcome, group
 
 ALPHA = 0.05
@@ -31,6 +29,8 @@ def holm(p_values: list[float]) -> list[float]:
 
 def variant_test(found: dict[int, Outcome]) -> dict[str, Any] | None:
     """The variants' conversion, each against the best with Holm-corrected p-values; None without two variants."""
+    from scipy.stats import fisher_exact  # type: ignore[import-untyped]  # seconds to import: only when needed
+
     names = sorted({o.variant for o in found.values() if not o.held_out and o.variant is not None})
     if len(names) < 2:
         return None
