@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 
 import campaigns
 from campaigns import schema
-from campaigns.campaign_defs import CampaignSpec, create_campaign
+from campaigns.campaign_defs import CampaignSpec, create_campaign, get_campaign
 from campaigns.config import load_settings
 from campaigns.contacts import import_contacts
 from campaigns.context import App
@@ -176,7 +176,7 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
         thread.join(timeout=10)
         smtp.stop()
     with app.session() as s:
-        measured = campaign_report(s, settings, s.scalar(select(Campaign).where(Campaign.name == "winback")))["lift"]
+        measured = campaign_report(s, settings, get_campaign(s, "winback"))["lift"]
     app.engine.dispose()
     counts["winback_lift"] = {"true": TRUE_LIFT["winback"], "measured": measured["absolute"], "ci95": measured["ci95"]}
     if measured["ci95"]:

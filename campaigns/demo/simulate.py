@@ -102,7 +102,7 @@ class Recipients:
         elif r < 0.09:
             self._plan(sent_at + timedelta(minutes=5), "sms", phone=line["to"], body="HELP")
 
-    def baseline(self, email: str, at: datetime, chance: float) -> None:
+    def baseline(self, email: str | None, at: datetime, chance: float) -> None:
         """People buy anyway sometimes: the holdout's baseline (and part of everyone's)."""
         if email and self.rng.random() < chance:
             self._plan(at + timedelta(hours=self.rng.uniform(1, 160)), "buy", email=email)
