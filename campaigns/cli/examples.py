@@ -74,6 +74,8 @@ EXAMPLES: dict[str, list[str]] = {
     "customers lifecycle": ["campaigns customers lifecycle"],
     "customers loyalty": ["campaigns customers loyalty"],
     "customers show": ["campaigns customers show ann@example.com"],
+    "customers abc": ["campaigns customers abc", "campaigns customers abc --csv > abc.csv"],
+    "customers clv": ["campaigns customers clv", "campaigns customers clv --top 20 --json"],
     "templates": ["campaigns templates list"],
     "templates list": ["campaigns templates list"],
     "templates lint": ["campaigns templates lint welcome"],
