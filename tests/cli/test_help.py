@@ -20,7 +20,7 @@ from tests.conftest import CliRunner
 
 TYPE_LABEL = re.compile(r"<(bool|str|int|float|path|list\[[^\]]*\]|[a-z_]+(\|[a-z_]+)+)>|\{[a-z_]+\}")
 HEAVY = ("sqlalchemy", "jinja2", "aiosmtplib", "aiosmtpd", "starlette", "uvicorn", "httpx", "alembic",
-         "pydantic", "dkim", "css_inline", "phonenumbers", "apscheduler", "campaigns.config")
+         "pydantic", "dkim", "css_inline", "phonenumbers", "apscheduler", "numpy", "scipy", "campaigns.config")
 
 
 def _leaves() -> list[tuple[str, ...]]:
