@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs --version a tenth of a second
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _only_version(args: list[str]) -> bool:
