@@ -99,12 +99,44 @@ def confirm(
     )
 
 
+def open_request(session: Session, contact_id: int, channel: str, at: datetime | None = None) -> ConsentEvent | None:
+    """The contact's newest unanswered, unexpired double opt-in request on a channel, if any."""
+    at = at or utcnow()
+    answered = select(ConsentEvent.confirms_event_id).where(ConsentEvent.confirms_event_id.is_not(None))
+    return session.scalar(select(ConsentEvent).where(
+        ConsentEvent.contact_id == contact_id, ConsentEvent.channel == check_channel(channel),
+        ConsentEvent.action == "pending", ConsentEvent.occurred_at <= at, ConsentEvent.id.not_in(answered),
+        or_(ConsentEvent.token_expires_at.is_(None), ConsentEvent.token_expires_at >= at),
+    ).order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc()).limit(1))
+
+
+def confirm_request(session: Session, contact_id: int, channel: str, *, source: str, consent_text: str | None,
+                    at: datetime | None = None) -> ConsentEvent | None:
+    """Answer the open request of a contact on a channel (an SMS "YES" from its number); None when none is open."""
+    at = at or utcnow()
+    pending = open_request(session, contact_id, channel, at)
+    if pending is None:
+        return None
+    return _append(session, contact_id, channel, "confirmed", source, pending.consent_text or consent_text,
+                   None, None, at, confirms_event_id=pending.id)
+
+
+def restore(session: Session, contact: Contact, channel: str, action: str, source: str,
+            consent_text: str | None = None, occurred_at: datetime | None = None) -> ConsentEvent:
+    """Give back the consent a STOP took away (`action`: what it was, granted or confirmed)."""
+    if action not in MESSAGEABLE:
+        raise InputError(f"action: '{action}' cannot be restored")
+    _require_reachable(contact, channel)
+    return _append(session, contact.id, channel, action, source, consent_text, None, None, occurred_at)
+
+
 def revoke(
     session: Session, contact: Contact, channel: str, source: str, ip: str | None = None,
-    user_agent: str | None = None, occurred_at: datetime | None = None,
+    user_agent: str | None = None, occurred_at: datetime | None = None, proof: str | None = None,
 ) -> ConsentEvent:
-    """Record a revocation (always appended: the ledger keeps every request)."""
-    return _append(session, contact.id, channel, "revoked", source, None, ip, user_agent, occurred_at)
+    """Record a revocation (always appended: the ledger keeps every request); `proof` is
+    kept in the event's text (e.g. the Message-ID of an unsubscribe mail)."""
+    return _append(session, contact.id, channel, "revoked", source, proof, ip, user_agent, occurred_at)
 
 
 def current_state(session: Session, contact_id: int, channel: str, at: datetime | None = None) -> ConsentState:

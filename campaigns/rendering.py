@@ -37,7 +37,6 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     CapExceeded,
     render_capped,
 )
-from campaigns.signing import sign
 from campaigns.templates_store import MessageTemplate
 from campaigns.timespec import utcnow
 
@@ -263,8 +262,7 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
            subject: str, doc: str, text: str, dkim: bool = True) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
-    d = links.b36(delivery_id)
-    message_id = f"<{d}.{sign(settings, 'message-id', d, 6)}@{domain}>"
+    message_id = links.message_id(settings, delivery_id, domain)
     unsub = links.unsubscribe_url(settings, delivery_id)
     token = "-".join(unsub.rsplit("/", 2)[-2:])
     mailto = f"mailto:unsubscribe@{s.return_path_domain or domain}?subject=unsubscribe-{token}"

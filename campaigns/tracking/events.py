@@ -47,12 +47,12 @@ def minute_key(kind: str, delivery_id: int, at: datetime, user_agent: str | None
 
 
 def record(session: Session, *, type: str, dedup_key: str, delivery: Delivery | None = None,
-           contact_id: int | None = None, campaign_id: int | None = None, url: str | None = None,
+           delivery_id: int | None = None, contact_id: int | None = None, campaign_id: int | None = None, url: str | None = None,
            at: datetime, user_agent: str | None = None, ip: str | None = None, machine: bool = False,
            data: dict | None = None) -> bool:  # type: ignore[type-arg]
     """Insert one event unless its dedup key exists; True when it was new."""
     values = {
-        "delivery_id": delivery.id if delivery else None,
+        "delivery_id": delivery.id if delivery else delivery_id,
         "campaign_id": delivery.campaign_id if delivery else campaign_id,
         "contact_id": delivery.contact_id if delivery else contact_id,
         "type": type, "url": url, "occurred_at": at, "user_agent": (user_agent or "")[:500] or None,
