@@ -255,11 +255,19 @@ def render_delivery(
         text = linker.text(text)
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
-    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim)
+    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign)
+
+
+def list_id(campaign: Campaign | None, domain: str) -> str:
+    """RFC 2919 List-Id of a campaign's mail: <name-id.domain> (ASCII; lets people filter it)."""
+    if campaign is None:
+        return f"<preview.{domain}>"
+    label = re.sub(r"[^a-z0-9]+", "-", campaign.name.lower()).strip("-")[:40] or "campaign"
+    return f"<{label}-{campaign.id}.{domain}>"
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str, dkim: bool = True) -> RenderedEmail:
+           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
     message_id = links.message_id(settings, delivery_id, domain)
@@ -272,7 +280,8 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
         to = email_build.mailbox("To", contact.name or "", address)
         data = email_build.build_email(
             skel, to=to, subject=subject, date=format_datetime(utcnow(), usegmt=True), message_id=message_id,
-            list_unsubscribe=(unsub, mailto), html=doc, text=text)
+            list_unsubscribe=(unsub, mailto), html=doc, text=text,
+            extra_headers=(("List-Id", list_id(campaign, s.return_path_domain or domain)),))
     except email_build.HeaderError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
     dkim_signer = dkim_signing.signer(settings) if dkim else None

@@ -115,3 +115,20 @@ def inbound_sms_off_reason(settings: Settings) -> str | None:
         return None
     need = "[tracking] webhook_secret" if settings.sms.provider == "webhook" else "[sms] auth_token"
     return f"inbound SMS (/sms/inbound) is off: set {need} so texts can be authenticated"
+
+
+def insecure_public_url(settings: Settings) -> str | None:
+    """One line when real mail would carry an http unsubscribe link, else None (RFC 8058 and
+    the Gmail / Yahoo bulk-sender rules need https)."""
+    if settings.sending.transport == "smtp" and not settings.tracking.public_url.lower().startswith("https://"):
+        return (f"[tracking] public_url is {settings.tracking.public_url}: email over smtp needs an https "
+                "public_url for one-click unsubscribe (RFC 8058)")
+    return None
+
+
+def startup_warnings(settings: Settings, serving: bool = True) -> list[str]:
+    """What `daemon`, `track serve` and `config check` warn about, one line each."""
+    lines = [insecure_public_url(settings)]
+    if serving:
+        lines.append(inbound_sms_off_reason(settings))
+    return [line for line in lines if line]
