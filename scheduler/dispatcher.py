@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from campaigns import dkim_signing, suppression
+from campaigns import bounces, dkim_signing
 from campaigns.context import App
 from campaigns.db import session_factory, session_scope
 from campaigns.errors import ConfigError
@@ -395,13 +395,8 @@ class Dispatcher:
                 written[(row.campaign_id, "bounce")] += 1
 
     def _hard_bounce(self, session: Session, row: Claimed, result: SendResult, now: datetime) -> None:
-        contact = session.get(Contact, row.contact_id)
-        address = contact and (contact.email if row.channel == "email" else contact.phone)
-        if address:
-            suppression.add(session, self.settings, row.channel, address, "hard_bounce", note=result.detail)
-        session.add(Event(delivery_id=row.id, campaign_id=row.campaign_id, contact_id=row.contact_id, type="bounce",
-                          occurred_at=now, dedup_key=f"bounce:sync:{row.id}", data={"detail": result.detail, "hard": True}))
-        session.flush()
+        target = bounces.Target(row.id, row.campaign_id, row.contact_id, row.channel)
+        bounces.record(session, self.settings, target, "bounce", at=now, source=f"{row.channel} send", detail=result.detail)
 
     def _auto_pause(self, conn, campaign_id: int, now: datetime, written: Counter[tuple[int, str]]) -> None:  # type: ignore[no-untyped-def]
         """Pause a campaign whose hard-bounce or failure rate passed its threshold.
