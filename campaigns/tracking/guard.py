@@ -66,7 +66,7 @@ async def form_any(request: Request, body: bytes) -> dict[str, str]:
 
     try:
         form = await Request(request.scope, receive).form(max_files=0, max_fields=50)
-    except Exception:  # noqa: BLE001 - python-multipart raises several types for a malformed body
+    except Exception:  # python-multipart raises several types for a malformed body
         raise BadRequest(400, "bad form body") from None
     return {k: v for k, v in form.items() if isinstance(v, str)}
 

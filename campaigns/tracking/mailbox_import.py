@@ -23,6 +23,7 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -62,7 +63,7 @@ def iter_messages(path: Path) -> Iterator[bytes]:
         yield from _mbox(fh)
 
 
-def _mbox(fh) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+def _mbox(fh: BinaryIO) -> Iterator[bytes]:
     chunks: list[bytes] = []
     size, started, too_large, at_line_start = 0, False, False, True
     while line := fh.readline(_LINE):

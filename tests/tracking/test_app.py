@@ -45,7 +45,7 @@ def test_signed_click_redirects_to_the_destination_and_is_recorded(shop):
 
 def test_tampered_links_get_a_4xx_and_never_a_redirect(shop):
     link = shop.links()["click"][0]
-    d, link_id, sig = link.rsplit("/", 3)[1:]
+    d, link_id, _sig = link.rsplit("/", 3)[1:]
     tampered = [
         link[:-1] + ("A" if link[-1] != "A" else "B"),                  # signature
         link.replace(f"/{d}/{link_id}/", f"/{d}/{int(link_id, 36) + 1:x}/"),  # another link id
