@@ -1,7 +1,6 @@
 """An http public_url under smtp is said out loud; each campaign's mail carries a List-Id."""
 
 from campaigns.config import load_settings
-from campaigns.tracking.guard import startup_warnings
 from tests.conftest import CliRunner, write_config
 
 
@@ -18,6 +17,8 @@ def test_config_check_warns_in_one_line_when_smtp_mail_would_carry_http_links(tm
 
 
 def test_daemon_start_lines_name_http_links_and_an_unauthenticated_sms_endpoint(tmp_path, db_url):
+    from campaigns.tracking.guard import startup_warnings
+
     cfg = write_config(tmp_path, db_url, '[sending]\ntransport = "smtp"\n')
     lines = startup_warnings(load_settings(cfg, environ={}))
     assert len(lines) == 2 and "https" in lines[0] and "inbound SMS" in lines[1] and "\n" not in "".join(lines)

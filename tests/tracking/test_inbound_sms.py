@@ -14,7 +14,6 @@ from campaigns.models import ConsentEvent, Contact, Event, Suppression
 from campaigns.signing import address_hash
 from campaigns.suppression import is_suppressed
 from campaigns.tracking.app import create_app, twilio_signature
-from campaigns.tracking.guard import inbound_sms_off_reason
 from tests.conftest import write_config
 from tests.scheduler.conftest import add_people
 from tests.support.http import ServedApp
@@ -36,7 +35,6 @@ def test_unsigned_start_is_refused_when_no_token_is_set_and_grants_nothing(tmp_p
     cfg = write_config(tmp_path, db_url, '[tracking]\nwebhook_secret = "w"\n')
     app = App(load_settings(cfg, environ={}))
     add_people(app, 2, sms=True, consent=False)
-    assert "off" in inbound_sms_off_reason(app.settings)
     before = _ledger_size(app)
     with ServedApp(create_app(app.settings, app)) as base:
         for body in ("START", "STOP", "YES"):
@@ -45,6 +43,9 @@ def test_unsigned_start_is_refused_when_no_token_is_set_and_grants_nothing(tmp_p
     assert _ledger_size(app) == before
     with app.session() as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 0
+    from campaigns.tracking.guard import inbound_sms_off_reason
+
+    assert "off" in inbound_sms_off_reason(app.settings)
     app.engine.dispose()
 
 
