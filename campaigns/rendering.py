@@ -45,6 +45,20 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _JINJA = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
 _JINJA_OPEN = re.compile(r"{{|{%|{#")
 _TEXT_CONFIG = ParserConfig(display_links=True)
+# Only URLs the template author wrote become tracked links. Contact data enters the context
+# through `_mark_data`, which breaks "://" with a private-use character, so the link
+# rewriter cannot see a URL that came from a contact; the mark is removed after rewriting.
+_DATA_MARK = "\ue000"
+
+
+def _mark_data(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("://", ":" + _DATA_MARK + "//") if "://" in value else value
+    if isinstance(value, dict):
+        return {k: _mark_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mark_data(v) for v in value]
+    return value
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -148,13 +162,14 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
 
 
 def contact_context(contact: Contact) -> dict[str, Any]:
-    """The contact as plain data (templates never see ORM objects)."""
-    return {
+    """The contact as plain data (templates never see ORM objects); URLs in it are marked
+    so they print as text and are never rewritten to tracked links."""
+    return _mark_data({
         "id": contact.id, "external_id": contact.external_id, "email": contact.email,
         "phone": contact.phone, "name": contact.name or "", "first_name": contact.first_name,
         "timezone": contact.timezone, "locale": contact.locale,
         "attributes": dict(contact.attributes or {}), "tags": list(contact.tags or []),
-    }
+    })
 
 
 def build_context(
@@ -216,7 +231,7 @@ def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dic
             raise RenderError(f"template '{tmpl.name}' ({part}): include/import/extends are not supported; "
                               "templates are self-contained") from None
         raise RenderError(f"template '{tmpl.name}' ({part}): TypeError: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a template calling a helper wrongly fails its delivery only
+    except Exception as exc:
         raise RenderError(f"template '{tmpl.name}' ({part}): {type(exc).__name__}: {exc}") from None
 
 
@@ -251,10 +266,11 @@ def render_delivery(
     else:
         text = inscriptis.get_text(doc, _TEXT_CONFIG)
     try:
-        doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id))
-        text = linker.text(text)
+        doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id)).replace(_DATA_MARK, "")
+        text = linker.text(text).replace(_DATA_MARK, "")
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
+    subject = subject.replace(_DATA_MARK, "")
     return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign)
 
 
@@ -300,7 +316,7 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     assert compiled.sms is not None
     body = _run(template, "sms", compiled.sms, ctx).strip()
     try:
-        body = linker.text(body)
+        body = linker.text(body).replace(_DATA_MARK, "")
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
     if campaign is None or campaign.marketing:
