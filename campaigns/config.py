@@ -158,6 +158,7 @@ class PolicySettings(_Section):
 class ConsentSettings(_Section):
     double_opt_in: bool = False
     token_ttl_hours: float = 72.0
+    sms_request_text: str = "Example Shop: reply YES to get our offers by text. Reply STOP to opt out."
 
 
 class LifecycleSettings(_Section):

@@ -262,7 +262,9 @@ def _write_chunk(
         result.created += len(ids)
         targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))  # type: ignore[misc]
     session.flush()
-    result.consent_events += _record_import_consent(session, settings, targets, plan, now)
+    events, requests = _record_import_consent(session, settings, targets, plan, now)
+    result.consent_events += events
+    result.consent_requests += requests
     session.expunge_all()  # keep memory flat on large files
 
 
@@ -298,8 +300,8 @@ def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any) -> bo
 
 def _record_import_consent(
     session: Session, settings: Settings, targets: list[tuple[ContactData, Any]], plan: _ConsentPlan, now: Any,
-) -> int:
-    """Append consent events only where they change the derived state (idempotent)."""
+) -> tuple[int, int]:
+    """The file's consent, through the ledger: (events appended, double opt-in requests queued)."""
     wanted: list[tuple[int, str, str]] = []
     for d, contact in targets:
         for channel in plan.channels:
@@ -308,32 +310,7 @@ def _record_import_consent(
                 wanted.append((contact.id, channel, "granted"))
         for channel, action in d.consent.items():
             wanted.append((contact.id, channel, action))
-    if not wanted:
-        return 0
-    ids = list({cid for cid, _, _ in wanted})
-    current: dict[tuple[int, str], str] = {}
-    for channel in {ch for _, ch, _ in wanted}:
-        sub = ledger.current_action_subquery(channel).subquery()
-        for i in range(0, len(ids), 900):
-            for cid, action in session.execute(select(sub.c.contact_id, sub.c.action).where(sub.c.contact_id.in_(ids[i:i + 900]))):
-                current[(cid, channel)] = action
-    rows = []
-    for cid, channel, action in wanted:
-        state = current.get((cid, channel))
-        if action == "revoked" and state not in ledger.MESSAGEABLE:
-            continue
-        if action == "granted" and state in ledger.MESSAGEABLE:
-            continue
-        if action == "confirmed" and state == "confirmed":
-            continue
-        current[(cid, channel)] = action
-        rows.append({
-            "contact_id": cid, "channel": channel, "action": action, "source": plan.source,
-            "consent_text": plan.text, "occurred_at": now, "recorded_at": now,
-        })
-    if rows:
-        session.connection().execute(insert(ConsentEvent.__table__), rows)
-    return len(rows)
+    return ledger.record_import(session, settings, wanted, plan.source, plan.text, now)
 
 
 def add_contact(session: Session, settings: Settings, values: dict[str, str]) -> Contact:

@@ -23,7 +23,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.orm import Session
 
-from campaigns import coupons, dkim_signing, email_build, links, sms_text
+from campaigns import consent_requests, coupons, dkim_signing, email_build, links, sms_text
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, InputError
 from campaigns.link_registry import LinkRewriter
@@ -197,11 +197,13 @@ def build_context(
         "unsubscribe_url": links.unsubscribe_url(settings, delivery_id),
         "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
         "now": utcnow(), "coupon": coupon,
+        **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
+           if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
     }
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
-                             "unsubscribe_url", "sender", "now", "coupon"})
+                             "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 

@@ -18,6 +18,7 @@ from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import consent_requests
 from campaigns.config import Settings
 from campaigns.consent import consented_contacts
 from campaigns.models import (
@@ -81,10 +82,13 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, digest = _address_column(c.channel)
-    consent_ok = Contact.id.in_(consented_contacts(c.channel, settings.consent.double_opt_in, now))
+    request = consent_requests.audience_clause(c, now)  # a double opt-in request goes to a pending contact only
+    consent_ok = request if request is not None else Contact.id.in_(consented_contacts(c.channel, settings.consent.double_opt_in, now))
     suppressed = exists().where(Suppression.channel == c.channel, Suppression.address_hash == digest)
     q = select(Contact.id, address, Contact.timezone, consent_ok.label("consent"), suppressed.label("suppressed")) \
         .where(Contact.id.in_(select(members.c.id)), Contact.erased_at.is_(None))
+    if request is not None:
+        q = q.where(request)
     if exclude_enrolled:
         q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
     return session.execute(q.order_by(Contact.id))
