@@ -11,41 +11,93 @@ suppression list stay the truth (the set only holds recent news, bounded).
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import partial
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
+
+from campaigns.timespec import utcnow
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "campaigns_stopped"
 _KEEP = 200_000  # recent stops remembered; older ones were long since seen by planning and claims
 _lock = threading.Lock()
-_recent: OrderedDict[tuple[int, str], float] = OrderedDict()
+_recent: OrderedDict[tuple[int, str], float] = OrderedDict()  # (contact, channel) -> when (epoch seconds)
+_listening: set[str] = set()
 
 
 def announce(session: Session, contact_id: int, channels: Iterable[str]) -> None:
     """Say, as part of this transaction, that `contact_id` must get nothing more on `channels`."""
-    pending: set[tuple[int, str]] = session.info.setdefault("campaigns_stopped", set())
+    pending: set[tuple[int, str, float]] = session.info.setdefault("campaigns_stopped", set())
+    at = utcnow().timestamp()
     for channel in channels:
-        pending.add((contact_id, channel))
+        pending.add((contact_id, channel, at))
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_notify(:ch, :payload)"), {"ch": CHANNEL, "payload": f"{contact_id}:{channel}"})
+            session.execute(text("SELECT pg_notify(:ch, :payload)"),
+                            {"ch": CHANNEL, "payload": f"{contact_id}:{channel}:{at}"})
 
 
-def remember(contact_id: int, channel: str) -> None:
+def remember(contact_id: int, channel: str, at: float) -> None:
     """Add one stop to this process's set (called on commit and by the listener)."""
     with _lock:
-        _recent[(contact_id, channel)] = time.monotonic()
-        _recent.move_to_end((contact_id, channel))
+        key = (contact_id, channel)
+        _recent[key] = max(at, _recent.get(key, 0.0))
+        _recent.move_to_end(key)
         while len(_recent) > _KEEP:
             _recent.popitem(last=False)
 
 
-def is_stopped(contact_id: int, channel: str) -> bool:
-    """True when this contact said stop on this channel since the process started."""
-    return (contact_id, channel) in _recent
+def is_stopped(contact_id: int, channel: str, planned_at: datetime) -> bool:
+    """True when this contact said stop on this channel after a message to them was planned
+    (a message planned later, after a new consent, is not held back)."""
+    at = _recent.get((contact_id, channel))
+    return at is not None and at >= planned_at.astimezone(UTC).timestamp()
+
+
+def wanted(contact_id: int, channel: str, planned_at: datetime) -> bool:
+    """The sender's question right before hand-over: may this message still go?"""
+    return not is_stopped(contact_id, channel, planned_at)
+
+
+def checker(contact_id: int, channel: str, planned_at: datetime) -> Callable[[], bool]:
+    """`wanted` bound to one message, for the channel to call right before hand-over."""
+    return partial(wanted, contact_id, channel, planned_at)
+
+
+def listen(engine: Engine) -> None:
+    """On PostgreSQL, hear other processes' stops (LISTEN) in a background thread, once per database."""
+    if engine.dialect.name != "postgresql":
+        return
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with _lock:
+        if url in _listening:
+            return
+        _listening.add(url)
+    threading.Thread(target=_listen_forever, args=(url,), name="campaigns-stopped-listener", daemon=True).start()
+
+
+def _listen_forever(url: str) -> None:
+    import time
+
+    import psycopg
+
+    while True:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                for note in conn.notifies():
+                    parsed = parse_payload(note.payload)
+                    if parsed is not None:
+                        remember(*parsed)
+        except Exception as exc:  # the database restarted: listen again (claims still check the ledger)
+            log.warning("stop listener: %s; reconnecting", exc)
+            time.sleep(1.0)
 
 
 def forget_all() -> None:
@@ -54,16 +106,21 @@ def forget_all() -> None:
         _recent.clear()
 
 
-def parse_payload(payload: str) -> tuple[int, str] | None:
-    """'<contact>:<channel>' from a notification, or None for anything else."""
-    cid, _, channel = payload.partition(":")
-    return (int(cid), channel) if cid.isdigit() and channel in ("email", "sms") else None
+def parse_payload(payload: str) -> tuple[int, str, float] | None:
+    """'<contact>:<channel>:<epoch>' from a notification, or None for anything else."""
+    parts = payload.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in ("email", "sms"):
+        return None
+    try:
+        return int(parts[0]), parts[1], float(parts[2])
+    except ValueError:
+        return None
 
 
 @event.listens_for(Session, "after_commit")
 def _on_commit(session: Session) -> None:
-    for contact_id, channel in session.info.pop("campaigns_stopped", set()):
-        remember(contact_id, channel)
+    for contact_id, channel, at in session.info.pop("campaigns_stopped", set()):
+        remember(contact_id, channel, at)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from campaigns import bounces, dkim_signing
+from campaigns import bounces, dkim_signing, stopped
 from campaigns.context import App
 from campaigns.db import session_factory, session_scope
 from campaigns.errors import ConfigError
@@ -130,6 +130,7 @@ class Dispatcher:
         stats = DispatchStats()
         fixed = now
         engine = self.app.ready_engine()
+        stopped.listen(engine)  # other processes' unsubscribes reach this sender's hand-over check
         expire_leases(engine, self.settings, fixed or utcnow())
         while True:
             at = fixed or utcnow()
@@ -310,9 +311,11 @@ class Dispatcher:
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
                     continue
                 if isinstance(rendered, RenderedEmail):
-                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id)))
+                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id,
+                                                    stopped.checker(row.contact_id, row.channel, row.created_at))))
                 else:
-                    out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body)))
+                    out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body,
+                                                  stopped.checker(row.contact_id, row.channel, row.created_at))))
             session.flush()
         return out, failed
 
