@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, Table, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from campaigns import consent_requests
@@ -105,7 +106,7 @@ def record_import(session: Session, settings: Settings, wanted: list[tuple[int, 
             if doi:
                 asked.update((cid, channel) for cid in session.scalars(select(ConsentEvent.contact_id).where(
                     ConsentEvent.contact_id.in_(part), consent_requests.open_request_clause(channel, at))))
-    rows = []
+    rows: list[dict[str, object]] = []
     for cid, channel, action in wanted:
         state = current.get((cid, channel))
         if action == "revoked" and state not in MESSAGEABLE:
@@ -128,10 +129,10 @@ def record_import(session: Session, settings: Settings, wanted: list[tuple[int, 
         })
     if not rows:
         return 0, 0
-    table = ConsentEvent.__table__
+    table = cast(Table, ConsentEvent.__table__)
     conn = session.connection()
     new_ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
-    pending = [(i, r["channel"]) for i, r in zip(new_ids, rows, strict=True) if r["action"] == "pending"]
+    pending = [(i, str(r["channel"])) for i, r in zip(new_ids, rows, strict=True) if r["action"] == "pending"]
     if pending:
         conn.execute(update(table).where(table.c.id == bindparam("eid")).values(token_hash=bindparam("th")),
                      [{"eid": i, "th": token_hash(consent_requests.token_for(settings, i))} for i, _ in pending])
@@ -209,7 +210,7 @@ def current_state(session: Session, contact_id: int, channel: str, at: datetime 
                ConsentEvent.occurred_at <= at)
         .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
     ).all()
-    return derive_state(channel, events, at)
+    return derive_state(channel, list(events), at)
 
 
 def derive_state(channel: str, events: list[ConsentEvent], at: datetime) -> ConsentState:

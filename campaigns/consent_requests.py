@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from campaigns.config import Settings
@@ -77,7 +77,7 @@ def _install_template(settings: Settings, name: str) -> None:
         shutil.copytree(shipped_templates() / name, target)
 
 
-def open_request_clause(channel: str, at: datetime):  # type: ignore[no-untyped-def]
+def open_request_clause(channel: str, at: datetime) -> ColumnElement[bool]:
     """SQL: the unanswered, unexpired pending events of a channel as of `at`."""
     answer = aliased(ConsentEvent)
     return and_(ConsentEvent.channel == channel, ConsentEvent.action == "pending", ConsentEvent.occurred_at <= at,
@@ -85,7 +85,7 @@ def open_request_clause(channel: str, at: datetime):  # type: ignore[no-untyped-
                 ~exists().where(answer.confirms_event_id == ConsentEvent.id))
 
 
-def audience_clause(c: Campaign, at: datetime):  # type: ignore[no-untyped-def]
+def audience_clause(c: Campaign, at: datetime) -> ColumnElement[bool] | None:
     """SQL condition on Contact for a request campaign: an open request this campaign has not
     asked yet (None for every other campaign, whose audience needs consent)."""
     if not is_request_campaign(c):
@@ -95,15 +95,17 @@ def audience_clause(c: Campaign, at: datetime):  # type: ignore[no-untyped-def]
     return exists().where(ConsentEvent.contact_id == Contact.id, open_request_clause(c.channel, at), ~asked)
 
 
-def still_open(session_or_conn, campaign_id: int, contact_ids: list[int], at: datetime) -> set[int]:  # type: ignore[no-untyped-def]
+def still_open(session_or_conn: Session | Connection, campaign_id: int, contact_ids: list[int], at: datetime) -> set[int]:
     """Of these contacts, those with an open request on the request campaign's channel (the
     claim's check for request rows: a confirmed or revoked request is not sent)."""
     channel = session_or_conn.scalar(select(Campaign.channel).where(Campaign.id == campaign_id))
+    if channel is None:
+        return set()
     return set(session_or_conn.scalars(select(ConsentEvent.contact_id).where(
         ConsentEvent.contact_id.in_(contact_ids), open_request_clause(channel, at))))
 
 
-def request_campaign_ids(session_or_conn) -> set[int]:  # type: ignore[no-untyped-def]
+def request_campaign_ids(session_or_conn: Session | Connection) -> set[int]:
     """Ids of the request campaigns that exist."""
     return set(session_or_conn.scalars(select(Campaign.id).where(
         Campaign.name.in_(list(CAMPAIGNS.values())), Campaign.marketing.is_(False))))
