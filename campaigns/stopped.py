@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ CHANNEL = "campaigns_stopped"
 _KEEP = 200_000  # recent stops remembered; older ones were long since seen by planning and claims
 _lock = threading.Lock()
 _recent: OrderedDict[tuple[int, str], float] = OrderedDict()  # (contact, channel) -> when (epoch seconds)
-_listening: set[str] = set()
+_listening: set[int] = set()
 
 
 def announce(session: Session, contact_id: int, channels: Iterable[str]) -> None:
@@ -71,33 +72,74 @@ def checker(contact_id: int, channel: str, planned_at: datetime) -> Callable[[],
 
 
 def listen(engine: Engine) -> None:
-    """On PostgreSQL, hear other processes' stops (LISTEN) in a background thread, once per database."""
-    if engine.dialect.name != "postgresql":
-        return
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    """Hear other processes' stops in a background thread, once per engine: LISTEN on
+    PostgreSQL; elsewhere (SQLite workers sharing a file) a poll of the newest revocations
+    and suppressions every `POLL_SECONDS`. The thread ends when the engine is gone."""
     with _lock:
-        if url in _listening:
+        if id(engine) in _listening:
             return
-        _listening.add(url)
-    threading.Thread(target=_listen_forever, args=(url,), name="campaigns-stopped-listener", daemon=True).start()
+        _listening.add(id(engine))
+    ref = weakref.ref(engine, partial(_forget_engine, id(engine)))
+    if engine.dialect.name == "postgresql":
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        target, args = _listen_forever, (ref, url)
+    else:
+        target, args = _poll_forever, (ref,)  # type: ignore[assignment]
+    threading.Thread(target=target, args=args, name="campaigns-stopped-listener", daemon=True).start()
 
 
-def _listen_forever(url: str) -> None:
+POLL_SECONDS = 0.02
+
+
+def _forget_engine(key: int, _ref: object) -> None:
+    _listening.discard(key)
+
+
+def _listen_forever(ref: weakref.ref[Engine], url: str) -> None:
     import time
 
     import psycopg
 
-    while True:
+    while ref() is not None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f"LISTEN {CHANNEL}")
-                for note in conn.notifies():
-                    parsed = parse_payload(note.payload)
-                    if parsed is not None:
-                        remember(*parsed)
+                while ref() is not None:
+                    for note in conn.notifies(timeout=1.0):
+                        parsed = parse_payload(note.payload)
+                        if parsed is not None:
+                            remember(*parsed)
         except Exception as exc:  # the database restarted: listen again (claims still check the ledger)
             log.warning("stop listener: %s; reconnecting", exc)
             time.sleep(1.0)
+
+
+def _poll_forever(ref: weakref.ref[Engine]) -> None:
+    import time
+
+    from sqlalchemy import func, select
+
+    from campaigns.messageable import suppression_matches_contact
+    from campaigns.models import ConsentEvent, Contact, Suppression
+
+    marks: tuple[int, int] | None = None
+    while (engine := ref()) is not None:
+        try:
+            with engine.connect() as conn:
+                if marks is None:
+                    marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
+                             conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
+                revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at)
+                                       .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
+                suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
+                                          .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
+            for _id, cid, channel, at in [*revoked, *suppressed]:
+                remember(cid, channel, at.timestamp())
+            marks = (max([marks[0], *(r[0] for r in revoked)]), max([marks[1], *(r[0] for r in suppressed)]))
+        except Exception as exc:  # a locked or restarting database: try again (claims still check the ledger)
+            log.debug("stop poller: %s", exc)
+        del engine  # hold no reference while sleeping, so a dropped engine ends the thread
+        time.sleep(POLL_SECONDS)
 
 
 def forget_all() -> None:
