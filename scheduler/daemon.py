@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
 from campaigns.context import App
+from campaigns.errors import ConflictError
 from campaigns.models import Campaign, ProcessHeartbeat
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
@@ -31,6 +32,7 @@ from scheduler.locks import DaemonLock
 
 log = logging.getLogger("campaigns.daemon")
 SYNC_SECONDS = 15
+LOCK_CHECK_SECONDS = 2.0  # how long the lock can be free after its session was lost
 DRIP_SECONDS = 60
 
 
@@ -98,6 +100,8 @@ class Daemon:
         lock = DaemonLock(self.app.ready_engine())
         lock.acquire()
         tasks: list[asyncio.Task] = []  # type: ignore[type-arg]
+        lost: list[ConflictError] = []
+        guard = asyncio.create_task(_guard_lock(lock, stop, lost))
         try:
             log.info("daemon %s started on %s", self.name, self.app.settings.source)
             heartbeat(self.app, self.name, "daemon", {"pid": os.getpid()})
@@ -122,10 +126,33 @@ class Daemon:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=self.app.settings.sending.lease_seconds)
+            guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await guard
             with contextlib.suppress(Exception):
                 heartbeat(self.app, self.name, "daemon", stopping=True)
             lock.release()
             log.info("daemon stopped")
+        if lost:
+            raise lost[0]
+
+
+async def _guard_lock(lock: DaemonLock, stop: asyncio.Event, lost: list[ConflictError]) -> None:
+    """Check the lock every LOCK_CHECK_SECONDS; take it back when its session was lost, or
+    stop this daemon when another one took it meanwhile (two never run at once)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=LOCK_CHECK_SECONDS)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(lock.ensure)
+        except ConflictError:
+            log.error("daemon lock: another daemon took it after this one lost its session; stopping")
+            lost.append(ConflictError("another daemon took over this database after this daemon lost its lock; stopped"))
+            stop.set()
+        except Exception as exc:  # noqa: BLE001 - e.g. the lock file's folder is gone: keep the daemon, say why
+            log.warning("daemon lock: cannot check it: %s", (str(exc).splitlines() or [""])[0][:200])
 
 
 def _tracking_server():  # type: ignore[no-untyped-def]

@@ -96,3 +96,54 @@ def test_sigkill_during_planning_and_sending_never_sends_twice(make_app, smtp, t
     ids = smtp.message_ids
     assert len(ids) == len(set(ids))  # no message twice
     assert len(ids) >= states["sent"]
+
+
+def _lose_lock_session(app, db_url, tmp_path):
+    """Take the daemon's lock session away: PostgreSQL ends the lock's backend (what a
+    server restart does to it, without disturbing other users of the shared server);
+    SQLite's lock file is removed (what a tmp cleaner or a careless `rm` does)."""
+    if db_url.startswith("sqlite"):
+        lock_file = (tmp_path / "campaigns.db").with_suffix(".daemon.lock")
+        lock_file.unlink()
+        return
+    from sqlalchemy import text
+
+    from scheduler.locks import advisory_key
+
+    with app.engine.connect() as conn:
+        key = advisory_key(conn.scalar(text("SELECT current_schema()")))
+        pids = conn.scalars(text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                 "AND classid = :hi AND objid = :lo"),
+                            {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}).all()
+        assert len(pids) == 1, pids  # the running daemon holds it
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+        conn.commit()
+
+
+def test_the_lock_survives_losing_its_session_and_two_daemons_never_run(make_app, smtp, tmp_path, db_url):
+    app = _app_with(make_app, smtp)
+    config = tmp_path / "config.toml"
+    first = _start(config)
+    procs = [first]
+    try:
+        assert _wait(lambda: bool(_heartbeats(app)), 60)
+        _lose_lock_session(app, db_url, tmp_path)
+        second = _start(config)
+        procs.append(second)
+        # Whoever wins the lock runs; the other stops (or is refused) with one clear line.
+        assert _wait(lambda: first.poll() is not None or second.poll() is not None, 60), "two daemons are running"
+        running = [p for p in procs if p.poll() is None]
+        stopped = [p for p in procs if p.poll() is not None]
+        assert len(running) == 1 and len(stopped) == 1
+        out = stopped[0].communicate(timeout=30)[0]
+        assert stopped[0].returncode == 1, out
+        assert "another daemon" in out and "Traceback" not in out
+        # And the lock is really held again: a third daemon is refused.
+        third = subprocess.run([sys.executable, "-m", "campaigns", "--config", str(config), "daemon", "--no-tracking"],
+                               check=False, capture_output=True, text=True, timeout=60)
+        assert third.returncode == 1 and "another daemon is already running" in third.stderr
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.communicate(timeout=30)
