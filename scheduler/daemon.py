@@ -23,32 +23,18 @@ from sqlalchemy import func, select
 
 from campaigns.context import App
 from campaigns.errors import ConflictError
-from campaigns.models import Campaign, ProcessHeartbeat
+from campaigns.models import Campaign
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
 from scheduler.jobs import tick
+from scheduler.liveness import BEAT_SECONDS, beat, heartbeat, release_own
 from scheduler.locks import DaemonLock
 
 log = logging.getLogger("campaigns.daemon")
 SYNC_SECONDS = 15
 LOCK_CHECK_SECONDS = 2.0  # how long the lock can be free after its session was lost
 DRIP_SECONDS = 60
-
-
-def heartbeat(app: App, name: str, role: str, info: dict | None = None, stopping: bool = False) -> None:  # type: ignore[type-arg]
-    """Upsert this process's heartbeat row (removed when it stops cleanly)."""
-    with app.session() as s:
-        row = s.scalar(select(ProcessHeartbeat).where(ProcessHeartbeat.name == name))
-        if stopping:
-            if row is not None:
-                s.delete(row)
-            return
-        now = utcnow()
-        if row is None:
-            s.add(ProcessHeartbeat(name=name, role=role, started_at=now, last_seen=now, info=info or {}))
-        else:
-            row.last_seen, row.info = now, info or row.info
 
 
 class Daemon:
@@ -68,6 +54,13 @@ class Daemon:
             log.info("campaign %s: firing %s planned: %s", name, key.isoformat(), counts)
         for name in report.completed:
             log.info("campaign %s: completed", name)
+
+    def _beat(self) -> None:
+        """The heartbeat, and the rows of dead workers released (see scheduler.liveness)."""
+        try:
+            beat(self.app, self.name, "daemon")
+        except Exception as exc:  # noqa: BLE001 - the database is down: one line, the next beat tries again
+            log.warning("heartbeat failed: %s: %s", type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
 
     def _sync(self) -> None:
         """Rebuild one job per scheduled campaign when the campaign table changed."""
@@ -104,13 +97,13 @@ class Daemon:
         guard = asyncio.create_task(_guard_lock(lock, stop, lost))
         try:
             log.info("daemon %s started on %s", self.name, self.app.settings.source)
-            heartbeat(self.app, self.name, "daemon", {"pid": os.getpid()})
+            heartbeat(self.app, self.name, "daemon")
             self._fire()  # firings missed while down: planned now if inside their grace window
             self._scheduler = AsyncIOScheduler(timezone=UTC)
             self._scheduler.add_job(self._sync, IntervalTrigger(seconds=SYNC_SECONDS, timezone=UTC), id="sync",
                                     next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
-            self._scheduler.add_job(lambda: heartbeat(self.app, self.name, "daemon", {"pid": os.getpid()}),
-                                    IntervalTrigger(seconds=10, timezone=UTC), id="heartbeat", coalesce=True)
+            self._scheduler.add_job(self._beat, IntervalTrigger(seconds=BEAT_SECONDS, timezone=UTC), id="heartbeat",
+                                    coalesce=True, max_instances=1)
             self._scheduler.start()
             if self.dispatch:
                 tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop)))
@@ -130,6 +123,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await guard
             with contextlib.suppress(Exception):
+                release_own(self.app, self.name)  # claimed, never handed over: back to the queue now
                 heartbeat(self.app, self.name, "daemon", stopping=True)
             lock.release()
             log.info("daemon stopped")

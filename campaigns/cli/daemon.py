@@ -47,8 +47,9 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
     """Run only the dispatcher: start several (on several machines, sharing PostgreSQL) to send faster."""
     import asyncio
 
-    from scheduler.daemon import heartbeat, run_until_signalled
+    from scheduler.daemon import run_until_signalled
     from scheduler.dispatcher import Dispatcher, default_worker_name
+    from scheduler.liveness import heartbeat, release_own
 
     a = get_app(ctx)
     a.ready_engine()
@@ -63,22 +64,29 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
             await Dispatcher(a, worker_name=worker_name).run(stop)
         finally:
             beat.cancel()
-            heartbeat(a, worker_name, "worker", stopping=True)
+            try:
+                release_own(a, worker_name)  # claimed, never handed over: back to the queue now
+                heartbeat(a, worker_name, "worker", stopping=True)
+            except Exception as exc:  # noqa: BLE001 - the database is down: the rows' lease ends them
+                logging.getLogger("campaigns.worker").warning("could not release this worker's rows: %s",
+                                                              (str(exc).splitlines() or [""])[0][:200])
 
     run_until_signalled(run)
 
 
 async def _beat(a, name: str, stop) -> None:  # type: ignore[no-untyped-def]
+    """The worker's heartbeat, and the rows of dead senders released (scheduler.liveness)."""
     import asyncio
 
-    from scheduler.daemon import heartbeat
+    from scheduler.liveness import BEAT_SECONDS, beat
 
     while not stop.is_set():
-        await asyncio.sleep(10)
+        await asyncio.sleep(BEAT_SECONDS)
         try:
-            heartbeat(a, name, "worker")
-        except Exception:  # noqa: S110 - a missed heartbeat is harmless
-            pass
+            await asyncio.to_thread(beat, a, name, "worker")
+        except Exception as exc:  # noqa: BLE001 - the database is down: one line, the next beat tries again
+            logging.getLogger("campaigns.worker").warning("heartbeat failed: %s: %s", type(exc).__name__,
+                                                          (str(exc).splitlines() or [""])[0][:200])
 
 
 def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:

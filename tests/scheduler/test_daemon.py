@@ -147,3 +147,52 @@ def test_the_lock_survives_losing_its_session_and_two_daemons_never_run(make_app
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.communicate(timeout=30)
+
+
+def _start_worker(config, name):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+    return subprocess.Popen([sys.executable, "-m", "campaigns", "--config", str(config), "worker", "--name", name],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _held_by(app, worker):
+    with app.session() as s:
+        return Counter(dict(s.execute(select(Delivery.state, func.count()).where(
+            Delivery.claimed_by == worker, Delivery.state.in_(("claimed", "sending"))).group_by(Delivery.state)).all()))
+
+
+def _plan_now(app, campaign_id):
+    """Plan a manual campaign's run now, as `send --now` does."""
+    from campaigns.models import Campaign
+    from scheduler.planner import plan_firing
+
+    now = utcnow()
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, campaign_id), now.replace(microsecond=0), now)
+
+
+def test_a_killed_workers_rows_return_to_the_queue_long_before_its_lease(make_app, smtp, tmp_path):
+    # The default 300 s lease; the first wave hangs after its final dot, so the worker is
+    # killed holding one wave `sending` and the rest of its batch `claimed`.
+    toml = smtp.config_toml(timeout=600).replace("[sending]\n", "[sending]\npoll_seconds = 0.2\nbatch_size = 50\nconcurrency = 5\n")
+    app = make_app(toml)
+    add_people(app, 30)
+    smtp.hang_after_dot = {f"p{i}@example.com" for i in range(5)}
+    _plan_now(app, make_campaign(app))
+    config = tmp_path / "config.toml"
+    doomed = _start_worker(config, "doomed")
+    other = None
+    try:
+        assert _wait(lambda: _held_by(app, "doomed")["sending"] == 5, 90), _held_by(app, "doomed")
+        doomed.kill()
+        doomed.wait()
+        other = _start_worker(config, "other")
+        # The survivor sees the dead worker's heartbeat (same host, its pid gone) and releases
+        # its rows: the 25 never handed over are sent now; the 5 in flight become `unknown`.
+        assert _wait(lambda: _states(app) == Counter({"sent": 25, "unknown": 5}), 120), _states(app)
+    finally:
+        for p in (doomed, other):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.communicate(timeout=30)
+    assert len(smtp.message_ids) == len(set(smtp.message_ids))
