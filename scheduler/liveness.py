@@ -76,8 +76,8 @@ def is_dead(row: ProcessHeartbeat, now: datetime) -> bool:
 def release_rows(conn: Connection, settings: Settings, worker: str, now: datetime, *, in_flight: bool) -> tuple[int, int]:
     """`worker`'s claimed rows back to the queue; with `in_flight`, its `sending` rows too
     (unknown, or queued with resend_unknown). Returns (queued, in flight settled)."""
-    d = Delivery.__table__.c
-    queued = conn.execute(update(Delivery.__table__).where(d.claimed_by == worker, d.state == "claimed").values(
+    d = Delivery
+    queued = conn.execute(update(Delivery).where(d.claimed_by == worker, d.state == "claimed").values(
         state="queued", attempts=d.attempts - 1, lease_until=None, updated_at=now,
         error="released before hand-over; queued again")).rowcount or 0
     settled = 0
@@ -85,7 +85,7 @@ def release_rows(conn: Connection, settings: Settings, worker: str, now: datetim
         target = {"state": "queued", "error": "its sender died while sending; re-sent (resend_unknown is on)"} \
             if settings.sending.resend_unknown else \
             {"state": "unknown", "error": "its sender died while sending: it may or may not have been delivered"}
-        settled = conn.execute(update(Delivery.__table__).where(d.claimed_by == worker, d.state == "sending")
+        settled = conn.execute(update(Delivery).where(d.claimed_by == worker, d.state == "sending")
                                .values(**target, lease_until=None, updated_at=now)).rowcount or 0
     return queued, settled
 
@@ -104,7 +104,7 @@ def reap_dead(app: App, now: datetime | None = None) -> list[str]:
     for name in dead:
         with write_transaction(app.ready_engine()) as conn:
             queued, settled = release_rows(conn, app.settings, name, now, in_flight=True)
-            conn.execute(delete(ProcessHeartbeat.__table__).where(ProcessHeartbeat.name == name))
+            conn.execute(delete(ProcessHeartbeat).where(ProcessHeartbeat.name == name))
         log.warning("sender %s is gone: %d claimed rows queued again, %d in flight marked %s", name, queued, settled,
                     "queued" if app.settings.sending.resend_unknown else "unknown")
     return dead
