@@ -33,6 +33,7 @@ from scheduler.locks import DaemonLock
 
 log = logging.getLogger("campaigns.daemon")
 SYNC_SECONDS = 15
+STOP_GRACE_SECONDS = 8.0  # SIGTERM: the wave in flight gets this long; the process exits within 10 s
 LOCK_CHECK_SECONDS = 2.0  # how long the lock can be free after its session was lost
 DRIP_SECONDS = 60
 
@@ -106,29 +107,40 @@ class Daemon:
                                     coalesce=True, max_instances=1)
             self._scheduler.start()
             if self.dispatch:
-                tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop)))
+                tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop), name="the dispatcher"))
             if self.tracking:
                 serve = _tracking_server()
                 if serve is not None:
-                    tasks.append(asyncio.create_task(serve(self.app.settings, stop)))
+                    tasks.append(asyncio.create_task(serve(self.app.settings, stop), name="the tracking server"))
             await stop.wait()
             log.info("daemon stopping: finishing in-flight sends")
         finally:
             if self._scheduler is not None and self._scheduler.running:
                 self._scheduler.shutdown(wait=False)
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, timeout=self.app.settings.sending.lease_seconds)
+            clean = await finish(tasks)
             guard.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await guard
             with contextlib.suppress(Exception):
-                release_own(self.app, self.name)  # claimed, never handed over: back to the queue now
+                release_own(self.app, self.name, in_flight=not clean)
                 heartbeat(self.app, self.name, "daemon", stopping=True)
             lock.release()
             log.info("daemon stopped")
         if lost:
             raise lost[0]
+
+
+async def finish(tasks: list[asyncio.Task]) -> bool:  # type: ignore[type-arg]
+    """Give `tasks` (the dispatcher finishing its wave in flight) STOP_GRACE_SECONDS, then
+    cancel what is left. True when all finished by themselves."""
+    if not tasks:
+        return True
+    _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+    for task in pending:
+        log.warning("stopping: %s did not finish within %.0f s; cancelled", task.get_name(), STOP_GRACE_SECONDS)
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return not pending
 
 
 async def _guard_lock(lock: DaemonLock, stop: asyncio.Event, lost: list[ConflictError]) -> None:

@@ -90,10 +90,11 @@ def release_rows(conn: Connection, settings: Settings, worker: str, now: datetim
     return queued, settled
 
 
-def release_own(app: App, worker: str) -> int:
-    """At a clean stop: this process's claimed rows (never handed over) back to the queue."""
+def release_own(app: App, worker: str, *, in_flight: bool = False) -> int:
+    """At a stop: this process's claimed rows (never handed over) back to the queue; with
+    `in_flight` (its sender was cancelled mid-wave) its `sending` rows settled too."""
     with write_transaction(app.ready_engine()) as conn:
-        return release_rows(conn, app.settings, worker, utcnow(), in_flight=False)[0]
+        return release_rows(conn, app.settings, worker, utcnow(), in_flight=in_flight)[0]
 
 
 def reap_dead(app: App, now: datetime | None = None) -> list[str]:

@@ -47,7 +47,7 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
     """Run only the dispatcher: start several (on several machines, sharing PostgreSQL) to send faster."""
     import asyncio
 
-    from scheduler.daemon import run_until_signalled
+    from scheduler.daemon import finish, run_until_signalled
     from scheduler.dispatcher import Dispatcher, default_worker_name
     from scheduler.liveness import heartbeat, release_own
 
@@ -60,12 +60,17 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
     async def run(stop: asyncio.Event) -> None:
         heartbeat(a, worker_name, "worker")
         beat = asyncio.create_task(_beat(a, worker_name, stop))
+        sender = asyncio.create_task(Dispatcher(a, worker_name=worker_name).run(stop), name="the dispatcher")
+        clean = False
         try:
-            await Dispatcher(a, worker_name=worker_name).run(stop)
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([sender, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            clean = await finish([sender])  # SIGTERM: the wave in flight finishes, within the grace
         finally:
             beat.cancel()
             try:
-                release_own(a, worker_name)  # claimed, never handed over: back to the queue now
+                release_own(a, worker_name, in_flight=not clean)  # claimed, never handed over: queued again
                 heartbeat(a, worker_name, "worker", stopping=True)
             except Exception as exc:  # noqa: BLE001 - the database is down: the rows' lease ends them
                 logging.getLogger("campaigns.worker").warning("could not release this worker's rows: %s",
