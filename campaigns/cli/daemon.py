@@ -8,8 +8,8 @@ from datetime import timedelta
 import typer
 from sqlalchemy import func, select
 
-from campaigns import dkim_signing
-from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json
+from campaigns import dkim_signing, preflight
+from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json, warn
 from campaigns.models import Campaign, Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 
@@ -38,6 +38,8 @@ def daemon(ctx: typer.Context,
     a = get_app(ctx)
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
+    for warning in preflight.check_daemon(a.settings, tracking=not no_tracking):  # what cannot work: one line, exit 1
+        warn(warning)
     _logging(verbose)
     run_until_signalled(Daemon(a, tracking=not no_tracking, dispatch=not no_dispatch).run)
 
@@ -54,6 +56,8 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
     a = get_app(ctx)
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
+    for warning in preflight.check_daemon(a.settings, tracking=False):
+        warn(warning)
     _logging(verbose)
     worker_name = name or default_worker_name()
 
