@@ -48,6 +48,7 @@ class Daemon:
         self.name = f"daemon@{socket.gethostname()}:{os.getpid()}"
         self._scheduler: AsyncIOScheduler | None = None
         self._stamp: datetime | None = None
+        self._synced = False  # no campaign at all has the stamp None too
 
     def _fire(self, campaign_id: int | None = None) -> None:
         report = tick(self.app, utcnow(), None if campaign_id is None else [campaign_id])
@@ -67,9 +68,9 @@ class Daemon:
         """Rebuild one job per scheduled campaign when the campaign table changed."""
         with self.app.session() as s:
             stamp = s.scalar(select(func.max(Campaign.updated_at)))
-            if stamp == self._stamp and self._stamp is not None:
+            if self._synced and stamp == self._stamp:
                 return
-            self._stamp = stamp
+            self._stamp, self._synced = stamp, True
             campaigns = list(s.scalars(select(Campaign).where(Campaign.status == "scheduled")))
         assert self._scheduler is not None
         for job in self._scheduler.get_jobs():

@@ -22,16 +22,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    """One line per condition, redacted; tracebacks only with --verbose (campaigns.logsetup)."""
+    from campaigns.logsetup import configure
+
+    configure(verbose)
 
 
 def daemon(ctx: typer.Context,
            no_tracking: bool = typer.Option(False, "--no-tracking", help="Do not serve the tracking endpoints."),
            no_dispatch: bool = typer.Option(False, "--no-dispatch", help="Only schedule and plan (workers send)."),
-           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lines and full tracebacks in the log.")) -> None:
     """Run the scheduler, the dispatcher and the tracking app until SIGTERM/SIGINT."""
     from scheduler.daemon import Daemon, run_until_signalled
 
@@ -45,7 +45,7 @@ def daemon(ctx: typer.Context,
 
 
 def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A name for this worker (default role@host:pid)."),
-           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lines and full tracebacks in the log.")) -> None:
     """Run only the dispatcher: start several (on several machines, sharing PostgreSQL) to send faster."""
     import asyncio
 

@@ -196,3 +196,34 @@ def test_a_killed_workers_rows_return_to_the_queue_long_before_its_lease(make_ap
                 p.send_signal(signal.SIGTERM)
                 p.communicate(timeout=30)
     assert len(smtp.message_ids) == len(set(smtp.message_ids))
+
+
+def _complaints(log_path):
+    return [line for line in log_path.read_text().splitlines() if " WARNING " in line or " ERROR " in line]
+
+
+def test_a_failing_heartbeat_is_one_line_a_minute_not_a_traceback_per_beat(make_app, smtp, tmp_path):
+    from sqlalchemy import text
+
+    from scheduler.liveness import BEAT_SECONDS
+
+    app = _app_with(make_app, smtp)
+    log_path = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "campaigns", "--config", str(tmp_path / "config.toml"), "daemon",
+                                 "--no-tracking"], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        assert _wait(lambda: bool(_heartbeats(app)), 60)
+        with app.engine.begin() as conn:  # the heartbeat's table is gone: every beat fails from now on
+            conn.execute(text("ALTER TABLE process_heartbeat RENAME TO heartbeat_away"))
+        assert _wait(lambda: bool(_complaints(log_path)), 60), log_path.read_text()
+        time.sleep(BEAT_SECONDS * 4)  # four more beats fail meanwhile
+        with app.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE heartbeat_away RENAME TO process_heartbeat"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    out = log_path.read_text()
+    assert len(_complaints(log_path)) == 1, out  # one line for the condition, not one per beat
+    assert "Traceback" not in out and "[SQL" not in out and "parameters" not in out, out
