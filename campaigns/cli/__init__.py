@@ -20,6 +20,7 @@ from campaigns.cli import (
     demo,
     purchases,
     report,
+    retry,
     segments,
     setup,
     suppress,
@@ -61,6 +62,7 @@ def root(
 setup.register(app)
 campaigns_cmd.register(app)
 daemon.register(app)
+retry.register(app)
 track.register(app)
 report.register(app)
 demo.register(app)
