@@ -25,6 +25,7 @@ from campaigns.context import App
 from campaigns.errors import ConflictError
 from campaigns.models import Campaign
 from campaigns.timespec import utcnow
+from campaigns.vocab import CampaignStatus
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
 from scheduler.jobs import tick
@@ -71,7 +72,7 @@ class Daemon:
             if self._synced and stamp == self._stamp:
                 return
             self._stamp, self._synced = stamp, True
-            campaigns = list(s.scalars(select(Campaign).where(Campaign.status == "scheduled")))
+            campaigns = list(s.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)))
         assert self._scheduler is not None
         for job in self._scheduler.get_jobs():
             if job.id.startswith("campaign-"):
