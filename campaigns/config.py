@@ -83,6 +83,7 @@ class SendingSettings(_Section):
     auto_pause_bounce_rate: float = 0.05
     auto_pause_failure_rate: float = 0.25
     auto_pause_min_sample: int = 200
+    auto_pause_window_minutes: int = Field(default=60, gt=0)  # rates judge outcomes this recent (and since a resume)
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = Field(default=1.0, gt=0)

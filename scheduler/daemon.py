@@ -62,7 +62,7 @@ class Daemon:
         """The heartbeat, and the rows of dead workers released (see scheduler.liveness)."""
         try:
             beat(self.app, self.name, "daemon")
-        except Exception as exc:  # noqa: BLE001 - the database is down: one line, the next beat tries again
+        except Exception as exc:
             log.warning("heartbeat failed: %s: %s", type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
 
     def _sync(self) -> None:
@@ -95,7 +95,7 @@ class Daemon:
         """Hold the lock, schedule, dispatch and track until `stop` is set."""
         lock = DaemonLock(self.app.ready_engine())
         lock.acquire()
-        tasks: list[asyncio.Task] = []  # type: ignore[type-arg]
+        tasks: list[asyncio.Task] = []
         lost: list[ConflictError] = []
         guard = asyncio.create_task(_guard_lock(lock, stop, lost))
         try:
@@ -132,7 +132,7 @@ class Daemon:
             raise lost[0]
 
 
-async def finish(tasks: list[asyncio.Task]) -> bool:  # type: ignore[type-arg]
+async def finish(tasks: list[asyncio.Task]) -> bool:
     """Give `tasks` (the dispatcher finishing its wave in flight) STOP_GRACE_SECONDS, then
     cancel what is left. True when all finished by themselves."""
     if not tasks:
@@ -159,11 +159,11 @@ async def _guard_lock(lock: DaemonLock, stop: asyncio.Event, lost: list[Conflict
             log.error("daemon lock: another daemon took it after this one lost its session; stopping")
             lost.append(ConflictError("another daemon took over this database after this daemon lost its lock; stopped"))
             stop.set()
-        except Exception as exc:  # noqa: BLE001 - e.g. the lock file's folder is gone: keep the daemon, say why
+        except Exception as exc:
             log.warning("daemon lock: cannot check it: %s", (str(exc).splitlines() or [""])[0][:200])
 
 
-def _tracking_server():  # type: ignore[no-untyped-def]
+def _tracking_server():
     try:
         from campaigns.tracking.server import serve
     except ImportError:
@@ -171,7 +171,7 @@ def _tracking_server():  # type: ignore[no-untyped-def]
     return serve
 
 
-def run_until_signalled(coro_factory) -> None:  # type: ignore[no-untyped-def]
+def run_until_signalled(coro_factory) -> None:
     """Run `coro_factory(stop)` with SIGTERM/SIGINT setting `stop`."""
     async def main() -> None:
         stop = asyncio.Event()

@@ -2,9 +2,9 @@
 
 Two halves meet here:
 
-- Every sender, in the transaction that marks its next wave `sending` (scheduler/handover),
-  asks `release_halted` which of the batch's campaigns are paused or cancelled now; that
-  sender's `claimed` rows of those campaigns go back to the queue and leave the batch.
+- Every sender, before each wave (`before_wave`, called by scheduler/handover.py), asks
+  which of the batch's campaigns are paused or cancelled now; its rows of those campaigns
+  are released (queued again) in the write that precedes the wave, never handed over.
 - `pause` commits the new status and then `settle`s: it waits (at most a second) until no
   row of the campaign is `claimed` or `sending` anywhere. A sender that read the status
   just before the pause committed still holds its rows `claimed` (or `sending`, when its
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from campaigns.context import App
 from campaigns.errors import InputError, NotFoundError
@@ -60,13 +60,11 @@ def before_wave(engine: Engine, pending: Sequence[tuple[Claimed, Any]], paused: 
     return False
 
 
-def hold_dead_templates(app: App, batch: list[Claimed], now: datetime) -> list[Claimed]:
-    """The batch without rows whose template cannot be loaded (its folder or files gone).
-
-    Their campaign is paused with the reason, once (one WARNING); the rows go back to the
-    queue, so restoring the template and `resume` sends them. Rows of a campaign that cannot
-    be paused (completed) fail with the reason instead: a row is never claimed forever.
-    """
+def pause_dead_templates(app: App, batch: list[Claimed], now: datetime) -> None:
+    """A template that cannot be loaded (its folder or files gone) pauses its campaign with the
+    reason, once (one WARNING), so the rest of the audience waits for the fix instead of failing
+    batch after batch. The batch's own rows still fail with the reason at rendering; restore
+    the template, then `campaigns retry NAME` and `campaigns resume NAME`."""
     dead: dict[str, str] = {}
     for name in {row.template_name or "" for row in batch}:
         try:
@@ -74,34 +72,14 @@ def hold_dead_templates(app: App, batch: list[Claimed], now: datetime) -> list[C
         except (NotFoundError, InputError) as exc:
             dead[name] = str(exc)
     if not dead:
-        return batch
-    gone = [row for row in batch if (row.template_name or "") in dead]
+        return
+    reasons = {row.campaign_id: dead[row.template_name or ""] for row in batch if (row.template_name or "") in dead}
     with write_transaction(app.engine) as conn:
-        for campaign_id in {row.campaign_id for row in gone}:
-            reason = next(dead[row.template_name or ""] for row in gone if row.campaign_id == campaign_id)
+        for campaign_id, reason in reasons.items():
             paused = conn.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status.in_(PAUSABLE)).values(
                 status="paused", status_reason=f"paused: {reason}"[:500], updated_at=now)).rowcount
-            ids = [row.id for row in gone if row.campaign_id == campaign_id]
-            held = conn.scalar(select(Campaign.status).where(Campaign.id == campaign_id)) in HALTED
             if paused:
                 log.warning("campaign #%s paused: %s", campaign_id, reason)
-            conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.state == "claimed").values(
-                lease_until=None, updated_at=now,
-                **({"state": "queued", "attempts": Delivery.attempts - 1} if held else {"state": "failed", "error": f"render: {reason}"[:500]})))
-    return [row for row in batch if (row.template_name or "") not in dead]
-
-
-def release_halted(conn: Connection, worker: str, campaign_ids: Iterable[int], now: datetime) -> set[int]:
-    """Campaigns among `campaign_ids` halted now; `worker`'s claimed rows of them are queued again."""
-    ids = set(campaign_ids)
-    if not ids:
-        return set()
-    halted = set(conn.scalars(select(Campaign.id).where(Campaign.id.in_(ids), Campaign.status.in_(HALTED))))
-    if halted:
-        conn.execute(update(Delivery).where(Delivery.campaign_id.in_(halted), Delivery.claimed_by == worker,
-                                            Delivery.state == "claimed")
-                     .values(state="queued", attempts=Delivery.attempts - 1, lease_until=None, updated_at=now))
-    return halted
 
 
 def in_flight(engine: Engine, campaign_id: int) -> int:

@@ -55,7 +55,7 @@ class DaemonLock:
         return Path(make_url(str(self.engine.url)).database or "campaigns.db").with_suffix(".daemon.lock")
 
     def _lock_file(self) -> IO[str]:
-        fh = open(self._path(), "a+")  # noqa: SIM115 - held open for the daemon's life
+        fh = open(self._path(), "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -99,7 +99,7 @@ class DaemonLock:
                     "AND classid = :hi AND objid = :lo"), {"hi": hi, "lo": lo}).first()
                 self._conn.commit()
                 return row is not None
-            except Exception:  # noqa: BLE001 - the session is gone (restart, terminated backend, network)
+            except Exception:
                 return False
         return False
 

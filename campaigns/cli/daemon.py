@@ -76,14 +76,14 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
             try:
                 release_own(a, worker_name, in_flight=not clean)  # claimed, never handed over: queued again
                 heartbeat(a, worker_name, "worker", stopping=True)
-            except Exception as exc:  # noqa: BLE001 - the database is down: the rows' lease ends them
+            except Exception as exc:
                 logging.getLogger("campaigns.worker").warning("could not release this worker's rows: %s",
                                                               (str(exc).splitlines() or [""])[0][:200])
 
     run_until_signalled(run)
 
 
-async def _beat(a, name: str, stop) -> None:  # type: ignore[no-untyped-def]
+async def _beat(a, name: str, stop) -> None:
     """The worker's heartbeat, and the rows of dead senders released (scheduler.liveness)."""
     import asyncio
 
@@ -93,7 +93,7 @@ async def _beat(a, name: str, stop) -> None:  # type: ignore[no-untyped-def]
         await asyncio.sleep(BEAT_SECONDS)
         try:
             await asyncio.to_thread(beat, a, name, "worker")
-        except Exception as exc:  # noqa: BLE001 - the database is down: one line, the next beat tries again
+        except Exception as exc:
             logging.getLogger("campaigns.worker").warning("heartbeat failed: %s: %s", type(exc).__name__,
                                                           (str(exc).splitlines() or [""])[0][:200])
 

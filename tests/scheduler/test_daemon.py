@@ -227,3 +227,27 @@ def test_a_failing_heartbeat_is_one_line_a_minute_not_a_traceback_per_beat(make_
     out = log_path.read_text()
     assert len(_complaints(log_path)) == 1, out  # one line for the condition, not one per beat
     assert "Traceback" not in out and "[SQL" not in out and "parameters" not in out, out
+
+
+def test_sigterm_finishes_the_wave_in_flight_releases_the_rest_and_exits(make_app, smtp, tmp_path):
+    """Issue 18: SIGTERM stops a sender in the middle of a big send without draining the backlog."""
+    toml = smtp.config_toml().replace("[sending]\n", "[sending]\npoll_seconds = 0.2\nbatch_size = 100\nconcurrency = 10\n")
+    app = make_app(toml)
+    add_people(app, 2000)
+    _plan_now(app, make_campaign(app))
+    proc = _start(tmp_path / "config.toml")
+    try:
+        assert _wait(lambda: len(smtp.message_ids) >= 100, 90)
+    finally:
+        at_signal = len(smtp.message_ids)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    states = _states(app)
+    # The wave in flight finished and was recorded; nothing else was handed over; the rest
+    # of the claimed batch went back to the queue (nothing is left claimed or sending).
+    assert len(smtp.message_ids) - at_signal <= app.settings.sending.concurrency, (at_signal, states)
+    assert states["sent"] == len(smtp.message_ids)
+    assert states["claimed"] == states["sending"] == states["unknown"] == 0, states
+    assert states["queued"] == 2000 - states["sent"]
+    assert "Traceback" not in out
