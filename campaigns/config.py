@@ -39,7 +39,7 @@ from campaigns.timespec import (
 ENV_PREFIX = "CAMPAIGNS_"
 # Environment variables with our prefix that are not config keys.
 _NOT_KEYS = {"CONFIG", "DEBUG"}
-_NOT_KEY_PREFIXES = ("TEST_", "BENCH_")
+_NOT_KEY_PREFIXES = ("TEST_", "BENCH_", "RELIABILITY_")
 
 
 def _checked(parse: Any, value: str) -> str:
