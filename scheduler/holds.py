@@ -6,11 +6,11 @@ Two halves meet here:
   which of the batch's campaigns are paused or cancelled now; its rows of those campaigns
   are released (queued again) in the write that precedes the wave, never handed over.
 - `pause` commits the new status and then `settle`s: it waits (at most a second) until no
-  row of the campaign is `claimed` or `sending` anywhere. A sender that read the status
-  just before the pause committed still holds its rows `claimed` (or `sending`, when its
-  wave went out first): `settle` sees them and waits for the wave to be recorded and the
-  rest to be released. So when `pause` returns, every message of that campaign was either
-  handed over before it returned or is back in the queue.
+  row of the campaign is `sending` anywhere. A sender that read the status just before the
+  pause committed marks that wave `sending` within moments and hands it over: `settle`
+  waits for it. Every other wave of the campaign sees the pause first. So when `pause`
+  returns, every message of that campaign was either handed over before it returned or is
+  back in (or on its way back to) the queue.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from scheduler.outbox import Claimed, write_transaction
 log = logging.getLogger("campaigns.dispatcher")
 HALTED = ("paused", "cancelled")
 PAUSABLE = ("scheduled", "draft")
-SETTLE_SECONDS = 1.0
+SETTLE_SECONDS = 1.0  # pause waits at most this long for waves being handed over
+SETTLE_GRACE = 0.2  # ... and at least this long, for a wave whose status look came just before the pause
 
 
 def halted_now(engine: Engine, campaign_ids: Iterable[int]) -> set[int]:
@@ -83,18 +84,24 @@ def pause_dead_templates(app: App, batch: list[Claimed], now: datetime) -> None:
 
 
 def in_flight(engine: Engine, campaign_id: int) -> int:
-    """Rows of the campaign some sender holds (claimed or being handed over)."""
+    """Rows of the campaign being handed over now (`sending`)."""
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.campaign_id == campaign_id, Delivery.state.in_(("claimed", "sending")))) or 0
+            Delivery.campaign_id == campaign_id, Delivery.state == "sending")) or 0
 
 
-def settle(engine: Engine, campaign_id: int, timeout: float = SETTLE_SECONDS) -> int:
-    """After a pause: wait until the campaign's in-flight rows are recorded or released
-    (at most `timeout`); returns how many were still held when it gave up (0: settled)."""
-    deadline = time.monotonic() + timeout
+def settle(engine: Engine, campaign_id: int, timeout: float = SETTLE_SECONDS, grace: float = SETTLE_GRACE) -> int:
+    """After a pause: wait until no wave of the campaign is being handed over (at least
+    `grace`, at most `timeout`); returns how many rows were still `sending` when it gave up.
+
+    A sender that looked at the status just before the pause committed marks its wave
+    `sending` within moments: `grace` covers that, and the wait covers the wave. Rows merely
+    `claimed` need no wait: their sender sees the pause before their wave and releases them.
+    """
+    start = time.monotonic()
     while True:
         held = in_flight(engine, campaign_id)
-        if held == 0 or time.monotonic() >= deadline:
+        waited = time.monotonic() - start
+        if (held == 0 and waited >= grace) or waited >= timeout:
             return held
         time.sleep(0.05)

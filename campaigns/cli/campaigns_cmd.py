@@ -136,10 +136,10 @@ def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: O[str] = 
     a = get_app(ctx)
     with a.session() as s:
         campaign_id = set_status(s, name, "pause", reason).id
-    # Senders release the campaign's claimed rows before their next wave; wait (a second at
-    # most) for that, so nothing is handed over after this returns (scheduler/holds.py).
+    # Senders see the pause before their next wave; a wave already going out is waited for
+    # (a second at most), so nothing is handed over after this returns (scheduler/holds.py).
     held = settle(a.engine, campaign_id)
-    ok(f"campaign {name} paused" + (f" ({held} messages were still in a sender's hands)" if held else ""))
+    ok(f"campaign {name} paused" + (f" ({held} messages were being handed over)" if held else ""))
 
 
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:

@@ -125,6 +125,7 @@ def test_pause_on_postgresql_with_a_daemon_and_two_workers(tmp_path: Path, pg_ur
         shop.start("daemon")
         shop.start("worker", "w1")
         shop.start("worker", "w2")
+        assert cli("show", "load").exit_code == 0  # the CLI's imports, once, are not the pause's time
         assert shop.wait(lambda: len(shop.received_ids()) >= 1000, 120)
         began = time.monotonic()
         assert cli("pause", "load").exit_code == 0
@@ -164,6 +165,7 @@ def test_a_template_deleted_before_sending(tmp_path: Path, record) -> None:
 
         assert shop.wait(lambda: status()[0] == "paused", 120)
         paused_after = time.monotonic() - began
+        reason = status()[1] or ""
         time.sleep(5)  # the daemon keeps polling meanwhile
         held = shop.states()
         log = (tmp_path / "daemon-0.log").read_text()
@@ -181,7 +183,7 @@ def test_a_template_deleted_before_sending(tmp_path: Path, record) -> None:
         assert acct["lost"] == 0 and acct["duplicates"] == 0 and acct["state_sent"] == n
         record("template deleted before sending", "python -m pytest tests/reliability/test_operations.py -k template",
                messages=n, lost=acct["lost"], duplicates=acct["duplicates"], paused_after_seconds=round(paused_after, 1),
-               reason=status()[1] or "", failed_while_missing=held.get("failed", 0), log_lines_about_it=mentions,
+               reason=reason, failed_while_missing=held.get("failed", 0), log_lines_about_it=mentions,
                sent_after_restore_and_resume=acct["state_sent"])
     finally:
         shop.close()
