@@ -40,6 +40,10 @@ def daemon(ctx: typer.Context,
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
     for warning in preflight.check_daemon(a.settings, tracking=not no_tracking):  # what cannot work: one line, exit 1
         warn(warning)
+    from campaigns.tracking.guard import startup_warnings
+
+    for line in startup_warnings(a.settings, serving=not no_tracking):
+        warn(line)
     _logging(verbose)
     run_until_signalled(Daemon(a, tracking=not no_tracking, dispatch=not no_dispatch).run)
 

@@ -17,7 +17,7 @@ import time
 import aiosmtplib
 
 from campaigns.config import Settings
-from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult
+from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 
 log = logging.getLogger("campaigns.smtp")
 AUTH_REFUSED = (530, 535)  # authentication required / credentials invalid: us, not the address
@@ -113,6 +113,9 @@ class SmtpPool:
             self._note_down(exc)
             return SendResult("transient", None, f"connect: {exc}"[:300])
         self._note_up()
+        if withdrawn(message):  # the check sits here: after the wait for a connection, before MAIL
+            self._give_back(conn)
+            return STOPPED
         stage = "mail"
         try:
             # MAIL and RCPT as raw commands: both addresses were checked when the message was
