@@ -86,13 +86,16 @@ def test_a_150_mb_report_is_skipped_without_reading_it_whole(shop, tmp_path):
         fh.write(b"\nFrom MAILER-DAEMON Thu Nov 26 10:00:01 2026\n")
         fh.write(_sample("delayed.eml").replace(b"\r\n", b"\n"))
     script = textwrap.dedent(f"""
-        import json, resource, sys
+        import json, sys
         from campaigns.cli import main
         try:
             main(["--config", {str(tmp_path / "config.toml")!r}, "bounces", "import", {str(mbox)!r}, "--json"])
         except SystemExit:
             pass
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+        # VmHWM, not ru_maxrss: ru_maxrss carries the parent's peak over fork and exec, so
+        # under a long pytest run it reported pytest's size, not this command's.
+        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+        print(int(hwm.split()[1]), file=sys.stderr)
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     counts = json.loads(r.stdout)
