@@ -90,13 +90,16 @@ def test_a_150_mb_report_is_skipped_without_reading_it_whole(shop, tmp_path):
 
     def run(box):
         script = textwrap.dedent(f"""
-            import json, resource, sys
+            import json, sys
             from campaigns.cli import main
             try:
                 main(["--config", {str(tmp_path / "config.toml")!r}, "bounces", "import", {str(box)!r}, "--json"])
             except SystemExit:
                 pass
-            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+            # VmHWM, not ru_maxrss: ru_maxrss carries the parent's peak over fork and exec, so
+            # under a long pytest run it reported pytest's size, not this command's.
+            hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+            print(int(hwm.split()[1]), file=sys.stderr)
         """)
         r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
         return json.loads(r.stdout), int(r.stderr.strip().splitlines()[-1])
