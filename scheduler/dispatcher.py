@@ -59,7 +59,7 @@ class Dispatcher:
         self.channels = channels
         self._dkim: DkimPool | None = None
         self._renderer = RenderStage(app)
-        self._recorder = Recorder(app, AutoPause(self.settings.sending), random.Random())
+        self._recorder = Recorder(app, AutoPause(self.settings.sending), random.Random(), self.worker)
         self._use_signer(dkim_signing.signer(self.settings))  # a bad DKIM setup stops the sender here, in one line
         self._stop: asyncio.Event | None = None  # set by run(): a stop is checked between batches and waves
 

@@ -103,7 +103,7 @@ class Handover:
                 # In the same transaction, just before hand-over: whose consent or suppression
                 # changed since the claim? Two primary-key range scans, almost always empty; an
                 # unsubscribe acknowledged while its message waited in the batch still wins.
-                recorded, changed = self.recorder.write(left.done, left.failures, left.released, now,
+                recorded, changed, marked = self.recorder.write(left.done, left.failures, left.released, now,
                                                         mark=[row.id for row, _ in wave], marks=marks)
                 stats.add(recorded)
                 left = Leftover()
@@ -111,6 +111,8 @@ class Handover:
                 note = f"database unavailable before sending: {first_line(exc)}"
                 left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
+            # A row another sender claimed meanwhile (this one was taken for dead) is theirs.
+            wave = [(row, msg) for row, msg in wave if row.id in marked]
             wave = hold_paused(wave)  # ... and so are rows of one this very write paused
             left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
