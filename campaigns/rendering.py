@@ -36,6 +36,7 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     TEXT_ENV,
     CapExceeded,
     render_capped,
+    template_line,
 )
 from campaigns.signing import sign
 from campaigns.templates_store import MessageTemplate
@@ -139,8 +140,11 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
             compiled = _Compiled(subject, body, text, text is None, None,
                                  "<style" in html.lower() or "<link" in html.lower())
     except TemplateError as exc:
-        where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)
+        where = f" line {lineno}" if lineno else ""
         raise RenderError(f"template '{tmpl.name}'{where}: {exc.message or exc}") from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # nesting too deep, a 5,000-digit literal
+        raise RenderError(f"template '{tmpl.name}': cannot be compiled: {type(exc).__name__}") from None
     with _COMPILED_LOCK:
         _COMPILED[key] = compiled
         if len(_COMPILED) > 256:
@@ -201,24 +205,25 @@ def _pixel(doc: str, url: str) -> str:
 def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any]) -> str:
     try:
         return render_capped(template, context)
-    except UndefinedError as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc.message} "
-                          "(use |default(...) for fields some contacts lack)") from None
-    except CapExceeded as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
-    except CampaignsError as exc:  # an empty coupon pool, a bad pool name
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
-    except TemplateError as exc:  # sandbox violations are SecurityError, a TemplateError
-        raise RenderError(f"template '{tmpl.name}' ({part}): refused: {exc.message or exc}") from None
-    except (RecursionError, MemoryError):
-        raise RenderError(f"template '{tmpl.name}' ({part}): too deep or too large; refused") from None
-    except TypeError as exc:
-        if "no loader" in str(exc):
-            raise RenderError(f"template '{tmpl.name}' ({part}): include/import/extends are not supported; "
-                              "templates are self-contained") from None
-        raise RenderError(f"template '{tmpl.name}' ({part}): TypeError: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a template calling a helper wrongly fails its delivery only
-        raise RenderError(f"template '{tmpl.name}' ({part}): {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a template's failure fails its delivery only
+        line = template_line(exc)
+        raise RenderError(f"template '{tmpl.name}' ({part}{f' line {line}' if line else ''}): "
+                          f"{_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """What a report shows for a render that failed."""
+    if isinstance(exc, UndefinedError):
+        return f"{exc.message} (use |default(...) for fields some contacts lack)"
+    if isinstance(exc, (CapExceeded, CampaignsError)):  # caps; an empty coupon pool, a bad pool name
+        return str(exc)
+    if isinstance(exc, TemplateError):  # sandbox violations are SecurityError, a TemplateError
+        return f"refused: {exc.message or exc}"
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return "too deep or too large; refused"
+    if isinstance(exc, TypeError) and "no loader" in str(exc):
+        return "include/import/extends are not supported; templates are self-contained"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def render_delivery(

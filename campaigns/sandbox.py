@@ -1,149 +1,267 @@
-"""The Jinja2 sandbox marketers' templates render in, with caps on time and output size.
+"""The Jinja2 sandbox marketers' templates render in, with caps on time and size.
 
 `ImmutableSandboxedEnvironment` with `StrictUndefined` refuses attribute walks and
-mutation; on top of it, operators, methods and filters that can grow a value are size
-checked, and a watchdog thread interrupts a render that runs past its time cap (Jinja
-loops offer no hook where a clock could be checked).
+mutation. On top of it every operation that can grow a value is measured before it runs
+(`campaigns.sandbox_limits`): operators, calls, every filter, `~`, list and dict
+literals, and the buffers of `{% set %}` blocks and macros. Nothing runs at compile time:
+Jinja's constant folding is off (`optimized=False`) and the output finalizer needs the
+render context, so `{{ "%(a)300000000d"|format(a=1) }}` is only evaluated, and refused,
+when rendered. A watchdog thread interrupts a render that runs past its time cap (Jinja
+loops offer no hook where a clock could be checked); the size checks exist because it
+cannot interrupt one long C call.
 """
 
 from __future__ import annotations
 
 import ctypes
-import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, pass_context
 from jinja2 import Template as JinjaTemplate
-from jinja2.exceptions import SecurityError
-from jinja2.nodes import EvalContext
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import Concat, Dict, EvalContext, List, Tuple
+from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-# -- the sandbox and its caps ---------------------------------------------------------
-MAX_OUTPUT_CHARS = 1_000_000  # one rendered part; a real email is a few dozen KB
+from campaigns.sandbox_limits import (
+    MAX_FORMAT_WIDTH,
+    MAX_INT_BITS,
+    MAX_ITEMS,
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_BYTES,
+    MAX_VALUE_BYTES,
+    CapExceeded,
+    check,
+    check_all,
+    check_binop,
+    check_brace_spec,
+    check_percent_spec,
+    end_budget,
+    materialise,
+    start_budget,
+)
+
+__all__ = ["HTML_ENV", "MAX_FORMAT_WIDTH", "MAX_INT_BITS", "MAX_OUTPUT_CHARS", "MAX_RENDER_BYTES",
+           "MAX_RENDER_SECONDS", "MAX_VALUE_BYTES", "TEXT_ENV", "CapExceeded", "render_capped", "template_line"]
+
 MAX_RENDER_SECONDS = 2.0
-# str methods that can grow a string by an argument's size; the filters of the same name
-# are wrapped below with size checks instead.
+# Methods that can grow a value far past their operands in one C call; the filters of the
+# same name are size checked instead.
 _GROWING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join",
-                              "format_map"})
-_WIDE_SPEC = re.compile(r"%[-#0 +]*(?:\*|\d{5,})|%[-#0 +]*\d*\.(?:\*|\d{5,})|\{[^{}]*:[^{}]*\d{5,}[^{}]*\}")
-
-
-class CapExceeded(Exception):
-    """A render went past the time or size cap."""
+                              "format_map", "translate", "maketrans", "to_bytes"})
+_SPLITTING_METHODS = frozenset({"split", "rsplit", "splitlines"})  # one list item per few characters
 
 
 class _Timeout(BaseException):
     """Raised asynchronously into a render that outlived its deadline (see `_Watchdog`)."""
 
 
-def _weight(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return len(value) + sum(len(v) for v in value if isinstance(v, str))
-    return 0
+class _CheckedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with `~` and list/tuple/dict literals measured at run time
+    (they compile to plain Python the sandbox cannot intercept otherwise)."""
+
+    def visit_Concat(self, node: Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat(context, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def _made(self, visit: Any, node: Any, frame: Frame) -> None:
+        if getattr(node, "ctx", "load") != "load":  # an assignment target, not a value
+            visit(node, frame)
+            return
+        self.write("environment.made(")
+        visit(node, frame)
+        self.write(")")
+
+    def visit_List(self, node: List, frame: Frame) -> None:
+        self._made(super().visit_List, node, frame)
+
+    def visit_Tuple(self, node: Tuple, frame: Frame) -> None:
+        self._made(super().visit_Tuple, node, frame)
+
+    def visit_Dict(self, node: Dict, frame: Frame) -> None:
+        self._made(super().visit_Dict, node, frame)
 
 
-def _check(value: Any) -> Any:
-    if _weight(value) > MAX_OUTPUT_CHARS:
-        raise CapExceeded(f"a value grew past {MAX_OUTPUT_CHARS:,} characters; refused")
-    return value
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    """Every `{{ value }}` is measured before it is turned into text. Taking the context
+    also keeps Jinja from evaluating constant output at compile time."""
+    return check(value, spend=False)
 
 
-def _check_spec(fmt: Any) -> None:
-    if isinstance(fmt, str) and _WIDE_SPEC.search(fmt):
-        raise SecurityError("format widths of 10000 or more are refused")
+def _concat_buffer(parts: Iterable[str]) -> str:
+    """The join of a `{% set %}` block, macro or filter block's buffer, measured first."""
+    return "".join(materialise(parts))
+
+
+def _strip_pass_arg(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return args[1:] if args and isinstance(args[0], (EvalContext, Context, ImmutableSandboxedEnvironment)) else args
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus size checks on operators, calls and growing filters."""
+    """The immutable sandbox, plus size checks on operators, calls, literals and filters."""
 
+    code_generator_class = _CheckedCodeGenerator
+    concat = staticmethod(_concat_buffer)  # type: ignore[assignment]
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(n, int) and _weight(seq) * max(n, 0) > MAX_OUTPUT_CHARS:
-                    raise CapExceeded(f"a repeated value would pass {MAX_OUTPUT_CHARS:,} characters; refused")
-        elif operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64 and isinstance(left, (int, float)) and abs(left) > 1:
-                raise CapExceeded("a power that large is refused")
-        elif operator == "%":
-            _check_spec(left)
-        return _check(self.binop_table[operator](left, right))
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        check_binop(operator, left, right)
+        return check(self.binop_table[operator](left, right))
+
+    def checked_concat(self, context: Context, parts: tuple[Any, ...]) -> Any:
+        """`a ~ b`, refused before the strings are made when the result would be too big."""
+        items = materialise(parts)
+        return check(markup_join(items) if context.eval_ctx.autoescape else str_join(items))
+
+    def made(self, value: Any) -> Any:
+        """A list, tuple or dict literal: counted like any other value a render makes."""
+        return check(value)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, str) and attr in _GROWING_METHODS:
+        if isinstance(obj, (str, bytes, int)) and attr in _GROWING_METHODS:
             return False
         return super().is_safe_attribute(obj, attr, value)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if attribute == "format" and isinstance(obj, str):
-            _check_spec(obj)  # "{:99999999}".format(1) would allocate before any size check
-        return _check(super().getattr(obj, attribute))
+            check_brace_spec(obj)  # "{:99999999}".format(1) would allocate before any size check
+        return check(super().getattr(obj, attribute), spend=False)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if argument == "format" and isinstance(obj, str):
-            _check_spec(obj)
-        return _check(super().getitem(obj, argument))
+            check_brace_spec(obj)
+        return check(super().getitem(obj, argument), spend=isinstance(argument, slice))
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: PYI063 - Jinja's signature
-        for a in (*args, *kwargs.values()):
-            _check(a)
-        return _check(ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs))
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: PYI063 - Jinja's signature
+        check_all((*args, *kwargs.values()))
+        name, owner = getattr(__obj, "__name__", ""), getattr(__obj, "__self__", None)
+        if name == "strftime" and args:
+            check_percent_spec(args[0])  # glibc honours widths: %099999999Y
+        if name in _SPLITTING_METHODS and isinstance(owner, str) and len(owner) * 32 > MAX_VALUE_BYTES:
+            raise CapExceeded(f"splitting a {len(owner):,}-character text would pass the "
+                              f"{MAX_VALUE_BYTES / 1e6:g} MB value cap; refused")
+        return check(ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs))
 
 
-def _guard_filter(env: _Sandbox, name: str, size: Any) -> None:
+def _guard_filter(env: _Sandbox, name: str) -> None:
+    """Wrap one filter: operands measured, a size prediction for filters that can grow
+    their input (`_PREDICT`), the result measured and counted."""
     inner = env.filters[name]
+    predict = _PREDICT.get(name)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if size(*args, **kwargs) > MAX_OUTPUT_CHARS:
-            raise CapExceeded(f"|{name} would pass {MAX_OUTPUT_CHARS:,} characters; refused")
-        return inner(*args, **kwargs)
+        check_all((*args, *kwargs.values()))
+        if name == "join":  # a lazy map() is measured while it is drawn, then joined
+            head = 1 if args and isinstance(args[0], EvalContext) else 0
+            args = (*args[:head], materialise(args[head], _sep(args[head + 1:], kwargs)), *args[head + 1:])
+        if predict is not None and predict(*_strip_pass_arg(args), **kwargs) > MAX_VALUE_BYTES:
+            raise CapExceeded(f"|{name} would pass the {MAX_VALUE_BYTES / 1e6:g} MB value cap; refused")
+        return check(inner(*args, **kwargs))
 
-    for attr in ("jinja_pass_arg",):  # keep pass_eval_context / pass_environment markers
-        if hasattr(inner, attr):
-            setattr(guarded, attr, getattr(inner, attr))
+    if hasattr(inner, "jinja_pass_arg"):  # keep pass_eval_context / pass_environment markers
+        guarded.jinja_pass_arg = inner.jinja_pass_arg  # type: ignore[attr-defined]
     env.filters[name] = guarded
+
+
+def _sep(rest: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    return str(rest[0]) if rest else str(kwargs.get("d", ""))
 
 
 def _num(v: Any) -> int:
     return v if isinstance(v, int) else len(v) if isinstance(v, str) else 0
 
 
+def _lines(v: Any) -> int:
+    return str(v).count("\n") + 1
+
+
+def _wordwrap(s: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None, *a: Any,
+              **k: Any) -> int:
+    text = str(s)
+    lines = len(text) // max(_num(width), 1) + _lines(text)
+    return len(text) + lines * len(str(k.get("wrapstring", wrapstring) or "\n"))
+
+
+def _sum(iterable: Any, attribute: Any = None, start: Any = 0, **k: Any) -> int:
+    if not isinstance(k.get("start", start), (int, float)):
+        raise CapExceeded("|sum with a start that is not a number is refused (it joins lists one by one)")
+    return 0
+
+
+def _tojson(value: Any, indent: Any = None, **k: Any) -> int:
+    indent = k.get("indent", indent)
+    return 0 if indent is None or _num(indent) <= 16 else MAX_VALUE_BYTES + 1
+
+
+def _to_list(value: Any, *a: Any, **k: Any) -> int:
+    if isinstance(value, str):  # one item per character; characters past Latin-1 are objects of their own
+        return len(value) * (8 if value.isascii() else 96)
+    return 0
+
+
+def _format(v: Any) -> int:
+    check_percent_spec(v)
+    return len(str(v))
+
+
+def _replace(s: Any, old: Any = "", new: Any = "", count: Any = None) -> int:
+    value, o, n = str(s), str(old), str(new)
+    return len(value) + (value.count(o) if o else len(value) + 1) * max(len(n) - len(o), 0)
+
+
+def _join(value: Any, d: Any = "", attribute: Any = None) -> int:
+    return sum(len(str(p)) for p in value) + len(str(d)) * len(value)
+
+
+_PREDICT: dict[str, Any] = {
+    "center": lambda v, width=80: max(len(str(v)), _num(width)),
+    "indent": lambda v, width=4, *a, **k: len(str(v)) + _lines(v) * _num(k.get("width", width)),
+    "format": lambda v, *a, **k: _format(v),
+    "replace": _replace,
+    "join": _join,
+    "wordwrap": _wordwrap,
+    "batch": lambda v, linecount=1, *a, **k: 0 if _num(linecount) <= MAX_ITEMS else MAX_VALUE_BYTES + 1,
+    "sum": _sum,
+    "tojson": _tojson,
+    "list": _to_list,
+}
+
+
 def _make_env(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, auto_reload=False, cache_size=0)
-    s = lambda v: len(str(v))
-    _guard_filter(env, "center", lambda v, width=80: max(s(v), _num(width)))
-    _guard_filter(env, "indent", lambda v, width=4, *a, **k: s(v) + (str(v).count("\n") + 1) * _num(width))
-    _guard_filter(env, "format", lambda v, *a, **k: _check_spec(v) or s(v))
-    _guard_filter(env, "replace", lambda *a, **k: _replace_size(*a))
-    _guard_filter(env, "join", lambda *a, **k: _join_size(*a))
+    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, auto_reload=False, cache_size=0,
+                   optimized=False, finalize=_finalize)
+    env.globals.pop("lipsum", None)  # no use in a message, and it loops in C-sized steps on request
+    for name in list(env.filters):
+        _guard_filter(env, name)
     return env
-
-
-def _replace_size(*args: Any) -> int:
-    args = args[1:] if args and isinstance(args[0], EvalContext) else args  # pass_eval_context
-    if len(args) < 3:
-        return 0
-    value, old, new = (str(a) for a in args[:3])
-    return len(value) + (value.count(old) if old else len(value) + 1) * max(len(new) - len(old), 0)
-
-
-def _join_size(*args: Any) -> int:
-    args = args[1:] if args and isinstance(args[0], EvalContext) else args  # pass_eval_context
-    if not args or not isinstance(args[0], (list, tuple)):
-        return 0  # generators and the like: the result is checked where it is used
-    sep = str(args[1]) if len(args) > 1 else ""
-    return sum(len(str(p)) for p in args[0]) + len(sep) * len(args[0])
 
 
 HTML_ENV = _make_env(autoescape=True)
 TEXT_ENV = _make_env(autoescape=False)
+
+
+def template_line(exc: BaseException) -> int | None:
+    """The template line an exception was raised on, or None. Jinja rewrites the traceback
+    of an exception so its template frames carry template lines (`<template>`); a timeout
+    is not rewritten, so its compiled frames are mapped back with the template's debug info."""
+    line, tb = getattr(exc, "line", None), exc.__traceback__
+    while isinstance(tb, TracebackType):
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        elif tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 class _Watchdog:
@@ -211,6 +329,7 @@ _WATCHDOG = _Watchdog()
 def render_capped(template: JinjaTemplate, context: dict[str, Any], seconds: float | None = None) -> str:
     """Render with the time and output caps; CapExceeded when either is passed."""
     limit = MAX_RENDER_SECONDS if seconds is None else seconds
+    budget = start_budget()
     try:
         _WATCHDOG.enter(limit)
         try:
@@ -223,7 +342,11 @@ def render_capped(template: JinjaTemplate, context: dict[str, Any], seconds: flo
             return "".join(out)
         finally:
             _WATCHDOG.leave()
-    except _Timeout:
-        raise CapExceeded(f"rendering took longer than {limit:g} s; cut off") from None
+    except _Timeout as timeout:
+        cut = CapExceeded(f"rendering took longer than the {limit:g} s time cap; cut off")
+        cut.line = template_line(timeout)  # type: ignore[attr-defined]
+        raise cut from None
+    finally:
+        end_budget(budget)
 
 

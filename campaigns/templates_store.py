@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from sqlalchemy import select
@@ -145,6 +145,8 @@ def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
         for unknown in sorted(names - KNOWN_VARIABLES):
             issues.append(LintIssue("error", f"{fname}: '{unknown}' is not in the context "
                                     f"(available: {', '.join(sorted(KNOWN_VARIABLES))})"))
+        refused = _refused_statically(fname, ast)
+        issues.extend(refused or _refused_on_trial(fname, env, source))
         for node in ast.find_all(nodes.Getattr):
             if isinstance(node.node, nodes.Name) and node.node.name == "contact" and node.attr not in CONTACT_FIELDS:
                 issues.append(LintIssue("error", f"{fname} line {node.lineno}: contact.{node.attr} is not a "
@@ -163,6 +165,56 @@ def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
     if tmpl.channel == "email" and "\n" in (tmpl.subject or ""):
         issues.append(LintIssue("error", "subject.txt: the subject must be one line"))
     return issues
+
+
+def _refused_statically(fname: str, ast: nodes.Template) -> list[LintIssue]:
+    """What every send refuses whatever the data: other files, and names the sandbox hides."""
+    issues = [LintIssue("error", f"{fname} line {n.lineno}: include/import/extends are not supported; "
+                        "templates are self-contained")
+              for n in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))]
+    hidden: list[tuple[int, str]] = [(n.lineno, n.attr) for n in ast.find_all(nodes.Getattr)]
+    hidden += [(n.lineno, n.arg.value) for n in ast.find_all(nodes.Getitem)
+               if isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str)]
+    hidden += [(n.lineno, n.args[0].value) for n in ast.find_all(nodes.Filter)
+               if n.name == "attr" and n.args and isinstance(n.args[0], nodes.Const)
+               and isinstance(n.args[0].value, str)]
+    issues += [LintIssue("error", f"{fname} line {line}: '{attr[:40]}' is refused by the sandbox "
+                         "(names starting with '_' are internal)")
+               for line, attr in sorted(hidden) if attr.startswith("_")]
+    return issues
+
+
+class _AnyAttributes(dict):  # type: ignore[type-arg]
+    """A sample contact's attributes: every attribute a template asks for exists."""
+
+    def __missing__(self, key: str) -> str:
+        return "sample"
+
+
+def _refused_on_trial(fname: str, env: Any, source: str) -> list[LintIssue]:
+    """Render once with sample data: a cap or sandbox refusal that does not depend on the
+    contact is what every send would hit. Failures that come from the sample data itself
+    (a missing field, a type mismatch) are not reported here."""
+    from jinja2.exceptions import SecurityError
+
+    from campaigns.sandbox import CapExceeded, render_capped, template_line
+
+    person = {"id": 1, "external_id": "sample", "email": "sample@example.com", "phone": "+14155550100",
+              "name": "Sample Person", "first_name": "Sample", "timezone": "UTC", "locale": "en",
+              "attributes": _AnyAttributes(), "tags": []}
+    context = {"contact": person, "first_name": "Sample", "lifecycle": "active", "rfm_segment": "champions",
+               "campaign": {"id": 1, "name": "sample", "channel": "email", "utm": {}},
+               "unsubscribe_url": "https://example.com/u/sample", "now": utcnow(),
+               "sender": {"name": "Sender", "address": "sender@example.com"}, "coupon": lambda pool: "SAMPLE-CODE"}
+    try:
+        render_capped(env.from_string(source), context)
+    except (CapExceeded, SecurityError, RecursionError, MemoryError) as exc:
+        line = template_line(exc)
+        reason = str(exc) if isinstance(exc, CapExceeded) else f"refused: {exc or type(exc).__name__}"
+        return [LintIssue("error", f"{fname}{f' line {line}' if line else ''}: {reason}")]
+    except Exception:  # noqa: BLE001 - a failure that depends on the sample data
+        return []
+    return []
 
 
 def _has_default(ast: nodes.Template, target: nodes.Node) -> bool:
