@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 import css_inline
+import dkim as dkimpy  # `dkim` is also render_delivery's bool parameter
 import inscriptis
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template as JinjaTemplate
@@ -286,7 +287,7 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
     if dkim_signer is not None:
         try:
             data = dkim_signer.sign(data)
-        except dkim.DKIMException as exc:
+        except dkimpy.DKIMException as exc:
             raise RenderError(f"template '{template.name}': DKIM signing failed: {exc}") from None
     return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
 
