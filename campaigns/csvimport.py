@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from campaigns import csv_output
 from campaigns.errors import ImportFailed, InputError, RowError
 
 Progress = Callable[[int], None]  # called with the bytes read so far
@@ -140,7 +141,7 @@ class RejectWriter:
         """Record one rejected row."""
         if self._writer is None:
             self._fh = open(self.path, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._fh)
+            self._writer = csv_output.writer(self._fh)
             self._writer.writerow(["line", "field", "error", *[h for h in header if h]])
         self._writer.writerow([line, error.field or "", error.reason, *[row.get(h, "") for h in header if h]])
         self.count += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from campaigns import csv_output
 from campaigns.config import load_settings
 from campaigns.context import App
 
@@ -108,7 +108,7 @@ def emit_rows(
         print_json([{c: r.get(c) for c in columns} for r in rows])
         return
     if as_csv:
-        writer = csv.writer(sys.stdout)
+        writer = csv_output.writer(sys.stdout)
         writer.writerow(columns)
         for r in rows:
             writer.writerow([_plain(r.get(c)) if not isinstance(r.get(c), (dict, list)) else _cell(r.get(c)) for c in columns])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from campaigns import csv_output
 from campaigns.campaign_defs import get_campaign
 from campaigns.cli.common import (
     CsvOpt,
@@ -69,7 +69,7 @@ def report(ctx: typer.Context,
             for key in ("lifecycle", "rfm", "loyalty"):
                 emit_rows(data[key], list(data[key][0]) if data[key] else [], title=f"By {key}")
     elif as_csv:
-        writer = csv.writer(sys.stdout)
+        writer = csv_output.writer(sys.stdout)
         writer.writerow(["metric", "value"])
         for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat({k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}, "lift."):
             writer.writerow([k, v])
