@@ -8,8 +8,11 @@ file of the template, so the `template` row pins exactly what was sent.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -57,12 +60,36 @@ def templates_root(settings: Settings) -> Path:
 
 
 def _read(path: Path) -> str:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KB; templates must be small")
+    """A template file's text; it must be a regular file (a symlink is never followed)."""
     try:
-        return path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: is a symlink; template files must be regular files inside the "
+                             "templates folder") from None
+        raise InputError(f"{path}: cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: not a regular file; template files must be regular files")
+        if info.st_size > MAX_FILE_BYTES:
+            raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KB; templates must be small")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def _folder(settings: Settings, name: str) -> Path:
+    """The template's folder: a real folder directly inside the templates folder."""
+    root = templates_root(settings)
+    folder = root / name
+    if folder.is_symlink():
+        raise InputError(f"template '{name}': {folder} is a symlink; templates must be folders inside {root}")
+    if not folder.is_dir():
+        raise NotFoundError(f"template '{name}' not found: expected a folder {folder}")
+    return folder
 
 
 def _hash(channel: str, parts: dict[str, str]) -> str:
@@ -76,10 +103,8 @@ def load_template(settings: Settings, name: str) -> MessageTemplate:
     """Read one template from its folder; NotFoundError/InputError say what is missing."""
     if not NAME.match(name or ""):
         raise InputError(f"template name '{name}': use lower-case letters, digits, '_' or '-'")
-    folder = templates_root(settings) / name
-    if not folder.is_dir():
-        raise NotFoundError(f"template '{name}' not found: expected a folder {folder}")
-    files = {f: folder / f for f in (*EMAIL_FILES, SMS_FILE) if (folder / f).is_file()}
+    folder = _folder(settings, name)
+    files = {f: folder / f for f in (*EMAIL_FILES, SMS_FILE) if os.path.lexists(folder / f)}
     if SMS_FILE in files and ("body.html" in files or "subject.txt" in files):
         raise InputError(f"template '{name}': has both sms.txt and email files; keep one channel per folder")
     parts = {f: _read(p) for f, p in files.items()}

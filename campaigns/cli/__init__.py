@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     Typer's standalone mode already turns usage errors into a message and exit 2; what
     escapes it is ours (CampaignsError) or a bug, and neither may show a traceback.
     """
+    os.umask(0o077)  # what we write (database, outbox, rejects) holds personal data: private by default
     try:
         app(args=argv, prog_name="campaigns")
     except CampaignsError as exc:
