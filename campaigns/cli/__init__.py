@@ -26,7 +26,7 @@ from campaigns.cli import (
     templates,
     track,
 )
-from campaigns.cli.common import State, err_console
+from campaigns.cli.common import State, err_console, terminal_safe
 from campaigns.errors import CampaignsError, ImportFailed
 
 app = typer.Typer(
@@ -77,8 +77,9 @@ app.add_typer(coupons.app, name="coupons")
 def _report(exc: CampaignsError) -> None:
     if isinstance(exc, ImportFailed):
         for row_error in exc.errors:
-            err_console.print(f"[red]{escape(exc.path)}: {escape(str(row_error))}[/red]", soft_wrap=True)
-    err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[red]{escape(terminal_safe(exc.path))}: {escape(terminal_safe(str(row_error)))}[/red]",
+                              soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,6 +101,6 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
         err_console.print(
-            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(terminal_safe(str(exc)))} "
             "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
         sys.exit(70)

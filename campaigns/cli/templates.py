@@ -12,6 +12,7 @@ from typing import Optional
 
 import aiosmtplib
 import typer
+from rich.markup import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from campaigns.cli.common import (
     get_app,
     ok,
     print_json,
+    terminal_safe,
 )
 from campaigns.config import Settings
 from campaigns.contacts import find_contact, normalise_email, normalise_phone
@@ -72,7 +74,8 @@ def lint_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Template 
     else:
         for i in issues:
             colour = "red" if i.level == "error" else "yellow"
-            err_console.print(f"[{colour}]{i.level}:[/{colour}] {i.message}", soft_wrap=True, markup=True,
+            err_console.print(f"[{colour}]{i.level}:[/{colour}] {escape(terminal_safe(i.message))}", soft_wrap=True,
+                              markup=True,
                               highlight=False)
         if not issues:
             ok(f"{name}: no problems found")
