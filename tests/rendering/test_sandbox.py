@@ -21,7 +21,7 @@ from campaigns.rendering import (
 )
 from campaigns.templates_store import MessageTemplate
 
-SECRET = "sandbox-test-secret-key"
+SECRET = "sandbox-test-secret-key-of-32-bytes-or-more"
 SSTI = [
     "{{ ''.__class__.__mro__[1].__subclasses__() }}",
     "{{ ''.__class__.__base__.__subclasses__()[40]('/etc/passwd').read() }}",
