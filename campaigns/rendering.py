@@ -297,7 +297,7 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not contact.phone:
         raise RenderError(f"contact #{contact.id} has no phone number")
     assert compiled.sms is not None
-    body = _run(template, "sms", compiled.sms, ctx).strip()
+    body = sms_text.clean(_run(template, "sms", compiled.sms, ctx)).strip()
     try:
         body = linker.text(body)
     except InputError as exc:
@@ -307,4 +307,9 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not body:
         raise RenderError(f"template '{template.name}': the SMS is empty for this contact")
     enc = sms_text.encoding_for(body)
-    return RenderedSms(contact.phone, body, enc, sms_text.segment_count(body, enc))
+    segments = sms_text.segment_count(body, enc)
+    try:
+        sms_text.check_segments(segments, settings.sms.max_segments)
+    except sms_text.TooLong as exc:
+        raise RenderError(f"template '{template.name}': {exc}") from None
+    return RenderedSms(contact.phone, body, enc, segments)

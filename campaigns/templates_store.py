@@ -146,10 +146,10 @@ def lint_template(settings: Settings, name: str) -> list[LintIssue]:
         tmpl = load_template(settings, name)
     except (InputError, NotFoundError) as exc:
         return [LintIssue("error", str(exc))]
-    return lint_sources(tmpl)
+    return lint_sources(tmpl, settings.sms.max_segments)
 
 
-def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
+def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintIssue]:
     """Lint a loaded template's sources (no database needed)."""
     # rendering owns the environments and the context; imported here to avoid a cycle
     from campaigns.rendering import CONTACT_FIELDS, HTML_ENV, KNOWN_VARIABLES, TEXT_ENV
@@ -171,7 +171,10 @@ def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
             issues.append(LintIssue("error", f"{fname}: '{unknown}' is not in the context "
                                     f"(available: {', '.join(sorted(KNOWN_VARIABLES))})"))
         refused = _refused_statically(fname, ast)
-        issues.extend(refused or _refused_on_trial(fname, env, source))
+        trial, sample = ([], None) if refused else _trial_render(fname, env, source)
+        issues.extend(refused or trial)
+        if fname == SMS_FILE and sample is not None:
+            issues.extend(_sms_length(sample, max_sms_segments))
         for node in ast.find_all(nodes.Getattr):
             if isinstance(node.node, nodes.Name) and node.node.name == "contact" and node.attr not in CONTACT_FIELDS:
                 issues.append(LintIssue("error", f"{fname} line {node.lineno}: contact.{node.attr} is not a "
@@ -216,10 +219,23 @@ class _AnyAttributes(dict):  # type: ignore[type-arg]
         return "sample"
 
 
-def _refused_on_trial(fname: str, env: Any, source: str) -> list[LintIssue]:
+def _sms_length(sample: str, max_segments: int) -> list[LintIssue]:
+    """A warning when the SMS, rendered with sample data, is over [sms] max_segments."""
+    from campaigns import sms_text
+
+    body = sms_text.clean(sample).strip()
+    segments = sms_text.segment_count(body)
+    if segments <= max_segments:
+        return []
+    return [LintIssue("warning", f"sms.txt: {segments} segments with sample data, over [sms] max_segments = "
+                      f"{max_segments}; such sends fail")]
+
+
+def _trial_render(fname: str, env: Any, source: str) -> tuple[list[LintIssue], str | None]:
     """Render once with sample data: a cap or sandbox refusal that does not depend on the
     contact is what every send would hit. Failures that come from the sample data itself
-    (a missing field, a type mismatch) are not reported here."""
+    (a missing field, a type mismatch) are not reported here. Returns the findings and
+    the sample output (None when the render failed)."""
     from jinja2.exceptions import SecurityError
 
     from campaigns.sandbox import CapExceeded, render_capped, template_line
@@ -232,14 +248,13 @@ def _refused_on_trial(fname: str, env: Any, source: str) -> list[LintIssue]:
                "unsubscribe_url": "https://example.com/u/sample", "now": utcnow(),
                "sender": {"name": "Sender", "address": "sender@example.com"}, "coupon": lambda pool: "SAMPLE-CODE"}
     try:
-        render_capped(env.from_string(source), context)
+        return [], render_capped(env.from_string(source), context)
     except (CapExceeded, SecurityError, RecursionError, MemoryError) as exc:
         line = template_line(exc)
         reason = str(exc) if isinstance(exc, CapExceeded) else f"refused: {exc or type(exc).__name__}"
-        return [LintIssue("error", f"{fname}{f' line {line}' if line else ''}: {reason}")]
+        return [LintIssue("error", f"{fname}{f' line {line}' if line else ''}: {reason}")], None
     except Exception:  # noqa: BLE001 - a failure that depends on the sample data
-        return []
-    return []
+        return [], None
 
 
 def _has_default(ast: nodes.Template, target: nodes.Node) -> bool:
