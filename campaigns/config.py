@@ -113,7 +113,7 @@ class SmsSettings(_Section):
     stop_confirmation_text: str = "You are unsubscribed and will get no more messages. Reply START to resubscribe."
     start_confirmation_text: str = "You are subscribed again. Reply STOP to opt out."
     timeout_seconds: float = 15.0
-    max_segments: int = Field(6, ge=1, le=50)  # a longer render fails its delivery instead of billing 787 parts
+    max_segments: int = Field(default=6, ge=1, le=50)  # a longer render fails its delivery instead of billing 787 parts
 
 
 class TrackingSettings(_Section):

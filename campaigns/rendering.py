@@ -206,7 +206,7 @@ def _pixel(doc: str, url: str) -> str:
 def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any]) -> str:
     try:
         return render_capped(template, context)
-    except Exception as exc:  # noqa: BLE001 - a template's failure fails its delivery only
+    except Exception as exc:  # a template's failure fails its delivery only
         line = template_line(exc)
         raise RenderError(f"template '{tmpl.name}' ({part}{f' line {line}' if line else ''}): "
                           f"{_reason(exc)}") from None

@@ -24,14 +24,14 @@ from typing import Any
 from jinja2 import StrictUndefined, pass_context
 from jinja2 import Template as JinjaTemplate
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.nodes import Concat, Dict, EvalContext, List, Tuple
+from jinja2.nodes import Concat, Dict, List, Tuple
 from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from campaigns.sandbox_filters import guard_filter
 from campaigns.sandbox_limits import (
     MAX_FORMAT_WIDTH,
     MAX_INT_BITS,
-    MAX_ITEMS,
     MAX_OUTPUT_CHARS,
     MAX_RENDER_BYTES,
     MAX_VALUE_BYTES,
@@ -102,15 +102,11 @@ def _concat_buffer(parts: Iterable[str]) -> str:
     return "".join(materialise(parts))
 
 
-def _strip_pass_arg(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return args[1:] if args and isinstance(args[0], (EvalContext, Context, ImmutableSandboxedEnvironment)) else args
-
-
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus size checks on operators, calls, literals and filters."""
 
     code_generator_class = _CheckedCodeGenerator
-    concat = staticmethod(_concat_buffer)  # type: ignore[assignment]
+    concat = staticmethod(_concat_buffer)  # a measured "".join
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -141,7 +137,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             check_brace_spec(obj)
         return check(super().getitem(obj, argument), spend=isinstance(argument, slice))
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: PYI063 - Jinja's signature
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # Jinja's signature
         check_all((*args, *kwargs.values()))
         name, owner = getattr(__obj, "__name__", ""), getattr(__obj, "__self__", None)
         if name == "strftime" and args:
@@ -152,96 +148,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return check(ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs))
 
 
-def _guard_filter(env: _Sandbox, name: str) -> None:
-    """Wrap one filter: operands measured, a size prediction for filters that can grow
-    their input (`_PREDICT`), the result measured and counted."""
-    inner = env.filters[name]
-    predict = _PREDICT.get(name)
-
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        check_all((*args, *kwargs.values()))
-        if name == "join":  # a lazy map() is measured while it is drawn, then joined
-            head = 1 if args and isinstance(args[0], EvalContext) else 0
-            args = (*args[:head], materialise(args[head], _sep(args[head + 1:], kwargs)), *args[head + 1:])
-        if predict is not None and predict(*_strip_pass_arg(args), **kwargs) > MAX_VALUE_BYTES:
-            raise CapExceeded(f"|{name} would pass the {MAX_VALUE_BYTES / 1e6:g} MB value cap; refused")
-        return check(inner(*args, **kwargs))
-
-    if hasattr(inner, "jinja_pass_arg"):  # keep pass_eval_context / pass_environment markers
-        guarded.jinja_pass_arg = inner.jinja_pass_arg  # type: ignore[attr-defined]
-    env.filters[name] = guarded
-
-
-def _sep(rest: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    return str(rest[0]) if rest else str(kwargs.get("d", ""))
-
-
-def _num(v: Any) -> int:
-    return v if isinstance(v, int) else len(v) if isinstance(v, str) else 0
-
-
-def _lines(v: Any) -> int:
-    return str(v).count("\n") + 1
-
-
-def _wordwrap(s: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None, *a: Any,
-              **k: Any) -> int:
-    text = str(s)
-    lines = len(text) // max(_num(width), 1) + _lines(text)
-    return len(text) + lines * len(str(k.get("wrapstring", wrapstring) or "\n"))
-
-
-def _sum(iterable: Any, attribute: Any = None, start: Any = 0, **k: Any) -> int:
-    if not isinstance(k.get("start", start), (int, float)):
-        raise CapExceeded("|sum with a start that is not a number is refused (it joins lists one by one)")
-    return 0
-
-
-def _tojson(value: Any, indent: Any = None, **k: Any) -> int:
-    indent = k.get("indent", indent)
-    return 0 if indent is None or _num(indent) <= 16 else MAX_VALUE_BYTES + 1
-
-
-def _to_list(value: Any, *a: Any, **k: Any) -> int:
-    if isinstance(value, str):  # one item per character; characters past Latin-1 are objects of their own
-        return len(value) * (8 if value.isascii() else 96)
-    return 0
-
-
-def _format(v: Any) -> int:
-    check_percent_spec(v)
-    return len(str(v))
-
-
-def _replace(s: Any, old: Any = "", new: Any = "", count: Any = None) -> int:
-    value, o, n = str(s), str(old), str(new)
-    return len(value) + (value.count(o) if o else len(value) + 1) * max(len(n) - len(o), 0)
-
-
-def _join(value: Any, d: Any = "", attribute: Any = None) -> int:
-    return sum(len(str(p)) for p in value) + len(str(d)) * len(value)
-
-
-_PREDICT: dict[str, Any] = {
-    "center": lambda v, width=80: max(len(str(v)), _num(width)),
-    "indent": lambda v, width=4, *a, **k: len(str(v)) + _lines(v) * _num(k.get("width", width)),
-    "format": lambda v, *a, **k: _format(v),
-    "replace": _replace,
-    "join": _join,
-    "wordwrap": _wordwrap,
-    "batch": lambda v, linecount=1, *a, **k: 0 if _num(linecount) <= MAX_ITEMS else MAX_VALUE_BYTES + 1,
-    "sum": _sum,
-    "tojson": _tojson,
-    "list": _to_list,
-}
-
-
 def _make_env(autoescape: bool) -> _Sandbox:
     env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, auto_reload=False, cache_size=0,
                    optimized=False, finalize=_finalize)
     env.globals.pop("lipsum", None)  # no use in a message, and it loops in C-sized steps on request
     for name in list(env.filters):
-        _guard_filter(env, name)
+        env.filters[name] = guard_filter(name, env.filters[name])
     return env
 
 

@@ -60,7 +60,7 @@ def weight(value: Any, limit: int = MAX_VALUE_BYTES) -> int:
         elif isinstance(v, _CONTAINERS):
             items = v
         elif isinstance(v, Namespace):
-            items = [v._Namespace__attrs]  # type: ignore[attr-defined]  # printed by its repr
+            items = [v._Namespace__attrs]  # printed by its repr
         else:
             continue
         total += sum(map(sys.getsizeof, items))

@@ -57,7 +57,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
                          "problem": str(exc)})
             continue
         rows.append({"name": t.name, "channel": t.channel,
-                     "subject": t.subject if t.channel == "email" else (t.sms_body or "").strip()[:60],
+                     "subject": (t.subject or "") if t.channel == "email" else (t.sms_body or "").strip()[:60],
                      "text_part": ("own" if t.text is not None else "derived") if t.channel == "email" else "",
                      "version": t.version_hash[:12], "problem": ""})
     emit_rows(rows, ["name", "channel", "subject", "text_part", "version", "problem"],

@@ -22,7 +22,7 @@ def secret_file(tmp_path):
 
 def test_a_symlinked_template_file_is_refused_by_load_lint_and_render(rsettings, tdir, rcli, secret_file):
     os.symlink(secret_file, tdir / "welcome" / "body.txt")
-    with pytest.raises(InputError, match="body.txt: is a symlink; template files must be regular files"):
+    with pytest.raises(InputError, match=r"body\.txt: is a symlink; template files must be regular files"):
         load_template(rsettings, "welcome")
     lint = rcli("templates", "lint", "welcome")
     assert lint.exit_code == 1 and "is a symlink" in lint.stderr and SECRET not in lint.output
