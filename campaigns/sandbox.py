@@ -24,7 +24,7 @@ from typing import Any
 from jinja2 import StrictUndefined, pass_context
 from jinja2 import Template as JinjaTemplate
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.nodes import Concat, Dict, List, Tuple
+from jinja2.nodes import Concat, Const, Dict, List, Tuple
 from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -73,7 +73,9 @@ class _CheckedCodeGenerator(CodeGenerator):
         self.write("))")
 
     def _made(self, visit: Any, node: Any, frame: Frame) -> None:
-        if getattr(node, "ctx", "load") != "load":  # an assignment target, not a value
+        # An assignment target is not a value; a literal of constants is as big as its
+        # source text (bounded by the template file's size), so it needs no measuring.
+        if getattr(node, "ctx", "load") != "load" or _constant(node):
             visit(node, frame)
             return
         self.write("environment.made(")
@@ -88,6 +90,17 @@ class _CheckedCodeGenerator(CodeGenerator):
 
     def visit_Dict(self, node: Dict, frame: Frame) -> None:
         self._made(super().visit_Dict, node, frame)
+
+
+def _constant(node: Any) -> bool:
+    """Whether a node is a constant or a literal built only of constants."""
+    if isinstance(node, Const):
+        return True
+    if isinstance(node, (List, Tuple)):
+        return all(_constant(item) for item in node.items)
+    if isinstance(node, Dict):
+        return all(_constant(pair.key) and _constant(pair.value) for pair in node.items)
+    return False
 
 
 @pass_context
@@ -127,15 +140,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return False
         return super().is_safe_attribute(obj, attr, value)
 
+    # Reading an attribute or item makes nothing new (a slice does): what is read is
+    # measured where it is combined, printed or passed to a filter.
     def getattr(self, obj: Any, attribute: str) -> Any:
         if attribute == "format" and isinstance(obj, str):
             check_brace_spec(obj)  # "{:99999999}".format(1) would allocate before any size check
-        return check(super().getattr(obj, attribute), spend=False)
+        return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if argument == "format" and isinstance(obj, str):
             check_brace_spec(obj)
-        return check(super().getitem(obj, argument), spend=isinstance(argument, slice))
+        value = super().getitem(obj, argument)
+        return check(value) if isinstance(argument, slice) else value
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # Jinja's signature
         check_all((*args, *kwargs.values()))

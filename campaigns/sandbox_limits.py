@@ -24,6 +24,7 @@ from itertools import compress
 from typing import Any
 
 from jinja2.utils import Namespace
+from markupsafe import Markup
 
 MAX_OUTPUT_CHARS = 1_000_000  # one rendered part; a real email is a few dozen KB
 MAX_VALUE_BYTES = 8_000_000  # one value, deep
@@ -34,6 +35,7 @@ MAX_ITEMS = 100_000  # items a filter may be asked to make (batch fill, wordwrap
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _CONTAINERS = (list, tuple, set, frozenset)
+_FLAT = frozenset({str, Markup, int, float, bool, type(None)})  # the common case: no walk
 _NESTED = frozenset({list, tuple, set, frozenset, dict, Namespace})  # walked into; subclasses count shallow
 
 
@@ -89,7 +91,7 @@ def end_budget(previous: int | None) -> None:
 def check(value: Any, spend: bool = True) -> Any:
     """The value, or CapExceeded when it weighs more than one value may; `spend` counts it
     against the render's allocation budget (values just read, not made, are not counted)."""
-    w = weight(value)
+    w = sys.getsizeof(value) if type(value) in _FLAT else weight(value)
     if w > MAX_VALUE_BYTES:
         raise CapExceeded(f"a value grew past the {_mb(MAX_VALUE_BYTES)} value cap; refused")
     if spend and _BUDGET.left is not None:
