@@ -36,6 +36,8 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     MAX_RENDER_SECONDS,
     TEXT_ENV,
     CapExceeded,
+    check_html_nesting,
+    compile_checked,
     render_capped,
     template_line,
 )
@@ -112,8 +114,8 @@ def derive_text_source(html_source: str) -> str | None:
 def _derived_text(html: str) -> JinjaTemplate | None:
     source = derive_text_source(html)
     try:
-        return TEXT_ENV.from_string(source) if source is not None else None
-    except TemplateError:  # entities that decode to Jinja syntax: derive per message instead
+        return compile_checked(TEXT_ENV, source) if source is not None else None
+    except (TemplateError, CapExceeded):  # entities that decode to Jinja syntax: derive per message instead
         return None
 
 
@@ -133,17 +135,19 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
             return hit
     try:
         if tmpl.channel == "sms":
-            compiled = _Compiled(None, None, None, False, TEXT_ENV.from_string(tmpl.sms_body or ""), False)
+            compiled = _Compiled(None, None, None, False, compile_checked(TEXT_ENV, tmpl.sms_body or ""), False)
         else:
             html = tmpl.html or ""
-            subject, body = TEXT_ENV.from_string(tmpl.subject or ""), HTML_ENV.from_string(html)
-            text = TEXT_ENV.from_string(tmpl.text) if tmpl.text is not None else _derived_text(html)
+            subject, body = compile_checked(TEXT_ENV, tmpl.subject or ""), compile_checked(HTML_ENV, html)
+            text = compile_checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(html)
             compiled = _Compiled(subject, body, text, text is None, None,
                                  "<style" in html.lower() or "<link" in html.lower())
     except TemplateError as exc:
         lineno = getattr(exc, "lineno", None)
         where = f" line {lineno}" if lineno else ""
         raise RenderError(f"template '{tmpl.name}'{where}: {exc.message or exc}") from None
+    except CapExceeded as exc:
+        raise RenderError(f"template '{tmpl.name}': {exc}") from None
     except (RecursionError, MemoryError, ValueError) as exc:  # nesting too deep, a 5,000-digit literal
         raise RenderError(f"template '{tmpl.name}': cannot be compiled: {type(exc).__name__}") from None
     with _COMPILED_LOCK:
@@ -250,7 +254,10 @@ def render_delivery(
     doc = _run(template, "html", compiled.html, ctx)
     if compiled.has_css:
         try:
+            check_html_nesting(doc)  # the inliner's parser crashes the process on very deep nesting
             doc = _INLINER.inline(doc)
+        except CapExceeded as exc:
+            raise RenderError(f"template '{template.name}' (html): {exc}") from None
         except ValueError as exc:
             raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
     if compiled.text is not None:

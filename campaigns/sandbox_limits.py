@@ -174,3 +174,24 @@ def materialise(parts: Iterable[Any], sep: str = "") -> list[Any]:
             raise CapExceeded(f"a joined value would pass the {_mb(MAX_VALUE_BYTES)} value cap; refused")
         items.append(p)
     return items
+
+
+MAX_HTML_DEPTH = 1_000  # css_inline (html5ever) crashes the process near 20,000 nested elements
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+# Elements that never nest, or whose end tag is usually left out (a parser closes them).
+_FLAT_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+                            "source", "track", "wbr", "p", "li", "td", "th", "tr", "option", "dt", "dd"})
+
+
+def check_html_nesting(doc: str) -> None:
+    """CapExceeded when the HTML nests deeper than MAX_HTML_DEPTH (counted from tags; end
+    tags a parser would add are not needed for the estimate to stay low on real mail)."""
+    if doc.count("<") <= MAX_HTML_DEPTH:
+        return
+    depth = 0
+    for m in _HTML_TAG.finditer(doc):
+        if m.group(3) or m.group(2).lower() in _FLAT_ELEMENTS:
+            continue
+        depth += -1 if m.group(1) else 1
+        if depth > MAX_HTML_DEPTH:
+            raise CapExceeded(f"the HTML nests deeper than the {MAX_HTML_DEPTH:,}-level nesting cap; refused")

@@ -153,6 +153,7 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
     """Lint a loaded template's sources (no database needed)."""
     # rendering owns the environments and the context; imported here to avoid a cycle
     from campaigns.rendering import CONTACT_FIELDS, HTML_ENV, KNOWN_VARIABLES, TEXT_ENV
+    from campaigns.sandbox import CapExceeded, parse_checked
 
     issues: list[LintIssue] = []
     parts = ({"sms.txt": (TEXT_ENV, tmpl.sms_body or "")} if tmpl.channel == "sms" else
@@ -161,9 +162,15 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
     used: dict[str, set[str]] = {}
     for fname, (env, source) in parts.items():
         try:
-            ast = env.parse(source)
+            ast = parse_checked(env, source)
         except TemplateSyntaxError as exc:
             issues.append(LintIssue("error", f"{fname} line {exc.lineno}: {exc.message}"))
+            continue
+        except CapExceeded as exc:
+            issues.append(LintIssue("error", f"{fname}: {exc}"))
+            continue
+        except RecursionError:
+            issues.append(LintIssue("error", f"{fname}: nested too deeply to compile; refused"))
             continue
         names = meta.find_undeclared_variables(ast)
         used[fname] = names
@@ -171,7 +178,7 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
             issues.append(LintIssue("error", f"{fname}: '{unknown}' is not in the context "
                                     f"(available: {', '.join(sorted(KNOWN_VARIABLES))})"))
         refused = _refused_statically(fname, ast)
-        trial, sample = ([], None) if refused else _trial_render(fname, env, source)
+        trial, sample = ([], None) if refused else _trial_render(fname, env, ast)
         issues.extend(refused or trial)
         if fname == SMS_FILE and sample is not None:
             issues.extend(_sms_length(sample, max_sms_segments))
@@ -231,14 +238,14 @@ def _sms_length(sample: str, max_segments: int) -> list[LintIssue]:
                       f"{max_segments}; such sends fail")]
 
 
-def _trial_render(fname: str, env: Any, source: str) -> tuple[list[LintIssue], str | None]:
+def _trial_render(fname: str, env: Any, ast: nodes.Template) -> tuple[list[LintIssue], str | None]:
     """Render once with sample data: a cap or sandbox refusal that does not depend on the
     contact is what every send would hit. Failures that come from the sample data itself
     (a missing field, a type mismatch) are not reported here. Returns the findings and
     the sample output (None when the render failed)."""
     from jinja2.exceptions import SecurityError
 
-    from campaigns.sandbox import CapExceeded, render_capped, template_line
+    from campaigns.sandbox import CapExceeded, check_html_nesting, render_capped, template_line
 
     person = {"id": 1, "external_id": "sample", "email": "sample@example.com", "phone": "+14155550100",
               "name": "Sample Person", "first_name": "Sample", "timezone": "UTC", "locale": "en",
@@ -248,7 +255,10 @@ def _trial_render(fname: str, env: Any, source: str) -> tuple[list[LintIssue], s
                "unsubscribe_url": "https://example.com/u/sample", "now": utcnow(),
                "sender": {"name": "Sender", "address": "sender@example.com"}, "coupon": lambda pool: "SAMPLE-CODE"}
     try:
-        return [], render_capped(env.from_string(source), context)
+        sample = render_capped(env.from_string(ast), context)
+        if fname == "body.html":
+            check_html_nesting(sample)
+        return [], sample
     except (CapExceeded, SecurityError, RecursionError, MemoryError) as exc:
         line = template_line(exc)
         reason = str(exc) if isinstance(exc, CapExceeded) else f"refused: {exc or type(exc).__name__}"

@@ -36,14 +36,21 @@ BOMBS = {
     "nested-literals": (("{% set a = range(99999)|list %}{% set b = [a, a, a, a, a, a, a, a, a, a] %}\n"
                          "{% set c = [b, b, b, b, b, b, b, b, b, b] %}{{ c }}"), "8 MB value cap"),
     "many-sets": ("".join(f"{{% set v{i} = range(99999)|list %}}" for i in range(300)) + "{{ v1|length }}",
-                  "64 MB"),
+                  "cap"),  # the 64 MB allocation cap, or the time cap on a loaded machine
     "tojson-indent": ("{{ [1]|tojson(indent=1000000000) }}", "8 MB value cap"),
     "wordwrap-wrapstring": ('{{ ("a " * 20000)|wordwrap(1, wrapstring="x" * 100000) }}', "8 MB value cap"),
     "batch-fill": ("{{ [1]|batch(1000000000, 'x')|list|length }}", "8 MB value cap"),
     "translate": ('{{ ("a" * 900000).translate({97: "b" * 100000})|length }}', "is unsafe"),
     "int-to-bytes": ('{{ (1).to_bytes(1000000000, "big")|length }}', "is unsafe"),
     "sum-of-lists": ("{{ ([[1]] * 30000)|sum(start=[])|length }}", "|sum"),
+    # compile time: 30,000 expressions took 6 s to lint and 8 s to send, 490 MB
+    "huge-template-code": ("{{ first_name }}x" * 30000, "template code cap"),
+    # the CSS inliner's parser crashed the whole process (SIGSEGV) on 20,000 nested elements
+    "deep-html-nesting": ("<style>p { color: red }</style>" + "<div>" * 100000, "nesting cap"),
 }
+
+
+WHOLE_TEMPLATE = {"huge-template-code", "deep-html-nesting"}
 
 
 def probe(source: str) -> list[dict[str, object]]:
@@ -65,9 +72,11 @@ def test_a_hostile_template_is_refused_by_lint_and_send_within_the_caps(name: st
         assert report["cpu_s"] < CPU_SECONDS, (mode, report)
         assert report["peak_mb"] < PEAK_MB, (mode, report)
         message = str(report["message"])
-        assert " line " in message and (cap in message or "refused" in message), (mode, report)
+        assert cap in message or "refused" in message, (mode, report)
+        if name not in WHOLE_TEMPLATE:  # caps on the whole template have no one line to name
+            assert " line " in message, (mode, report)
         if mode == "render":
-            assert message.startswith("template 'hostile' (html line "), report
+            assert message.startswith("template 'hostile'"), report
             assert cap in message, report
 
 
