@@ -28,7 +28,7 @@ from markupsafe import Markup
 
 MAX_OUTPUT_CHARS = 1_000_000  # one rendered part; a real email is a few dozen KB
 MAX_VALUE_BYTES = 8_000_000  # one value, deep
-MAX_RENDER_BYTES = 64_000_000  # all values one render creates
+MAX_RENDER_BYTES = 32_000_000  # all values one render creates
 MAX_INT_BITS = 16_384  # about 4,900 digits; Python refuses to print more than 4,300
 MAX_FORMAT_WIDTH = 10_000
 MAX_ITEMS = 100_000  # items a filter may be asked to make (batch fill, wordwrap lines)

@@ -36,7 +36,7 @@ BOMBS = {
     "nested-literals": (("{% set a = range(99999)|list %}{% set b = [a, a, a, a, a, a, a, a, a, a] %}\n"
                          "{% set c = [b, b, b, b, b, b, b, b, b, b] %}{{ c }}"), "8 MB value cap"),
     "many-sets": ("".join(f"{{% set v{i} = range(99999)|list %}}" for i in range(300)) + "{{ v1|length }}",
-                  "cap"),  # the 64 MB allocation cap, or the time cap on a loaded machine
+                  "cap"),  # the 32 MB allocation cap, or the time cap on a loaded machine
     "tojson-indent": ("{{ [1]|tojson(indent=1000000000) }}", "8 MB value cap"),
     "wordwrap-wrapstring": ('{{ ("a " * 20000)|wordwrap(1, wrapstring="x" * 100000) }}', "8 MB value cap"),
     "batch-fill": ("{{ [1]|batch(1000000000, 'x')|list|length }}", "8 MB value cap"),
