@@ -283,8 +283,8 @@ class Compiler:
 
     def _attribute(self, node: Compare) -> ColumnElement[bool]:
         key = json_key(node.field.path[1])
-        typed = {str: json_text(Contact.attributes, key), Decimal: json_number(Contact.attributes, key),
-                 bool: json_bool(Contact.attributes, key)}
+        typed: dict[type, Any] = {str: json_text(Contact.attributes, key), Decimal: json_number(Contact.attributes, key),
+                                  bool: json_bool(Contact.attributes, key)}
         if any(isinstance(lit.value, Null) for lit in node.values):
             return self._null_test(node, list(typed.values()))
         kinds: dict[type, list[Any]] = {}
@@ -295,8 +295,7 @@ class Compiler:
             if isinstance(v, bool) and node.op not in ("=", "!=", "in", "notin"):
                 raise error(lit.col, f"true/false works only with = and != ({node.field.name})")
             if isinstance(v, Decimal):
-                v = int(v) if v == v.to_integral_value() else float(v)
-                kinds.setdefault(Decimal, []).append(v)
+                kinds.setdefault(Decimal, []).append(int(v) if v == v.to_integral_value() else float(v))
             else:
                 kinds.setdefault(type(v), []).append(v)
         if node.op == "contains" and str not in kinds:
