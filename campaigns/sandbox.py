@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2 import StrictUndefined, Undefined, nodes, pass_context
 from jinja2 import Template as JinjaTemplate
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
 from jinja2.nodes import Concat, Const, Dict, List, Tuple
 from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -112,7 +113,10 @@ def _constant(node: Any) -> bool:
 @pass_context
 def _finalize(context: Context, value: Any) -> Any:
     """Every `{{ value }}` is measured before it is turned into text. Taking the context
-    also keeps Jinja from evaluating constant output at compile time."""
+    also keeps Jinja from evaluating constant output at compile time. A function or class
+    is refused: its text (`<class 'jinja2.utils.Cycler'>`) is internals, never a message."""
+    if callable(value) and not isinstance(value, (str, Undefined)):  # printing an Undefined says what is missing
+        raise SecurityError(f"{type(value).__name__} objects cannot be printed; call them or use their value")
     return check(value, spend=False)
 
 

@@ -195,3 +195,9 @@ def test_time_spent_waiting_for_a_coupon_code_does_not_count_against_the_cap(set
     monkeypatch.setattr(coupons, "assign_code", lambda s, pool, d: time.sleep(0.5) or "SLOW-DB-CODE")
     out = render_delivery(session, settings, html_template("<p>{{ coupon('P') }}</p>"), contact=contact(), delivery_id=3)
     assert b"SLOW-DB-CODE" in out.data
+
+
+@pytest.mark.parametrize("payload", ["{{ cycler }}", "{{ range }}", "{{ namespace }}", "{{ coupon }}", "{{ dict }}"])
+def test_functions_and_classes_are_not_printed(settings, session, payload):
+    with pytest.raises(RenderError, match="cannot be printed"):
+        render_delivery(session, settings, html_template("<p>x</p>", subject=payload), contact=contact(), delivery_id=3)
