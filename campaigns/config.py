@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -114,6 +115,7 @@ class SmsSettings(_Section):
     stop_confirmation_text: str = "You are unsubscribed and will get no more messages. Reply START to resubscribe."
     start_confirmation_text: str = "You are subscribed again. Reply STOP to opt out."
     timeout_seconds: float = 15.0
+    max_segments: int = Field(default=6, ge=1, le=50)  # a longer render fails its delivery instead of billing 787 parts
 
 
 class TrackingSettings(_Section):
@@ -269,12 +271,12 @@ class Settings(BaseModel):
     def hashing_key(self) -> bytes:
         """Key for suppression hashes; pin `hash_key` before rotating `secret_key`."""
         pinned = self.hash_key.get_secret_value()
-        return pinned.encode() if pinned else self._current_key()
+        return _long_enough(pinned.encode(), "hash_key") if pinned else self._current_key()
 
     def _current_key(self) -> bytes:
         value = self.secret_key.get_secret_value()
         if value:
-            return value.encode()
+            return _long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)")
         key_file = self.path(self.secret_key_file)
         try:
             stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
@@ -309,15 +311,41 @@ def _read_key_file(key_file: Path, stamp: int) -> bytes:
         raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")
-    return text.encode()
+    return _long_enough(text.encode(), f"secret key file {key_file}")
+
+
+MIN_SECRET_KEY_BYTES = 32  # the key signs links and hashes addresses: it must not be guessable
+
+
+def _long_enough(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"{where} is {len(key)} bytes; a secret key must be at least {MIN_SECRET_KEY_BYTES} bytes "
+                          "(e.g. `openssl rand -base64 48`)")
+    return key
+
+
+# Query parameters that carry credentials in the URLs people configure (database drivers,
+# SMS gateways, webhooks): their values are masked wherever a URL is shown.
+_CREDENTIAL_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session", re.IGNORECASE)
 
 
 def safe_url(url: str) -> str:
-    """A database URL with any password masked, for output and logs."""
+    """A URL for output and logs: userinfo and credential-like query values masked."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as its scheme only
+        parts = urlsplit(url)
+    except ValueError:  # an unparsable URL is shown as its scheme only
         return url.split(":", 1)[0] + ":***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{k}=***" if _CREDENTIAL_PARAM.search(unquote(k)) else (f"{k}={v}" if sep else k)
+        for k, sep, v in (pair.partition("=") for pair in parts.query.split("&") if pair)
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    head = f"{parts.scheme}://{netloc}" if url[len(parts.scheme) + 1:].startswith("//") else f"{parts.scheme}:"
+    return head + parts.path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def find_config_file(

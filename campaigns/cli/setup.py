@@ -50,8 +50,16 @@ def _masked(settings: Settings) -> dict[str, Any]:
         secret: SecretStr = getattr(value, key)
         holder[key] = "********" if secret.get_secret_value() else ""
     data["previous_secret_keys"] = ["********" for _ in settings.previous_secret_keys]
-    data["database"]["url"] = safe_url(settings.database.url)
-    return data
+    return _mask_urls(data)
+
+
+def _mask_urls(value: Any) -> Any:
+    """Every URL in the settings (database, [sms] base_url, ...) with its credentials masked."""
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return safe_url(value) if isinstance(value, str) and "://" in value else value
 
 
 @config_app.command("show")
