@@ -35,7 +35,7 @@ DELIVERY_STATES = (
 EVENT_TYPES = (
     "delivered", "open", "click", "unsubscribe", "bounce", "complaint", "reply", "stop", "start",
 )
-CAMPAIGN_STATUSES = ("draft", "scheduled", "paused", "cancelled", "completed")
+CAMPAIGN_STATUSES = ("draft", "scheduled", "paused", "cancelled", "completed", "sent")
 
 _naming = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -194,6 +194,8 @@ class Campaign(Base):
     steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     local_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    # local time: recipients whose moment had passed when the campaign was created: skip | send
+    late_policy: Mapped[str] = mapped_column(String(10), default="skip", server_default="skip")
     quiet_hours: Mapped[str | None] = mapped_column(String(20))
     frequency_cap: Mapped[str | None] = mapped_column(String(20))
     throttle_per_minute: Mapped[int | None] = mapped_column(Integer)

@@ -108,6 +108,7 @@ def upgrade() -> None:
     sa.Column('steps', sa.JSON(), nullable=False),
     sa.Column('timezone', sa.String(length=64), nullable=False),
     sa.Column('local_time', sa.Boolean(), nullable=False),
+    sa.Column('late_policy', sa.String(length=10), server_default='skip', nullable=False),
     sa.Column('quiet_hours', sa.String(length=20), nullable=True),
     sa.Column('frequency_cap', sa.String(length=20), nullable=True),
     sa.Column('throttle_per_minute', sa.Integer(), nullable=True),
@@ -122,7 +123,7 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
-    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed')", name=op.f('ck_campaign_status')),
+    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'sent')", name=op.f('ck_campaign_status')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
