@@ -336,6 +336,18 @@ class Coupon(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SendWindow(Base):
+    """Messages handed over in one minute for one throttle scope ("all", "campaign:7",
+    "domain:gmail.com"): the shared record that lets every worker keep the same rate."""
+
+    __tablename__ = "send_window"
+    __table_args__ = (UniqueConstraint("scope", "minute"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(300))
+    minute: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ProcessHeartbeat(Base):
     """Daemons and workers report here, so `campaigns status` can show who is running."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ from scheduler.sendtime import (
 )
 
 SKIP_REASONS = ("invalid_address", "no_consent", "suppressed", "capped")
-COUNTED_STATES = ("queued", "claimed", "sending", "sent", "retry_wait", "unknown")
+COUNTED_STATES = ("sending", "sent", "unknown")  # toward the frequency cap: handed over, not merely queued
 BATCH = 5000
 
 
@@ -98,19 +98,23 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
 
 
 def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
-    """Contacts already at the cap of marketing messages in the window, across all campaigns."""
+    """Contacts already at the cap: marketing messages sent (or in flight) in the window, across all campaigns.
+
+    Queued messages do not count (another campaign's future drip steps must not use up this
+    one's room); the cap is checked again for every message at hand-over (scheduler/pacing.py).
+    """
     cap = parse_cap(c.frequency_cap) if c.frequency_cap else parse_cap(settings.policy.frequency_cap)
     if cap is None or not c.marketing or not ids:
         return set()
     since = now - cap.window
     marketing = select(Campaign.id).where(Campaign.marketing.is_(True))
+    when = func.coalesce(Delivery.sent_at, Delivery.updated_at)
     out: set[int] = set()
     for i in range(0, len(ids), BATCH):
         chunk = ids[i:i + BATCH]
         q = (select(Delivery.contact_id).where(
                 Delivery.contact_id.in_(chunk), Delivery.is_holdout.is_(False), Delivery.state.in_(COUNTED_STATES),
-                Delivery.campaign_id.in_(marketing),
-                or_(Delivery.sent_at >= since, and_(Delivery.sent_at.is_(None), Delivery.due_at >= since, Delivery.due_at <= now + cap.window)))
+                Delivery.campaign_id.in_(marketing), when >= since)
              .group_by(Delivery.contact_id).having(func.count() >= cap.count))
         out.update(session.scalars(q))
     return out

@@ -9,7 +9,7 @@ from campaigns import suppression
 from campaigns.contacts import add_contact
 from campaigns.models import Campaign, Delivery
 from campaigns.timespec import utcnow
-from scheduler.planner import plan_firing, stable_fraction
+from scheduler.planner import plan_drip, plan_firing, stable_fraction
 from tests.scheduler.conftest import add_people, make_campaign
 
 
@@ -78,10 +78,22 @@ def test_frequency_cap_counts_messages_across_campaigns(make_app):
     first = make_campaign(app, "first", cap="1/7d")
     second = make_campaign(app, "second", cap="1/7d")
     assert _plan(app, first).counts["planned"] == 4
+    with app.session() as s:  # what counts is what was handed over
+        s.execute(Delivery.__table__.update().values(state="sent", sent_at=utcnow()))
     counts = _plan(app, second).counts
     assert counts["planned"] == 0 and counts["skipped"]["capped"] == 4
     third = make_campaign(app, "third", cap="2/7d")
     assert _plan(app, third).counts["planned"] == 4
+
+
+def test_queued_messages_do_not_use_up_another_campaigns_cap(make_app):
+    app = make_app()
+    add_people(app, 3)
+    drip = make_campaign(app, "drip", steps=["0d:welcome", "3d:newsletter", "5d:newsletter"], cap="1/7d")
+    with app.session() as s:  # three steps queued per contact, none sent yet
+        assert plan_drip(s, app.settings, s.get(Campaign, drip)).counts["planned"] == 9
+    counts = _plan(app, make_campaign(app, "oneoff", cap="1/7d")).counts
+    assert counts["planned"] == 3 and counts["skipped"]["capped"] == 0
 
 
 def test_variants_split_by_weight_and_stay_put(make_app):

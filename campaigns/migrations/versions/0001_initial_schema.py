@@ -51,6 +51,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_heartbeat')),
     sa.UniqueConstraint('name', name=op.f('uq_process_heartbeat_name'))
     )
+    op.create_table('send_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=300), nullable=False),
+    sa.Column('minute', campaigns.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
+    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
+    )
     op.create_table('segment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -319,6 +327,7 @@ def downgrade() -> None:
 
     op.drop_table('consent_event')
     op.drop_table('campaign')
+    op.drop_table('send_window')
     op.drop_table('tracked_link')
     op.drop_table('template')
     op.drop_table('suppression')
