@@ -20,6 +20,7 @@ import httpx
 from sqlalchemy import func, select
 
 from campaigns import links
+from campaigns.campaign_defs import CampaignSpec, edit_campaign
 from campaigns.models import Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
@@ -68,10 +69,9 @@ def _heartbeat_of(shop: Shop, pid: int) -> bool:
 
 
 def test_the_daemon_killed_five_times_mid_campaign(tmp_path: Path, record) -> None:
-    # A firing a few seconds ahead (a time before the campaign existed would never fire).
-    at = (utcnow() + timedelta(seconds=2)).strftime("%Y-%m-%d %H:%M:%S")
-    shop = build_shop(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", N, plan=False, at=at,
-                      sending={"lease_seconds": "4"})
+    shop = build_shop(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", N, plan=False, sending={"lease_seconds": "4"})
+    with shop.app.session() as s:  # a firing a few seconds ahead (a time already gone is refused)
+        edit_campaign(s, shop.app.settings, "load", CampaignSpec(at=(utcnow() + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S")))
     in_flight: list[int] = []
     sent_at_kill: list[int] = []
     try:
