@@ -25,11 +25,12 @@ from campaigns.config import Settings
 from campaigns.context import App
 from campaigns.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import format_duration, utcnow
+from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
 from scheduler.planner import plan_drip, plan_firing
 
 log = logging.getLogger("campaigns.scheduler")
-PENDING = ("queued", "retry_wait", "claimed", "sending")
+PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED, DeliveryState.SENDING)
 # A firing planned later than this after its time was caught up after downtime.
 CATCH_UP_AFTER = timedelta(minutes=1)
 # At most this many overdue firings are recorded one by one per tick (a minute cron after a week away).
@@ -67,7 +68,7 @@ def _span(delta: timedelta) -> str:
 
 def _missed(session: Session, c: Campaign, key: datetime, now: datetime, reason: str, report: TickReport) -> None:
     late = now - fire_at(c, key)
-    session.add(CampaignRun(campaign_id=c.id, scheduled_for=key, status="missed", started_at=now, finished_at=now,
+    session.add(CampaignRun(campaign_id=c.id, scheduled_for=key, status=RunStatus.MISSED, started_at=now, finished_at=now,
                             counts={"missed_by_seconds": int(late.total_seconds()), "reason": reason}))
     session.flush()
     report.missed.append((c.name, key))
@@ -86,7 +87,7 @@ def _overdue(session: Session, c: Campaign, now: datetime) -> list[datetime]:
 
 def tick_campaign(session: Session, settings: Settings, c: Campaign, now: datetime, report: TickReport) -> None:
     """Bring one campaign up to date at `now`."""
-    if c.status != "scheduled":
+    if c.status != CampaignStatus.SCHEDULED:
         return
     if c.status_reason and c.status_reason.startswith(PLANNING_FAILED):
         c.status_reason = None  # this attempt is the retry; a new failure writes it again
@@ -130,15 +131,15 @@ def settle(session: Session, campaign_ids: Iterable[int], now: datetime | None =
     now = now or utcnow()
     moved: list[str] = []
     for c in session.scalars(select(Campaign).where(Campaign.id.in_(list(campaign_ids)))):
-        if c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
+        if c.status == CampaignStatus.SCHEDULED and c.schedule_kind in ("once", "cron"):
             last = last_scheduled_key(session, c)
             if last is None or next_key(c, fire_at(c, last)) is not None:
                 continue
-            target = "completed"
-        elif c.status == "draft" and c.schedule_kind == "manual":
+            target = CampaignStatus.COMPLETED
+        elif c.status == CampaignStatus.DRAFT and c.schedule_kind == "manual":
             if not session.scalar(select(exists().where(CampaignRun.campaign_id == c.id))):
                 continue
-            target = "sent"
+            target = CampaignStatus.SENT
         else:
             continue
         if session.scalar(select(exists().where(Delivery.campaign_id == c.id, Delivery.state.in_(PENDING)))):
@@ -155,7 +156,7 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
     now = now or utcnow()
     report = TickReport()
     with app.session() as session:
-        q = select(Campaign.id).where(Campaign.status == "scheduled")
+        q = select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
         if campaign_ids is not None:
             q = q.where(Campaign.id.in_(campaign_ids))
         ids = list(session.scalars(q.order_by(Campaign.id)))
@@ -188,7 +189,7 @@ def _record_failure(app: App, cid: int, now: datetime, exc: Exception, report: T
 def next_fire_times(session: Session, now: datetime, horizon: timedelta | None = None) -> list[tuple[Campaign, datetime]]:
     """(campaign, next planning time) for scheduled campaigns, soonest first; no horizon unless given."""
     out = []
-    for c in session.scalars(select(Campaign).where(Campaign.status == "scheduled")):
+    for c in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)):
         if c.schedule_kind == "drip":
             out.append((c, now))
             continue

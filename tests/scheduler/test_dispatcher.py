@@ -278,3 +278,23 @@ def test_a_healthy_campaign_is_not_paused(make_app, smtp):
     with app.session() as s:
         assert s.get(Campaign, cid).status != "paused"
     assert _states(app, cid) == Counter({"sent": 299, "failed": 1})
+
+
+def test_a_deleted_template_folder_fails_its_rows_with_the_reason_once(make_app, smtp):
+    import shutil
+
+    from campaigns.templates_store import templates_root
+
+    app, cid = _setup(make_app, smtp, 3)
+    shutil.rmtree(templates_root(app.settings) / "welcome")
+    clock = utcnow()
+    first = asyncio.run(Dispatcher(app).dispatch_once(clock))
+    assert first.counts == Counter({"failed": 3})
+    assert _states(app, cid) == Counter({"failed": 3})
+    with app.session() as s:
+        errors = set(s.scalars(select(Delivery.error).where(Delivery.campaign_id == cid)))
+    assert len(errors) == 1 and "template 'welcome' not found" in errors.pop()
+    # not claimed again and again: nothing is left to send, even after every lease and backoff
+    later = asyncio.run(Dispatcher(app).dispatch_once(clock + timedelta(hours=7)))
+    assert later.claimed == 0
+    assert smtp.received == []
