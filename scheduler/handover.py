@@ -17,6 +17,7 @@ from datetime import datetime
 
 from campaigns.context import App
 from campaigns.timespec import utcnow
+from scheduler import pacing
 from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.dkim_pool import DkimPool
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
@@ -78,6 +79,11 @@ class Handover:
         signing: dict[int, asyncio.Future[bytes]] = {
             row.id: asyncio.ensure_future(self.dkim.sign(msg.data))
             for row, msg in messages if isinstance(msg, OutgoingEmail)} if self.dkim is not None else {}
+        try:  # throttles and the frequency cap (scheduler/pacing.py): what does not fit waits in the queue
+            messages = pacing.hold(self.app, messages, now)
+        except DB_DOWN as exc:  # cannot tell what fits: nothing goes, the rows retry later
+            note = f"database unavailable before sending: {first_line(exc)}"
+            return Leftover(done=[(row, SendResult("transient", None, note)) for row, _ in messages], failures=failures)
         left = Leftover(failures=failures)
         paused = self.recorder.autopause.paused_now
         paused.clear()

@@ -27,6 +27,7 @@ from campaigns.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
+from scheduler.outbox import first_line
 from scheduler.planner import plan_drip, plan_firing
 
 log = logging.getLogger("campaigns.scheduler")
@@ -42,7 +43,7 @@ PLANNING_FAILED = "planning failed"
 class TickReport:
     """What one tick did."""
 
-    planned: list[tuple[str, datetime, dict]] = field(default_factory=list)  # type: ignore[type-arg]
+    planned: list[tuple[str, datetime, dict]] = field(default_factory=list)
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -54,7 +55,7 @@ def last_scheduled_key(session: Session, c: Campaign) -> datetime | None:
         .order_by(CampaignRun.scheduled_for.desc())
     for key, counts in session.execute(q):
         if not (counts or {}).get("extra"):
-            return key  # type: ignore[no-any-return]
+            return key
     return None
 
 
@@ -151,6 +152,16 @@ def settle(session: Session, campaign_ids: Iterable[int], now: datetime | None =
     return moved
 
 
+def settle_campaigns(app: App, campaign_ids: Iterable[int], now: datetime) -> list[str]:
+    """`settle` in its own transaction, for the sender after a batch; a failure is logged, never raised."""
+    try:
+        with app.session() as session:
+            return settle(session, campaign_ids, now)
+    except Exception as exc:  # the messages are out and recorded; the status can move on the next tick
+        log.warning("settling campaigns %s failed: %s: %s", sorted(campaign_ids), type(exc).__name__, first_line(exc))
+        return []
+
+
 def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None = None) -> TickReport:
     """Tick every scheduled campaign (or the given ones), each in its own transaction."""
     now = now or utcnow()
@@ -166,7 +177,7 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
                 c = session.get(Campaign, cid)
                 if c is not None:
                     tick_campaign(session, app.settings, c, now, report)
-        except Exception as exc:  # noqa: BLE001 - one broken campaign must not stop the others
+        except Exception as exc:  # one broken campaign must not stop the others
             _record_failure(app, cid, now, exc, report)
     return report
 
@@ -182,7 +193,7 @@ def _record_failure(app: App, cid: int, now: datetime, exc: Exception, report: T
             if c is not None:
                 c.status_reason, c.updated_at = reason[:500], now
                 report.failed.append((c.name, reason))
-    except Exception as again:  # noqa: BLE001 - the database itself is away: the log line is all we can leave
+    except Exception as again:  # the database itself is away: the log line is all we can leave
         log.error("campaign #%s: could not record the failure: %s", cid, type(again).__name__)
 
 

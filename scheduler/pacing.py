@@ -19,21 +19,30 @@ the cap, and never dropped.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, Table, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from campaigns.config import Settings
+from campaigns.context import App
 from campaigns.models import Campaign, Contact, Delivery, SendWindow
 from campaigns.timespec import Cap, parse_cap
+from scheduler.outbox import Claimed, write_transaction
+
+log = logging.getLogger("campaigns.dispatcher")
+M = TypeVar("M")
 
 IN_FLIGHT_OR_SENT = ("sending", "sent", "unknown")
 KEEP_WINDOWS = timedelta(hours=2)  # minute counters older than this are deleted
+_WINDOW = cast(Table, SendWindow.__table__)
+_DELIVERY = cast(Table, Delivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def _cap_of(settings: Settings, c: Campaign) -> Cap | None:
+def _cap_of(settings: Settings, c: Any) -> Cap | None:  # a campaign row (Core) or object
     if not c.marketing:
         return None
     return parse_cap(c.frequency_cap) if c.frequency_cap else parse_cap(settings.policy.frequency_cap)
@@ -63,14 +72,14 @@ def _counters(conn: Connection, scopes: set[str], minute: datetime) -> dict[str,
     """The minute's count per scope, the rows created when missing and locked for this transaction."""
     if not scopes:
         return {}
-    table = SendWindow.__table__
+    table = _WINDOW
     values = [{"scope": s, "minute": minute, "count": 0} for s in sorted(scopes)]
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(insert(table).on_conflict_do_nothing(index_elements=["scope", "minute"]), values)
     q = select(table.c.scope, table.c.count).where(table.c.minute == minute, table.c.scope.in_(scopes)).order_by(table.c.scope)
     if conn.dialect.name == "postgresql":
         q = q.with_for_update()
-    return dict(conn.execute(q).all())  # type: ignore[arg-type]
+    return {scope: n for scope, n in conn.execute(q)}
 
 
 def _recent_sends(conn: Connection, contact_ids: set[int], exclude: set[int], since: datetime) -> dict[int, list[datetime]]:
@@ -79,7 +88,7 @@ def _recent_sends(conn: Connection, contact_ids: set[int], exclude: set[int], si
         return {}
     if conn.dialect.name == "postgresql":  # two workers must not both fill the last place for one contact
         conn.execute(select(Contact.id).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update())
-    d = Delivery.__table__.c
+    d = _DELIVERY.c
     when = func.coalesce(d.sent_at, d.updated_at)
     q = (select(d.contact_id, when).join(Campaign, Campaign.id == d.campaign_id)
          .where(d.contact_id.in_(contact_ids), d.state.in_(IN_FLIGHT_OR_SENT), d.is_holdout.is_(False),
@@ -103,7 +112,12 @@ def admit(conn: Connection, settings: Settings, rows: Sequence[Row], now: dateti
         return [], {}
     sending = settings.sending
     campaigns = {c.id: c for c in conn.execute(select(Campaign).where(Campaign.id.in_({r.campaign_id for r in rows})))}
-    addresses = dict(conn.execute(select(Delivery.id, Delivery.address).where(Delivery.id.in_([r.id for r in rows]))).all())
+    caps = {cid: _cap_of(settings, c) for cid, c in campaigns.items()}
+    if not (sending.max_per_minute or sending.domain_limits or any(caps.values())
+            or any(c.throttle_per_minute for c in campaigns.values())):
+        return [r.id for r in rows], {}  # nothing to pace: no counters touched
+    addresses = dict(conn.execute(select(Delivery.id, Delivery.address).where(Delivery.id.in_([r.id for r in rows]))).all()) \
+        if sending.domain_limits else {}
     limits: dict[str, int] = {}
     scopes_of: dict[int, list[str]] = {}
     domain_limits = {k.lower(): v for k, v in (sending.domain_limits or {}).items()}
@@ -123,7 +137,6 @@ def admit(conn: Connection, settings: Settings, rows: Sequence[Row], now: dateti
         scopes_of[r.id] = scopes
     minute = _minute(now)
     counts = _counters(conn, set(limits), minute)
-    caps = {cid: _cap_of(settings, c) for cid, c in campaigns.items()}
     widest = max((cap.window for cap in caps.values() if cap), default=None)
     capped_contacts = {r.contact_id for r in rows if caps[r.campaign_id]}
     recent = _recent_sends(conn, capped_contacts, {r.id for r in rows}, now - widest) if widest else {}
@@ -132,7 +145,7 @@ def admit(conn: Connection, settings: Settings, rows: Sequence[Row], now: dateti
     for r in rows:
         cap = caps[r.campaign_id]
         if cap is not None:
-            times = [t for t in recent.get(r.contact_id, []) if t >= now - cap.window]
+            times = [t for t in recent.get(r.contact_id, []) if t > now - cap.window]  # one sent exactly a window ago has left it
             if len(times) >= cap.count:  # fits again once enough of these leave the window
                 until = times[len(times) - cap.count] + cap.window
                 wait[r.id] = (max(until, now + timedelta(seconds=1)), f"frequency cap {cap.count} per {cap.window}")
@@ -151,7 +164,7 @@ def admit(conn: Connection, settings: Settings, rows: Sequence[Row], now: dateti
 
 
 def _store(conn: Connection, counts: dict[str, int], minute: datetime, now: datetime) -> None:
-    table = SendWindow.__table__
+    table = _WINDOW
     for scope, n in counts.items():
         conn.execute(update(table).where(table.c.scope == scope, table.c.minute == minute).values(count=n))
     if counts:
@@ -160,8 +173,21 @@ def _store(conn: Connection, counts: dict[str, int], minute: datetime, now: date
 
 def defer(conn: Connection, waits: dict[int, tuple[datetime, str]], now: datetime) -> None:
     """Put rows that must wait back in the queue, due when they fit; the claim's attempt is given back."""
-    d = Delivery.__table__
+    d = _DELIVERY
     for row_id, (until, why) in waits.items():
         conn.execute(update(d).where(d.c.id == row_id, or_(d.c.state == "claimed", d.c.state == "sending"))
                      .values(state="queued", due_at=until, attempts=d.c.attempts - 1, lease_until=None, claimed_by=None,
                              error=f"waiting: {why}", updated_at=now))
+
+
+def hold(app: App, messages: list[tuple[Claimed, M]], now: datetime) -> list[tuple[Claimed, M]]:
+    """The hand-over hook: the messages that may go now; the others are queued again, due when they fit."""
+    if not messages:
+        return messages
+    with write_transaction(app.engine) as conn:
+        go, wait = admit(conn, app.settings, [Row(r.id, r.campaign_id, r.contact_id) for r, _ in messages], now)
+        defer(conn, wait, now)
+    if wait:
+        log.info("%d messages wait for a throttle or the frequency cap (first: %s)", len(wait), next(iter(wait.values()))[1])
+    admitted = set(go)
+    return [(row, msg) for row, msg in messages if row.id in admitted]

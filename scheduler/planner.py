@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import Table, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,18 +74,18 @@ def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
     return c.variants[-1]["name"], c.variants[-1]["template"]
 
 
-def quiet_hours_of(settings: Settings, c: Campaign):  # type: ignore[no-untyped-def]
+def quiet_hours_of(settings: Settings, c: Campaign):
     """The campaign's quiet hours, else the channel default from config ('none' = none)."""
     if c.quiet_hours:
         return parse_clock_range(c.quiet_hours)
     return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == Channel.SMS else settings.policy.quiet_hours_email)
 
 
-def _address_column(channel: str):  # type: ignore[no-untyped-def]
+def _address_column(channel: str):
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):  # type: ignore[no-untyped-def]
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
@@ -172,7 +172,7 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    table = Delivery.__table__
+    table = cast(Table, Delivery.__table__)
     for i in range(0, len(rows), BATCH):
         session.connection().execute(insert(table), rows[i:i + BATCH])
 
@@ -231,7 +231,7 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
     members = list(_audience(session, settings, c, now, exclude_enrolled=True))
     eligible, skipped, _capped = _classify(session, settings, c, now, members)
     if eligible:
-        session.connection().execute(insert(DripEnrollment.__table__), [
+        session.connection().execute(insert(cast(Table, DripEnrollment.__table__)), [
             {"campaign_id": c.id, "contact_id": r[0], "entered_at": now} for r in eligible])
     quiet = quiet_hours_of(settings, c)
     snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}

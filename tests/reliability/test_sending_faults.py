@@ -160,7 +160,7 @@ def test_one_click_unsubscribes_arriving_during_the_send(tmp_path: Path, record)
             poster.join(timeout=300)
             acct = _finish(shop)
         with shop.smtp.lock:
-            began = {int(mid.strip("<").split(".")[0], 36): t for (_r, mid, _f), t in zip(shop.smtp.received, shop.smtp.began)}
+            began = {int(mid.strip("<").split(".")[0], 36): t for (_r, mid, _f), t in zip(shop.smtp.received, shop.smtp.began, strict=False)}
         after_ack = [d for d in chosen if d in began and began[d] > acked[d]]
         before_ack = [d for d in chosen if d in began and began[d] <= acked[d]]
         with shop.app.session() as s:
