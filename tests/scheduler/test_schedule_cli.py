@@ -80,3 +80,19 @@ def test_calendar_lists_every_upcoming_firing_with_its_audience(shop):
         ("2026-12-03T09:00", "daily", 2)]
     table = shop("calendar", "--days", "3")
     assert table.exit_code == 0 and "oneoff" in table.stdout and "far" not in table.stdout
+
+
+def test_calendar_shows_drip_steps_waiting_in_the_outbox(shop):
+    from campaigns.config import load_settings
+    from campaigns.context import App
+    from scheduler.jobs import tick
+
+    _new(shop, "drip", "--step", "0d:welcome", "--step", "2d:newsletter")
+    app = App(load_settings(shop.config, environ={}))
+    try:
+        tick(app, NOW)  # both contacts enrolled: step 1 due now, step 2 in two days
+    finally:
+        app.engine.dispose()
+    rows = json.loads(shop("calendar", "--days", "3", "--json").stdout)
+    assert [(r["at"][:16], r["campaign"], r["what"], r["audience"], r["source"]) for r in rows] == [
+        ("2026-12-01T08:00", "drip", "drip step 1", 2, "queued"), ("2026-12-03T08:00", "drip", "drip step 2", 2, "queued")]
