@@ -74,16 +74,16 @@ class Handover:
                   stats: DispatchStats) -> Leftover:
         """Send `messages` in waves (render `failures` are written with the first wave); counts
         what the waves wrote into `stats` and returns what is left to write."""
-        # DKIM: the whole batch goes to the signing processes now, so they work without pause
-        # while the waves go out; each message waits for its own signature at hand-over.
-        signing: dict[int, asyncio.Future[bytes]] = {
-            row.id: asyncio.ensure_future(self.dkim.sign(msg.data))
-            for row, msg in messages if isinstance(msg, OutgoingEmail)} if self.dkim is not None else {}
         try:  # throttles and the frequency cap (scheduler/pacing.py): what does not fit waits in the queue
             messages = pacing.hold(self.app, messages, now)
         except DB_DOWN as exc:  # cannot tell what fits: nothing goes, the rows retry later
             note = f"database unavailable before sending: {first_line(exc)}"
             return Leftover(done=[(row, SendResult("transient", None, note)) for row, _ in messages], failures=failures)
+        # DKIM: the whole batch goes to the signing processes now, so they work without pause
+        # while the waves go out; each message waits for its own signature at hand-over.
+        signing: dict[int, asyncio.Future[bytes]] = {
+            row.id: asyncio.ensure_future(self.dkim.sign(msg.data))
+            for row, msg in messages if isinstance(msg, OutgoingEmail)} if self.dkim is not None else {}
         left = Leftover(failures=failures)
         paused = self.recorder.autopause.paused_now
         paused.clear()
