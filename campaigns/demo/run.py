@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 import campaigns
@@ -129,6 +131,9 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
     settings.sending.poll_seconds = 0.05
     settings.smtp.port = sink_port
     settings.tracking.public_url = f"http://127.0.0.1:{track_port}"
+    # The simulated shop platform and SMS provider sign what they send, as real ones must.
+    settings.tracking.webhook_secret = SecretStr(secrets.token_urlsafe(32))
+    settings.sms.auth_token = SecretStr(secrets.token_urlsafe(24))
     app = App(settings)
     schema.upgrade(app.engine)
     start = (utcnow() - timedelta(days=SIM_DAYS + 2)).replace(minute=0, second=0, microsecond=0)
