@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import time_machine
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -57,6 +57,11 @@ clocks = st.sampled_from([time(2, 30), time(1, 30), time(2, 0), time(0, 15), tim
 
 
 @settings(max_examples=300, deadline=None)
+# Always tried: a daily 02:30 in New York across its spring-forward night (fires once, at 03:00),
+# 01:30 across its autumn night (once, the first 01:30), and Lord Howe's half-hour change.
+@example(tz="America/New_York", clock=time(2, 30), created=datetime(2027, 3, 12, 12, 0, tzinfo=UTC), gaps=[36 * 60, 36 * 60])
+@example(tz="America/New_York", clock=time(1, 30), created=datetime(2027, 11, 5, 12, 0, tzinfo=UTC), gaps=[36 * 60, 36 * 60])
+@example(tz="Australia/Lord_Howe", clock=time(2, 0), created=datetime(2027, 10, 2, 0, 0, tzinfo=UTC), gaps=[36 * 60, 36 * 60])
 @given(tz=st.sampled_from(ZONES), clock=clocks, created=moments,
        gaps=st.lists(st.integers(1, 36 * 60), min_size=1, max_size=12))
 def test_daily_cron_fires_once_a_local_day_never_before_creation_at_its_wall_clock(tz, clock, created, gaps):

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import time_machine
 from sqlalchemy import func, select
 
 from campaigns import consent as ledger
@@ -112,8 +113,9 @@ def test_local_time_and_quiet_hours_set_each_due_time(make_app):
     tokyo = add_people(app, 1, tz="Asia/Tokyo", prefix="tok")
     paris = add_people(app, 1, tz="Europe/Paris", prefix="par")
     nowhere = add_people(app, 1, prefix="nz")  # no zone: the campaign's (UTC)
-    cid = make_campaign(app, at="2026-12-01 09:00", local_time=True, quiet_hours="21:00-08:00")
     key = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with time_machine.travel(key - timedelta(days=1), tick=False):  # defined the day before (a past --at is refused)
+        cid = make_campaign(app, at="2026-12-01 09:00", local_time=True, quiet_hours="21:00-08:00")
     _plan(app, cid, key=key, now=key - timedelta(hours=14))
     due = {r.contact_id: r.due_at for r in _rows(app, cid)}
     assert due[tokyo[0]] == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
