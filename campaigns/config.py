@@ -88,6 +88,9 @@ class SendingSettings(_Section):
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = Field(default=1.0, gt=0)
+    # Throttles enforced at hand-over, shared by every worker: all messages, and per recipient domain.
+    max_per_minute: int | None = Field(default=None, gt=0)
+    domain_limits: dict[str, int] = {}
 
 
 class SmtpSettings(_Section):

@@ -29,6 +29,7 @@ from scheduler.channels import Channel, SendResult, make_channels
 from scheduler.dkim_pool import DkimPool
 from scheduler.handover import Handover
 from scheduler.holds import pause_dead_templates
+from scheduler.jobs import settle_campaigns
 from scheduler.outbox import (
     DB_DOWN,
     Claimed,
@@ -141,6 +142,7 @@ class Dispatcher:
         handover.stopping = self._stop
         left = await handover.run(messages, failures, now, marks, stats)
         stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns={r.campaign_id for r in batch}))
+        settle_campaigns(self.app, {r.campaign_id for r in batch}, now)  # a campaign whose last row is final moves at once
         return stats
 
 
