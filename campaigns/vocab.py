@@ -51,6 +51,7 @@ class CampaignStatus(StrEnum):
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     ARCHIVED = "archived"  # finished and put away: hidden from `campaigns list`, never sent again
+    SENT = "sent"  # a manual campaign whose run has gone out
 
 
 class RunStatus(StrEnum):

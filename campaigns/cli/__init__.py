@@ -25,14 +25,12 @@ def _only_version(args: list[str]) -> bool:
 
 
 def _report(exc: Any) -> None:
-    from rich.markup import escape
-
-    from campaigns.cli.output import err_console, summarise_row_errors
+    from campaigns.cli.output import err_console, safe, summarise_row_errors
     from campaigns.errors import ImportFailed
 
     if isinstance(exc, ImportFailed):
         summarise_row_errors(exc.path, exc.errors)
-    err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {safe(str(exc))}", soft_wrap=True)
 
 
 def _usage_error(exc: Any) -> int:
@@ -65,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(f"campaigns {__version__}\n")
         sys.exit(0)
 
+    os.umask(0o077)  # what we write (database, outbox, rejects) holds personal data: private by default
     from typer import _click
 
     from campaigns.cli.root import build
@@ -91,11 +90,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
-        from rich.markup import escape
-
-        from campaigns.cli.output import err_console
+        from campaigns.cli.output import err_console, safe
+        # A driver error's text carries the SQL and its parameters (contact addresses among them).
+        from campaigns.logsetup import first_line
 
         err_console.print(
-            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            f"[bold red]internal error:[/bold red] {safe(type(exc).__name__)}: {safe(first_line(exc))} "
             "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
         sys.exit(70)

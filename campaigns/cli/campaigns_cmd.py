@@ -35,18 +35,20 @@ from campaigns.cli.common import (
     warn,
 )
 from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row
+from campaigns.errors import ConflictError
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
-          utm_source=None, utm_medium=None) -> CampaignSpec:
+          utm_source=None, utm_medium=None, late=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
-        utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional)
+        utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
+        late=late)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -68,6 +70,7 @@ UtmSourceOpt = typer.Option(None, "--utm-source", help="utm_source added to link
 UtmMediumOpt = typer.Option(None, "--utm-medium", help="utm_medium added to links (default from [tracking]).")
 GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when this recent, e.g. 2h.")
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
+LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
 
 
@@ -75,7 +78,7 @@ def register(app: typer.Typer) -> None:
     """Attach the campaign commands to the root app."""
     for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("activate", activate),
                      ("clone", clone), ("delete", delete), ("archive", archive), ("pause", pause), ("resume", resume), ("cancel", cancel),
-                     ("send", send)):
+                     ("send", send), ("calendar", calendar)):
         app.command(name)(fn)
 
 
@@ -85,7 +88,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
-        cost: float | None = CostOpt, transactional: bool | None = TransOpt,
+        cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
 
@@ -94,7 +97,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium)
+                 utm_source, utm_medium, late)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -113,12 +116,12 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
          attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
          utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
-         cost: float | None = CostOpt, transactional: bool | None = TransOpt) -> None:
+         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium)
+                 utm_source, utm_medium, late)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -143,6 +146,18 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
               title="Campaigns", as_json=as_json, as_csv=as_csv)
 
 
+def calendar(ctx: typer.Context, days: int = typer.Option(14, "--days", min=1, max=3660, help="How many days ahead."),
+             as_json: bool = JsonOpt) -> None:
+    """Every upcoming firing and drip step across campaigns, with its audience, soonest first."""
+    from scheduler.calendar import calendar as upcoming
+
+    a = get_app(ctx)
+    with a.session(write=False) as s:
+        rows = [e.as_dict() for e in upcoming(s, a.settings, utcnow(), days)]
+    emit_rows(rows, ["at", "campaign", "what", "audience", "source"], title=f"Calendar: the next {days} days",
+              as_json=as_json, caption="estimate: the audience if planned now; queued: rows already in the outbox")
+
+
 def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """One campaign: its definition, status (and why), runs and outbox by state."""
     a = get_app(ctx)
@@ -150,10 +165,14 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         c = get_campaign(s, name)
         record = describe(c)
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
-        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "counts": r.counts}
+        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
         error = last_transport_error(s, c.id)
         record["last_error"] = f"{error[0]} (at {cell(error[1])})" if error else None
+        if c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
+            from scheduler.firings import next_key
+
+            record["next_firing"] = next_key(c, utcnow())
     if as_json:
         emit_record(record, as_json=True)
         return
@@ -161,10 +180,22 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
     record["outbox"] = counted(outbox, STATE_WORDS) or "empty"
     emit_record(record, title=f"Campaign {name}")
     if runs:
-        emit_rows([run_row(r) for r in runs], ["scheduled_for", "status", "in_segment", "planned", "held_out", "skipped"],
-                  title="Runs")
+        emit_rows([{**run_row(r), "note": r["note"]} for r in runs],
+                  ["scheduled_for", "status", "in_segment", "planned", "held_out", "skipped", "note"], title="Runs")
     else:
         console.print("No runs yet.")
+
+
+def _run_note(counts: dict[str, Any]) -> str:
+    """Why a run looks the way it does: caught up, missed (and why), extra."""
+    if counts.get("reason"):
+        return f"missed: {counts['reason']}"
+    if counts.get("caught_up"):
+        late = int(counts.get("late_by_seconds", 0))
+        return f"caught up after downtime, {late // 3600}h {late % 3600 // 60}m late"
+    if counts.get("extra"):
+        return "extra run (send --now)"
+    return ""
 
 
 def activate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
@@ -205,9 +236,15 @@ def archive(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason")) -> None:
     """Stop sending (queued messages wait; nothing is lost)."""
-    with get_app(ctx).session() as s:
-        set_status(s, name, "pause", reason)
-    ok(f"campaign {name} paused")
+    from scheduler.holds import settle
+
+    a = get_app(ctx)
+    with a.session() as s:
+        campaign_id = set_status(s, name, "pause", reason).id
+    # Senders see the pause before their next wave; a wave already going out is waited for
+    # (a second at most), so nothing is handed over after this returns (scheduler/holds.py).
+    held = settle(a.engine, campaign_id)
+    ok(f"campaign {name} paused" + (f" ({held} messages were being handed over)" if held else ""))
 
 
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
@@ -225,11 +262,13 @@ def cancel(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 
 def send(ctx: typer.Context, name: str = typer.Argument(...),
-         now: bool = typer.Option(False, "--now", help="Plan a run now and send what is due (no daemon needed)."),
-         dry_run: bool = typer.Option(False, "--dry-run", help="Show who would get what, and who is skipped and why."),
+         now: bool = typer.Option(False, "--now", help="An extra run now (the schedule is kept); sends what is due (no daemon needed)."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Preview the next firing: who would get what and when, who is skipped and why."),
          as_json: bool = JsonOpt) -> None:
-    """Run a campaign once, immediately (--now), or preview it (--dry-run)."""
+    """Run a campaign once more, immediately (--now), or preview its next firing (--dry-run)."""
     from scheduler.dispatcher import Dispatcher
+    from scheduler.firings import fire_at, next_key
+    from scheduler.jobs import settle
     from scheduler.planner import plan_firing
 
     if not (now or dry_run):
@@ -239,26 +278,36 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     with a.session() as s:
         c = get_campaign(s, name)
         if c.status in ("cancelled", "paused", "completed", "archived"):
-            from campaigns.errors import ConflictError
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
         campaign_id = c.id
-        result = plan_firing(s, a.settings, c, at.replace(microsecond=0), at)
+        key, plan_at, extra = at, at, True
+        if dry_run and c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
+            upcoming = next_key(c, at)
+            if upcoming is not None:  # preview that firing as the daemon will plan it
+                key, plan_at, extra = upcoming, max(fire_at(c, upcoming), at), False
+        result = plan_firing(s, a.settings, c, key, plan_at, extra=extra)
         preview = [{"contact": email or phone, "variant": d.variant, "template": d.template_name,
                     "due_at": d.due_at, "holdout": d.is_holdout}
                    for d, email, phone in s.execute(select(Delivery, Contact.email, Contact.phone)
                                                     .join(Contact, Contact.id == Delivery.contact_id)
                                                     .where(Delivery.run_id == result.run_id).order_by(Delivery.id).limit(20))]
+        capped = [email or phone for email, phone in s.execute(
+            select(Contact.email, Contact.phone).where(Contact.id.in_(result.capped[:20])).order_by(Contact.id))]
         if dry_run:
             s.rollback()
-    summary: dict[str, Any] = {"campaign": name, "counts": result.counts, "sample": preview}
+    summary: dict[str, Any] = {"campaign": name, "firing": key if not extra else None, "counts": result.counts, "sample": preview,
+                               "capped": capped}
     if dry_run:
         if as_json:
             emit_record(summary, as_json=True)
             return
-        console.print(f"{escape(name)} would send to {plan_sentence(result.counts)}. Nothing was saved.", soft_wrap=True)
+        when = f" at its firing of {key:%Y-%m-%d %H:%M} UTC" if not extra else ""
+        console.print(f"{escape(name)} would send{escape(when)} to {plan_sentence(result.counts)}. Nothing was saved.", soft_wrap=True)
         if preview:
             emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"],
                       title=f"First {len(preview)} recipients")
+        if capped:
+            emit_rows([{"contact": x} for x in capped], ["contact"], title=f"Capped ({len(result.capped)}): at the frequency cap")
         return
     async def send_now():
         dispatcher = Dispatcher(a)
@@ -272,6 +321,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
         waiting = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0
         error = last_transport_error(s, campaign_id)
+        settle(s, [campaign_id])
     summary["sent"] = dict(stats.counts)
     summary["waiting"] = waiting
     summary["last_error"] = error[0] if error else None

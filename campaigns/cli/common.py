@@ -25,6 +25,8 @@ from campaigns.cli.output import (  # noqa: F401  (re-exported for the command m
     points,
     print_json,
     row_progress,
+    safe,
+    terminal_safe,
     warn,
 )
 
