@@ -8,6 +8,8 @@ an 80-column terminal drops or truncates columns instead of breaking words.
 from __future__ import annotations
 
 import csv
+import os
+import re
 import json
 import sys
 from bisect import bisect_right
@@ -25,6 +27,20 @@ from rich.table import Table
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+# Contact-supplied text (names, attributes, user agents) may carry terminal escapes, C1
+# controls or bidi overrides; they are shown escaped (\x1b), never interpreted.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with control, zero-width and bidi characters made visible as escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def safe(text: str) -> str:
+    """Plain text for a rich string: markup escaped, controls made visible."""
+    return escape(terminal_safe(text))
 
 # Errors shown on the terminal before "... and N more"; the rest are in the rejects file.
 SHOWN_ERRORS = 20
@@ -164,7 +180,9 @@ def emit_rows(
         print_json([{c: r.get(c) for c in columns} for r in rows])
         return
     if as_csv:
-        writer = csv.writer(sys.stdout)
+        from campaigns import csv_output
+
+        writer = csv_output.writer(sys.stdout)
         writer.writerow(columns)
         for r in rows:
             writer.writerow([cell(r.get(c)) if isinstance(r.get(c), (dict, list)) else _plain(r.get(c)) for c in columns])
@@ -176,13 +194,13 @@ def emit_rows(
     hidden = [h for h in headers if h not in kept]
     if hidden:
         notes.append(f"{len(hidden)} columns hidden at this width ({', '.join(hidden)}); widen the terminal or use --json")
-    table = Table(title=escape(title) if title else None, caption=escape("; ".join(notes)) if notes else None,
+    table = Table(title=safe(title) if title else None, caption=safe("; ".join(notes)) if notes else None,
                   header_style="bold")
     for h in kept:
         table.add_column(h, overflow="ellipsis", min_width=min(len(h), 16))
     index = [headers.index(h) for h in kept]
     for row in texts:
-        table.add_row(*[escape(row[i]) for i in index])
+        table.add_row(*[safe(row[i]) for i in index])
     console.print(table)
 
 
@@ -191,11 +209,11 @@ def emit_record(record: dict[str, Any], *, title: str | None = None, as_json: bo
     if as_json:
         print_json(record)
         return
-    table = Table(title=escape(title) if title else None, show_header=False, box=None, padding=(0, 2))
+    table = Table(title=safe(title) if title else None, show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="ellipsis")
     for k, v in record.items():
-        table.add_row(escape(k.replace("_", " ")), escape(cell(v)))
+        table.add_row(safe(k.replace("_", " ")), safe(cell(v)))
     console.print(table)
 
 
@@ -252,20 +270,25 @@ def errors_file(path: Path) -> Path:
 def summarise_row_errors(path: str, errors: Sequence[Any]) -> None:
     """The first SHOWN_ERRORS row errors, then a count of the rest; all of them go to FILE.errors.csv."""
     for row_error in errors[:SHOWN_ERRORS]:
-        err_console.print(f"[red]{escape(path)}: {escape(str(row_error))}[/red]", soft_wrap=True)
+        err_console.print(f"[red]{safe(path)}: {safe(str(row_error))}[/red]", soft_wrap=True)
     more = len(errors) - SHOWN_ERRORS
     if more > 0:
+        from campaigns import csv_output
+        from campaigns.safe_files import open_temp_beside
+
         target = errors_file(Path(path))
-        try:
-            with target.open("w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
+        try:  # private, formula-safe, and never through a planted symlink (written beside, renamed in)
+            fh, tmp = open_temp_beside(target)
+            with fh:
+                writer = csv_output.writer(fh)
                 writer.writerow(["line", "field", "error"])
                 for e in errors:
                     writer.writerow([getattr(e, "line", ""), getattr(e, "field", "") or "", getattr(e, "reason", str(e))])
+            os.replace(tmp, target)
             where = f"; all {len(errors)} are listed in {target}"
         except OSError:
             where = ""
-        err_console.print(f"[red]... and {more} more bad rows{escape(where)}[/red]", soft_wrap=True)
+        err_console.print(f"[red]... and {more} more bad rows{safe(where)}[/red]", soft_wrap=True)
     hint = separator_hint(Path(path))
     if hint:
         err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}", soft_wrap=True)
@@ -303,9 +326,9 @@ def separator_hint(path: Path) -> str | None:
 
 def ok(message: str) -> None:
     """A green confirmation line (the message is plain text, not markup)."""
-    console.print(f"[green]✓[/green] {escape(message)}", soft_wrap=True)
+    console.print(f"[green]✓[/green] {safe(message)}", soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """A yellow warning line on stderr (plain text)."""
-    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/yellow] {safe(message)}", soft_wrap=True)

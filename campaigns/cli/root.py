@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("campaigns_cmd", "Carry on sending."),
     "cancel": ("campaigns_cmd", "Stop for good: queued messages are cancelled."),
     "send": ("campaigns_cmd", "Run a campaign once, immediately (--now), or preview it (--dry-run)."),
+    "retry": ("retry", "Queue again the messages of a campaign that failed for a passing reason (an outage)."),
+    "calendar": ("campaigns_cmd", "Every upcoming firing and drip step across campaigns, with its audience."),
     "daemon": ("daemon", "Run the scheduler, the dispatcher and the tracking app until SIGTERM/SIGINT."),
     "worker": ("daemon", "Run only the dispatcher: start several (sharing PostgreSQL) to send faster."),
     "status": ("daemon", "What is scheduled next, what is running, and the outbox by state."),
