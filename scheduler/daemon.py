@@ -112,9 +112,8 @@ class Daemon:
             if self.dispatch:
                 tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop)))
             if self.tracking:
-                serve = _tracking_server()
-                if serve is not None:
-                    tasks.append(asyncio.create_task(serve(self.app.settings, stop)))
+                from campaigns.tracking.server import serve  # loaded only when asked for; a broken one fails loudly
+                tasks.append(asyncio.create_task(serve(self.app.settings, stop)))
             await stop.wait()
             log.info("daemon stopping: finishing in-flight sends")
         finally:
@@ -127,14 +126,6 @@ class Daemon:
                 heartbeat(self.app, self.name, "daemon", stopping=True)
             lock.release()
             log.info("daemon stopped")
-
-
-def _tracking_server():  # type: ignore[no-untyped-def]
-    try:
-        from campaigns.tracking.server import serve
-    except ImportError:
-        return None
-    return serve
 
 
 def run_until_signalled(coro_factory) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -71,6 +71,22 @@ class _Sink:
         self.received: list[bytes] = []
 
 
+class Dispatcher(Protocol):
+    """What the demo needs of the dispatcher: one pass at a simulated time, then close."""
+
+    async def dispatch_once(self, now: datetime) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """The scheduler's parts, injected by the CLI: `campaigns` never imports `scheduler`."""
+
+    tick: Callable[[App, datetime], Any]  # fire what is due at a time
+    dispatcher: Callable[[App], Dispatcher]  # a dispatcher for this app
+
+
 @dataclass
 class DemoResult:
     """What the demo did, for the CLI to print."""
@@ -115,8 +131,9 @@ def prepare(folder: Path, force: bool) -> None:
         raise InputError(f"--dir: cannot create {folder}: {exc.strerror}") from None
 
 
-def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[str], None] = print) -> DemoResult:
-    """Build the shop, run three campaigns on an accelerated clock, simulate responses."""
+def run_demo(folder: Path, scheduler: Scheduler, contacts: int = 2000, seed: int = 1,
+             say: Callable[[str], None] = print) -> DemoResult:
+    """Build the shop, run three campaigns on an accelerated clock with `scheduler`, simulate responses."""
     began = time.monotonic()
     folder = folder.resolve()
     (folder / "config.toml").write_text(CONFIG, encoding="utf-8")
@@ -168,7 +185,7 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
     smtp.start()
     thread.start()
     try:
-        counts = asyncio.run(_simulate(app, sink, settings, sim, start, track_port, seed, say))
+        counts = asyncio.run(_simulate(app, scheduler, sink, settings, sim, start, track_port, seed, say))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -177,14 +194,11 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
     return DemoResult(folder, time.monotonic() - began, start, counts)
 
 
-async def _simulate(app: App, sink: _Sink, settings: Any, sim: list[datetime], start: datetime, port: int, seed: int,
-                    say: Callable[[str], None]) -> dict[str, Any]:
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.jobs import tick
-
+async def _simulate(app: App, scheduler: Scheduler, sink: _Sink, settings: Any, sim: list[datetime], start: datetime,
+                    port: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     people = Recipients(settings, base, seed, lambda at: sim.__setitem__(0, at))
-    dispatcher = Dispatcher(app, worker_name="demo")
+    dispatcher = scheduler.dispatcher(app)
     sms_log = settings.path(settings.sending.outbox_dir) / "sms.jsonl"
     seen_mail = sms_offset = last_holdout = 0
     sent: dict[str, int] = {}
@@ -198,7 +212,7 @@ async def _simulate(app: App, sink: _Sink, settings: Any, sim: list[datetime], s
         for hour in range(SIM_DAYS * 24 + 1):
             now = start + timedelta(hours=hour)
             sim[0] = now
-            tick(app, now)
+            scheduler.tick(app, now)
             stats = await dispatcher.dispatch_once(now)
             for outcome, n in stats.counts.items():
                 sent[outcome] = sent.get(outcome, 0) + n
@@ -216,7 +230,8 @@ async def _simulate(app: App, sink: _Sink, settings: Any, sim: list[datetime], s
                                                  .join(Contact, Contact.id == Delivery.contact_id)
                                                  .where(Delivery.is_holdout.is_(True), Delivery.id > last_holdout)
                                                  .order_by(Delivery.id)):
-                    people.baseline(email, due, BASELINE)
+                    if email:  # the holdout of an email campaign: every one has an address
+                        people.baseline(email, due, BASELINE)
                     last_holdout = did
             await people.run_until(client, now)
             if hour % 24 == 0:

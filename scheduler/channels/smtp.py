@@ -14,8 +14,8 @@ import ssl
 
 import aiosmtplib
 
-from campaigns.config import Settings
 from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult
+from scheduler.channels.config import SmtpConfig
 
 
 def classify(code: int, message: str) -> SendResult:
@@ -45,19 +45,19 @@ def _path(address: str) -> bytes:
 class SmtpPool:
     """N connections; `send` borrows one, uses it, returns it (or replaces it when broken)."""
 
-    def __init__(self, settings: Settings) -> None:
-        s = settings.smtp
-        self._settings = settings
+    def __init__(self, config: SmtpConfig) -> None:
+        s = config
+        self._config = config
         self._size = max(1, s.pool_size)
         self._queue: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
 
     def _new(self) -> aiosmtplib.SMTP:
-        s = self._settings.smtp
+        s = self._config
         context = ssl.create_default_context() if s.security != "none" else None
         return aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=s.timeout_seconds, use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False, tls_context=context,
-            username=s.username or None, password=s.password.get_secret_value() or None,
+            username=s.username or None, password=s.password or None,
         )
 
     async def _borrow(self) -> aiosmtplib.SMTP:
