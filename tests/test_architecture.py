@@ -4,6 +4,7 @@
   `scheduler`: the library does not know who runs it.
 - `scheduler/channels` imports nothing from `campaigns`: transports take their own small
   config objects, built from the settings by their caller.
+- Only the SMTP channel speaks SMTP (one transport layer for the dispatcher and send-test).
 - No project import is wrapped in a handler that catches ImportError: a broken module fails
   loudly where it is imported instead of silently switching a feature off.
 """
@@ -62,3 +63,9 @@ def test_no_project_import_hides_behind_an_import_error_handler() -> None:
 def test_the_rules_are_the_ones_the_figures_count() -> None:
     # docs/architecture.md quotes `python -m scripts.import_graph`; its "running back" count is these rules.
     assert ig.figures(GRAPH, ig.room).back_arrows == []
+
+
+def test_one_smtp_client_the_channel() -> None:
+    # `templates send-test` once had its own aiosmtplib client; everything now sends through the channel.
+    clients = sorted({i.module for i in IMPORTS if i.target.split(".")[0] == "aiosmtplib"})
+    assert clients == ["scheduler.channels.smtp"]
