@@ -6,7 +6,7 @@ Money is stored in minor units (cents) as integers: exact on both databases.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -55,6 +56,8 @@ _naming = MetaData(naming_convention={
 
 class Base(DeclarativeBase):
     metadata = _naming
+    if TYPE_CHECKING:  # every model here is a Table, which insert() and friends want (not any FromClause)
+        __table__: ClassVar[Table]
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 - read once by SQLAlchemy
 
 

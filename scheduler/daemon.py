@@ -14,7 +14,9 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -35,7 +37,7 @@ SYNC_SECONDS = 15
 DRIP_SECONDS = 60
 
 
-def heartbeat(app: App, name: str, role: str, info: dict | None = None, stopping: bool = False) -> None:  # type: ignore[type-arg]
+def heartbeat(app: App, name: str, role: str, info: dict[str, Any] | None = None, stopping: bool = False) -> None:
     """Upsert this process's heartbeat row (removed when it stops cleanly)."""
     with app.session() as s:
         row = s.scalar(select(ProcessHeartbeat).where(ProcessHeartbeat.name == name))
@@ -98,7 +100,7 @@ class Daemon:
         """Hold the lock, schedule, dispatch and track until `stop` is set."""
         lock = DaemonLock(self.app.ready_engine())
         lock.acquire()
-        tasks: list[asyncio.Task] = []  # type: ignore[type-arg]
+        tasks: list[asyncio.Task[Any]] = []
         try:
             log.info("daemon %s started on %s", self.name, self.app.settings.source)
             heartbeat(self.app, self.name, "daemon", {"pid": os.getpid()})
@@ -128,7 +130,7 @@ class Daemon:
             log.info("daemon stopped")
 
 
-def run_until_signalled(coro_factory) -> None:  # type: ignore[no-untyped-def]
+def run_until_signalled(coro_factory: Callable[[asyncio.Event], Awaitable[Any]]) -> None:
     """Run `coro_factory(stop)` with SIGTERM/SIGINT setting `stop`."""
     async def main() -> None:
         stop = asyncio.Event()

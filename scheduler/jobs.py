@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED
 class TickReport:
     """What one tick did."""
 
-    planned: list[tuple[str, datetime, dict]] = field(default_factory=list)  # type: ignore[type-arg]
+    planned: list[tuple[str, datetime, dict[str, Any]]] = field(default_factory=list)
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
 

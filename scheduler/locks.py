@@ -6,8 +6,9 @@ import fcntl
 import hashlib
 import os
 from pathlib import Path
+from typing import TextIO
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from campaigns.db import is_sqlite
@@ -19,8 +20,8 @@ class DaemonLock:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._fh = None
-        self._conn = None
+        self._fh: TextIO | None = None
+        self._conn: Connection | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise ConflictError naming who holds it."""

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy import Result, and_, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns import messageable
 from campaigns.config import Settings
@@ -28,7 +28,7 @@ from campaigns.models import (
     DripEnrollment,
 )
 from campaigns.segments import members_query, profiles
-from campaigns.timespec import parse_cap, parse_clock_range, utcnow
+from campaigns.timespec import ClockRange, parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
 from scheduler.firings import local_clock_for
 from scheduler.sendtime import due_time, push_out_of_quiet, throttle, zone
@@ -67,18 +67,18 @@ def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
     return c.variants[-1]["name"], c.variants[-1]["template"]
 
 
-def quiet_hours_of(settings: Settings, c: Campaign):  # type: ignore[no-untyped-def]
+def quiet_hours_of(settings: Settings, c: Campaign) -> ClockRange | None:
     """The campaign's quiet hours, else the channel default from config ('none' = none)."""
     if c.quiet_hours:
         return parse_clock_range(c.quiet_hours)
     return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == Channel.SMS else settings.policy.quiet_hours_email)
 
 
-def _address_column(channel: str):  # type: ignore[no-untyped-def]
+def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], InstrumentedAttribute[str | None]]:
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):  # type: ignore[no-untyped-def]
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False) -> Result[Any]:
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
