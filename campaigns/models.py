@@ -277,6 +277,8 @@ class Delivery(Base):
     lease_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     sent_at: Mapped[datetime | None]
+    # No longer written (the address lives on the contact; rendering reads it there). The column goes
+    # with the next regeneration of migration 0001, once the branches in flight have landed.
     address: Mapped[str | None] = mapped_column(String(320))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)

@@ -145,7 +145,7 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
 def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, template_for: Any, due_for: Any,
           snap: dict[int, Any], now: datetime) -> tuple[list[dict[str, Any]], int]:
     rows, held = [], 0
-    for cid, address, tz, *_ in eligible:
+    for cid, _address, tz, *_ in eligible:
         is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
         variant, template = template_for(cid)
         profile = snap.get(cid)
@@ -153,7 +153,7 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
             "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
             "variant": variant, "template_name": template, "is_holdout": is_holdout,
             "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due_for(cid, tz),
-            "address": address, "lifecycle_stage": profile.lifecycle if profile else None,
+            "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
         })
         held += is_holdout
