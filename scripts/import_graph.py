@@ -227,13 +227,19 @@ def main() -> None:
     """Print the figures for today's layout or the proposed one."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--proposed", action="store_true", help="measure the layout proposed in docs/architecture.md")
+    parser.add_argument("--root", type=Path, default=ROOT, help="a checkout to measure (default: this one)")
     args = parser.parse_args()
-    f = figures(module_imports(), proposed_room if args.proposed else room)
+    graph = module_imports(args.root)
+    f = figures(graph, proposed_room if args.proposed else room)
     print(f"{f.rooms} rooms on {f.floors} floors with {f.arrows} import arrows "
           f"({len(f.back_arrows)} running back, {len(f.circles)} circles)")
     for a, b in f.back_arrows:
         print(f"  back: {a} -> {b}")
     for group in f.circles:
+        print(f"  circle: {' <-> '.join(group)}")
+    modules = figures(graph, lambda m: m)
+    print(f"modules: {modules.rooms}, import arrows between them: {modules.arrows}, circles: {len(modules.circles)}")
+    for group in modules.circles:
         print(f"  circle: {' <-> '.join(group)}")
 
 
