@@ -157,8 +157,30 @@ class LifecycleSettings(_Section):
 
 
 class LoyaltySettings(_Section):
-    frequency_cutoff: float = 0.0  # 0 = the median over buyers
-    monetary_cutoff: float = 0.0  # 0 = the median over buyers
+    frequency_cutoff: float = 0.0  # 0 = the median over the period's buyers
+    monetary_cutoff: float = 0.0  # 0 = the median over the period's buyers
+    period: str = "365d"  # orders and spend are counted over this period before the date
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        _checked(parse_duration, v)
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError(f"'{v}' must be longer than zero")
+        return v
+
+
+class ValueSettings(_Section):
+    """Customer lifetime value (docs/segments.md, "CLV")."""
+
+    margin: float = Field(default=0.3, gt=0, le=1)  # profit per unit of revenue
+    discount_rate: float = Field(default=0.10, ge=0)  # a year
+    horizon: str = "156w"  # how far ahead future purchases count (three years)
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, v: str) -> str:
+        return _checked(parse_duration, v)
 
 
 class Settings(BaseModel):
@@ -183,6 +205,7 @@ class Settings(BaseModel):
     consent: ConsentSettings = ConsentSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     loyalty: LoyaltySettings = LoyaltySettings()
+    value: ValueSettings = ValueSettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
 
