@@ -238,8 +238,7 @@ async def _simulate(app: App, scheduler: Scheduler, sink: _Sink, settings: Any, 
                                                  .join(Contact, Contact.id == Delivery.contact_id)
                                                  .where(Delivery.is_holdout.is_(True), Delivery.id > last_holdout)
                                                  .order_by(Delivery.id)):
-                    if email:  # the holdout of an email campaign: every one has an address
-                        people.baseline(email, due, BASELINE)
+                    people.baseline(email, due, BASELINE)
                     last_holdout = did
             await people.run_until(client, now)
             if hour % 24 == 0:
