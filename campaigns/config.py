@@ -118,6 +118,18 @@ class TrackingSettings(_Section):
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
+    # Authenticates webhooks (bounce, purchase, inbound SMS from the webhook provider). Its own
+    # secret, not the link-signing key: a shop platform holding it cannot forge links, and
+    # rotating it leaves the links in mail already sent working.
+    webhook_secret: SecretStr = SecretStr("")
+    previous_webhook_secrets: list[SecretStr] = []
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        """The current webhook secret first, then previous ones; empty when webhooks are off."""
+        keys = [self.webhook_secret, *self.previous_webhook_secrets]
+        return [k.get_secret_value().encode() for k in keys if k.get_secret_value()]
 
 
 class PolicySettings(_Section):
@@ -146,6 +158,7 @@ class PolicySettings(_Section):
 class ConsentSettings(_Section):
     double_opt_in: bool = False
     token_ttl_hours: float = 72.0
+    sms_request_text: str = "Example Shop: reply YES to get our offers by text. Reply STOP to opt out."
 
 
 class LifecycleSettings(_Section):
@@ -334,10 +347,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             model = Settings.model_fields[section].annotation
             if sub not in model.model_fields:  # type: ignore[union-attr]
                 raise ConfigError(f"{name}: unknown setting [{section}] {sub}")
-            out.setdefault(section, {})[sub] = value
+            out.setdefault(section, {})[sub] = _env_list(value, name) if sub.startswith("previous_") else value
         elif key in Settings.model_fields and key not in sections | {"base_dir", "source"}:
             if key == "previous_secret_keys":
-                out[key] = _env_list(value)
+                out[key] = _env_list(value, name)
             else:
                 out[key] = value
         else:
@@ -345,13 +358,13 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _env_list(value: str) -> list[str]:
+def _env_list(value: str, name: str = "CAMPAIGNS_PREVIOUS_SECRET_KEYS") -> list[str]:
     value = value.strip()
     if value.startswith("["):
         try:
             return list(json.loads(value))
         except ValueError:
-            raise ConfigError("CAMPAIGNS_PREVIOUS_SECRET_KEYS: not a JSON list") from None
+            raise ConfigError(f"{name}: not a JSON list") from None
     return [v.strip() for v in value.split(",") if v.strip()]
 
 

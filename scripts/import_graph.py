@@ -123,11 +123,12 @@ def room(module: str) -> str:
 PROPOSED = {
     "contacts": "audience", "consent": "audience", "suppression": "audience", "purchases": "audience",
     "csvimport": "audience", "contact_ref": "audience", "messageable": "audience",
+    "consent_requests": "audience", "stopped": "audience",
     "rendering": "messages", "templates_store": "messages", "sandbox": "messages", "email_build": "messages",
     "sms_text": "messages", "links": "messages", "link_registry": "messages", "coupons": "messages",
     "dkim_signing": "messages",
     "db": "store", "models": "store", "schema": "store", "migrations": "store",
-    "attribution": "tracking",
+    "attribution": "tracking", "bounces": "tracking",
 }
 
 

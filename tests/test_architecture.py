@@ -4,6 +4,7 @@
   `scheduler`: the library does not know who runs it.
 - `scheduler/channels` imports nothing from `campaigns`: transports take their own small
   config objects, built from the settings by their caller.
+- Only the CLI imports `campaigns.demo` (the demo is a leaf, not a library).
 - Only the SMTP channel speaks SMTP (one transport layer for the dispatcher and send-test).
 - No project import is wrapped in a handler that catches ImportError: a broken module fails
   loudly where it is imported instead of silently switching a feature off.
@@ -45,6 +46,15 @@ def test_campaigns_outside_its_cli_never_imports_scheduler() -> None:
     back = sorted(f"{src} -> {dst}" for src, targets in GRAPH.items() for dst in targets
                   if src.startswith("campaigns") and not src.startswith("campaigns.cli") and dst.startswith("scheduler"))
     assert back == []
+
+
+def test_only_the_cli_imports_the_demo() -> None:
+    # The demo pulls in the tracking app, the reports and the simulator: a library module that
+    # imports it (double opt-in once did, for the shipped templates' folder) ties the whole
+    # package into one circle.
+    users = sorted(f"{src} -> {dst}" for src, targets in GRAPH.items() for dst in targets
+                   if dst.startswith("campaigns.demo") and not src.startswith(("campaigns.cli", "campaigns.demo")))
+    assert users == []
 
 
 def test_channels_import_nothing_from_campaigns() -> None:

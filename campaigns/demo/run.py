@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import threading
 import time
@@ -22,9 +23,9 @@ from typing import Any, Protocol
 import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
-import campaigns
 from campaigns import schema
 from campaigns.campaign_defs import CampaignSpec, create_campaign, get_campaign
 from campaigns.config import load_settings
@@ -38,6 +39,7 @@ from campaigns.models import Campaign, ConsentEvent, Contact, Delivery
 from campaigns.purchases import import_purchases
 from campaigns.reports.campaign import campaign_report
 from campaigns.segments import create_segment
+from campaigns.templates_store import shipped_templates
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
 
@@ -47,12 +49,6 @@ SEGMENTS = {
     "new-customers": 'lifecycle = "new"',
     "vip": 'loyalty = "true_friend"',
 }
-
-
-def shipped_templates() -> Path:
-    """The example templates: inside the wheel, or the repository's templates/ folder."""
-    inside = Path(campaigns.__file__).parent / "shipped_templates"
-    return inside if inside.is_dir() else Path(campaigns.__file__).resolve().parent.parent / "templates"
 
 
 def _free_port() -> int:
@@ -146,6 +142,9 @@ def run_demo(folder: Path, scheduler: Scheduler, contacts: int = 2000, seed: int
     settings.sending.poll_seconds = 0.05
     settings.smtp.port = sink_port
     settings.tracking.public_url = f"http://127.0.0.1:{track_port}"
+    # The simulated shop platform and SMS provider sign what they send, as real ones must.
+    settings.tracking.webhook_secret = SecretStr(secrets.token_urlsafe(32))
+    settings.sms.auth_token = SecretStr(secrets.token_urlsafe(24))
     app = App(settings)
     schema.upgrade(app.engine)
     start = (utcnow() - timedelta(days=SIM_DAYS + 2)).replace(minute=0, second=0, microsecond=0)

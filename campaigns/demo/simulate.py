@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from campaigns.config import Settings
-from campaigns.tracking.app import webhook_signature
+from campaigns.tracking.app import twilio_signature, webhook_signature
 
 PERSON = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 APPLE_PROXY = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
@@ -124,8 +124,10 @@ class Recipients:
             await client.post(a.args["url"], data={"List-Unsubscribe": "One-Click"})
         elif a.kind == "sms":
             self._n += 1
-            await client.post(f"{self.base}/sms/inbound", data={"From": a.args["phone"], "Body": a.args["body"],
-                                                                 "MessageSid": f"SMdemo{self._n}"})
+            form = {"From": a.args["phone"], "Body": a.args["body"], "MessageSid": f"SMdemo{self._n}"}
+            url = self.settings.tracking.public_url.rstrip("/") + "/sms/inbound"
+            sig = twilio_signature(self.settings.sms.auth_token.get_secret_value(), url, form)
+            await client.post(f"{self.base}/sms/inbound", data=form, headers={"X-Twilio-Signature": sig})
         elif a.kind == "buy":
             self._orders += 1
             body = json.dumps({"order_id": f"D{self._orders:06d}", "email": a.args["email"],

@@ -4,7 +4,8 @@ rendered message and say what happened to it, and their own config objects
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Outcome = Literal["sent", "transient", "hard_bounce", "policy", "failed", "unknown", "suppressed"]
@@ -19,6 +20,9 @@ class OutgoingEmail:
     to: str
     data: bytes
     message_id: str
+    # Asked right before hand-over (after any wait for a connection): False means the
+    # recipient said stop meanwhile, and the message is not handed over ("suppressed").
+    still_wanted: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class OutgoingSms:
     key: str
     to: str
     body: str
+    still_wanted: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,11 @@ class Channel(Protocol):
     async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+STOPPED = SendResult("suppressed", None, "the recipient said stop before hand-over")
+
+
+def withdrawn(message: OutgoingEmail | OutgoingSms) -> bool:
+    """True when the message must not be handed over any more (see `still_wanted`)."""
+    return message.still_wanted is not None and not message.still_wanted()
