@@ -16,6 +16,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -38,7 +39,7 @@ from campaigns.timespec import (
 ENV_PREFIX = "CAMPAIGNS_"
 # Environment variables with our prefix that are not config keys.
 _NOT_KEYS = {"CONFIG", "DEBUG"}
-_NOT_KEY_PREFIXES = ("TEST_", "BENCH_")
+_NOT_KEY_PREFIXES = ("TEST_", "BENCH_", "RELIABILITY_")
 
 
 def _checked(parse: Any, value: str) -> str:
@@ -71,19 +72,21 @@ class SendingSettings(_Section):
     from_name: str = "Example Shop"
     reply_to: str = ""
     return_path_domain: str = ""
-    batch_size: int = 200
-    concurrency: int = 16
-    lease_seconds: int = 300
-    max_attempts: int = 6
+    # Sizes must be positive: batch_size = 0 never sends, and says nothing.
+    batch_size: int = Field(default=200, gt=0)
+    concurrency: int = Field(default=16, gt=0)
+    lease_seconds: int = Field(default=300, gt=0)
+    max_attempts: int = Field(default=6, gt=0)
     retry_base_seconds: float = 60.0
     max_retry_age_hours: float = 48.0
     resend_unknown: bool = False
     auto_pause_bounce_rate: float = 0.05
     auto_pause_failure_rate: float = 0.25
     auto_pause_min_sample: int = 200
+    auto_pause_window_minutes: int = Field(default=60, gt=0)  # rates judge outcomes this recent (and since a resume)
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
-    poll_seconds: float = 1.0
+    poll_seconds: float = Field(default=1.0, gt=0)
 
 
 class SmtpSettings(_Section):
@@ -92,8 +95,8 @@ class SmtpSettings(_Section):
     username: str = ""
     password: SecretStr = SecretStr("")
     security: Literal["none", "starttls", "tls"] = "none"
-    pool_size: int = 8
-    timeout_seconds: float = 30.0
+    pool_size: int = Field(default=8, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
@@ -115,7 +118,7 @@ class SmsSettings(_Section):
 
 class TrackingSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, gt=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
     # Authenticates webhooks (bounce, purchase, inbound SMS from the webhook provider). Its own
@@ -130,6 +133,15 @@ class TrackingSettings(_Section):
         """The current webhook secret first, then previous ones; empty when webhooks are off."""
         keys = [self.webhook_secret, *self.previous_webhook_secrets]
         return [k.get_secret_value().encode() for k in keys if k.get_secret_value()]
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http(cls, v: str) -> str:
+        # Every link and List-Unsubscribe header is built on it: a relative or odd URL breaks them all.
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL, e.g. https://t.example.com")
+        return v
 
 
 class PolicySettings(_Section):

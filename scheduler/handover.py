@@ -19,6 +19,7 @@ from campaigns.context import App
 from campaigns.timespec import utcnow
 from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.dkim_pool import DkimPool
+from scheduler.holds import before_wave
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
 from scheduler.record import DispatchStats, Recorder, Results
 from scheduler.render_stage import Failures, Message, Rendered
@@ -41,6 +42,7 @@ class Handover:
         self.channels = channels
         self.dkim = dkim
         self.recorder = recorder
+        self.stopping: asyncio.Event | None = None  # set: SIGTERM, the rest of the batch is released
 
     def _still_allowed(self, row: Claimed, now: datetime) -> bool:
         """The full consent and suppression check for one row whose contact changed meanwhile."""
@@ -91,6 +93,9 @@ class Handover:
             return [(row, msg) for row, msg in wave if row.campaign_id not in paused]
 
         for start in range(0, len(messages), size):
+            # Paused or cancelled by anyone meanwhile, or this sender stopping (scheduler/holds.py).
+            if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
+                break
             # Rows of a campaign auto-paused by an earlier write are released before they are
             # marked `sending` (a crash then requeues them instead of leaving them unknown).
             wave = hold_paused(messages[start:start + size])

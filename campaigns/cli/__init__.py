@@ -20,6 +20,7 @@ from campaigns.cli import (
     demo,
     purchases,
     report,
+    retry,
     segments,
     setup,
     suppress,
@@ -61,6 +62,7 @@ def root(
 setup.register(app)
 campaigns_cmd.register(app)
 daemon.register(app)
+retry.register(app)
 track.register(app)
 report.register(app)
 demo.register(app)
@@ -98,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line for the marketer, the trace on request
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
+        # A driver error's text carries the SQL and its parameters (contact addresses among them).
+        from campaigns.logsetup import first_line
+
         err_console.print(
-            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(first_line(exc))} "
             "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
         sys.exit(70)

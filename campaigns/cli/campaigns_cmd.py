@@ -131,9 +131,15 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
 
 def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: O[str] = typer.Option(None, "--reason")) -> None:
     """Stop sending (queued messages wait; nothing is lost)."""
-    with get_app(ctx).session() as s:
-        set_status(s, name, "pause", reason)
-    ok(f"campaign {name} paused")
+    from scheduler.holds import settle
+
+    a = get_app(ctx)
+    with a.session() as s:
+        campaign_id = set_status(s, name, "pause", reason).id
+    # Senders see the pause before their next wave; a wave already going out is waited for
+    # (a second at most), so nothing is handed over after this returns (scheduler/holds.py).
+    held = settle(a.engine, campaign_id)
+    ok(f"campaign {name} paused" + (f" ({held} messages were being handed over)" if held else ""))
 
 
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:

@@ -128,7 +128,7 @@ def _print_campaign(data: dict[str, Any]) -> None:
     emit_rows(lift_rows, ["group", "contacts", "converters", "rate", "revenue"], title="Lift against the holdout")
     if lf["ci95"]:
         rel_lo, rel_hi = lf["relative_ci95"]
-        rev_lo, rev_hi = lf["incremental_revenue_ci95"]
+        rev_lo, rev_hi = lf["incremental_revenue_ci95"] or (0.0, 0.0)  # None: nobody bought in either group
         console.print(f"absolute lift {lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to "
                       f"{lf['ci95'][1] * 100:+.2f}); relative {_pct(lf['relative'])} (95% interval {_pct(rel_lo)} to "
                       f"{'unbounded' if rel_hi is None else _pct(rel_hi)}); incremental revenue {lf['incremental_revenue']:,.2f} "

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from campaigns import dkim_signing, schema
+from campaigns import dkim_signing, preflight, schema
 from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json, warn
 from campaigns.config import Settings, safe_url
 from campaigns.db import check_reachable
@@ -72,11 +72,16 @@ def config_show(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
-    """Validate the settings, the secret key and the database connection."""
+    """Validate the settings, the secret key, the database, the folders, the SMTP host and the tracking port."""
     a = get_app(ctx)
     a.settings.signing_key  # noqa: B018 - raises a clear error when there is no key
     signer = dkim_signing.signer(a.settings)
     a.ready_engine()
+    preflight.check_folders(a.settings)
+    # A busy port is only a warning here: the daemon this config belongs to may be the one listening.
+    for warning in (preflight.smtp_host_warning(a.settings), preflight.tracking_port_problem(a.settings)):
+        if warning:
+            warn(warning)
     ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")
     from campaigns.tracking.guard import startup_warnings
 

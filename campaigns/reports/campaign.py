@@ -81,7 +81,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     if cost and lf["incremental_revenue"] is not None:
         # What the campaign caused (the holdout says), not what attribution credited it with.
         funnel["roi"] = (lf["incremental_revenue"] - cost) / cost
-        funnel["roi_ci95"] = [(v - cost) / cost for v in lf["incremental_revenue_ci95"]]
+        if lf["incremental_revenue_ci95"] is not None:
+            funnel["roi_ci95"] = [(v - cost) / cost for v in lf["incremental_revenue_ci95"]]
     rates = {
         "delivery_rate": ratio(funnel["delivered"], sent), "open_rate": ratio(opened, funnel["delivered"]),
         "click_rate": ratio(clicked, funnel["delivered"]), "click_to_open": ratio(clicked, opened),

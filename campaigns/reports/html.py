@@ -100,14 +100,14 @@ def _lift_text(lf: dict[str, Any], f: dict[str, Any]) -> str:
     if not lf.get("ci95"):
         return ""
     rel_lo, rel_hi = lf["relative_ci95"]
-    rev_lo, rev_hi = lf["incremental_revenue_ci95"]
+    rev_lo, rev_hi = lf["incremental_revenue_ci95"] or (None, None)
     parts = [f"Absolute lift {lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to {lf['ci95'][1] * 100:+.2f}).",
              f"Relative lift {_num(lf['relative'], pct=True)} (95% interval {_num(rel_lo, pct=True)} to "
              f"{'unbounded' if rel_hi is None else _num(rel_hi, pct=True)}).",
              f"Incremental revenue {_num(lf['incremental_revenue'], money=True)} (95% interval {_num(rev_lo, money=True)} to "
              f"{_num(rev_hi, money=True)}).",
              f"Smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} points."]
-    if f.get("roi") is not None:
+    if f.get("roi") is not None and f.get("roi_ci95"):
         parts.append(f"ROI (incremental revenue vs holdout) {_num(f['roi'], pct=True)} (95% interval "
                      f"{_num(f['roi_ci95'][0], pct=True)} to {_num(f['roi_ci95'][1], pct=True)}).")
     if f.get("roi_attributed") is not None:

@@ -7,8 +7,9 @@
 - Relative lift p_t / p_h - 1: the MOVER-R interval of Donner & Zou (2012) from the same
   Wilson intervals; its upper end is unbounded (None) while the holdout has no converter.
 - Incremental revenue (mean revenue per treated contact - per held-out contact) x treated
-  contacts: a seeded percentile bootstrap over contacts (every contact resampled, buyers
-  and non-buyers alike).
+  contacts: MOVER (Zou & Donner 2008) from each group's interval of revenue per contact,
+  itself conversion (Wilson) times mean order value (Student's t), combined on the log
+  scale. A percentile bootstrap over contacts covered 40-90% on small, rare holdouts.
 - Verdict: "positive lift" / "negative lift" only when the absolute interval excludes 0;
   otherwise "too small to tell" when the groups had under 80% power to detect a lift of
   MIN_RELATIVE_LIFT over the holdout's rate, else "no significant difference".
@@ -27,9 +28,6 @@ import numpy as np
 Z95 = 1.959963984540054
 Z80 = 0.8416212335729143  # one-sided 80% power
 MIN_RELATIVE_LIFT = 0.20   # the smallest lift worth detecting, relative to the holdout's rate
-BOOTSTRAP_SAMPLES = 2000
-BOOTSTRAP_SEED = 20050101
-_CHUNK_DRAWS = 2_000_000   # bounds the bootstrap's memory
 
 
 @dataclass(frozen=True)
@@ -90,34 +88,42 @@ def minimum_detectable_lift(n1: int, n2: int, pooled_rate: float) -> float:
     return float((Z95 + Z80) * np.sqrt(pooled_rate * (1 - pooled_rate) * (1 / n1 + 1 / n2)))
 
 
-def bootstrap_incremental(treated: Group, holdout: Group, samples: int = BOOTSTRAP_SAMPLES,
-                          seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95% percentile interval of (mean_t - mean_h) x n_t, resampling contacts with replacement.
+def _mean_interval(g: Group, pooled: np.ndarray, z: float) -> tuple[float, float, float]:
+    """(estimate, low, high) of revenue per contact = conversion x mean order value.
 
-    Non-buyers contribute 0, so a resample is drawn as: how many buyers it picks
-    (binomial), then which buyers (uniform with replacement). That is exactly the
-    ordinary bootstrap over all contacts, at a cost set by the buyers.
+    Conversion by Wilson; mean order value by Student's t over the group's buyers (over
+    both groups' buyers when this one has fewer than two); combined on the log scale by
+    MOVER (the product's interval from its factors'). No buyer: 0, 0 and the upper ends' product.
     """
-    rng = np.random.default_rng(seed)
-    means = []
-    for g in (treated, holdout):
-        values = np.asarray(g.buyer_revenue, dtype=float)
-        picks = rng.binomial(g.contacts, len(values) / g.contacts, size=samples) if len(values) else np.zeros(samples, int)
-        totals = np.zeros(samples)
-        start = 0
-        while start < samples and len(values):
-            stop, drawn = start, 0
-            while stop < samples and (stop == start or drawn + picks[stop] <= _CHUNK_DRAWS):
-                drawn += int(picks[stop])
-                stop += 1
-            which = np.repeat(np.arange(stop - start), picks[start:stop])
-            drawn_values = values[rng.integers(0, len(values), size=drawn)]
-            totals[start:stop] = np.bincount(which, weights=drawn_values, minlength=stop - start)
-            start = stop
-        means.append(totals / g.contacts)
-    diff = (means[0] - means[1]) * treated.contacts
-    lo, hi = np.percentile(diff, [2.5, 97.5])
-    return float(lo), float(hi)
+    from scipy.special import stdtrit  # type: ignore[import-untyped]  # a t quantile; scipy.special is quick to import
+
+    k = len(g.buyer_revenue)
+    lp, up = (float(v) for v in wilson(k, g.contacts, z))
+    values = np.asarray(g.buyer_revenue, dtype=float) if k >= 2 else pooled
+    m = float(np.mean(values))
+    half = float(stdtrit(max(len(values) - 1, 1), 0.975) * np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    lm, um = max(m - half, m * 1e-6), m + half
+    if k == 0:
+        return 0.0, 0.0, up * um
+    p = k / g.contacts
+    est = p * m
+    lo = est * np.exp(-np.sqrt(np.log(p / lp) ** 2 + np.log(m / lm) ** 2))
+    hi = est * np.exp(np.sqrt(np.log(up / p) ** 2 + np.log(um / m) ** 2))
+    return est, float(lo), float(hi)
+
+
+def revenue_interval(treated: Group, holdout: Group, z: float = Z95) -> tuple[float, float] | None:
+    """95% interval of incremental revenue, (mean_t - mean_h) x n_t, by MOVER (Zou & Donner 2008)
+    from each group's interval of revenue per contact; None when nobody bought."""
+    pooled = np.asarray(treated.buyer_revenue + holdout.buyer_revenue, dtype=float)
+    if len(pooled) == 0:
+        return None
+    et, lt, ut = _mean_interval(treated, pooled, z)
+    eh, lh, uh = _mean_interval(holdout, pooled, z)
+    d = et - eh
+    lo = d - np.sqrt((et - lt) ** 2 + (uh - eh) ** 2)
+    hi = d + np.sqrt((ut - et) ** 2 + (eh - lh) ** 2)
+    return float(lo * treated.contacts), float(hi * treated.contacts)
 
 
 def lift(treated: Group, holdout: Group, min_relative_lift: float = MIN_RELATIVE_LIFT) -> dict[str, Any]:
@@ -127,7 +133,7 @@ def lift(treated: Group, holdout: Group, min_relative_lift: float = MIN_RELATIVE
         "absolute": None, "ci95": None, "relative": None, "relative_ci95": None,
         "incremental_revenue": None, "incremental_revenue_ci95": None, "minimum_detectable_lift": None,
         "method": "intention-to-treat; Newcombe hybrid score 95% interval (absolute), MOVER-R (relative), "
-                  f"percentile bootstrap over contacts, {BOOTSTRAP_SAMPLES} resamples (incremental revenue)",
+                  "MOVER from Wilson conversion and t order value (incremental revenue)",
     }
     if not treated.contacts or not holdout.contacts:
         out["verdict"] = "no holdout" if not holdout.contacts else "nothing sent"
@@ -140,7 +146,8 @@ def lift(treated: Group, holdout: Group, min_relative_lift: float = MIN_RELATIVE
     rlo, rhi = mover_ratio(treated.converters, treated.contacts, holdout.converters, holdout.contacts)
     out["relative_ci95"] = [float(rlo) - 1, None if not np.isfinite(rhi) else float(rhi) - 1]
     out["incremental_revenue"] = ((treated.revenue_per_contact or 0) - (holdout.revenue_per_contact or 0)) * treated.contacts
-    out["incremental_revenue_ci95"] = list(bootstrap_incremental(treated, holdout))
+    rev = revenue_interval(treated, holdout)
+    out["incremental_revenue_ci95"] = None if rev is None else list(rev)
     pooled = (treated.converters + holdout.converters) / (treated.contacts + holdout.contacts)
     mde = minimum_detectable_lift(treated.contacts, holdout.contacts, pooled)
     out["minimum_detectable_lift"] = mde
