@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import tomllib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -185,6 +185,14 @@ class Settings(BaseModel):
     loyalty: LoyaltySettings = LoyaltySettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
+    # The current HMAC key, read once: about nine signatures per message each asked for it
+    # (a Path and a stat() apiece). Dropped on any assignment and by reload_keys().
+    _key: bytes | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._key = None  # secret_key, secret_key_file or base_dir may have changed
 
     @field_validator("timezone")
     @classmethod
@@ -223,16 +231,16 @@ class Settings(BaseModel):
         pinned = self.hash_key.get_secret_value()
         return pinned.encode() if pinned else self._current_key()
 
+    def reload_keys(self) -> None:
+        """Read the secret key (file) again on next use: after a rotation, in a long-lived process."""
+        self._key = None
+
     def _current_key(self) -> bytes:
-        value = self.secret_key.get_secret_value()
-        if value:
-            return value.encode()
-        key_file = self.path(self.secret_key_file)
-        try:
-            stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
-        except FileNotFoundError:
-            raise _no_secret_key(key_file) from None
-        return _read_key_file(key_file, stamp)
+        key = self._key
+        if key is None:
+            value = self.secret_key.get_secret_value()
+            key = self._key = value.encode() if value else _read_key_file(self.path(self.secret_key_file))
+        return key
 
     def ensure_secret_key_file(self) -> Path | None:
         """Create the secret key file (0600) when no key is configured; return it if created."""
@@ -252,12 +260,10 @@ def _no_secret_key(key_file: Path) -> ConfigError:
     return ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}")
 
 
-@lru_cache(maxsize=16)
-def _read_key_file(key_file: Path, stamp: int) -> bytes:
-    del stamp  # part of the cache key only
+def _read_key_file(key_file: Path) -> bytes:
     try:
         text = key_file.read_text().strip()
-    except FileNotFoundError:  # removed between the stat and the read
+    except FileNotFoundError:
         raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")

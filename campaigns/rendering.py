@@ -256,16 +256,15 @@ def render_delivery(
         text = linker.text(text)
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
-    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim)
+    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, unsub=ctx["unsubscribe_url"])
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str, dkim: bool = True) -> RenderedEmail:
+           subject: str, doc: str, text: str, dkim: bool = True, *, unsub: str) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
     d = links.b36(delivery_id)
     message_id = f"<{d}.{sign(settings, 'message-id', d, 6)}@{domain}>"
-    unsub = links.unsubscribe_url(settings, delivery_id)
     token = "-".join(unsub.rsplit("/", 2)[-2:])
     mailto = f"mailto:unsubscribe@{s.return_path_domain or domain}?subject=unsubscribe-{token}"
     try:
