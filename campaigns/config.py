@@ -97,6 +97,7 @@ class SmtpSettings(_Section):
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
+    dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
     dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
 
 

@@ -280,8 +280,8 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
     if dkim_signer is not None:
         try:
             data = dkim_signer.sign(data)
-        except dkim.DKIMException as exc:
-            raise RenderError(f"template '{template.name}': DKIM signing failed: {exc}") from None
+        except dkim_signing.DkimSigningError as exc:
+            raise RenderError(f"template '{template.name}': {exc}") from None
     return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
 
 
