@@ -8,9 +8,10 @@ Timed, each in a fresh child process so its peak memory is its own:
   bare   - aiosmtplib alone sends N pre-built messages of the same size over the same
            number of connections, nothing else: the ceiling for this machine and sink.
 The sink is aiosmtpd in a separate process (bench.sink), the same for both. A smaller run
-sends the same campaign with DKIM signing on and off, to show what signing costs.
+sends the same campaign with DKIM off, RSA-SHA256 on, and RSA plus Ed25519 on (each a whole
+`ours` process, planning excluded), to show what signing costs; `dkim` runs only that.
 
-    python -m bench.bench_send [small|default|large]
+    python -m bench.bench_send [small|default|large|dkim]
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000]}
-PLAN_ONLY = {"small": [], "default": [200_000], "large": []}  # planning alone, at a size too slow to also send
-# DKIM on against off, same data size, same sink, same run (smaller: dkimpy signs in pure Python).
-DKIM = {"small": [1_000], "default": [5_000], "large": [5_000]}
+SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000], "dkim": []}
+PLAN_ONLY = {"small": [], "default": [200_000], "large": [], "dkim": []}  # planning alone, at a size too slow to also send
+# DKIM on against off, same data size, same sink, same run.
+DKIM = {"small": [1_000], "default": [5_000], "large": [5_000], "dkim": [5_000]}
 POOL = 8
 ROOT = Path(__file__).resolve().parents[1]
 DKIM_KEY = ROOT / "tests" / "support" / "dkim" / "test_a.pem"  # a 2048-bit RSA test key
+DKIM_ED25519_KEY = ROOT / "tests" / "support" / "dkim" / "test_ed25519.pem"
 
 
 def _port() -> int:
@@ -41,10 +43,12 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _config(folder: Path, port: int, dkim: bool = False) -> Path:
+def _config(folder: Path, port: int, dkim: bool | str = False) -> Path:
     path = folder / "config.toml"
     signing = (f'dkim_domain = "example.com"\ndkim_selector = "bench"\ndkim_private_key_file = "{DKIM_KEY}"\n'
                if dkim else "")
+    if dkim == "ed25519":  # RSA and a second, Ed25519 signature
+        signing += f'dkim_ed25519_key_file = "{DKIM_ED25519_KEY}"\n'
     path.write_text(f'secret_key = "bench-secret"\ntemplates_dir = "{ROOT / "templates"}"\n'
                     f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n'
                     f'[sending]\ntransport = "smtp"\nbatch_size = 500\nconcurrency = {POOL * 2}\n'
@@ -53,7 +57,7 @@ def _config(folder: Path, port: int, dkim: bool = False) -> Path:
     return path
 
 
-def setup(folder: Path, n: int, port: int, dkim: bool = False) -> Path:
+def setup(folder: Path, n: int, port: int, dkim: bool | str = False) -> Path:
     from bench.datagen import populate
     from campaigns import schema
     from campaigns.campaign_defs import CampaignSpec, create_campaign
@@ -176,8 +180,8 @@ def run(scale: str = "default") -> dict[str, object]:
         sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         try:
-            runs = {}
-            for dkim in (False, True):
+            runs: dict[bool | str, dict[str, float]] = {}
+            for dkim in (False, True, "ed25519"):
                 with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
                     config = setup(Path(tmp), n, port, dkim=dkim)
                     _measure("plan", config, n, port)
@@ -185,11 +189,16 @@ def run(scale: str = "default") -> dict[str, object]:
         finally:
             sink.terminate()
             sink.communicate(timeout=30)
-        assert runs[False]["count"] == runs[True]["count"] == n, runs
+        assert runs[False]["count"] == runs[True]["count"] == runs["ed25519"]["count"] == n, runs
         figures.update({
             f"send_{n}_plain_msgs_per_s": round(n / runs[False]["seconds"]),
             f"send_{n}_dkim_msgs_per_s": round(n / runs[True]["seconds"]),
             f"send_{n}_ratio_dkim_to_plain": round(runs[False]["seconds"] / runs[True]["seconds"], 3),
+            f"send_{n}_dkim_ed25519_msgs_per_s": round(n / runs["ed25519"]["seconds"]),
+            f"send_{n}_ratio_dkim_ed25519_to_plain": round(runs[False]["seconds"] / runs["ed25519"]["seconds"], 3),
+            # CPU of the sending process per message (with the pool, signing CPU was in other processes).
+            f"send_{n}_plain_cpu_ms_per_msg": round(runs[False]["cpu_seconds"] * 1000 / n, 3),
+            f"send_{n}_dkim_cpu_ms_per_msg": round(runs[True]["cpu_seconds"] * 1000 / n, 3),
         })
     for n in PLAN_ONLY[scale]:
         with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
