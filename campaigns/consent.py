@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
-from campaigns.models import ConsentEvent, Contact, Suppression
+from campaigns.models import ConsentEvent, Contact
 from campaigns.signing import token_hash
 from campaigns.suppression import check_channel
 from campaigns.timespec import utcnow
@@ -165,26 +165,6 @@ def consented_contacts(channel: str, double_opt_in: bool, at: datetime | None = 
     sub = current_action_subquery(channel, at, contact_ids).subquery()
     allowed = ("confirmed",) if double_opt_in else MESSAGEABLE
     return select(sub.c.contact_id).where(sub.c.action.in_(allowed))
-
-
-def not_suppressed_clause(channel: str):  # type: ignore[no-untyped-def]
-    """SQL condition on Contact: its address on this channel is not suppressed."""
-    column = Contact.email_hash if channel == "email" else Contact.phone_hash
-    return ~exists().where(Suppression.channel == channel, Suppression.address_hash == column)
-
-
-def may_message(
-    session: Session, settings: Settings, contact: Contact, channel: str, at: datetime | None = None,
-) -> bool:
-    """Invariant 1 in one call: current consent allows it and the address is not suppressed."""
-    if contact.erased_at is not None:
-        return False
-    digest = contact.email_hash if channel == "email" else contact.phone_hash
-    if digest is None:
-        return False
-    if session.scalar(select(Suppression.id).where(Suppression.channel == channel, Suppression.address_hash == digest)):
-        return False
-    return current_state(session, contact.id, channel, at).allows(settings.consent.double_opt_in)
 
 
 def history(session: Session, contact_id: int, channel: str | None = None) -> list[ConsentEvent]:

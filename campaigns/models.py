@@ -26,16 +26,23 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from campaigns.db import UTCDateTime
 from campaigns.timespec import utcnow
+from campaigns.vocab import (
+    CampaignStatus,
+    Channel,
+    ConsentAction,
+    DeliveryState,
+    EventType,
+    RunStatus,
+    SuppressionReason,
+    values,
+)
 
-CHANNELS = ("email", "sms")
-CONSENT_ACTIONS = ("granted", "pending", "confirmed", "revoked")
-DELIVERY_STATES = (
-    "queued", "claimed", "sending", "sent", "retry_wait", "failed", "suppressed", "unknown", "held_out", "cancelled",
-)
-EVENT_TYPES = (
-    "delivered", "open", "click", "unsubscribe", "bounce", "complaint", "reply", "stop", "start",
-)
-CAMPAIGN_STATUSES = ("draft", "scheduled", "paused", "cancelled", "completed")
+# The stored strings, from the one vocabulary (campaigns/vocab.py); the check constraints
+# below are built from them, so the database refuses a state or type the code does not know.
+CHANNELS = values(Channel)
+CONSENT_ACTIONS = values(ConsentAction)
+DELIVERY_STATES = values(DeliveryState)
+CAMPAIGN_STATUSES = values(CampaignStatus)
 
 _naming = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -48,7 +55,7 @@ _naming = MetaData(naming_convention={
 
 class Base(DeclarativeBase):
     metadata = _naming
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 - read once by SQLAlchemy
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -115,12 +122,13 @@ class Suppression(Base):
     __table_args__ = (
         UniqueConstraint("channel", "address_hash"),
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("reason", values(SuppressionReason)), name="reason"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(10))
     address: Mapped[str | None] = mapped_column(String(320))  # None after erasure
     address_hash: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(String(40))  # manual, hard_bounce, complaint, erased, stop
+    reason: Mapped[str] = mapped_column(String(40))  # a SuppressionReason
     note: Mapped[str | None] = mapped_column(Text)
     since: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -203,7 +211,7 @@ class Campaign(Base):
     marketing: Mapped[bool] = mapped_column(Boolean, default=True)
     grace_seconds: Mapped[int | None] = mapped_column(Integer)
     cost_per_message: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(12), default="draft")
+    status: Mapped[str] = mapped_column(String(12), default=CampaignStatus.DRAFT.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -214,11 +222,14 @@ class CampaignRun(Base):
     """One firing of a campaign: unique per (campaign, scheduled_for), so it happens once."""
 
     __tablename__ = "campaign_run"
-    __table_args__ = (UniqueConstraint("campaign_id", "scheduled_for"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "scheduled_for"),
+        CheckConstraint(_in("status", values(RunStatus)), name="status"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     scheduled_for: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(12), default="planning")  # planning|planned|done|missed
+    status: Mapped[str] = mapped_column(String(12), default=RunStatus.PLANNING.value)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     # {"in_segment": n, "planned": n, "held_out": n, "skipped": {"no_consent": n, ...}}
@@ -242,6 +253,7 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("run_id", "contact_id", "step"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
         Index("ix_delivery_due", "state", "due_at"),
         Index("ix_delivery_campaign_contact", "campaign_id", "contact_id"),
@@ -256,7 +268,7 @@ class Delivery(Base):
     variant: Mapped[str | None] = mapped_column(String(40))
     template_name: Mapped[str | None] = mapped_column(String(100))
     is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[str] = mapped_column(String(12), default="queued")
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
@@ -277,6 +289,7 @@ class Event(Base):
 
     __tablename__ = "event"
     __table_args__ = (
+        CheckConstraint(_in("type", values(EventType)), name="type"),
         Index("ix_event_delivery_type", "delivery_id", "type"),
         Index("ix_event_campaign_type", "campaign_id", "type", "occurred_at"),
         Index("ix_event_contact", "contact_id", "occurred_at"),

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from campaigns.context import App
 from campaigns.models import Campaign, ProcessHeartbeat
 from campaigns.timespec import utcnow
+from campaigns.vocab import CampaignStatus
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
 from scheduler.jobs import tick
@@ -74,7 +75,7 @@ class Daemon:
             if stamp == self._stamp and self._stamp is not None:
                 return
             self._stamp = stamp
-            campaigns = list(s.scalars(select(Campaign).where(Campaign.status == "scheduled")))
+            campaigns = list(s.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)))
         assert self._scheduler is not None
         for job in self._scheduler.get_jobs():
             if job.id.startswith("campaign-"):

@@ -20,11 +20,12 @@ from campaigns.config import Settings
 from campaigns.context import App
 from campaigns.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import utcnow
+from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler.firings import fire_at, keys_between
 from scheduler.planner import plan_drip, plan_firing
 
 log = logging.getLogger("campaigns.scheduler")
-PENDING = ("queued", "retry_wait", "claimed", "sending")
+PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED, DeliveryState.SENDING)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class TickReport:
 
 def tick_campaign(session: Session, settings: Settings, c: Campaign, now: datetime, report: TickReport) -> None:
     """Bring one campaign up to date at `now`."""
-    if c.status != "scheduled":
+    if c.status != CampaignStatus.SCHEDULED:
         return
     if c.schedule_kind == "drip":
         result = plan_drip(session, settings, c, now)
@@ -50,7 +51,7 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
     start = fire_at(c, last_key) if last_key is not None else c.created_at - grace
     for key in keys_between(c, start, now):
         if now - fire_at(c, key) > grace:
-            session.add(CampaignRun(campaign_id=c.id, scheduled_for=key, status="missed", started_at=now,
+            session.add(CampaignRun(campaign_id=c.id, scheduled_for=key, status=RunStatus.MISSED, started_at=now,
                                     finished_at=now, counts={"missed_by_seconds": int((now - fire_at(c, key)).total_seconds())}))
             session.flush()
             report.missed.append((c.name, key))
@@ -64,7 +65,7 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
         has_run = session.scalar(select(exists().where(CampaignRun.campaign_id == c.id)))
         pending = session.scalar(select(exists().where(Delivery.campaign_id == c.id, Delivery.state.in_(PENDING))))
         if has_run and not pending:
-            c.status, c.updated_at = "completed", now
+            c.status, c.updated_at = CampaignStatus.COMPLETED, now
             report.completed.append(c.name)
 
 
@@ -73,7 +74,7 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
     now = now or utcnow()
     report = TickReport()
     with app.session() as session:
-        q = select(Campaign.id).where(Campaign.status == "scheduled")
+        q = select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
         if campaign_ids is not None:
             q = q.where(Campaign.id.in_(campaign_ids))
         ids = list(session.scalars(q.order_by(Campaign.id)))
@@ -91,7 +92,7 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
 def next_fire_times(session: Session, now: datetime, horizon: timedelta = timedelta(days=400)) -> list[tuple[Campaign, datetime]]:
     """(campaign, next planning time) for scheduled one-off/cron campaigns, soonest first."""
     out = []
-    for c in session.scalars(select(Campaign).where(Campaign.status == "scheduled")):
+    for c in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)):
         if c.schedule_kind == "drip":
             out.append((c, now))
             continue

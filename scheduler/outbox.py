@@ -14,25 +14,35 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
+    Table,
     bindparam,
     exists,
     func,
-    or_,
     select,
     update,
 )
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from campaigns.config import Settings
-from campaigns.consent import consented_contacts
 from campaigns.db import is_sqlite
+from campaigns.messageable import messageable_ids, suppression_matches_contact
 from campaigns.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
+from campaigns.vocab import CampaignStatus, DeliveryState
 
-HALTED = ("paused", "cancelled")
+_DELIVERY = cast(Table, Delivery.__table__)
+HALTED = (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
+# The database is unreachable (restarting, network): wait for it rather than lose outcomes.
+DB_DOWN = (OperationalError, InterfaceError)
+
+
+def first_line(exc: BaseException) -> str:
+    """A driver error's first line (they run to many lines of SQL and parameters)."""
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,8 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         # due order and the LIMIT stops the scan. `state IN (...)` made the database collect
         # and sort every due row on each claim (EXPLAIN: USE TEMP B-TREE FOR ORDER BY), a
         # cost per claim that grows with the audience.
-        rows = []
-        for state in ("queued", "retry_wait"):
+        rows: list[Any] = []
+        for state in (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT):
             q = (select(d.id, d.campaign_id, d.contact_id, d.channel, d.step, d.template_name, d.lifecycle_stage,
                         d.rfm_segment, d.attempts, d.created_at, d.due_at)
                  .where(d.state == state, d.due_at <= now,
@@ -85,30 +95,24 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         allowed = still_allowed(conn, settings, rows, now)
         lost = [r.id for r in rows if r.id not in allowed]
         if lost:
-            conn.execute(update(Delivery.__table__).where(d.id.in_(lost)).values(
-                state="suppressed", error="consent revoked or address suppressed before sending", updated_at=now))
+            conn.execute(update(_DELIVERY).where(d.id.in_(lost)).values(
+                state=DeliveryState.SUPPRESSED, error="consent revoked or address suppressed before sending", updated_at=now))
         mine = [r for r in rows if r.id in allowed]
         if mine:
-            conn.execute(update(Delivery.__table__).where(d.id.in_([r.id for r in mine])).values(
-                state="claimed", attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
+            conn.execute(update(_DELIVERY).where(d.id.in_([r.id for r in mine])).values(
+                state=DeliveryState.CLAIMED, attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
                 lease_until=now + timedelta(seconds=settings.sending.lease_seconds)))
     return [Claimed(r.id, r.campaign_id, r.contact_id, r.channel, r.step, r.template_name, r.lifecycle_stage,
                     r.rfm_segment, r.attempts + 1, r.created_at) for r in mine]
 
 
-def still_allowed(conn: Connection, settings: Settings, rows: list, now: datetime) -> set[int]:  # type: ignore[type-arg]
+def still_allowed(conn: Connection, settings: Settings, rows: list[Any], now: datetime) -> set[int]:
     """Ids of rows whose contact may still be messaged on the row's channel."""
     allowed: set[int] = set()
     for channel in {r.channel for r in rows}:
-        ids = [r.contact_id for r in rows if r.channel == channel]
-        digest = Contact.email_hash if channel == "email" else Contact.phone_hash
-        ok = set(conn.scalars(
-            select(Contact.id).where(
-                Contact.id.in_(ids), Contact.erased_at.is_(None), digest.is_not(None),
-                # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
-                # grow with the audience.
-                Contact.id.in_(consented_contacts(channel, settings.consent.double_opt_in, now, contact_ids=ids)),
-                ~exists().where(and_(Suppression.channel == channel, Suppression.address_hash == digest)))))
+        # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
+        # grow with the audience.
+        ok = messageable_ids(conn, settings, channel, {r.contact_id for r in rows if r.channel == channel}, now)
         allowed.update(r.id for r in rows if r.channel == channel and r.contact_id in ok)
     return allowed
 
@@ -118,12 +122,12 @@ def expire_leases(engine: Engine, settings: Settings, now: datetime) -> int:
     queue; `sending` ones may have gone out and become `unknown` (or are queued again when
     `resend_unknown` is on). Returns how many became unknown or were re-queued from sending."""
     d = Delivery.__table__.c
-    target = {"state": "queued", "error": "lease expired; re-sent (resend_unknown is on)"} if settings.sending.resend_unknown \
-        else {"state": "unknown", "error": "lease expired while sending: it may or may not have been delivered"}
+    target = {"state": DeliveryState.QUEUED, "error": "lease expired; re-sent (resend_unknown is on)"} if settings.sending.resend_unknown \
+        else {"state": DeliveryState.UNKNOWN, "error": "lease expired while sending: it may or may not have been delivered"}
     with write_transaction(engine) as conn:
-        conn.execute(update(Delivery.__table__).where(d.state == "claimed", d.lease_until < now).values(
-            state="queued", attempts=d.attempts - 1, error="lease expired before hand-over; queued again", updated_at=now))
-        result = conn.execute(update(Delivery.__table__).where(d.state == "sending", d.lease_until < now)
+        conn.execute(update(_DELIVERY).where(d.state == DeliveryState.CLAIMED, d.lease_until < now).values(
+            state=DeliveryState.QUEUED, attempts=d.attempts - 1, error="lease expired before hand-over; queued again", updated_at=now))
+        result = conn.execute(update(_DELIVERY).where(d.state == DeliveryState.SENDING, d.lease_until < now)
                               .values(**target, updated_at=now))
         return result.rowcount or 0
 
@@ -144,9 +148,7 @@ def watermarks(conn: Connection) -> tuple[int, int]:
 
 # Built once: it runs before every wave.
 _CHANGED = select(ConsentEvent.contact_id).where(ConsentEvent.id > bindparam("consent_mark")).union(
-    select(Contact.id).join(Suppression, or_(
-        and_(Suppression.channel == "email", Suppression.address_hash == Contact.email_hash),
-        and_(Suppression.channel == "sms", Suppression.address_hash == Contact.phone_hash)))
+    select(Contact.id).join(Suppression, suppression_matches_contact())
     .where(Suppression.id > bindparam("suppression_mark")))
 
 

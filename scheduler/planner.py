@@ -18,23 +18,24 @@ from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import messageable
 from campaigns.config import Settings
-from campaigns.consent import consented_contacts
 from campaigns.models import (
     Campaign,
     CampaignRun,
     Contact,
     Delivery,
     DripEnrollment,
-    Suppression,
 )
 from campaigns.segments import members_query, profiles
 from campaigns.timespec import parse_cap, parse_clock_range, utcnow
+from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
 from scheduler.firings import local_clock_for
 from scheduler.sendtime import due_time, push_out_of_quiet, throttle, zone
 
-SKIP_REASONS = ("invalid_address", "no_consent", "suppressed", "capped")
-COUNTED_STATES = ("queued", "claimed", "sending", "sent", "retry_wait", "unknown")
+SKIP_REASONS = values(SkipReason)  # plain strings: they are the keys of the stored, printed counts
+COUNTED_STATES = (DeliveryState.QUEUED, DeliveryState.CLAIMED, DeliveryState.SENDING, DeliveryState.SENT,
+                  DeliveryState.RETRY_WAIT, DeliveryState.UNKNOWN)
 BATCH = 5000
 
 
@@ -70,21 +71,20 @@ def quiet_hours_of(settings: Settings, c: Campaign):  # type: ignore[no-untyped-
     """The campaign's quiet hours, else the channel default from config ('none' = none)."""
     if c.quiet_hours:
         return parse_clock_range(c.quiet_hours)
-    return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == "sms" else settings.policy.quiet_hours_email)
+    return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == Channel.SMS else settings.policy.quiet_hours_email)
 
 
 def _address_column(channel: str):  # type: ignore[no-untyped-def]
-    return (Contact.email, Contact.email_hash) if channel == "email" else (Contact.phone, Contact.phone_hash)
+    return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
 def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):  # type: ignore[no-untyped-def]
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
-    address, digest = _address_column(c.channel)
-    consent_ok = Contact.id.in_(consented_contacts(c.channel, settings.consent.double_opt_in, now))
-    suppressed = exists().where(Suppression.channel == c.channel, Suppression.address_hash == digest)
-    q = select(Contact.id, address, Contact.timezone, consent_ok.label("consent"), suppressed.label("suppressed")) \
-        .where(Contact.id.in_(select(members.c.id)), Contact.erased_at.is_(None))
+    address, _digest = _address_column(c.channel)
+    may = messageable.rule(c.channel, settings.consent.double_opt_in, now)  # its parts name the skip reasons
+    q = select(Contact.id, address, Contact.timezone, may.consented.label("consent"), may.suppressed.label("suppressed")) \
+        .where(Contact.id.in_(select(members.c.id)), may.not_erased)
     if exclude_enrolled:
         q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
     return session.execute(q.order_by(Contact.id))
@@ -114,15 +114,15 @@ def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, 
     eligible = []
     for row in rows:
         if not row[1]:
-            skipped["invalid_address"] += 1
+            skipped[SkipReason.INVALID_ADDRESS] += 1
         elif not row.consent:
-            skipped["no_consent"] += 1
+            skipped[SkipReason.NO_CONSENT] += 1
         elif row.suppressed:
-            skipped["suppressed"] += 1
+            skipped[SkipReason.SUPPRESSED] += 1
         else:
             eligible.append(row)
     capped = _capped_ids(session, settings, c, now, [r[0] for r in eligible])
-    skipped["capped"] = len(capped)
+    skipped[SkipReason.CAPPED] = len(capped)
     return [r for r in eligible if r[0] not in capped], skipped
 
 
@@ -132,7 +132,7 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
         return run, False
     try:
         with session.begin_nested():
-            run = CampaignRun(campaign_id=c.id, scheduled_for=key, status="planning", started_at=now, counts={})
+            run = CampaignRun(campaign_id=c.id, scheduled_for=key, status=RunStatus.PLANNING, started_at=now, counts={})
             session.add(run)
             session.flush()
     except IntegrityError:  # another planner won the race: that firing is its
@@ -152,7 +152,7 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
         rows.append({
             "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
             "variant": variant, "template_name": template, "is_holdout": is_holdout,
-            "state": "held_out" if is_holdout else "queued", "attempts": 0, "due_at": due_for(cid, tz),
+            "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due_for(cid, tz),
             "address": address, "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
         })
@@ -186,7 +186,7 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     rows, held = _rows(c, run, eligible, 0, lambda cid: pick_variant(c, cid), lambda cid, _tz: dues[cid], snap, now)
     _insert(session, rows)
     run.counts = {"in_segment": len(members), "planned": len(rows) - held, "held_out": held, "skipped": skipped}
-    run.status, run.finished_at = "planned", utcnow()
+    run.status, run.finished_at = RunStatus.PLANNED, utcnow()
     session.flush()
     return PlanResult(run.id, True, run.counts)
 
@@ -222,6 +222,6 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
         "planned": counts.get("planned", 0) + added, "held_out": counts.get("held_out", 0) + held_total,
         "skipped": skipped,
     })
-    run.counts, run.status, run.finished_at = counts, "planned", now
+    run.counts, run.status, run.finished_at = counts, RunStatus.PLANNED, now
     session.flush()
     return PlanResult(run.id, bool(eligible), counts)

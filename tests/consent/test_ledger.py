@@ -1,4 +1,4 @@
-"""The consent ledger: append-only, derived state, double opt-in tokens, may_message."""
+"""The consent ledger: append-only, derived state, double opt-in tokens (the messageable rule: test_messageable.py)."""
 
 from datetime import timedelta
 
@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns import consent as ledger
-from campaigns import suppression
 from campaigns.contacts import add_contact
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.models import ConsentEvent
@@ -81,18 +80,6 @@ def test_with_double_opt_in_a_plain_grant_is_not_enough(app, settings, person):
         state = ledger.current_state(s, person.id, "email")
         assert state.allows(False) and not state.allows(True)
         assert list(s.scalars(ledger.consented_contacts("email", True))) == []
-
-
-def test_may_message_needs_consent_and_no_suppression(app, settings, person):
-    with app.session() as s:
-        assert not ledger.may_message(s, settings, person, "email")
-        ledger.grant(s, settings, person, "email", "form")
-        assert ledger.may_message(s, settings, person, "email")
-        suppression.add(s, settings, "email", "PAT@example.com", "hard_bounce")
-        assert not ledger.may_message(s, settings, person, "email")
-        assert s.scalar(select(func.count()).select_from(
-            select(ledger.consented_contacts("email", False).subquery()).subquery())) == 1
-        assert ledger.may_message(s, settings, person, "sms") is False
 
 
 def test_grant_without_source_or_address_is_refused(app, settings):

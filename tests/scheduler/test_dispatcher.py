@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from campaigns import consent as ledger
-from campaigns.contacts import find_contact
+from campaigns.contacts import add_contact, find_contact
 from campaigns.models import Campaign, Contact, Delivery, Event
 from campaigns.suppression import is_suppressed
 from campaigns.timespec import utcnow
@@ -278,3 +278,45 @@ def test_a_healthy_campaign_is_not_paused(make_app, smtp):
     with app.session() as s:
         assert s.get(Campaign, cid).status != "paused"
     assert _states(app, cid) == Counter({"sent": 299, "failed": 1})
+
+
+def test_a_deleted_template_folder_fails_its_rows_with_the_reason_once(make_app, smtp):
+    import shutil
+
+    from campaigns.templates_store import templates_root
+
+    app, cid = _setup(make_app, smtp, 3)
+    shutil.rmtree(templates_root(app.settings) / "welcome")
+    clock = utcnow()
+    first = asyncio.run(Dispatcher(app).dispatch_once(clock))
+    assert first.counts == Counter({"failed": 3})
+    assert _states(app, cid) == Counter({"failed": 3})
+    with app.session() as s:
+        errors = set(s.scalars(select(Delivery.error).where(Delivery.campaign_id == cid)))
+    assert len(errors) == 1 and "template 'welcome' not found" in errors.pop()
+    # not claimed again and again: nothing is left to send, even after every lease and backoff
+    later = asyncio.run(Dispatcher(app).dispatch_once(clock + timedelta(hours=7)))
+    assert later.claimed == 0
+    assert smtp.received == []
+
+
+def test_double_opt_in_is_one_rule_from_planning_to_hand_over(make_app, smtp):
+    """Planning, the claim and the send agree: only confirmed contacts get mail under double opt-in."""
+    app = make_app(smtp.config_toml() + "[consent]\ndouble_opt_in = true\n")
+    with app.session() as s:
+        people = {name: add_contact(s, app.settings, {"email": f"{name}@example.com"}) for name in ("ann", "bob", "cy")}
+        ledger.grant(s, app.settings, people["ann"], "email", "form", double_opt_in=False)  # granted, never confirmed
+        for name in ("bob", "cy"):
+            _, token = ledger.grant(s, app.settings, people[name], "email", "form")
+            ledger.confirm(s, token)
+    cid = make_campaign(app)
+    now = utcnow()
+    with app.session() as s:
+        result = plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
+    assert result.counts["planned"] == 2 and result.counts["skipped"]["no_consent"] == 1
+    with app.session() as s:  # cy asks for a new confirmation after planning: pending, not confirmed
+        ledger.revoke(s, find_contact(s, "cy@example.com"), "email", "unsubscribe link")
+        ledger.grant(s, app.settings, find_contact(s, "cy@example.com"), "email", "form")
+    _drain(app)
+    assert _states(app, cid) == Counter({"sent": 1, "suppressed": 1})
+    assert {r for r, _m, _f in smtp.received} == {"bob@example.com"}

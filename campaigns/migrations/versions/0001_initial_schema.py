@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 02:00:25.099963
+Create Date: 2026-11-27 15:31:34.097019
 """
 import sqlalchemy as sa
 from alembic import op
@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('note', sa.Text(), nullable=True),
     sa.Column('since', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_suppression_channel')),
+    sa.CheckConstraint("reason IN ('manual', 'hard_bounce', 'complaint', 'erased', 'stop', 'unsubscribe')", name=op.f('ck_suppression_reason')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_suppression')),
     sa.UniqueConstraint('channel', 'address_hash', name=op.f('uq_suppression_channel_address_hash'))
     )
@@ -179,6 +180,7 @@ def upgrade() -> None:
     sa.Column('started_at', campaigns.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', campaigns.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('counts', sa.JSON(), nullable=False),
+    sa.CheckConstraint("status IN ('planning', 'planned', 'done', 'missed')", name=op.f('ck_campaign_run_status')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_campaign_run_campaign_id_campaign'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_run')),
     sa.UniqueConstraint('campaign_id', 'scheduled_for', name=op.f('uq_campaign_run_campaign_id_scheduled_for'))
@@ -216,6 +218,7 @@ def upgrade() -> None:
     sa.Column('rfm_segment', sa.String(length=30), nullable=True),
     sa.Column('created_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_delivery_channel')),
     sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled')", name=op.f('ck_delivery_state')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_delivery_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_delivery_contact_id_contact'), ondelete='CASCADE'),
@@ -273,6 +276,7 @@ def upgrade() -> None:
     sa.Column('is_machine', sa.Boolean(), nullable=False),
     sa.Column('dedup_key', sa.String(length=200), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
+    sa.CheckConstraint("type IN ('delivered', 'open', 'click', 'unsubscribe', 'bounce', 'complaint', 'reply', 'stop', 'start')", name=op.f('ck_event_type')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_event_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_event_contact_id_contact'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['delivery_id'], ['delivery.id'], name=op.f('fk_event_delivery_id_delivery'), ondelete='CASCADE'),

@@ -1,0 +1,117 @@
+"""Hand-over: one batch's rendered messages go to the channels, wave by wave.
+
+Waves of `concurrency` messages. One short transaction between waves writes down the last
+wave's outcomes and marks the next wave `sending`: a crash leaves at most one wave
+`unknown`; the rest of the batch is still `claimed` and goes back to the queue when its
+lease ends, because none of it was handed over. This is the last moment before a message
+leaves: the per-message checks live here (consent or suppression changed since the claim,
+the campaign paused meanwhile, the DKIM signature).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from campaigns.context import App
+from campaigns.timespec import utcnow
+from scheduler.channels import Channel, OutgoingEmail, SendResult
+from scheduler.dkim_pool import DkimPool
+from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
+from scheduler.record import DispatchStats, Recorder, Results
+from scheduler.render_stage import Failures, Message, Rendered
+
+
+@dataclass
+class Leftover:
+    """What the waves did not write down yet: the dispatcher records it after the batch."""
+
+    done: Results = field(default_factory=list)
+    failures: Failures = field(default_factory=list)
+    released: list[Claimed] = field(default_factory=list)
+
+
+class Handover:
+    """Sends one batch through `channels`, recording between waves with `recorder`."""
+
+    def __init__(self, app: App, channels: dict[str, Channel], dkim: DkimPool | None, recorder: Recorder) -> None:
+        self.app = app
+        self.channels = channels
+        self.dkim = dkim
+        self.recorder = recorder
+
+    def _still_allowed(self, row: Claimed, now: datetime) -> bool:
+        """The full consent and suppression check for one row whose contact changed meanwhile."""
+        with self.app.engine.connect() as conn:
+            return row.id in still_allowed(conn, self.app.settings, [row], max(now, utcnow()))
+
+    async def _send(self, row: Claimed, message: Message, changed: set[int], now: datetime,
+                    signing: dict[int, asyncio.Future[bytes]]) -> tuple[Claimed, SendResult]:
+        """Last checks, the signature, then the channel; every failure becomes an outcome."""
+        try:
+            if row.contact_id in changed and not self._still_allowed(row, now):
+                return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
+        except DB_DOWN as exc:  # cannot tell: do not send, retry later
+            return row, SendResult("transient", None, f"database unavailable: {first_line(exc)}")
+        if row.id in signing:
+            try:
+                signed = await signing.pop(row.id)
+                if isinstance(message, OutgoingEmail):
+                    message = replace(message, data=signed)
+            except BrokenProcessPool as exc:  # a signing process died: nothing was handed over
+                return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
+            except Exception as exc:  # dkimpy refused this message
+                return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
+        try:
+            return row, await self.channels[row.channel].send(message)
+        except Exception as exc:  # a transport bug must not lose the row
+            return row, SendResult("unknown", None, f"{type(exc).__name__}: {exc}"[:300])
+
+    async def run(self, messages: Rendered, failures: Failures, now: datetime, marks: tuple[int, int],
+                  stats: DispatchStats) -> Leftover:
+        """Send `messages` in waves (render `failures` are written with the first wave); counts
+        what the waves wrote into `stats` and returns what is left to write."""
+        # DKIM: the whole batch goes to the signing processes now, so they work without pause
+        # while the waves go out; each message waits for its own signature at hand-over.
+        signing: dict[int, asyncio.Future[bytes]] = {
+            row.id: asyncio.ensure_future(self.dkim.sign(msg.data))
+            for row, msg in messages if isinstance(msg, OutgoingEmail)} if self.dkim is not None else {}
+        left = Leftover(failures=failures)
+        paused = self.recorder.autopause.paused_now
+        paused.clear()
+        size = max(1, self.app.settings.sending.concurrency)
+
+        def hold_paused(wave: Rendered) -> Rendered:
+            """The wave without rows of auto-paused campaigns; those wait for a resume."""
+            if not paused:
+                return wave
+            left.released.extend(row for row, _ in wave if row.campaign_id in paused)
+            return [(row, msg) for row, msg in wave if row.campaign_id not in paused]
+
+        for start in range(0, len(messages), size):
+            # Rows of a campaign auto-paused by an earlier write are released before they are
+            # marked `sending` (a crash then requeues them instead of leaving them unknown).
+            wave = hold_paused(messages[start:start + size])
+            try:
+                # In the same transaction, just before hand-over: whose consent or suppression
+                # changed since the claim? Two primary-key range scans, almost always empty; an
+                # unsubscribe acknowledged while its message waited in the batch still wins.
+                recorded, changed = self.recorder.write(left.done, left.failures, left.released, now,
+                                                        mark=[row.id for row, _ in wave], marks=marks)
+                stats.add(recorded)
+                left = Leftover()
+            except DB_DOWN as exc:
+                note = f"database unavailable before sending: {first_line(exc)}"
+                left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
+                break
+            wave = hold_paused(wave)  # ... and so are rows of one this very write paused
+            left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
+            if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
+                left.released += [row for row, _ in messages[start + size:]]
+                break
+        for pending in signing.values():  # messages that were not sent (released, database down)
+            pending.cancel()
+        await asyncio.gather(*signing.values(), return_exceptions=True)
+        return left

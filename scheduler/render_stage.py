@@ -1,0 +1,90 @@
+"""Render: claimed rows -> messages ready for hand-over, or render failures with their reason.
+
+One transaction per batch (coupons and tracked links are written). A failure that belongs
+to one row (its template is missing or broken, a value does not render) fails that row
+with its reason, once; a failure of the database or of the setup (the secret or DKIM key)
+is no row's fault and is raised, so the whole batch waits and is retried after backoff.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from campaigns.context import App
+from campaigns.db import session_scope
+from campaigns.errors import CampaignsError, ConfigError
+from campaigns.models import Campaign, Contact
+from campaigns.rendering import (
+    RenderedEmail,
+    RenderError,
+    render_delivery,
+    takes_coupons,
+)
+from campaigns.templates_store import MessageTemplate, load_template
+from scheduler.channels import OutgoingEmail, OutgoingSms
+from scheduler.outbox import DB_DOWN, Claimed, first_line
+
+Message = OutgoingEmail | OutgoingSms
+Rendered = list[tuple[Claimed, Message]]
+Failures = list[tuple[Claimed, str]]
+
+
+class RenderStage:
+    """Renders batches; templates are read once per batch (an edit between batches is picked up)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._templates: dict[str, MessageTemplate] = {}
+
+    def _template(self, name: str) -> MessageTemplate:
+        tmpl = self._templates.get(name)
+        if tmpl is None:
+            tmpl = self._templates[name] = load_template(self.app.settings, name)
+        return tmpl
+
+    def render(self, batch: list[Claimed]) -> tuple[Rendered, Failures]:
+        """(row, message) for every row that rendered, (row, reason) for every one that did not."""
+        out: Rendered = []
+        failed: Failures = []
+        self._templates.clear()
+        with session_scope(self.app.engine, immediate=True) as session:
+            contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({r.contact_id for r in batch})))}
+            campaigns = {c.id: c for c in session.scalars(select(Campaign).where(Campaign.id.in_({r.campaign_id for r in batch})))}
+            for row in batch:
+                guarded = True
+                try:
+                    template = self._template(row.template_name or "")
+                    # A savepoint per message only where a failed render has something to undo
+                    # (a coupon taken). Tracked-link rows a failed render registered may stay:
+                    # they are destinations, shared by every message that links there.
+                    guarded = takes_coupons(template)
+                    with session.begin_nested() if guarded else nullcontext():
+                        rendered = render_delivery(
+                            session, self.app.settings, template, contact=contacts[row.contact_id],
+                            delivery_id=row.id, campaign=campaigns[row.campaign_id], lifecycle=row.lifecycle,
+                            rfm_segment=row.rfm_segment, dkim=False)  # signed in the pool, just before hand-over
+                except RenderError as exc:
+                    failed.append((row, f"render: {exc}"))
+                    continue
+                except (*DB_DOWN, ConfigError):  # the database or the setup, not this row: the whole batch waits
+                    raise
+                except CampaignsError as exc:  # this row's template: missing folder, missing file, bad name
+                    failed.append((row, f"render: {exc}"[:500]))
+                    continue
+                except SQLAlchemyError as exc:
+                    if not guarded:  # the transaction may be unusable now: the batch goes back to the queue
+                        raise
+                    failed.append((row, f"render: {type(exc).__name__}: {first_line(exc)}"))
+                    continue
+                except Exception as exc:  # a bug rendering one row must not hold the others
+                    failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
+                    continue
+                if isinstance(rendered, RenderedEmail):
+                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id)))
+                else:
+                    out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body)))
+            session.flush()
+        return out, failed
