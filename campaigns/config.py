@@ -98,7 +98,7 @@ class SmtpSettings(_Section):
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
     dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
-    dkim_processes: int = Field(default=0, ge=0)  # retired (signing is inline): accepted, ignored, see deprecated_settings
+    dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
 
 
 class SmsSettings(_Section):
@@ -255,14 +255,6 @@ class Settings(BaseModel):
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48) + "\n")
         return key_file
-
-
-def deprecated_settings(settings: Settings) -> list[str]:
-    """One line per setting that still loads but no longer does anything (shown by `config check`, daemon, worker)."""
-    if "dkim_processes" in settings.smtp.model_fields_set:
-        return ["[smtp] dkim_processes is ignored: DKIM signs inline through OpenSSL now, without worker processes "
-                "(remove the setting)"]
-    return []
 
 
 def _no_secret_key(key_file: Path) -> ConfigError:

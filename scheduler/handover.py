@@ -11,13 +11,14 @@ the campaign paused meanwhile, the DKIM signature).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from campaigns.context import App
-from campaigns.dkim_signing import DkimSigner, DkimSigningError
 from campaigns.timespec import utcnow
 from scheduler.channels import Channel, OutgoingEmail, SendResult
+from scheduler.dkim_pool import DkimPool
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
 from scheduler.record import DispatchStats, Recorder, Results
 from scheduler.render_stage import Failures, Message, Rendered
@@ -35,7 +36,7 @@ class Leftover:
 class Handover:
     """Sends one batch through `channels`, recording between waves with `recorder`."""
 
-    def __init__(self, app: App, channels: dict[str, Channel], dkim: DkimSigner | None, recorder: Recorder) -> None:
+    def __init__(self, app: App, channels: dict[str, Channel], dkim: DkimPool | None, recorder: Recorder) -> None:
         self.app = app
         self.channels = channels
         self.dkim = dkim
@@ -46,18 +47,23 @@ class Handover:
         with self.app.engine.connect() as conn:
             return row.id in still_allowed(conn, self.app.settings, [row], max(now, utcnow()))
 
-    async def _send(self, row: Claimed, message: Message, changed: set[int], now: datetime) -> tuple[Claimed, SendResult]:
+    async def _send(self, row: Claimed, message: Message, changed: set[int], now: datetime,
+                    signing: dict[int, asyncio.Future[bytes]]) -> tuple[Claimed, SendResult]:
         """Last checks, the signature, then the channel; every failure becomes an outcome."""
         try:
             if row.contact_id in changed and not self._still_allowed(row, now):
                 return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
         except DB_DOWN as exc:  # cannot tell: do not send, retry later
             return row, SendResult("transient", None, f"database unavailable: {first_line(exc)}")
-        if self.dkim is not None and isinstance(message, OutgoingEmail):
-            try:  # inline: through OpenSSL the signature costs less than a pool's round trip
-                message = replace(message, data=self.dkim.sign(message.data))
-            except DkimSigningError as exc:  # the message does not parse: it is not sent unsigned
-                return row, SendResult("failed", None, str(exc)[:300])
+        if row.id in signing:
+            try:
+                signed = await signing.pop(row.id)
+                if isinstance(message, OutgoingEmail):
+                    message = replace(message, data=signed)
+            except BrokenProcessPool as exc:  # a signing process died: nothing was handed over
+                return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
+            except Exception as exc:  # dkimpy refused this message
+                return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
         try:
             return row, await self.channels[row.channel].send(message)
         except Exception as exc:  # a transport bug must not lose the row
@@ -67,6 +73,11 @@ class Handover:
                   stats: DispatchStats) -> Leftover:
         """Send `messages` in waves (render `failures` are written with the first wave); counts
         what the waves wrote into `stats` and returns what is left to write."""
+        # DKIM: the whole batch goes to the signing processes now, so they work without pause
+        # while the waves go out; each message waits for its own signature at hand-over.
+        signing: dict[int, asyncio.Future[bytes]] = {
+            row.id: asyncio.ensure_future(self.dkim.sign(msg.data))
+            for row, msg in messages if isinstance(msg, OutgoingEmail)} if self.dkim is not None else {}
         left = Leftover(failures=failures)
         paused = self.recorder.autopause.paused_now
         paused.clear()
@@ -96,8 +107,11 @@ class Handover:
                 left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
             wave = hold_paused(wave)  # ... and so are rows of one this very write paused
-            left.done += await asyncio.gather(*(self._send(row, msg, changed, now) for row, msg in wave))
+            left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
                 left.released += [row for row, _ in messages[start + size:]]
                 break
+        for pending in signing.values():  # messages that were not sent (released, database down)
+            pending.cancel()
+        await asyncio.gather(*signing.values(), return_exceptions=True)
         return left

@@ -65,7 +65,7 @@ class RenderStage:
                         rendered = render_delivery(
                             session, self.app.settings, template, contact=contacts[row.contact_id],
                             delivery_id=row.id, campaign=campaigns[row.campaign_id], lifecycle=row.lifecycle,
-                            rfm_segment=row.rfm_segment, dkim=False)  # signed at hand-over
+                            rfm_segment=row.rfm_segment, dkim=False)  # signed in the pool, just before hand-over
                 except RenderError as exc:
                     failed.append((row, f"render: {exc}"))
                     continue

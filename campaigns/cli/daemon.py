@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from campaigns import dkim_signing
 from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json
-from campaigns.config import deprecated_settings
 from campaigns.models import Campaign, Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 
@@ -40,8 +39,6 @@ def daemon(ctx: typer.Context,
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
     _logging(verbose)
-    for line in deprecated_settings(a.settings):
-        logging.getLogger("campaigns").warning(line)
     run_until_signalled(Daemon(a, tracking=not no_tracking, dispatch=not no_dispatch).run)
 
 
@@ -57,8 +54,6 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
     _logging(verbose)
-    for line in deprecated_settings(a.settings):
-        logging.getLogger("campaigns").warning(line)
     worker_name = name or default_worker_name()
 
     async def run(stop: asyncio.Event) -> None:
@@ -82,7 +77,7 @@ async def _beat(a, name: str, stop) -> None:  # type: ignore[no-untyped-def]
         await asyncio.sleep(10)
         try:
             heartbeat(a, name, "worker")
-        except Exception:
+        except Exception:  # noqa: S110 - a missed heartbeat is harmless
             pass
 
 

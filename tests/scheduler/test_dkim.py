@@ -44,7 +44,7 @@ def _dispatch(app, now):
         try:
             return await dispatcher.dispatch_once(now)
         finally:
-            await dispatcher.close()
+            await dispatcher.close()  # stops the signing processes
     return asyncio.run(go())
 
 
@@ -174,14 +174,33 @@ def test_config_dkim_when_off_says_how_to_turn_it_on(cli):
     assert "DKIM is off" in r.stderr and "dkim_private_key_file" in r.stderr
 
 
-def test_the_retired_dkim_processes_setting_still_loads_and_says_it_is_ignored(tmp_path, db_url):
-    cfg = write_config(tmp_path, db_url, "[smtp]\n" + _dkim_toml(KEYS / "test_a.pem") + "dkim_processes = 2\n")
-    r = CliRunner(cfg)("config", "check")
-    assert r.exit_code == 0, r.output
-    assert "[smtp] dkim_processes is ignored" in r.stderr
-    (tmp_path / "b").mkdir()
-    quiet = CliRunner(write_config(tmp_path / "b", db_url, "[smtp]\n" + _dkim_toml(KEYS / "test_a.pem")))("config", "check")
-    assert quiet.exit_code == 0 and "dkim_processes" not in quiet.stdout + quiet.stderr
+def test_the_signing_pool_survives_a_dead_worker_process():
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from scheduler.dkim_pool import DkimPool
+
+    signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
+    dns = _dns(_published(KEYS / "test_a.pem"))
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    pool = DkimPool(signer, processes=1)
+
+    async def scenario():
+        first = await pool.sign(message)
+        for pid in list(pool._pool._processes):  # the worker dies (OOM killer, an operator's kill -9)
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            for _ in range(50):  # until the executor notices
+                await pool.sign(message)
+                await asyncio.sleep(0.05)
+        return first, await pool.sign(message)  # a fresh pool
+
+    try:
+        first, after = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert dkim.verify(first, dnsfunc=dns) and dkim.verify(after, dnsfunc=dns)
 
 
 @needs_mail_dkim
