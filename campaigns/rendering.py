@@ -229,7 +229,7 @@ def render_delivery(
     """Build one contact's message; RenderError (with a reason) when it cannot be built.
 
     `dkim=False`: leave DKIM signing to the caller (the dispatcher signs in worker
-    processes, because dkimpy's RSA is pure Python and would hold the event loop)."""
+    processes, off the CPU-bound sending process; see scheduler/dkim_pool.py)."""
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
                         lifecycle=lifecycle, rfm_segment=rfm_segment)
