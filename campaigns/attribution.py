@@ -4,9 +4,11 @@ Rules (pure, in `choose`): an order carrying `utm_campaign` goes to that campaig
 delivery to the buyer. Otherwise, among deliveries sent to the buyer within their
 campaign's attribution window before the order, a click beats a human open beats a plain
 delivery, and the latest touch wins among equals. With no such touch, an order inside the
-window of a holdout record (a contact held out of a campaign) is credited to the holdout,
-so lift can be measured. Each purchase is credited at most once; recomputing gives the
-same answer.
+window of a holdout record (a contact held out of a campaign) is credited to the holdout.
+Each purchase is credited at most once; recomputing gives the same answer.
+
+Credit is for revenue reporting only: a campaign's lift is measured intention-to-treat
+from purchases and holdout records (reports/campaign.py), never from these credits.
 """
 
 from __future__ import annotations

@@ -119,6 +119,18 @@ class TrackingSettings(_Section):
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
+    # Authenticates webhooks (bounce, purchase, inbound SMS from the webhook provider). Its own
+    # secret, not the link-signing key: a shop platform holding it cannot forge links, and
+    # rotating it leaves the links in mail already sent working.
+    webhook_secret: SecretStr = SecretStr("")
+    previous_webhook_secrets: list[SecretStr] = []
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        """The current webhook secret first, then previous ones; empty when webhooks are off."""
+        keys = [self.webhook_secret, *self.previous_webhook_secrets]
+        return [k.get_secret_value().encode() for k in keys if k.get_secret_value()]
 
 
 class PolicySettings(_Section):
@@ -147,6 +159,7 @@ class PolicySettings(_Section):
 class ConsentSettings(_Section):
     double_opt_in: bool = False
     token_ttl_hours: float = 72.0
+    sms_request_text: str = "Example Shop: reply YES to get our offers by text. Reply STOP to opt out."
 
 
 class LifecycleSettings(_Section):
@@ -158,8 +171,30 @@ class LifecycleSettings(_Section):
 
 
 class LoyaltySettings(_Section):
-    frequency_cutoff: float = 0.0  # 0 = the median over buyers
-    monetary_cutoff: float = 0.0  # 0 = the median over buyers
+    frequency_cutoff: float = 0.0  # 0 = the median over the period's buyers
+    monetary_cutoff: float = 0.0  # 0 = the median over the period's buyers
+    period: str = "365d"  # orders and spend are counted over this period before the date
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        _checked(parse_duration, v)
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError(f"'{v}' must be longer than zero")
+        return v
+
+
+class ValueSettings(_Section):
+    """Customer lifetime value (docs/segments.md, "CLV")."""
+
+    margin: float = Field(default=0.3, gt=0, le=1)  # profit per unit of revenue
+    discount_rate: float = Field(default=0.10, ge=0)  # a year
+    horizon: str = "156w"  # how far ahead future purchases count (three years)
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, v: str) -> str:
+        return _checked(parse_duration, v)
 
 
 class Settings(BaseModel):
@@ -184,6 +219,7 @@ class Settings(BaseModel):
     consent: ConsentSettings = ConsentSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     loyalty: LoyaltySettings = LoyaltySettings()
+    value: ValueSettings = ValueSettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
     # The current HMAC key, read once: about nine signatures per message each asked for it
@@ -318,10 +354,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             model = Settings.model_fields[section].annotation
             if sub not in model.model_fields:  # type: ignore[union-attr]
                 raise ConfigError(f"{name}: unknown setting [{section}] {sub}")
-            out.setdefault(section, {})[sub] = value
+            out.setdefault(section, {})[sub] = _env_list(value, name) if sub.startswith("previous_") else value
         elif key in Settings.model_fields and key not in sections | {"base_dir", "source"}:
             if key == "previous_secret_keys":
-                out[key] = _env_list(value)
+                out[key] = _env_list(value, name)
             else:
                 out[key] = value
         else:
@@ -329,13 +365,13 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _env_list(value: str) -> list[str]:
+def _env_list(value: str, name: str = "CAMPAIGNS_PREVIOUS_SECRET_KEYS") -> list[str]:
     value = value.strip()
     if value.startswith("["):
         try:
             return list(json.loads(value))
         except ValueError:
-            raise ConfigError("CAMPAIGNS_PREVIOUS_SECRET_KEYS: not a JSON list") from None
+            raise ConfigError(f"{name}: not a JSON list") from None
     return [v.strip() for v in value.split(",") if v.strip()]
 
 

@@ -8,14 +8,15 @@ until a `confirmed` event answers it.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, Table, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from campaigns import consent_requests
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.models import ConsentEvent, Contact
@@ -64,19 +65,80 @@ def grant(
     consent_text: str | None = None, ip: str | None = None, user_agent: str | None = None,
     occurred_at: datetime | None = None, double_opt_in: bool | None = None,
 ) -> tuple[ConsentEvent, str | None]:
-    """Record a grant; with double opt-in, a pending request and its token (shown once)."""
+    """Record a grant; with double opt-in, a pending request and its token, and the request
+    message is queued (see consent_requests)."""
     _require_reachable(contact, channel)
     if double_opt_in is None:
         double_opt_in = settings.consent.double_opt_in
     if not double_opt_in:
         return _append(session, contact.id, channel, "granted", source, consent_text, ip, user_agent, occurred_at), None
-    token = "c" + secrets.token_urlsafe(24)  # never starts with "-", which a shell command would read as an option
     at = occurred_at or utcnow()
     event = _append(
         session, contact.id, channel, "pending", source, consent_text, ip, user_agent, at,
-        token_hash=token_hash(token), token_expires_at=at + timedelta(hours=settings.consent.token_ttl_hours),
+        token_expires_at=at + timedelta(hours=settings.consent.token_ttl_hours),
     )
+    token = consent_requests.token_for(settings, event.id)
+    event.token_hash = token_hash(token)
+    session.flush()
+    consent_requests.ensure_campaign(session, settings, channel)  # the request itself goes out with it
     return event, token
+
+
+def record_import(session: Session, settings: Settings, wanted: list[tuple[int, str, str]], source: str,
+                  consent_text: str | None, at: datetime) -> tuple[int, int]:
+    """Append an import's (contact, channel, action) events where they change the derived state
+    (idempotent); under double opt-in a grant becomes a pending request, whose message the
+    request campaign sends. Returns (events appended, requests queued)."""
+    from sqlalchemy import bindparam, insert, update
+
+    if not wanted:
+        return 0, 0
+    doi = settings.consent.double_opt_in
+    ids = list({cid for cid, _, _ in wanted})
+    current: dict[tuple[int, str], str] = {}
+    asked: set[tuple[int, str]] = set()
+    for channel in {ch for _, ch, _ in wanted}:
+        sub = current_action_subquery(channel).subquery()
+        for i in range(0, len(ids), 900):
+            part = ids[i:i + 900]
+            for cid, action in session.execute(select(sub.c.contact_id, sub.c.action).where(sub.c.contact_id.in_(part))):
+                current[(cid, channel)] = action
+            if doi:
+                asked.update((cid, channel) for cid in session.scalars(select(ConsentEvent.contact_id).where(
+                    ConsentEvent.contact_id.in_(part), consent_requests.open_request_clause(channel, at))))
+    rows: list[dict[str, object]] = []
+    for cid, channel, action in wanted:
+        state = current.get((cid, channel))
+        if action == "revoked" and state not in MESSAGEABLE:
+            continue
+        if action == "granted" and doi:
+            if state == "confirmed" or (cid, channel) in asked:
+                continue
+            action = "pending"
+            asked.add((cid, channel))
+        elif action == "granted" and state in MESSAGEABLE:
+            continue
+        if action == "confirmed" and state == "confirmed":
+            continue
+        if action != "pending":
+            current[(cid, channel)] = action
+        rows.append({
+            "contact_id": cid, "channel": check_channel(channel), "action": action, "source": source,
+            "consent_text": consent_text, "occurred_at": at, "recorded_at": at,
+            "token_expires_at": at + timedelta(hours=settings.consent.token_ttl_hours) if action == "pending" else None,
+        })
+    if not rows:
+        return 0, 0
+    table = cast(Table, ConsentEvent.__table__)
+    conn = session.connection()
+    new_ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    pending = [(i, str(r["channel"])) for i, r in zip(new_ids, rows, strict=True) if r["action"] == "pending"]
+    if pending:
+        conn.execute(update(table).where(table.c.id == bindparam("eid")).values(token_hash=bindparam("th")),
+                     [{"eid": i, "th": token_hash(consent_requests.token_for(settings, i))} for i, _ in pending])
+        for channel in {ch for _, ch in pending}:
+            consent_requests.ensure_campaign(session, settings, channel)
+    return len(rows), len(pending)
 
 
 def confirm(
@@ -99,12 +161,44 @@ def confirm(
     )
 
 
+def open_request(session: Session, contact_id: int, channel: str, at: datetime | None = None) -> ConsentEvent | None:
+    """The contact's newest unanswered, unexpired double opt-in request on a channel, if any."""
+    at = at or utcnow()
+    answered = select(ConsentEvent.confirms_event_id).where(ConsentEvent.confirms_event_id.is_not(None))
+    return session.scalar(select(ConsentEvent).where(
+        ConsentEvent.contact_id == contact_id, ConsentEvent.channel == check_channel(channel),
+        ConsentEvent.action == "pending", ConsentEvent.occurred_at <= at, ConsentEvent.id.not_in(answered),
+        or_(ConsentEvent.token_expires_at.is_(None), ConsentEvent.token_expires_at >= at),
+    ).order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc()).limit(1))
+
+
+def confirm_request(session: Session, contact_id: int, channel: str, *, source: str, consent_text: str | None,
+                    at: datetime | None = None) -> ConsentEvent | None:
+    """Answer the open request of a contact on a channel (an SMS "YES" from its number); None when none is open."""
+    at = at or utcnow()
+    pending = open_request(session, contact_id, channel, at)
+    if pending is None:
+        return None
+    return _append(session, contact_id, channel, "confirmed", source, pending.consent_text or consent_text,
+                   None, None, at, confirms_event_id=pending.id)
+
+
+def restore(session: Session, contact: Contact, channel: str, action: str, source: str,
+            consent_text: str | None = None, occurred_at: datetime | None = None) -> ConsentEvent:
+    """Give back the consent a STOP took away (`action`: what it was, granted or confirmed)."""
+    if action not in MESSAGEABLE:
+        raise InputError(f"action: '{action}' cannot be restored")
+    _require_reachable(contact, channel)
+    return _append(session, contact.id, channel, action, source, consent_text, None, None, occurred_at)
+
+
 def revoke(
     session: Session, contact: Contact, channel: str, source: str, ip: str | None = None,
-    user_agent: str | None = None, occurred_at: datetime | None = None,
+    user_agent: str | None = None, occurred_at: datetime | None = None, proof: str | None = None,
 ) -> ConsentEvent:
-    """Record a revocation (always appended: the ledger keeps every request)."""
-    return _append(session, contact.id, channel, "revoked", source, None, ip, user_agent, occurred_at)
+    """Record a revocation (always appended: the ledger keeps every request); `proof` is
+    kept in the event's text (e.g. the Message-ID of an unsubscribe mail)."""
+    return _append(session, contact.id, channel, "revoked", source, proof, ip, user_agent, occurred_at)
 
 
 def current_state(session: Session, contact_id: int, channel: str, at: datetime | None = None) -> ConsentState:
@@ -116,7 +210,7 @@ def current_state(session: Session, contact_id: int, channel: str, at: datetime 
                ConsentEvent.occurred_at <= at)
         .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
     ).all()
-    return derive_state(channel, events, at)
+    return derive_state(channel, list(events), at)
 
 
 def derive_state(channel: str, events: list[ConsentEvent], at: datetime) -> ConsentState:

@@ -23,7 +23,7 @@ from campaigns import consent as ledger
 from campaigns.config import Settings
 from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
 from campaigns.errors import ConflictError, InputError, NotFoundError, RowError
-from campaigns.models import ConsentEvent, Contact, Delivery, Event
+from campaigns.models import ConsentEvent, Contact, Delivery, Event, Suppression
 from campaigns.signing import address_hash
 from campaigns.suppression import add_hash, check_channel
 from campaigns.timespec import check_timezone, utcnow
@@ -262,7 +262,9 @@ def _write_chunk(
         result.created += len(ids)
         targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))  # type: ignore[misc]
     session.flush()
-    result.consent_events += _record_import_consent(session, settings, targets, plan, now)
+    events, requests = _record_import_consent(session, settings, targets, plan, now)
+    result.consent_events += events
+    result.consent_requests += requests
     session.expunge_all()  # keep memory flat on large files
 
 
@@ -298,8 +300,8 @@ def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any) -> bo
 
 def _record_import_consent(
     session: Session, settings: Settings, targets: list[tuple[ContactData, Any]], plan: _ConsentPlan, now: Any,
-) -> int:
-    """Append consent events only where they change the derived state (idempotent)."""
+) -> tuple[int, int]:
+    """The file's consent, through the ledger: (events appended, double opt-in requests queued)."""
     wanted: list[tuple[int, str, str]] = []
     for d, contact in targets:
         for channel in plan.channels:
@@ -308,32 +310,7 @@ def _record_import_consent(
                 wanted.append((contact.id, channel, "granted"))
         for channel, action in d.consent.items():
             wanted.append((contact.id, channel, action))
-    if not wanted:
-        return 0
-    ids = list({cid for cid, _, _ in wanted})
-    current: dict[tuple[int, str], str] = {}
-    for channel in {ch for _, ch, _ in wanted}:
-        sub = ledger.current_action_subquery(channel).subquery()
-        for i in range(0, len(ids), 900):
-            for cid, action in session.execute(select(sub.c.contact_id, sub.c.action).where(sub.c.contact_id.in_(ids[i:i + 900]))):
-                current[(cid, channel)] = action
-    rows = []
-    for cid, channel, action in wanted:
-        state = current.get((cid, channel))
-        if action == "revoked" and state not in ledger.MESSAGEABLE:
-            continue
-        if action == "granted" and state in ledger.MESSAGEABLE:
-            continue
-        if action == "confirmed" and state == "confirmed":
-            continue
-        current[(cid, channel)] = action
-        rows.append({
-            "contact_id": cid, "channel": channel, "action": action, "source": plan.source,
-            "consent_text": plan.text, "occurred_at": now, "recorded_at": now,
-        })
-    if rows:
-        session.connection().execute(insert(ConsentEvent.__table__), rows)
-    return len(rows)
+    return ledger.record_import(session, settings, wanted, plan.source, plan.text, now)
 
 
 def add_contact(session: Session, settings: Settings, values: dict[str, str]) -> Contact:
@@ -387,15 +364,36 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
     """Remove personal data; keep keyed hashes on the suppression list so a re-import stays suppressed."""
     if contact.erased_at is not None:
         raise ConflictError(f"contact #{contact.id} was already erased")
+    personal = [v for v in (contact.email, contact.phone, contact.phone and contact.phone.lstrip("+"), contact.name) if v]
     if contact.email:
         add_hash(session, "email", address_hash(settings, "email", contact.email), "erased")
     if contact.phone:
         add_hash(session, "sms", address_hash(settings, "sms", contact.phone), "erased")
+    hashes = [h for h in (contact.email_hash, contact.phone_hash) if h]
     for column in ("external_id", "email", "phone", "name", "timezone", "locale", "email_hash", "phone_hash"):
         setattr(contact, column, None)
     contact.attributes, contact.tags = {}, []
     contact.erased_at = contact.updated_at = utcnow()
     session.execute(update(ConsentEvent).where(ConsentEvent.contact_id == contact.id).values(ip=None, user_agent=None))
-    session.execute(update(Delivery).where(Delivery.contact_id == contact.id).values(address=None))
-    session.execute(update(Event).where(Event.contact_id == contact.id).values(ip=None, user_agent=None))
+    for row in session.scalars(select(Suppression).where(Suppression.address_hash.in_(hashes))):
+        row.note = _scrub(row.note, personal)
+    for d in session.scalars(select(Delivery).where(Delivery.contact_id == contact.id)):
+        d.address, d.error = None, _scrub(d.error, personal)
+    for e in session.scalars(select(Event).where(Event.contact_id == contact.id)):
+        # What stays is proof without the person: the event's type, time, campaign and how it came.
+        e.ip = e.user_agent = None
+        e.data = {k: _scrub(v, personal) if isinstance(v, str) else v for k, v in (e.data or {}).items() if k in _KEPT_EVENT_KEYS}
     session.flush()
+
+
+# Event data that is not personal: where an event came from, and a bounce's status code.
+_KEPT_EVENT_KEYS = ("source", "all_channels", "detail")
+
+
+def _scrub(text: str | None, personal: list[str]) -> str | None:
+    """`text` with every personal value in it replaced by '(erased)'."""
+    if not text:
+        return text
+    for value in personal:
+        text = re.sub(re.escape(value), "(erased)", text, flags=re.IGNORECASE)
+    return text

@@ -163,6 +163,7 @@ class ImportResult:
     unchanged: int = 0
     rejected: int = 0
     consent_events: int = 0
+    consent_requests: int = 0  # double opt-in requests queued (pending entries)
     rejects_path: Path | None = None
 
 

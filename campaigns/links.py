@@ -62,6 +62,22 @@ def confirm_url(settings: Settings, token: str) -> str:
     return f"{_base(settings)}/confirm/{token}"
 
 
+def message_id(settings: Settings, delivery_id: int, domain: str) -> str:
+    """The Message-ID of a delivery's email: <d.sig@domain>, so a report quoting it names its message."""
+    d = b36(delivery_id)
+    return f"<{d}.{sign(settings, 'message-id', d, 6)}@{domain}>"
+
+
+def parse_message_id(settings: Settings, value: str) -> int | None:
+    """The delivery id from a Message-ID we generated (<d.sig@domain>), else None."""
+    local = value.strip().strip("<>").rpartition("@")[0]
+    d, _, sig = local.partition(".")
+    delivery_id = from_b36(d)
+    if delivery_id is None or not verify(settings, "message-id", d, sig, 6):
+        return None
+    return delivery_id
+
+
 def return_path(settings: Settings, delivery_id: int) -> str:
     """VERP envelope sender: bounces+<delivery>-<sig>@domain, so a DSN names its message."""
     d = b36(delivery_id)

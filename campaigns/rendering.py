@@ -23,7 +23,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.orm import Session
 
-from campaigns import coupons, dkim_signing, email_build, links, sms_text
+from campaigns import consent_requests, coupons, dkim_signing, email_build, links, sms_text
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, InputError
 from campaigns.link_registry import LinkRewriter
@@ -37,7 +37,6 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     CapExceeded,
     render_capped,
 )
-from campaigns.signing import sign
 from campaigns.templates_store import MessageTemplate
 from campaigns.timespec import utcnow
 
@@ -46,6 +45,20 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _JINJA = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
 _JINJA_OPEN = re.compile(r"{{|{%|{#")
 _TEXT_CONFIG = ParserConfig(display_links=True)
+# Only URLs the template author wrote become tracked links. Contact data enters the context
+# through `_mark_data`, which breaks "://" with a private-use character, so the link
+# rewriter cannot see a URL that came from a contact; the mark is removed after rewriting.
+_DATA_MARK = "\ue000"
+
+
+def _mark_data(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("://", ":" + _DATA_MARK + "//") if "://" in value else value
+    if isinstance(value, dict):
+        return {k: _mark_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mark_data(v) for v in value]
+    return value
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -149,13 +162,14 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
 
 
 def contact_context(contact: Contact) -> dict[str, Any]:
-    """The contact as plain data (templates never see ORM objects)."""
-    return {
+    """The contact as plain data (templates never see ORM objects); URLs in it are marked
+    so they print as text and are never rewritten to tracked links."""
+    return _mark_data({
         "id": contact.id, "external_id": contact.external_id, "email": contact.email,
         "phone": contact.phone, "name": contact.name or "", "first_name": contact.first_name,
         "timezone": contact.timezone, "locale": contact.locale,
         "attributes": dict(contact.attributes or {}), "tags": list(contact.tags or []),
-    }
+    })
 
 
 def build_context(
@@ -183,11 +197,13 @@ def build_context(
         "unsubscribe_url": links.unsubscribe_url(settings, delivery_id),
         "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
         "now": utcnow(), "coupon": coupon,
+        **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
+           if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
     }
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
-                             "unsubscribe_url", "sender", "now", "coupon"})
+                             "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 
@@ -217,7 +233,7 @@ def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dic
             raise RenderError(f"template '{tmpl.name}' ({part}): include/import/extends are not supported; "
                               "templates are self-contained") from None
         raise RenderError(f"template '{tmpl.name}' ({part}): TypeError: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a template calling a helper wrongly fails its delivery only
+    except Exception as exc:
         raise RenderError(f"template '{tmpl.name}' ({part}): {type(exc).__name__}: {exc}") from None
 
 
@@ -252,19 +268,28 @@ def render_delivery(
     else:
         text = inscriptis.get_text(doc, _TEXT_CONFIG)
     try:
-        doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id))
-        text = linker.text(text)
+        doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id)).replace(_DATA_MARK, "")
+        text = linker.text(text).replace(_DATA_MARK, "")
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
-    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, unsub=ctx["unsubscribe_url"])
+    subject = subject.replace(_DATA_MARK, "")
+    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign, unsub=ctx["unsubscribe_url"])
+
+
+def list_id(campaign: Campaign | None, domain: str) -> str:
+    """RFC 2919 List-Id of a campaign's mail: <name-id.domain> (ASCII; lets people filter it)."""
+    if campaign is None:
+        return f"<preview.{domain}>"
+    label = re.sub(r"[^a-z0-9]+", "-", campaign.name.lower()).strip("-")[:40] or "campaign"
+    return f"<{label}-{campaign.id}.{domain}>"
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str, dkim: bool = True, *, unsub: str) -> RenderedEmail:
+           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None, *,
+           unsub: str) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
-    d = links.b36(delivery_id)
-    message_id = f"<{d}.{sign(settings, 'message-id', d, 6)}@{domain}>"
+    message_id = links.message_id(settings, delivery_id, domain)
     token = "-".join(unsub.rsplit("/", 2)[-2:])
     mailto = f"mailto:unsubscribe@{s.return_path_domain or domain}?subject=unsubscribe-{token}"
     try:
@@ -273,7 +298,8 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
         to = email_build.mailbox("To", contact.name or "", address)
         data = email_build.build_email(
             skel, to=to, subject=subject, date=format_datetime(utcnow(), usegmt=True), message_id=message_id,
-            list_unsubscribe=(unsub, mailto), html=doc, text=text)
+            list_unsubscribe=(unsub, mailto), html=doc, text=text,
+            extra_headers=(("List-Id", list_id(campaign, s.return_path_domain or domain)),))
     except email_build.HeaderError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
     dkim_signer = dkim_signing.signer(settings) if dkim else None
@@ -292,7 +318,7 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     assert compiled.sms is not None
     body = _run(template, "sms", compiled.sms, ctx).strip()
     try:
-        body = linker.text(body)
+        body = linker.text(body).replace(_DATA_MARK, "")
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
     if campaign is None or campaign.marketing:

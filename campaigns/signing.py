@@ -38,9 +38,15 @@ def verify(settings: Settings, purpose: str, message: str, signature: str, lengt
     """True when `signature` was made by the current or a previous key."""
     for key in settings.signing_keys:
         mac = hmac.new(key, f"{purpose}\x00{message}".encode(), hashlib.sha256)
-        if hmac.compare_digest(_b64(mac.digest()[:length]), signature):
+        if same(_b64(mac.digest()[:length]), signature):
             return True
     return False
+
+
+def same(expected: str, given: str) -> bool:
+    """Constant-time equality of two strings compared as bytes (any text a client sends,
+    non-ASCII included, is simply unequal instead of an error)."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 def address_hash(settings: Settings, channel: str, address: str) -> str:

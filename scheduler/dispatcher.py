@@ -19,7 +19,7 @@ import random
 import socket
 from datetime import datetime
 
-from campaigns import dkim_signing
+from campaigns import dkim_signing, stopped
 from campaigns.context import App
 from campaigns.db import session_factory
 from campaigns.errors import ConfigError
@@ -79,6 +79,7 @@ class Dispatcher:
         stats = DispatchStats()
         fixed = now
         engine = self.app.ready_engine()
+        stopped.listen(engine)  # other processes' unsubscribes reach this sender's hand-over check
         expire_leases(engine, self.settings, fixed or utcnow())
         while True:
             at = fixed or utcnow()

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from campaigns import consent_requests
 from campaigns.config import Settings
 from campaigns.db import is_sqlite
 from campaigns.messageable import messageable_ids, suppression_matches_contact
@@ -109,6 +110,12 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
 def still_allowed(conn: Connection, settings: Settings, rows: list[Any], now: datetime) -> set[int]:
     """Ids of rows whose contact may still be messaged on the row's channel."""
     allowed: set[int] = set()
+    requests = consent_requests.request_campaign_ids(conn)  # double opt-in requests need an open request instead
+    for campaign_id in requests & {r.campaign_id for r in rows}:
+        mine = [r for r in rows if r.campaign_id == campaign_id]
+        ok_ids = consent_requests.still_open(conn, campaign_id, [r.contact_id for r in mine], now)
+        allowed.update(r.id for r in mine if r.contact_id in ok_ids)
+    rows = [r for r in rows if r.campaign_id not in requests]
     for channel in {r.channel for r in rows}:
         # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
         # grow with the audience.

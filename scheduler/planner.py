@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns import messageable
+from campaigns import consent_requests, messageable
 from campaigns.config import Settings
 from campaigns.models import (
     Campaign,
@@ -83,8 +83,12 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
     may = messageable.rule(c.channel, settings.consent.double_opt_in, now)  # its parts name the skip reasons
-    q = select(Contact.id, address, Contact.timezone, may.consented.label("consent"), may.suppressed.label("suppressed")) \
+    request = consent_requests.audience_clause(c, now)  # a double opt-in request goes to a pending contact only
+    consented = request if request is not None else may.consented
+    q = select(Contact.id, address, Contact.timezone, consented.label("consent"), may.suppressed.label("suppressed")) \
         .where(Contact.id.in_(select(members.c.id)), may.not_erased)
+    if request is not None:
+        q = q.where(request)
     if exclude_enrolled:
         q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
     return session.execute(q.order_by(Contact.id))

@@ -20,15 +20,12 @@ from typing import cast
 from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.orm import Session
 
-from campaigns import suppression
+from campaigns import bounces
 from campaigns.context import App
-from campaigns.models import Campaign, Contact, Delivery, Event
+from campaigns.models import Campaign, Delivery
 from campaigns.vocab import (
     CampaignStatus,
-    Channel,
     DeliveryState,
-    EventType,
-    SuppressionReason,
 )
 from scheduler.autopause import BOUNCE, AutoPause
 from scheduler.channels import SendResult
@@ -165,11 +162,6 @@ class Recorder:
                 written[(row.campaign_id, BOUNCE)] += 1
 
     def _hard_bounce(self, session: Session, row: Claimed, detail: str | None, now: datetime) -> None:
-        """The address does not exist: suppress it and record the bounce."""
-        contact = session.get(Contact, row.contact_id)
-        address = contact and (contact.email if row.channel == Channel.EMAIL else contact.phone)
-        if address:
-            suppression.add(session, self.app.settings, row.channel, address, SuppressionReason.HARD_BOUNCE, note=detail)
-        session.add(Event(delivery_id=row.id, campaign_id=row.campaign_id, contact_id=row.contact_id, type=EventType.BOUNCE,
-                          occurred_at=now, dedup_key=f"bounce:sync:{row.id}", data={"detail": detail, "hard": True}))
-        session.flush()
+        """The address does not exist: campaigns/bounces.py suppresses it and records the bounce once."""
+        target = bounces.Target(row.id, row.campaign_id, row.contact_id, row.channel)
+        bounces.record(session, self.app.settings, target, "bounce", at=now, source=f"{row.channel} send", detail=detail)

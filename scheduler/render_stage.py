@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from campaigns import stopped
 from campaigns.context import App
 from campaigns.db import session_scope
 from campaigns.errors import CampaignsError, ConfigError
@@ -83,8 +84,10 @@ class RenderStage:
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
                     continue
                 if isinstance(rendered, RenderedEmail):
-                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id)))
+                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id,
+                                                    stopped.checker(row.contact_id, row.channel, row.created_at))))
                 else:
-                    out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body)))
+                    out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body,
+                                                  stopped.checker(row.contact_id, row.channel, row.created_at))))
             session.flush()
         return out, failed

@@ -45,7 +45,8 @@ def grant_cmd(
         ok(f"{channel.value} consent granted for {label}")
     else:
         base = a.settings.tracking.public_url.rstrip("/")
-        ok(f"{channel.value} consent pending for {label}; it counts once confirmed")
+        how = "a confirmation email" if channel.value == "email" else "a 'Reply YES' text"
+        ok(f"{channel.value} consent pending for {label}; {how} is queued, and consent counts once confirmed")
         console.print(f"confirmation link (single use, {a.settings.consent.token_ttl_hours:g}h): {base}/confirm/{token}")
         console.print(f"or: campaigns consent confirm {token}")
 

@@ -65,6 +65,7 @@ def import_cmd(
     summary = {
         "rows": result.rows, "created": result.created, "updated": result.updated,
         "unchanged": result.unchanged, "rejected": result.rejected, "consent_events": result.consent_events,
+        "confirmation_requests": result.consent_requests,
         "rejects_file": str(result.rejects_path) if result.rejects_path else None,
     }
     if as_json:
@@ -72,6 +73,9 @@ def import_cmd(
         return
     ok(f"{file}: {result.rows} rows: {result.created} created, {result.updated} updated, "
        f"{result.unchanged} unchanged, {result.consent_events} consent events recorded")
+    if result.consent_requests:
+        ok(f"double opt-in: {result.consent_requests} pending, {result.consent_requests} confirmation requests queued "
+           "(the daemon sends them in each recipient's allowed hours; consent counts once confirmed)")
     if result.rejected:
         warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
 
@@ -111,13 +115,20 @@ def add_cmd(
         raise InputError("--source: say where this consent came from (e.g. 'phone call')")
     with a.session() as session:
         contact = add_contact(session, a.settings, values)
+        pending = []
         for channel in consent:
-            ledger.grant(session, a.settings, contact, channel.value, source or "")
+            _event, token = ledger.grant(session, a.settings, contact, channel.value, source or "")
+            if token is not None:
+                pending.append(channel.value)
         record = contact_record(contact)
+    if pending:
+        record["confirmation_requests"] = pending
     if as_json:
         emit_record(record, as_json=True)
     else:
         ok(f"added contact #{record['id']} {record['email'] or record['phone']}")
+        for channel in pending:
+            ok(f"{channel} consent pending: a confirmation request is queued (consent counts once confirmed)")
 
 
 @app.command("list")

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import func, select
 
 from campaigns import dkim_signing
-from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json
+from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json, warn
 from campaigns.models import Campaign, Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 
@@ -38,6 +38,10 @@ def daemon(ctx: typer.Context,
     a = get_app(ctx)
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
+    from campaigns.tracking.guard import startup_warnings
+
+    for line in startup_warnings(a.settings, serving=not no_tracking):
+        warn(line)
     _logging(verbose)
     run_until_signalled(Daemon(a, tracking=not no_tracking, dispatch=not no_dispatch).run)
 

@@ -21,9 +21,6 @@ from campaigns.cli.common import (
     print_json,
 )
 from campaigns.errors import InputError
-from campaigns.reports.campaign import campaign_report, overview
-from campaigns.reports.html import campaign_page, loyalty_page
-from campaigns.reports.loyalty import loyalty_report
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +35,11 @@ def report(ctx: typer.Context,
            html: bool = typer.Option(False, "--html", help="Write a self-contained HTML page (needs -o)."),
            output: Path | None = typer.Option(None, "-o", "--output", help="Where --html writes.")) -> None:
     """What campaigns reached, caused and earned (lift against the holdout), or loyalty metrics."""
+    # imported here: numpy (the intervals) should not slow every other command's start
+    from campaigns.reports.campaign import campaign_report, overview
+    from campaigns.reports.html import campaign_page, loyalty_page
+    from campaigns.reports.loyalty import loyalty_report
+
     if html and output is None:
         raise InputError("--html needs -o FILE")
     a = get_app(ctx)
@@ -71,7 +73,8 @@ def report(ctx: typer.Context,
     elif as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["metric", "value"])
-        for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat({k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}, "lift."):
+        lift_figures = {k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}
+        for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift."):
             writer.writerow([k, v])
     else:
         _print_campaign(data)
@@ -108,21 +111,39 @@ def _print_campaign(data: dict[str, Any]) -> None:
         {"step": "clicked (unique)", "count": f["clicked"], "rate": _pct(r["click_rate"])},
         {"step": "unsubscribed", "count": f["unsubscribed"], "rate": _pct(r["unsubscribe_rate"])},
         {"step": "complaints", "count": f["complaints"], "rate": ""},
-        {"step": "converted", "count": f["converted"], "rate": _pct(r["conversion_rate"])},
-        {"step": "revenue", "count": f"{f['revenue']:,.2f}", "rate": ""},
+        {"step": "converted (attributed)", "count": f["converted"], "rate": _pct(r["conversion_rate"])},
+        {"step": "revenue (attributed)", "count": f"{f['revenue']:,.2f}", "rate": ""},
         {"step": "revenue per recipient", "count": "–" if f["revenue_per_recipient"] is None else f"{f['revenue_per_recipient']:,.2f}", "rate": ""},
     ]
     if f["cost"] is not None:
-        rows += [{"step": "cost", "count": f"{f['cost']:,.2f}", "rate": ""}, {"step": "ROI", "count": _pct(f["roi"]), "rate": ""}]
+        roi_ci = "" if not f["roi_ci95"] else f"95% interval {_pct(f['roi_ci95'][0])} to {_pct(f['roi_ci95'][1])}"
+        rows += [{"step": "cost", "count": f"{f['cost']:,.2f}", "rate": ""},
+                 {"step": "ROI (incremental revenue vs holdout)", "count": _pct(f["roi"]) if f["roi"] is not None else "– (no holdout)",
+                  "rate": roi_ci},
+                 {"step": "ROI on attributed revenue (credit, not causal)", "count": _pct(f["roi_attributed"]), "rate": ""}]
     emit_rows(rows, ["step", "count", "rate"], title="Funnel")
     t, h = lf["treated"], lf["holdout"]
     lift_rows = [{"group": "treated", "contacts": t["contacts"], "converters": t["converters"], "rate": _pct(t["rate"]), "revenue": t["revenue"]},
                  {"group": "holdout", "contacts": h["contacts"], "converters": h["converters"], "rate": _pct(h["rate"]), "revenue": h["revenue"]}]
     emit_rows(lift_rows, ["group", "contacts", "converters", "rate", "revenue"], title="Lift against the holdout")
     if lf["ci95"]:
+        rel_lo, rel_hi = lf["relative_ci95"]
+        rev_lo, rev_hi = lf["incremental_revenue_ci95"]
         console.print(f"absolute lift {lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to "
-                      f"{lf['ci95'][1] * 100:+.2f}); relative {_pct(lf['relative'])}; incremental revenue {lf['incremental_revenue']:,.2f}")
+                      f"{lf['ci95'][1] * 100:+.2f}); relative {_pct(lf['relative'])} (95% interval {_pct(rel_lo)} to "
+                      f"{'unbounded' if rel_hi is None else _pct(rel_hi)}); incremental revenue {lf['incremental_revenue']:,.2f} "
+                      f"(95% interval {rev_lo:,.2f} to {rev_hi:,.2f})")
+        console.print(f"smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} points")
     console.print(f"[bold]verdict:[/bold] {lf['verdict']}")
+    ab = data.get("ab_test")
+    if ab:
+        ab_rows = [{"variant": v["variant"] + (" (best)" if v["best"] else ""), "contacts": v["contacts"],
+                    "converters": v["converters"], "rate": _pct(v["rate"]),
+                    "vs best": "" if v["best"] else f"{v['difference_from_best'] * 100:+.2f} pts",
+                    "p (Holm)": "" if v["best"] else f"{v['p_holm']:.4f}"} for v in ab["variants"]]
+        emit_rows(ab_rows, ["variant", "contacts", "converters", "rate", "vs best", "p (Holm)"],
+                  title="A/B test: conversion, each variant against the best (Fisher exact, Holm-adjusted)")
+        console.print(f"[bold]A/B decision:[/bold] {ab['decision']}")
     for key, title in (("by_variant", "By variant"), ("by_lifecycle", "By lifecycle stage at send"), ("by_rfm_segment", "By RFM segment at send")):
         if data[key] and not (len(data[key]) == 1 and data[key][0]["group"] is None):
             emit_rows(data[key], ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)

@@ -9,7 +9,7 @@ import typer
 from pydantic import SecretStr
 
 from campaigns import dkim_signing, schema
-from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json
+from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json, warn
 from campaigns.config import Settings, safe_url
 from campaigns.db import check_reachable
 from campaigns.errors import ConfigError
@@ -78,6 +78,10 @@ def config_check(ctx: typer.Context) -> None:
     signer = dkim_signing.signer(a.settings)
     a.ready_engine()
     ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")
+    from campaigns.tracking.guard import startup_warnings
+
+    for line in startup_warnings(a.settings, serving=False):
+        warn(line)
     if signer is not None:
         ed = f" and s={signer.ed25519_selector.decode()} (ed25519-sha256)" if signer.ed25519_key else ""
         ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} (rsa-sha256){ed} "

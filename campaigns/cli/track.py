@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
-from campaigns.cli.common import CsvOpt, JsonOpt, emit_record, emit_rows, get_app, ok
+from campaigns.cli.common import (
+    CsvOpt,
+    JsonOpt,
+    emit_record,
+    emit_rows,
+    get_app,
+    ok,
+    warn,
+)
 from campaigns.contacts import find_contact
 from campaigns.errors import NotFoundError
 from campaigns.models import Campaign, Contact, Event
@@ -27,11 +35,15 @@ def register(app: typer.Typer) -> None:
 @track_app.command("serve")
 def serve(ctx: typer.Context) -> None:
     """Serve the tracking app alone on [tracking] host:port (the daemon also serves it)."""
+    from campaigns.tracking.guard import inbound_sms_off_reason
     from campaigns.tracking.server import serve as serve_app
     from scheduler.daemon import run_until_signalled
 
     a = get_app(ctx)
     a.ready_engine()
+    off = inbound_sms_off_reason(a.settings)
+    if off:
+        warn(off)
     ok(f"tracking on http://{a.settings.tracking.host}:{a.settings.tracking.port} (links point at {a.settings.tracking.public_url})")
     run_until_signalled(lambda stop: serve_app(a.settings, stop))
 
@@ -64,16 +76,15 @@ def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaig
 @bounces_app.command("import")
 def bounces_import(ctx: typer.Context, path: Path = typer.Argument(..., help="A Maildir folder, an mbox file or one .eml."),
                    as_json: bool = JsonOpt) -> None:
-    """Read delivery status notifications and abuse reports; hard bounces and complaints suppress."""
-    from campaigns.tracking.dsn import read_messages
-    from campaigns.tracking.responses import import_reports
+    """Read bounce reports, complaints and unsubscribe mails; only those naming a message we sent act."""
+    from campaigns.tracking.mailbox_import import import_mailbox
 
     a = get_app(ctx)
-    raw = read_messages(path)
     with a.session() as s:
-        counts = import_reports(s, a.settings, raw, utcnow())
+        counts = import_mailbox(s, a.settings, path, utcnow())
     if as_json:
         emit_record(counts, as_json=True)
     else:
         ok(f"{path}: {counts['messages']} messages: {counts['bounces']} hard bounces, {counts['complaints']} complaints, "
-           f"{counts['unmatched']} unmatched, {counts['ignored']} not reports")
+           f"{counts['unsubscribes']} unsubscribes, {counts['unmatched']} unmatched (nothing changed), "
+           f"{counts['ignored']} not reports, {counts['skipped']} skipped (unreadable or over the size cap)")

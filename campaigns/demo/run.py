@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import threading
 import time
@@ -22,20 +23,22 @@ from typing import Any
 import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 import campaigns
 from campaigns import schema
-from campaigns.campaign_defs import CampaignSpec, create_campaign
+from campaigns.campaign_defs import CampaignSpec, create_campaign, get_campaign
 from campaigns.config import load_settings
 from campaigns.contacts import import_contacts
 from campaigns.context import App
 from campaigns.coupons import import_pool
 from campaigns.demo.shop import write_shop
-from campaigns.demo.simulate import BASELINE, Recipients
+from campaigns.demo.simulate import BASELINE, TRUE_LIFT, Recipients
 from campaigns.errors import ConflictError, InputError
 from campaigns.models import Campaign, ConsentEvent, Contact, Delivery
 from campaigns.purchases import import_purchases
+from campaigns.reports.campaign import campaign_report
 from campaigns.segments import create_segment
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
@@ -128,6 +131,9 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
     settings.sending.poll_seconds = 0.05
     settings.smtp.port = sink_port
     settings.tracking.public_url = f"http://127.0.0.1:{track_port}"
+    # The simulated shop platform and SMS provider sign what they send, as real ones must.
+    settings.tracking.webhook_secret = SecretStr(secrets.token_urlsafe(32))
+    settings.sms.auth_token = SecretStr(secrets.token_urlsafe(24))
     app = App(settings)
     schema.upgrade(app.engine)
     start = (utcnow() - timedelta(days=SIM_DAYS + 2)).replace(minute=0, second=0, microsecond=0)
@@ -149,7 +155,8 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
             create_segment(s, settings, name, where)
         at = start.strftime("%Y-%m-%d %H:%M")
         specs = {
-            "winback": CampaignSpec(segment="at-risk", channel="email", template="winback", at=at, holdout="10%",
+            # a holdout large enough to show the win-back's (simulated, known) effect
+            "winback": CampaignSpec(segment="at-risk", channel="email", template="winback", at=at, holdout="30%",
                                     utm_campaign="winback", cost_per_message=0.05),
             "welcome-drip": CampaignSpec(segment="new-customers", channel="email", steps=["0d:welcome", "3d:newsletter"]),
             "flash-sale": CampaignSpec(segment="vip", channel="sms", template="flash_sale", at=at,
@@ -158,7 +165,7 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
         for name, spec in specs.items():
             c = create_campaign(s, settings, name, spec)
             c.created_at = start - timedelta(minutes=1)  # defined just before the simulated launch
-    say("defined segments at-risk, new-customers, vip and campaigns winback (10% holdout), welcome-drip, flash-sale")
+    say("defined segments at-risk, new-customers, vip and campaigns winback (30% holdout), welcome-drip, flash-sale")
 
     sim = [start]
     server = uvicorn.Server(uvicorn.Config(create_app(settings, app, clock=lambda: sim[0]), host="127.0.0.1",
@@ -173,7 +180,13 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
         server.should_exit = True
         thread.join(timeout=10)
         smtp.stop()
-        app.engine.dispose()
+    with app.session() as s:
+        measured = campaign_report(s, settings, get_campaign(s, "winback"))["lift"]
+    app.engine.dispose()
+    counts["winback_lift"] = {"true": TRUE_LIFT["winback"], "measured": measured["absolute"], "ci95": measured["ci95"]}
+    if measured["ci95"]:
+        say(f"win-back: the simulated world's true lift is {TRUE_LIFT['winback'] * 100:+.1f} points; the report measured "
+            f"{measured['absolute'] * 100:+.1f} (95% interval {measured['ci95'][0] * 100:+.1f} to {measured['ci95'][1] * 100:+.1f})")
     return DemoResult(folder, time.monotonic() - began, start, counts)
 
 

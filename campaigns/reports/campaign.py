@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import distinct, func, select
@@ -17,7 +17,10 @@ from campaigns.models import (
     Event,
     Purchase,
 )
-from campaigns.reports.stats import Group, lift, ratio
+from campaigns.reports import itt
+from campaigns.reports.abtest import variant_test
+from campaigns.reports.stats import lift, ratio
+from campaigns.timespec import utcnow
 
 SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
 
@@ -36,8 +39,12 @@ def _deliveries_with(session: Session, c: Campaign, kind: str, machine: bool | N
     return session.scalar(q) or 0
 
 
-def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[str, Any]:
-    """Funnel, rates, lift, breakdowns and timeline for one campaign."""
+def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
+    """Funnel, rates, lift, breakdowns and timeline for one campaign.
+
+    The funnel's converted and revenue are attributed (credit, campaigns/attribution.py);
+    the lift compares intention-to-treat groups and never reads the credit.
+    """
     d = Delivery
     states = dict(session.execute(select(d.state, func.count()).where(d.campaign_id == c.id).group_by(d.state)).all())
     runs = list(session.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id)))
@@ -53,11 +60,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
     a = Attribution
     treated_conv, treated_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
                                                 .where(a.campaign_id == c.id, a.is_holdout.is_(False))).one()
-    hold_conv, hold_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
-                                          .where(a.campaign_id == c.id, a.is_holdout.is_(True))).one()
     treated_n = session.scalar(select(func.count(distinct(d.contact_id))).where(d.campaign_id == c.id, d.state == "sent")) or 0
-    holdout_n = session.scalar(select(func.count(distinct(d.contact_id))).where(d.campaign_id == c.id, d.is_holdout.is_(True))) or 0
-    treated_rev, hold_rev = int(treated_rev), int(hold_rev)
+    treated_rev = int(treated_rev)
     revenue = treated_rev / 100
     per_message = c.cost_per_message if c.cost_per_message is not None else (
         settings.sending.cost_per_sms if c.channel == "sms" else settings.sending.cost_per_email)
@@ -70,8 +74,14 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
         "opened_machine_only": any_open - opened, "clicked": clicked, "unsubscribed": unsubscribed,
         "complaints": complaints, "converted": treated_conv, "revenue": revenue,
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
-        "roi": (revenue - cost) / cost if cost else None,
+        "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
+    found = itt.outcomes(session, c, now or utcnow())
+    lf = lift(itt.group(found, False), itt.group(found, True))
+    if cost and lf["incremental_revenue"] is not None:
+        # What the campaign caused (the holdout says), not what attribution credited it with.
+        funnel["roi"] = (lf["incremental_revenue"] - cost) / cost
+        funnel["roi_ci95"] = [(v - cost) / cost for v in lf["incremental_revenue_ci95"]]
     rates = {
         "delivery_rate": ratio(funnel["delivered"], sent), "open_rate": ratio(opened, funnel["delivered"]),
         "click_rate": ratio(clicked, funnel["delivered"]), "click_to_open": ratio(clicked, opened),
@@ -81,7 +91,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
         "campaign": {"name": c.name, "channel": c.channel, "status": c.status, "status_reason": c.status_reason,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
-        "lift": lift(Group(treated_n, treated_conv, treated_rev / 100), Group(holdout_n, hold_conv, hold_rev / 100)),
+        "lift": lf, "ab_test": variant_test(found),
         "by_variant": _breakdown(session, c, d.variant), "by_lifecycle": _breakdown(session, c, d.lifecycle_stage),
         "by_rfm_segment": _breakdown(session, c, d.rfm_segment), "timeline": _timeline(session, c),
     }
@@ -89,7 +99,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign) -> dict[s
 
 def _breakdown(session: Session, c: Campaign, column: Any) -> list[dict[str, Any]]:
     d = Delivery
-    sent = dict(session.execute(select(column, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(column)).all())
+    sent: dict[Any, int] = dict(session.execute(select(column, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(column)).all())
     out = {}
     for key, n in sent.items():
         out[key] = {"group": key, "sent": n, "opened": 0, "clicked": 0, "converted": 0, "revenue": 0.0}
@@ -121,7 +131,9 @@ def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for kind in ("open", "click"):
         b = _bucket(session, Event.occurred_at, unit)
-        for at, n in session.execute(select(b, func.count()).where(Event.campaign_id == c.id, Event.type == kind,
+        # One per delivery per bucket, like the funnel: a pixel fetched 1,000 times by
+        # rotating User-Agents is one open, not 1,000.
+        for at, n in session.execute(select(b, func.count(distinct(Event.delivery_id))).where(Event.campaign_id == c.id, Event.type == kind,
                                                                   Event.is_machine.is_(False)).group_by(b)):
             rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})["opens" if kind == "open" else "clicks"] = n
     b = _bucket(session, Purchase.occurred_at, unit)

@@ -95,6 +95,37 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _lift_text(lf: dict[str, Any], f: dict[str, Any]) -> str:
+    """The lift, its intervals and the ROI as sentences (docs/reports.md defines each)."""
+    if not lf.get("ci95"):
+        return ""
+    rel_lo, rel_hi = lf["relative_ci95"]
+    rev_lo, rev_hi = lf["incremental_revenue_ci95"]
+    parts = [f"Absolute lift {lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to {lf['ci95'][1] * 100:+.2f}).",
+             f"Relative lift {_num(lf['relative'], pct=True)} (95% interval {_num(rel_lo, pct=True)} to "
+             f"{'unbounded' if rel_hi is None else _num(rel_hi, pct=True)}).",
+             f"Incremental revenue {_num(lf['incremental_revenue'], money=True)} (95% interval {_num(rev_lo, money=True)} to "
+             f"{_num(rev_hi, money=True)}).",
+             f"Smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} points."]
+    if f.get("roi") is not None:
+        parts.append(f"ROI (incremental revenue vs holdout) {_num(f['roi'], pct=True)} (95% interval "
+                     f"{_num(f['roi_ci95'][0], pct=True)} to {_num(f['roi_ci95'][1], pct=True)}).")
+    if f.get("roi_attributed") is not None:
+        parts.append(f"ROI on attributed revenue (credit, not causal): {_num(f['roi_attributed'], pct=True)}.")
+    return " ".join(parts)
+
+
+def _ab_section(ab: dict[str, Any] | None) -> str:
+    """The A/B test: each variant against the best, Holm-adjusted, and the decision."""
+    if not ab:
+        return ""
+    rows = [{"variant": v["variant"] + (" (best)" if v["best"] else ""), "contacts": v["contacts"], "converters": v["converters"],
+             "rate": _num(v["rate"], pct=True), "p (Holm)": "" if v["best"] else f"{v['p_holm']:.4f}"} for v in ab["variants"]]
+    return (f"<h2>A/B test</h2><p class='sub'>{escape(ab['method'])}</p>"
+            + _table(rows, ["variant", "contacts", "converters", "rate", "p (Holm)"])
+            + f"<p class='verdict'>{escape(ab['decision'])}</p>")
+
+
 def campaign_page(report: dict[str, Any]) -> str:
     """The campaign report as a page a marketer can put in a slide."""
     c, f, r, lf = report["campaign"], report["funnel"], report["rates"], report["lift"]
@@ -104,7 +135,7 @@ def campaign_page(report: dict[str, Any]) -> str:
     steps = [("in segment", f["in_segment"]), ("held out", f["held_out"]), ("sent", f["sent"]), ("delivered", f["delivered"]),
              ("opened", f["opened"]), ("clicked", f["clicked"]), ("converted", f["converted"])]
     skipped = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f["skipped"].items())
-    interval = "" if not lf.get("ci95") else f"{lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to {lf['ci95'][1] * 100:+.2f})"
+    interval = _lift_text(lf, f)
     breakdowns = "".join(f"<h3>By {escape(name.replace('_', ' '))}</h3>" + _table(report[key], ["group", "sent", "opened", "clicked", "converted", "revenue"])
                          for name, key in (("variant", "by_variant"), ("lifecycle stage", "by_lifecycle"), ("RFM segment", "by_rfm_segment"))
                          if report[key])
@@ -116,6 +147,7 @@ def campaign_page(report: dict[str, Any]) -> str:
             f"unknown {f['unknown']:,}, bounced {f['bounced']:,}, unsubscribed {f['unsubscribed']:,}, complaints {f['complaints']:,}. "
             f"Opens are human opens; {f['opened_machine_only']:,} messages were opened only by machines (privacy proxies).</p>"
             f"<h2>Lift against the holdout</h2>{lift_svg(lf)}<p class='verdict'>{escape(lf['verdict'])}</p><p>{escape(interval)}</p>"
+            f"{_ab_section(report.get('ab_test'))}"
             f"<h2>Timeline ({escape(report['timeline']['bucket'])})</h2>{timeline_svg(report['timeline']['rows'])}"
             f"<h2>Breakdowns</h2>{breakdowns or '<p>No messages sent yet.</p>'}</body></html>")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
@@ -29,13 +29,11 @@ def _period(session: Session, period: str) -> Any:
     return _period_of(session, Purchase.occurred_at, period)
 
 
-def _int():  # type: ignore[no-untyped-def]
-    from sqlalchemy import Integer
+def _int() -> Integer:
     return Integer()
 
 
-def _text():  # type: ignore[no-untyped-def]
-    from sqlalchemy import String
+def _text() -> String:
     return String()
 
 
@@ -48,9 +46,9 @@ def loyalty_report(session: Session, settings: Settings, period: str = "month", 
                                       .group_by(p))}
     first = select(Purchase.contact_id, func.min(Purchase.occurred_at).label("first_at")).group_by(Purchase.contact_id).subquery()
     fp = _period_of(session, first.c.first_at, period)
-    new = dict(session.execute(select(fp, func.count()).group_by(fp)).all())
+    new: dict[str, int] = dict(session.execute(select(fp, func.count()).group_by(fp)).all())
     per_contact = select(p, Purchase.contact_id, func.count().label("n")).group_by(p, Purchase.contact_id).subquery()
-    repeat = dict(session.execute(select(per_contact.c.period, func.count()).where(per_contact.c.n >= 2)
+    repeat: dict[str, int] = dict(session.execute(select(per_contact.c.period, func.count()).where(per_contact.c.n >= 2)
                                   .group_by(per_contact.c.period)).all())
     periods = sorted(per)
     retained = _retained(session, per_contact, periods)
@@ -73,7 +71,8 @@ def _period_of(session: Session, column: Any, period: str) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return func.to_char(column, pg)
     if period == "quarter":
-        return func.strftime("%Y", column) + "-Q" + func.cast((func.cast(func.strftime("%m", column), _int()) + 2) / 3, _text())
+        # floor division: SQLAlchemy's "/" on integers is true division (2025-Q1.333...)
+        return func.strftime("%Y", column) + "-Q" + func.cast((func.cast(func.strftime("%m", column), _int()) + 2) // 3, _text())
     return func.strftime(lite, column)
 
 

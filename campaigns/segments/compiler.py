@@ -1,7 +1,7 @@
 """Filter AST -> one SQLAlchemy boolean expression over `Contact`.
 
 Contact fields compile to conditions on the contact row. Fields read from purchases
-(purchases.*, rfm.*, lifecycle, loyalty, clv, abc) are grouped: every maximal and/or/not
+(purchases.*, rfm.*, lifecycle, loyalty, abc) are grouped: every maximal and/or/not
 subtree made only of them becomes ONE `contact.id IN (SELECT ... FROM buyers WHERE ...)`,
 so `rfm.m >= 4 and purchases.count(last=90d) = 0` scans purchases once. Contacts who
 never bought are not in that relation; the compiler works out in Python whether the
@@ -195,8 +195,6 @@ class Compiler:
             return metrics.lifecycle(b.c, self.settings, self.at)
         if name == "loyalty":
             return metrics.loyalty(b.c, self.settings, self.at)
-        if name == "clv":
-            return metrics.clv(b.c, self.at)
         raise AssertionError(name)
 
     def _holds_for_nonbuyer(self, node: Node) -> bool:
@@ -229,6 +227,9 @@ class Compiler:
 
     # -- contact fields ------------------------------------------------------------
     def _contact_atom(self, node: Compare, spec: FieldSpec) -> ColumnElement[bool]:
+        if spec.source == "value":
+            from campaigns.segments.clv import value_condition
+            return value_condition(self.resolve, self.settings, self.at, node, self._values(spec, node))
         if spec.kind == "bool":
             wanted = True if node.op == "truth" else convert(spec, node.field.name, node.values[0])
             if node.op == "!=":

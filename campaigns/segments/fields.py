@@ -8,7 +8,8 @@ from campaigns.segments.metrics import ABC_CLASSES, LIFECYCLE_STAGES, LOYALTY_KI
 from campaigns.segments.rfm import SEGMENT_NAMES
 
 # kind: text | date | number | money | score | rfm_score | enum | bool | tags | attribute
-# source: contact (a column or JSON of the contact row), consent, buyers (the purchases relation)
+# source: contact (a column or JSON of the contact row), consent, buyers (the purchases relation),
+# value (the fitted CLV models)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ FIELDS: dict[str, FieldSpec] = {
     "rfm.segment": FieldSpec("enum", "buyers", "segment", choices=SEGMENT_NAMES),
     "lifecycle": FieldSpec("enum", "buyers", "lifecycle", choices=LIFECYCLE_STAGES, nonbuyer="prospect"),
     "loyalty": FieldSpec("enum", "buyers", "loyalty", choices=LOYALTY_KINDS),
-    "clv": FieldSpec("money", "buyers", "clv"),
+    # from the fitted CLV models (segments/clv.py), not SQL: "value" fields
+    "clv": FieldSpec("money", "value", "clv"),
+    "p_alive": FieldSpec("number", "value", "p_alive"),
     "abc": FieldSpec("enum", "buyers", "abc", choices=ABC_CLASSES),
 }
 ATTRIBUTE = FieldSpec("attribute", "contact", "attributes")

@@ -7,10 +7,11 @@ Rules (docs/segments.md explains them to marketers):
   longer than `lapsed_days`; at risk when silent longer than `at_risk_multiplier` times
   the contact's usual interval between orders (at least one day), or, with fewer than
   `min_purchases_for_interval` orders, longer than `at_risk_days`; otherwise active.
-- loyalty: frequent when orders > the frequency cut-off, high value when total > the
-  monetary cut-off; cut-offs are the medians over buyers unless configured.
-- CLV: total spent * CLV_YEARS / max(tenure in years, 1): the customer's yearly run rate,
-  projected over CLV_YEARS (a first-year customer is projected from what they spent).
+- loyalty: over the `[loyalty] period` before the date (default 365 days), frequent when
+  the period's orders > the frequency cut-off, high value when the period's spend > the
+  monetary cut-off; cut-offs are the medians over the buyers who bought in the period
+  unless configured. A buyer silent for the whole period is a stranger.
+- CLV and P(alive) are not SQL: they come from fitted models (clv.py).
 - ABC: A when the buyers who spent more than this one bring under 80% of all revenue,
   B under 95%, C the rest (equal spenders share a class, as equal values share RFM scores).
 """
@@ -26,12 +27,12 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from campaigns.config import Settings
 from campaigns.models import Purchase
-from campaigns.segments.rfm import quintile, segment_case
+from campaigns.segments.rfm import quintile, score_row, segment_case
 from campaigns.segments.sqlfuncs import epoch
+from campaigns.timespec import parse_duration
 
 DAY = 86400.0
 YEAR = 365.0 * DAY
-CLV_YEARS = 3
 ABC_CUTS = (0.8, 0.95)
 LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed")
 LOYALTY_KINDS = ("true_friend", "butterfly", "barnacle", "stranger")
@@ -41,10 +42,11 @@ ABC_CLASSES = ("A", "B", "C")
 BASE_COLUMNS = ("orders", "total", "first_at", "last_at")
 # what each derived figure reads from the per-buyer aggregates
 READS = {
-    "r": ("last_at",), "f": ("orders",), "m": ("total",),
+    # a score sorts by its value and breaks ties by the other two figures (rfm.SORT_KEYS)
+    "r": ("last_at", "orders", "total"), "f": ("last_at", "orders", "total"), "m": ("last_at", "orders", "total"),
     "score": ("last_at", "orders", "total"), "segment": ("last_at", "orders", "total"),
     "lifecycle": ("orders", "first_at", "last_at"), "loyalty": ("orders", "total"),
-    "clv": ("total", "first_at"), "abc": ("total",),
+    "abc": ("total",),
 }
 
 
@@ -70,6 +72,7 @@ def _aggregate(name: str, at: datetime) -> Any:
     p = Purchase
     base, _, seconds = name.rpartition("_") if name[-1].isdigit() else (name, "", "")
     inside = p.occurred_at > at - timedelta(seconds=int(seconds)) if seconds else None
+    value: Any
     if base == "orders":
         value = func.count() if inside is None else func.sum(case((inside, 1), else_=0))
     elif base == "total":
@@ -103,9 +106,9 @@ def buyers(at: datetime, needs: Needs) -> Subquery:
         return base
     cols: list[Any] = list(base.c)
     # each score is one sort of the buyers, so compute only those asked for
-    for score, value in (("r", "last_at"), ("f", "orders"), ("m", "total")):
+    for score in ("r", "f", "m"):
         if score in needs.scores:
-            cols.append(quintile(base.c[value]).label(score))
+            cols.append(quintile(base.c, score).label(score))
     if needs.abc:
         # Revenue of buyers who spent strictly more = all revenue - revenue of those who spent
         # at most as much (the default frame includes ties), so equal spenders share a class.
@@ -117,6 +120,7 @@ def buyers(at: datetime, needs: Needs) -> Subquery:
         # same windows as the scores: the database sorts once for both
         cols += [func.rank().over(order_by=base.c.orders).label("rank_orders"),
                  func.rank().over(order_by=base.c.total).label("rank_total"), func.count().over().label("n")]
+        cols += [score_row(base.c, score).label(f"row_{score}") for score in ("r", "f", "m")]
     return select(*cols).subquery("scored")
 
 
@@ -148,18 +152,18 @@ def lifecycle(c: Any, settings: Settings, at: datetime) -> ColumnElement[str]:
     )
 
 
-def clv(c: Any, at: datetime) -> ColumnElement[float]:
-    """SQL: the CLV estimate in cents (see the module docstring)."""
-    tenure = literal(int(at.timestamp() // 1)) - epoch(c.first_at)
-    years = case((tenure > YEAR, tenure), else_=YEAR)
-    return c.total * (CLV_YEARS * YEAR) / years
+def period_seconds(settings: Settings) -> int:
+    """The loyalty period in seconds."""
+    return int(parse_duration(settings.loyalty.period).total_seconds())
 
 
-def _median(column: str, at: datetime) -> ColumnElement[float]:
+def median_of(column: str, at: datetime) -> ColumnElement[float]:
+    """SQL scalar: the median of a buyers-relation column over the buyers whose value is above 0."""
     base = _base(at, frozenset({column}))
+    present = select(base.c[column].label("v")).where(base.c[column] > 0).subquery("present")
     ranked = select(
-        base.c[column].label("v"),
-        func.row_number().over(order_by=base.c[column]).label("rn"),
+        present.c.v,
+        func.row_number().over(order_by=present.c.v).label("rn"),
         func.count().over().label("n"),
     ).subquery("ranked")
     middle = ranked.c.rn.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2])
@@ -168,17 +172,23 @@ def _median(column: str, at: datetime) -> ColumnElement[float]:
 
 def loyalty_cutoffs(settings: Settings, at: datetime) -> tuple[Any, Any]:
     """SQL (or constants): the frequency and monetary (cents) cut-offs of the loyalty matrix."""
-    cfg = settings.loyalty
-    freq: Any = literal(cfg.frequency_cutoff) if cfg.frequency_cutoff > 0 else _median("orders", at)
-    money: Any = literal(cfg.monetary_cutoff * 100) if cfg.monetary_cutoff > 0 else _median("total", at)
+    cfg, secs = settings.loyalty, period_seconds(settings)
+    freq: Any = literal(cfg.frequency_cutoff) if cfg.frequency_cutoff > 0 else median_of(f"orders_{secs}", at)
+    money: Any = literal(cfg.monetary_cutoff * 100) if cfg.monetary_cutoff > 0 else median_of(f"total_{secs}", at)
     return freq, money
 
 
 def loyalty(c: Any, settings: Settings, at: datetime) -> ColumnElement[str]:
-    """SQL: true_friend / butterfly / barnacle / stranger of a buyer row."""
+    """SQL: true_friend / butterfly / barnacle / stranger of a buyer row, over the loyalty period."""
     freq, money = loyalty_cutoffs(settings, at)
-    frequent = c.orders > freq
-    high = c.total > money
+    p, since = Purchase, at - timedelta(seconds=period_seconds(settings))
+    # correlated on the buyer (an index range scan of ix_purchase_contact_time each): the
+    # period is configuration, so it cannot be one of the relation's fixed columns
+    inside = (p.contact_id == c.contact_id, p.occurred_at > since, p.occurred_at <= at)
+    orders = select(func.count()).where(*inside).scalar_subquery()
+    total = select(func.coalesce(func.sum(p.amount_cents), 0)).where(*inside).scalar_subquery()
+    frequent = orders > freq
+    high = total > money
     return case(
         (and_(frequent, high), "true_friend"),
         (high, "butterfly"),

@@ -1,10 +1,12 @@
 """RFM scores and the named RFM segments, as SQL over the buyers relation.
 
-Scores are quintiles over the contacts who bought (as of a date), computed inside the
-database with window functions: score = 1 + floor(5 * (rank - 1) / buyers), where rank
-is RANK() in ascending order of the value (last purchase time for R, order count for F,
-total spent for M). Equal values therefore get equal scores (NTILE would split ties
-arbitrarily), and with distinct values this is exactly NTILE(5).
+Scores are quintiles of equal size over the contacts who bought (as of a date), computed
+inside the database with window functions: score = 1 + floor(5 * (row - 1) / buyers),
+where row is ROW_NUMBER() over the buyers sorted ascending by the score's value and then
+by a fixed tie-break (SORT_KEYS): equal values are split by the other two figures, then by
+contact id. Every score therefore holds a fifth of the buyers (sizes differ by at most
+one), even when most buyers share a value (on CDNOW most buyers have one order), and the
+same data always give the same scores.
 
 Named segments read R against FM = round-half-up((F + M) / 2), on the grid below
 (docs/segments.md shows it as a table).
@@ -49,10 +51,33 @@ def segment_name(r: int, f: int, m: int) -> str:
     raise ValueError(f"scores out of range: {r}{f}{m}")
 
 
-def quintile(value: Any) -> ColumnElement[int]:
-    """SQL: the 1-5 score of `value` among all rows of the window (ties share a score)."""
-    rank = func.rank().over(order_by=value)
-    return (5 * (rank - 1)) // func.count().over() + 1
+# The sort of each score: its value, then the tie-break (more orders, more spent, more
+# recent rank higher), then contact id so that the order is total and stable.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "r": ("last_at", "orders", "total", "contact_id"),
+    "f": ("orders", "total", "last_at", "contact_id"),
+    "m": ("total", "orders", "last_at", "contact_id"),
+}
+
+
+def score_row(columns: Any, score: str) -> ColumnElement[int]:
+    """SQL: the 1-based position of a buyer in the score's sort."""
+    return func.row_number().over(order_by=[columns[k] for k in SORT_KEYS[score]])
+
+
+def quintile(columns: Any, score: str) -> ColumnElement[int]:
+    """SQL: the 1-5 score (`score` is r, f or m) of each buyer row: equal-size quintiles."""
+    return (5 * (score_row(columns, score) - 1)) // func.count().over() + 1
+
+
+def first_rows(buyers: int) -> dict[int, int]:
+    """For scores 2-5, the position of the first buyer holding it (those beyond `buyers` are absent)."""
+    out = {}
+    for s in range(2, 6):
+        row = 1 - (-(s - 1) * buyers // 5)  # smallest row with 5 * (row - 1) >= (s - 1) * buyers
+        if row <= buyers:
+            out[s] = row
+    return out
 
 
 def segment_case(r: ColumnElement[int], f: ColumnElement[int], m: ColumnElement[int]) -> ColumnElement[str]:

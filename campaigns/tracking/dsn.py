@@ -6,13 +6,12 @@ and, failing that, through the original Message-ID in the returned headers.
 
 from __future__ import annotations
 
-import mailbox
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import Message
-from pathlib import Path
 
-from campaigns.errors import InputError
+MAX_DEPTH = 12  # MIME nesting a report may have; deeper parts are not looked at
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,26 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
         blocks = [{k.lower(): str(v) for k, v in p.items()} for p in payload]
     else:
         text = part.get_payload(decode=True) or b""
-        blocks = [dict((k.strip().lower(), v.strip()) for k, v in (line.split(":", 1) for line in chunk.splitlines() if ":" in line))
+        blocks = [{k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in chunk.splitlines() if ":" in line)}
                   for chunk in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n\n")]
     return [b for b in blocks if b]
 
 
-def parse_report(raw: bytes) -> list[Notice]:
+def walk(msg: Message, max_depth: int = MAX_DEPTH) -> Iterator[Message]:
+    """Every part down to `max_depth` levels, without recursion (a hostile message can nest
+    thousands of multiparts)."""
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        yield part
+        payload = part.get_payload()
+        if depth < max_depth and isinstance(payload, list):
+            stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+
+
+def parse_report(raw: bytes | Message) -> list[Notice]:
     """Hard bounces and complaints in one message; delays and successes are ignored."""
-    msg = message_from_bytes(raw, policy=policy.compat32)
+    msg = raw if isinstance(raw, Message) else message_from_bytes(raw, policy=policy.compat32)
     verp = None
     for header in ("X-Original-To", "Delivered-To", "To", "Envelope-To"):
         value = msg.get(header)
@@ -59,10 +70,10 @@ def parse_report(raw: bytes) -> list[Notice]:
                 verp = verp.split("<", 1)[1]
             break
     original_id = None
-    report_id = (msg.get("Message-ID") or "").strip() or str(hash(raw))
+    report_id = (msg.get("Message-ID") or "").strip()
     notices: list[Notice] = []
     is_arf = "feedback-report" in (msg.get_param("report-type") or "")
-    for part in msg.walk():
+    for part in walk(msg):
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             inner = part.get_payload()
@@ -84,19 +95,3 @@ def parse_report(raw: bytes) -> list[Notice]:
                     notices.append(Notice("bounce", rcpt, status or None, verp, None, report_id))
     return [Notice(n.kind, n.recipient, n.status, n.verp, original_id.strip() if original_id else None, n.report_id)
             for n in notices]
-
-
-def read_messages(path: Path) -> list[bytes]:
-    """Messages from a Maildir folder, an mbox file, or a single .eml file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if not (path / "cur").is_dir() and not (path / "new").is_dir():
-            raise InputError(f"{path}: not a Maildir (expected cur/ and new/)")
-        box = mailbox.Maildir(str(path), factory=None, create=False)
-        return [box.get_bytes(key) for key in box.iterkeys()]
-    head = path.read_bytes()[:5]
-    if head.startswith(b"From "):
-        return [m.as_bytes() for m in mailbox.mbox(str(path), create=False)]
-    return [path.read_bytes()]

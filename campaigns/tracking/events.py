@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -47,19 +48,19 @@ def minute_key(kind: str, delivery_id: int, at: datetime, user_agent: str | None
 
 
 def record(session: Session, *, type: str, dedup_key: str, delivery: Delivery | None = None,
-           contact_id: int | None = None, campaign_id: int | None = None, url: str | None = None,
+           delivery_id: int | None = None, contact_id: int | None = None, campaign_id: int | None = None, url: str | None = None,
            at: datetime, user_agent: str | None = None, ip: str | None = None, machine: bool = False,
-           data: dict | None = None) -> bool:  # type: ignore[type-arg]
+           data: dict | None = None) -> bool:
     """Insert one event unless its dedup key exists; True when it was new."""
     values = {
-        "delivery_id": delivery.id if delivery else None,
+        "delivery_id": delivery.id if delivery else delivery_id,
         "campaign_id": delivery.campaign_id if delivery else campaign_id,
         "contact_id": delivery.contact_id if delivery else contact_id,
         "type": type, "url": url, "occurred_at": at, "user_agent": (user_agent or "")[:500] or None,
         "ip": ip, "is_machine": machine, "dedup_key": dedup_key[:200], "data": data or {},
     }
     dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Event.__table__).values(**values)
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(cast(Table, Event.__table__)).values(**values)
     # RETURNING, not rowcount: drivers disagree on rowcount for a skipped upsert.
     new_id = session.execute(ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Event.__table__.c.id)).scalar()
     return new_id is not None

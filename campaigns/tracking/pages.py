@@ -27,3 +27,10 @@ def unsubscribe_form(sender: str) -> str:
 def message(title: str, text: str) -> str:
     """A one-paragraph page."""
     return page(title, f"<p>{escape(text)}</p>")
+
+
+def confirm_form(sender: str) -> str:
+    """GET /confirm/...: a button; only its POST confirms (link scanners follow GETs)."""
+    return page("Confirm your subscription", (
+        f"<p>Confirm that you want to receive messages from {escape(sender)}.</p>"
+        "<form method='post'><button type='submit'>Confirm</button></form>"))

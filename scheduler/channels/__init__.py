@@ -3,7 +3,8 @@ rendered message and say what happened to it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Outcome = Literal["sent", "transient", "hard_bounce", "policy", "failed", "unknown", "suppressed"]
@@ -18,6 +19,9 @@ class OutgoingEmail:
     to: str
     data: bytes
     message_id: str
+    # Asked right before hand-over (after any wait for a connection): False means the
+    # recipient said stop meanwhile, and the message is not handed over ("suppressed").
+    still_wanted: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class OutgoingSms:
     key: str
     to: str
     body: str
+    still_wanted: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,11 @@ def make_channels(settings):  # type: ignore[no-untyped-def]
     sms = {"file": lambda: FileSms(outbox), "twilio": lambda: TwilioSms(settings),
            "webhook": lambda: WebhookSms(settings)}[settings.sms.provider]()
     return {"email": email, "sms": sms}
+
+
+STOPPED = SendResult("suppressed", None, "the recipient said stop before hand-over")
+
+
+def withdrawn(message: OutgoingEmail | OutgoingSms) -> bool:
+    """True when the message must not be handed over any more (see `still_wanted`)."""
+    return message.still_wanted is not None and not message.still_wanted()

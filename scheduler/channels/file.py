@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult
+from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 
 
 class FileEmail:
@@ -17,6 +17,8 @@ class FileEmail:
 
     async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult:
         assert isinstance(message, OutgoingEmail)
+        if withdrawn(message):
+            return STOPPED
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{message.key}.eml"
         tmp = final.with_suffix(".tmp")
@@ -36,6 +38,8 @@ class FileSms:
 
     async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult:
         assert isinstance(message, OutgoingSms)
+        if withdrawn(message):
+            return STOPPED
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": message.key, "to": message.to, "body": message.body}, ensure_ascii=False) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 
 from campaigns.config import Settings
-from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult
+from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 
 # Twilio error codes that mean "this number can never get this message".
 _HARD = {21211, 21214, 21217, 21401, 21407, 21408, 21610, 21612, 21614}
@@ -57,6 +57,8 @@ class TwilioSms(_HttpProvider):
 
     async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult:
         assert isinstance(message, OutgoingSms)
+        if withdrawn(message):
+            return STOPPED
         s = self._settings.sms
         base = (s.base_url or "https://api.twilio.com").rstrip("/")
         got = await self._post(
@@ -78,6 +80,8 @@ class WebhookSms(_HttpProvider):
 
     async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult:
         assert isinstance(message, OutgoingSms)
+        if withdrawn(message):
+            return STOPPED
         s = self._settings.sms
         got = await self._post(s.base_url, json={"to": message.to, "from": s.from_number, "body": message.body,
                                                  "idempotency_key": message.key},

@@ -15,7 +15,7 @@ import ssl
 import aiosmtplib
 
 from campaigns.config import Settings
-from scheduler.channels import OutgoingEmail, OutgoingSms, SendResult
+from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 
 
 def classify(code: int, message: str) -> SendResult:
@@ -90,6 +90,9 @@ class SmtpPool:
             conn = await self._borrow()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             return SendResult("transient", None, f"connect: {exc}"[:300])
+        if withdrawn(message):  # the check sits here: after the wait for a connection, before MAIL
+            self._give_back(conn)
+            return STOPPED
         stage = "mail"
         try:
             # MAIL and RCPT as raw commands: both addresses were checked when the message was

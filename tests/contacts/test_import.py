@@ -51,7 +51,7 @@ def test_reimporting_the_same_file_changes_nothing(cli, app, tmp_path):
     events_before = _count(app, ConsentEvent)
     r = cli("contacts", "import", str(path), "--consent", "email", "--source", "signup form", "--json")
     assert json.loads(r.stdout) | {} == {"rows": 3, "created": 0, "updated": 0, "unchanged": 3, "rejected": 0,
-                                         "consent_events": 0, "rejects_file": None}
+                                         "consent_events": 0, "confirmation_requests": 0, "rejects_file": None}
     with app.session() as s:
         after = [(c.id, c.updated_at, c.attributes) for c in s.scalars(select(Contact).order_by(Contact.id))]
     assert before == after

@@ -132,3 +132,13 @@ def test_a_bad_dir_is_one_clear_line(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stderr
         assert says in done.stderr and "--dir" in done.stderr
         assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_the_demo_prints_the_true_lift_beside_the_measured_one(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """The simulated world's win-back effect is known (simulate.TRUE_LIFT); the demo says it and what the report measured."""
+    from campaigns.demo.simulate import TRUE_LIFT
+
+    folder, done = demo
+    assert f"true lift is {TRUE_LIFT['winback'] * 100:+.1f} points; the report measured" in " ".join(done.stdout.split())
+    lf = json.loads(_run(["report", "winback", "--json"], cwd=folder).stdout)["lift"]
+    assert lf["holdout"]["contacts"] > 0 and lf["treated"]["rate"] > lf["holdout"]["rate"]

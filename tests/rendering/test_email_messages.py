@@ -51,7 +51,8 @@ def winback_codes(tmp_path: Path) -> Path:
 
 def test_every_shipped_email_template_parses_back_with_headers_parts_and_tracked_links(rapp, winback_codes):
     settings = rapp.settings
-    emails = [t for t in list_templates(settings) if t.channel == "email"]
+    # The double opt-in request renders only under its system campaign (tests/consent/test_double_opt_in.py).
+    emails = [t for t in list_templates(settings) if t.channel == "email" and t.name != "confirm"]
     assert {t.name for t in emails} >= {"welcome", "winback", "newsletter"}
     with rapp.session() as s:
         import_pool(s, "WINBACK", winback_codes)
@@ -211,8 +212,7 @@ def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_
         purposes.append(purpose)
         return real(settings, purpose, message, length)
 
-    monkeypatch.setattr(links, "sign", counting)
-    monkeypatch.setattr("campaigns.rendering.sign", counting)
+    monkeypatch.setattr(links, "sign", counting)  # every URL, the Message-ID and the return path are signed there
     with rapp.session() as s:
         camp, run = make_campaign(s)
         d = make_delivery(s, run, add_contact(s, "ann@example.com", "Ann Lee"))

@@ -71,7 +71,7 @@ def history(app):
             orders.append({"order_id": f"R{n}", "contact_id": ids[i], "amount_cents": cents, "currency": "USD",
                            "occurred_at": T + timedelta(days=1, hours=n % 3), "source": "test"})
         pids = conn.execute(insert(Purchase).returning(Purchase.id, sort_by_parameter_order=True), orders).scalars().all()
-        for pid, (i, cents) in zip(pids, buyers):
+        for pid, (i, cents) in zip(pids, buyers, strict=True):
             credits.append({"purchase_id": pid, "delivery_id": dids[i], "campaign_id": c.id, "contact_id": ids[i],
                             "is_holdout": i >= 100, "rule": "holdout" if i >= 100 else "click", "credited_cents": cents})
         conn.execute(insert(Attribution), credits)

@@ -37,7 +37,7 @@ def test_html_report_renders_its_charts_offline(cli, history, tmp_path):
     assert errors == []
     assert {label for label, w, h in sizes if w > 0 and h > 0} == {"funnel", "lift", "timeline"}
     assert len(bars) == 7 and all(w > 0 for w in bars) and bars[0] == max(bars)
-    assert ci == 1 and series == 2 and verdict == "positive lift"
+    assert ci == 1 and series == 2 and verdict == "too small to tell"  # 15/112 vs 2/40: the interval spans 0
     assert Path(tmp_path / "report.png").stat().st_size > 10_000
     keep = os.environ.get("CAMPAIGNS_TEST_SCREENSHOT")
     if keep:

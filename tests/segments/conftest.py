@@ -8,19 +8,21 @@ A      2 days ago     10      10 days    900      5 5 5   5   champions         
 B      4              1       -         1000      5 1 5   3   potential_loyalists  new        butterfly    A
 C      10             6       3 days      50      4 4 2   3   potential_loyalists  new        barnacle     C
 D      20             2       30 days    400      4 2 3   3   potential_loyalists  active     stranger     B
-E      40             8       5 days     600      3 4 3   4   loyal                at_risk    true_friend  A
+E      40             8       5 days     600      3 4 3   4   loyal                at_risk    barnacle     A
 F      60             3       100 days    30      3 2 1   2   about_to_sleep       active     stranger     C
-G      100            5       60 days    700      2 3 4   4   at_risk              active     true_friend  A
+G      100            5       60 days    700      2 3 4   4   at_risk              active     butterfly    A
 H      200            1       -           20      2 1 1   1   hibernating          at_risk    stranger     C
 I      300            9       2 days     800      1 5 4   5   cant_lose_them       at_risk    true_friend  A
 J      500            4       10 days    100      1 3 2   3   at_risk              lapsed     stranger     C
 P, Q   never bought                                                                prospect
 
-Scores: rank ascending (ties share the lowest rank), score = 1 + 5*(rank-1) // 10.
+Scores: row ascending (ties by the other figures, then id), score = 1 + 5*(row-1) // 10.
   R by last purchase: J I H G F E D C B A -> 1 1 2 2 3 3 4 4 5 5
-  F by orders: B,H (1) rank 1; D 3; F 4; J 5; G 6; C 7; E 8; I 9; A 10 -> B,H 1; D,F 2; J,G 3; C,E 4; I,A 5
+  F by orders: H, B (1 order each: H spent less) D F J G C E I A -> 1 1 2 2 3 3 4 4 5 5
   M by total: H F C J D E G I A B -> 1 1 2 2 3 3 4 4 5 5
-Loyalty medians: orders 1 1 2 3 4 | 5 6 8 9 10 -> 4.5; totals ... 400 | 600 ... -> $500.
+Loyalty over the last 365 days (everyone's orders fall inside it except J's, 500+ days ago):
+  medians over the nine who bought in it: orders 1 1 2 3 [5] 6 8 9 10 -> 5;
+  totals 20 30 50 400 [600] 700 800 900 1000 -> $600. J bought nothing in it: stranger.
 ABC: totals desc B A I G E D J C F H = 4600; revenue before each: 0 1000 1900 2700 3400
   (< 3680 = 80%: A) 4000 (< 4370 = 95%: B) 4400 4500 4550 4580 (C).
 Lifecycle (new 30d, at risk 2x usual interval or 90d under 3 orders, lapsed 365d):

@@ -39,7 +39,7 @@ def test_customers_views_print_distributions_as_tables_and_json(cli, shop):
     rfm = json.loads(cli("customers", "rfm", "--at", "2026-06-01T12:00", "--json").stdout)
     assert {row["segment"]: row["contacts"] for row in rfm}["champions"] == 1
     table = cli("customers", "loyalty", "--at", "2026-06-01T12:00")
-    assert table.exit_code == 0 and "true_friend" in table.stdout and "3,000.00" in table.stdout
+    assert table.exit_code == 0 and "true_friend" in table.stdout and "1,700.00" in table.stdout
 
 
 def test_customers_show_gives_one_contacts_scores_and_stage(cli, shop):

@@ -109,3 +109,23 @@ def test_loyalty_cutoffs_from_config_replace_the_medians(tmp_path, db_url):
             "butterfly", "barnacle", "true_friend", "stranger"]
     finally:
         app.engine.dispose()
+
+
+def test_loyalty_counts_only_the_period_and_a_configured_period_changes_it(tmp_path, db_url):
+    """Orders 1, 2, ... days before AT; a 2-day period (the start excluded) holds each buyer's
+    latest order only, so the 5-order buyer is no more frequent than the others. Over all
+    time (the old rule) they were a barnacle and the 2-order buyer a true friend."""
+    from campaigns.config import load_settings
+    from campaigns.context import App
+    from tests.conftest import write_config
+
+    cfg = write_config(tmp_path, db_url, '[loyalty]\nperiod = "2d"\n')
+    app = App(load_settings(cfg, environ={}))
+    try:
+        # in the period: 1 order each -> median 1, nobody above; spend 100, 1000, 100 -> median 100
+        assert loyalty_of(app, [(1, 100), (2, 1000), (5, 100)]) == ["stranger", "butterfly", "stranger"]
+    finally:
+        app.engine.dispose()
+    bad = write_config(tmp_path, db_url, '[loyalty]\nperiod = "0d"\n')
+    with pytest.raises(Exception, match="period"):
+        load_settings(bad, environ={})

@@ -12,29 +12,35 @@ from campaigns.segments.rfm import SEGMENT_NAMES, segment_name
 from tests.segments.conftest import AT
 
 EXPECTED = {
-    # name: (rfm, segment, lifecycle, loyalty, abc, orders, total cents, clv cents)
-    "A": ("555", "champions", "active", "true_friend", "A", 10, 90000, 270000),
-    "B": ("515", "potential_loyalists", "new", "butterfly", "A", 1, 100000, 300000),
-    "C": ("442", "potential_loyalists", "new", "barnacle", "C", 6, 5000, 15000),
-    "D": ("423", "potential_loyalists", "active", "stranger", "B", 2, 40000, 120000),
-    "E": ("343", "loyal", "at_risk", "true_friend", "A", 8, 60000, 180000),
-    "F": ("321", "about_to_sleep", "active", "stranger", "C", 3, 3000, 9000),
-    "G": ("234", "at_risk", "active", "true_friend", "A", 5, 70000, 210000),
-    "H": ("211", "hibernating", "at_risk", "stranger", "C", 1, 2000, 6000),
-    "I": ("154", "cant_lose_them", "at_risk", "true_friend", "A", 9, 80000, 240000),
-    "J": ("132", "at_risk", "lapsed", "stranger", "C", 4, 10000, 20660),  # 10000 * 3 * 365 / 530
+    # name: (rfm, segment, lifecycle, loyalty, abc, orders, total cents, historical profit cents = 0.3 x total)
+    "A": ("555", "champions", "active", "true_friend", "A", 10, 90000, 27000),
+    "B": ("515", "potential_loyalists", "new", "butterfly", "A", 1, 100000, 30000),
+    "C": ("442", "potential_loyalists", "new", "barnacle", "C", 6, 5000, 1500),
+    "D": ("423", "potential_loyalists", "active", "stranger", "B", 2, 40000, 12000),
+    "E": ("343", "loyal", "at_risk", "barnacle", "A", 8, 60000, 18000),
+    "F": ("321", "about_to_sleep", "active", "stranger", "C", 3, 3000, 900),
+    "G": ("234", "at_risk", "active", "butterfly", "A", 5, 70000, 21000),
+    "H": ("211", "hibernating", "at_risk", "stranger", "C", 1, 2000, 600),
+    "I": ("154", "cant_lose_them", "at_risk", "true_friend", "A", 9, 80000, 24000),
+    "J": ("132", "at_risk", "lapsed", "stranger", "C", 4, 10000, 3000),
 }
 
 
 def test_profiles_match_the_hand_worked_scores_stages_and_values(app, shop):
     with app.session() as s:
         got = profiles(s, app.settings, list(shop.ids.values()), AT)
-    for name, (rfm, seg, stage, loyal, abc, orders, total, clv) in EXPECTED.items():
+        valued = profiles(s, app.settings, list(shop.ids.values()), AT, value=True)
+    for name, (rfm, seg, stage, loyal, abc, orders, total, historical) in EXPECTED.items():
         p = got[shop.ids[name]]
         assert (p.rfm_score, p.rfm_segment, p.lifecycle, p.loyalty, p.abc) == (rfm, seg, stage, loyal, abc), name
         assert (p.r, p.f, p.m) == (int(rfm[0]), int(rfm[1]), int(rfm[2]))
-        assert (p.orders, p.total_cents, p.clv_cents) == (orders, total, clv), name
+        assert (p.orders, p.total_cents, p.clv_cents, p.p_alive) == (orders, total, None, None), name
+        v = valued[shop.ids[name]]
+        # CLV = historical profit (margin 0.3 x spent) + the present value of the future: never less
+        assert v.clv_cents >= historical and 0 < v.p_alive <= 1 and v.churn_risk == pytest.approx(1 - v.p_alive), name
         assert p.aov_cents == round(total / orders)
+    # J, silent for 500 days after four orders 10 days apart, is far less likely still a customer than A
+    assert valued[shop.ids["J"]].p_alive < 0.1 and valued[shop.ids["A"]].p_alive > 0.5
     for name in "PQ":
         p = got[shop.ids[name]]
         assert (p.lifecycle, p.orders, p.r, p.rfm_segment, p.loyalty, p.clv_cents) == ("prospect", 0, None, None, None, None)
@@ -81,8 +87,8 @@ def test_distribution_counts_contacts_and_revenue_per_stage(app, shop):
     assert rows["new"]["revenue_cents"] == 105000
     assert rfm["potential_loyalists"]["contacts"] == 3 and rfm["lost"]["contacts"] == 0
     assert list(rfm) == list(SEGMENT_NAMES)
-    assert loyal["true_friend"]["revenue_cents"] == 90000 + 60000 + 70000 + 80000
-    assert loyal["true_friend"]["revenue_share"] == round(300000 / 460000, 4)
+    assert loyal["true_friend"]["revenue_cents"] == 90000 + 80000
+    assert loyal["true_friend"]["revenue_share"] == round(170000 / 460000, 4)
 
 
 def test_rfm_grid_names_every_score_exactly_once_with_the_documented_corners():
@@ -110,12 +116,13 @@ def test_sql_segment_mapping_equals_the_python_grid(app):
                     assert sql == segment_name(r, f, m), (r, f, m)
 
 
-def test_quintiles_give_tied_values_the_same_score(app):
-    """Twenty buyers with 1, 1, 1, 1, 1, 1, 2, 2, ... orders: the six single buyers all score F=1."""
+def test_quintiles_are_equal_sized_and_ties_are_broken_by_spend_then_id(app):
+    """Twenty buyers with 1 x6, 2 x4, 3 x5, 4 x5 orders. Ranked with ties sharing the lowest
+    rank the scores were 1 x6, 2 x4, 3 x5, 4 x5 and no 5 at all; now each score holds four.
+    The single-order buyers spent 600, 500, ... 100: the two biggest spenders take F=2."""
     from datetime import timedelta
 
     from campaigns.models import Purchase
-
     counts = [1] * 6 + [2] * 4 + [3] * 5 + [4] * 5
     with app.session() as s:
         ids = []
@@ -125,12 +132,15 @@ def test_quintiles_give_tied_values_the_same_score(app):
             s.flush()
             ids.append(c.id)
             for k in range(n):
-                s.add(Purchase(order_id=f"t{i}-{k}", contact_id=c.id, amount_cents=100, currency="USD",
-                               occurred_at=AT - timedelta(days=k + 1)))
+                s.add(Purchase(order_id=f"t{i}-{k}", contact_id=c.id, amount_cents=(600 - 100 * i) if n == 1 else 100,
+                               currency="USD", occurred_at=AT - timedelta(days=k + 1)))
     with app.session() as s:
         got = profiles(s, app.settings, ids, AT)
-    # ranks: 1s rank 1 -> F1; 2s rank 7 -> 1 + 30//20 = 2; 3s rank 11 -> 1 + 50//20 = 3; 4s rank 16 -> 1 + 75//20 = 4
-    assert [got[i].f for i in ids] == [1] * 6 + [2] * 4 + [3] * 5 + [4] * 5
+        in_sql = {f: len(list(s.scalars(select(Contact.id).where(compile_where(f"rfm.f = {f}", app.settings, AT)))))
+                  for f in range(1, 6)}
+    # sorted by (orders, total, last purchase, id): rows 1-4 score 1, 5-8 score 2, ... 17-20 score 5
+    assert [got[i].f for i in ids] == [2, 2, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5]
+    assert in_sql == {1: 4, 2: 4, 3: 4, 4: 4, 5: 4}
 
 
 def test_equal_spenders_share_an_abc_class(app):

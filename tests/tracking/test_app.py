@@ -45,7 +45,7 @@ def test_signed_click_redirects_to_the_destination_and_is_recorded(shop):
 
 def test_tampered_links_get_a_4xx_and_never_a_redirect(shop):
     link = shop.links()["click"][0]
-    d, link_id, sig = link.rsplit("/", 3)[1:]
+    d, link_id, _sig = link.rsplit("/", 3)[1:]
     tampered = [
         link[:-1] + ("A" if link[-1] != "A" else "B"),                  # signature
         link.replace(f"/{d}/{link_id}/", f"/{d}/{int(link_id, 36) + 1:x}/"),  # another link id
@@ -107,36 +107,40 @@ def test_every_stop_variant_revokes_sms_and_answers_once(shop):
         with shop.app.session() as s:
             c = s.scalar(select(Contact).where(Contact.phone == phone))
             ledger.grant(s, shop.app.settings, c, "sms", "test")
-        r = httpx.post(f"{shop.base}/sms/inbound", data={"From": phone, "Body": word, "MessageSid": f"SM{i}"})
+        r = shop.sms({"From": phone, "Body": word, "MessageSid": f"SM{i}"})
         assert r.status_code == 200 and "<Message>You are unsubscribed" in r.text, word
         with shop.app.session() as s:
             assert ledger.current_state(s, c.id, "sms").action == "revoked", word
-    replay = httpx.post(f"{shop.base}/sms/inbound", data={"From": "+14155550000", "Body": "STOP", "MessageSid": "SM0"})
+    replay = shop.sms({"From": "+14155550000", "Body": "STOP", "MessageSid": "SM0"})
     assert "<Message>" not in replay.text  # replayed webhook: no second confirmation
     assert len(_events(shop, "stop")) == len(words)
 
 
 def test_help_start_and_replies(shop):
     phone = "+14155550001"
-    help_ = httpx.post(f"{shop.base}/sms/inbound", data={"From": phone, "Body": "help", "MessageSid": "H1"})
+    help_ = shop.sms({"From": phone, "Body": "help", "MessageSid": "H1"})
     assert ET.fromstring(help_.content).findtext("Message") == shop.app.settings.sms.help_text
-    httpx.post(f"{shop.base}/sms/inbound", data={"From": phone, "Body": "STOP", "MessageSid": "S1"})
-    start = httpx.post(f"{shop.base}/sms/inbound", data={"From": phone, "Body": "START", "MessageSid": "S2"})
+    shop.sms({"From": phone, "Body": "STOP", "MessageSid": "S1"})
+    start = shop.sms({"From": phone, "Body": "START", "MessageSid": "S2"})
     assert "subscribed again" in start.text
     with shop.app.session() as s:
         c = s.scalar(select(Contact).where(Contact.phone == phone))
         assert ledger.current_state(s, c.id, "sms").action == "granted"
-    httpx.post(f"{shop.base}/sms/inbound", data={"From": phone, "Body": "Is the sale on Sunday?", "MessageSid": "R1"})
+    shop.sms({"From": phone, "Body": "Is the sale on Sunday?", "MessageSid": "R1"})
     reply = _events(shop, "reply")[-1]
     assert reply.data["body"] == "Is the sale on Sunday?" and reply.contact_id == c.id
 
 
 def test_bounce_webhook_is_signed_suppresses_and_counts_replays_once(shop):
-    body = json.dumps({"type": "bounce", "recipient": "p1@example.com", "id": "evt-1", "detail": "5.1.1"}).encode()
+    from campaigns import links
+
+    with shop.app.session() as s:
+        d = s.scalar(select(Delivery).join(Contact, Contact.id == Delivery.contact_id).where(Contact.email == "p1@example.com"))
+    body = json.dumps({"type": "bounce", "return_path": links.return_path(shop.app.settings, d.id), "id": "evt-1",
+                       "detail": "5.1.1"}).encode()
     assert httpx.post(f"{shop.base}/webhooks/bounce", content=body).status_code == 403
     for _ in range(3):
-        r = httpx.post(f"{shop.base}/webhooks/bounce", content=body,
-                       headers={"X-Campaigns-Signature": webhook_signature(shop.app.settings, body)})
+        r = shop.webhook("/webhooks/bounce", body)
         assert r.json() == {"matched": True}
     with shop.app.session() as s:
         assert is_suppressed(s, shop.app.settings, "email", "p1@example.com")
@@ -161,12 +165,19 @@ def test_purchase_webhook_credits_the_click(shop):
     assert r.status_code == 400 and "nobody@example.com" in r.text
 
 
-def test_double_opt_in_link_confirms_once(shop):
+def test_double_opt_in_link_confirms_once_and_only_by_post(shop):
     with shop.app.session() as s:
         c = find_contact(s, "p2@example.com")
         _e, token = ledger.grant(s, shop.app.settings, c, "email", "newsletter form", double_opt_in=True)
-    assert httpx.get(f"{shop.base}/confirm/{token}").status_code == 200
-    again = httpx.get(f"{shop.base}/confirm/{token}")
+    page = httpx.get(f"{shop.base}/confirm/{token}")  # what a link scanner does
+    assert page.status_code == 200 and "<form method='post'>" in page.text
+
+    def confirmed():
+        with shop.app.session() as s:
+            return s.scalar(select(func.count()).select_from(ConsentEvent).where(ConsentEvent.action == "confirmed"))
+
+    assert confirmed() == 0
+    assert httpx.post(f"{shop.base}/confirm/{token}").status_code == 200
+    again = httpx.post(f"{shop.base}/confirm/{token}")
     assert again.status_code == 410 and "already used" in again.text
-    with shop.app.session() as s:
-        assert s.scalar(select(func.count()).select_from(ConsentEvent).where(ConsentEvent.action == "confirmed")) == 1
+    assert confirmed() == 1

@@ -43,7 +43,8 @@ def test_bounces_import_from_a_maildir_suppresses_and_counts_once(shop, tmp_path
     assert r.exit_code == 0, r.output
     import json
 
-    assert json.loads(r.stdout) == {"messages": 3, "bounces": 2, "complaints": 0, "unmatched": 0, "ignored": 1}
+    assert json.loads(r.stdout) == {"messages": 3, "bounces": 2, "complaints": 0, "unsubscribes": 0,
+                                     "unmatched": 0, "ignored": 1, "skipped": 0}
     run("bounces", "import", str(tmp_path / "Maildir"))  # again: nothing new
     with shop.app.session() as s:
         assert is_suppressed(s, shop.app.settings, "email", "p0@example.com")

@@ -1,0 +1,170 @@
+"""Contacts who just said stop, heard by every sender before its next hand-over.
+
+Whoever records an unsubscribe, a STOP or a complaint calls `announce` in the same
+transaction. When that transaction commits, the contact is in this process's set at once
+(the tracking app answers after its commit, so the dispatcher knows before the person
+sees "unsubscribed"); on PostgreSQL a `NOTIFY campaigns_stopped` is sent by the commit
+itself, and `Listener` adds it to the set of every other worker within milliseconds.
+The sender asks `is_stopped` right before handing a message over; the ledger and the
+suppression list stay the truth (the set only holds recent news, bounded).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import partial
+
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session
+
+from campaigns.timespec import utcnow
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "campaigns_stopped"
+_KEEP = 200_000  # recent stops remembered; older ones were long since seen by planning and claims
+_lock = threading.Lock()
+_recent: OrderedDict[tuple[int, str], float] = OrderedDict()  # (contact, channel) -> when (epoch seconds)
+_listening: set[int] = set()
+
+
+def announce(session: Session, contact_id: int, channels: Iterable[str]) -> None:
+    """Say, as part of this transaction, that `contact_id` must get nothing more on `channels`."""
+    pending: set[tuple[int, str, float]] = session.info.setdefault("campaigns_stopped", set())
+    at = utcnow().timestamp()
+    for channel in channels:
+        pending.add((contact_id, channel, at))
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_notify(:ch, :payload)"),
+                            {"ch": CHANNEL, "payload": f"{contact_id}:{channel}:{at}"})
+
+
+def remember(contact_id: int, channel: str, at: float) -> None:
+    """Add one stop to this process's set (called on commit and by the listener)."""
+    with _lock:
+        key = (contact_id, channel)
+        _recent[key] = max(at, _recent.get(key, 0.0))
+        _recent.move_to_end(key)
+        while len(_recent) > _KEEP:
+            _recent.popitem(last=False)
+
+
+def is_stopped(contact_id: int, channel: str, planned_at: datetime) -> bool:
+    """True when this contact said stop on this channel after a message to them was planned
+    (a message planned later, after a new consent, is not held back)."""
+    at = _recent.get((contact_id, channel))
+    return at is not None and at >= planned_at.astimezone(UTC).timestamp()
+
+
+def wanted(contact_id: int, channel: str, planned_at: datetime) -> bool:
+    """The sender's question right before hand-over: may this message still go?"""
+    return not is_stopped(contact_id, channel, planned_at)
+
+
+def checker(contact_id: int, channel: str, planned_at: datetime) -> Callable[[], bool]:
+    """`wanted` bound to one message, for the channel to call right before hand-over."""
+    return partial(wanted, contact_id, channel, planned_at)
+
+
+def listen(engine: Engine) -> None:
+    """Hear other processes' stops in a background thread, once per engine: LISTEN on
+    PostgreSQL; elsewhere (SQLite workers sharing a file) a poll of the newest revocations
+    and suppressions every `POLL_SECONDS`. The thread ends when the engine is gone."""
+    with _lock:
+        if id(engine) in _listening:
+            return
+        _listening.add(id(engine))
+    ref = weakref.ref(engine, partial(_forget_engine, id(engine)))
+    if engine.dialect.name == "postgresql":
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        target, args = _listen_forever, (ref, url)
+    else:
+        target, args = _poll_forever, (ref,)  # type: ignore[assignment]
+    threading.Thread(target=target, args=args, name="campaigns-stopped-listener", daemon=True).start()
+
+
+POLL_SECONDS = 0.02
+
+
+def _forget_engine(key: int, _ref: object) -> None:
+    _listening.discard(key)
+
+
+def _listen_forever(ref: weakref.ref[Engine], url: str) -> None:
+    import time
+
+    import psycopg
+
+    while ref() is not None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                while ref() is not None:
+                    for note in conn.notifies(timeout=1.0):
+                        parsed = parse_payload(note.payload)
+                        if parsed is not None:
+                            remember(*parsed)
+        except Exception as exc:  # the database restarted: listen again (claims still check the ledger)
+            log.warning("stop listener: %s; reconnecting", exc)
+            time.sleep(1.0)
+
+
+def _poll_forever(ref: weakref.ref[Engine]) -> None:
+    import time
+
+    from sqlalchemy import func, select
+
+    from campaigns.messageable import suppression_matches_contact
+    from campaigns.models import ConsentEvent, Contact, Suppression
+
+    marks: tuple[int, int] | None = None
+    while (engine := ref()) is not None:
+        try:
+            with engine.connect() as conn:
+                if marks is None:
+                    marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
+                             conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
+                revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at)
+                                       .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
+                suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
+                                          .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
+            for _id, cid, channel, at in [*revoked, *suppressed]:
+                remember(cid, channel, at.timestamp())
+            marks = (max([marks[0], *(r[0] for r in revoked)]), max([marks[1], *(r[0] for r in suppressed)]))
+        except Exception as exc:  # a locked or restarting database: try again (claims still check the ledger)
+            log.debug("stop poller: %s", exc)
+        del engine  # hold no reference while sleeping, so a dropped engine ends the thread
+        time.sleep(POLL_SECONDS)
+
+
+def forget_all() -> None:
+    """Empty the set (tests; a process that starts fresh has nothing to forget)."""
+    with _lock:
+        _recent.clear()
+
+
+def parse_payload(payload: str) -> tuple[int, str, float] | None:
+    """'<contact>:<channel>:<epoch>' from a notification, or None for anything else."""
+    parts = payload.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in ("email", "sms"):
+        return None
+    try:
+        return int(parts[0]), parts[1], float(parts[2])
+    except ValueError:
+        return None
+
+
+@event.listens_for(Session, "after_commit")
+def _on_commit(session: Session) -> None:
+    for contact_id, channel, at in session.info.pop("campaigns_stopped", set()):
+        remember(contact_id, channel, at)
+
+
+@event.listens_for(Session, "after_rollback")
+def _on_rollback(session: Session) -> None:
+    session.info.pop("campaigns_stopped", None)

@@ -1,0 +1,102 @@
+"""The mailbox import: mailto unsubscribes, and hostile mail that must not stop the import."""
+
+import json
+import mailbox
+import subprocess
+import sys
+import textwrap
+
+from sqlalchemy import select
+
+from campaigns import consent as ledger
+from campaigns.contacts import find_contact
+from campaigns.models import ConsentEvent, Delivery, Event
+from tests.conftest import CliRunner
+from tests.tracking.test_bounces import _sample
+
+
+def _mailto(shop, n=0):
+    lu = shop.message(n)["List-Unsubscribe"]
+    return lu.split("<mailto:", 1)[1].split(">", 1)[0]
+
+
+def _unsubscribe_mail(to: str, subject: str, n: int = 1) -> bytes:
+    return (f"From: Person <someone@example.net>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <unsub-{n}@example.net>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\nplease\r\n").encode()
+
+
+def _import(tmp_path, messages, name="Maildir"):
+    box = mailbox.Maildir(str(tmp_path / name), create=True)
+    for raw in messages:
+        box.add(raw)
+    r = CliRunner(tmp_path / "config.toml")("bounces", "import", str(tmp_path / name), "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_a_mailto_unsubscribe_revokes_email_consent_with_proof(shop, tmp_path):
+    mailto = _mailto(shop)
+    address, _, query = mailto.partition("?")
+    subject = query.removeprefix("subject=")
+    to = shop.message()["To"].addresses[0].addr_spec
+    counts = _import(tmp_path, [_unsubscribe_mail(address, subject)])
+    assert counts["unsubscribes"] == 1 and counts["ignored"] == 0
+    with shop.app.session() as s:
+        c = find_contact(s, to)
+        events = ledger.history(s, c.id, "email")
+        assert events[-1].action == "revoked" and events[-1].source == "mailto unsubscribe"
+        assert "<unsub-1@example.net>" in events[-1].consent_text
+        unsub = s.scalar(select(Event).where(Event.type == "unsubscribe"))
+        assert unsub.data["message_id"] == "<unsub-1@example.net>"
+
+
+def test_a_forged_unsubscribe_token_changes_nothing(shop, tmp_path):
+    mailto = _mailto(shop)
+    address, _, query = mailto.partition("?")
+    forged = query.removeprefix("subject=")[:-4] + "AAAA"
+    counts = _import(tmp_path, [_unsubscribe_mail(address, forged)])
+    assert counts["unsubscribes"] == 0 and counts["unmatched"] == 1
+    with shop.app.session() as s:
+        assert s.scalar(select(ConsentEvent).where(ConsentEvent.action == "revoked")) is None
+
+
+def test_a_deeply_nested_message_is_skipped_and_the_rest_imported(shop, tmp_path):
+    with shop.app.session() as s:
+        d = s.scalar(select(Delivery).order_by(Delivery.id))
+    from campaigns import links
+
+    nested = [b"From: x@example.net\r\nTo: y@example.com\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"]
+    for i in range(3000):
+        nested.append(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i))
+    nested.append(b"Content-Type: text/plain\r\n\r\nhi\r\n")
+    nested += [b"--b%d--\r\n" % i for i in reversed(range(3000))]
+    counts = _import(tmp_path, [b"".join(nested), _sample("postfix.eml", verp=links.return_path(shop.app.settings, d.id))])
+    assert counts["messages"] == 2 and counts["skipped"] == 1 and counts["bounces"] == 1
+
+
+def test_a_150_mb_report_is_skipped_without_reading_it_whole(shop, tmp_path):
+    """In a subprocess, so its peak memory is its own."""
+    mbox = tmp_path / "big.mbox"
+    with open(mbox, "wb") as fh:
+        fh.write(b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\n")
+        fh.write(_sample("postfix.eml").replace(b"\r\n", b"\n").split(b"\n--3F1C")[0] + b"\n")
+        line = b"x" * 999 + b"\n"
+        for _ in range(150_000):
+            fh.write(line)
+        fh.write(b"\nFrom MAILER-DAEMON Thu Nov 26 10:00:01 2026\n")
+        fh.write(_sample("delayed.eml").replace(b"\r\n", b"\n"))
+    script = textwrap.dedent(f"""
+        import json, resource, sys
+        from campaigns.cli import main
+        try:
+            main(["--config", {str(tmp_path / "config.toml")!r}, "bounces", "import", {str(mbox)!r}, "--json"])
+        except SystemExit:
+            pass
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    counts = json.loads(r.stdout)
+    peak_kb = int(r.stderr.strip().splitlines()[-1])
+    assert counts["messages"] == 2 and counts["skipped"] == 1 and counts["ignored"] == 1
+    print(f"bounces import of a 150 MB mbox: peak {peak_kb // 1024} MB")
+    assert peak_kb < 200 * 1024, f"peak {peak_kb // 1024} MB"
