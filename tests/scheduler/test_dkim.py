@@ -77,7 +77,7 @@ def signed_mail(make_app, smtp, tmp_path):
     with app.session() as s:
         plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
     stats = _dispatch(app, now)
-    assert stats.counts["sent"] == 5
+    assert stats.counts["sent"] == 5, dict(stats.counts)
     assert len(smtp.raw) == 5
     return smtp.raw
 
@@ -275,7 +275,8 @@ def dual_signed_mail(make_app, smtp, tmp_path):
     now = utcnow()
     with app.session() as s:
         plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
-    assert _dispatch(app, now).counts["sent"] == 3
+    stats = _dispatch(app, now)
+    assert stats.counts["sent"] == 3, dict(stats.counts)  # what the others became, if a loaded machine makes one transient
     signer = dkim_signing.signer(app.settings)
     assert signer is not None
     return smtp.raw, dict(signer.records)
