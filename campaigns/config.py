@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -87,6 +88,9 @@ class SendingSettings(_Section):
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = Field(default=1.0, gt=0)
+    # Throttles enforced at hand-over, shared by every worker: all messages, and per recipient domain.
+    max_per_minute: int | None = Field(default=None, gt=0)
+    domain_limits: dict[str, int] = {}
 
 
 class SmtpSettings(_Section):
@@ -100,6 +104,7 @@ class SmtpSettings(_Section):
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
+    dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
     dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
 
 
@@ -114,6 +119,7 @@ class SmsSettings(_Section):
     stop_confirmation_text: str = "You are unsubscribed and will get no more messages. Reply START to resubscribe."
     start_confirmation_text: str = "You are subscribed again. Reply STOP to opt out."
     timeout_seconds: float = 15.0
+    max_segments: int = Field(default=6, ge=1, le=50)  # a longer render fails its delivery instead of billing 787 parts
 
 
 class TrackingSettings(_Section):
@@ -233,6 +239,14 @@ class Settings(BaseModel):
     value: ValueSettings = ValueSettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
+    # The current HMAC key, read once: about nine signatures per message each asked for it
+    # (a Path and a stat() apiece). Dropped on any assignment and by reload_keys().
+    _key: bytes | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._key = None  # secret_key, secret_key_file or base_dir may have changed
 
     @field_validator("timezone")
     @classmethod
@@ -269,18 +283,19 @@ class Settings(BaseModel):
     def hashing_key(self) -> bytes:
         """Key for suppression hashes; pin `hash_key` before rotating `secret_key`."""
         pinned = self.hash_key.get_secret_value()
-        return pinned.encode() if pinned else self._current_key()
+        return _long_enough(pinned.encode(), "hash_key") if pinned else self._current_key()
+
+    def reload_keys(self) -> None:
+        """Read the secret key (file) again on next use: after a rotation, in a long-lived process."""
+        self._key = None
 
     def _current_key(self) -> bytes:
-        value = self.secret_key.get_secret_value()
-        if value:
-            return value.encode()
-        key_file = self.path(self.secret_key_file)
-        try:
-            stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
-        except FileNotFoundError:
-            raise _no_secret_key(key_file) from None
-        return _read_key_file(key_file, stamp)
+        key = self._key
+        if key is None:
+            value = self.secret_key.get_secret_value()
+            key = self._key = (_long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)") if value
+                               else _read_key_file(self.path(self.secret_key_file)))
+        return key
 
     def ensure_secret_key_file(self) -> Path | None:
         """Create the secret key file (0600) when no key is configured; return it if created."""
@@ -300,24 +315,48 @@ def _no_secret_key(key_file: Path) -> ConfigError:
     return ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}")
 
 
-@lru_cache(maxsize=16)
-def _read_key_file(key_file: Path, stamp: int) -> bytes:
-    del stamp  # part of the cache key only
+def _read_key_file(key_file: Path) -> bytes:
     try:
         text = key_file.read_text().strip()
-    except FileNotFoundError:  # removed between the stat and the read
+    except FileNotFoundError:
         raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")
-    return text.encode()
+    return _long_enough(text.encode(), f"secret key file {key_file}")
+
+
+MIN_SECRET_KEY_BYTES = 32  # the key signs links and hashes addresses: it must not be guessable
+
+
+def _long_enough(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"{where} is {len(key)} bytes; a secret key must be at least {MIN_SECRET_KEY_BYTES} bytes "
+                          "(e.g. `openssl rand -base64 48`)")
+    return key
+
+
+# Query parameters that carry credentials in the URLs people configure (database drivers,
+# SMS gateways, webhooks): their values are masked wherever a URL is shown.
+_CREDENTIAL_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session", re.IGNORECASE)
 
 
 def safe_url(url: str) -> str:
-    """A database URL with any password masked, for output and logs."""
+    """A URL for output and logs: userinfo and credential-like query values masked."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as its scheme only
+        parts = urlsplit(url)
+    except ValueError:  # an unparsable URL is shown as its scheme only
         return url.split(":", 1)[0] + ":***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{k}=***" if _CREDENTIAL_PARAM.search(unquote(k)) else (f"{k}={v}" if sep else k)
+        for k, sep, v in (pair.partition("=") for pair in parts.query.split("&") if pair)
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    head = f"{parts.scheme}://{netloc}" if url[len(parts.scheme) + 1:].startswith("//") else f"{parts.scheme}:"
+    return head + parts.path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def find_config_file(

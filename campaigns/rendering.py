@@ -35,7 +35,10 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     MAX_RENDER_SECONDS,
     TEXT_ENV,
     CapExceeded,
+    check_html_nesting,
+    compile_checked,
     render_capped,
+    template_line,
 )
 from campaigns.templates_store import MessageTemplate
 from campaigns.timespec import utcnow
@@ -123,8 +126,8 @@ def derive_text_source(html_source: str) -> str | None:
 def _derived_text(html: str) -> JinjaTemplate | None:
     source = derive_text_source(html)
     try:
-        return TEXT_ENV.from_string(source) if source is not None else None
-    except TemplateError:  # entities that decode to Jinja syntax: derive per message instead
+        return compile_checked(TEXT_ENV, source) if source is not None else None
+    except (TemplateError, CapExceeded):  # entities that decode to Jinja syntax: derive per message instead
         return None
 
 
@@ -144,16 +147,21 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
             return hit
     try:
         if tmpl.channel == "sms":
-            compiled = _Compiled(None, None, None, False, TEXT_ENV.from_string(tmpl.sms_body or ""), False)
+            compiled = _Compiled(None, None, None, False, compile_checked(TEXT_ENV, tmpl.sms_body or ""), False)
         else:
             html = tmpl.html or ""
-            subject, body = TEXT_ENV.from_string(tmpl.subject or ""), HTML_ENV.from_string(html)
-            text = TEXT_ENV.from_string(tmpl.text) if tmpl.text is not None else _derived_text(html)
+            subject, body = compile_checked(TEXT_ENV, tmpl.subject or ""), compile_checked(HTML_ENV, html)
+            text = compile_checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(html)
             compiled = _Compiled(subject, body, text, text is None, None,
                                  "<style" in html.lower() or "<link" in html.lower())
     except TemplateError as exc:
-        where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)
+        where = f" line {lineno}" if lineno else ""
         raise RenderError(f"template '{tmpl.name}'{where}: {exc.message or exc}") from None
+    except CapExceeded as exc:
+        raise RenderError(f"template '{tmpl.name}': {exc}") from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # nesting too deep, a 5,000-digit literal
+        raise RenderError(f"template '{tmpl.name}': cannot be compiled: {type(exc).__name__}") from None
     with _COMPILED_LOCK:
         _COMPILED[key] = compiled
         if len(_COMPILED) > 256:
@@ -217,24 +225,25 @@ def _pixel(doc: str, url: str) -> str:
 def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any]) -> str:
     try:
         return render_capped(template, context)
-    except UndefinedError as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc.message} "
-                          "(use |default(...) for fields some contacts lack)") from None
-    except CapExceeded as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
-    except CampaignsError as exc:  # an empty coupon pool, a bad pool name
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
-    except TemplateError as exc:  # sandbox violations are SecurityError, a TemplateError
-        raise RenderError(f"template '{tmpl.name}' ({part}): refused: {exc.message or exc}") from None
-    except (RecursionError, MemoryError):
-        raise RenderError(f"template '{tmpl.name}' ({part}): too deep or too large; refused") from None
-    except TypeError as exc:
-        if "no loader" in str(exc):
-            raise RenderError(f"template '{tmpl.name}' ({part}): include/import/extends are not supported; "
-                              "templates are self-contained") from None
-        raise RenderError(f"template '{tmpl.name}' ({part}): TypeError: {exc}") from None
-    except Exception as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # a template's failure fails its delivery only
+        line = template_line(exc)
+        raise RenderError(f"template '{tmpl.name}' ({part}{f' line {line}' if line else ''}): "
+                          f"{_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """What a report shows for a render that failed."""
+    if isinstance(exc, UndefinedError):
+        return f"{exc.message} (use |default(...) for fields some contacts lack)"
+    if isinstance(exc, (CapExceeded, CampaignsError)):  # caps; an empty coupon pool, a bad pool name
+        return str(exc)
+    if isinstance(exc, TemplateError):  # sandbox violations are SecurityError, a TemplateError
+        return f"refused: {exc.message or exc}"
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return "too deep or too large; refused"
+    if isinstance(exc, TypeError) and "no loader" in str(exc):
+        return "include/import/extends are not supported; templates are self-contained"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def render_delivery(
@@ -245,7 +254,7 @@ def render_delivery(
     """Build one contact's message; RenderError (with a reason) when it cannot be built.
 
     `dkim=False`: leave DKIM signing to the caller (the dispatcher signs in worker
-    processes, because dkimpy's RSA is pure Python and would hold the event loop)."""
+    processes, off the CPU-bound sending process; see scheduler/dkim_pool.py)."""
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
                         lifecycle=lifecycle, rfm_segment=rfm_segment)
@@ -260,7 +269,10 @@ def render_delivery(
     doc = _run(template, "html", compiled.html, ctx)
     if compiled.has_css:
         try:
+            check_html_nesting(doc)  # the inliner's parser crashes the process on very deep nesting
             doc = _INLINER.inline(doc)
+        except CapExceeded as exc:
+            raise RenderError(f"template '{template.name}' (html): {exc}") from None
         except ValueError as exc:
             raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
     if compiled.text is not None:
@@ -273,7 +285,7 @@ def render_delivery(
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
     subject = subject.replace(_DATA_MARK, "")
-    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign)
+    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign, unsub=ctx["unsubscribe_url"])
 
 
 def list_id(campaign: Campaign | None, domain: str) -> str:
@@ -285,11 +297,11 @@ def list_id(campaign: Campaign | None, domain: str) -> str:
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None) -> RenderedEmail:
+           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None, *,
+           unsub: str) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
     message_id = links.message_id(settings, delivery_id, domain)
-    unsub = links.unsubscribe_url(settings, delivery_id)
     token = "-".join(unsub.rsplit("/", 2)[-2:])
     mailto = f"mailto:unsubscribe@{s.return_path_domain or domain}?subject=unsubscribe-{token}"
     try:
@@ -306,8 +318,8 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
     if dkim_signer is not None:
         try:
             data = dkim_signer.sign(data)
-        except dkim.DKIMException as exc:
-            raise RenderError(f"template '{template.name}': DKIM signing failed: {exc}") from None
+        except dkim_signing.DkimSigningError as exc:
+            raise RenderError(f"template '{template.name}': {exc}") from None
     return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
 
 
@@ -316,7 +328,7 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not contact.phone:
         raise RenderError(f"contact #{contact.id} has no phone number")
     assert compiled.sms is not None
-    body = _run(template, "sms", compiled.sms, ctx).strip()
+    body = sms_text.clean(_run(template, "sms", compiled.sms, ctx)).strip()
     try:
         body = linker.text(body).replace(_DATA_MARK, "")
     except InputError as exc:
@@ -326,4 +338,9 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not body:
         raise RenderError(f"template '{template.name}': the SMS is empty for this contact")
     enc = sms_text.encoding_for(body)
-    return RenderedSms(contact.phone, body, enc, sms_text.segment_count(body, enc))
+    segments = sms_text.segment_count(body, enc)
+    try:
+        sms_text.check_segments(segments, settings.sms.max_segments)
+    except sms_text.TooLong as exc:
+        raise RenderError(f"template '{template.name}': {exc}") from None
+    return RenderedSms(contact.phone, body, enc, segments)

@@ -29,6 +29,7 @@ from scheduler.channels import Channel, SendResult
 from scheduler.dkim_pool import DkimPool
 from scheduler.handover import Handover
 from scheduler.holds import pause_dead_templates
+from scheduler.jobs import settle_campaigns
 from scheduler.outbox import (
     DB_DOWN,
     Claimed,
@@ -60,7 +61,7 @@ class Dispatcher:
         self.channels = channels
         self._dkim: DkimPool | None = None
         self._renderer = RenderStage(app)
-        self._recorder = Recorder(app, AutoPause(self.settings.sending), random.Random())
+        self._recorder = Recorder(app, AutoPause(self.settings.sending), random.Random(), self.worker)
         self._use_signer(dkim_signing.signer(self.settings))  # a bad DKIM setup stops the sender here, in one line
         self._stop: asyncio.Event | None = None  # set by run(): a stop is checked between batches and waves
 
@@ -142,6 +143,7 @@ class Dispatcher:
         handover.stopping = self._stop
         left = await handover.run(messages, failures, now, marks, stats)
         stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns={r.campaign_id for r in batch}))
+        settle_campaigns(self.app, {r.campaign_id for r in batch}, now)  # a campaign whose last row is final moves at once
         return stats
 
 

@@ -109,7 +109,8 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     a = get_app(ctx)
     now = utcnow()
     with a.session(write=False) as s:
-        upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute"}
+        upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute",
+                     "note": c.status_reason or ""}
                     for c, at in next_fire_times(s, now)[:20]]
         processes = [{"name": p.name, "role": p.role, "started_at": p.started_at, "last_seen": p.last_seen,
                       "alive": now - p.last_seen < timedelta(seconds=60)} for p in s.scalars(select(ProcessHeartbeat))]
@@ -120,7 +121,7 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     if as_json:
         print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused})
         return
-    emit_rows(upcoming, ["campaign", "kind", "next"], title="Scheduled next")
+    emit_rows(upcoming, ["campaign", "kind", "next", "note"], title="Scheduled next")
     emit_rows(processes, ["name", "role", "started_at", "last_seen", "alive"], title="Running")
     if not processes:
         console.print("[yellow]no daemon or worker is running[/yellow]")

@@ -50,8 +50,16 @@ def _masked(settings: Settings) -> dict[str, Any]:
         secret: SecretStr = getattr(value, key)
         holder[key] = "********" if secret.get_secret_value() else ""
     data["previous_secret_keys"] = ["********" for _ in settings.previous_secret_keys]
-    data["database"]["url"] = safe_url(settings.database.url)
-    return data
+    return _mask_urls(data)
+
+
+def _mask_urls(value: Any) -> Any:
+    """Every URL in the settings (database, [sms] base_url, ...) with its credentials masked."""
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return safe_url(value) if isinstance(value, str) and "://" in value else value
 
 
 @config_app.command("show")
@@ -88,21 +96,23 @@ def config_check(ctx: typer.Context) -> None:
     for line in startup_warnings(a.settings, serving=False):
         warn(line)
     if signer is not None:
-        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} "
-           "(`campaigns config dkim` prints the DNS record)")
+        ed = f" and s={signer.ed25519_selector.decode()} (ed25519-sha256)" if signer.ed25519_key else ""
+        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} (rsa-sha256){ed} "
+           "(`campaigns config dkim` prints the DNS records)")
 
 
 @config_app.command("dkim")
 def config_dkim(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Print the DNS TXT record that publishes the DKIM key set in [smtp]."""
+    """Print the DNS TXT records that publish the DKIM keys set in [smtp] (RSA, and Ed25519 if set)."""
     signer = dkim_signing.signer(get_app(ctx).settings)
     if signer is None:
         raise ConfigError("DKIM is off: set [smtp] dkim_domain, dkim_selector and dkim_private_key_file")
-    record = {"name": signer.record_name, "type": "TXT", "value": signer.record_value}
+    records = [{"name": name, "type": "TXT", "value": value} for name, value in signer.records]
     if as_json:
-        print_json(record)
+        print_json({**records[0], **({"ed25519": records[1]} if len(records) > 1 else {})})
         return
-    # Printed unfolded, so the value copies out of the terminal as one line.
-    console.print("Publish this TXT record in DNS:", highlight=False)
-    console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
-    console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
+    # Printed unfolded, so each value copies out of the terminal as one line.
+    console.print(f"Publish {'these TXT records' if len(records) > 1 else 'this TXT record'} in DNS:", highlight=False)
+    for record in records:
+        console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
+        console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
