@@ -16,8 +16,8 @@ import time
 
 import aiosmtplib
 
-from campaigns.config import Settings
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
+from scheduler.channels.config import SmtpConfig
 
 log = logging.getLogger("campaigns.smtp")
 AUTH_REFUSED = (530, 535)  # authentication required / credentials invalid: us, not the address
@@ -51,9 +51,9 @@ def _path(address: str) -> bytes:
 class SmtpPool:
     """N connections; `send` borrows one, uses it, returns it (or replaces it when broken)."""
 
-    def __init__(self, settings: Settings) -> None:
-        s = settings.smtp
-        self._settings = settings
+    def __init__(self, config: SmtpConfig) -> None:
+        s = config
+        self._config = config
         self._size = max(1, s.pool_size)
         self._queue: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
         self._where = f"{s.host}:{s.port}"
@@ -61,12 +61,12 @@ class SmtpPool:
         self._refused: tuple[float, aiosmtplib.SMTPResponseException] | None = None  # the last refused login
 
     def _new(self) -> aiosmtplib.SMTP:
-        s = self._settings.smtp
+        s = self._config
         context = ssl.create_default_context() if s.security != "none" else None
         return aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=s.timeout_seconds, use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False, tls_context=context,
-            username=s.username or None, password=s.password.get_secret_value() or None,
+            username=s.username or None, password=s.password or None,
         )
 
     async def _borrow(self) -> aiosmtplib.SMTP:
