@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import tomllib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -23,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -108,6 +108,7 @@ class SmtpSettings(_Section):
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
+    dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
     dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
 
 
@@ -246,6 +247,14 @@ class Settings(BaseModel):
     value: ValueSettings = ValueSettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
+    # The current HMAC key, read once: about nine signatures per message each asked for it
+    # (a Path and a stat() apiece). Dropped on any assignment and by reload_keys().
+    _key: bytes | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._key = None  # secret_key, secret_key_file or base_dir may have changed
 
     @field_validator("timezone")
     @classmethod
@@ -284,16 +293,17 @@ class Settings(BaseModel):
         pinned = self.hash_key.get_secret_value()
         return _long_enough(pinned.encode(), "hash_key") if pinned else self._current_key()
 
+    def reload_keys(self) -> None:
+        """Read the secret key (file) again on next use: after a rotation, in a long-lived process."""
+        self._key = None
+
     def _current_key(self) -> bytes:
-        value = self.secret_key.get_secret_value()
-        if value:
-            return _long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)")
-        key_file = self.path(self.secret_key_file)
-        try:
-            stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
-        except FileNotFoundError:
-            raise _no_secret_key(key_file) from None
-        return _read_key_file(key_file, stamp)
+        key = self._key
+        if key is None:
+            value = self.secret_key.get_secret_value()
+            key = self._key = (_long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)") if value
+                               else _read_key_file(self.path(self.secret_key_file)))
+        return key
 
     def ensure_secret_key_file(self) -> Path | None:
         """Create the secret key file (0600) when no key is configured; return it if created."""
@@ -313,12 +323,10 @@ def _no_secret_key(key_file: Path) -> ConfigError:
     return ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}")
 
 
-@lru_cache(maxsize=16)
-def _read_key_file(key_file: Path, stamp: int) -> bytes:
-    del stamp  # part of the cache key only
+def _read_key_file(key_file: Path) -> bytes:
     try:
         text = key_file.read_text().strip()
-    except FileNotFoundError:  # removed between the stat and the read
+    except FileNotFoundError:
         raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")

@@ -68,8 +68,7 @@ def _install_template(settings: Settings, name: str) -> None:
     (a marketer may edit the copy; theirs is kept)."""
     import shutil
 
-    from campaigns.demo.run import shipped_templates
-    from campaigns.templates_store import templates_root
+    from campaigns.templates_store import shipped_templates, templates_root
 
     target = templates_root(settings) / name
     if not target.exists():

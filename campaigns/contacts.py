@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from campaigns import consent as ledger
 from campaigns.config import Settings
 from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
-from campaigns.errors import ConflictError, InputError, NotFoundError, RowError
+from campaigns.errors import ConflictError, InputError, RowError
 from campaigns.models import ConsentEvent, Contact, Delivery, Event, Suppression
 from campaigns.signing import address_hash
 from campaigns.suppression import add_hash, check_channel
@@ -373,21 +373,10 @@ def add_contact(session: Session, settings: Settings, values: dict[str, str]) ->
 
 
 def find_contact(session: Session, ref: str, settings: Settings | None = None) -> Contact:
-    """A contact by '#id', external_id, email, phone (E.164) or numeric id, in that order."""
-    ref = ref.strip()
-    if ref.startswith("#") and ref[1:].isdigit():
-        contact = session.get(Contact, int(ref[1:]))
-    else:
-        contact = session.scalar(select(Contact).where(Contact.external_id == ref))
-        if contact is None and "@" in ref:
-            contact = session.scalar(select(Contact).where(Contact.email == ref.lower()))
-        if contact is None and ref.startswith("+"):
-            contact = session.scalar(select(Contact).where(Contact.phone == ref).order_by(Contact.id))
-        if contact is None and ref.isdigit():
-            contact = session.get(Contact, int(ref))
-    if contact is None:
-        raise NotFoundError(f"no contact '{ref}' (give an email, external_id, +phone or #id)")
-    return contact
+    """A contact by '#id', external_id, email, phone (E.164) or numeric id (campaigns.contact_ref)."""
+    from campaigns.contact_ref import find_contact as by_ref
+
+    return by_ref(session, ref)
 
 
 def list_contacts(session: Session, search: str | None = None, limit: int = 50, offset: int = 0) -> tuple[int, list[Contact]]:

@@ -24,12 +24,15 @@ def demo(dir: Path = typer.Option(Path("demo"), "--dir", help="A new or empty fo
     from campaigns.cli.report import _print_campaign
     from campaigns.config import load_settings
     from campaigns.context import App
-    from campaigns.demo.run import prepare, run_demo
+    from campaigns.demo.run import Scheduler, prepare, run_demo
     from campaigns.reports.campaign import campaign_report, overview
     from campaigns.reports.html import campaign_page
+    from scheduler.dispatcher import Dispatcher
+    from scheduler.jobs import tick
 
     prepare(dir, force)
-    result = run_demo(dir, contacts, seed, say=lambda line: console.print(f"[dim]·[/dim] {line}"))
+    parts = Scheduler(tick=tick, dispatcher=lambda a: Dispatcher(a, worker_name="demo"))
+    result = run_demo(dir, parts, contacts, seed, say=lambda line: console.print(f"[dim]·[/dim] {line}"))
     app = App(load_settings(dir / "config.toml", environ={}))
     with app.session() as s:
         rows = overview(s, app.settings)

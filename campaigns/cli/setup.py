@@ -98,8 +98,9 @@ def config_check(ctx: typer.Context) -> None:
     for line in startup_warnings(a.settings, serving=False):
         warn(line)
     if signer is not None:
-        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} "
-           "(`campaigns config dkim` prints the DNS record)")
+        ed = f" and s={signer.ed25519_selector.decode()} (ed25519-sha256)" if signer.ed25519_key else ""
+        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} (rsa-sha256){ed} "
+           "(`campaigns config dkim` prints the DNS records)")
 
 
 def sending_problems(settings: Settings) -> list[str]:
@@ -116,23 +117,23 @@ def sending_problems(settings: Settings) -> list[str]:
 
 @config_app.command("dkim")
 def config_dkim(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Print the DNS TXT record that publishes the DKIM key set in [smtp]."""
+    """Print the DNS TXT records that publish the DKIM keys set in [smtp] (RSA, and Ed25519 if set)."""
     signer = dkim_signing.signer(get_app(ctx).settings)
     if signer is None:
         raise ConfigError("DKIM is off: set [smtp] dkim_domain, dkim_selector and dkim_private_key_file")
-    strings = txt_strings(signer.record_value)
-    record = {"name": signer.record_name, "type": "TXT", "value": signer.record_value, "strings": strings}
+    records = [{"name": name, "type": "TXT", "value": value, "strings": txt_strings(value)} for name, value in signer.records]
     if as_json:
-        print_json(record)
+        print_json({**records[0], **({"ed25519": records[1]} if len(records) > 1 else {})})
         return
     # Printed unfolded, so each line copies out of the terminal whole. A TXT record's
     # strings hold at most 255 characters each (RFC 1035); DNS joins them back into one value.
-    console.print("Publish this TXT record in DNS:", highlight=False)
-    console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
-    console.print(f"  in a zone file, as strings of <= {TXT_STRING_MAX} characters (DNS joins them):", highlight=False)
-    console.print(f"    {record['name']}. IN TXT ( " + " ".join(f'"{part}"' for part in strings) + " )",
-                  soft_wrap=True, highlight=False, markup=False)
-    console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
+    console.print(f"Publish {'these TXT records' if len(records) > 1 else 'this TXT record'} in DNS:", highlight=False)
+    for record in records:
+        console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
+        console.print(f"  in a zone file, as strings of <= {TXT_STRING_MAX} characters (DNS joins them):", highlight=False)
+        console.print(f"    {record['name']}. IN TXT ( " + " ".join(f'"{part}"' for part in record["strings"]) + " )",
+                      soft_wrap=True, highlight=False, markup=False)
+        console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
 
 
 TXT_STRING_MAX = 255

@@ -10,7 +10,6 @@ import sys
 from email import policy
 from typing import Optional
 
-import aiosmtplib
 import typer
 from rich.markup import escape
 from sqlalchemy import select
@@ -45,6 +44,8 @@ from campaigns.templates_store import (
     template_names,
 )
 from campaigns.timespec import utcnow
+from scheduler.channels import Channel, OutgoingEmail, SendResult
+from scheduler.transport import email_channel
 
 app = typer.Typer(help="Message templates: list, lint, check, render a preview, send a test.", no_args_is_help=True)
 
@@ -187,17 +188,34 @@ def _deliver_test(settings: Settings, name: str, out: RenderedEmail | RenderedSm
         path = outbox / f"test-{name}-{stamp}-{secrets.token_hex(3)}.eml"
         safe_files.write_new_private(path, out.data)
         return str(path)
+    # The dispatcher's own SMTP channel, so a test travels the path a campaign's messages do.
     smtp = settings.smtp
-    try:
-        asyncio.run(aiosmtplib.send(
-            out.data, sender=out.mail_from, recipients=[out.to], hostname=smtp.host, port=smtp.port,
-            username=smtp.username or None, password=smtp.password.get_secret_value() or None,
-            use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls",
-            timeout=smtp.timeout_seconds))
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CampaignsError(f"could not send through SMTP {smtp.host}:{smtp.port}: {reason}") from None
+    result = asyncio.run(_send_once(email_channel(settings), OutgoingEmail(
+        key=f"test-{name}-{stamp}", mail_from=out.mail_from, to=out.to, data=out.data, message_id=out.message_id)))
+    if result.outcome != "sent":
+        reason = (result.detail or "").splitlines()[0] if result.detail else result.outcome
+        raise CampaignsError(f"could not send through SMTP {smtp.host}:{smtp.port}: {_MEANS[result.outcome]} ({reason})")
     return f"SMTP {smtp.host}:{smtp.port}"
+
+
+# The channel's outcome (the dispatcher's vocabulary) in a marketer's words.
+_MEANS = {
+    "hard_bounce": "the server says this address does not exist",
+    "policy": "the server refuses mail from us (a policy or reputation block)",
+    "transient": "a temporary failure, try again",
+    "unknown": "the connection was lost after the message was handed over; it may still arrive",
+    "failed": "the server refused this message",
+    "suppressed": "the address is suppressed",
+    "sent": "sent",
+}
+
+
+async def _send_once(channel: Channel, message: OutgoingEmail) -> SendResult:
+    """One message through a channel, connections closed afterwards."""
+    try:
+        return await channel.send(message)
+    finally:
+        await channel.close()
 
 
 @app.command("send-test")
