@@ -23,6 +23,8 @@ EXAMPLES: dict[str, list[str]] = {
     "resume": ["campaigns resume thanks"],
     "cancel": ["campaigns cancel thanks"],
     "send": ["campaigns send thanks --dry-run", "campaigns send thanks --now"],
+    "retry": ["campaigns retry thanks", "campaigns resume thanks"],
+    "calendar": ["campaigns calendar", "campaigns calendar --days 60 --json"],
     "daemon": ["campaigns daemon", "campaigns daemon --no-tracking -v"],
     "worker": ["campaigns worker --name mail-2"],
     "status": ["campaigns status", "campaigns status --json"],

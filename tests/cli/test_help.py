@@ -67,14 +67,14 @@ def test_arguments_are_named_in_capitals_and_flags_take_no_value(tmp_path: Path,
     monkeypatch.setenv("COLUMNS", "120")
     text = _help(tmp_path, ("send",))
     assert "Usage: campaigns send [OPTIONS] NAME" in text
-    assert re.search(r"--now\s+Plan a run", text)
+    assert re.search(r"--now\s+An extra run now", text)
     text = _help(tmp_path, ("contacts", "import"))
     assert re.search(r"--consent\s+\[email\|sms\]", text) and re.search(r"--source\s+SOURCE", text)
 
 
 def test_markup_in_help_text_is_printed_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "160")
-    assert "DKIM key set in [smtp]" in _help(tmp_path, ("config", "dkim"))
+    assert "DKIM keys set in [smtp]" in _help(tmp_path, ("config", "dkim"))
     assert "[tracking] host:port" in _help(tmp_path, ("track", "serve"))
 
 

@@ -86,10 +86,10 @@ def test_delete_removes_a_draft_but_never_one_with_history(shop) -> None:
     r = shop("delete", "oops", "--yes")
     assert r.exit_code == 0, r.output
     assert shop("show", "oops").exit_code == 1
-    assert shop("new", "sent", "--segment", "all", "--channel", "email", "--template", "welcome").exit_code == 0
-    assert shop("send", "sent", "--now").exit_code == 0
-    r = shop("delete", "sent", "--yes")
-    assert r.exit_code == 1 and "cannot be deleted" in r.stderr
+    assert shop("new", "once", "--segment", "all", "--channel", "email", "--template", "welcome").exit_code == 0
+    assert shop("send", "once", "--now").exit_code == 0
+    r = shop("delete", "once", "--yes")  # a manual campaign that sent is 'sent', not a draft: it has history
+    assert r.exit_code == 1 and "only a draft can be deleted" in r.stderr
     assert shop("new", "live", "--segment", "all", "--channel", "email", "--template", "welcome",
                 "--at", "2030-01-01 09:00", "--activate").exit_code == 0
     r = shop("delete", "live", "--yes")
