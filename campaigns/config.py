@@ -88,6 +88,7 @@ class SendingSettings(_Section):
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = Field(default=1.0, gt=0)
+    postal_address: str = ""  # the sender's postal address, in every marketing email's footer
     # Throttles enforced at hand-over, shared by every worker: all messages, and per recipient domain.
     max_per_minute: int | None = Field(default=None, gt=0)
     domain_limits: dict[str, int] = {}
@@ -101,6 +102,9 @@ class SmtpSettings(_Section):
     security: Literal["none", "starttls", "tls"] = "none"
     pool_size: int = Field(default=8, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    helo_name: str = ""  # the name we give in EHLO; empty: this machine's fully qualified name
+    ca_file: str = ""  # PEM CA bundle to trust (a private CA) instead of the system's
+    server_name: str = ""  # the name the server's certificate must carry; empty: host
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
@@ -127,6 +131,10 @@ class TrackingSettings(_Section):
     port: int = Field(default=8080, gt=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
+    utm_source_email: str = "newsletter"  # utm_source and utm_medium added to links, per channel
+    utm_medium_email: str = "email"
+    utm_source_sms: str = "sms"
+    utm_medium_sms: str = "sms"
     # Authenticates webhooks (bounce, purchase, inbound SMS from the webhook provider). Its own
     # secret, not the link-signing key: a shop platform holding it cannot forge links, and
     # rotating it leaves the links in mail already sent working.

@@ -60,7 +60,7 @@ def ensure_campaign(session: Session, settings: Settings, channel: str) -> Campa
         create_segment(session, settings, segment, _AUDIENCE[channel],
                        "Everyone reachable on the channel; the request campaign narrows it to open requests")
     return create_campaign(session, settings, name, CampaignSpec(
-        segment=segment, channel=channel, template=TEMPLATES[channel], cron=EVERY, cap="none", transactional=True))
+        segment=segment, channel=channel, template=TEMPLATES[channel], cron=EVERY, cap="none", transactional=True), activate=True)
 
 
 def _install_template(settings: Settings, name: str) -> None:

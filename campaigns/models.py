@@ -220,6 +220,7 @@ class Campaign(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column()  # `campaigns activate`: nothing fires before it
     segment: Mapped[Segment] = relationship(lazy="joined")
 
 

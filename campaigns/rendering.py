@@ -204,6 +204,7 @@ def build_context(
         "lifecycle": lifecycle, "rfm_segment": rfm_segment,
         "unsubscribe_url": links.unsubscribe_url(settings, delivery_id),
         "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
+        "postal_address": settings.sending.postal_address,
         "now": utcnow(), "coupon": coupon,
         **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
            if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
@@ -211,7 +212,8 @@ def build_context(
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
-                             "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text"})
+                             "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text",
+                             "postal_address"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 

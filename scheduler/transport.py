@@ -16,7 +16,9 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     """The `[smtp]` section as the SMTP pool's config."""
     s = settings.smtp
     return SmtpConfig(host=s.host, port=s.port, username=s.username, password=s.password.get_secret_value(),
-                      security=s.security, pool_size=s.pool_size, timeout_seconds=s.timeout_seconds)
+                      security=s.security, pool_size=s.pool_size, timeout_seconds=s.timeout_seconds,
+                      helo_name=s.helo_name, ca_file=str(settings.path(s.ca_file)) if s.ca_file else "",
+                      server_name=s.server_name)
 
 
 def sms_config(settings: Settings) -> SmsConfig:

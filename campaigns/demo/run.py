@@ -174,7 +174,7 @@ def run_demo(folder: Path, scheduler: Scheduler, contacts: int = 2000, seed: int
                                        quiet_hours="21:00-08:00", local_time=False),
         }
         for name, spec in specs.items():
-            create_campaign(s, settings, name, spec, now=start - timedelta(minutes=1))  # just before the simulated launch
+            create_campaign(s, settings, name, spec, now=start - timedelta(minutes=1), activate=True)  # live, just before the simulated launch
     say("defined segments at-risk, new-customers, vip and campaigns winback (30% holdout), welcome-drip, flash-sale")
 
     sim = [start]

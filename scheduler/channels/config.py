@@ -19,6 +19,9 @@ class SmtpConfig:
     security: Literal["none", "starttls", "tls"] = "none"
     pool_size: int = 8
     timeout_seconds: float = 30.0
+    helo_name: str = ""  # the name given in EHLO; empty: this machine's fully qualified name
+    ca_file: str = ""  # an absolute path to a PEM CA bundle to trust instead of the system's
+    server_name: str = ""  # the name the certificate must carry; empty: host
 
 
 @dataclass(frozen=True)

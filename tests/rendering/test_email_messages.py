@@ -165,7 +165,8 @@ def test_each_destination_is_registered_once_across_deliveries(rapp):
             render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=make_delivery(s, run, c).id)
     with rapp.session() as s:
         urls = s.scalars(select(TrackedLink.url)).all()
-    assert sorted(urls) == ["https://shop.example.com/help", "https://shop.example.com/new-arrivals"]
+    assert sorted(urls) == ["https://shop.example.com/account/email-preferences", "https://shop.example.com/help",
+                            "https://shop.example.com/new-arrivals"]
 
 
 def test_text_part_is_derived_from_html_when_the_template_has_none(rapp):
