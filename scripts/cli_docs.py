@@ -39,12 +39,10 @@ Context = Any
 
 
 def root_command() -> TyperGroup:
-    """The command group behind the Typer app."""
-    from campaigns.cli import app
+    """The root command group as `campaigns` builds it (commands load lazily on first use)."""
+    from campaigns.cli.root import build
 
-    group = typer.main.get_command(app)
-    assert isinstance(group, TyperGroup)
-    return group
+    return build()
 
 
 def root_context(group: TyperGroup) -> Context:
