@@ -23,6 +23,16 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _peak_mb() -> float:
+    """This process's peak resident set (VmHWM): ru_maxrss would carry the parent's peak over
+    fork and exec, so inside a long pytest run it reported pytest's size, not the probe's."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     modes, source = sys.argv[1:], sys.stdin.read()
     resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
@@ -40,7 +50,7 @@ def main() -> None:
     settings = Settings(secret_key="hostile-probe-secret-key-32-bytes-long")
     engine = create_engine("sqlite://")
     for mode in modes:
-        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        base_rss = _peak_mb()
         start = _cpu()
         outcome, message = "ok", ""
         try:
@@ -55,7 +65,7 @@ def main() -> None:
         except BaseException as exc:
             outcome, message = "crash", f"{type(exc).__name__}: {str(exc)[:200]}"
         cpu = _cpu() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = _peak_mb()
         print(json.dumps({"mode": mode, "outcome": outcome, "message": message, "cpu_s": round(cpu, 3),
                           "peak_mb": round(peak, 1), "base_mb": round(base_rss, 1)}), flush=True)
 
