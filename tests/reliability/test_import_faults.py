@@ -24,7 +24,11 @@ def test_thousand_bad_rows_among_ten_thousand(cli, app, tmp_path, record, db_url
 
     r = cli("contacts", "import", str(path), "--consent", "email", "--source", "reliability")
     assert r.exit_code == 1
-    reported = {int(line.split("line ")[1].split(",")[0]) for line in r.stderr.splitlines() if ": line " in line}
+    shown = {int(line.split("line ")[1].split(",")[0]) for line in r.stderr.splitlines() if ": line " in line}
+    assert shown == set(sorted(bad_lines)[:20])  # the first 20 on the terminal, then a count ...
+    assert "and 980 more bad rows" in r.stderr
+    with open(tmp_path / "contacts.errors.csv", newline="") as fh:  # ... and every one in the errors file
+        reported = {int(row["line"]) for row in csv.DictReader(fh)}
     assert reported == bad_lines
     assert "1000 of 10000 rows are invalid; nothing was imported" in r.stderr
     assert _count(app, Contact) == 0 and _count(app, ConsentEvent) == 0
@@ -36,7 +40,8 @@ def test_thousand_bad_rows_among_ten_thousand(cli, app, tmp_path, record, db_url
         rejected = {int(row["line"]) for row in csv.DictReader(fh)}
     assert rejected == bad_lines
 
-    again = cli("contacts", "import", str(path), "--consent", "email", "--source", "reliability", "--skip-invalid")
+    again = cli("contacts", "import", str(path), "--consent", "email", "--source", "reliability", "--skip-invalid",
+                "--force")  # the rejects file of the first run is replaced only when asked
     assert again.exit_code == 0
     assert _count(app, Contact) == 9000 and _count(app, ConsentEvent) == 9000
     record(f"import_malformed_rows[{'postgres' if 'postgresql' in db_url else 'sqlite'}]", CMD,

@@ -327,6 +327,7 @@ def test_config_dkim_prints_both_records(tmp_path, db_url):
     assert d.verify(idx=0, dnsfunc=dns) and d.verify(idx=1, dnsfunc=dns)
     as_json = CliRunner(cfg)("config", "dkim", "--json")
     assert as_json.exit_code == 0 and '"ed25519"' in as_json.stdout and "s1-ed25519._domainkey" in as_json.stdout
+    (tmp_path / "templates").mkdir(exist_ok=True)  # config check also wants the templates folder
     checked = CliRunner(cfg)("config", "check")
     assert checked.exit_code == 0 and "d=example.com s=s1 (rsa-sha256) and s=s1-ed25519 (ed25519-sha256)" in checked.stdout
 
