@@ -36,7 +36,7 @@ def run(scale: str = "default") -> dict[str, float]:
     """Import N contacts both ways; returns rates (rows/s), the ratio and peak memory."""
     n = SCALES[scale]
     folder = Path(tempfile.mkdtemp(prefix="bench-import-"))
-    settings = load_settings(environ={"CAMPAIGNS_SECRET_KEY": "bench"})
+    settings = load_settings(environ={"CAMPAIGNS_SECRET_KEY": "bench-secret-key-of-at-least-32-bytes"})
     path = write_contacts_csv(folder / "contacts.csv", n)
 
     bare_engine = _fresh(folder, "bare.db")

@@ -39,7 +39,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "templates"
 
 def _setup(folder: Path, n: int) -> tuple[Any, Any]:
     shutil.copytree(SHIPPED, folder / "templates")
-    (folder / "config.toml").write_text('secret_key = "bench"\ntemplates_dir = "templates"\n'
+    (folder / "config.toml").write_text('secret_key = "bench-secret-key-of-at-least-32-bytes"\ntemplates_dir = "templates"\n'
                                         '[database]\nurl = "sqlite:///bench.db"\n')
     settings = load_settings(folder / "config.toml", environ={})
     engine = make_engine(settings.database_url)

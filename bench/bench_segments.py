@@ -51,7 +51,7 @@ def _database(scale: str):  # type: ignore[no-untyped-def]
     folder = Path(os.environ.get("CAMPAIGNS_BENCH_DIR", "/tmp/campaigns-bench"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"segments-{scale}.db"
-    settings = load_settings(environ={"CAMPAIGNS_SECRET_KEY": "bench"})
+    settings = load_settings(environ={"CAMPAIGNS_SECRET_KEY": "bench-secret-key-of-at-least-32-bytes"})
     if not path.exists():
         partial = path.with_suffix(".partial")
         partial.unlink(missing_ok=True)

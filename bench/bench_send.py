@@ -45,7 +45,7 @@ def _config(folder: Path, port: int, dkim: bool = False) -> Path:
     path = folder / "config.toml"
     signing = (f'dkim_domain = "example.com"\ndkim_selector = "bench"\ndkim_private_key_file = "{DKIM_KEY}"\n'
                if dkim else "")
-    path.write_text(f'secret_key = "bench-secret"\ntemplates_dir = "{ROOT / "templates"}"\n'
+    path.write_text(f'secret_key = "bench-secret-key-of-at-least-32-bytes"\ntemplates_dir = "{ROOT / "templates"}"\n'
                     f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n'
                     f'[sending]\ntransport = "smtp"\nbatch_size = 500\nconcurrency = {POOL * 2}\n'
                     f'[smtp]\nhost = "127.0.0.1"\nport = {port}\npool_size = {POOL}\n{signing}'

@@ -50,7 +50,7 @@ def _setup(folder: Path, port: int) -> tuple[Path, list[str]]:
     from scheduler.dispatcher import Dispatcher
 
     config = folder / "config.toml"
-    config.write_text(f'secret_key = "bench-secret"\ntemplates_dir = "{ROOT / "templates"}"\n'
+    config.write_text(f'secret_key = "bench-secret-key-of-at-least-32-bytes"\ntemplates_dir = "{ROOT / "templates"}"\n'
                       f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n'
                       f'[sending]\ntransport = "file"\noutbox_dir = "{folder / "outbox"}"\n'
                       f'[tracking]\nhost = "127.0.0.1"\nport = {port}\npublic_url = "http://127.0.0.1:{port}"\n'

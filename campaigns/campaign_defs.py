@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -31,6 +31,7 @@ from campaigns.timespec import (
     utcnow,
 )
 
+LATE_POLICIES = ("skip", "send")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -54,6 +55,7 @@ class CampaignSpec:
     attribution_window: str | None = None
     utm_campaign: str | None = None
     grace: str | None = None
+    late: str | None = None
     cost_per_message: float | None = None
     transactional: bool | None = None
 
@@ -128,7 +130,7 @@ def check_ready(session: Session, settings: Settings, campaign: Campaign) -> Non
             raise InputError(f"template {name} does not lint clean: {errors[0]} (run `campaigns templates lint {name}`)")
 
 
-def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec) -> None:
+def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec, now: datetime | None = None) -> None:
     if spec.segment is not None:
         seg = session.scalar(select(Segment).where(Segment.name == spec.segment))
         if seg is None:
@@ -177,22 +179,42 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.cost_per_message = spec.cost_per_message
     if spec.transactional is not None:
         c.marketing = not spec.transactional
+    if spec.late is not None:
+        if spec.late not in LATE_POLICIES:
+            raise InputError(f"--late: '{spec.late}' is not one of {', '.join(LATE_POLICIES)}")
+        c.late_policy = spec.late
+    if spec.at:
+        _refuse_past(c, spec.at, now or utcnow())
 
 
-def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec) -> Campaign:
-    """A new campaign, scheduled when it has a schedule (else manual), after all checks pass."""
+def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
+    """A one-off time already gone would never fire: say so now (local time: gone in every zone)."""
+    assert c.send_at is not None
+    moment = c.send_at
+    if c.local_time:  # the wall-clock time read in the latest zone on Earth (UTC-12)
+        moment = c.send_at.astimezone(check_timezone(c.timezone)).replace(tzinfo=UTC) + timedelta(hours=12)
+    if moment <= now:
+        raise InputError(f"--at: '{text}' is in the past (now is {now.astimezone(check_timezone(c.timezone)):%Y-%m-%d %H:%M} "
+                         f"{c.timezone}); give a future time, or send now with `campaigns send NAME --now`")
+
+
+def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec, now: datetime | None = None) -> Campaign:
+    """A new campaign, scheduled when it has a schedule (else manual), after all checks pass.
+
+    `now` is when it is created (default: the clock); a simulation (the demo) gives its own.
+    """
     if not _NAME.match(name):
         raise InputError(f"NAME: '{name}' must be letters, digits, '.', '_' or '-' (up to 100)")
     if session.scalar(select(Campaign.id).where(Campaign.name == name)):
         raise ConflictError(f"a campaign named {name} already exists (use `campaigns edit`)")
     if spec.segment is None or spec.channel is None:
         raise InputError("--segment and --channel are required")
-    now = utcnow()
+    now = now or utcnow()
     c = Campaign(name=name, channel="email", segment_id=0, schedule_kind="manual", timezone=settings.timezone,
                  variants=[], steps=[], utm={"campaign": name}, holdout_pct=0.0,
                  attribution_window_seconds=int(parse_duration(settings.policy.attribution_window).total_seconds()),
-                 marketing=True, local_time=False, status="draft", created_at=now, updated_at=now)
-    _apply(session, settings, c, spec)
+                 marketing=True, local_time=False, late_policy="skip", status="draft", created_at=now, updated_at=now)
+    _apply(session, settings, c, spec, now)
     check_ready(session, settings, c)
     c.status = "scheduled" if c.schedule_kind != "manual" else "draft"
     session.add(c)
@@ -249,7 +271,7 @@ def describe(c: Campaign) -> dict[str, Any]:
     return {
         "name": c.name, "channel": c.channel, "segment": c.segment.name if c.segment else None,
         "template": c.template_name, "variants": c.variants, "schedule_kind": c.schedule_kind,
-        "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time,
+        "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
         "holdout_pct": c.holdout_pct, "attribution_window": f"{c.attribution_window_seconds // 3600}h",
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,

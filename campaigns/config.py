@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -38,7 +40,7 @@ from campaigns.timespec import (
 ENV_PREFIX = "CAMPAIGNS_"
 # Environment variables with our prefix that are not config keys.
 _NOT_KEYS = {"CONFIG", "DEBUG"}
-_NOT_KEY_PREFIXES = ("TEST_", "BENCH_")
+_NOT_KEY_PREFIXES = ("TEST_", "BENCH_", "RELIABILITY_")
 
 
 def _checked(parse: Any, value: str) -> str:
@@ -71,19 +73,24 @@ class SendingSettings(_Section):
     from_name: str = "Example Shop"
     reply_to: str = ""
     return_path_domain: str = ""
-    batch_size: int = 200
-    concurrency: int = 16
-    lease_seconds: int = 300
-    max_attempts: int = 6
+    # Sizes must be positive: batch_size = 0 never sends, and says nothing.
+    batch_size: int = Field(default=200, gt=0)
+    concurrency: int = Field(default=16, gt=0)
+    lease_seconds: int = Field(default=300, gt=0)
+    max_attempts: int = Field(default=6, gt=0)
     retry_base_seconds: float = 60.0
     max_retry_age_hours: float = 48.0
     resend_unknown: bool = False
     auto_pause_bounce_rate: float = 0.05
     auto_pause_failure_rate: float = 0.25
     auto_pause_min_sample: int = 200
+    auto_pause_window_minutes: int = Field(default=60, gt=0)  # rates judge outcomes this recent (and since a resume)
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
-    poll_seconds: float = 1.0
+    poll_seconds: float = Field(default=1.0, gt=0)
+    # Throttles enforced at hand-over, shared by every worker: all messages, and per recipient domain.
+    max_per_minute: int | None = Field(default=None, gt=0)
+    domain_limits: dict[str, int] = {}
 
 
 class SmtpSettings(_Section):
@@ -92,8 +99,8 @@ class SmtpSettings(_Section):
     username: str = ""
     password: SecretStr = SecretStr("")
     security: Literal["none", "starttls", "tls"] = "none"
-    pool_size: int = 8
-    timeout_seconds: float = 30.0
+    pool_size: int = Field(default=8, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
@@ -111,11 +118,12 @@ class SmsSettings(_Section):
     stop_confirmation_text: str = "You are unsubscribed and will get no more messages. Reply START to resubscribe."
     start_confirmation_text: str = "You are subscribed again. Reply STOP to opt out."
     timeout_seconds: float = 15.0
+    max_segments: int = Field(default=6, ge=1, le=50)  # a longer render fails its delivery instead of billing 787 parts
 
 
 class TrackingSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, gt=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
     # Authenticates webhooks (bounce, purchase, inbound SMS from the webhook provider). Its own
@@ -130,6 +138,15 @@ class TrackingSettings(_Section):
         """The current webhook secret first, then previous ones; empty when webhooks are off."""
         keys = [self.webhook_secret, *self.previous_webhook_secrets]
         return [k.get_secret_value().encode() for k in keys if k.get_secret_value()]
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http(cls, v: str) -> str:
+        # Every link and List-Unsubscribe header is built on it: a relative or odd URL breaks them all.
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL, e.g. https://t.example.com")
+        return v
 
 
 class PolicySettings(_Section):
@@ -257,12 +274,12 @@ class Settings(BaseModel):
     def hashing_key(self) -> bytes:
         """Key for suppression hashes; pin `hash_key` before rotating `secret_key`."""
         pinned = self.hash_key.get_secret_value()
-        return pinned.encode() if pinned else self._current_key()
+        return _long_enough(pinned.encode(), "hash_key") if pinned else self._current_key()
 
     def _current_key(self) -> bytes:
         value = self.secret_key.get_secret_value()
         if value:
-            return value.encode()
+            return _long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)")
         key_file = self.path(self.secret_key_file)
         try:
             stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
@@ -297,15 +314,41 @@ def _read_key_file(key_file: Path, stamp: int) -> bytes:
         raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")
-    return text.encode()
+    return _long_enough(text.encode(), f"secret key file {key_file}")
+
+
+MIN_SECRET_KEY_BYTES = 32  # the key signs links and hashes addresses: it must not be guessable
+
+
+def _long_enough(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"{where} is {len(key)} bytes; a secret key must be at least {MIN_SECRET_KEY_BYTES} bytes "
+                          "(e.g. `openssl rand -base64 48`)")
+    return key
+
+
+# Query parameters that carry credentials in the URLs people configure (database drivers,
+# SMS gateways, webhooks): their values are masked wherever a URL is shown.
+_CREDENTIAL_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session", re.IGNORECASE)
 
 
 def safe_url(url: str) -> str:
-    """A database URL with any password masked, for output and logs."""
+    """A URL for output and logs: userinfo and credential-like query values masked."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as its scheme only
+        parts = urlsplit(url)
+    except ValueError:  # an unparsable URL is shown as its scheme only
         return url.split(":", 1)[0] + ":***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{k}=***" if _CREDENTIAL_PARAM.search(unquote(k)) else (f"{k}={v}" if sep else k)
+        for k, sep, v in (pair.partition("=") for pair in parts.query.split("&") if pair)
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    head = f"{parts.scheme}://{netloc}" if url[len(parts.scheme) + 1:].startswith("//") else f"{parts.scheme}:"
+    return head + parts.path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def find_config_file(

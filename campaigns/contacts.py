@@ -153,7 +153,7 @@ class _ConsentPlan:
 def import_contacts(
     session: Session, settings: Settings, path: Path, *, encoding: str = "utf-8",
     consent_channels: Iterable[str] = (), source: str | None = None, consent_text: str | None = None,
-    skip_invalid: bool = False, progress: Progress | None = None,
+    skip_invalid: bool = False, progress: Progress | None = None, force: bool = False,
 ) -> ImportResult:
     """Stream a contacts CSV into the database in one transaction (the caller commits).
 
@@ -166,7 +166,7 @@ def import_contacts(
     plan = _ConsentPlan(channels, (source or f"import:{path.name}").strip(), consent_text)
     src = CsvSource(Path(path), encoding, required_any=("email", "phone"), progress=progress)
     result = ImportResult()
-    rejections = Rejections(src, skip_invalid)
+    rejections = Rejections(src, skip_invalid, force)  # force: replace an old rejects file
     chunk: list[ContactData] = []
     keys: set[str] = set()
     try:

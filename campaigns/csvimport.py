@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from campaigns import csv_output, safe_files
 from campaigns.errors import ImportFailed, InputError, RowError
 
 Progress = Callable[[int], None]  # called with the bytes read so far
@@ -128,28 +129,35 @@ def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int]:
 
 
 class RejectWriter:
-    """Writes rejected rows with their line and reason to a CSV beside the input."""
+    """Writes rejected rows with their line and reason to a CSV beside the input.
 
-    def __init__(self, source: Path) -> None:
+    The file is private (0600: the rows hold personal data), written to a temporary file
+    and renamed into place (never through a symlink), and an existing one is replaced
+    only with `force`."""
+
+    def __init__(self, source: Path, force: bool = False) -> None:
         self.path = source.with_name(source.stem + ".rejected.csv")
+        safe_files.check_replace(self.path, force)
         self._fh: IO[str] | None = None
+        self._tmp: str | None = None
         self._writer: Any = None
         self.count = 0
 
     def write(self, header: list[str], line: int, row: dict[str, str], error: RowError) -> None:
         """Record one rejected row."""
         if self._writer is None:
-            self._fh = open(self.path, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._fh)
+            self._fh, self._tmp = safe_files.open_temp_beside(self.path)
+            self._writer = csv_output.writer(self._fh)
             self._writer.writerow(["line", "field", "error", *[h for h in header if h]])
         self._writer.writerow([line, error.field or "", error.reason, *[row.get(h, "") for h in header if h]])
         self.count += 1
 
     def close(self) -> None:
-        """Flush and close; removes a stale rejects file when nothing was rejected."""
-        if self._fh is not None:
+        """Flush and move into place; removes a stale rejects file when nothing was rejected."""
+        if self._fh is not None and self._tmp is not None:
             self._fh.close()
-        elif self.path.exists():
+            os.replace(self._tmp, self.path)
+        elif os.path.lexists(self.path):
             os.unlink(self.path)
 
 
@@ -170,10 +178,10 @@ class ImportResult:
 class Rejections:
     """Collects row errors; with skip_invalid they go to the rejects file, else they fail the import."""
 
-    def __init__(self, source: CsvSource, skip_invalid: bool) -> None:
+    def __init__(self, source: CsvSource, skip_invalid: bool, force: bool = False) -> None:
         self.source = source
         self.errors: list[RowError] = []
-        self._writer = RejectWriter(source.path) if skip_invalid else None
+        self._writer = RejectWriter(source.path, force) if skip_invalid else None
 
     def reject(self, error: RowError, row: dict[str, str] | None = None) -> None:
         """Record one bad row."""

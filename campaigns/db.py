@@ -6,6 +6,7 @@ and CLI can share one file. The schema is created by Alembic only (`campaigns in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -57,6 +58,19 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _private_file(path: Path) -> None:
+    """The SQLite file holds personal data: create it 0600 (SQLite gives its -wal and -shm
+    files the same mode), and take group and other access off an existing one we own."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # a read-only folder and the like: SQLite reports it in its own words
+
+
 def make_engine(url: str, echo: bool = False) -> Engine:
     """An engine with our connection settings; a bad URL is a ConfigError."""
     try:
@@ -70,6 +84,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             folder = Path(db).parent
             if not folder.exists():
                 raise ConfigError(f"database url: folder {folder} does not exist")
+            _private_file(Path(db))
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

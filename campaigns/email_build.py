@@ -17,6 +17,7 @@ from email.utils import formataddr
 from functools import lru_cache
 
 from campaigns.errors import InputError
+from campaigns.invisible import strip_invisible
 
 # Control characters (and the Unicode line separators some parsers honour) never belong
 # in a header value; TAB is allowed only as folding whitespace, which we add ourselves.
@@ -56,7 +57,9 @@ def check_address(name: str, value: str) -> str:
 
 
 def _encoded(name: str, value: str) -> bytes:
-    """`Name: value` folded, with RFC 2047 encoded words when the value is not ASCII."""
+    """`Name: value` folded, with RFC 2047 encoded words when the value is not ASCII
+    (bidi overrides and zero-width characters removed)."""
+    value = strip_invisible(value)
     check_header(name, value)
     if value.isascii() and len(name) + len(value) + 2 <= 78:
         return f"{name}: {value}".encode("ascii") + CRLF
@@ -67,6 +70,7 @@ def _encoded(name: str, value: str) -> bytes:
 
 def mailbox(name: str, display: str, address: str) -> str:
     """`Display <address>` with the display name quoted or encoded as needed."""
+    display = strip_invisible(display)
     check_header(name, display)
     address = check_address(name, address)
     return formataddr((display, address), charset="utf-8") if display else address

@@ -202,6 +202,8 @@ class Campaign(Base):
     steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     local_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    # local time: recipients whose moment had passed when the campaign was created: skip | send
+    late_policy: Mapped[str] = mapped_column(String(10), default="skip", server_default="skip")
     quiet_hours: Mapped[str | None] = mapped_column(String(20))
     frequency_cap: Mapped[str | None] = mapped_column(String(20))
     throttle_per_minute: Mapped[int | None] = mapped_column(Integer)
@@ -345,6 +347,18 @@ class Coupon(Base):
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id", ondelete="SET NULL"))
     assigned_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendWindow(Base):
+    """Messages handed over in one minute for one throttle scope ("all", "campaign:7",
+    "domain:gmail.com"): the shared record that lets every worker keep the same rate."""
+
+    __tablename__ = "send_window"
+    __table_args__ = (UniqueConstraint("scope", "minute"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(300))
+    minute: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ProcessHeartbeat(Base):

@@ -115,12 +115,12 @@ def parse_purchase_row(row: dict[str, str], line: int, settings: Settings) -> Pu
 
 def import_purchases(
     session: Session, settings: Settings, path: Path, *, encoding: str = "utf-8",
-    skip_invalid: bool = False, progress: Progress | None = None, on_chunk: PurchaseHook | None = None,
+    skip_invalid: bool = False, progress: Progress | None = None, force: bool = False, on_chunk: PurchaseHook | None = None,
 ) -> ImportResult:
     """Stream an orders CSV in one transaction; bad rows fail the whole file unless skipped."""
     src = CsvSource(Path(path), encoding, required_any=("order_id",), progress=progress)
     result = ImportResult()
-    rejections = Rejections(src, skip_invalid)
+    rejections = Rejections(src, skip_invalid, force)  # force: replace an old rejects file
     chunk: list[PurchaseData] = []
     seen: set[str] = set()
     try:

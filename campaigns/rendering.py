@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 import css_inline
+import dkim as dkimpy  # `dkim` is also render_delivery's bool parameter
 import inscriptis
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template as JinjaTemplate
@@ -35,7 +36,10 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     MAX_RENDER_SECONDS,
     TEXT_ENV,
     CapExceeded,
+    check_html_nesting,
+    compile_checked,
     render_capped,
+    template_line,
 )
 from campaigns.templates_store import MessageTemplate
 from campaigns.timespec import utcnow
@@ -123,8 +127,8 @@ def derive_text_source(html_source: str) -> str | None:
 def _derived_text(html: str) -> JinjaTemplate | None:
     source = derive_text_source(html)
     try:
-        return TEXT_ENV.from_string(source) if source is not None else None
-    except TemplateError:  # entities that decode to Jinja syntax: derive per message instead
+        return compile_checked(TEXT_ENV, source) if source is not None else None
+    except (TemplateError, CapExceeded):  # entities that decode to Jinja syntax: derive per message instead
         return None
 
 
@@ -144,16 +148,21 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
             return hit
     try:
         if tmpl.channel == "sms":
-            compiled = _Compiled(None, None, None, False, TEXT_ENV.from_string(tmpl.sms_body or ""), False)
+            compiled = _Compiled(None, None, None, False, compile_checked(TEXT_ENV, tmpl.sms_body or ""), False)
         else:
             html = tmpl.html or ""
-            subject, body = TEXT_ENV.from_string(tmpl.subject or ""), HTML_ENV.from_string(html)
-            text = TEXT_ENV.from_string(tmpl.text) if tmpl.text is not None else _derived_text(html)
+            subject, body = compile_checked(TEXT_ENV, tmpl.subject or ""), compile_checked(HTML_ENV, html)
+            text = compile_checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(html)
             compiled = _Compiled(subject, body, text, text is None, None,
                                  "<style" in html.lower() or "<link" in html.lower())
     except TemplateError as exc:
-        where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)
+        where = f" line {lineno}" if lineno else ""
         raise RenderError(f"template '{tmpl.name}'{where}: {exc.message or exc}") from None
+    except CapExceeded as exc:
+        raise RenderError(f"template '{tmpl.name}': {exc}") from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # nesting too deep, a 5,000-digit literal
+        raise RenderError(f"template '{tmpl.name}': cannot be compiled: {type(exc).__name__}") from None
     with _COMPILED_LOCK:
         _COMPILED[key] = compiled
         if len(_COMPILED) > 256:
@@ -217,24 +226,25 @@ def _pixel(doc: str, url: str) -> str:
 def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any]) -> str:
     try:
         return render_capped(template, context)
-    except UndefinedError as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc.message} "
-                          "(use |default(...) for fields some contacts lack)") from None
-    except CapExceeded as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
-    except CampaignsError as exc:  # an empty coupon pool, a bad pool name
-        raise RenderError(f"template '{tmpl.name}' ({part}): {exc}") from None
-    except TemplateError as exc:  # sandbox violations are SecurityError, a TemplateError
-        raise RenderError(f"template '{tmpl.name}' ({part}): refused: {exc.message or exc}") from None
-    except (RecursionError, MemoryError):
-        raise RenderError(f"template '{tmpl.name}' ({part}): too deep or too large; refused") from None
-    except TypeError as exc:
-        if "no loader" in str(exc):
-            raise RenderError(f"template '{tmpl.name}' ({part}): include/import/extends are not supported; "
-                              "templates are self-contained") from None
-        raise RenderError(f"template '{tmpl.name}' ({part}): TypeError: {exc}") from None
-    except Exception as exc:
-        raise RenderError(f"template '{tmpl.name}' ({part}): {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # a template's failure fails its delivery only
+        line = template_line(exc)
+        raise RenderError(f"template '{tmpl.name}' ({part}{f' line {line}' if line else ''}): "
+                          f"{_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """What a report shows for a render that failed."""
+    if isinstance(exc, UndefinedError):
+        return f"{exc.message} (use |default(...) for fields some contacts lack)"
+    if isinstance(exc, (CapExceeded, CampaignsError)):  # caps; an empty coupon pool, a bad pool name
+        return str(exc)
+    if isinstance(exc, TemplateError):  # sandbox violations are SecurityError, a TemplateError
+        return f"refused: {exc.message or exc}"
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return "too deep or too large; refused"
+    if isinstance(exc, TypeError) and "no loader" in str(exc):
+        return "include/import/extends are not supported; templates are self-contained"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def render_delivery(
@@ -260,7 +270,10 @@ def render_delivery(
     doc = _run(template, "html", compiled.html, ctx)
     if compiled.has_css:
         try:
+            check_html_nesting(doc)  # the inliner's parser crashes the process on very deep nesting
             doc = _INLINER.inline(doc)
+        except CapExceeded as exc:
+            raise RenderError(f"template '{template.name}' (html): {exc}") from None
         except ValueError as exc:
             raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
     if compiled.text is not None:
@@ -306,7 +319,7 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
     if dkim_signer is not None:
         try:
             data = dkim_signer.sign(data)
-        except dkim.DKIMException as exc:
+        except dkimpy.DKIMException as exc:
             raise RenderError(f"template '{template.name}': DKIM signing failed: {exc}") from None
     return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
 
@@ -316,7 +329,7 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not contact.phone:
         raise RenderError(f"contact #{contact.id} has no phone number")
     assert compiled.sms is not None
-    body = _run(template, "sms", compiled.sms, ctx).strip()
+    body = sms_text.clean(_run(template, "sms", compiled.sms, ctx)).strip()
     try:
         body = linker.text(body).replace(_DATA_MARK, "")
     except InputError as exc:
@@ -326,4 +339,9 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not body:
         raise RenderError(f"template '{template.name}': the SMS is empty for this contact")
     enc = sms_text.encoding_for(body)
-    return RenderedSms(contact.phone, body, enc, sms_text.segment_count(body, enc))
+    segments = sms_text.segment_count(body, enc)
+    try:
+        sms_text.check_segments(segments, settings.sms.max_segments)
+    except sms_text.TooLong as exc:
+        raise RenderError(f"template '{template.name}': {exc}") from None
+    return RenderedSms(contact.phone, body, enc, segments)

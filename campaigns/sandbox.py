@@ -1,9 +1,14 @@
-"""The Jinja2 sandbox marketers' templates render in, with caps on time and output size.
+"""The Jinja2 sandbox marketers' templates render in, with caps on time and size.
 
 `ImmutableSandboxedEnvironment` with `StrictUndefined` refuses attribute walks and
-mutation; on top of it, operators, methods and filters that can grow a value are size
-checked, and a watchdog thread interrupts a render that runs past its time cap (Jinja
-loops offer no hook where a clock could be checked).
+mutation. On top of it every operation that can grow a value is measured before it runs
+(`campaigns.sandbox_limits`): operators, calls, every filter, `~`, list and dict
+literals, and the buffers of `{% set %}` blocks and macros. Nothing runs at compile time:
+Jinja's constant folding is off (`optimized=False`) and the output finalizer needs the
+render context, so `{{ "%(a)300000000d"|format(a=1) }}` is only evaluated, and refused,
+when rendered. A watchdog thread interrupts a render that runs past its time cap (Jinja
+loops offer no hook where a clock could be checked); the size checks exist because it
+cannot interrupt one long C call.
 """
 
 from __future__ import annotations
@@ -12,138 +17,209 @@ import ctypes
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Undefined, nodes, pass_context
 from jinja2 import Template as JinjaTemplate
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.nodes import EvalContext
+from jinja2.nodes import Concat, Const, Dict, List, Tuple
+from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-# -- the sandbox and its caps ---------------------------------------------------------
-MAX_OUTPUT_CHARS = 1_000_000  # one rendered part; a real email is a few dozen KB
+from campaigns.sandbox_filters import guard_filter
+from campaigns.sandbox_limits import (
+    MAX_FORMAT_WIDTH,
+    MAX_INT_BITS,
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_BYTES,
+    MAX_VALUE_BYTES,
+    CapExceeded,
+    check,
+    check_all,
+    check_binop,
+    check_brace_spec,
+    check_html_nesting,
+    check_percent_spec,
+    end_budget,
+    materialise,
+    start_budget,
+)
+
+__all__ = ["HTML_ENV", "MAX_FORMAT_WIDTH", "MAX_INT_BITS", "MAX_OUTPUT_CHARS", "MAX_RENDER_BYTES",
+           "MAX_RENDER_SECONDS", "MAX_TEMPLATE_CODE", "MAX_TEMPLATE_NODES", "MAX_VALUE_BYTES", "TEXT_ENV",
+           "CapExceeded", "check_html_nesting", "compile_checked", "parse_checked", "render_capped", "template_line"]
+
 MAX_RENDER_SECONDS = 2.0
-# str methods that can grow a string by an argument's size; the filters of the same name
-# are wrapped below with size checks instead.
+MAX_TEMPLATE_CODE = 20_000  # characters inside tags; a rich newsletter has about 2,000
+MAX_TEMPLATE_NODES = 10_000
+_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.DOTALL)
+# Methods that can grow a value far past their operands in one C call; the filters of the
+# same name are size checked instead.
 _GROWING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join",
-                              "format_map"})
-_WIDE_SPEC = re.compile(r"%[-#0 +]*(?:\*|\d{5,})|%[-#0 +]*\d*\.(?:\*|\d{5,})|\{[^{}]*:[^{}]*\d{5,}[^{}]*\}")
-
-
-class CapExceeded(Exception):
-    """A render went past the time or size cap."""
+                              "format_map", "translate", "maketrans", "to_bytes"})
+_SPLITTING_METHODS = frozenset({"split", "rsplit", "splitlines"})  # one list item per few characters
 
 
 class _Timeout(BaseException):
     """Raised asynchronously into a render that outlived its deadline (see `_Watchdog`)."""
 
 
-def _weight(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return len(value) + sum(len(v) for v in value if isinstance(v, str))
-    return 0
+class _CheckedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with `~` and list/tuple/dict literals measured at run time
+    (they compile to plain Python the sandbox cannot intercept otherwise)."""
+
+    def visit_Concat(self, node: Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat(context, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def _made(self, visit: Any, node: Any, frame: Frame) -> None:
+        # An assignment target is not a value; a literal of constants is as big as its
+        # source text (bounded by the template file's size), so it needs no measuring.
+        if getattr(node, "ctx", "load") != "load" or _constant(node):
+            visit(node, frame)
+            return
+        self.write("environment.made(")
+        visit(node, frame)
+        self.write(")")
+
+    def visit_List(self, node: List, frame: Frame) -> None:
+        self._made(super().visit_List, node, frame)
+
+    def visit_Tuple(self, node: Tuple, frame: Frame) -> None:
+        self._made(super().visit_Tuple, node, frame)
+
+    def visit_Dict(self, node: Dict, frame: Frame) -> None:
+        self._made(super().visit_Dict, node, frame)
 
 
-def _check(value: Any) -> Any:
-    if _weight(value) > MAX_OUTPUT_CHARS:
-        raise CapExceeded(f"a value grew past {MAX_OUTPUT_CHARS:,} characters; refused")
-    return value
+def _constant(node: Any) -> bool:
+    """Whether a node is a constant or a literal built only of constants."""
+    if isinstance(node, Const):
+        return True
+    if isinstance(node, (List, Tuple)):
+        return all(_constant(item) for item in node.items)
+    if isinstance(node, Dict):
+        return all(_constant(pair.key) and _constant(pair.value) for pair in node.items)
+    return False
 
 
-def _check_spec(fmt: Any) -> None:
-    if isinstance(fmt, str) and _WIDE_SPEC.search(fmt):
-        raise SecurityError("format widths of 10000 or more are refused")
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    """Every `{{ value }}` is measured before it is turned into text. Taking the context
+    also keeps Jinja from evaluating constant output at compile time. A function or class
+    is refused: its text (`<class 'jinja2.utils.Cycler'>`) is internals, never a message."""
+    if callable(value) and not isinstance(value, (str, Undefined)):  # printing an Undefined says what is missing
+        raise SecurityError(f"{type(value).__name__} objects cannot be printed; call them or use their value")
+    return check(value, spend=False)
+
+
+def _concat_buffer(parts: Iterable[str]) -> str:
+    """The join of a `{% set %}` block, macro or filter block's buffer, measured first."""
+    return "".join(materialise(parts))
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus size checks on operators, calls and growing filters."""
+    """The immutable sandbox, plus size checks on operators, calls, literals and filters."""
 
+    code_generator_class = _CheckedCodeGenerator
+    concat = staticmethod(_concat_buffer)  # a measured "".join
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(n, int) and _weight(seq) * max(n, 0) > MAX_OUTPUT_CHARS:
-                    raise CapExceeded(f"a repeated value would pass {MAX_OUTPUT_CHARS:,} characters; refused")
-        elif operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64 and isinstance(left, (int, float)) and abs(left) > 1:
-                raise CapExceeded("a power that large is refused")
-        elif operator == "%":
-            _check_spec(left)
-        return _check(self.binop_table[operator](left, right))
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        check_binop(operator, left, right)
+        return check(self.binop_table[operator](left, right))
+
+    def checked_concat(self, context: Context, parts: tuple[Any, ...]) -> Any:
+        """`a ~ b`, refused before the strings are made when the result would be too big."""
+        items = materialise(parts)
+        return check(markup_join(items) if context.eval_ctx.autoescape else str_join(items))
+
+    def made(self, value: Any) -> Any:
+        """A list, tuple or dict literal: counted like any other value a render makes."""
+        return check(value)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, str) and attr in _GROWING_METHODS:
+        if isinstance(obj, (str, bytes, int)) and attr in _GROWING_METHODS:
             return False
         return super().is_safe_attribute(obj, attr, value)
 
+    # Reading an attribute or item makes nothing new (a slice does): what is read is
+    # measured where it is combined, printed or passed to a filter.
     def getattr(self, obj: Any, attribute: str) -> Any:
         if attribute == "format" and isinstance(obj, str):
-            _check_spec(obj)  # "{:99999999}".format(1) would allocate before any size check
-        return _check(super().getattr(obj, attribute))
+            check_brace_spec(obj)  # "{:99999999}".format(1) would allocate before any size check
+        return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if argument == "format" and isinstance(obj, str):
-            _check_spec(obj)
-        return _check(super().getitem(obj, argument))
+            check_brace_spec(obj)
+        value = super().getitem(obj, argument)
+        return check(value) if isinstance(argument, slice) else value
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: PYI063 - Jinja's signature
-        for a in (*args, *kwargs.values()):
-            _check(a)
-        return _check(ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs))
-
-
-def _guard_filter(env: _Sandbox, name: str, size: Any) -> None:
-    inner = env.filters[name]
-
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if size(*args, **kwargs) > MAX_OUTPUT_CHARS:
-            raise CapExceeded(f"|{name} would pass {MAX_OUTPUT_CHARS:,} characters; refused")
-        return inner(*args, **kwargs)
-
-    for attr in ("jinja_pass_arg",):  # keep pass_eval_context / pass_environment markers
-        if hasattr(inner, attr):
-            setattr(guarded, attr, getattr(inner, attr))
-    env.filters[name] = guarded
-
-
-def _num(v: Any) -> int:
-    return v if isinstance(v, int) else len(v) if isinstance(v, str) else 0
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # Jinja's signature
+        check_all((*args, *kwargs.values()))
+        name, owner = getattr(__obj, "__name__", ""), getattr(__obj, "__self__", None)
+        if name == "strftime" and args:
+            check_percent_spec(args[0])  # glibc honours widths: %099999999Y
+        if name in _SPLITTING_METHODS and isinstance(owner, str) and len(owner) * 32 > MAX_VALUE_BYTES:
+            raise CapExceeded(f"splitting a {len(owner):,}-character text would pass the "
+                              f"{MAX_VALUE_BYTES / 1e6:g} MB value cap; refused")
+        return check(ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs))
 
 
 def _make_env(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, auto_reload=False, cache_size=0)
-    s = lambda v: len(str(v))
-    _guard_filter(env, "center", lambda v, width=80: max(s(v), _num(width)))
-    _guard_filter(env, "indent", lambda v, width=4, *a, **k: s(v) + (str(v).count("\n") + 1) * _num(width))
-    _guard_filter(env, "format", lambda v, *a, **k: _check_spec(v) or s(v))
-    _guard_filter(env, "replace", lambda *a, **k: _replace_size(*a))
-    _guard_filter(env, "join", lambda *a, **k: _join_size(*a))
+    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, auto_reload=False, cache_size=0,
+                   optimized=False, finalize=_finalize)
+    env.globals.pop("lipsum", None)  # no use in a message, and it loops in C-sized steps on request
+    for name in list(env.filters):
+        env.filters[name] = guard_filter(name, env.filters[name])
     return env
-
-
-def _replace_size(*args: Any) -> int:
-    args = args[1:] if args and isinstance(args[0], EvalContext) else args  # pass_eval_context
-    if len(args) < 3:
-        return 0
-    value, old, new = (str(a) for a in args[:3])
-    return len(value) + (value.count(old) if old else len(value) + 1) * max(len(new) - len(old), 0)
-
-
-def _join_size(*args: Any) -> int:
-    args = args[1:] if args and isinstance(args[0], EvalContext) else args  # pass_eval_context
-    if not args or not isinstance(args[0], (list, tuple)):
-        return 0  # generators and the like: the result is checked where it is used
-    sep = str(args[1]) if len(args) > 1 else ""
-    return sum(len(str(p)) for p in args[0]) + len(sep) * len(args[0])
 
 
 HTML_ENV = _make_env(autoescape=True)
 TEXT_ENV = _make_env(autoescape=False)
+
+
+def parse_checked(env: ImmutableSandboxedEnvironment, source: str) -> nodes.Template:
+    """Parse a template within the compile caps: at most MAX_TEMPLATE_CODE characters inside
+    `{{ }}` / `{% %}` (parsing costs about 10 us a character of code; the HTML around it is
+    cheap) and MAX_TEMPLATE_NODES nodes (compiling costs about 35 us a node)."""
+    code = sum(len(m) for m in _TAG.findall(source))
+    if code > MAX_TEMPLATE_CODE:
+        raise CapExceeded(f"{code:,} characters of template code, past the {MAX_TEMPLATE_CODE:,}-character "
+                          "template code cap; refused")
+    ast = env.parse(source)
+    count = sum(1 for _ in ast.find_all(nodes.Node))
+    if count > MAX_TEMPLATE_NODES:
+        raise CapExceeded(f"{count:,} template nodes, past the {MAX_TEMPLATE_NODES:,}-node template cap; refused")
+    return ast
+
+
+def compile_checked(env: ImmutableSandboxedEnvironment, source: str) -> JinjaTemplate:
+    """`env.from_string` within the compile caps (see `parse_checked`)."""
+    return env.from_string(parse_checked(env, source))
+
+
+def template_line(exc: BaseException) -> int | None:
+    """The template line an exception was raised on, or None. Jinja rewrites the traceback
+    of an exception so its template frames carry template lines (`<template>`); a timeout
+    is not rewritten, so its compiled frames are mapped back with the template's debug info."""
+    line, tb = getattr(exc, "line", None), exc.__traceback__
+    while isinstance(tb, TracebackType):
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        elif tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 class _Watchdog:
@@ -211,6 +287,7 @@ _WATCHDOG = _Watchdog()
 def render_capped(template: JinjaTemplate, context: dict[str, Any], seconds: float | None = None) -> str:
     """Render with the time and output caps; CapExceeded when either is passed."""
     limit = MAX_RENDER_SECONDS if seconds is None else seconds
+    budget = start_budget()
     try:
         _WATCHDOG.enter(limit)
         try:
@@ -223,7 +300,11 @@ def render_capped(template: JinjaTemplate, context: dict[str, Any], seconds: flo
             return "".join(out)
         finally:
             _WATCHDOG.leave()
-    except _Timeout:
-        raise CapExceeded(f"rendering took longer than {limit:g} s; cut off") from None
+    except _Timeout as timeout:
+        cut = CapExceeded(f"rendering took longer than the {limit:g} s time cap; cut off")
+        cut.line = template_line(timeout)  # type: ignore[attr-defined]
+        raise cut from None
+    finally:
+        end_budget(budget)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from campaigns.invisible import strip_invisible
+
 Encoding = Literal["GSM-7", "UCS-2"]
 
 GSM7_BASIC = frozenset(
@@ -43,6 +45,22 @@ def segment_count(text: str, encoding: Encoding | None = None) -> int:
     if n <= single:
         return 1
     return -(-n // multi)
+
+
+def clean(body: str) -> str:
+    """The SMS text without bidi overrides and zero-width characters (invisible, and each
+    one turns a GSM-7 message into UCS-2, which more than halves a part)."""
+    return strip_invisible(body)
+
+
+class TooLong(ValueError):
+    """A rendered SMS is over the configured number of segments."""
+
+
+def check_segments(segments: int, max_segments: int) -> None:
+    """TooLong when `segments` is over `max_segments` ([sms] max_segments)."""
+    if segments > max_segments:
+        raise TooLong(f"the SMS is {segments} segments, over [sms] max_segments = {max_segments}")
 
 
 def with_opt_out(body: str, opt_out_text: str) -> str:

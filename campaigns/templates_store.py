@@ -8,11 +8,14 @@ file of the template, so the `template` row pins exactly what was sent.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from sqlalchemy import select
@@ -57,12 +60,36 @@ def templates_root(settings: Settings) -> Path:
 
 
 def _read(path: Path) -> str:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KB; templates must be small")
+    """A template file's text; it must be a regular file (a symlink is never followed)."""
     try:
-        return path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: is a symlink; template files must be regular files inside the "
+                             "templates folder") from None
+        raise InputError(f"{path}: cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: not a regular file; template files must be regular files")
+        if info.st_size > MAX_FILE_BYTES:
+            raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KB; templates must be small")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def _folder(settings: Settings, name: str) -> Path:
+    """The template's folder: a real folder directly inside the templates folder."""
+    root = templates_root(settings)
+    folder = root / name
+    if folder.is_symlink():
+        raise InputError(f"template '{name}': {folder} is a symlink; templates must be folders inside {root}")
+    if not folder.is_dir():
+        raise NotFoundError(f"template '{name}' not found: expected a folder {folder}")
+    return folder
 
 
 def _hash(channel: str, parts: dict[str, str]) -> str:
@@ -76,10 +103,8 @@ def load_template(settings: Settings, name: str) -> MessageTemplate:
     """Read one template from its folder; NotFoundError/InputError say what is missing."""
     if not NAME.match(name or ""):
         raise InputError(f"template name '{name}': use lower-case letters, digits, '_' or '-'")
-    folder = templates_root(settings) / name
-    if not folder.is_dir():
-        raise NotFoundError(f"template '{name}' not found: expected a folder {folder}")
-    files = {f: folder / f for f in (*EMAIL_FILES, SMS_FILE) if (folder / f).is_file()}
+    folder = _folder(settings, name)
+    files = {f: folder / f for f in (*EMAIL_FILES, SMS_FILE) if os.path.lexists(folder / f)}
     if SMS_FILE in files and ("body.html" in files or "subject.txt" in files):
         raise InputError(f"template '{name}': has both sms.txt and email files; keep one channel per folder")
     parts = {f: _read(p) for f, p in files.items()}
@@ -121,13 +146,14 @@ def lint_template(settings: Settings, name: str) -> list[LintIssue]:
         tmpl = load_template(settings, name)
     except (InputError, NotFoundError) as exc:
         return [LintIssue("error", str(exc))]
-    return lint_sources(tmpl)
+    return lint_sources(tmpl, settings.sms.max_segments)
 
 
-def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
+def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintIssue]:
     """Lint a loaded template's sources (no database needed)."""
     # rendering owns the environments and the context; imported here to avoid a cycle
     from campaigns.rendering import CONTACT_FIELDS, HTML_ENV, KNOWN_VARIABLES, TEXT_ENV
+    from campaigns.sandbox import CapExceeded, parse_checked
 
     issues: list[LintIssue] = []
     parts = ({"sms.txt": (TEXT_ENV, tmpl.sms_body or "")} if tmpl.channel == "sms" else
@@ -136,15 +162,26 @@ def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
     used: dict[str, set[str]] = {}
     for fname, (env, source) in parts.items():
         try:
-            ast = env.parse(source)
+            ast = parse_checked(env, source)
         except TemplateSyntaxError as exc:
             issues.append(LintIssue("error", f"{fname} line {exc.lineno}: {exc.message}"))
+            continue
+        except CapExceeded as exc:
+            issues.append(LintIssue("error", f"{fname}: {exc}"))
+            continue
+        except RecursionError:
+            issues.append(LintIssue("error", f"{fname}: nested too deeply to compile; refused"))
             continue
         names = meta.find_undeclared_variables(ast)
         used[fname] = names
         for unknown in sorted(names - KNOWN_VARIABLES):
             issues.append(LintIssue("error", f"{fname}: '{unknown}' is not in the context "
                                     f"(available: {', '.join(sorted(KNOWN_VARIABLES))})"))
+        refused = _refused_statically(fname, ast)
+        trial, sample = ([], None) if refused else _trial_render(fname, env, ast)
+        issues.extend(refused or trial)
+        if fname == SMS_FILE and sample is not None:
+            issues.extend(_sms_length(sample, max_sms_segments))
         for node in ast.find_all(nodes.Getattr):
             if isinstance(node.node, nodes.Name) and node.node.name == "contact" and node.attr not in CONTACT_FIELDS:
                 issues.append(LintIssue("error", f"{fname} line {node.lineno}: contact.{node.attr} is not a "
@@ -163,6 +200,71 @@ def lint_sources(tmpl: MessageTemplate) -> list[LintIssue]:
     if tmpl.channel == "email" and "\n" in (tmpl.subject or ""):
         issues.append(LintIssue("error", "subject.txt: the subject must be one line"))
     return issues
+
+
+def _refused_statically(fname: str, ast: nodes.Template) -> list[LintIssue]:
+    """What every send refuses whatever the data: other files, and names the sandbox hides."""
+    issues = [LintIssue("error", f"{fname} line {n.lineno}: include/import/extends are not supported; "
+                        "templates are self-contained")
+              for n in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))]
+    hidden: list[tuple[int, str]] = [(n.lineno, n.attr) for n in ast.find_all(nodes.Getattr)]
+    hidden += [(n.lineno, n.arg.value) for n in ast.find_all(nodes.Getitem)
+               if isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str)]
+    hidden += [(n.lineno, n.args[0].value) for n in ast.find_all(nodes.Filter)
+               if n.name == "attr" and n.args and isinstance(n.args[0], nodes.Const)
+               and isinstance(n.args[0].value, str)]
+    issues += [LintIssue("error", f"{fname} line {line}: '{attr[:40]}' is refused by the sandbox "
+                         "(names starting with '_' are internal)")
+               for line, attr in sorted(hidden) if attr.startswith("_")]
+    return issues
+
+
+class _AnyAttributes(dict[str, Any]):
+    """A sample contact's attributes: every attribute a template asks for exists."""
+
+    def __missing__(self, key: str) -> str:
+        return "sample"
+
+
+def _sms_length(sample: str, max_segments: int) -> list[LintIssue]:
+    """A warning when the SMS, rendered with sample data, is over [sms] max_segments."""
+    from campaigns import sms_text
+
+    body = sms_text.clean(sample).strip()
+    segments = sms_text.segment_count(body)
+    if segments <= max_segments:
+        return []
+    return [LintIssue("warning", f"sms.txt: {segments} segments with sample data, over [sms] max_segments = "
+                      f"{max_segments}; such sends fail")]
+
+
+def _trial_render(fname: str, env: Any, ast: nodes.Template) -> tuple[list[LintIssue], str | None]:
+    """Render once with sample data: a cap or sandbox refusal that does not depend on the
+    contact is what every send would hit. Failures that come from the sample data itself
+    (a missing field, a type mismatch) are not reported here. Returns the findings and
+    the sample output (None when the render failed)."""
+    from jinja2.exceptions import SecurityError
+
+    from campaigns.sandbox import CapExceeded, check_html_nesting, render_capped, template_line
+
+    person = {"id": 1, "external_id": "sample", "email": "sample@example.com", "phone": "+14155550100",
+              "name": "Sample Person", "first_name": "Sample", "timezone": "UTC", "locale": "en",
+              "attributes": _AnyAttributes(), "tags": []}
+    context = {"contact": person, "first_name": "Sample", "lifecycle": "active", "rfm_segment": "champions",
+               "campaign": {"id": 1, "name": "sample", "channel": "email", "utm": {}},
+               "unsubscribe_url": "https://example.com/u/sample", "now": utcnow(),
+               "sender": {"name": "Sender", "address": "sender@example.com"}, "coupon": lambda pool: "SAMPLE-CODE"}
+    try:
+        sample = render_capped(env.from_string(ast), context)
+        if fname == "body.html":
+            check_html_nesting(sample)
+        return [], sample
+    except (CapExceeded, SecurityError, RecursionError, MemoryError) as exc:
+        line = template_line(exc)
+        reason = str(exc) if isinstance(exc, CapExceeded) else f"refused: {exc or type(exc).__name__}"
+        return [LintIssue("error", f"{fname}{f' line {line}' if line else ''}: {reason}")], None
+    except Exception:  # a failure that depends on the sample data
+        return [], None
 
 
 def _has_default(ast: nodes.Template, target: nodes.Node) -> bool:

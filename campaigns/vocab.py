@@ -50,6 +50,7 @@ class CampaignStatus(StrEnum):
     PAUSED = "paused"
     CANCELLED = "cancelled"
     COMPLETED = "completed"
+    SENT = "sent"  # a manual campaign whose run has gone out
 
 
 class RunStatus(StrEnum):

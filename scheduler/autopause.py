@@ -1,5 +1,9 @@
 """Auto-pause: hold a campaign whose hard-bounce or failure rate passed its threshold.
 
+The rates judge the recent window: outcomes since the campaign's last change (a resume
+starts afresh, so an outage's failures do not pause it again) and at most
+`auto_pause_window_minutes` old.
+
 The rates need counts over the whole campaign, which is a scan of its deliveries: done
 after every batch, that is a cost per batch that grows with the audience. So the counts
 are read from the database at most every RATES_RESYNC_SECONDS per campaign (that also
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select, update
 
@@ -33,6 +37,7 @@ class AutoPause:
     def __init__(self, sending: SendingSettings) -> None:
         self.sending = sending
         self._rates: dict[int, dict[str, float]] = {}
+        self._changed: dict[int, datetime | None] = {}  # campaign -> its updated_at when the rates were read
         self.paused_now: set[int] = set()
 
     def check(self, conn: Connection, campaign_id: int, now: datetime, written: Counter[tuple[int, str]]) -> None:
@@ -40,13 +45,18 @@ class AutoPause:
         this transaction wrote (kind: sent, failed, unknown or bounce)."""
         s = self.sending
         rates = self._rates.get(campaign_id)
-        if rates is None or time.monotonic() - rates["synced"] > RATES_RESYNC_SECONDS:
+        # The recent window: outcomes since the campaign last changed (a resume, an edit) and
+        # within the last auto_pause_window_minutes; a resume after an outage is judged afresh.
+        changed = conn.scalar(select(Campaign.updated_at).where(Campaign.id == campaign_id))
+        since = max(changed or now, now - timedelta(minutes=s.auto_pause_window_minutes))
+        if rates is None or self._changed.get(campaign_id) != changed or time.monotonic() - rates["synced"] > RATES_RESYNC_SECONDS:
             d = Delivery.__table__.c
             counts: dict[str, int] = dict(conn.execute(select(d.state, func.count()).where(
-                d.campaign_id == campaign_id, d.state.in_(COUNTED)).group_by(d.state)).all())
+                d.campaign_id == campaign_id, d.state.in_(COUNTED), d.updated_at >= since).group_by(d.state)).all())
             bounces = conn.execute(select(func.count()).select_from(Event.__table__).where(
-                Event.campaign_id == campaign_id, Event.type == EventType.BOUNCE)).scalar_one()
+                Event.campaign_id == campaign_id, Event.type == EventType.BOUNCE, Event.occurred_at >= since)).scalar_one()
             # Read inside this transaction, after its writes: `written` is already counted.
+            self._changed[campaign_id] = changed
             rates = self._rates[campaign_id] = {"synced": time.monotonic(), BOUNCE: bounces,
                                                 **{k: counts.get(k, 0) for k in COUNTED}}
         else:

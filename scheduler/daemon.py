@@ -22,32 +22,21 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
 from campaigns.context import App
-from campaigns.models import Campaign, ProcessHeartbeat
+from campaigns.errors import ConflictError
+from campaigns.models import Campaign
 from campaigns.timespec import utcnow
 from campaigns.vocab import CampaignStatus
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
 from scheduler.jobs import tick
+from scheduler.liveness import BEAT_SECONDS, beat, heartbeat, release_own
 from scheduler.locks import DaemonLock
 
 log = logging.getLogger("campaigns.daemon")
 SYNC_SECONDS = 15
+STOP_GRACE_SECONDS = 8.0  # SIGTERM: the wave in flight gets this long; the process exits within 10 s
+LOCK_CHECK_SECONDS = 2.0  # how long the lock can be free after its session was lost
 DRIP_SECONDS = 60
-
-
-def heartbeat(app: App, name: str, role: str, info: dict | None = None, stopping: bool = False) -> None:  # type: ignore[type-arg]
-    """Upsert this process's heartbeat row (removed when it stops cleanly)."""
-    with app.session() as s:
-        row = s.scalar(select(ProcessHeartbeat).where(ProcessHeartbeat.name == name))
-        if stopping:
-            if row is not None:
-                s.delete(row)
-            return
-        now = utcnow()
-        if row is None:
-            s.add(ProcessHeartbeat(name=name, role=role, started_at=now, last_seen=now, info=info or {}))
-        else:
-            row.last_seen, row.info = now, info or row.info
 
 
 class Daemon:
@@ -60,6 +49,7 @@ class Daemon:
         self.name = f"daemon@{socket.gethostname()}:{os.getpid()}"
         self._scheduler: AsyncIOScheduler | None = None
         self._stamp: datetime | None = None
+        self._synced = False  # no campaign at all has the stamp None too
 
     def _fire(self, campaign_id: int | None = None) -> None:
         report = tick(self.app, utcnow(), None if campaign_id is None else [campaign_id])
@@ -68,13 +58,20 @@ class Daemon:
         for name in report.completed:
             log.info("campaign %s: completed", name)
 
+    def _beat(self) -> None:
+        """The heartbeat, and the rows of dead workers released (see scheduler.liveness)."""
+        try:
+            beat(self.app, self.name, "daemon")
+        except Exception as exc:
+            log.warning("heartbeat failed: %s: %s", type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
+
     def _sync(self) -> None:
         """Rebuild one job per scheduled campaign when the campaign table changed."""
         with self.app.session() as s:
             stamp = s.scalar(select(func.max(Campaign.updated_at)))
-            if stamp == self._stamp and self._stamp is not None:
+            if self._synced and stamp == self._stamp:
                 return
-            self._stamp = stamp
+            self._stamp, self._synced = stamp, True
             campaigns = list(s.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)))
         assert self._scheduler is not None
         for job in self._scheduler.get_jobs():
@@ -98,38 +95,75 @@ class Daemon:
         """Hold the lock, schedule, dispatch and track until `stop` is set."""
         lock = DaemonLock(self.app.ready_engine())
         lock.acquire()
-        tasks: list[asyncio.Task] = []  # type: ignore[type-arg]
+        tasks: list[asyncio.Task] = []
+        lost: list[ConflictError] = []
+        guard = asyncio.create_task(_guard_lock(lock, stop, lost))
         try:
             log.info("daemon %s started on %s", self.name, self.app.settings.source)
-            heartbeat(self.app, self.name, "daemon", {"pid": os.getpid()})
+            heartbeat(self.app, self.name, "daemon")
             self._fire()  # firings missed while down: planned now if inside their grace window
             self._scheduler = AsyncIOScheduler(timezone=UTC)
             self._scheduler.add_job(self._sync, IntervalTrigger(seconds=SYNC_SECONDS, timezone=UTC), id="sync",
                                     next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
-            self._scheduler.add_job(lambda: heartbeat(self.app, self.name, "daemon", {"pid": os.getpid()}),
-                                    IntervalTrigger(seconds=10, timezone=UTC), id="heartbeat", coalesce=True)
+            self._scheduler.add_job(self._beat, IntervalTrigger(seconds=BEAT_SECONDS, timezone=UTC), id="heartbeat",
+                                    coalesce=True, max_instances=1)
             self._scheduler.start()
             if self.dispatch:
-                tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop)))
+                tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop), name="the dispatcher"))
             if self.tracking:
                 serve = _tracking_server()
                 if serve is not None:
-                    tasks.append(asyncio.create_task(serve(self.app.settings, stop)))
+                    tasks.append(asyncio.create_task(serve(self.app.settings, stop), name="the tracking server"))
             await stop.wait()
             log.info("daemon stopping: finishing in-flight sends")
         finally:
             if self._scheduler is not None and self._scheduler.running:
                 self._scheduler.shutdown(wait=False)
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, timeout=self.app.settings.sending.lease_seconds)
+            clean = await finish(tasks)
+            guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await guard
             with contextlib.suppress(Exception):
+                release_own(self.app, self.name, in_flight=not clean)
                 heartbeat(self.app, self.name, "daemon", stopping=True)
             lock.release()
             log.info("daemon stopped")
+        if lost:
+            raise lost[0]
 
 
-def _tracking_server():  # type: ignore[no-untyped-def]
+async def finish(tasks: list[asyncio.Task]) -> bool:
+    """Give `tasks` (the dispatcher finishing its wave in flight) STOP_GRACE_SECONDS, then
+    cancel what is left. True when all finished by themselves."""
+    if not tasks:
+        return True
+    _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+    for task in pending:
+        log.warning("stopping: %s did not finish within %.0f s; cancelled", task.get_name(), STOP_GRACE_SECONDS)
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return not pending
+
+
+async def _guard_lock(lock: DaemonLock, stop: asyncio.Event, lost: list[ConflictError]) -> None:
+    """Check the lock every LOCK_CHECK_SECONDS; take it back when its session was lost, or
+    stop this daemon when another one took it meanwhile (two never run at once)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=LOCK_CHECK_SECONDS)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(lock.ensure)
+        except ConflictError:
+            log.error("daemon lock: another daemon took it after this one lost its session; stopping")
+            lost.append(ConflictError("another daemon took over this database after this daemon lost its lock; stopped"))
+            stop.set()
+        except Exception as exc:
+            log.warning("daemon lock: cannot check it: %s", (str(exc).splitlines() or [""])[0][:200])
+
+
+def _tracking_server():
     try:
         from campaigns.tracking.server import serve
     except ImportError:
@@ -137,7 +171,7 @@ def _tracking_server():  # type: ignore[no-untyped-def]
     return serve
 
 
-def run_until_signalled(coro_factory) -> None:  # type: ignore[no-untyped-def]
+def run_until_signalled(coro_factory) -> None:
     """Run `coro_factory(stop)` with SIGTERM/SIGINT setting `stop`."""
     async def main() -> None:
         stop = asyncio.Event()

@@ -28,6 +28,8 @@ from scheduler.autopause import AutoPause
 from scheduler.channels import Channel, SendResult, make_channels
 from scheduler.dkim_pool import DkimPool
 from scheduler.handover import Handover
+from scheduler.holds import pause_dead_templates
+from scheduler.jobs import settle_campaigns
 from scheduler.outbox import (
     DB_DOWN,
     Claimed,
@@ -58,8 +60,9 @@ class Dispatcher:
         self.channels = channels
         self._dkim: DkimPool | None = None
         self._renderer = RenderStage(app)
-        self._recorder = Recorder(app, AutoPause(self.settings.sending), random.Random())
+        self._recorder = Recorder(app, AutoPause(self.settings.sending), random.Random(), self.worker)
         self._use_signer(dkim_signing.signer(self.settings))  # a bad DKIM setup stops the sender here, in one line
+        self._stop: asyncio.Event | None = None  # set by run(): a stop is checked between batches and waves
 
     def _use_signer(self, signer: dkim_signing.DkimSigner | None) -> None:
         """Sign with `signer` from now on (a changed key file starts a fresh pool)."""
@@ -82,6 +85,8 @@ class Dispatcher:
         stopped.listen(engine)  # other processes' unsubscribes reach this sender's hand-over check
         expire_leases(engine, self.settings, fixed or utcnow())
         while True:
+            if self._stop is not None and self._stop.is_set():  # SIGTERM: no new batch
+                return stats
             at = fixed or utcnow()
             with engine.connect() as conn:
                 marks = watermarks(conn)
@@ -91,7 +96,9 @@ class Dispatcher:
             stats.add(await self._process(batch, at, marks))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until `stop` is set; a batch in flight is finished before returning."""
+        """Loop until `stop` is set: the wave in flight is finished and recorded, the rest of
+        its batch released (scheduler/holds.py), then it returns."""
+        self._stop = stop
         try:
             while not stop.is_set():
                 try:
@@ -120,6 +127,7 @@ class Dispatcher:
     async def _process(self, batch: list[Claimed], now: datetime, marks: tuple[int, int] = (0, 0)) -> DispatchStats:
         """One claimed batch: render, hand over in waves, record what is left."""
         record = self._recorder.write_when_possible
+        pause_dead_templates(self.app, batch, now)  # a deleted template pauses its campaign, once
         try:
             self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
             messages, failures = self._renderer.render(batch)
@@ -131,8 +139,10 @@ class Dispatcher:
             return await record([(row, SendResult("transient", None, str(exc)[:300])) for row in batch], [], [], now)
         stats = DispatchStats()
         handover = Handover(self.app, self._channels(), self._dkim, self._recorder)
+        handover.stopping = self._stop
         left = await handover.run(messages, failures, now, marks, stats)
         stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns={r.campaign_id for r in batch}))
+        settle_campaigns(self.app, {r.campaign_id for r in batch}, now)  # a campaign whose last row is final moves at once
         return stats
 
 

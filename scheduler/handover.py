@@ -17,8 +17,10 @@ from datetime import datetime
 
 from campaigns.context import App
 from campaigns.timespec import utcnow
+from scheduler import pacing
 from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.dkim_pool import DkimPool
+from scheduler.holds import before_wave
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
 from scheduler.record import DispatchStats, Recorder, Results
 from scheduler.render_stage import Failures, Message, Rendered
@@ -41,6 +43,7 @@ class Handover:
         self.channels = channels
         self.dkim = dkim
         self.recorder = recorder
+        self.stopping: asyncio.Event | None = None  # set: SIGTERM, the rest of the batch is released
 
     def _still_allowed(self, row: Claimed, now: datetime) -> bool:
         """The full consent and suppression check for one row whose contact changed meanwhile."""
@@ -73,6 +76,11 @@ class Handover:
                   stats: DispatchStats) -> Leftover:
         """Send `messages` in waves (render `failures` are written with the first wave); counts
         what the waves wrote into `stats` and returns what is left to write."""
+        try:  # throttles and the frequency cap (scheduler/pacing.py): what does not fit waits in the queue
+            messages = pacing.hold(self.app, messages, now)
+        except DB_DOWN as exc:  # cannot tell what fits: nothing goes, the rows retry later
+            note = f"database unavailable before sending: {first_line(exc)}"
+            return Leftover(done=[(row, SendResult("transient", None, note)) for row, _ in messages], failures=failures)
         # DKIM: the whole batch goes to the signing processes now, so they work without pause
         # while the waves go out; each message waits for its own signature at hand-over.
         signing: dict[int, asyncio.Future[bytes]] = {
@@ -91,6 +99,9 @@ class Handover:
             return [(row, msg) for row, msg in wave if row.campaign_id not in paused]
 
         for start in range(0, len(messages), size):
+            # Paused or cancelled by anyone meanwhile, or this sender stopping (scheduler/holds.py).
+            if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
+                break
             # Rows of a campaign auto-paused by an earlier write are released before they are
             # marked `sending` (a crash then requeues them instead of leaving them unknown).
             wave = hold_paused(messages[start:start + size])
@@ -98,7 +109,7 @@ class Handover:
                 # In the same transaction, just before hand-over: whose consent or suppression
                 # changed since the claim? Two primary-key range scans, almost always empty; an
                 # unsubscribe acknowledged while its message waited in the batch still wins.
-                recorded, changed = self.recorder.write(left.done, left.failures, left.released, now,
+                recorded, changed, marked = self.recorder.write(left.done, left.failures, left.released, now,
                                                         mark=[row.id for row, _ in wave], marks=marks)
                 stats.add(recorded)
                 left = Leftover()
@@ -106,6 +117,8 @@ class Handover:
                 note = f"database unavailable before sending: {first_line(exc)}"
                 left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
+            # A row another sender claimed meanwhile (this one was taken for dead) is theirs.
+            wave = [(row, msg) for row, msg in wave if row.id in marked]
             wave = hold_paused(wave)  # ... and so are rows of one this very write paused
             left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume

@@ -1,72 +1,165 @@
 """Firings from the campaign table: catch-up, grace, missed runs, drips, completion.
 
-`tick_campaign` is idempotent: it plans every firing that is due and not yet recorded
-(each firing is a unique `campaign_run` row), records firings older than the grace window
-as `missed`, enrols new drip members, and marks finished one-off campaigns `completed`.
-APScheduler only decides *when* to call it; the database decides *what* is done.
+`tick_campaign` is idempotent: it plans the firings that are due and not yet recorded
+(each firing is a unique `campaign_run` row). When several firings came due while the
+daemon was away, only the latest one inside the grace window runs ("caught up"); the
+earlier ones are recorded `missed` with the reason. A firing is never for a moment before
+the campaign was created (see scheduler/firings.py). `settle` moves a campaign's status as
+soon as its work is done: a one-off "completed", a manual campaign "sent".
+APScheduler only decides *when* to call these; the database decides *what* is done.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from campaigns.campaign_defs import grace_for
 from campaigns.config import Settings
 from campaigns.context import App
 from campaigns.models import Campaign, CampaignRun, Delivery
-from campaigns.timespec import utcnow
+from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
-from scheduler.firings import fire_at, keys_between
+from scheduler.firings import fire_at, iter_keys, keys_between, next_key
+from scheduler.outbox import first_line
 from scheduler.planner import plan_drip, plan_firing
 
 log = logging.getLogger("campaigns.scheduler")
 PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED, DeliveryState.SENDING)
+# A firing planned later than this after its time was caught up after downtime.
+CATCH_UP_AFTER = timedelta(minutes=1)
+# At most this many overdue firings are recorded one by one per tick (a minute cron after a week away).
+MAX_RECORDED = 1000
+PLANNING_FAILED = "planning failed"
 
 
 @dataclass
 class TickReport:
     """What one tick did."""
 
-    planned: list[tuple[str, datetime, dict]] = field(default_factory=list)  # type: ignore[type-arg]
+    planned: list[tuple[str, datetime, dict]] = field(default_factory=list)
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def last_scheduled_key(session: Session, c: Campaign) -> datetime | None:
+    """The newest firing of the schedule recorded (planned or missed); extra runs (`send --now`) do not count."""
+    q = select(CampaignRun.scheduled_for, CampaignRun.counts).where(CampaignRun.campaign_id == c.id) \
+        .order_by(CampaignRun.scheduled_for.desc())
+    for key, counts in session.execute(q):
+        if not (counts or {}).get("extra"):
+            return key
+    return None
+
+
+def _span(delta: timedelta) -> str:
+    """'2d 3h', '45m', '30s': how late, for people."""
+    seconds = int(delta.total_seconds())
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m")]
+    text = " ".join(f"{n}{u}" for n, u in parts if n)
+    return text or f"{seconds}s"
+
+
+def _missed(session: Session, c: Campaign, key: datetime, now: datetime, reason: str, report: TickReport) -> None:
+    late = now - fire_at(c, key)
+    session.add(CampaignRun(campaign_id=c.id, scheduled_for=key, status=RunStatus.MISSED, started_at=now, finished_at=now,
+                            counts={"missed_by_seconds": int(late.total_seconds()), "reason": reason}))
+    session.flush()
+    report.missed.append((c.name, key))
+    log.warning("campaign %s: firing %s missed: %s", c.name, key.isoformat(), reason)
+
+
+def _overdue(session: Session, c: Campaign, now: datetime) -> list[datetime]:
+    """Keys due at `now` and not yet recorded, oldest first (the newest MAX_RECORDED of them)."""
+    due: deque[datetime] = deque(maxlen=MAX_RECORDED)
+    for key in iter_keys(c, last_scheduled_key(session, c)):
+        if fire_at(c, key) > now:
+            break
+        due.append(key)
+    return list(due)
 
 
 def tick_campaign(session: Session, settings: Settings, c: Campaign, now: datetime, report: TickReport) -> None:
     """Bring one campaign up to date at `now`."""
     if c.status != CampaignStatus.SCHEDULED:
         return
+    if c.status_reason and c.status_reason.startswith(PLANNING_FAILED):
+        c.status_reason = None  # this attempt is the retry; a new failure writes it again
     if c.schedule_kind == "drip":
         result = plan_drip(session, settings, c, now)
         if result.created:
             report.planned.append((c.name, now, result.counts))
         return
     grace = grace_for(settings, c)
-    last_key = session.scalar(select(func.max(CampaignRun.scheduled_for)).where(CampaignRun.campaign_id == c.id))
-    start = fire_at(c, last_key) if last_key is not None else c.created_at - grace
-    for key in keys_between(c, start, now):
-        if now - fire_at(c, key) > grace:
-            session.add(CampaignRun(campaign_id=c.id, scheduled_for=key, status=RunStatus.MISSED, started_at=now,
-                                    finished_at=now, counts={"missed_by_seconds": int((now - fire_at(c, key)).total_seconds())}))
-            session.flush()
-            report.missed.append((c.name, key))
-            log.warning("campaign %s: firing %s missed (older than the %s grace window)", c.name, key.isoformat(), grace)
+    due = _overdue(session, c, now)
+    for key in due:
+        late = now - fire_at(c, key)
+        if late > grace:
+            _missed(session, c, key, now, f"{_span(late)} late, beyond the {format_duration(grace)} grace window", report)
+        elif key != due[-1]:
+            _missed(session, c, key, now, f"superseded by the later firing {due[-1].isoformat()}: after downtime only "
+                                          "the latest missed firing runs", report)
+        else:
+            result = plan_firing(session, settings, c, key, now)
+            if result.created and late > CATCH_UP_AFTER:
+                run = session.get(CampaignRun, result.run_id)
+                assert run is not None
+                run.counts = {**run.counts, "caught_up": True, "late_by_seconds": int(late.total_seconds())}
+                result.counts = run.counts
+                log.info("campaign %s: firing %s caught up, %s late", c.name, key.isoformat(), _span(late))
+            if result.created:
+                report.planned.append((c.name, key, result.counts))
+                log.info("campaign %s: run %s for %s planned %s", c.name, result.run_id, key.isoformat(), result.counts)
+    if due:
+        # The schedule moved on: a newer updated_at makes the daemon schedule the next firing.
+        c.updated_at = now
+    report.completed.extend(settle(session, [c.id], now))
+
+
+def settle(session: Session, campaign_ids: Iterable[int], now: datetime | None = None) -> list[str]:
+    """Move campaigns whose work is done: one-off -> completed, manual -> sent. Returns their names.
+
+    Done means: the schedule has no firing left and none of the campaign's outbox rows is
+    still waiting or in flight (every row is final).
+    """
+    now = now or utcnow()
+    moved: list[str] = []
+    for c in session.scalars(select(Campaign).where(Campaign.id.in_(list(campaign_ids)))):
+        if c.status == CampaignStatus.SCHEDULED and c.schedule_kind in ("once", "cron"):
+            last = last_scheduled_key(session, c)
+            if last is None or next_key(c, fire_at(c, last)) is not None:
+                continue
+            target = CampaignStatus.COMPLETED
+        elif c.status == CampaignStatus.DRAFT and c.schedule_kind == "manual":
+            if not session.scalar(select(exists().where(CampaignRun.campaign_id == c.id))):
+                continue
+            target = CampaignStatus.SENT
+        else:
             continue
-        result = plan_firing(session, settings, c, key, now)
-        if result.created:
-            report.planned.append((c.name, key, result.counts))
-            log.info("campaign %s: run %s for %s planned %s", c.name, result.run_id, key.isoformat(), result.counts)
-    if c.schedule_kind == "once":
-        has_run = session.scalar(select(exists().where(CampaignRun.campaign_id == c.id)))
-        pending = session.scalar(select(exists().where(Delivery.campaign_id == c.id, Delivery.state.in_(PENDING))))
-        if has_run and not pending:
-            c.status, c.updated_at = CampaignStatus.COMPLETED, now
-            report.completed.append(c.name)
+        if session.scalar(select(exists().where(Delivery.campaign_id == c.id, Delivery.state.in_(PENDING)))):
+            continue
+        c.status, c.updated_at = target, now
+        moved.append(c.name)
+        log.info("campaign %s: %s", c.name, target)
+    session.flush()
+    return moved
+
+
+def settle_campaigns(app: App, campaign_ids: Iterable[int], now: datetime) -> list[str]:
+    """`settle` in its own transaction, for the sender after a batch; a failure is logged, never raised."""
+    try:
+        with app.session() as session:
+            return settle(session, campaign_ids, now)
+    except Exception as exc:  # the messages are out and recorded; the status can move on the next tick
+        log.warning("settling campaigns %s failed: %s: %s", sorted(campaign_ids), type(exc).__name__, first_line(exc))
+        return []
 
 
 def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None = None) -> TickReport:
@@ -85,18 +178,33 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
                 if c is not None:
                     tick_campaign(session, app.settings, c, now, report)
         except Exception as exc:  # one broken campaign must not stop the others
-            log.error("campaign #%s: planning failed: %s: %s", cid, type(exc).__name__, exc)
+            _record_failure(app, cid, now, exc, report)
     return report
 
 
-def next_fire_times(session: Session, now: datetime, horizon: timedelta = timedelta(days=400)) -> list[tuple[Campaign, datetime]]:
-    """(campaign, next planning time) for scheduled one-off/cron campaigns, soonest first."""
+def _record_failure(app: App, cid: int, now: datetime, exc: Exception, report: TickReport) -> None:
+    """Say why planning failed, on the campaign (show, status); the newer updated_at makes the daemon retry."""
+    detail = (str(exc).splitlines() or [""])[0][:200]
+    reason = f"{PLANNING_FAILED} at {now:%Y-%m-%d %H:%M:%S} UTC ({type(exc).__name__}: {detail}); retried on the next tick"
+    log.error("campaign #%s: %s", cid, reason)
+    try:
+        with app.session() as session:
+            c = session.get(Campaign, cid)
+            if c is not None:
+                c.status_reason, c.updated_at = reason[:500], now
+                report.failed.append((c.name, reason))
+    except Exception as again:  # the database itself is away: the log line is all we can leave
+        log.error("campaign #%s: could not record the failure: %s", cid, type(again).__name__)
+
+
+def next_fire_times(session: Session, now: datetime, horizon: timedelta | None = None) -> list[tuple[Campaign, datetime]]:
+    """(campaign, next planning time) for scheduled campaigns, soonest first; no horizon unless given."""
     out = []
     for c in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)):
         if c.schedule_kind == "drip":
             out.append((c, now))
             continue
-        keys = keys_between(c, now, now + horizon, limit=1)
+        keys = keys_between(c, now, now + horizon, limit=1) if horizon is not None else [k for k in [next_key(c, now)] if k]
         if keys:
             out.append((c, fire_at(c, keys[0])))
     return sorted(out, key=lambda pair: pair[1])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy import Table, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,12 +30,18 @@ from campaigns.models import (
 from campaigns.segments import members_query, profiles
 from campaigns.timespec import parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
-from scheduler.firings import local_clock_for
-from scheduler.sendtime import due_time, push_out_of_quiet, throttle, zone
+from scheduler.firings import local_clock_for, origin
+from scheduler.sendtime import (
+    due_time,
+    push_out_of_quiet,
+    throttle,
+    wall_clock_in,
+    zone,
+)
 
 SKIP_REASONS = values(SkipReason)  # plain strings: they are the keys of the stored, printed counts
-COUNTED_STATES = (DeliveryState.QUEUED, DeliveryState.CLAIMED, DeliveryState.SENDING, DeliveryState.SENT,
-                  DeliveryState.RETRY_WAIT, DeliveryState.UNKNOWN)
+# toward the frequency cap: handed over, not merely queued
+COUNTED_STATES = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.UNKNOWN)
 BATCH = 5000
 
 
@@ -46,6 +52,7 @@ class PlanResult:
     run_id: int
     created: bool
     counts: dict[str, Any] = field(default_factory=dict)
+    capped: list[int] = field(default_factory=list)  # contacts left out by the frequency cap (this planning only)
 
 
 def stable_fraction(*parts: object) -> float:
@@ -67,18 +74,18 @@ def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
     return c.variants[-1]["name"], c.variants[-1]["template"]
 
 
-def quiet_hours_of(settings: Settings, c: Campaign):  # type: ignore[no-untyped-def]
+def quiet_hours_of(settings: Settings, c: Campaign):
     """The campaign's quiet hours, else the channel default from config ('none' = none)."""
     if c.quiet_hours:
         return parse_clock_range(c.quiet_hours)
     return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == Channel.SMS else settings.policy.quiet_hours_email)
 
 
-def _address_column(channel: str):  # type: ignore[no-untyped-def]
+def _address_column(channel: str):
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):  # type: ignore[no-untyped-def]
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
@@ -95,25 +102,29 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
 
 
 def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
-    """Contacts already at the cap of marketing messages in the window, across all campaigns."""
+    """Contacts already at the cap: marketing messages sent (or in flight) in the window, across all campaigns.
+
+    Queued messages do not count (another campaign's future drip steps must not use up this
+    one's room); the cap is checked again for every message at hand-over (scheduler/pacing.py).
+    """
     cap = parse_cap(c.frequency_cap) if c.frequency_cap else parse_cap(settings.policy.frequency_cap)
     if cap is None or not c.marketing or not ids:
         return set()
     since = now - cap.window
     marketing = select(Campaign.id).where(Campaign.marketing.is_(True))
+    when = func.coalesce(Delivery.sent_at, Delivery.updated_at)
     out: set[int] = set()
     for i in range(0, len(ids), BATCH):
         chunk = ids[i:i + BATCH]
         q = (select(Delivery.contact_id).where(
                 Delivery.contact_id.in_(chunk), Delivery.is_holdout.is_(False), Delivery.state.in_(COUNTED_STATES),
-                Delivery.campaign_id.in_(marketing),
-                or_(Delivery.sent_at >= since, and_(Delivery.sent_at.is_(None), Delivery.due_at >= since, Delivery.due_at <= now + cap.window)))
+                Delivery.campaign_id.in_(marketing), when >= since)
              .group_by(Delivery.contact_id).having(func.count() >= cap.count))
         out.update(session.scalars(q))
     return out
 
 
-def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: list[Any]) -> tuple[list[Any], dict[str, int]]:
+def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: list[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     eligible = []
     for row in rows:
@@ -127,7 +138,7 @@ def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, 
             eligible.append(row)
     capped = _capped_ids(session, settings, c, now, [r[0] for r in eligible])
     skipped[SkipReason.CAPPED] = len(capped)
-    return [r for r in eligible if r[0] not in capped], skipped
+    return [r for r in eligible if r[0] not in capped], skipped, capped
 
 
 def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: datetime) -> tuple[CampaignRun, bool]:
@@ -165,23 +176,43 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    table = Delivery.__table__
+    table = cast(Table, Delivery.__table__)
     for i in range(0, len(rows), BATCH):
         session.connection().execute(insert(table), rows[i:i + BATCH])
 
 
-def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime, now: datetime | None = None) -> PlanResult:
-    """Plan one firing of a one-off, cron or manual campaign; a second call adds nothing."""
+def _late_ids(c: Campaign, key: datetime, eligible: list[Any]) -> set[int]:
+    """Local-time contacts whose wall-clock moment had already passed when the campaign was created."""
+    clock = local_clock_for(c, key)
+    if clock is None:
+        return set()
+    start = origin(c)
+    return {cid for cid, _a, tz, *_ in eligible if wall_clock_in(clock, zone(tz, c.timezone)) < start}
+
+
+def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime, now: datetime | None = None,
+                *, extra: bool = False) -> PlanResult:
+    """Plan one firing of a one-off, cron or manual campaign; a second call adds nothing.
+
+    `extra` marks a run asked for by hand (`send --now`): it is not one of the schedule's
+    firings, so the schedule carries on as it was.
+    """
     now = now or utcnow()
     run, created = _get_or_create_run(session, c, key, now)
     if not created:
         return PlanResult(run.id, False, run.counts)
     members = list(_audience(session, settings, c, now))
-    eligible, skipped = _classify(session, settings, c, now, members)
+    eligible, skipped, capped = _classify(session, settings, c, now, members)
+    if c.local_time and not extra:
+        # Their moment was gone before the campaign existed: --late skip (default) or send now.
+        late = _late_ids(c, key, eligible)
+        skipped["late"] = len(late) if c.late_policy != "send" else 0
+        if c.late_policy != "send":
+            eligible = [r for r in eligible if r[0] not in late]
     quiet = quiet_hours_of(settings, c)
-    clock = local_clock_for(c, key)
+    clock = local_clock_for(c, key) if not extra else None
     firing = max(now, key) if not c.local_time else now
-    dues = {cid: due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=c.local_time,
+    dues = {cid: due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=c.local_time and not extra,
                           local_clock=clock, quiet=quiet) for cid, _a, tz, *_ in eligible}
     if c.throttle_per_minute:
         ids = list(dues)
@@ -190,9 +221,11 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     rows, held = _rows(c, run, eligible, 0, lambda cid: pick_variant(c, cid), lambda cid, _tz: dues[cid], snap, now)
     _insert(session, rows)
     run.counts = {"in_segment": len(members), "planned": len(rows) - held, "held_out": held, "skipped": skipped}
+    if extra:
+        run.counts["extra"] = True
     run.status, run.finished_at = RunStatus.PLANNED, utcnow()
     session.flush()
-    return PlanResult(run.id, True, run.counts)
+    return PlanResult(run.id, True, run.counts, sorted(capped))
 
 
 def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> PlanResult:
@@ -200,9 +233,9 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
     now = now or utcnow()
     run, _ = _get_or_create_run(session, c, c.created_at, now)
     members = list(_audience(session, settings, c, now, exclude_enrolled=True))
-    eligible, skipped = _classify(session, settings, c, now, members)
+    eligible, skipped, _capped = _classify(session, settings, c, now, members)
     if eligible:
-        session.connection().execute(insert(DripEnrollment.__table__), [
+        session.connection().execute(insert(cast(Table, DripEnrollment.__table__)), [
             {"campaign_id": c.id, "contact_id": r[0], "entered_at": now} for r in eligible])
     quiet = quiet_hours_of(settings, c)
     snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, or_, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import bounces
@@ -48,7 +48,8 @@ _SENT = (update(_DELIVERY)
          .values(state=DeliveryState.SENT, sent_at=bindparam("at", type_=_DELIVERY.c.sent_at.type), provider_message_id=bindparam("pid"),
                  error=None, lease_until=None, updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
 _MARK_SENDING = (update(_DELIVERY)
-                 .where(_DELIVERY.c.id.in_(bindparam("ids", expanding=True)), _DELIVERY.c.state == DeliveryState.CLAIMED)
+                 .where(_DELIVERY.c.id.in_(bindparam("ids", expanding=True)), _DELIVERY.c.state == DeliveryState.CLAIMED,
+                        _DELIVERY.c.claimed_by == bindparam("worker"))
                  .values(state=DeliveryState.SENDING, updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
 
 
@@ -71,19 +72,23 @@ class DispatchStats:
 class Recorder:
     """Writes outcomes; checks the auto-pause rates of every campaign written to."""
 
-    def __init__(self, app: App, autopause: AutoPause, rng: random.Random) -> None:
+    def __init__(self, app: App, autopause: AutoPause, rng: random.Random, worker: str) -> None:
         self.app = app
+        self.worker = worker
         self.autopause = autopause
         self._rng = rng
 
     def write(self, results: Results, render_failures: list[tuple[Claimed, str]], released: list[Claimed], now: datetime,
               mark: list[int] | None = None, marks: tuple[int, int] | None = None,
-              batch_campaigns: set[int] | None = None) -> tuple[DispatchStats, set[int]]:
+              batch_campaigns: set[int] | None = None) -> tuple[DispatchStats, set[int], set[int]]:
         """Write outcomes down in one transaction; `released`: rows never handed over (their
         campaign was paused mid-batch) go back to the queue; `mark`: rows about to be handed
         over become `sending`; `marks`: also return the contacts whose consent or suppression
         changed since the claim. The auto-pause rates are checked for every campaign written
-        to and, on a batch's last write, for every campaign of the batch (`batch_campaigns`)."""
+        to and, on a batch's last write, for every campaign of the batch (`batch_campaigns`).
+        Returns the stats, the changed contacts, and the ids of `mark` this worker still held
+        and marked: a row whose claim passed to another sender (this one was taken for dead)
+        is not this sender's to hand over."""
         stats = DispatchStats()
         written: Counter[tuple[int, str]] = Counter()  # (campaign, sent|failed|unknown|bounce): for the rates
         with write_transaction(self.app.engine) as conn:
@@ -99,12 +104,15 @@ class Recorder:
                 with Session(bind=conn, expire_on_commit=False) as session:
                     self._write_others(session, others, render_failures, now, stats, written)
                     session.flush()
+            marked: set[int] = set()
             if mark:
-                conn.execute(_MARK_SENDING, {"ids": mark, "at": now})
+                conn.execute(_MARK_SENDING, {"ids": mark, "at": now, "worker": self.worker})
+                marked = set(conn.scalars(select(_DELIVERY.c.id).where(
+                    _DELIVERY.c.id.in_(mark), _DELIVERY.c.state == DeliveryState.SENDING, _DELIVERY.c.claimed_by == self.worker)))
             changed = changed_since(conn, marks) if marks is not None else set()
             for campaign_id in {cid for cid, _ in written} | (batch_campaigns or set()):
                 self.autopause.check(conn, campaign_id, now, written)
-        return stats, changed
+        return stats, changed, marked
 
     async def write_when_possible(self, results: Results, failures: list[tuple[Claimed, str]], released: list[Claimed],
                                   now: datetime, batch_campaigns: set[int] | None = None) -> DispatchStats:

@@ -14,6 +14,8 @@ from campaigns.timespec import ClockRange
 # The earliest zone on Earth is UTC+14: a local-time firing starts planning then, so every
 # recipient's wall-clock moment is still ahead when their row is written.
 EARLIEST_OFFSET = timedelta(hours=14)
+# The latest zone is UTC-12: the last recipient's wall-clock moment of a local-time firing.
+LATEST_OFFSET = timedelta(hours=12)
 
 
 def zone(name: str | None, fallback: str) -> ZoneInfo:
@@ -30,11 +32,25 @@ def zone(name: str | None, fallback: str) -> ZoneInfo:
 def wall_clock_in(naive_local: datetime, tz: ZoneInfo) -> datetime:
     """A naive wall-clock time in `tz` -> aware UTC.
 
-    A time skipped by a spring-forward change (02:30 on a 02:00->03:00 night) is read with
-    the offset before the change, which lands it after the gap (03:30); a repeated autumn
-    time takes its first occurrence (fold=0).
+    A time skipped by a spring-forward change (02:30 on a 02:00->03:00 night) becomes the
+    instant the clocks change (03:00), as cron does; a repeated autumn time takes its first
+    occurrence (fold=0). So later wall-clock times never map to earlier instants.
     """
-    return naive_local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    first = naive_local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == naive_local:
+        return first
+    # In a gap: fold=1 reads it with the offset after the change, which lands before the
+    # change; the change itself lies between the two readings.
+    low = naive_local.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    high = first
+    after_offset = first.astimezone(tz).utcoffset()
+    while high - low > timedelta(seconds=1):
+        mid = low + (high - low) / 2
+        if mid.astimezone(tz).utcoffset() == after_offset:
+            high = mid
+        else:
+            low = mid
+    return high.replace(microsecond=0)
 
 
 def push_out_of_quiet(due_utc: datetime, tz: ZoneInfo, quiet: ClockRange | None) -> datetime:
@@ -99,6 +115,7 @@ def is_quiet(at_utc: datetime, tz: ZoneInfo, quiet: ClockRange | None) -> bool:
 
 __all__ = [
     "EARLIEST_OFFSET",
+    "LATEST_OFFSET",
     "due_time",
     "is_quiet",
     "local_clock_of",

@@ -20,13 +20,14 @@ from campaigns.cli import (
     demo,
     purchases,
     report,
+    retry,
     segments,
     setup,
     suppress,
     templates,
     track,
 )
-from campaigns.cli.common import State, err_console
+from campaigns.cli.common import State, err_console, terminal_safe
 from campaigns.errors import CampaignsError, ImportFailed
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ def root(
 setup.register(app)
 campaigns_cmd.register(app)
 daemon.register(app)
+retry.register(app)
 track.register(app)
 report.register(app)
 demo.register(app)
@@ -77,8 +79,9 @@ app.add_typer(coupons.app, name="coupons")
 def _report(exc: CampaignsError) -> None:
     if isinstance(exc, ImportFailed):
         for row_error in exc.errors:
-            err_console.print(f"[red]{escape(exc.path)}: {escape(str(row_error))}[/red]", soft_wrap=True)
-    err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[red]{escape(terminal_safe(exc.path))}: {escape(terminal_safe(str(row_error)))}[/red]",
+                              soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     Typer's standalone mode already turns usage errors into a message and exit 2; what
     escapes it is ours (CampaignsError) or a bug, and neither may show a traceback.
     """
+    os.umask(0o077)  # what we write (database, outbox, rejects) holds personal data: private by default
     try:
         app(args=argv, prog_name="campaigns")
     except CampaignsError as exc:
@@ -98,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line for the marketer, the trace on request
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
+        # A driver error's text carries the SQL and its parameters (contact addresses among them).
+        from campaigns.logsetup import first_line
+
         err_console.print(
-            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(terminal_safe(first_line(exc)))} "
             "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
         sys.exit(70)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from sqlalchemy import func, select
@@ -27,6 +27,7 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
+from campaigns.errors import ConflictError
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
@@ -34,12 +35,12 @@ O = Optional
 
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,  # type: ignore[no-untyped-def]
-          variant, attribution_window, utm_campaign, grace, cost, transactional) -> CampaignSpec:
+          variant, attribution_window, utm_campaign, grace, cost, transactional, late=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
-        utm_campaign=utm_campaign, grace=grace, cost_per_message=cost, transactional=transactional)
+        utm_campaign=utm_campaign, grace=grace, cost_per_message=cost, transactional=transactional, late=late)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -59,13 +60,14 @@ WindowOpt = typer.Option(None, "--attribution-window", help="Credit purchases th
 UtmOpt = typer.Option(None, "--utm-campaign", help="utm_campaign added to links (default: the name).")
 GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when this recent, e.g. 2h.")
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
+LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
 
 
 def register(app: typer.Typer) -> None:
     """Attach the campaign commands to the root app."""
     for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("pause", pause),
-                     ("resume", resume), ("cancel", cancel), ("send", send)):
+                     ("resume", resume), ("cancel", cancel), ("send", send), ("calendar", calendar)):
         app.command(name)(fn)
 
 
@@ -74,11 +76,11 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = S
         timezone: O[str] = TzOpt, local_time: O[bool] = LocalOpt, quiet_hours: O[str] = QuietOpt, cap: O[str] = CapOpt,
         throttle: O[str] = ThrottleOpt, holdout: O[str] = HoldoutOpt, variant: list[str] = VariantOpt,
         attribution_window: O[str] = WindowOpt, utm_campaign: O[str] = UtmOpt, grace: O[str] = GraceOpt,
-        cost: O[float] = CostOpt, transactional: O[bool] = TransOpt) -> None:
+        cost: O[float] = CostOpt, transactional: O[bool] = TransOpt, late: O[str] = LateOpt) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
-                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional)
+                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional, late)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec)
         status, kind = c.status, c.schedule_kind
@@ -90,11 +92,11 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = 
          timezone: O[str] = TzOpt, local_time: O[bool] = LocalOpt, quiet_hours: O[str] = QuietOpt, cap: O[str] = CapOpt,
          throttle: O[str] = ThrottleOpt, holdout: O[str] = HoldoutOpt, variant: list[str] = VariantOpt,
          attribution_window: O[str] = WindowOpt, utm_campaign: O[str] = UtmOpt, grace: O[str] = GraceOpt,
-         cost: O[float] = CostOpt, transactional: O[bool] = TransOpt) -> None:
+         cost: O[float] = CostOpt, transactional: O[bool] = TransOpt, late: O[str] = LateOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
-                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional)
+                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional, late)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -117,6 +119,18 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt)
               title="Campaigns", as_json=as_json, as_csv=as_csv)
 
 
+def calendar(ctx: typer.Context, days: int = typer.Option(14, "--days", min=1, max=3660, help="How many days ahead."),
+             as_json: bool = JsonOpt) -> None:
+    """Every upcoming firing and drip step across campaigns, with its audience, soonest first."""
+    from scheduler.calendar import calendar as upcoming
+
+    a = get_app(ctx)
+    with a.session(write=False) as s:
+        rows = [e.as_dict() for e in upcoming(s, a.settings, utcnow(), days)]
+    emit_rows(rows, ["at", "campaign", "what", "audience", "source"], title=f"Calendar: the next {days} days",
+              as_json=as_json, caption="estimate: the audience if planned now; queued: rows already in the outbox")
+
+
 def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """One campaign: its definition, status (and why), runs and outbox by state."""
     a = get_app(ctx)
@@ -124,16 +138,38 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         c = get_campaign(s, name)
         record = describe(c)
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
-        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "counts": r.counts}
+        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
+        if c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
+            from scheduler.firings import next_key
+
+            record["next_firing"] = next_key(c, utcnow())
     emit_record(record, title=f"Campaign {name}", as_json=as_json)
+
+
+def _run_note(counts: dict) -> str:  # type: ignore[type-arg]
+    """Why a run looks the way it does: caught up, missed (and why), extra."""
+    if counts.get("reason"):
+        return f"missed: {counts['reason']}"
+    if counts.get("caught_up"):
+        late = int(counts.get("late_by_seconds", 0))
+        return f"caught up after downtime, {late // 3600}h {late % 3600 // 60}m late"
+    if counts.get("extra"):
+        return "extra run (send --now)"
+    return ""
 
 
 def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: O[str] = typer.Option(None, "--reason")) -> None:
     """Stop sending (queued messages wait; nothing is lost)."""
-    with get_app(ctx).session() as s:
-        set_status(s, name, "pause", reason)
-    ok(f"campaign {name} paused")
+    from scheduler.holds import settle
+
+    a = get_app(ctx)
+    with a.session() as s:
+        campaign_id = set_status(s, name, "pause", reason).id
+    # Senders see the pause before their next wave; a wave already going out is waited for
+    # (a second at most), so nothing is handed over after this returns (scheduler/holds.py).
+    held = settle(a.engine, campaign_id)
+    ok(f"campaign {name} paused" + (f" ({held} messages were being handed over)" if held else ""))
 
 
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
@@ -151,11 +187,13 @@ def cancel(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 
 def send(ctx: typer.Context, name: str = typer.Argument(...),
-         now: bool = typer.Option(False, "--now", help="Plan a run now and send what is due (no daemon needed)."),
-         dry_run: bool = typer.Option(False, "--dry-run", help="Show who would get what, and who is skipped and why."),
+         now: bool = typer.Option(False, "--now", help="An extra run now (the schedule is kept); sends what is due (no daemon needed)."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Preview the next firing: who would get what and when, who is skipped and why."),
          as_json: bool = JsonOpt) -> None:
-    """Run a campaign once, immediately (--now), or preview it (--dry-run)."""
+    """Run a campaign once more, immediately (--now), or preview its next firing (--dry-run)."""
     from scheduler.dispatcher import Dispatcher
+    from scheduler.firings import fire_at, next_key
+    from scheduler.jobs import settle
     from scheduler.planner import plan_firing
 
     if not (now or dry_run):
@@ -165,23 +203,33 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     with a.session() as s:
         c = get_campaign(s, name)
         if c.status in ("cancelled", "paused", "completed"):
-            from campaigns.errors import ConflictError
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
-        result = plan_firing(s, a.settings, c, at.replace(microsecond=0), at)
+        key, plan_at, extra = at, at, True
+        if dry_run and c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
+            upcoming = next_key(c, at)
+            if upcoming is not None:  # preview that firing as the daemon will plan it
+                key, plan_at, extra = upcoming, max(fire_at(c, upcoming), at), False
+        result = plan_firing(s, a.settings, c, key, plan_at, extra=extra)
         preview = [{"contact": email or phone, "variant": d.variant, "template": d.template_name,
                     "due_at": d.due_at, "holdout": d.is_holdout}
                    for d, email, phone in s.execute(select(Delivery, Contact.email, Contact.phone)
                                                     .join(Contact, Contact.id == Delivery.contact_id)
                                                     .where(Delivery.run_id == result.run_id).order_by(Delivery.id).limit(20))]
+        capped = [email or phone for email, phone in s.execute(
+            select(Contact.email, Contact.phone).where(Contact.id.in_(result.capped[:20])).order_by(Contact.id))]
         if dry_run:
             s.rollback()
-    summary = {"campaign": name, "counts": result.counts, "sample": preview}
+    summary: dict[str, Any] = {"campaign": name, "firing": key if not extra else None, "counts": result.counts, "sample": preview,
+               "capped": capped}
     if dry_run:
         if as_json:
             emit_record(summary, as_json=True)
             return
-        console.print(f"[bold]{name}[/bold] would plan: {result.counts}")
+        when = f" for its firing of {key:%Y-%m-%d %H:%M} UTC" if not extra else ""
+        console.print(f"[bold]{name}[/bold] would plan{when}: {result.counts}")
         emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"], title="First recipients")
+        if capped:
+            emit_rows([{"contact": x} for x in capped], ["contact"], title=f"Capped ({len(result.capped)}): at the frequency cap")
         return
     async def send_now():  # type: ignore[no-untyped-def]
         dispatcher = Dispatcher(a)
@@ -194,6 +242,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     with a.session() as s:
         waiting = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0
+        settle(s, [c.id])
     summary["sent"] = dict(stats.counts)
     summary["waiting"] = waiting
     if as_json:

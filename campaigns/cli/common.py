@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,12 +24,27 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from campaigns import csv_output
 from campaigns.config import load_settings
 from campaigns.context import App
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+# Contact-supplied text (names, attributes, user agents) may carry terminal escapes, C1
+# controls or bidi overrides; they are shown escaped (\x1b), never interpreted.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with control, zero-width and bidi characters made visible as escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def shown(value: Any) -> Text:
+    """A value for a rich table or line: never parsed as markup, controls escaped."""
+    return Text(terminal_safe(str(value)))
 
 
 class Channel(str, Enum):
@@ -108,7 +123,7 @@ def emit_rows(
         print_json([{c: r.get(c) for c in columns} for r in rows])
         return
     if as_csv:
-        writer = csv.writer(sys.stdout)
+        writer = csv_output.writer(sys.stdout)
         writer.writerow(columns)
         for r in rows:
             writer.writerow([_plain(r.get(c)) if not isinstance(r.get(c), (dict, list)) else _cell(r.get(c)) for c in columns])
@@ -117,7 +132,7 @@ def emit_rows(
     for c in columns:
         table.add_column(c.replace("_", " "), overflow="fold")
     for r in rows:
-        table.add_row(*[_cell(r.get(c)) for c in columns])
+        table.add_row(*[shown(_cell(r.get(c))) for c in columns])
     console.print(table)
 
 
@@ -130,7 +145,7 @@ def emit_record(record: dict[str, Any], *, title: str | None = None, as_json: bo
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for k, v in record.items():
-        table.add_row(k.replace("_", " "), _cell(v))
+        table.add_row(k.replace("_", " "), shown(_cell(v)))
     console.print(table)
 
 
@@ -146,9 +161,9 @@ def file_progress(path: Path, label: str) -> Iterator[Any]:
 
 def ok(message: str) -> None:
     """A green confirmation line."""
-    console.print(f"[green]✓[/green] {message}")
+    console.print(Text.assemble(("✓", "green"), " ", terminal_safe(message)))
 
 
 def warn(message: str) -> None:
     """A yellow warning line on stderr."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}")
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", terminal_safe(message)))

@@ -52,6 +52,7 @@ def import_cmd(
     source: str | None = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),
     consent_text: str | None = typer.Option(None, "--consent-text", help="The consent wording or its version."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
+    force: bool = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv."),
     encoding: str = typer.Option("utf-8", "--encoding", help="The file's text encoding."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -60,7 +61,7 @@ def import_cmd(
     with a.session() as session, file_progress(file, "importing contacts") as progress:
         result = import_contacts(
             session, a.settings, file, encoding=encoding, consent_channels=[c.value for c in consent],
-            source=source, consent_text=consent_text, skip_invalid=skip_invalid, progress=progress,
+            source=source, consent_text=consent_text, skip_invalid=skip_invalid, progress=progress, force=force,
         )
     summary = {
         "rows": result.rows, "created": result.created, "updated": result.updated,

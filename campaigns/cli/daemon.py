@@ -8,7 +8,7 @@ from datetime import timedelta
 import typer
 from sqlalchemy import func, select
 
-from campaigns import dkim_signing
+from campaigns import dkim_signing, preflight
 from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json, warn
 from campaigns.models import Campaign, Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
@@ -22,22 +22,24 @@ def register(app: typer.Typer) -> None:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    """One line per condition, redacted; tracebacks only with --verbose (campaigns.logsetup)."""
+    from campaigns.logsetup import configure
+
+    configure(verbose)
 
 
 def daemon(ctx: typer.Context,
            no_tracking: bool = typer.Option(False, "--no-tracking", help="Do not serve the tracking endpoints."),
            no_dispatch: bool = typer.Option(False, "--no-dispatch", help="Only schedule and plan (workers send)."),
-           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lines and full tracebacks in the log.")) -> None:
     """Run the scheduler, the dispatcher and the tracking app until SIGTERM/SIGINT."""
     from scheduler.daemon import Daemon, run_until_signalled
 
     a = get_app(ctx)
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
+    for warning in preflight.check_daemon(a.settings, tracking=not no_tracking):  # what cannot work: one line, exit 1
+        warn(warning)
     from campaigns.tracking.guard import startup_warnings
 
     for line in startup_warnings(a.settings, serving=not no_tracking):
@@ -47,42 +49,57 @@ def daemon(ctx: typer.Context,
 
 
 def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A name for this worker (default role@host:pid)."),
-           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lines and full tracebacks in the log.")) -> None:
     """Run only the dispatcher: start several (on several machines, sharing PostgreSQL) to send faster."""
     import asyncio
 
-    from scheduler.daemon import heartbeat, run_until_signalled
+    from scheduler.daemon import finish, run_until_signalled
     from scheduler.dispatcher import Dispatcher, default_worker_name
+    from scheduler.liveness import heartbeat, release_own
 
     a = get_app(ctx)
     a.ready_engine()
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
+    for warning in preflight.check_daemon(a.settings, tracking=False):
+        warn(warning)
     _logging(verbose)
     worker_name = name or default_worker_name()
 
     async def run(stop: asyncio.Event) -> None:
         heartbeat(a, worker_name, "worker")
         beat = asyncio.create_task(_beat(a, worker_name, stop))
+        sender = asyncio.create_task(Dispatcher(a, worker_name=worker_name).run(stop), name="the dispatcher")
+        clean = False
         try:
-            await Dispatcher(a, worker_name=worker_name).run(stop)
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([sender, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            clean = await finish([sender])  # SIGTERM: the wave in flight finishes, within the grace
         finally:
             beat.cancel()
-            heartbeat(a, worker_name, "worker", stopping=True)
+            try:
+                release_own(a, worker_name, in_flight=not clean)  # claimed, never handed over: queued again
+                heartbeat(a, worker_name, "worker", stopping=True)
+            except Exception as exc:
+                logging.getLogger("campaigns.worker").warning("could not release this worker's rows: %s",
+                                                              (str(exc).splitlines() or [""])[0][:200])
 
     run_until_signalled(run)
 
 
-async def _beat(a, name: str, stop) -> None:  # type: ignore[no-untyped-def]
+async def _beat(a, name: str, stop) -> None:
+    """The worker's heartbeat, and the rows of dead senders released (scheduler.liveness)."""
     import asyncio
 
-    from scheduler.daemon import heartbeat
+    from scheduler.liveness import BEAT_SECONDS, beat
 
     while not stop.is_set():
-        await asyncio.sleep(10)
+        await asyncio.sleep(BEAT_SECONDS)
         try:
-            heartbeat(a, name, "worker")
-        except Exception:  # noqa: S110 - a missed heartbeat is harmless
-            pass
+            await asyncio.to_thread(beat, a, name, "worker")
+        except Exception as exc:
+            logging.getLogger("campaigns.worker").warning("heartbeat failed: %s: %s", type(exc).__name__,
+                                                          (str(exc).splitlines() or [""])[0][:200])
 
 
 def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
@@ -92,7 +109,8 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     a = get_app(ctx)
     now = utcnow()
     with a.session(write=False) as s:
-        upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute"}
+        upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute",
+                     "note": c.status_reason or ""}
                     for c, at in next_fire_times(s, now)[:20]]
         processes = [{"name": p.name, "role": p.role, "started_at": p.started_at, "last_seen": p.last_seen,
                       "alive": now - p.last_seen < timedelta(seconds=60)} for p in s.scalars(select(ProcessHeartbeat))]
@@ -103,7 +121,7 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     if as_json:
         print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused})
         return
-    emit_rows(upcoming, ["campaign", "kind", "next"], title="Scheduled next")
+    emit_rows(upcoming, ["campaign", "kind", "next", "note"], title="Scheduled next")
     emit_rows(processes, ["name", "role", "started_at", "last_seen", "alive"], title="Running")
     if not processes:
         console.print("[yellow]no daemon or worker is running[/yellow]")

@@ -30,13 +30,14 @@ def import_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV: order_id, external_id|email|contact, amount, currency, occurred_at, items, utm_campaign."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
+    force: bool = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv."),
     encoding: str = typer.Option("utf-8", "--encoding"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Import orders (idempotent by order_id): all rows or none, unless --skip-invalid."""
     a = get_app(ctx)
     with a.session() as session, file_progress(file, "importing purchases") as progress:
-        result = import_purchases(session, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, progress=progress,
+        result = import_purchases(session, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, progress=progress, force=force,
                                   on_chunk=lambda s, ids: attribute_purchases(s, a.settings, ids))
     summary = {"rows": result.rows, "created": result.created, "updated": result.updated,
                "unchanged": result.unchanged, "rejected": result.rejected,

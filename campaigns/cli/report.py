@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from campaigns import csv_output, safe_files
 from campaigns.campaign_defs import get_campaign
 from campaigns.cli.common import (
     CsvOpt,
@@ -33,7 +33,8 @@ def report(ctx: typer.Context,
            period: str = typer.Option("month", "--period", help="loyalty: month, quarter or year."),
            as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
            html: bool = typer.Option(False, "--html", help="Write a self-contained HTML page (needs -o)."),
-           output: Path | None = typer.Option(None, "-o", "--output", help="Where --html writes.")) -> None:
+           output: Path | None = typer.Option(None, "-o", "--output", help="Where --html writes."),
+           force: bool = typer.Option(False, "--force", help="Replace an existing -o file.")) -> None:
     """What campaigns reached, caused and earned (lift against the holdout), or loyalty metrics."""
     # imported here: numpy (the intervals) should not slow every other command's start
     from campaigns.reports.campaign import campaign_report, overview
@@ -42,6 +43,8 @@ def report(ctx: typer.Context,
 
     if html and output is None:
         raise InputError("--html needs -o FILE")
+    if output is not None:
+        safe_files.check_replace(output, force)  # before the report is computed
     a = get_app(ctx)
     with a.session(write=False) as s:
         if name is None:
@@ -54,7 +57,8 @@ def report(ctx: typer.Context,
         assert output is not None
         if name is None:
             raise InputError("--html: name a campaign, or 'loyalty'")
-        output.write_text(loyalty_page(data) if name == "loyalty" else campaign_page(data), encoding="utf-8")
+        safe_files.write_text(output, loyalty_page(data) if name == "loyalty" else campaign_page(data), force=force,
+                              mode=0o644)  # aggregates, meant to be shared
         ok(f"wrote {output}")
         return
     if as_json:
@@ -71,7 +75,7 @@ def report(ctx: typer.Context,
             for key in ("lifecycle", "rfm", "loyalty"):
                 emit_rows(data[key], list(data[key][0]) if data[key] else [], title=f"By {key}")
     elif as_csv:
-        writer = csv.writer(sys.stdout)
+        writer = csv_output.writer(sys.stdout)
         writer.writerow(["metric", "value"])
         lift_figures = {k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}
         for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift."):

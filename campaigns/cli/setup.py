@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from campaigns import dkim_signing, schema
+from campaigns import dkim_signing, preflight, schema
 from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json, warn
 from campaigns.config import Settings, safe_url
 from campaigns.db import check_reachable
@@ -50,8 +50,16 @@ def _masked(settings: Settings) -> dict[str, Any]:
         secret: SecretStr = getattr(value, key)
         holder[key] = "********" if secret.get_secret_value() else ""
     data["previous_secret_keys"] = ["********" for _ in settings.previous_secret_keys]
-    data["database"]["url"] = safe_url(settings.database.url)
-    return data
+    return _mask_urls(data)
+
+
+def _mask_urls(value: Any) -> Any:
+    """Every URL in the settings (database, [sms] base_url, ...) with its credentials masked."""
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return safe_url(value) if isinstance(value, str) and "://" in value else value
 
 
 @config_app.command("show")
@@ -72,11 +80,16 @@ def config_show(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
-    """Validate the settings, the secret key and the database connection."""
+    """Validate the settings, the secret key, the database, the folders, the SMTP host and the tracking port."""
     a = get_app(ctx)
     a.settings.signing_key  # noqa: B018 - raises a clear error when there is no key
     signer = dkim_signing.signer(a.settings)
     a.ready_engine()
+    preflight.check_folders(a.settings)
+    # A busy port is only a warning here: the daemon this config belongs to may be the one listening.
+    for warning in (preflight.smtp_host_warning(a.settings), preflight.tracking_port_problem(a.settings)):
+        if warning:
+            warn(warning)
     ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")
     from campaigns.tracking.guard import startup_warnings
 

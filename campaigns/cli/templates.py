@@ -12,9 +12,11 @@ from typing import Optional
 
 import aiosmtplib
 import typer
+from rich.markup import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import safe_files
 from campaigns.cli.common import (
     JsonOpt,
     emit_record,
@@ -23,6 +25,7 @@ from campaigns.cli.common import (
     get_app,
     ok,
     print_json,
+    terminal_safe,
 )
 from campaigns.config import Settings
 from campaigns.contacts import find_contact, normalise_email, normalise_phone
@@ -54,7 +57,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
                          "problem": str(exc)})
             continue
         rows.append({"name": t.name, "channel": t.channel,
-                     "subject": t.subject if t.channel == "email" else (t.sms_body or "").strip()[:60],
+                     "subject": (t.subject or "") if t.channel == "email" else (t.sms_body or "").strip()[:60],
                      "text_part": ("own" if t.text is not None else "derived") if t.channel == "email" else "",
                      "version": t.version_hash[:12], "problem": ""})
     emit_rows(rows, ["name", "channel", "subject", "text_part", "version", "problem"],
@@ -71,7 +74,8 @@ def lint_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Template 
     else:
         for i in issues:
             colour = "red" if i.level == "error" else "yellow"
-            err_console.print(f"[{colour}]{i.level}:[/{colour}] {i.message}", soft_wrap=True, markup=True,
+            err_console.print(f"[{colour}]{i.level}:[/{colour}] {escape(terminal_safe(i.message))}", soft_wrap=True,
+                              markup=True,
                               highlight=False)
         if not issues:
             ok(f"{name}: no problems found")
@@ -139,15 +143,15 @@ def _deliver_test(settings: Settings, name: str, out: RenderedEmail | RenderedSm
         if settings.sms.provider != "file":
             raise InputError("send-test for SMS writes to the outbox only: set [sms] provider = \"file\" "
                              "(real SMS go out through campaigns)")
-        outbox.mkdir(parents=True, exist_ok=True)
+        safe_files.private_dir(outbox)
         path = outbox / f"test-{name}-{stamp}-{secrets.token_hex(3)}.sms"
-        path.write_text(json.dumps({"to": out.to, "body": out.body, "encoding": out.encoding,
-                                    "segments": out.segments}, ensure_ascii=False) + "\n", encoding="utf-8")
+        safe_files.write_new_private(path, (json.dumps({"to": out.to, "body": out.body, "encoding": out.encoding,
+                                                        "segments": out.segments}, ensure_ascii=False) + "\n").encode())
         return str(path)
     if settings.sending.transport == "file":
-        outbox.mkdir(parents=True, exist_ok=True)
+        safe_files.private_dir(outbox)
         path = outbox / f"test-{name}-{stamp}-{secrets.token_hex(3)}.eml"
-        path.write_bytes(out.data)
+        safe_files.write_new_private(path, out.data)
         return str(path)
     smtp = settings.smtp
     try:

@@ -163,8 +163,7 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
                                        quiet_hours="21:00-08:00", local_time=False),
         }
         for name, spec in specs.items():
-            c = create_campaign(s, settings, name, spec)
-            c.created_at = start - timedelta(minutes=1)  # defined just before the simulated launch
+            create_campaign(s, settings, name, spec, now=start - timedelta(minutes=1))  # just before the simulated launch
     say("defined segments at-risk, new-customers, vip and campaigns winback (30% holdout), welcome-drip, flash-sale")
 
     sim = [start]

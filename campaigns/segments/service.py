@@ -13,7 +13,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.models import Campaign, Contact, Segment
-from campaigns.segments.compiler import Compiler
+from campaigns.segments.compiler import Compiler, ExpansionBudget
 from campaigns.segments.parser import parse, segment_references
 from campaigns.timespec import utcnow
 
@@ -37,6 +37,7 @@ class _Resolver:
 
     def __init__(self, session: Session | None, settings: Settings, at: datetime, stack: list[str]) -> None:
         self.session, self.settings, self.at, self.stack = session, settings, at, stack
+        self.budget = ExpansionBudget()  # shared by every Compiler of this expansion
 
     def __call__(self, name: str, col: int) -> ColumnElement[bool]:
         if name in self.stack:

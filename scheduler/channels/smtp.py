@@ -9,23 +9,29 @@ connection is RSET, or dropped and reopened, so one bad address never poisons th
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
+import time
 
 import aiosmtplib
 
 from campaigns.config import Settings
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 
+log = logging.getLogger("campaigns.smtp")
+AUTH_REFUSED = (530, 535)  # authentication required / credentials invalid: us, not the address
+AUTH_HOLD_SECONDS = 10.0  # after a refused login, the other messages of the wave do not try again
+
 
 def classify(code: int, message: str) -> SendResult:
-    """An SMTP reply -> outcome. 4xx: retry; 5.7.x: policy (us, not the address);
+    """An SMTP reply -> outcome. 4xx: retry; 5.7.x, 530, 535: policy (us, not the address);
     5.1.x or a bare 550/551/553: the address is bad; any other 5xx: this message failed."""
     text = (message or "").strip()
     detail = f"{code} {text}"[:300]
     if 400 <= code < 500:
         return SendResult("transient", None, detail)
-    if text.startswith("5.7."):
+    if text.startswith("5.7.") or code in AUTH_REFUSED:
         return SendResult("policy", None, detail)
     if text.startswith("5.1.") or (code in (550, 551, 553) and not text.startswith("5.")):
         return SendResult("hard_bounce", None, detail)
@@ -50,6 +56,9 @@ class SmtpPool:
         self._settings = settings
         self._size = max(1, s.pool_size)
         self._queue: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
+        self._where = f"{s.host}:{s.port}"
+        self._down_since: float | None = None  # monotonic time of the first failed connect of an outage
+        self._refused: tuple[float, aiosmtplib.SMTPResponseException] | None = None  # the last refused login
 
     def _new(self) -> aiosmtplib.SMTP:
         s = self._settings.smtp
@@ -66,6 +75,9 @@ class SmtpPool:
             for _ in range(self._size):
                 self._queue.put_nowait(None)  # lazily connected slots
         conn = await self._queue.get()
+        if self._refused is not None and time.monotonic() - self._refused[0] < AUTH_HOLD_SECONDS:
+            self._queue.put_nowait(conn)  # the login was just refused: do not try it again per message
+            raise self._refused[1]
         if conn is None or not conn.is_connected:
             conn = self._new()
             try:
@@ -88,8 +100,19 @@ class SmtpPool:
         assert isinstance(message, OutgoingEmail)
         try:
             conn = await self._borrow()
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code in AUTH_REFUSED:  # retrying a wrong password only locks the account: pause
+                if self._refused is None or self._refused[1] is not exc:
+                    self._refused = (time.monotonic(), exc)
+                log.warning("SMTP server %s refused our login: %s %s; the campaign is paused until it is fixed",
+                            self._where, exc.code, exc.message)
+                return SendResult("policy", None, f"login refused: {exc.code} {exc.message}"[:300])
+            self._note_down(exc)
             return SendResult("transient", None, f"connect: {exc}"[:300])
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            self._note_down(exc)
+            return SendResult("transient", None, f"connect: {exc}"[:300])
+        self._note_up()
         if withdrawn(message):  # the check sits here: after the wait for a connection, before MAIL
             self._give_back(conn)
             return STOPPED
@@ -124,6 +147,19 @@ class SmtpPool:
         except aiosmtplib.SMTPException as exc:
             await self._drop(conn)
             return SendResult("unknown" if stage == "data" else "transient", None, str(exc)[:300])
+
+    def _note_down(self, exc: BaseException) -> None:
+        """A WARNING with how long the server has been unreachable (the log prints it once a minute)."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        log.warning("SMTP server %s unreachable for %.0f s: %s", self._where, now - self._down_since,
+                    (str(exc).splitlines() or [type(exc).__name__])[0][:200])
+
+    def _note_up(self) -> None:
+        if self._down_since is not None:
+            log.warning("SMTP server %s reachable again after %.0f s", self._where, time.monotonic() - self._down_since)
+            self._down_since = None
 
     async def _reset(self, conn: aiosmtplib.SMTP) -> None:
         try:

@@ -10,7 +10,7 @@ from campaigns.contacts import parse_row
 from campaigns.errors import RowError
 from campaigns.purchases import parse_purchase_row
 
-SETTINGS = Settings(secret_key=SecretStr("fuzz"))
+SETTINGS = Settings(secret_key=SecretStr("fuzz-secret-key-at-least-32-bytes-long"))
 text = st.text(max_size=80)
 rows = st.fixed_dictionaries({}, optional={
     k: text for k in ("email", "phone", "name", "timezone", "locale", "external_id", "tags",

@@ -25,7 +25,7 @@ from campaigns.rendering import RenderError, render_delivery
 from campaigns.segments import compile_where
 from campaigns.templates_store import MessageTemplate
 
-SECRET = "fuzz-secret-key"
+SECRET = "fuzz-secret-key-at-least-32-bytes-long"
 LEAKS = ("<class", "<function", "<module", "<built-in", "__globals__", "uid=", "root:", SECRET)
 TALLY: Counter[str] = Counter()
 JINJA_BITS = ["{{", "}}", "{%", "%}", "{#", "#}", "contact", ".", "__class__", "__mro__", "__subclasses__()", "|attr(",

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,8 @@ import httpx
 from sqlalchemy import func, select
 
 from campaigns import links
-from campaigns.models import Delivery
+from campaigns.campaign_defs import CampaignSpec, edit_campaign
+from campaigns.models import Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
 from tests.conftest import CliRunner
@@ -60,17 +62,29 @@ def test_a_tenth_of_smtp_attempts_failing_transiently(tmp_path: Path, record) ->
         shop.close()
 
 
+def _heartbeat_of(shop: Shop, pid: int) -> bool:
+    """True once the daemon `pid` has announced itself (its acknowledgement that it runs)."""
+    with shop.app.session() as s:
+        return bool(s.scalar(select(func.count()).where(ProcessHeartbeat.name.like(f"%:{pid}"))))
+
+
 def test_the_daemon_killed_five_times_mid_campaign(tmp_path: Path, record) -> None:
-    at = utcnow().strftime("%Y-%m-%d %H:%M")
-    shop = build_shop(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", N, plan=False, at=at,
-                      sending={"lease_seconds": "4"})
-    rng = random.Random(5)
+    shop = build_shop(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", N, plan=False, sending={"lease_seconds": "4"})
+    with shop.app.session() as s:  # a firing a few seconds ahead (a time already gone is refused)
+        edit_campaign(s, shop.app.settings, "load", CampaignSpec(at=(utcnow() + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S")))
     in_flight: list[int] = []
     sent_at_kill: list[int] = []
     try:
         proc = shop.start("daemon")
-        for _ in range(5):
-            time.sleep(rng.uniform(1.5, 3.5))
+        # Each kill waits for what the database acknowledges, never for a guessed number of
+        # seconds: the first lands once the daemon has announced itself (around planning),
+        # the others once another sixth of the campaign is recorded sent.
+        for i in range(5):
+            if i == 0:
+                assert shop.wait(lambda p=proc: _heartbeat_of(shop, p.pid), 120), "the daemon never started"
+            else:
+                target = i * N // 6
+                assert shop.wait(lambda t=target: shop.states().get("sent", 0) >= t, 300), shop.states()
             proc.kill()
             proc.wait()
             with shop.app.session() as s:  # rows the killed process held: they become `unknown`
@@ -102,10 +116,14 @@ def test_pause_and_resume_ten_times_during_sending(tmp_path: Path, record) -> No
         for _ in range(10):
             time.sleep(rng.uniform(0.3, 1.2))
             assert cli("pause", "load").exit_code == 0
-            time.sleep(0.8)  # the batch already handed to the worker finishes
-            before = len(shop.smtp.received)
-            time.sleep(0.8)
-            leaked.append(len(shop.smtp.received) - before)
+            # Judged by acknowledgement, not by how long a wave takes on a loaded machine: once
+            # the pause is acknowledged, every row still waiting (never claimed) must stay unsent
+            # until the resume; rows the worker had already claimed may finish.
+            with shop.app.session() as s:
+                waiting = set(s.scalars(select(Delivery.id).where(Delivery.campaign_id == shop.campaign_id,
+                                                                  Delivery.state.in_(("queued", "retry_wait")))))
+            time.sleep(rng.uniform(0.5, 1.5))
+            leaked.append(len(waiting.intersection(shop.received_ids())))  # received before the resume is asked
             assert cli("resume", "load").exit_code == 0
         acct = _finish(shop)
         assert leaked == [0] * 10, leaked  # nothing new is claimed while paused
@@ -142,7 +160,7 @@ def test_one_click_unsubscribes_arriving_during_the_send(tmp_path: Path, record)
             poster.join(timeout=300)
             acct = _finish(shop)
         with shop.smtp.lock:
-            began = {int(mid.strip("<").split(".")[0], 36): t for (_r, mid, _f), t in zip(shop.smtp.received, shop.smtp.began)}
+            began = {int(mid.strip("<").split(".")[0], 36): t for (_r, mid, _f), t in zip(shop.smtp.received, shop.smtp.began, strict=False)}
         after_ack = [d for d in chosen if d in began and began[d] > acked[d]]
         before_ack = [d for d in chosen if d in began and began[d] <= acked[d]]
         with shop.app.session() as s:

@@ -99,7 +99,7 @@ def test_encoded_word_lookalikes_in_a_subject_stay_literal_text(rapp, tdir):
         out = render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=7)
     msg = email.message_from_bytes(out.data, policy=policy.default)
     assert msg["Bcc"] is None
-    assert len(msg.keys()) == len({k.lower() for k in msg.keys()})  # noqa: SIM118 - Message, not dict
+    assert len(msg.keys()) == len({k.lower() for k in msg.keys()})
 
 
 def test_non_ascii_subject_is_encoded_and_decodes_back(rapp, tdir):

@@ -320,3 +320,26 @@ def test_double_opt_in_is_one_rule_from_planning_to_hand_over(make_app, smtp):
     _drain(app)
     assert _states(app, cid) == Counter({"sent": 1, "suppressed": 1})
     assert {r for r, _m, _f in smtp.received} == {"bob@example.com"}
+
+
+def test_a_row_whose_claim_passed_to_another_sender_is_not_handed_over(make_app, smtp):
+    """A sender taken for dead (silent past the liveness limit) may still be running: when it
+    reaches the hand-over, rows another sender has claimed since are theirs, not sent twice."""
+    from sqlalchemy import update
+
+    from scheduler.outbox import claim
+
+    app, cid = _setup(make_app, smtp, 6)
+    slow = Dispatcher(app, worker_name="slow")
+    at = utcnow()
+    batch = claim(app.engine, app.settings, "slow", at, 100)
+    assert len(batch) == 6
+    taken = batch[0].id
+    with app.engine.begin() as conn:  # what the liveness sweep and a second claim leave behind
+        conn.execute(update(Delivery).where(Delivery.id == taken).values(claimed_by="other"))
+    asyncio.run(slow._process(batch, at))
+    with app.session() as s:
+        row = s.get(Delivery, taken)
+        assert (row.state, row.claimed_by) == ("claimed", "other")
+    assert _states(app, cid) == Counter({"sent": 5, "claimed": 1})
+    assert len(smtp.received) == 5

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import time_machine
 from sqlalchemy import func, select
 
 from campaigns import consent as ledger
@@ -9,7 +10,7 @@ from campaigns import suppression
 from campaigns.contacts import add_contact
 from campaigns.models import Campaign, Delivery
 from campaigns.timespec import utcnow
-from scheduler.planner import plan_firing, stable_fraction
+from scheduler.planner import plan_drip, plan_firing, stable_fraction
 from tests.scheduler.conftest import add_people, make_campaign
 
 
@@ -78,10 +79,22 @@ def test_frequency_cap_counts_messages_across_campaigns(make_app):
     first = make_campaign(app, "first", cap="1/7d")
     second = make_campaign(app, "second", cap="1/7d")
     assert _plan(app, first).counts["planned"] == 4
+    with app.session() as s:  # what counts is what was handed over
+        s.execute(Delivery.__table__.update().values(state="sent", sent_at=utcnow()))
     counts = _plan(app, second).counts
     assert counts["planned"] == 0 and counts["skipped"]["capped"] == 4
     third = make_campaign(app, "third", cap="2/7d")
     assert _plan(app, third).counts["planned"] == 4
+
+
+def test_queued_messages_do_not_use_up_another_campaigns_cap(make_app):
+    app = make_app()
+    add_people(app, 3)
+    drip = make_campaign(app, "drip", steps=["0d:welcome", "3d:newsletter", "5d:newsletter"], cap="1/7d")
+    with app.session() as s:  # three steps queued per contact, none sent yet
+        assert plan_drip(s, app.settings, s.get(Campaign, drip)).counts["planned"] == 9
+    counts = _plan(app, make_campaign(app, "oneoff", cap="1/7d")).counts
+    assert counts["planned"] == 3 and counts["skipped"]["capped"] == 0
 
 
 def test_variants_split_by_weight_and_stay_put(make_app):
@@ -100,8 +113,9 @@ def test_local_time_and_quiet_hours_set_each_due_time(make_app):
     tokyo = add_people(app, 1, tz="Asia/Tokyo", prefix="tok")
     paris = add_people(app, 1, tz="Europe/Paris", prefix="par")
     nowhere = add_people(app, 1, prefix="nz")  # no zone: the campaign's (UTC)
-    cid = make_campaign(app, at="2026-12-01 09:00", local_time=True, quiet_hours="21:00-08:00")
     key = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with time_machine.travel(key - timedelta(days=1), tick=False):  # defined the day before (a past --at is refused)
+        cid = make_campaign(app, at="2026-12-01 09:00", local_time=True, quiet_hours="21:00-08:00")
     _plan(app, cid, key=key, now=key - timedelta(hours=14))
     due = {r.contact_id: r.due_at for r in _rows(app, cid)}
     assert due[tokyo[0]] == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)

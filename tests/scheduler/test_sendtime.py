@@ -31,9 +31,11 @@ def test_local_time_across_a_daylight_saving_change():
     ny = zone("America/New_York", "UTC")
     assert wall_clock_in(datetime(2026, 3, 7, 9, 0), ny) == datetime(2026, 3, 7, 14, 0, tzinfo=UTC)
     assert wall_clock_in(datetime(2026, 3, 8, 9, 0), ny) == datetime(2026, 3, 8, 13, 0, tzinfo=UTC)
-    # 02:30 does not exist that night: it lands after the gap (03:30 EDT), never before.
-    assert wall_clock_in(datetime(2026, 3, 8, 2, 30), ny) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    # 02:30 does not exist that night: it lands when the clocks change (03:00 EDT), never before,
+    # and never after a later wall-clock time (03:15 stays after it).
+    assert wall_clock_in(datetime(2026, 3, 8, 2, 30), ny) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
     assert wall_clock_in(datetime(2026, 3, 8, 2, 30), ny).astimezone(ny).hour == 3
+    assert wall_clock_in(datetime(2026, 3, 8, 3, 15), ny) > wall_clock_in(datetime(2026, 3, 8, 2, 30), ny)
 
 
 def test_quiet_hours_push_to_the_next_allowed_minute_in_the_recipients_zone():

@@ -6,6 +6,7 @@
     server.policy = True                 # 554 5.7.1 at MAIL FROM
     server.drop_at_rcpt = {"a@x.com"}    # connection dropped before DATA (once per address)
     server.hang_after_dot = {"b@x.com"}  # message taken, no reply after the final dot
+    server.data_delay = 0.5              # every DATA takes half a second (a slow server)
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.s.data_delay:
+            await asyncio.sleep(self.s.data_delay)
         msg = message_from_bytes(envelope.content)
         with self.s.lock:
             for rcpt in envelope.rcpt_tos:
@@ -78,6 +81,7 @@ class FaultySmtp:
         self.policy = False
         self.drop_at_rcpt: set[str] = set()
         self.hang_after_dot: set[str] = set()
+        self.data_delay = 0.0
         self.received: list[tuple[str, str, str]] = []
         self.raw: list[bytes] = []  # the DATA bytes exactly as they arrived, per recipient
         self.began: list[float] = []  # per received message: time.monotonic() at its MAIL FROM

@@ -7,6 +7,8 @@ import pytest
 from campaigns.config import load_settings
 from campaigns.errors import ConfigError
 
+K1 = "k1-current-secret-key-of-32-bytes-or-more"
+
 
 def test_explicit_config_wins_over_env_and_cwd(tmp_path, monkeypatch):
     a = tmp_path / "a.toml"
@@ -31,10 +33,10 @@ def test_environment_overrides_file_values(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[smtp]\nport = 25\n[database]\nurl = "sqlite:///x.db"\n')
     s = load_settings(cfg, environ={"CAMPAIGNS_SMTP_PORT": "2525", "CAMPAIGNS_DATABASE_URL": "sqlite:///y.db",
-                                    "CAMPAIGNS_SECRET_KEY": "k1", "CAMPAIGNS_PREVIOUS_SECRET_KEYS": "k0,kminus"})
+                                    "CAMPAIGNS_SECRET_KEY": K1, "CAMPAIGNS_PREVIOUS_SECRET_KEYS": "k0,kminus"})
     assert s.smtp.port == 2525
     assert s.database_url == f"sqlite:///{tmp_path / 'y.db'}"
-    assert s.signing_keys == [b"k1", b"k0", b"kminus"]
+    assert s.signing_keys == [K1.encode(), b"k0", b"kminus"]
 
 
 def test_relative_paths_are_anchored_at_the_config_folder(tmp_path):

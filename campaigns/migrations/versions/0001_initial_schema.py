@@ -51,6 +51,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_heartbeat')),
     sa.UniqueConstraint('name', name=op.f('uq_process_heartbeat_name'))
     )
+    op.create_table('send_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=300), nullable=False),
+    sa.Column('minute', campaigns.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
+    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
+    )
     op.create_table('segment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -109,6 +117,7 @@ def upgrade() -> None:
     sa.Column('steps', sa.JSON(), nullable=False),
     sa.Column('timezone', sa.String(length=64), nullable=False),
     sa.Column('local_time', sa.Boolean(), nullable=False),
+    sa.Column('late_policy', sa.String(length=10), server_default='skip', nullable=False),
     sa.Column('quiet_hours', sa.String(length=20), nullable=True),
     sa.Column('frequency_cap', sa.String(length=20), nullable=True),
     sa.Column('throttle_per_minute', sa.Integer(), nullable=True),
@@ -123,7 +132,7 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
-    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed')", name=op.f('ck_campaign_status')),
+    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'sent')", name=op.f('ck_campaign_status')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
@@ -322,6 +331,7 @@ def downgrade() -> None:
 
     op.drop_table('consent_event')
     op.drop_table('campaign')
+    op.drop_table('send_window')
     op.drop_table('tracked_link')
     op.drop_table('template')
     op.drop_table('suppression')

@@ -1,0 +1,50 @@
+"""Output files are created without following symlinks and replace an existing file only
+with --force; files holding personal data are 0600 (issue 17)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from campaigns.db import make_engine
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_the_rejects_file_is_private_refuses_to_overwrite_and_never_follows_a_symlink(cli, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    source = tmp_path / "contacts.csv"
+    source.write_text("email\nok@example.com\nbad@\n")
+    rejects = tmp_path / "contacts.rejected.csv"
+    os.symlink(victim, rejects)
+    r = cli("contacts", "import", str(source), "--skip-invalid")
+    assert r.exit_code == 1 and "already exists; add --force" in r.stderr
+    assert victim.read_text() == "precious"
+    r = cli("contacts", "import", str(source), "--skip-invalid", "--force")
+    assert r.exit_code == 0, r.output
+    assert victim.read_text() == "precious" and not rejects.is_symlink()
+    assert "bad@" in rejects.read_text() and _mode(rejects) == 0o600
+
+
+def test_report_output_refuses_an_existing_file_and_replaces_a_symlink_not_its_target(cli, app, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "loyalty.html"
+    os.symlink(victim, out)
+    r = cli("report", "loyalty", "--html", "-o", str(out))
+    assert r.exit_code == 1 and "already exists; add --force" in r.stderr
+    r = cli("report", "loyalty", "--html", "-o", str(out), "--force")
+    assert r.exit_code == 0, r.output
+    assert victim.read_text() == "precious" and not out.is_symlink() and "<html" in out.read_text().lower()
+
+
+def test_a_new_sqlite_database_file_is_private(tmp_path):
+    db = tmp_path / "campaigns.db"
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+    engine.dispose()
+    assert _mode(db) == 0o600
