@@ -48,7 +48,8 @@ def _setup(folder: Path, n: int, events: int):  # type: ignore[no-untyped-def]
 
     config = folder / "config.toml"
     root = Path(__file__).resolve().parents[1]
-    config.write_text(f'secret_key = "bench-secret-key-of-at-least-32-bytes"\ntemplates_dir = "{root / "templates"}"\n[database]\nurl = "sqlite:///{folder / "bench.db"}"\n', encoding="utf-8")
+    config.write_text(f'secret_key = "bench-secret-key-of-at-least-32-bytes"\ntemplates_dir = "{root / "templates"}"\n'
+                      f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n', encoding="utf-8")
     app = App(load_settings(config, environ={}))
     schema.upgrade(app.engine)
     populate(app.engine, app.settings, contacts=n, orders=0, email_consent=1.0, sms_consent=0.0)

@@ -16,7 +16,7 @@ class _Count:
     def __init__(self) -> None:
         self.n = 0
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.n += len(envelope.rcpt_tos)
         return "250 2.0.0 Ok: queued"
 

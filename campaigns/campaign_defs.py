@@ -54,6 +54,8 @@ class CampaignSpec:
     variants: list[str] = field(default_factory=list)
     attribution_window: str | None = None
     utm_campaign: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
     grace: str | None = None
     late: str | None = None
     cost_per_message: float | None = None
@@ -171,6 +173,9 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.attribution_window_seconds = int(parse_duration(spec.attribution_window, "--attribution-window").total_seconds())
     if spec.utm_campaign is not None:
         c.utm = {**(c.utm or {}), "campaign": spec.utm_campaign}
+    for key, value in (("source", spec.utm_source), ("medium", spec.utm_medium)):
+        if value is not None:
+            c.utm = {**(c.utm or {}), key: value}
     if spec.grace is not None:
         c.grace_seconds = int(parse_duration(spec.grace, "--grace").total_seconds())
     if spec.cost_per_message is not None:
@@ -187,6 +192,13 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         _refuse_past(c, spec.at, now or utcnow())
 
 
+def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
+    """utm_source and utm_medium for a channel from [tracking] (empty values are left out of links)."""
+    t = settings.tracking
+    source, medium = (t.utm_source_sms, t.utm_medium_sms) if channel == "sms" else (t.utm_source_email, t.utm_medium_email)
+    return {"source": source, "medium": medium}
+
+
 def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
     """A one-off time already gone would never fire: say so now (local time: gone in every zone)."""
     assert c.send_at is not None
@@ -198,8 +210,9 @@ def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
                          f"{c.timezone}); give a future time, or send now with `campaigns send NAME --now`")
 
 
-def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec, now: datetime | None = None) -> Campaign:
-    """A new campaign, scheduled when it has a schedule (else manual), after all checks pass.
+def create_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec, now: datetime | None = None, *,
+                    activate: bool = False) -> Campaign:
+    """A new campaign after all checks pass: a draft the daemon ignores, unless `activate`.
 
     `now` is when it is created (default: the clock); a simulation (the demo) gives its own.
     """
@@ -215,10 +228,12 @@ def create_campaign(session: Session, settings: Settings, name: str, spec: Campa
                  attribution_window_seconds=int(parse_duration(settings.policy.attribution_window).total_seconds()),
                  marketing=True, local_time=False, late_policy="skip", status="draft", created_at=now, updated_at=now)
     _apply(session, settings, c, spec, now)
+    c.utm = {**utm_defaults(settings, c.channel), **c.utm}  # what the marketer gave wins
     check_ready(session, settings, c)
-    c.status = "scheduled" if c.schedule_kind != "manual" else "draft"
     session.add(c)
     session.flush()
+    if activate:
+        activate_campaign(session, settings, name, now)
     return c
 
 
@@ -233,12 +248,15 @@ def get_campaign(session: Session, name: str) -> Campaign:
 def edit_campaign(session: Session, settings: Settings, name: str, spec: CampaignSpec) -> Campaign:
     """Change a campaign; the result must pass the same checks as a new one."""
     c = get_campaign(session, name)
-    if c.status in ("cancelled", "completed"):
-        raise ConflictError(f"campaign {name} is {c.status}; create a new one instead")
+    if c.status in ("cancelled", "completed", "archived"):
+        raise ConflictError(f"campaign {name} is {c.status}; copy it with `campaigns clone {name} NEW` instead")
+    old_defaults = utm_defaults(settings, c.channel)
     _apply(session, settings, c, spec)
+    new_defaults = utm_defaults(settings, c.channel)
+    if new_defaults != old_defaults:  # a new channel: its defaults replace the old channel's, not the marketer's own
+        c.utm = {**c.utm, **{k: v for k, v in new_defaults.items() if c.utm.get(k) == old_defaults.get(k)
+                             and getattr(spec, f"utm_{k}") is None}}
     check_ready(session, settings, c)
-    if c.status == "draft" and c.schedule_kind != "manual":
-        c.status = "scheduled"
     c.updated_at = utcnow()
     session.flush()
     return c
@@ -283,3 +301,84 @@ def grace_for(settings: Settings, c: Campaign) -> timedelta:
     """How late a missed firing may still run."""
     return timedelta(seconds=c.grace_seconds) if c.grace_seconds is not None else timedelta(minutes=settings.policy.grace_minutes)
 
+
+
+# The lifecycle: new -> draft -> (activate) -> scheduled -> completed | cancelled.
+# A draft is never planned by the daemon; `campaigns send NAME --now` still sends one on demand.
+
+def activate_campaign(session: Session, settings: Settings, name: str, now: datetime | None = None) -> Campaign:
+    """Make a draft live: the daemon plans it from now on (no firing before `activated_at`).
+    Checks run again first."""
+    c = get_campaign(session, name)
+    if c.status != "draft":
+        raise ConflictError(f"campaign {name} is {c.status}; only a draft can be activated")
+    if c.schedule_kind == "manual":
+        raise InputError(f"campaign {name} has no schedule: give it --at, --cron or --step with "
+                         f"`campaigns edit`, or send it once with `campaigns send {name} --now`")
+    check_ready(session, settings, c)
+    now = now or utcnow()
+    c.status, c.status_reason, c.updated_at, c.activated_at = "scheduled", None, now, now
+    session.flush()
+    return c
+
+
+def clone_campaign(session: Session, settings: Settings, name: str, new_name: str) -> Campaign:
+    """A draft copy of a campaign's definition (not its runs or messages) under a new name."""
+    src = get_campaign(session, name)
+    if not _NAME.match(new_name):
+        raise InputError(f"NEW: '{new_name}' must be letters, digits, '.', '_' or '-' (up to 100)")
+    if session.scalar(select(Campaign.id).where(Campaign.name == new_name)):
+        raise ConflictError(f"a campaign named {new_name} already exists")
+    now = utcnow()
+    utm = dict(src.utm or {})
+    if utm.get("campaign") == src.name:  # the default utm_campaign follows the name
+        utm["campaign"] = new_name
+    copy = Campaign(
+        name=new_name, channel=src.channel, segment_id=src.segment_id, template_name=src.template_name,
+        variants=list(src.variants or []), schedule_kind=src.schedule_kind, send_at=src.send_at, cron=src.cron,
+        steps=list(src.steps or []), timezone=src.timezone, local_time=src.local_time, quiet_hours=src.quiet_hours,
+        frequency_cap=src.frequency_cap, throttle_per_minute=src.throttle_per_minute, holdout_pct=src.holdout_pct,
+        attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
+        grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, status="draft",
+        created_at=now, updated_at=now)
+    session.add(copy)
+    session.flush()
+    return copy
+
+
+def delete_campaign(session: Session, name: str) -> None:
+    """Delete a draft that never sent anything (a campaign with history is cancelled, not deleted)."""
+    c = get_campaign(session, name)
+    if c.status != "draft":
+        raise ConflictError(f"campaign {name} is {c.status}; only a draft can be deleted "
+                            f"(cancel it with `campaigns cancel {name}` to stop it)")
+    if session.scalar(select(Delivery.id).where(Delivery.campaign_id == c.id).limit(1)) is not None:
+        raise ConflictError(f"campaign {name} has messages in its history; it cannot be deleted "
+                            "(its reports depend on them)")
+    session.delete(c)
+    session.flush()
+
+
+def last_transport_error(session: Session, campaign_id: int) -> tuple[str, Any] | None:
+    """The latest error a transport gave for one of the campaign's messages, and when, or None.
+
+    A TLS or login failure leaves messages waiting for a retry; this is what `show`,
+    `status` and `send --now` print so the cause is not only in the database.
+    """
+    row = session.execute(
+        select(Delivery.error, Delivery.updated_at)
+        .where(Delivery.campaign_id == campaign_id, Delivery.error.is_not(None),
+               Delivery.state.in_(("retry_wait", "failed", "unknown")))
+        .order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(1)).first()
+    return (str(row[0]), row[1]) if row else None
+
+
+def archive_campaign(session: Session, name: str) -> Campaign:
+    """Put a finished (completed or cancelled) campaign away: hidden from `list`, its reports kept."""
+    c = get_campaign(session, name)
+    if c.status not in ("completed", "cancelled"):
+        raise ConflictError(f"campaign {name} is {c.status}; only a completed or cancelled campaign can be archived"
+                            + (f" (cancel it first with `campaigns cancel {name}`)" if c.status in ("scheduled", "paused", "draft") else ""))
+    c.status, c.updated_at = "archived", utcnow()
+    session.flush()
+    return c

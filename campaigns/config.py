@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import tomllib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -23,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -88,6 +88,7 @@ class SendingSettings(_Section):
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = Field(default=1.0, gt=0)
+    postal_address: str = ""  # the sender's postal address, in every marketing email's footer
     # Throttles enforced at hand-over, shared by every worker: all messages, and per recipient domain.
     max_per_minute: int | None = Field(default=None, gt=0)
     domain_limits: dict[str, int] = {}
@@ -101,9 +102,13 @@ class SmtpSettings(_Section):
     security: Literal["none", "starttls", "tls"] = "none"
     pool_size: int = Field(default=8, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    helo_name: str = ""  # the name we give in EHLO; empty: this machine's fully qualified name
+    ca_file: str = ""  # PEM CA bundle to trust (a private CA) instead of the system's
+    server_name: str = ""  # the name the server's certificate must carry; empty: host
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
+    dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
     dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
 
 
@@ -126,6 +131,10 @@ class TrackingSettings(_Section):
     port: int = Field(default=8080, gt=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     machine_open_seconds: float = 2.0
+    utm_source_email: str = "newsletter"  # utm_source and utm_medium added to links, per channel
+    utm_medium_email: str = "email"
+    utm_source_sms: str = "sms"
+    utm_medium_sms: str = "sms"
     # Authenticates webhooks (bounce, purchase, inbound SMS from the webhook provider). Its own
     # secret, not the link-signing key: a shop platform holding it cannot forge links, and
     # rotating it leaves the links in mail already sent working.
@@ -238,6 +247,14 @@ class Settings(BaseModel):
     value: ValueSettings = ValueSettings()
     base_dir: Path = Path(".")
     source: str = "built-in defaults"
+    # The current HMAC key, read once: about nine signatures per message each asked for it
+    # (a Path and a stat() apiece). Dropped on any assignment and by reload_keys().
+    _key: bytes | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._key = None  # secret_key, secret_key_file or base_dir may have changed
 
     @field_validator("timezone")
     @classmethod
@@ -276,16 +293,17 @@ class Settings(BaseModel):
         pinned = self.hash_key.get_secret_value()
         return _long_enough(pinned.encode(), "hash_key") if pinned else self._current_key()
 
+    def reload_keys(self) -> None:
+        """Read the secret key (file) again on next use: after a rotation, in a long-lived process."""
+        self._key = None
+
     def _current_key(self) -> bytes:
-        value = self.secret_key.get_secret_value()
-        if value:
-            return _long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)")
-        key_file = self.path(self.secret_key_file)
-        try:
-            stamp = key_file.stat().st_mtime_ns  # every link in every message is signed: read once per change
-        except FileNotFoundError:
-            raise _no_secret_key(key_file) from None
-        return _read_key_file(key_file, stamp)
+        key = self._key
+        if key is None:
+            value = self.secret_key.get_secret_value()
+            key = self._key = (_long_enough(value.encode(), "secret_key (CAMPAIGNS_SECRET_KEY)") if value
+                               else _read_key_file(self.path(self.secret_key_file)))
+        return key
 
     def ensure_secret_key_file(self) -> Path | None:
         """Create the secret key file (0600) when no key is configured; return it if created."""
@@ -305,12 +323,10 @@ def _no_secret_key(key_file: Path) -> ConfigError:
     return ConfigError(f"no secret key: set CAMPAIGNS_SECRET_KEY, or run `campaigns init` to create {key_file}")
 
 
-@lru_cache(maxsize=16)
-def _read_key_file(key_file: Path, stamp: int) -> bytes:
-    del stamp  # part of the cache key only
+def _read_key_file(key_file: Path) -> bytes:
     try:
         text = key_file.read_text().strip()
-    except FileNotFoundError:  # removed between the stat and the read
+    except FileNotFoundError:
         raise _no_secret_key(key_file) from None
     if not text:
         raise ConfigError(f"secret key file {key_file} is empty")

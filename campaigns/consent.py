@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Select, Table, and_, exists, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from campaigns import consent_requests
@@ -129,7 +128,7 @@ def record_import(session: Session, settings: Settings, wanted: list[tuple[int, 
         })
     if not rows:
         return 0, 0
-    table = cast(Table, ConsentEvent.__table__)
+    table = ConsentEvent.__table__
     conn = session.connection()
     new_ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
     pending = [(i, str(r["channel"])) for i, r in zip(new_ids, rows, strict=True) if r["action"] == "pending"]

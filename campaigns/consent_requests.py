@@ -60,7 +60,7 @@ def ensure_campaign(session: Session, settings: Settings, channel: str) -> Campa
         create_segment(session, settings, segment, _AUDIENCE[channel],
                        "Everyone reachable on the channel; the request campaign narrows it to open requests")
     return create_campaign(session, settings, name, CampaignSpec(
-        segment=segment, channel=channel, template=TEMPLATES[channel], cron=EVERY, cap="none", transactional=True))
+        segment=segment, channel=channel, template=TEMPLATES[channel], cron=EVERY, cap="none", transactional=True), activate=True)
 
 
 def _install_template(settings: Settings, name: str) -> None:
@@ -68,8 +68,7 @@ def _install_template(settings: Settings, name: str) -> None:
     (a marketer may edit the copy; theirs is kept)."""
     import shutil
 
-    from campaigns.demo.run import shipped_templates
-    from campaigns.templates_store import templates_root
+    from campaigns.templates_store import shipped_templates, templates_root
 
     target = templates_root(settings) / name
     if not target.exists():

@@ -8,6 +8,7 @@ attribute (whole numbers and decimals are stored as numbers, leading zeros stay 
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,13 +17,14 @@ from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers.timezone import time_zones_for_number
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import consent as ledger
 from campaigns.config import Settings
 from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
-from campaigns.errors import ConflictError, InputError, NotFoundError, RowError
+from campaigns.errors import ConflictError, InputError, RowError
 from campaigns.models import ConsentEvent, Contact, Delivery, Event, Suppression
 from campaigns.signing import address_hash
 from campaigns.suppression import add_hash, check_channel
@@ -57,6 +59,39 @@ def normalise_phone(value: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def timezone_for_phone(e164: str) -> str | None:
+    """The time zone of a phone number when phonenumbers' data names exactly one, else None.
+
+    +1 415 gives America/Los_Angeles and +33 Europe/Paris, while an Australian mobile
+    (eight zones) or +1 800 (non-geographic) give None: the contact keeps no zone and the
+    campaign's (by default the configured one) applies. The library's answer depends on the
+    country and area prefix (at most 9 digits) and the number's type, so answers are cached
+    by the first 9 digits: an import pays the lookup once per area, not once per row.
+    """
+    key = e164[:10]
+    if key not in _ZONE_BY_PREFIX:
+        if len(_ZONE_BY_PREFIX) > 65536:  # bounded: a long-running daemon imports too
+            _ZONE_BY_PREFIX.clear()
+        try:
+            zones = time_zones_for_number(phonenumbers.parse(e164))
+        except phonenumbers.NumberParseException:
+            zones = ()
+        _ZONE_BY_PREFIX[key] = zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
+    return _ZONE_BY_PREFIX[key]
+
+
+_ZONE_BY_PREFIX: dict[str, str | None] = {}
+
+
+def timezone_origin(contact: Contact, default: str) -> str:
+    """Where a contact's send-time zone comes from, as shown by `customers show`."""
+    if contact.timezone is None:
+        return f"none: each campaign's zone applies (by default {default})"
+    if contact.phone and timezone_for_phone(contact.phone) == contact.timezone:
+        return f"{contact.timezone} (matches the phone number's area)"
+    return f"{contact.timezone} (given)"
+
+
 def _attribute_value(raw: str) -> Any:
     if _INT.match(raw):
         return int(raw)
@@ -88,6 +123,7 @@ class ContactData:
     phone: str | None = None
     name: str | None = None
     timezone: str | None = None
+    timezone_from_phone: str | None = None  # used only when the contact has no zone of its own
     locale: str | None = None
     tags: list[str] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +161,8 @@ def parse_row(row: dict[str, str], line: int, settings: Settings) -> ContactData
         except InputError:
             raise RowError(line, "timezone", f"'{row['timezone']}' is not a known IANA time zone (e.g. Europe/Paris)") from None
         data.timezone = row["timezone"]
+    elif data.phone:
+        data.timezone_from_phone = timezone_for_phone(data.phone)
     if row.get("locale"):
         if not _LOCALE.match(row["locale"]):
             raise RowError(line, "locale", f"'{row['locale']}' is not a locale like en or pt-BR")
@@ -244,7 +282,7 @@ def _write_chunk(
         if target is None:
             new_rows.append({
                 "external_id": d.external_id, "email": d.email, "phone": d.phone, "name": d.name,
-                "timezone": d.timezone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
+                "timezone": d.timezone or d.timezone_from_phone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
                 "created_at": now, "updated_at": now, **_hashes(settings, d.email, d.phone),
             })
             new_data.append(d)
@@ -283,6 +321,9 @@ def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any) -> bo
         if value is not None and getattr(contact, name) != value:
             setattr(contact, name, value)
             changed = True
+    if contact.timezone is None and d.timezone_from_phone:
+        contact.timezone = d.timezone_from_phone
+        changed = True
     if d.attributes:
         merged = {**(contact.attributes or {}), **d.attributes}
         if merged != contact.attributes:
@@ -323,8 +364,8 @@ def add_contact(session: Session, settings: Settings, values: dict[str, str]) ->
     now = utcnow()
     contact = Contact(
         external_id=data.external_id, email=data.email, phone=data.phone, name=data.name,
-        timezone=data.timezone, locale=data.locale, attributes=data.attributes, tags=data.tags or [],
-        created_at=now, updated_at=now, **_hashes(settings, data.email, data.phone),
+        timezone=data.timezone or data.timezone_from_phone, locale=data.locale, attributes=data.attributes,
+        tags=data.tags or [], created_at=now, updated_at=now, **_hashes(settings, data.email, data.phone),
     )
     session.add(contact)
     session.flush()
@@ -332,21 +373,10 @@ def add_contact(session: Session, settings: Settings, values: dict[str, str]) ->
 
 
 def find_contact(session: Session, ref: str, settings: Settings | None = None) -> Contact:
-    """A contact by '#id', external_id, email, phone (E.164) or numeric id, in that order."""
-    ref = ref.strip()
-    if ref.startswith("#") and ref[1:].isdigit():
-        contact = session.get(Contact, int(ref[1:]))
-    else:
-        contact = session.scalar(select(Contact).where(Contact.external_id == ref))
-        if contact is None and "@" in ref:
-            contact = session.scalar(select(Contact).where(Contact.email == ref.lower()))
-        if contact is None and ref.startswith("+"):
-            contact = session.scalar(select(Contact).where(Contact.phone == ref).order_by(Contact.id))
-        if contact is None and ref.isdigit():
-            contact = session.get(Contact, int(ref))
-    if contact is None:
-        raise NotFoundError(f"no contact '{ref}' (give an email, external_id, +phone or #id)")
-    return contact
+    """A contact by '#id', external_id, email, phone (E.164) or numeric id (campaigns.contact_ref)."""
+    from campaigns.contact_ref import find_contact as by_ref
+
+    return by_ref(session, ref)
 
 
 def list_contacts(session: Session, search: str | None = None, limit: int = 50, offset: int = 0) -> tuple[int, list[Contact]]:
@@ -397,3 +427,65 @@ def _scrub(text: str | None, personal: list[str]) -> str | None:
     for value in personal:
         text = re.sub(re.escape(value), "(erased)", text, flags=re.IGNORECASE)
     return text
+
+
+def edit_contact(session: Session, settings: Settings, contact: Contact, values: dict[str, str],
+                 unset_attributes: list[str] | None = None) -> bool:
+    """Change a contact's fields and attributes with the import's checks; True when anything changed.
+
+    An email or external_id that belongs to another contact is refused; `unset_attributes`
+    removes attributes by name.
+    """
+    if contact.erased_at is not None:
+        raise ConflictError(f"contact #{contact.id} was erased")
+    merged = {"email": contact.email or "", "phone": contact.phone or "", **values}
+    try:
+        data = parse_row(merged, 0, settings)
+    except RowError as exc:
+        raise InputError(f"--{(exc.field or 'value').replace('_', '-')}: {exc.reason}") from None
+    for column, value in (("external_id", data.external_id), ("email", data.email)):
+        if value and session.scalar(select(Contact.id).where(getattr(Contact, column) == value, Contact.id != contact.id)):
+            raise ConflictError(f"--{column.replace('_', '-')}: {value} belongs to another contact")
+    changed = _apply(settings, contact, data, utcnow())
+    gone = [k for k in unset_attributes or [] if k in (contact.attributes or {})]
+    if gone:
+        contact.attributes = {k: v for k, v in (contact.attributes or {}).items() if k not in gone}
+        contact.updated_at = utcnow()
+        changed = True
+    session.flush()
+    return changed
+
+
+def retag_contact(contact: Contact, add: list[str], remove: list[str]) -> list[str]:
+    """Add and remove tags (sorted, unique); returns the contact's tags."""
+    tags = (set(contact.tags or []) | {t.strip() for t in add if t.strip()}) - {t.strip() for t in remove}
+    if sorted(tags) != sorted(contact.tags or []):
+        contact.tags, contact.updated_at = sorted(tags), utcnow()
+    return list(contact.tags or [])
+
+
+EXPORT_FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale", "tags")
+
+
+def export_contacts(session: Session, out: Any, tag: str | None = None) -> int:
+    """Write contacts (erased ones never) as a CSV `contacts import` reads back; returns the count.
+
+    Attributes become columns after the fields; consent is not exported (it is evidence
+    kept in the ledger, and re-importing a file must not re-grant it).
+    """
+    q = select(Contact).where(Contact.erased_at.is_(None)).order_by(Contact.id)
+    keys: set[str] = set()
+    for attributes in session.scalars(select(Contact.attributes).where(Contact.erased_at.is_(None))):
+        keys.update((attributes or {}).keys())
+    attr_keys = sorted(keys - set(EXPORT_FIELDS))
+    writer = csv.writer(out)
+    writer.writerow([*EXPORT_FIELDS, *attr_keys])
+    count = 0
+    for c in session.scalars(q.execution_options(yield_per=1000)):
+        if tag and tag not in (c.tags or []):
+            continue
+        attrs = c.attributes or {}
+        writer.writerow([c.external_id or "", c.email or "", c.phone or "", c.name or "", c.timezone or "",
+                         c.locale or "", ";".join(c.tags or []), *["" if attrs.get(k) is None else attrs[k] for k in attr_keys]])
+        count += 1
+    return count

@@ -1,29 +1,50 @@
-"""DKIM signatures (RFC 6376) with dkimpy, covering the one-click unsubscribe headers.
+"""DKIM signatures (RFC 6376) through OpenSSL, covering the one-click unsubscribe headers.
 
 RFC 8058 §4 requires the DKIM signature to cover List-Unsubscribe and
 List-Unsubscribe-Post, or mailbox providers ignore the one-click button. The headers a
 reader trusts (From, Subject, the unsubscribe pair, ...) are also *over*-signed: named in
 `h=` once more than they occur, so a relay that adds a second copy breaks the signature
-instead of slipping its own in (RFC 6376 §5.4.2, select_headers in dkimpy honours it).
+instead of slipping its own in (RFC 6376 §5.4.2, dkimpy's select_headers honours it).
 
-The key is read once per (file, modification time) and checked when a sender starts, so
-a bad key stops `campaigns daemon`/`worker` with one line instead of failing every
-delivery. The private key lives in a file named by config or environment, never in the
+The private-key operation goes through `cryptography` (OpenSSL): RSA-2048 PKCS#1 v1.5
+costs about 0.3 ms there against dkimpy's pure-Python 6-8 ms, so signing runs inline in
+the sender. The header is built, folded and hashed as dkimpy does it (its `fold`, b= tag
+and header selection rules); relaxed/relaxed canonicalisation is ours for plain CRLF
+messages (what email_build makes: it touches only the signed headers and skips regexes
+with nothing to do, about half of the remaining cost) and dkimpy's for anything else.
+Both algorithms are deterministic, so tests/scheduler/test_dkim.py checks our header
+byte for byte against dkimpy's own, for generated messages.
+
+With `[smtp] dkim_ed25519_key_file` a second, Ed25519-SHA256 signature (RFC 8463) is
+added under the selector `<dkim_selector>-ed25519` (a selector's record holds one key
+type). Receivers that do not know Ed25519 ignore it and use the RSA one.
+
+Keys are read once per (file, modification time) and checked when a sender starts, so a
+bad key stops `campaigns daemon`/`worker` with one line instead of failing every
+delivery. Private keys live in files named by config or environment, never in the
 database.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import dkim
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import CanonicalizationPolicy
 
 from campaigns.config import Settings
-from campaigns.errors import ConfigError
+from campaigns.errors import CampaignsError, ConfigError
 
 # Signed once (or zero times when absent, which also forbids adding them later).
 SIGNED = (b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mime-version",
@@ -31,51 +52,152 @@ SIGNED = (b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mim
 # Named once more: a copy added in transit invalidates the signature.
 OVERSIGNED = (b"from", b"reply-to", b"to", b"subject", b"date", b"message-id",
               b"list-unsubscribe", b"list-unsubscribe-post")
-CANONICALIZE = (b"relaxed", b"relaxed")  # survives relays that refold headers or trim spaces
+_INCLUDE = SIGNED + OVERSIGNED
+_CANON = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")  # survives relays that refold headers or trim spaces
+_NAME = b"DKIM-Signature"
+_WSP_RUN = re.compile(rb" [\t ]+|\t[\t ]*")  # runs of WSP that are not already one space: few matches
+_WSP_EOL = re.compile(rb"[\t ]+\r\n")
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext, as dkimpy's parser accepts
+ED25519_SUFFIX = "-ed25519"  # the Ed25519 key's selector: `<dkim_selector>-ed25519`
+
+
+class DkimSigningError(CampaignsError):
+    """A message could not be signed (it does not parse as RFC 5322)."""
 
 
 @dataclass(frozen=True)
 class DkimSigner:
-    """Signs built messages for one domain and selector."""
+    """Signs built messages for one domain and selector: RSA, and Ed25519 too when given.
+
+    Holds the keys as PEM bytes (comparable, picklable); the parsed keys are cached."""
 
     domain: bytes
     selector: bytes
-    key: bytes
+    key: bytes  # PEM RSA private key
+    ed25519_key: bytes | None = None  # PEM (PKCS#8) Ed25519 private key, or None
+
+    @property
+    def ed25519_selector(self) -> bytes:
+        """The selector the Ed25519 signature names (its own DNS record)."""
+        return self.selector + ED25519_SUFFIX.encode()
 
     def sign(self, message: bytes) -> bytes:
-        """`DKIM-Signature:` prepended to the message bytes."""
-        header = dkim.sign(message, self.selector, self.domain, self.key, canonicalize=CANONICALIZE,
-                           include_headers=list(SIGNED + OVERSIGNED))
-        return header + message
+        """The message bytes with `DKIM-Signature:` prepended (RSA first, then Ed25519)."""
+        fast = _relaxed(message)
+        if fast is not None:
+            signed, body = fast
+        else:  # bare LFs, an mbox From line, a malformed header: dkimpy's parser decides
+            try:
+                headers, raw_body = dkim.rfc822_parse(message)
+            except dkim.MessageFormatError as exc:
+                raise DkimSigningError(f"DKIM signing failed: {exc}") from None
+            signed = b"".join(x + b":" + y for x, y in dkim.select_headers(_CANON.canonicalize_headers(headers), _INCLUDE))
+            body = _CANON.canonicalize_body(raw_body)
+        body_hash = base64.b64encode(hashlib.sha256(body).digest())
+        stamp = str(int(time.time())).encode("ascii")
+        rsa_key = _rsa_key(self.key)
+        out = self._header(b"rsa-sha256", self.selector, signed, body_hash, stamp,
+                           lambda digest: rsa_key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+        if self.ed25519_key is not None:
+            ed_key = _ed25519_key(self.ed25519_key)
+            out += self._header(b"ed25519-sha256", self.ed25519_selector, signed, body_hash, stamp, ed_key.sign)
+        return out + message
+
+    def _header(self, algorithm: bytes, selector: bytes, signed: bytes, body_hash: bytes,
+                stamp: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+        # The same fields, order and folding as dkimpy's DKIM.sign/gen_header.
+        fields = [(b"v", b"1"), (b"a", algorithm), (b"c", b"relaxed/relaxed"), (b"d", self.domain),
+                  (b"i", b"@" + self.domain), (b"q", b"dns/txt"), (b"s", selector), (b"t", stamp),
+                  (b"h", b" : ".join(_INCLUDE)), (b"bh", body_hash), (b"b", b"0" * 60)]
+        unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME))
+        unsigned = dkim.RE_BTAG.sub(b"\\1", unsigned)
+        # The signed headers, then this header itself (relaxed, b= empty, no final CRLF), as dkimpy's hash_headers.
+        digest = hashlib.sha256(signed + b"dkim-signature:" + _relaxed_value(b" " + unsigned)[:-2]).digest()
+        fields[-1] = (b"b", base64.b64encode(sign(digest)))  # RFC 8463: Ed25519 signs the SHA-256 hash too
+        return _NAME + b": " + dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"\r\n", namelen=len(_NAME))
 
     @property
     def record_name(self) -> str:
-        """Where receivers look the public key up."""
+        """Where receivers look the RSA public key up."""
         return f"{self.selector.decode()}._domainkey.{self.domain.decode()}"
 
     @property
     def record_value(self) -> str:
-        """The TXT record to publish: the public half of the key as SubjectPublicKeyInfo."""
-        pk = parse_pem_private_key(self.key)
-        rsa = _der(0x30, _der_int(pk["modulus"]) + _der_int(pk["publicExponent"]))
-        algorithm = _der(0x30, _RSA_ENCRYPTION_OID + b"\x05\x00")
-        spki = _der(0x30, algorithm + _der(0x03, b"\x00" + rsa))
+        """The TXT record to publish: the RSA public key as SubjectPublicKeyInfo."""
+        spki = _rsa_key(self.key).public_key().public_bytes(serialization.Encoding.DER,
+                                                            serialization.PublicFormat.SubjectPublicKeyInfo)
         return f"v=DKIM1; k=rsa; p={base64.b64encode(spki).decode()}"
 
+    @property
+    def records(self) -> list[tuple[str, str]]:
+        """Every (name, TXT value) to publish: the RSA record, then the Ed25519 one if set."""
+        out = [(self.record_name, self.record_value)]
+        if self.ed25519_key is not None:
+            raw = _ed25519_key(self.ed25519_key).public_key().public_bytes(serialization.Encoding.Raw,
+                                                                            serialization.PublicFormat.Raw)
+            out.append((f"{self.ed25519_selector.decode()}._domainkey.{self.domain.decode()}",
+                        f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"))  # RFC 8463 §4: the raw 32 bytes
+        return out
 
-_RSA_ENCRYPTION_OID = bytes.fromhex("06092a864886f70d010101")  # 1.2.840.113549.1.1.1
+
+def _relaxed_value(value: bytes) -> bytes:
+    """RFC 6376 §3.4.2 for one header value: unfolded, runs of WSP as one space, trimmed, CRLF."""
+    if b"\n" in value:
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"")
+    if b"\t" in value or b"  " in value:
+        value = _WSP_RUN.sub(b" ", value)
+    return value.strip() + b"\r\n"
 
 
-def _der(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + body
+def _relaxed(message: bytes) -> tuple[bytes, bytes] | None:
+    """(the signed headers canonicalised and concatenated in h= order, the canonical body) for
+    a plain CRLF message; None when dkimpy's parser should decide (bare LF or CR, odd lines)."""
+    end = message.find(b"\r\n\r\n")
+    if end < 0 or message.count(b"\n") != message.count(b"\r\n") or message.count(b"\r") != message.count(b"\r\n"):
+        return None
+    fields: list[tuple[bytes, bytes]] = []  # (lower-case name, raw value), folded lines joined
+    for line in message[:end].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] = (fields[-1][0], fields[-1][1] + b"\r\n" + line)
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            return None
+        fields.append((name.lower(), value))
+    # Header selection as RFC 6376 §5.4.2 (dkimpy's select_headers): each listed name takes its
+    # next instance from the bottom up; a name listed once more than it occurs hashes nothing.
+    instances: dict[bytes, list[bytes]] = {}
+    for name, value in fields:
+        if name in _WANTED:
+            instances.setdefault(name, []).append(value)
+    signed = b"".join(name + b":" + _relaxed_value(instances[name].pop())
+                      for name in _INCLUDE if instances.get(name))
+    body = message[end + 4:]
+    if b" \r\n" in body or b"\t\r\n" in body:
+        body = _WSP_EOL.sub(b"\r\n", body)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUN.sub(b" ", body)
+    body = body.rstrip(b"\r\n")  # only CRLF pairs here: trailing empty lines go, one CRLF ends the body
+    return signed, (body + b"\r\n" if body else b"")
 
 
-def _der_int(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))  # a leading 0 keeps it positive
+_WANTED = frozenset(_INCLUDE)
+
+
+@lru_cache(maxsize=8)
+def _rsa_key(pem: bytes) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"a {type(key).__name__.removeprefix('_')} key, not RSA")
+    return key
+
+
+@lru_cache(maxsize=8)
+def _ed25519_key(pem: bytes) -> ed25519.Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ValueError("not an Ed25519 key")
+    return key
 
 
 def signer(settings: Settings) -> DkimSigner | None:
@@ -84,32 +206,46 @@ def signer(settings: Settings) -> DkimSigner | None:
     values = {"dkim_domain": s.dkim_domain, "dkim_selector": s.dkim_selector,
               "dkim_private_key_file": s.dkim_private_key_file}
     if not any(v.strip() for v in values.values()):
+        if s.dkim_ed25519_key_file.strip():
+            raise ConfigError("[smtp] dkim_ed25519_key_file is set but DKIM is off: an Ed25519 signature rides along "
+                              "the RSA one; set dkim_domain, dkim_selector and dkim_private_key_file too")
         return None
     missing = [k for k, v in values.items() if not v.strip()]
     if missing:
         raise ConfigError(f"[smtp] {', '.join(missing)} is empty: DKIM needs dkim_domain, dkim_selector "
                           "and dkim_private_key_file together (or none of them)")
     path = settings.path(s.dkim_private_key_file)
+    ed_path = settings.path(s.dkim_ed25519_key_file) if s.dkim_ed25519_key_file.strip() else None
+    return _load(s.dkim_domain.strip().lower(), s.dkim_selector.strip(), path, _mtime("dkim_private_key_file", path),
+                 ed_path, _mtime("dkim_ed25519_key_file", ed_path) if ed_path else 0)
+
+
+def _mtime(setting: str, path: Path) -> int:
     try:
-        mtime = path.stat().st_mtime_ns
+        return path.stat().st_mtime_ns
     except OSError as exc:
-        raise ConfigError(f"[smtp] dkim_private_key_file: cannot read {path}: {exc.strerror}") from None
-    return _load(s.dkim_domain.strip().lower(), s.dkim_selector.strip(), path, mtime)
+        raise ConfigError(f"[smtp] {setting}: cannot read {path}: {exc.strerror}") from None
+
+
+def _read_pem(setting: str, path: Path, kind: str, parse: Callable[[bytes], object]) -> bytes:
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"[smtp] {setting}: cannot read {path}: {exc.strerror}") from None
+    try:
+        parse(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"[smtp] {setting}: {path} is not a PEM {kind} private key ({first})") from None
+    return pem
 
 
 @lru_cache(maxsize=8)
-def _load(domain: str, selector: str, path: Path, mtime: int) -> DkimSigner:
-    del mtime  # part of the cache key only: an edited key file is read again
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"[smtp] dkim_private_key_file: cannot read {path}: {exc.strerror}") from None
-    try:
-        parse_pem_private_key(key)
-    except (UnparsableKeyError, ValueError, IndexError) as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        raise ConfigError(f"[smtp] dkim_private_key_file: {path} is not a PEM RSA private key ({first})") from None
+def _load(domain: str, selector: str, path: Path, mtime: int, ed_path: Path | None, ed_mtime: int) -> DkimSigner:
+    del mtime, ed_mtime  # part of the cache key only: an edited key file is read again
     for name, value in (("dkim_domain", domain), ("dkim_selector", selector)):
-        if not value.isascii() or any(c.isspace() or c in ';=' for c in value):
+        if not value or not value.isascii() or any(c.isspace() or c in ';=' for c in value):
             raise ConfigError(f"[smtp] {name}: '{value}' is not a valid DNS label")
-    return DkimSigner(domain.encode("ascii"), selector.encode("ascii"), key)
+    key = _read_pem("dkim_private_key_file", path, "RSA", _rsa_key)
+    ed = _read_pem("dkim_ed25519_key_file", ed_path, "Ed25519", _ed25519_key) if ed_path is not None else None
+    return DkimSigner(domain.encode("ascii"), selector.encode("ascii"), key, ed)

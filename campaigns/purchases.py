@@ -20,10 +20,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
+from campaigns.contact_ref import resolve_refs
 from campaigns.contacts import normalise_email
 from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
 from campaigns.errors import InputError, RowError
-from campaigns.models import Contact, Purchase
+from campaigns.models import Purchase
 from campaigns.timespec import parse_datetime, utcnow
 
 CHUNK = 1000
@@ -146,24 +147,7 @@ def import_purchases(
 
 
 def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple[str, str], int]:
-    found: dict[tuple[str, str], int] = {}
-    by_col: dict[str, set[str]] = {}
-    for d in chunk:
-        by_col.setdefault(d.contact_ref[0], set()).add(d.contact_ref[1])
-    for column, values in by_col.items():
-        if column == "contact":  # a contact id, or an external_id/email given under 'contact'
-            ids = [int(v.lstrip("#")) for v in values if v.lstrip("#").isdigit()]
-            q = select(Contact.id, Contact.external_id, Contact.email).where(
-                (Contact.external_id.in_(values)) | (Contact.email.in_({v.lower() for v in values})) | (Contact.id.in_(ids)))
-            for cid, ext, email in session.execute(q):
-                for v in values:
-                    if v == ext or v.lower() == email or v.lstrip("#") == str(cid):
-                        found.setdefault((column, v), cid)
-        else:
-            col = getattr(Contact, column)
-            for cid, value in session.execute(select(Contact.id, col).where(col.in_(values))):
-                found[(column, value)] = cid
-    return found
+    return resolve_refs(session, [d.contact_ref for d in chunk])
 
 
 def _write_chunk(

@@ -17,7 +17,6 @@ from email.utils import format_datetime
 from typing import Any, Literal
 
 import css_inline
-import dkim as dkimpy  # `dkim` is also render_delivery's bool parameter
 import inscriptis
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template as JinjaTemplate
@@ -205,6 +204,7 @@ def build_context(
         "lifecycle": lifecycle, "rfm_segment": rfm_segment,
         "unsubscribe_url": links.unsubscribe_url(settings, delivery_id),
         "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
+        "postal_address": settings.sending.postal_address,
         "now": utcnow(), "coupon": coupon,
         **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
            if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
@@ -212,7 +212,8 @@ def build_context(
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
-                             "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text"})
+                             "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text",
+                             "postal_address"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 
@@ -255,7 +256,7 @@ def render_delivery(
     """Build one contact's message; RenderError (with a reason) when it cannot be built.
 
     `dkim=False`: leave DKIM signing to the caller (the dispatcher signs in worker
-    processes, because dkimpy's RSA is pure Python and would hold the event loop)."""
+    processes, off the CPU-bound sending process; see scheduler/dkim_pool.py)."""
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
                         lifecycle=lifecycle, rfm_segment=rfm_segment)
@@ -286,7 +287,7 @@ def render_delivery(
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
     subject = subject.replace(_DATA_MARK, "")
-    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign)
+    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign, unsub=ctx["unsubscribe_url"])
 
 
 def list_id(campaign: Campaign | None, domain: str) -> str:
@@ -298,11 +299,11 @@ def list_id(campaign: Campaign | None, domain: str) -> str:
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None) -> RenderedEmail:
+           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None, *,
+           unsub: str) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
     message_id = links.message_id(settings, delivery_id, domain)
-    unsub = links.unsubscribe_url(settings, delivery_id)
     token = "-".join(unsub.rsplit("/", 2)[-2:])
     mailto = f"mailto:unsubscribe@{s.return_path_domain or domain}?subject=unsubscribe-{token}"
     try:
@@ -319,8 +320,8 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
     if dkim_signer is not None:
         try:
             data = dkim_signer.sign(data)
-        except dkimpy.DKIMException as exc:
-            raise RenderError(f"template '{template.name}': DKIM signing failed: {exc}") from None
+        except dkim_signing.DkimSigningError as exc:
+            raise RenderError(f"template '{template.name}': {exc}") from None
     return RenderedEmail(address, links.return_path(settings, delivery_id), data, message_id, subject)
 
 

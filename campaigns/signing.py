@@ -2,6 +2,8 @@
 
 New signatures use the current key; verification accepts the current and previous keys
 (`previous_secret_keys`), so a key can be rotated without breaking links in old mail.
+`Settings` reads the key once per process (`reload_keys()` to read it again): a message
+carries about nine signatures, and each used to stat() the key file.
 """
 
 from __future__ import annotations

@@ -298,3 +298,12 @@ def sync_template(session: Session, tmpl: MessageTemplate) -> Template:
         row.updated_at = utcnow()
     session.flush()
     return row
+
+
+def shipped_templates() -> Path:
+    """The example templates that ship with the product: inside the wheel, or the repository's
+    templates/ folder in a checkout (the demo copies them all, double opt-in its request ones)."""
+    import campaigns
+
+    inside = Path(campaigns.__file__).parent / "shipped_templates"
+    return inside if inside.is_dir() else Path(campaigns.__file__).resolve().parent.parent / "templates"

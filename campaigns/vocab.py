@@ -50,6 +50,7 @@ class CampaignStatus(StrEnum):
     PAUSED = "paused"
     CANCELLED = "cancelled"
     COMPLETED = "completed"
+    ARCHIVED = "archived"  # finished and put away: hidden from `campaigns list`, never sent again
     SENT = "sent"  # a manual campaign whose run has gone out
 
 

@@ -14,7 +14,9 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -95,7 +97,7 @@ class Daemon:
         """Hold the lock, schedule, dispatch and track until `stop` is set."""
         lock = DaemonLock(self.app.ready_engine())
         lock.acquire()
-        tasks: list[asyncio.Task] = []
+        tasks: list[asyncio.Task[Any]] = []
         lost: list[ConflictError] = []
         guard = asyncio.create_task(_guard_lock(lock, stop, lost))
         try:
@@ -111,9 +113,8 @@ class Daemon:
             if self.dispatch:
                 tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop), name="the dispatcher"))
             if self.tracking:
-                serve = _tracking_server()
-                if serve is not None:
-                    tasks.append(asyncio.create_task(serve(self.app.settings, stop), name="the tracking server"))
+                from campaigns.tracking.server import serve  # loaded only when asked for; a broken one fails loudly
+                tasks.append(asyncio.create_task(serve(self.app.settings, stop), name="the tracking server"))
             await stop.wait()
             log.info("daemon stopping: finishing in-flight sends")
         finally:
@@ -132,7 +133,7 @@ class Daemon:
             raise lost[0]
 
 
-async def finish(tasks: list[asyncio.Task]) -> bool:
+async def finish(tasks: list[asyncio.Task[Any]]) -> bool:
     """Give `tasks` (the dispatcher finishing its wave in flight) STOP_GRACE_SECONDS, then
     cancel what is left. True when all finished by themselves."""
     if not tasks:
@@ -163,15 +164,7 @@ async def _guard_lock(lock: DaemonLock, stop: asyncio.Event, lost: list[Conflict
             log.warning("daemon lock: cannot check it: %s", (str(exc).splitlines() or [""])[0][:200])
 
 
-def _tracking_server():
-    try:
-        from campaigns.tracking.server import serve
-    except ImportError:
-        return None
-    return serve
-
-
-def run_until_signalled(coro_factory) -> None:
+def run_until_signalled(coro_factory: Callable[[asyncio.Event], Awaitable[Any]]) -> None:
     """Run `coro_factory(stop)` with SIGTERM/SIGINT setting `stop`."""
     async def main() -> None:
         stop = asyncio.Event()

@@ -25,7 +25,7 @@ from campaigns.db import session_factory
 from campaigns.errors import ConfigError
 from campaigns.timespec import utcnow
 from scheduler.autopause import AutoPause
-from scheduler.channels import Channel, SendResult, make_channels
+from scheduler.channels import Channel, SendResult
 from scheduler.dkim_pool import DkimPool
 from scheduler.handover import Handover
 from scheduler.holds import pause_dead_templates
@@ -41,6 +41,7 @@ from scheduler.outbox import (
 from scheduler.outcomes import backoff
 from scheduler.record import DispatchStats, Recorder
 from scheduler.render_stage import RenderStage
+from scheduler.transport import make_channels
 
 log = logging.getLogger("campaigns.dispatcher")
 

@@ -36,8 +36,7 @@ CRON_SEARCH_YEARS = 30
 
 def origin(c: Campaign) -> datetime:
     """When the campaign's schedule starts counting: created, or activated when that is later."""
-    activated = getattr(c, "activated_at", None)  # set by `campaigns activate` where that exists
-    return max(c.created_at, activated) if activated is not None else c.created_at
+    return max(c.created_at, c.activated_at) if c.activated_at is not None else c.created_at
 
 
 def first_moment(c: Campaign, key: datetime) -> datetime:

@@ -65,7 +65,7 @@ class Handover:
                     message = replace(message, data=signed)
             except BrokenProcessPool as exc:  # a signing process died: nothing was handed over
                 return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
-            except Exception as exc:  # dkimpy refused this message
+            except Exception as exc:  # the signer refused this message (DkimSigningError)
                 return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
         try:
             return row, await self.channels[row.channel].send(message)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -43,7 +44,7 @@ PLANNING_FAILED = "planning failed"
 class TickReport:
     """What one tick did."""
 
-    planned: list[tuple[str, datetime, dict]] = field(default_factory=list)
+    planned: list[tuple[str, datetime, dict[str, Any]]] = field(default_factory=list)
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Table,
     bindparam,
     exists,
     func,
@@ -35,7 +34,7 @@ from campaigns.messageable import messageable_ids, suppression_matches_contact
 from campaigns.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
 from campaigns.vocab import CampaignStatus, DeliveryState
 
-_DELIVERY = cast(Table, Delivery.__table__)
+_DELIVERY = Delivery.__table__
 HALTED = (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
 # The database is unreachable (restarting, network): wait for it rather than lose outcomes.
 DB_DOWN = (OperationalError, InterfaceError)

@@ -24,9 +24,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -41,8 +41,8 @@ M = TypeVar("M")
 
 IN_FLIGHT_OR_SENT = ("sending", "sent", "unknown")
 KEEP_WINDOWS = timedelta(hours=2)  # minute counters older than this are deleted
-_WINDOW = cast(Table, SendWindow.__table__)
-_DELIVERY = cast(Table, Delivery.__table__)
+_WINDOW = SendWindow.__table__
+_DELIVERY = Delivery.__table__
 
 
 @dataclass(frozen=True)

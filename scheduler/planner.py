@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, exists, func, insert, select
+from sqlalchemy import Result, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns import consent_requests, messageable
 from campaigns.config import Settings
@@ -28,7 +28,7 @@ from campaigns.models import (
     DripEnrollment,
 )
 from campaigns.segments import members_query, profiles
-from campaigns.timespec import parse_cap, parse_clock_range, utcnow
+from campaigns.timespec import ClockRange, parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
 from scheduler.firings import local_clock_for, origin
 from scheduler.sendtime import (
@@ -74,18 +74,19 @@ def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
     return c.variants[-1]["name"], c.variants[-1]["template"]
 
 
-def quiet_hours_of(settings: Settings, c: Campaign):
+def quiet_hours_of(settings: Settings, c: Campaign) -> ClockRange | None:
+
     """The campaign's quiet hours, else the channel default from config ('none' = none)."""
     if c.quiet_hours:
         return parse_clock_range(c.quiet_hours)
     return parse_clock_range(settings.policy.quiet_hours_sms if c.channel == Channel.SMS else settings.policy.quiet_hours_email)
 
 
-def _address_column(channel: str):
+def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], InstrumentedAttribute[str | None]]:
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False):
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False) -> Result[Any]:
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
@@ -160,7 +161,7 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
 def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, template_for: Any, due_for: Any,
           snap: dict[int, Any], now: datetime) -> tuple[list[dict[str, Any]], int]:
     rows, held = [], 0
-    for cid, address, tz, *_ in eligible:
+    for cid, _address, tz, *_ in eligible:
         is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
         variant, template = template_for(cid)
         profile = snap.get(cid)
@@ -168,7 +169,7 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
             "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
             "variant": variant, "template_name": template, "is_holdout": is_holdout,
             "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due_for(cid, tz),
-            "address": address, "lifecycle_stage": profile.lifecycle if profile else None,
+            "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
         })
         held += is_holdout
@@ -176,7 +177,7 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    table = cast(Table, Delivery.__table__)
+    table = Delivery.__table__
     for i in range(0, len(rows), BATCH):
         session.connection().execute(insert(table), rows[i:i + BATCH])
 
@@ -235,7 +236,7 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
     members = list(_audience(session, settings, c, now, exclude_enrolled=True))
     eligible, skipped, _capped = _classify(session, settings, c, now, members)
     if eligible:
-        session.connection().execute(insert(cast(Table, DripEnrollment.__table__)), [
+        session.connection().execute(insert(DripEnrollment.__table__), [
             {"campaign_id": c.id, "contact_id": r[0], "entered_at": now} for r in eligible])
     quiet = quiet_hours_of(settings, c)
     snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}

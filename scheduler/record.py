@@ -15,9 +15,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import bounces
@@ -41,7 +40,7 @@ from scheduler.outcomes import RELEASED, Decidable, RetryPolicy, decide, draw_ji
 log = logging.getLogger("campaigns.dispatcher")
 IN_FLIGHT = (DeliveryState.CLAIMED, DeliveryState.SENDING)  # rows this worker holds; outcomes are written only over these
 Results = list[tuple[Claimed, SendResult]]
-_DELIVERY = cast(Table, Delivery.__table__)
+_DELIVERY = Delivery.__table__
 # Built once: they run between every two waves.
 _SENT = (update(_DELIVERY)
          .where(_DELIVERY.c.id == bindparam("row_id"), or_(*(_DELIVERY.c.state == st for st in IN_FLIGHT)))

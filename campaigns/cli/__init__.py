@@ -1,111 +1,100 @@
-"""The `campaigns` command: one Typer app, one module per noun, errors as one red line."""
+"""The `campaigns` command: one Typer app, one module per noun, errors as one red line.
+
+This module stays light: `campaigns --version` answers before Typer, Rich or anything of
+the product is imported, and the root group (campaigns/cli/root.py) imports a noun's
+module only when that command runs.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-import typer
-from rich.markup import escape
-
-from campaigns import __version__
-from campaigns.cli import (
-    campaigns_cmd,
-    consent,
-    contacts,
-    coupons,
-    customers,
-    daemon,
-    demo,
-    purchases,
-    report,
-    retry,
-    segments,
-    setup,
-    suppress,
-    templates,
-    track,
-)
-from campaigns.cli.common import State, err_console, terminal_safe
-from campaigns.errors import CampaignsError, ImportFailed
-
-app = typer.Typer(
-    name="campaigns",
-    help="Permission-first marketing automation: contacts, consent, segments, campaigns, reports.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs --version a tenth of a second
+if TYPE_CHECKING:
+    from typing import Any
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"campaigns {__version__}")
-        raise typer.Exit()
+def _only_version(args: list[str]) -> bool:
+    """True for `--version`, optionally after `--config FILE` / `-c FILE`."""
+    rest = list(args)
+    while len(rest) >= 2 and rest[0] in ("--config", "-c"):
+        rest = rest[2:]
+    rest = [a for a in rest if not a.startswith("--config=")]
+    return rest == ["--version"]
 
 
-@app.callback()
-def root(
-    ctx: typer.Context,
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="Config file (default: $CAMPAIGNS_CONFIG, then ./config.toml).",
-        envvar=None, show_default=False,
-    ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
-) -> None:
-    """Permission-first marketing automation."""
-    ctx.obj = State(config)
+def _report(exc: Any) -> None:
+    from campaigns.cli.output import err_console, safe, summarise_row_errors
+    from campaigns.errors import ImportFailed
 
-
-setup.register(app)
-campaigns_cmd.register(app)
-daemon.register(app)
-retry.register(app)
-track.register(app)
-report.register(app)
-demo.register(app)
-app.add_typer(contacts.app, name="contacts")
-app.add_typer(consent.app, name="consent")
-app.add_typer(suppress.app, name="suppress")
-app.add_typer(purchases.app, name="purchases")
-app.add_typer(segments.app, name="segments")
-app.add_typer(customers.app, name="customers")
-app.add_typer(templates.app, name="templates")
-app.add_typer(coupons.app, name="coupons")
-
-
-def _report(exc: CampaignsError) -> None:
     if isinstance(exc, ImportFailed):
-        for row_error in exc.errors:
-            err_console.print(f"[red]{escape(terminal_safe(exc.path))}: {escape(terminal_safe(str(row_error)))}[/red]",
-                              soft_wrap=True)
-    err_console.print(f"[bold red]error:[/bold red] {escape(terminal_safe(str(exc)))}", soft_wrap=True)
+        summarise_row_errors(exc.path, exc.errors)
+    err_console.print(f"[bold red]error:[/bold red] {safe(str(exc))}", soft_wrap=True)
+
+
+def _usage_error(exc: Any) -> int:
+    """A usage error (unknown option, bad value) in the same shape as our own errors."""
+    from rich.markup import escape
+
+    from campaigns.cli.output import err_console
+
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+        return 2
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    # Typer's value coercion prefixes pydantic's "Value error, "; the marketer needs the rest.
+    message = exc.format_message().replace("Value error, ", "")
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}{escape(hint)}", soft_wrap=True)
+    return int(getattr(exc, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; our errors become one red line and a non-zero exit.
+    """Entry point: run the CLI; usage errors and ours become one red line and a non-zero exit.
 
-    Typer's standalone mode already turns usage errors into a message and exit 2; what
-    escapes it is ours (CampaignsError) or a bug, and neither may show a traceback.
+    What escapes as another exception is a bug, and still shows no traceback unless
+    CAMPAIGNS_DEBUG is set.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _only_version(args):
+        from campaigns import __version__
+
+        sys.stdout.write(f"campaigns {__version__}\n")
+        sys.exit(0)
+
     os.umask(0o077)  # what we write (database, outbox, rejects) holds personal data: private by default
+    from typer import _click
+
+    from campaigns.cli.root import build
+    from campaigns.errors import CampaignsError
+
     try:
-        app(args=argv, prog_name="campaigns")
+        code = build().main(args=args, prog_name="campaigns", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except CampaignsError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
+    except _click.exceptions.ClickException as exc:
+        sys.exit(_usage_error(exc))
     except KeyboardInterrupt:
+        from campaigns.cli.output import err_console
+
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
     except Exception as exc:  # a bug: still one line for the marketer, the trace on request
+        if type(exc).__name__ == "Abort":
+            from campaigns.cli.output import err_console
+
+            err_console.print("[red]aborted[/red]")
+            sys.exit(1)
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
+        from campaigns.cli.output import err_console, safe
         # A driver error's text carries the SQL and its parameters (contact addresses among them).
         from campaigns.logsetup import first_line
 
         err_console.print(
-            f"[bold red]internal error:[/bold red] {escape(type(exc).__name__)}: {escape(terminal_safe(first_line(exc)))} "
+            f"[bold red]internal error:[/bold red] {safe(type(exc).__name__)}: {safe(first_line(exc))} "
             "(run again with CAMPAIGNS_DEBUG=1 for details, and please report it)", soft_wrap=True)
         sys.exit(70)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any
 
 import typer
+from rich.markup import escape
 from sqlalchemy import func, select
 
 from campaigns.campaign_defs import (
     CampaignSpec,
+    activate_campaign,
+    archive_campaign,
+    clone_campaign,
     create_campaign,
+    delete_campaign,
     describe,
     edit_campaign,
     get_campaign,
+    last_transport_error,
     set_status,
 )
 from campaigns.cli.common import (
@@ -21,26 +27,28 @@ from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
     console,
+    counted,
     emit_record,
     emit_rows,
     get_app,
     ok,
     warn,
 )
+from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row
 from campaigns.errors import ConflictError
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
-O = Optional
 
-
-def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,  # type: ignore[no-untyped-def]
-          variant, attribution_window, utm_campaign, grace, cost, transactional, late=None) -> CampaignSpec:
+def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
+          variant, attribution_window, utm_campaign, grace, cost, transactional,
+          utm_source=None, utm_medium=None, late=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
-        utm_campaign=utm_campaign, grace=grace, cost_per_message=cost, transactional=transactional, late=late)
+        utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
+        late=late)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -58,6 +66,8 @@ HoldoutOpt = typer.Option(None, "--holdout", help="A stable random share never s
 VariantOpt = typer.Option([], "--variant", help="A/B variant NAME:TEMPLATE:WEIGHT (repeatable).")
 WindowOpt = typer.Option(None, "--attribution-window", help="Credit purchases this long after sending, e.g. 7d.")
 UtmOpt = typer.Option(None, "--utm-campaign", help="utm_campaign added to links (default: the name).")
+UtmSourceOpt = typer.Option(None, "--utm-source", help="utm_source added to links (default from [tracking]).")
+UtmMediumOpt = typer.Option(None, "--utm-medium", help="utm_medium added to links (default from [tracking]).")
 GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when this recent, e.g. 2h.")
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
 LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
@@ -66,51 +76,68 @@ TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional
 
 def register(app: typer.Typer) -> None:
     """Attach the campaign commands to the root app."""
-    for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("pause", pause),
-                     ("resume", resume), ("cancel", cancel), ("send", send), ("calendar", calendar)):
+    for name, fn in (("new", new), ("list", list_cmd), ("show", show), ("edit", edit), ("activate", activate),
+                     ("clone", clone), ("delete", delete), ("archive", archive), ("pause", pause), ("resume", resume), ("cancel", cancel),
+                     ("send", send), ("calendar", calendar)):
         app.command(name)(fn)
 
 
-def new(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = SegmentOpt, channel: O[Channel] = ChannelOpt,
-        template: O[str] = TemplateOpt, at: O[str] = AtOpt, cron: O[str] = CronOpt, step: list[str] = StepOpt,
-        timezone: O[str] = TzOpt, local_time: O[bool] = LocalOpt, quiet_hours: O[str] = QuietOpt, cap: O[str] = CapOpt,
-        throttle: O[str] = ThrottleOpt, holdout: O[str] = HoldoutOpt, variant: list[str] = VariantOpt,
-        attribution_window: O[str] = WindowOpt, utm_campaign: O[str] = UtmOpt, grace: O[str] = GraceOpt,
-        cost: O[float] = CostOpt, transactional: O[bool] = TransOpt, late: O[str] = LateOpt) -> None:
-    """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual)."""
+def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None = SegmentOpt, channel: Channel | None = ChannelOpt,
+        template: str | None = TemplateOpt, at: str | None = AtOpt, cron: str | None = CronOpt, step: list[str] = StepOpt,
+        timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
+        throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
+        attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
+        utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
+        cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
+        activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
+    """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
+
+    A new campaign is a draft: the daemon ignores it until `campaigns activate NAME`.
+    """
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
-                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional, late)
+                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
+                 utm_source, utm_medium, late)
     with a.session() as s:
-        c = create_campaign(s, a.settings, name, spec)
+        c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
-    ok(f"campaign {name} created ({kind}, {status})" + (": run it with `campaigns send " + name + " --now`" if kind == "manual" else ""))
+    if kind == "manual":
+        hint = f": send it with `campaigns send {name} --now`"
+    elif status == "draft":
+        hint = f": preview it with `campaigns send {name} --dry-run`, make it live with `campaigns activate {name}`"
+    else:
+        hint = ": the daemon sends it on schedule"
+    ok(f"campaign {name} created ({kind}, {status}){hint}")
 
 
-def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: O[str] = SegmentOpt, channel: O[Channel] = ChannelOpt,
-         template: O[str] = TemplateOpt, at: O[str] = AtOpt, cron: O[str] = CronOpt, step: list[str] = StepOpt,
-         timezone: O[str] = TzOpt, local_time: O[bool] = LocalOpt, quiet_hours: O[str] = QuietOpt, cap: O[str] = CapOpt,
-         throttle: O[str] = ThrottleOpt, holdout: O[str] = HoldoutOpt, variant: list[str] = VariantOpt,
-         attribution_window: O[str] = WindowOpt, utm_campaign: O[str] = UtmOpt, grace: O[str] = GraceOpt,
-         cost: O[float] = CostOpt, transactional: O[bool] = TransOpt, late: O[str] = LateOpt) -> None:
+def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None = SegmentOpt, channel: Channel | None = ChannelOpt,
+         template: str | None = TemplateOpt, at: str | None = AtOpt, cron: str | None = CronOpt, step: list[str] = StepOpt,
+         timezone: str | None = TzOpt, local_time: bool | None = LocalOpt, quiet_hours: str | None = QuietOpt, cap: str | None = CapOpt,
+         throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
+         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
+         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
+         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
-                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional, late)
+                 holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
+                 utm_source, utm_medium, late)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
 
 
-def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
-    """All campaigns with their status and outbox counts."""
+def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
+             show_all: bool = typer.Option(False, "--all", help="Include archived campaigns.")) -> None:
+    """All campaigns with their status and outbox counts (archived ones with --all)."""
     a = get_app(ctx)
     with a.session() as s:
         counts: dict[int, dict[str, int]] = {}
         for cid, state, n in s.execute(select(Delivery.campaign_id, Delivery.state, func.count()).group_by(Delivery.campaign_id, Delivery.state)):
             counts.setdefault(cid, {})[state] = n
         rows = []
-        for c in s.scalars(select(Campaign).order_by(Campaign.id)):
+        q = select(Campaign).order_by(Campaign.id)
+        for c in s.scalars(q if show_all else q.where(Campaign.status != "archived")):
             d = describe(c)
             by_state = counts.get(c.id, {})
             rows.append({**d, "sent": by_state.get("sent", 0), "queued": by_state.get("queued", 0) + by_state.get("retry_wait", 0),
@@ -140,14 +167,26 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
         record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
+        error = last_transport_error(s, c.id)
+        record["last_error"] = f"{error[0]} (at {cell(error[1])})" if error else None
         if c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
             from scheduler.firings import next_key
 
             record["next_firing"] = next_key(c, utcnow())
-    emit_record(record, title=f"Campaign {name}", as_json=as_json)
+    if as_json:
+        emit_record(record, as_json=True)
+        return
+    runs, outbox = record.pop("runs"), record.pop("outbox")
+    record["outbox"] = counted(outbox, STATE_WORDS) or "empty"
+    emit_record(record, title=f"Campaign {name}")
+    if runs:
+        emit_rows([{**run_row(r), "note": r["note"]} for r in runs],
+                  ["scheduled_for", "status", "in_segment", "planned", "held_out", "skipped", "note"], title="Runs")
+    else:
+        console.print("No runs yet.")
 
 
-def _run_note(counts: dict) -> str:  # type: ignore[type-arg]
+def _run_note(counts: dict[str, Any]) -> str:
     """Why a run looks the way it does: caught up, missed (and why), extra."""
     if counts.get("reason"):
         return f"missed: {counts['reason']}"
@@ -159,7 +198,43 @@ def _run_note(counts: dict) -> str:  # type: ignore[type-arg]
     return ""
 
 
-def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: O[str] = typer.Option(None, "--reason")) -> None:
+def activate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Make a draft campaign live: the daemon starts sending it on its schedule."""
+    a = get_app(ctx)
+    with a.session() as s:
+        c = activate_campaign(s, a.settings, name)
+        when = describe(c)["schedule"]
+    ok(f"campaign {name} is live: the daemon sends it on schedule ({when})")
+
+
+def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW")) -> None:
+    """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
+    a = get_app(ctx)
+    with a.session() as s:
+        clone_campaign(s, a.settings, name, new_name)
+    ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
+
+
+def delete(ctx: typer.Context, name: str = typer.Argument(...),
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete a draft campaign that never sent anything."""
+    a = get_app(ctx)
+    with a.session() as s:
+        get_campaign(s, name)
+        if not yes and not typer.confirm(f"Delete draft campaign {name}?"):
+            raise typer.Abort()
+        delete_campaign(s, name)
+    ok(f"campaign {name} deleted")
+
+
+def archive(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Archive a finished (completed or cancelled) campaign: hidden from `list`, its reports kept."""
+    with get_app(ctx).session() as s:
+        archive_campaign(s, name)
+    ok(f"campaign {name} archived (see it with `campaigns list --all`; copy it with `campaigns clone`)")
+
+
+def pause(ctx: typer.Context, name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason")) -> None:
     """Stop sending (queued messages wait; nothing is lost)."""
     from scheduler.holds import settle
 
@@ -202,8 +277,9 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     at = utcnow()
     with a.session() as s:
         c = get_campaign(s, name)
-        if c.status in ("cancelled", "paused", "completed"):
+        if c.status in ("cancelled", "paused", "completed", "archived"):
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
+        campaign_id = c.id
         key, plan_at, extra = at, at, True
         if dry_run and c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
             upcoming = next_key(c, at)
@@ -220,18 +296,20 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
         if dry_run:
             s.rollback()
     summary: dict[str, Any] = {"campaign": name, "firing": key if not extra else None, "counts": result.counts, "sample": preview,
-               "capped": capped}
+                               "capped": capped}
     if dry_run:
         if as_json:
             emit_record(summary, as_json=True)
             return
-        when = f" for its firing of {key:%Y-%m-%d %H:%M} UTC" if not extra else ""
-        console.print(f"[bold]{name}[/bold] would plan{when}: {result.counts}")
-        emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"], title="First recipients")
+        when = f" at its firing of {key:%Y-%m-%d %H:%M} UTC" if not extra else ""
+        console.print(f"{escape(name)} would send{escape(when)} to {plan_sentence(result.counts)}. Nothing was saved.", soft_wrap=True)
+        if preview:
+            emit_rows(preview, ["contact", "variant", "template", "due_at", "holdout"],
+                      title=f"First {len(preview)} recipients")
         if capped:
             emit_rows([{"contact": x} for x in capped], ["contact"], title=f"Capped ({len(result.capped)}): at the frequency cap")
         return
-    async def send_now():  # type: ignore[no-untyped-def]
+    async def send_now():
         dispatcher = Dispatcher(a)
         try:
             return await dispatcher.dispatch_once()
@@ -242,13 +320,17 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
     with a.session() as s:
         waiting = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0
-        settle(s, [c.id])
+        error = last_transport_error(s, campaign_id)
+        settle(s, [campaign_id])
     summary["sent"] = dict(stats.counts)
     summary["waiting"] = waiting
+    summary["last_error"] = error[0] if error else None
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{name}: planned {result.counts.get('planned', 0)} (held out {result.counts.get('held_out', 0)}, "
-       f"skipped {sum(result.counts.get('skipped', {}).values())}); sent now: {dict(stats.counts)}")
-    if waiting:
+    ok(f"{name}: planned for {plan_sentence(result.counts)}; just now: {counted(dict(stats.counts), OUTCOME_WORDS) or 'nothing was due'}")
+    if waiting and stats.counts.get("retry_wait"):
+        warn(f"{waiting} messages wait for a retry (the daemon retries them); the transport said: "
+             f"{error[0] if error else 'no reason recorded'}")
+    elif waiting:
         warn(f"{waiting} messages are due later (recipients' quiet hours or throttle): the daemon sends them")

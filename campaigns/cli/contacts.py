@@ -17,21 +17,25 @@ from campaigns.cli.common import (
     emit_rows,
     file_progress,
     get_app,
+    import_hints,
     ok,
     warn,
 )
 from campaigns.contacts import (
     add_contact,
+    edit_contact,
     erase_contact,
+    export_contacts,
     find_contact,
     import_contacts,
     list_contacts,
+    retag_contact,
 )
 from campaigns.errors import InputError
 from campaigns.models import Contact, Purchase
 from campaigns.suppression import is_suppressed
 
-app = typer.Typer(help="Import, add, list, show and erase contacts.", no_args_is_help=True)
+app = typer.Typer(help="Import, add, edit, tag, list, show, export and erase contacts.", no_args_is_help=True)
 
 
 def contact_record(contact: Contact) -> dict[str, Any]:
@@ -47,7 +51,8 @@ def contact_record(contact: Contact) -> dict[str, Any]:
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV with a header: email, phone, name, timezone, locale, external_id, tags, consent_email, consent_sms; other columns become attributes."),
+    file: Path = typer.Argument(..., help="CSV with a header: email, phone, name, timezone, locale, external_id, tags, "
+                                          "consent_email, consent_sms; other columns become attributes."),
     consent: list[Channel] = typer.Option([], "--consent", help="Record consent on this channel for every row (repeatable)."),
     source: str | None = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),
     consent_text: str | None = typer.Option(None, "--consent-text", help="The consent wording or its version."),
@@ -58,7 +63,7 @@ def import_cmd(
 ) -> None:
     """Import (upsert) contacts from a CSV: all rows or none, unless --skip-invalid."""
     a = get_app(ctx)
-    with a.session() as session, file_progress(file, "importing contacts") as progress:
+    with a.session() as session, file_progress(file, "importing contacts") as progress, import_hints(file):
         result = import_contacts(
             session, a.settings, file, encoding=encoding, consent_channels=[c.value for c in consent],
             source=source, consent_text=consent_text, skip_invalid=skip_invalid, progress=progress, force=force,
@@ -148,7 +153,7 @@ def list_cmd(
         rows = [contact_record(c) for c in page]
     columns = ["id", "external_id", "email", "phone", "name", "timezone", "locale", "tags", "attributes"]
     emit_rows(rows, columns, title="Contacts", caption=f"{len(rows)} of {total} shown (offset {offset})",
-              as_json=as_json, as_csv=as_csv)
+              as_json=as_json, as_csv=as_csv, drop_first=["external_id", "attributes", "locale"])
 
 
 @app.command("show")
@@ -162,7 +167,7 @@ def show_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email,
             state = ledger.current_state(session, c.id, channel)
             record[f"consent_{channel}"] = (state.action or "none") + (" (confirmation pending)" if state.pending else "")
             address = c.email if channel == "email" else c.phone
-            record[f"suppressed_{channel}"] = bool(address) and is_suppressed(session, a.settings, channel, address)
+            record[f"suppressed_{channel}"] = address is not None and is_suppressed(session, a.settings, channel, address)
         count, total = session.execute(
             select(func.count(Purchase.id), func.coalesce(func.sum(Purchase.amount_cents), 0)).where(Purchase.contact_id == c.id)
         ).one()
@@ -186,3 +191,82 @@ def erase_cmd(
             raise typer.Abort()
         erase_contact(session, a.settings, c)
     ok(f"erased contact {label}; its addresses stay suppressed")
+
+
+@app.command("edit")
+def edit_cmd(
+    ctx: typer.Context,
+    contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+    email: str | None = typer.Option(None, "--email"),
+    phone: str | None = typer.Option(None, "--phone"),
+    name: str | None = typer.Option(None, "--name"),
+    timezone: str | None = typer.Option(None, "--timezone"),
+    locale: str | None = typer.Option(None, "--locale"),
+    external_id: str | None = typer.Option(None, "--external-id"),
+    attr: list[str] = typer.Option([], "--attr", help="Set an attribute as KEY=VALUE (repeatable)."),
+    unset_attr: list[str] = typer.Option([], "--unset-attr", help="Remove an attribute (repeatable)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change a contact's fields or attributes (consent changes go through `campaigns consent`)."""
+    a = get_app(ctx)
+    values = {k: v for k, v in {"email": email, "phone": phone, "name": name, "timezone": timezone,
+                                "locale": locale, "external_id": external_id}.items() if v is not None}
+    for item in attr:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise InputError(f"--attr: '{item}' is not KEY=VALUE")
+        if key in ("email", "phone", "name", "timezone", "locale", "external_id", "tags", "consent_email", "consent_sms"):
+            raise InputError(f"--attr: '{key}' is a contact field; use --{key.replace('_', '-')}")
+        values[key] = value
+    with a.session() as session:
+        c = find_contact(session, contact, a.settings)
+        changed = edit_contact(session, a.settings, c, values, [k.strip().lower() for k in unset_attr])
+        record = contact_record(c)
+    if as_json:
+        emit_record(record, as_json=True)
+    else:
+        ok(f"contact #{record['id']} {'updated' if changed else 'unchanged'}")
+
+
+@app.command("tag")
+def tag_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+            tags: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to add.")) -> None:
+    """Add tags to a contact."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact, a.settings)
+        now = retag_contact(c, tags, [])
+        label = c.email or c.phone or f"#{c.id}"
+    ok(f"{label} tags: {', '.join(now) or 'none'}")
+
+
+@app.command("untag")
+def untag_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
+              tags: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to remove.")) -> None:
+    """Remove tags from a contact."""
+    a = get_app(ctx)
+    with a.session() as session:
+        c = find_contact(session, contact, a.settings)
+        now = retag_contact(c, [], tags)
+        label = c.email or c.phone or f"#{c.id}"
+    ok(f"{label} tags: {', '.join(now) or 'none'}")
+
+
+@app.command("export")
+def export_cmd(ctx: typer.Context, file: str = typer.Argument(..., help="Where to write the CSV; - for standard output."),
+               tag: str | None = typer.Option(None, "--tag", help="Only contacts with this tag.")) -> None:
+    """Write contacts as a CSV that `contacts import` reads back (consent stays in the ledger)."""
+    import sys
+
+    a = get_app(ctx)
+    with a.session(write=False) as session:
+        if file == "-":
+            export_contacts(session, sys.stdout, tag)
+            return
+        target = Path(file)
+        tmp = target.with_name(target.name + ".part")
+        with tmp.open("w", newline="", encoding="utf-8") as out:
+            count = export_contacts(session, out, tag)
+        tmp.replace(target)  # never a half-written file under the real name
+    ok(f"wrote {count} contacts to {target}")

@@ -14,9 +14,10 @@ from campaigns.cli.common import (
     emit_record,
     emit_rows,
     get_app,
+    money,
     print_json,
 )
-from campaigns.contacts import find_contact
+from campaigns.contacts import find_contact, timezone_origin
 from campaigns.segments import distribution, profiles
 from campaigns.timespec import parse_datetime, utcnow
 
@@ -115,9 +116,10 @@ def show_cmd(
     with a.session(write=False) as session:
         c = find_contact(session, contact, a.settings)
         p = profiles(session, a.settings, [c.id], when, value=True)[c.id]
-    record = {"contact": c.email or c.phone or f"#{c.id}", **p.as_dict()}
+    record = {"contact": c.email or c.phone or f"#{c.id}", **p.as_dict(),
+              "timezone": timezone_origin(c, a.settings.timezone)}
     if not as_json:
         for cents in ("total_cents", "aov_cents", "clv_cents"):
             value = record.pop(cents)
-            record[cents[:-6]] = None if value is None else f"{value / 100:,.2f} {a.settings.currency}"
+            record[cents[:-6]] = None if value is None else money(value, a.settings.currency, cents=True)
     emit_record(record, title=f"Customer #{c.id}", as_json=as_json)

@@ -104,6 +104,7 @@ async def _beat(a, name: str, stop) -> None:
 
 def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """What is scheduled next, what is running, and the outbox by state."""
+    from campaigns.campaign_defs import last_transport_error
     from scheduler.jobs import next_fire_times
 
     a = get_app(ctx)
@@ -118,8 +119,13 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
             select(Campaign.name, Delivery.state, func.count()).join(Campaign, Campaign.id == Delivery.campaign_id)
             .group_by(Campaign.name, Delivery.state).order_by(Campaign.name, Delivery.state))]
         paused = [{"campaign": c.name, "reason": c.status_reason} for c in s.scalars(select(Campaign).where(Campaign.status == "paused"))]
+        errors = []
+        for c in s.scalars(select(Campaign).where(Campaign.status.in_(("draft", "scheduled", "paused"))).order_by(Campaign.name)):
+            found = last_transport_error(s, c.id)
+            if found:
+                errors.append({"campaign": c.name, "last_error": found[0], "at": found[1]})
     if as_json:
-        print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused})
+        print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused, "errors": errors})
         return
     emit_rows(upcoming, ["campaign", "kind", "next", "note"], title="Scheduled next")
     emit_rows(processes, ["name", "role", "started_at", "last_seen", "alive"], title="Running")
@@ -128,3 +134,5 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     emit_rows(outbox, ["campaign", "state", "count"], title="Outbox")
     if paused:
         emit_rows(paused, ["campaign", "reason"], title="Paused")
+    if errors:
+        emit_rows(errors, ["campaign", "last_error", "at"], title="Last transport error")

@@ -20,23 +20,28 @@ def demo(dir: Path = typer.Option(Path("demo"), "--dir", help="A new or empty fo
          force: bool = typer.Option(False, "--force", help="Empty the folder first if it is not empty.")) -> None:
     """Generate a shop, run three campaigns on an accelerated clock, simulate responses, print the reports."""
     from campaigns.campaign_defs import get_campaign
-    from campaigns.cli.common import emit_rows
+    from campaigns.cli.common import emit_rows, money, points
     from campaigns.cli.report import _print_campaign
     from campaigns.config import load_settings
     from campaigns.context import App
-    from campaigns.demo.run import prepare, run_demo
+    from campaigns.demo.run import Scheduler, prepare, run_demo
     from campaigns.reports.campaign import campaign_report, overview
     from campaigns.reports.html import campaign_page
+    from scheduler.dispatcher import Dispatcher
+    from scheduler.jobs import tick
 
     prepare(dir, force)
-    result = run_demo(dir, contacts, seed, say=lambda line: console.print(f"[dim]·[/dim] {line}"))
+    parts = Scheduler(tick=tick, dispatcher=lambda a: Dispatcher(a, worker_name="demo"))
+    result = run_demo(dir, parts, contacts, seed, say=lambda line: console.print(f"[dim]·[/dim] {line}"))
     app = App(load_settings(dir / "config.toml", environ={}))
     with app.session() as s:
         rows = overview(s, app.settings)
         winback = campaign_report(s, app.settings, get_campaign(s, "winback"))
-    emit_rows(rows, ["campaign", "channel", "status", "sent", "opened", "clicked", "converted", "revenue", "lift", "verdict"],
-              title="All campaigns")
-    _print_campaign(winback)
+    cur = app.settings.currency
+    emit_rows([{**r, "revenue": money(r["revenue"], cur), "lift": points(r["lift"])} for r in rows],
+              ["campaign", "channel", "status", "sent", "opened", "clicked", "converted", "revenue", "lift", "verdict"],
+              title="All campaigns", drop_first=["channel", "opened", "clicked", "status"])
+    _print_campaign(winback, cur)
     html = dir / "report-winback.html"
     html.write_text(campaign_page(winback), encoding="utf-8")
     app.engine.dispose()

@@ -15,6 +15,7 @@ from campaigns.cli.common import (
     emit_rows,
     file_progress,
     get_app,
+    import_hints,
     ok,
     warn,
 )
@@ -36,7 +37,7 @@ def import_cmd(
 ) -> None:
     """Import orders (idempotent by order_id): all rows or none, unless --skip-invalid."""
     a = get_app(ctx)
-    with a.session() as session, file_progress(file, "importing purchases") as progress:
+    with a.session() as session, file_progress(file, "importing purchases") as progress, import_hints(file):
         result = import_purchases(session, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, progress=progress, force=force,
                                   on_chunk=lambda s, ids: attribute_purchases(s, a.settings, ids))
     summary = {"rows": result.rows, "created": result.created, "updated": result.updated,

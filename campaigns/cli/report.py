@@ -17,7 +17,10 @@ from campaigns.cli.common import (
     emit_record,
     emit_rows,
     get_app,
+    money,
     ok,
+    percent,
+    points,
     print_json,
 )
 from campaigns.errors import InputError
@@ -64,13 +67,17 @@ def report(ctx: typer.Context,
     if as_json:
         print_json(data)
         return
+    cur = a.settings.currency
     if name is None:
-        emit_rows(data, ["campaign", "channel", "status", "sent", "opened", "clicked", "converted", "revenue", "lift", "verdict"],
-                  title="Campaigns", as_csv=as_csv)
+        rows = data if as_csv else [{**r, "revenue": money(r["revenue"], cur), "lift": points(r["lift"])} for r in data]
+        emit_rows(rows, ["campaign", "channel", "status", "sent", "opened", "clicked", "converted", "revenue", "lift", "verdict"],
+                  title="Campaigns", as_csv=as_csv, caption=None if as_csv else "lift: conversion rate minus the holdout's, in percentage points",
+                  drop_first=["channel", "opened", "clicked", "status"])
     elif name == "loyalty":
         cols = ["period", "customers", "new_customers", "orders", "revenue", "retention_rate", "churn_rate",
                 "purchase_frequency", "average_order_value", "repeat_purchase_rate"]
-        emit_rows(data["rows"], cols, title=f"Loyalty per {period}", as_csv=as_csv)
+        rows = data["rows"] if as_csv else [_loyalty_row(r, cur) for r in data["rows"]]
+        emit_rows(rows, cols, title=f"Loyalty per {period}", as_csv=as_csv)
         if not as_csv:
             for key in ("lifecycle", "rfm", "loyalty"):
                 emit_rows(data[key], list(data[key][0]) if data[key] else [], title=f"By {key}")
@@ -81,7 +88,19 @@ def report(ctx: typer.Context,
         for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift."):
             writer.writerow([k, v])
     else:
-        _print_campaign(data)
+        _print_campaign(data, cur)
+
+
+def _loyalty_row(row: dict[str, Any], currency: str) -> dict[str, Any]:
+    """Rates as percentages and amounts in the currency, for the terminal."""
+    out = dict(row)
+    for k in ("retention_rate", "churn_rate", "repeat_purchase_rate"):
+        if isinstance(out.get(k), float):
+            out[k] = percent(out[k])
+    for k in ("revenue", "average_order_value"):
+        if isinstance(out.get(k), (int, float)):
+            out[k] = money(out[k], currency)
+    return out
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -96,11 +115,10 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v * 100:.1f}%"
+_pct = percent
 
 
-def _print_campaign(data: dict[str, Any]) -> None:
+def _print_campaign(data: dict[str, Any], cur: str) -> None:
     f, r, lf = data["funnel"], data["rates"], data["lift"]
     console.print(f"[bold]{data['campaign']['name']}[/bold] ({data['campaign']['channel']}, {data['campaign']['status']})")
     rows = [
@@ -116,43 +134,47 @@ def _print_campaign(data: dict[str, Any]) -> None:
         {"step": "unsubscribed", "count": f["unsubscribed"], "rate": _pct(r["unsubscribe_rate"])},
         {"step": "complaints", "count": f["complaints"], "rate": ""},
         {"step": "converted (attributed)", "count": f["converted"], "rate": _pct(r["conversion_rate"])},
-        {"step": "revenue (attributed)", "count": f"{f['revenue']:,.2f}", "rate": ""},
-        {"step": "revenue per recipient", "count": "–" if f["revenue_per_recipient"] is None else f"{f['revenue_per_recipient']:,.2f}", "rate": ""},
+        {"step": "revenue (attributed)", "count": money(f["revenue"], cur), "rate": ""},
+        {"step": "revenue per recipient", "count": money(f["revenue_per_recipient"], cur), "rate": ""},
     ]
     if f["cost"] is not None:
-        roi_ci = "" if not f["roi_ci95"] else f"95% interval {_pct(f['roi_ci95'][0])} to {_pct(f['roi_ci95'][1])}"
-        rows += [{"step": "cost", "count": f"{f['cost']:,.2f}", "rate": ""},
-                 {"step": "ROI (incremental revenue vs holdout)", "count": _pct(f["roi"]) if f["roi"] is not None else "– (no holdout)",
-                  "rate": roi_ci},
-                 {"step": "ROI on attributed revenue (credit, not causal)", "count": _pct(f["roi_attributed"]), "rate": ""}]
+        roi_ci = "" if not f["roi_ci95"] else f"95% interval {percent(f['roi_ci95'][0], signed=True)} to {percent(f['roi_ci95'][1], signed=True)}"
+        rows += [{"step": "cost", "count": money(f["cost"], cur), "rate": ""},
+                 {"step": "ROI (incremental revenue vs holdout)",
+                  "count": percent(f["roi"], signed=True) if f["roi"] is not None else "– (no holdout)", "rate": roi_ci},
+                 {"step": "ROI on attributed revenue (credit, not causal)", "count": percent(f["roi_attributed"], signed=True),
+                  "rate": ""}]
     emit_rows(rows, ["step", "count", "rate"], title="Funnel")
     t, h = lf["treated"], lf["holdout"]
-    lift_rows = [{"group": "treated", "contacts": t["contacts"], "converters": t["converters"], "rate": _pct(t["rate"]), "revenue": t["revenue"]},
-                 {"group": "holdout", "contacts": h["contacts"], "converters": h["converters"], "rate": _pct(h["rate"]), "revenue": h["revenue"]}]
+    lift_rows = [{"group": "treated", "contacts": t["contacts"], "converters": t["converters"], "rate": _pct(t["rate"]), "revenue": money(t["revenue"], cur)},
+                 {"group": "holdout", "contacts": h["contacts"], "converters": h["converters"], "rate": _pct(h["rate"]), "revenue": money(h["revenue"], cur)}]
     emit_rows(lift_rows, ["group", "contacts", "converters", "rate", "revenue"], title="Lift against the holdout")
     if lf["ci95"]:
         rel_lo, rel_hi = lf["relative_ci95"]
         rev_lo, rev_hi = lf["incremental_revenue_ci95"] or (0.0, 0.0)  # None: nobody bought in either group
-        console.print(f"absolute lift {lf['absolute'] * 100:+.2f} points (95% interval {lf['ci95'][0] * 100:+.2f} to "
-                      f"{lf['ci95'][1] * 100:+.2f}); relative {_pct(lf['relative'])} (95% interval {_pct(rel_lo)} to "
-                      f"{'unbounded' if rel_hi is None else _pct(rel_hi)}); incremental revenue {lf['incremental_revenue']:,.2f} "
-                      f"(95% interval {rev_lo:,.2f} to {rev_hi:,.2f})")
-        console.print(f"smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} points")
+        console.print(f"absolute lift {points(lf['absolute'])} (95% interval {points(lf['ci95'][0])} to "
+                      f"{points(lf['ci95'][1])}); relative {percent(lf['relative'], signed=True)} (95% interval "
+                      f"{percent(rel_lo, signed=True)} to {'unbounded' if rel_hi is None else percent(rel_hi, signed=True)}); "
+                      f"incremental revenue {money(lf['incremental_revenue'], cur)} "
+                      f"(95% interval {money(rev_lo, cur)} to {money(rev_hi, cur)})", soft_wrap=True)
+        console.print(f"smallest lift these groups detect with 80% power: {lf['minimum_detectable_lift'] * 100:.2f} pts")
     console.print(f"[bold]verdict:[/bold] {lf['verdict']}")
     ab = data.get("ab_test")
     if ab:
         ab_rows = [{"variant": v["variant"] + (" (best)" if v["best"] else ""), "contacts": v["contacts"],
                     "converters": v["converters"], "rate": _pct(v["rate"]),
-                    "vs best": "" if v["best"] else f"{v['difference_from_best'] * 100:+.2f} pts",
+                    "vs best": "" if v["best"] else points(v["difference_from_best"]),
                     "p (Holm)": "" if v["best"] else f"{v['p_holm']:.4f}"} for v in ab["variants"]]
         emit_rows(ab_rows, ["variant", "contacts", "converters", "rate", "vs best", "p (Holm)"],
                   title="A/B test: conversion, each variant against the best (Fisher exact, Holm-adjusted)")
         console.print(f"[bold]A/B decision:[/bold] {ab['decision']}")
     for key, title in (("by_variant", "By variant"), ("by_lifecycle", "By lifecycle stage at send"), ("by_rfm_segment", "By RFM segment at send")):
         if data[key] and not (len(data[key]) == 1 and data[key][0]["group"] is None):
-            emit_rows(data[key], ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)
+            emit_rows([{**g, "revenue": money(g["revenue"], cur)} for g in data[key]],
+                      ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)
     if data["timeline"]["rows"]:
-        emit_rows(data["timeline"]["rows"], ["at", "opens", "clicks", "orders", "revenue"], title=f"Timeline per {data['timeline']['bucket']}")
+        emit_rows([{**t, "revenue": money(t["revenue"], cur)} for t in data["timeline"]["rows"]],
+                  ["at", "opens", "clicks", "orders", "revenue"], title=f"Timeline per {data['timeline']['bucket']}")
 
 
 __all__ = ["emit_record", "register"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import typer
+from rich.markup import escape
 
-from campaigns.cli.common import CsvOpt, JsonOpt, emit_record, emit_rows, get_app, ok
+from campaigns.cli.common import CsvOpt, JsonOpt, console, emit_record, emit_rows, get_app, ok
 from campaigns.segments import (
     count_segment,
     create_segment,
@@ -116,3 +118,70 @@ def delete_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     with a.session() as session:
         delete_segment(session, name)
     ok(f"segment '{name}' deleted")
+
+
+@app.command("edit")
+def edit_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    where: str = typer.Option(..., "--where", help="The new filter (checked now, like create)."),
+    description: str | None = typer.Option(None, "--description"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show who would join and leave."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    sample: int = typer.Option(10, "--sample", min=0, max=1000, help="How many joiners and leavers to list."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change a segment's filter, after a preview of who joins and who leaves it.
+
+    Campaigns using the segment see the change at their next firing.
+    """
+    from sqlalchemy import select
+
+    from campaigns.errors import InputError
+    from campaigns.models import Contact
+    from campaigns.segments.parser import parse, segment_references
+    from campaigns.segments.service import members_query
+    from campaigns.timespec import utcnow
+
+    a = get_app(ctx)
+    with a.session() as session:
+        seg = get_segment(session, name)
+        definition = where.strip()
+        if seg.name in segment_references(parse(definition)):
+            raise InputError(f"--where: segment '{seg.name}' cannot contain itself")
+        before: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}  # type: ignore[call-overload]
+        old = seg.definition
+        seg.definition = definition
+        session.flush()
+        # Compiling the stored segment again catches a cycle through other segments.
+        after: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}  # type: ignore[call-overload]
+        joins, leaves = sorted(after - before), sorted(before - after)
+        shown: dict[int, str] = {c.id: c.email or c.phone or f"#{c.id}" for c in session.scalars(
+            select(Contact).where(Contact.id.in_(joins[:sample] + leaves[:sample])))}
+        usage = segment_usage(session, seg)
+        preview: dict[str, Any] = {"name": seg.name, "old": old, "new": definition, "before": len(before), "after": len(after),
+                   "joins": len(joins), "leaves": len(leaves), "used_by_campaigns": usage.campaigns,
+                   "sample_joins": [shown[i] for i in joins[:sample]], "sample_leaves": [shown[i] for i in leaves[:sample]]}
+        if as_json:
+            emit_record(preview, as_json=True)
+        else:
+            console.print(f"Segment {escape(seg.name)}: {len(before):,} -> {len(after):,} contacts "
+                          f"({len(joins):,} join, {len(leaves):,} leave)", soft_wrap=True)
+            if joins:
+                console.print("  join:  " + escape(", ".join(shown[i] for i in joins[:sample])) + (" ..." if len(joins) > sample else ""),
+                              soft_wrap=True)
+            if leaves:
+                console.print("  leave: " + escape(", ".join(shown[i] for i in leaves[:sample])) + (" ..." if len(leaves) > sample else ""),
+                              soft_wrap=True)
+            if usage.campaigns:
+                console.print("  used by: " + escape(", ".join(usage.campaigns)) + " (they see the change at their next firing)",
+                              soft_wrap=True)
+        if dry_run or (not yes and not as_json and not typer.confirm("Apply this change?")) or (as_json and not yes):
+            session.rollback()
+            if not as_json:
+                console.print("Nothing changed." + ("" if dry_run else " (pass --yes to apply without asking)"))
+            return
+        if description is not None:
+            seg.description = description
+        seg.updated_at = utcnow()
+    ok(f"segment '{name}' updated: {len(after):,} contacts match now")

@@ -83,6 +83,8 @@ def config_check(ctx: typer.Context) -> None:
     """Validate the settings, the secret key, the database, the folders, the SMTP host and the tracking port."""
     a = get_app(ctx)
     a.settings.signing_key  # noqa: B018 - raises a clear error when there is no key
+    for problem in sending_problems(a.settings):
+        raise ConfigError(problem)
     signer = dkim_signing.signer(a.settings)
     a.ready_engine()
     preflight.check_folders(a.settings)
@@ -96,21 +98,47 @@ def config_check(ctx: typer.Context) -> None:
     for line in startup_warnings(a.settings, serving=False):
         warn(line)
     if signer is not None:
-        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} "
-           "(`campaigns config dkim` prints the DNS record)")
+        ed = f" and s={signer.ed25519_selector.decode()} (ed25519-sha256)" if signer.ed25519_key else ""
+        ok(f"DKIM: email is signed as d={signer.domain.decode()} s={signer.selector.decode()} (rsa-sha256){ed} "
+           "(`campaigns config dkim` prints the DNS records)")
+
+
+def sending_problems(settings: Settings) -> list[str]:
+    """What real sending needs and the config lacks, each naming its key."""
+    problems = []
+    if settings.sending.transport == "smtp" and not settings.sending.postal_address.strip():
+        problems.append("[sending] postal_address is empty: marketing email over smtp must carry the sender's "
+                        "postal address (CAN-SPAM; templates show it in the footer)")
+    ca_file = settings.smtp.ca_file
+    if ca_file and not settings.path(ca_file).is_file():
+        problems.append(f"[smtp] ca_file: {settings.path(ca_file)} does not exist")
+    return problems
 
 
 @config_app.command("dkim")
 def config_dkim(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Print the DNS TXT record that publishes the DKIM key set in [smtp]."""
+    """Print the DNS TXT records that publish the DKIM keys set in [smtp] (RSA, and Ed25519 if set)."""
     signer = dkim_signing.signer(get_app(ctx).settings)
     if signer is None:
         raise ConfigError("DKIM is off: set [smtp] dkim_domain, dkim_selector and dkim_private_key_file")
-    record = {"name": signer.record_name, "type": "TXT", "value": signer.record_value}
+    records = [{"name": name, "type": "TXT", "value": value, "strings": txt_strings(value)} for name, value in signer.records]
     if as_json:
-        print_json(record)
+        print_json({**records[0], **({"ed25519": records[1]} if len(records) > 1 else {})})
         return
-    # Printed unfolded, so the value copies out of the terminal as one line.
-    console.print("Publish this TXT record in DNS:", highlight=False)
-    console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
-    console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
+    # Printed unfolded, so each line copies out of the terminal whole. A TXT record's
+    # strings hold at most 255 characters each (RFC 1035); DNS joins them back into one value.
+    console.print(f"Publish {'these TXT records' if len(records) > 1 else 'this TXT record'} in DNS:", highlight=False)
+    for record in records:
+        console.print(f"  name:  {record['name']}", soft_wrap=True, highlight=False, markup=False)
+        console.print(f"  in a zone file, as strings of <= {TXT_STRING_MAX} characters (DNS joins them):", highlight=False)
+        console.print(f"    {record['name']}. IN TXT ( " + " ".join(f'"{part}"' for part in record["strings"]) + " )",
+                      soft_wrap=True, highlight=False, markup=False)
+        console.print(f"  value: {record['value']}", soft_wrap=True, highlight=False, markup=False)
+
+
+TXT_STRING_MAX = 255
+
+
+def txt_strings(value: str, limit: int = TXT_STRING_MAX) -> list[str]:
+    """A TXT value cut into the <= 255-character strings a zone file needs."""
+    return [value[i:i + limit] for i in range(0, len(value), limit)] or [""]

@@ -10,7 +10,6 @@ import sys
 from email import policy
 from typing import Optional
 
-import aiosmtplib
 import typer
 from rich.markup import escape
 from sqlalchemy import select
@@ -38,10 +37,17 @@ from campaigns.rendering import (
     RenderedSms,
     render_delivery,
 )
-from campaigns.templates_store import lint_template, load_template, template_names
+from campaigns.templates_store import (
+    MessageTemplate,
+    lint_template,
+    load_template,
+    template_names,
+)
 from campaigns.timespec import utcnow
+from scheduler.channels import Channel, OutgoingEmail, SendResult
+from scheduler.transport import email_channel
 
-app = typer.Typer(help="Message templates: list, lint, render a preview, send a test.", no_args_is_help=True)
+app = typer.Typer(help="Message templates: list, lint, check, render a preview, send a test.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -57,11 +63,36 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
                          "problem": str(exc)})
             continue
         rows.append({"name": t.name, "channel": t.channel,
-                     "subject": (t.subject or "") if t.channel == "email" else (t.sms_body or "").strip()[:60],
+                     "subject": sample_subject(settings, t),
                      "text_part": ("own" if t.text is not None else "derived") if t.channel == "email" else "",
                      "version": t.version_hash[:12], "problem": ""})
     emit_rows(rows, ["name", "channel", "subject", "text_part", "version", "problem"],
-              title=f"Templates in {settings.path(settings.templates_dir)}", as_json=as_json)
+              title=f"Templates in {settings.path(settings.templates_dir)}", as_json=as_json,
+              caption=f"subjects as {SAMPLE_NAME}, a sample contact, would see them; "
+                      "'template:' marks one that needs a real contact",
+              drop_first=["version", "text_part", "problem"])
+
+
+SAMPLE_NAME = "Ann Lee"
+
+
+def sample_subject(settings: Settings, tmpl: MessageTemplate) -> str:
+    """The subject (an SMS: its text) rendered for a sample contact, or the source marked `template:`."""
+    from campaigns.rendering import TEXT_ENV, build_context, contact_context
+    from campaigns.sandbox import render_capped
+
+    raw = ((tmpl.subject if tmpl.channel == "email" else tmpl.sms_body) or "").strip()
+    if "{" not in raw:
+        return raw
+    sample = Contact(id=0, name=SAMPLE_NAME, email="ann@example.com", attributes={}, tags=[])
+    try:
+        context = build_context(None, settings, contact=sample, delivery_id=PREVIEW_DELIVERY_ID,  # type: ignore[arg-type]
+                                campaign=None, lifecycle=None, rfm_segment=None)
+        context["contact"] = contact_context(sample)
+        context["coupon"] = lambda pool: "SAMPLE-CODE"  # no database: a placeholder code
+        return render_capped(TEXT_ENV.from_string(raw), context).strip()
+    except Exception:  # any failure: show the source, plainly marked
+        return f"template: {raw}"
 
 
 @app.command("lint")
@@ -100,10 +131,14 @@ def render_cmd(
     name: str = typer.Argument(..., help="Template name."),
     contact: str = typer.Option(..., "--contact", help="The contact: email, external_id, +phone or #id."),
     campaign: Optional[str] = typer.Option(None, "--campaign", help="Render as this campaign would (UTM tags)."),  # noqa: UP045
-    decoded: bool = typer.Option(False, "--decoded", help="Show the parts decoded instead of the raw message."),
+    raw: bool = typer.Option(False, "--raw", help="Print the exact message (MIME, quoted-printable) instead of its decoded parts."),
+    decoded: bool = typer.Option(True, "--decoded", hidden=True, help="The default: headers and decoded parts."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Show the exact message a contact would get. A dry run: no coupon is taken, nothing is saved."""
+    """Show the message a contact would get: headers and decoded parts (--raw: the exact bytes).
+
+    A dry run: no coupon is taken, nothing is saved.
+    """
     a = get_app(ctx)
     tmpl = load_template(a.settings, name)
     with session_factory(a.ready_engine())() as session:
@@ -117,7 +152,7 @@ def render_cmd(
         if as_json:
             emit_record({"to": out.to, "mail_from": out.mail_from, "subject": out.subject,
                          "message_id": out.message_id, "message": out.data.decode("ascii")}, as_json=True)
-        elif decoded:
+        elif not raw:
             msg = email.message_from_bytes(out.data, policy=policy.default)
             for key, value in msg.items():
                 sys.stdout.write(f"{key}: {value}\n")
@@ -153,17 +188,34 @@ def _deliver_test(settings: Settings, name: str, out: RenderedEmail | RenderedSm
         path = outbox / f"test-{name}-{stamp}-{secrets.token_hex(3)}.eml"
         safe_files.write_new_private(path, out.data)
         return str(path)
+    # The dispatcher's own SMTP channel, so a test travels the path a campaign's messages do.
     smtp = settings.smtp
-    try:
-        asyncio.run(aiosmtplib.send(
-            out.data, sender=out.mail_from, recipients=[out.to], hostname=smtp.host, port=smtp.port,
-            username=smtp.username or None, password=smtp.password.get_secret_value() or None,
-            use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls",
-            timeout=smtp.timeout_seconds))
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CampaignsError(f"could not send through SMTP {smtp.host}:{smtp.port}: {reason}") from None
+    result = asyncio.run(_send_once(email_channel(settings), OutgoingEmail(
+        key=f"test-{name}-{stamp}", mail_from=out.mail_from, to=out.to, data=out.data, message_id=out.message_id)))
+    if result.outcome != "sent":
+        reason = (result.detail or "").splitlines()[0] if result.detail else result.outcome
+        raise CampaignsError(f"could not send through SMTP {smtp.host}:{smtp.port}: {_MEANS[result.outcome]} ({reason})")
     return f"SMTP {smtp.host}:{smtp.port}"
+
+
+# The channel's outcome (the dispatcher's vocabulary) in a marketer's words.
+_MEANS = {
+    "hard_bounce": "the server says this address does not exist",
+    "policy": "the server refuses mail from us (a policy or reputation block)",
+    "transient": "a temporary failure, try again",
+    "unknown": "the connection was lost after the message was handed over; it may still arrive",
+    "failed": "the server refused this message",
+    "suppressed": "the address is suppressed",
+    "sent": "sent",
+}
+
+
+async def _send_once(channel: Channel, message: OutgoingEmail) -> SendResult:
+    """One message through a channel, connections closed afterwards."""
+    try:
+        return await channel.send(message)
+    finally:
+        await channel.close()
 
 
 @app.command("send-test")
@@ -198,3 +250,52 @@ def send_test_cmd(
             session.rollback()
     where = _deliver_test(a.settings, name, out)
     ok(f"test of '{name}' sent to {to} ({where})")
+
+
+@app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Template name (an email)."),
+    contact: Optional[str] = typer.Option(None, "--contact", help="Render for this contact (default: a test recipient)."),  # noqa: UP045
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deliverability of an email: SpamAssassin score, images against text, alt text, Gmail's 102 KB clip.
+
+    The score comes from `spamassassin -L -t` (local tests, no DKIM) when it is installed.
+    Exit 1 when something needs fixing.
+    """
+    from campaigns.template_check import GMAIL_CLIP_BYTES, check_message
+
+    a = get_app(ctx)
+    tmpl = load_template(a.settings, name)
+    if tmpl.channel != "email":
+        raise InputError(f"template {name} is an SMS; check looks at emails")
+    with session_factory(a.ready_engine())() as session:
+        try:
+            person, camp = _contact_and_campaign(session, contact, None, a.settings)
+            if not person.email:
+                person.email = "test@example.com"
+            out = render_delivery(session, a.settings, tmpl, contact=person, delivery_id=PREVIEW_DELIVERY_ID,
+                                  campaign=camp)
+        finally:
+            session.rollback()
+    assert isinstance(out, RenderedEmail)
+    report = check_message(out.data)
+    record = {"template": name, "spam_score": report.spam_score, "spam_rules": report.spam_rules,
+              "html_bytes": report.html_bytes, "words": report.words, "images": report.images,
+              "images_without_alt": report.missing_alt, "problems": report.problems}
+    if as_json:
+        print_json(record)
+    else:
+        score = ("not checked (install Debian's spamassassin)" if report.spam_score is None
+                 else f"{report.spam_score:.1f}" + (f" ({', '.join(report.spam_rules)})" if report.spam_rules else ""))
+        emit_record({"spamassassin score": score,
+                     "html size": f"{report.html_bytes / 1024:.1f} KB of Gmail's {GMAIL_CLIP_BYTES // 1024} KB",
+                     "text and images": f"{report.words} words, {report.images} images",
+                     "images without alt": len(report.missing_alt)}, title=f"Template {name}")
+        for problem in report.problems:
+            err_console.print(f"[red]problem:[/red] {escape(problem)}", soft_wrap=True)
+        if not report.problems:
+            ok(f"{name}: ready to send")
+    if report.problems:
+        raise typer.Exit(1)

@@ -69,8 +69,13 @@ def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaig
         rows = [{"at": e.occurred_at, "type": e.type, "campaign": name, "contact": email or f"#{e.contact_id}",
                  "delivery": e.delivery_id, "url": e.url, "machine": e.is_machine, "user_agent": e.user_agent}
                 for e, name, email in s.execute(q.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit))]
-    emit_rows(rows, ["at", "type", "campaign", "contact", "delivery", "url", "machine", "user_agent"],
-              title=f"Events of {target}", as_json=as_json, as_csv=as_csv)
+    columns = ["at", "type", "campaign", "contact", "delivery", "url", "machine"]
+    if as_json or as_csv:  # the user agent is evidence for scripts, noise on a terminal
+        columns.append("user_agent")
+    else:
+        for row in rows:
+            row["machine"] = "machine" if row["machine"] else ""
+    emit_rows(rows, columns, title=f"Events of {target}", as_json=as_json, as_csv=as_csv)
 
 
 @bounces_app.command("import")

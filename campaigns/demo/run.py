@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -26,7 +26,6 @@ from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-import campaigns
 from campaigns import schema
 from campaigns.campaign_defs import CampaignSpec, create_campaign, get_campaign
 from campaigns.config import load_settings
@@ -40,6 +39,7 @@ from campaigns.models import Campaign, ConsentEvent, Contact, Delivery
 from campaigns.purchases import import_purchases
 from campaigns.reports.campaign import campaign_report
 from campaigns.segments import create_segment
+from campaigns.templates_store import shipped_templates
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
 
@@ -49,12 +49,6 @@ SEGMENTS = {
     "new-customers": 'lifecycle = "new"',
     "vip": 'loyalty = "true_friend"',
 }
-
-
-def shipped_templates() -> Path:
-    """The example templates: inside the wheel, or the repository's templates/ folder."""
-    inside = Path(campaigns.__file__).parent / "shipped_templates"
-    return inside if inside.is_dir() else Path(campaigns.__file__).resolve().parent.parent / "templates"
 
 
 def _free_port() -> int:
@@ -72,6 +66,22 @@ class _Sink:
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
+
+
+class Dispatcher(Protocol):
+    """What the demo needs of the dispatcher: one pass at a simulated time, then close."""
+
+    async def dispatch_once(self, now: datetime) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """The scheduler's parts, injected by the CLI: `campaigns` never imports `scheduler`."""
+
+    tick: Callable[[App, datetime], Any]  # fire what is due at a time
+    dispatcher: Callable[[App], Dispatcher]  # a dispatcher for this app
 
 
 @dataclass
@@ -118,8 +128,9 @@ def prepare(folder: Path, force: bool) -> None:
         raise InputError(f"--dir: cannot create {folder}: {exc.strerror}") from None
 
 
-def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[str], None] = print) -> DemoResult:
-    """Build the shop, run three campaigns on an accelerated clock, simulate responses."""
+def run_demo(folder: Path, scheduler: Scheduler, contacts: int = 2000, seed: int = 1,
+             say: Callable[[str], None] = print) -> DemoResult:
+    """Build the shop, run three campaigns on an accelerated clock with `scheduler`, simulate responses."""
     began = time.monotonic()
     folder = folder.resolve()
     (folder / "config.toml").write_text(CONFIG, encoding="utf-8")
@@ -163,7 +174,7 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
                                        quiet_hours="21:00-08:00", local_time=False),
         }
         for name, spec in specs.items():
-            create_campaign(s, settings, name, spec, now=start - timedelta(minutes=1))  # just before the simulated launch
+            create_campaign(s, settings, name, spec, now=start - timedelta(minutes=1), activate=True)  # live, just before the simulated launch
     say("defined segments at-risk, new-customers, vip and campaigns winback (30% holdout), welcome-drip, flash-sale")
 
     sim = [start]
@@ -174,7 +185,7 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
     smtp.start()
     thread.start()
     try:
-        counts = asyncio.run(_simulate(app, sink, settings, sim, start, track_port, seed, say))
+        counts = asyncio.run(_simulate(app, scheduler, sink, settings, sim, start, track_port, seed, say))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -189,14 +200,11 @@ def run_demo(folder: Path, contacts: int = 2000, seed: int = 1, say: Callable[[s
     return DemoResult(folder, time.monotonic() - began, start, counts)
 
 
-async def _simulate(app: App, sink: _Sink, settings: Any, sim: list[datetime], start: datetime, port: int, seed: int,
-                    say: Callable[[str], None]) -> dict[str, Any]:
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.jobs import tick
-
+async def _simulate(app: App, scheduler: Scheduler, sink: _Sink, settings: Any, sim: list[datetime], start: datetime,
+                    port: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     people = Recipients(settings, base, seed, lambda at: sim.__setitem__(0, at))
-    dispatcher = Dispatcher(app, worker_name="demo")
+    dispatcher = scheduler.dispatcher(app)
     sms_log = settings.path(settings.sending.outbox_dir) / "sms.jsonl"
     seen_mail = sms_offset = last_holdout = 0
     sent: dict[str, int] = {}
@@ -210,7 +218,7 @@ async def _simulate(app: App, sink: _Sink, settings: Any, sim: list[datetime], s
         for hour in range(SIM_DAYS * 24 + 1):
             now = start + timedelta(hours=hour)
             sim[0] = now
-            tick(app, now)
+            scheduler.tick(app, now)
             stats = await dispatcher.dispatch_once(now)
             for outcome, n in stats.counts.items():
                 sent[outcome] = sent.get(outcome, 0) + n

@@ -12,8 +12,13 @@ h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #e4e7eb;padd
 .card{background:#f5f7fa;border-radius:.5rem;padding:.8rem 1.1rem;min-width:9rem}
 .card b{display:block;font-size:1.5rem}table{border-collapse:collapse;width:100%;margin-top:.6rem}
 td,th{padding:.3rem .6rem;border-bottom:1px solid #e4e7eb;text-align:right}td:first-child,th:first-child{text-align:left}
-svg text{font-family:inherit;font-size:12px;fill:#323f4b}.verdict{font-weight:600}
+svg text{font-family:inherit;font-size:12px}svg text:not([fill]){fill:#323f4b}.verdict{font-weight:600}
+svg{display:block;width:100%;max-width:640px;height:auto}.scroll{overflow-x:auto;max-width:100%}
+@media (max-width:480px){body{margin:1rem auto;padding:0 .6rem}.card{min-width:7rem;padding:.6rem .8rem}.card b{font-size:1.2rem}
+td,th{padding:.25rem .35rem;font-size:.85rem}}
 """
+# Phones: the page scales to the screen; charts scale through their viewBox (CSS above).
+_HEAD = "<meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
 BLUE, GREEN, GREY, RED = "#2680c2", "#3ebd93", "#9aa5b1", "#e66a6a"
 
 
@@ -46,7 +51,8 @@ def lift_svg(lift: dict[str, Any]) -> str:
     t, h = lift["treated"]["rate"] or 0.0, lift["holdout"]["rate"] or 0.0
     top = max(t, h, 0.0001)
     bars = ""
-    for i, (label, v, color) in enumerate((("treated", t, BLUE), ("holdout", h, GREY))):
+    groups = [("treated", t, BLUE)] + ([("holdout", h, GREY)] if lift["holdout"].get("contacts") else [])
+    for i, (label, v, color) in enumerate(groups):
         height = 140 * v / top
         x = 30 + i * 90
         bars += (f'<rect class="bar" x="{x}" y="{170 - height:.1f}" width="60" height="{max(height, 1):.1f}" fill="{color}"/>'
@@ -61,7 +67,8 @@ def lift_svg(lift: dict[str, Any]) -> str:
         whisker = (f'<line x1="420" y1="30" x2="420" y2="170" stroke="#cbd2d9"/>'
                    f'<line class="ci" x1="{x(lo):.1f}" y1="100" x2="{x(hi):.1f}" y2="100" stroke="{color}" stroke-width="4"/>'
                    f'<circle cx="{x(lift["absolute"]):.1f}" cy="100" r="6" fill="{color}"/>'
-                   f'<text x="{x(lo):.1f}" y="125">{lo * 100:.1f}</text><text x="{x(hi) - 20:.1f}" y="125">{hi * 100:.1f} pts</text>'
+                   f'<text x="{x(lo) - 8:.1f}" y="104" text-anchor="end">{lo * 100:.1f}</text>'
+                   f'<text x="{x(hi) + 8:.1f}" y="104">{hi * 100:.1f} pts</text>'
                    f'<text x="330" y="188">lift, 95% interval (points)</text>')
     return f'<svg role="img" aria-label="lift" width="640" height="200" viewBox="0 0 640 200">{bars}{whisker}</svg>'
 
@@ -70,29 +77,38 @@ def timeline_svg(rows: list[dict[str, Any]]) -> str:
     """Opens and clicks as lines, orders as bars, per bucket."""
     width, height, pad = 640, 220, 30
     if not rows:
-        return f'<svg role="img" aria-label="timeline" width="{width}" height="40"><text x="0" y="20">No responses yet.</text></svg>'
+        return (f'<svg role="img" aria-label="timeline" width="{width}" height="40" viewBox="0 0 {width} 40">'
+                '<text x="0" y="20">No responses yet.</text></svg>')
     top = max(max(r["opens"], r["clicks"], r["orders"]) for r in rows) or 1
     step = (width - 2 * pad) / max(1, len(rows) - 1) if len(rows) > 1 else 0
+    x0 = pad if len(rows) > 1 else width / 2  # one bucket: in the middle, drawn as markers and a bar
     def pt(i: int, v: int) -> str:
-        return f"{pad + i * step:.1f},{height - pad - (height - 2 * pad) * v / top:.1f}"
+        return f"{x0 + i * step:.1f},{height - pad - (height - 2 * pad) * v / top:.1f}"
     lines = ""
     for key, color in (("opens", BLUE), ("clicks", GREEN)):
         points = " ".join(pt(i, r[key]) for i, r in enumerate(rows))
         lines += f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{points}"/>'
+        lines += "".join(f'<circle class="point" cx="{pt(i, r[key]).split(",")[0]}" cy="{pt(i, r[key]).split(",")[1]}" '
+                         f'r="3" fill="{color}"/>' for i, r in enumerate(rows))
     bars = "".join(
-        f'<rect class="bar" x="{pad + i * step - 4:.1f}" y="{height - pad - (height - 2 * pad) * r["orders"] / top:.1f}" width="8" '
+        f'<rect class="bar" x="{x0 + i * step - 4:.1f}" y="{height - pad - (height - 2 * pad) * r["orders"] / top:.1f}" width="8" '
         f'height="{max(1, (height - 2 * pad) * r["orders"] / top):.1f}" fill="{RED}"/>' for i, r in enumerate(rows) if r["orders"])
-    labels = f'<text x="{pad}" y="{height - 8}">{escape(rows[0]["at"])}</text><text x="{width - pad - 110}" y="{height - 8}">{escape(rows[-1]["at"])}</text>'
+    labels = (f'<text x="{pad}" y="{height - 8}">{escape(rows[0]["at"])}</text>'
+              + (f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">{escape(rows[-1]["at"])}</text>' if len(rows) > 1 else ""))
+    axes = (f'<line class="axis" x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#9aa5b1"/>'
+            f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#9aa5b1"/>'
+            f'<text x="{pad + 4}" y="{pad - 4}">{top:,}</text>'
+            f'<text x="{width - pad}" y="14" text-anchor="end">responses per bucket</text>')
     legend = (f'<text x="{pad}" y="14" fill="{BLUE}">opens</text><text x="{pad + 60}" y="14" fill="{GREEN}">clicks</text>'
               f'<text x="{pad + 120}" y="14" fill="{RED}">orders</text>')
-    return f'<svg role="img" aria-label="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{legend}{lines}{bars}{labels}</svg>'
+    return f'<svg role="img" aria-label="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{legend}{axes}{lines}{bars}{labels}</svg>'
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{escape(_num(r.get(c)) if not isinstance(r.get(c), str) else r.get(c))}</td>" for c in columns) + "</tr>"
                    for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def _lift_text(lf: dict[str, Any], f: dict[str, Any]) -> str:
@@ -139,7 +155,7 @@ def campaign_page(report: dict[str, Any]) -> str:
     breakdowns = "".join(f"<h3>By {escape(name.replace('_', ' '))}</h3>" + _table(report[key], ["group", "sent", "opened", "clicked", "converted", "revenue"])
                          for name, key in (("variant", "by_variant"), ("lifecycle stage", "by_lifecycle"), ("RFM segment", "by_rfm_segment"))
                          if report[key])
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Campaign report: {escape(c['name'])}</title>"
+    return (f"<!doctype html><html lang='en'><head>{_HEAD}<title>Campaign report: {escape(c['name'])}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(c['name'])}</h1>"
             f"<p class='sub'>{escape(c['channel'])} campaign · {escape(c['status'])} · attribution window {c['attribution_window_hours']} h</p>"
             "<div class='cards'>" + "".join(f"<div class='card'>{escape(k)}<b>{escape(v)}</b></div>" for k, v in cards) + "</div>"
@@ -159,5 +175,5 @@ def loyalty_page(report: dict[str, Any]) -> str:
     rows = [{**r, **{k: (None if r[k] is None else round(r[k], 3)) for k in ("retention_rate", "churn_rate", "repeat_purchase_rate")}}
             for r in report["rows"]]
     dist = "".join(f"<h3>{escape(k)}</h3>" + _table(report[k], [list(report[k][0])[0], "contacts", "share"]) for k in ("lifecycle", "rfm", "loyalty") if report[k])
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Loyalty report</title><style>{_CSS}</style></head>"
+    return (f"<!doctype html><html lang='en'><head>{_HEAD}<title>Loyalty report</title><style>{_CSS}</style></head>"
             f"<body><h1>Loyalty</h1><h2>Per {escape(report['period'])}</h2>{_table(rows, cols)}<h2>Customers today</h2>{dist}</body></html>")

@@ -74,6 +74,7 @@ def purchase_webhook(session: Session, settings: Settings, row: dict[str, str]) 
     """Create (or find) an order from a signed, validated webhook and credit it. (created?, order_id)."""
     from sqlalchemy import insert
 
+    from campaigns.contact_ref import resolve_ref
     from campaigns.models import Purchase
     from campaigns.purchases import parse_purchase_row
 
@@ -82,8 +83,7 @@ def purchase_webhook(session: Session, settings: Settings, row: dict[str, str]) 
     if existing is not None:
         return False, data.order_id
     column, value = data.contact_ref
-    col = Contact.id if column == "contact" and value.lstrip("#").isdigit() else getattr(Contact, column if column != "contact" else "external_id")
-    cid = session.scalar(select(Contact.id).where(col == (int(value.lstrip("#")) if col is Contact.id else value)))
+    cid = resolve_ref(session, column, value)
     if cid is None:
         raise InputError(f"{column}: no contact '{value}'")
     pid = session.execute(insert(Purchase).values(order_id=data.order_id, contact_id=cid, amount_cents=data.amount_cents,

@@ -1,5 +1,6 @@
 """Transports behind one small interface. Channels know nothing of campaigns: they take a
-rendered message and say what happened to it."""
+rendered message and say what happened to it, and their own config objects
+(scheduler/channels/config.py). scheduler/transport.py builds them from the settings."""
 
 from __future__ import annotations
 
@@ -55,19 +56,6 @@ class Channel(Protocol):
     async def send(self, message: OutgoingEmail | OutgoingSms) -> SendResult: ...
 
     async def close(self) -> None: ...
-
-
-def make_channels(settings):  # type: ignore[no-untyped-def]
-    """{'email': Channel, 'sms': Channel} from the settings."""
-    from scheduler.channels.file import FileEmail, FileSms
-    from scheduler.channels.sms import TwilioSms, WebhookSms
-    from scheduler.channels.smtp import SmtpPool
-
-    outbox = settings.path(settings.sending.outbox_dir)
-    email = SmtpPool(settings) if settings.sending.transport == "smtp" else FileEmail(outbox)
-    sms = {"file": lambda: FileSms(outbox), "twilio": lambda: TwilioSms(settings),
-           "webhook": lambda: WebhookSms(settings)}[settings.sms.provider]()
-    return {"email": email, "sms": sms}
 
 
 STOPPED = SendResult("suppressed", None, "the recipient said stop before hand-over")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import httpx
 
-from campaigns.config import Settings
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
+from scheduler.channels.config import SmsConfig
 
 # Twilio error codes that mean "this number can never get this message".
 _HARD = {21211, 21214, 21217, 21401, 21407, 21408, 21610, 21612, 21614}
@@ -29,13 +29,13 @@ def _classify_http(status: int, body: dict | None) -> SendResult:
 
 
 class _HttpProvider:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, config: SmsConfig) -> None:
+        self._config = config
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._settings.sms.timeout_seconds)
+            self._client = httpx.AsyncClient(timeout=self._config.timeout_seconds)
         return self._client
 
     async def _post(self, url: str, **kwargs: object) -> SendResult | httpx.Response:
@@ -59,12 +59,12 @@ class TwilioSms(_HttpProvider):
         assert isinstance(message, OutgoingSms)
         if withdrawn(message):
             return STOPPED
-        s = self._settings.sms
+        s = self._config
         base = (s.base_url or "https://api.twilio.com").rstrip("/")
         got = await self._post(
             f"{base}/2010-04-01/Accounts/{s.account_sid}/Messages.json",
             data={"To": message.to, "From": s.from_number, "Body": message.body},
-            auth=(s.account_sid, s.auth_token.get_secret_value()),
+            auth=(s.account_sid, s.auth_token),
             headers={"I-Twilio-Idempotency-Token": message.key},
         )
         if isinstance(got, SendResult):
@@ -82,7 +82,7 @@ class WebhookSms(_HttpProvider):
         assert isinstance(message, OutgoingSms)
         if withdrawn(message):
             return STOPPED
-        s = self._settings.sms
+        s = self._config
         got = await self._post(s.base_url, json={"to": message.to, "from": s.from_number, "body": message.body,
                                                  "idempotency_key": message.key},
                                headers={"Idempotency-Key": message.key})

@@ -16,8 +16,8 @@ import time
 
 import aiosmtplib
 
-from campaigns.config import Settings
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
+from scheduler.channels.config import SmtpConfig
 
 log = logging.getLogger("campaigns.smtp")
 AUTH_REFUSED = (530, 535)  # authentication required / credentials invalid: us, not the address
@@ -48,12 +48,36 @@ def _path(address: str) -> bytes:
     return b"<" + address.encode("ascii") + b">"
 
 
+class _NamedContext(ssl.SSLContext):
+    """A client context that checks the certificate against `server_name`, not the host we dial.
+
+    asyncio hands the dialled host to wrap_bio for both implicit TLS and STARTTLS; a relay
+    reached by IP or an internal alias still presents its public name.
+    """
+
+    server_name: str = ""
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):  # the ssl.SSLContext signature
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name or server_hostname, session)
+
+
+def tls_context(s: SmtpConfig) -> ssl.SSLContext:
+    """Verifying TLS for SMTP: the system's CAs or [smtp] ca_file, the name [smtp] server_name or host."""
+    context = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name by default
+    if s.ca_file:
+        context.load_verify_locations(cafile=s.ca_file)
+    else:
+        context.load_default_certs()
+    context.server_name = s.server_name
+    return context
+
+
 class SmtpPool:
     """N connections; `send` borrows one, uses it, returns it (or replaces it when broken)."""
 
-    def __init__(self, settings: Settings) -> None:
-        s = settings.smtp
-        self._settings = settings
+    def __init__(self, config: SmtpConfig) -> None:
+        s = config
+        self._config = config
         self._size = max(1, s.pool_size)
         self._queue: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
         self._where = f"{s.host}:{s.port}"
@@ -61,12 +85,13 @@ class SmtpPool:
         self._refused: tuple[float, aiosmtplib.SMTPResponseException] | None = None  # the last refused login
 
     def _new(self) -> aiosmtplib.SMTP:
-        s = self._settings.smtp
-        context = ssl.create_default_context() if s.security != "none" else None
+        s = self._config
+        context = tls_context(s) if s.security != "none" else None
         return aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=s.timeout_seconds, use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False, tls_context=context,
-            username=s.username or None, password=s.password.get_secret_value() or None,
+            username=s.username or None, password=s.password or None,
+            local_hostname=s.helo_name or None,
         )
 
     async def _borrow(self) -> aiosmtplib.SMTP:

@@ -53,3 +53,4 @@ def test_the_dkim_steps_run_as_shown(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "mail2026._domainkey.example.com" in done.stdout
     assert "v=DKIM1; k=rsa; p=MII" in done.stdout  # a SubjectPublicKeyInfo for a 2048-bit key
+    assert "mail2026-ed25519._domainkey.example.com" in done.stdout and "v=DKIM1; k=ed25519; p=" in done.stdout

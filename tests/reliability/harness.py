@@ -147,7 +147,7 @@ def build_shop(folder: Path, db_url: str, n: int, *, sending: dict[str, str] | N
         import_contacts(s, app.settings, csv_path, consent_channels=["email"], source="reliability")
         create_segment(s, app.settings, "everyone", 'email contains "@"')
         c = create_campaign(s, app.settings, "load", CampaignSpec(segment="everyone", channel="email", template="welcome",
-                                                                   quiet_hours="none", cap="none", at=at))
+                                                                   quiet_hours="none", cap="none", at=at), activate=True)
         cid = c.id
     shop = Shop(folder, config, app, smtp, cid)
     if plan:

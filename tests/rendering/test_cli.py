@@ -37,7 +37,7 @@ def test_render_prints_the_exact_message_and_leaves_no_trace(rcli, rapp, tmp_pat
     (tmp_path / "codes.txt").write_text("WB-1\nWB-2\n")
     assert rcli("coupons", "import", "WINBACK", str(tmp_path / "codes.txt")).exit_code == 0
     assert rcli("contacts", "add", "--email", "ann@example.com", "--name", "Ann Lee").exit_code == 0
-    r = rcli("templates", "render", "winback", "--contact", "ann@example.com")
+    r = rcli("templates", "render", "winback", "--contact", "ann@example.com", "--raw")
     assert r.exit_code == 0, r.output
     msg = email.message_from_bytes(r.stdout.encode("ascii"), policy=policy.default)
     assert msg["To"].addresses[0].addr_spec == "ann@example.com"

@@ -16,8 +16,8 @@ from campaigns.templates_store import MessageTemplate
 
 
 class _FailingSigner:
-    def sign(self, message: bytes) -> bytes:
-        raise dkim.DKIMException("key too small")
+    def sign(self, message: bytes) -> bytes:  # what the OpenSSL signer raises when dkimpy refuses the message
+        raise dkim_signing.DkimSigningError(f"DKIM signing failed: {dkim.DKIMException('key too small')}")
 
 
 def test_a_dkim_failure_is_a_render_error_naming_the_template(monkeypatch: pytest.MonkeyPatch) -> None:

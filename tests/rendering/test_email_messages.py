@@ -165,7 +165,8 @@ def test_each_destination_is_registered_once_across_deliveries(rapp):
             render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=make_delivery(s, run, c).id)
     with rapp.session() as s:
         urls = s.scalars(select(TrackedLink.url)).all()
-    assert sorted(urls) == ["https://shop.example.com/help", "https://shop.example.com/new-arrivals"]
+    assert sorted(urls) == ["https://shop.example.com/account/email-preferences", "https://shop.example.com/help",
+                            "https://shop.example.com/new-arrivals"]
 
 
 def test_text_part_is_derived_from_html_when_the_template_has_none(rapp):
@@ -200,3 +201,27 @@ def test_derived_text_part_is_right_even_when_the_html_defeats_the_shortcut(rapp
         assert "qqjj0jjqq Tess" in text
     if "row" in html:
         assert "row 1" in text and "row 2" in text
+
+
+def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_and_header(rapp, monkeypatch):
+    from campaigns import signing
+
+    purposes: list[str] = []
+    real = signing.sign
+
+    def counting(settings, purpose, message, length=16):
+        purposes.append(purpose)
+        return real(settings, purpose, message, length)
+
+    monkeypatch.setattr(links, "sign", counting)  # every URL, the Message-ID and the return path are signed there
+    with rapp.session() as s:
+        camp, run = make_campaign(s)
+        d = make_delivery(s, run, add_contact(s, "ann@example.com", "Ann Lee"))
+        out = render_delivery(s, rapp.settings, load_template(rapp.settings, "welcome"), contact=s.get(Contact, d.contact_id),
+                              delivery_id=d.id, campaign=camp)
+    assert isinstance(out, RenderedEmail)
+    assert purposes.count("unsubscribe") == 1, purposes
+    url = links.unsubscribe_url(rapp.settings, d.id)
+    msg = parse(out.data)
+    assert f"<{url}>" in msg["List-Unsubscribe"]
+    assert url in parts(msg)[0] or url in parts(msg)[1]

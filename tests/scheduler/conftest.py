@@ -69,5 +69,6 @@ def make_campaign(app: App, name: str = "promo", where: str = 'email contains "@
         create_segment(s, app.settings, f"seg_{name}", where)
         values = {"segment": f"seg_{name}", "channel": "email", "template": "welcome", "quiet_hours": "none", "cap": "none"}
         values.update(spec)
-        c = create_campaign(s, app.settings, name, CampaignSpec(**values))  # type: ignore[arg-type]
+        scheduled = any(values.get(k) for k in ("at", "cron", "steps"))  # live, as the daemon tests need
+        c = create_campaign(s, app.settings, name, CampaignSpec(**values), activate=scheduled)  # type: ignore[arg-type]
         return c.id

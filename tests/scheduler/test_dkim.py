@@ -1,12 +1,17 @@
-"""DKIM: what reaches a real SMTP server verifies with dkimpy against the published record,
-the signature covers the one-click unsubscribe headers, and a bad setup is one clear line."""
+"""DKIM: what reaches a real SMTP server verifies with dkimpy and with Perl's Mail::DKIM
+against the published record, the signature covers the one-click unsubscribe headers, an
+Ed25519 signature (RFC 8463) rides along when configured, and a bad setup is one clear line."""
 
 import asyncio
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from campaigns import dkim_signing
 from campaigns.config import load_settings
@@ -19,6 +24,18 @@ from tests.conftest import CliRunner, write_config
 from tests.scheduler.conftest import add_people, make_campaign
 
 KEYS = Path(__file__).resolve().parents[1] / "support" / "dkim"
+VERIFY_PL = Path(__file__).resolve().parents[1] / "support" / "dkim_verify.pl"
+HAS_MAIL_DKIM = shutil.which("perl") is not None and subprocess.run(
+    ["perl", "-MMail::DKIM::Verifier", "-e", "1"], capture_output=True).returncode == 0
+needs_mail_dkim = pytest.mark.skipif(not HAS_MAIL_DKIM, reason="Perl's Mail::DKIM is not installed here "
+                                     "(apt-get install libmail-dkim-perl; .ci/run installs it)")
+
+
+def mail_dkim(raw: bytes, records: dict[str, str]) -> list[str]:
+    """Mail::DKIM's verdict, one line per signature then 'overall: ...' (tests/support/dkim_verify.pl)."""
+    done = subprocess.run(["perl", str(VERIFY_PL), *(f"{k}={v}" for k, v in records.items())],
+                          input=raw, capture_output=True, check=True, timeout=60)
+    return done.stdout.decode().splitlines()
 
 
 def _dispatch(app, now):
@@ -60,7 +77,7 @@ def signed_mail(make_app, smtp, tmp_path):
     with app.session() as s:
         plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
     stats = _dispatch(app, now)
-    assert stats.counts["sent"] == 5
+    assert stats.counts["sent"] == 5, dict(stats.counts)
     assert len(smtp.raw) == 5
     return smtp.raw
 
@@ -184,3 +201,152 @@ def test_the_signing_pool_survives_a_dead_worker_process():
     finally:
         pool.close()
     assert dkim.verify(first, dnsfunc=dns) and dkim.verify(after, dnsfunc=dns)
+
+
+@needs_mail_dkim
+def test_every_message_verifies_with_perls_mail_dkim_too(signed_mail):
+    records = _published(KEYS / "test_a.pem")
+    for raw in signed_mail:
+        assert mail_dkim(raw, records) == ["pass a=rsa-sha256 d=example.com s=mail2026 (pass)", "overall: pass"]
+    tampered = signed_mail[0].replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                                      b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click", 1)
+    assert mail_dkim(tampered, records)[-1] == "overall: fail"
+    assert mail_dkim(signed_mail[0], _published(KEYS / "test_b.pem"))[-1] == "overall: fail"
+
+
+def test_rsa_is_signed_through_openssl_not_dkimpys_pure_python(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("dkimpy's pure-Python RSA was used")
+
+    monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", refuse)
+    monkeypatch.setattr(dkim.crypto, "RSASSA_PKCS1_v1_5_sign", refuse)
+    signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    assert dkim.verify(signer.sign(message), dnsfunc=_dns(_published(KEYS / "test_a.pem")))
+
+
+_LINE = st.text(st.sampled_from("ab \t=;:<>Zz9.-"), max_size=30)
+# Extra fields, some of them signed names (a repeat, other case, folded), to exercise selection
+# from the bottom up and relaxed canonicalisation; a bare-LF message takes dkimpy's parser.
+_FIELD = st.builds(lambda name, gap, value, fold: name + b":" + gap + value.encode() + (b"\r\n\t" + fold.encode() if fold else b""),
+                   st.sampled_from([b"X-Extra", b"SUBJECT", b"to", b"Reply-To", b"list-unsubscribe", b"Content-Type"]),
+                   st.sampled_from([b"", b" ", b"\t ", b"  "]), _LINE, st.none() | _LINE)
+_MESSAGES = st.builds(
+    lambda subject, extra, body, tail, lf: (lambda m: m.replace(b"\r\n", b"\n") if lf else m)(
+        b"From: Shop <news@example.com>\r\nTo: b@example.org\r\nSubject: " + subject.encode() + b"\r\n"
+        + b"".join(e + b"\r\n" for e in extra)
+        + b"List-Unsubscribe: <https://x.example/u>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        + b"Date: Fri, 27 Nov 2026 15:00:00 +0000\r\n\r\n" + "\r\n".join(body).encode() + b"\r\n" * tail),
+    _LINE, st.lists(_FIELD, max_size=4), st.lists(_LINE, max_size=6), st.integers(0, 3), st.booleans())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(message=_MESSAGES)
+def test_the_signature_is_byte_for_byte_what_dkimpy_makes(message, monkeypatch):
+    """PKCS#1 v1.5 and Ed25519 are deterministic: with the clock fixed, our header must equal
+    dkimpy's own, so the canonicalisation, the signed headers and the folding are dkimpy's."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000)
+    rsa_pem = (KEYS / "test_a.pem").read_bytes()
+    ed_pem = (KEYS / "test_ed25519.pem").read_bytes()
+    ours = dkim_signing.DkimSigner(b"example.com", b"mail2026", rsa_pem, ed_pem).sign(message)
+    include = list(dkim_signing.SIGNED + dkim_signing.OVERSIGNED)
+    theirs_rsa = dkim.sign(message, b"mail2026", b"example.com", rsa_pem, canonicalize=(b"relaxed", b"relaxed"),
+                           include_headers=include)
+    seed = serialization.load_pem_private_key(ed_pem, None).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    theirs_ed = dkim.sign(message, b"mail2026-ed25519", b"example.com", base64.b64encode(seed),
+                          signature_algorithm=b"ed25519-sha256", canonicalize=(b"relaxed", b"relaxed"),
+                          include_headers=include)
+    assert ours == theirs_rsa + theirs_ed + message
+
+
+@pytest.fixture
+def dual_signed_mail(make_app, smtp, tmp_path):
+    """Three messages through the dispatcher with an RSA and an Ed25519 key configured."""
+    shutil.copy(KEYS / "test_a.pem", tmp_path / "dkim.pem")
+    shutil.copy(KEYS / "test_ed25519.pem", tmp_path / "dkim-ed25519.pem")
+    app = make_app(smtp.config_toml() + _dkim_toml(Path("dkim.pem")) + 'dkim_ed25519_key_file = "dkim-ed25519.pem"\n')
+    add_people(app, 3)
+    cid = make_campaign(app)
+    now = utcnow()
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
+    stats = _dispatch(app, now)
+    assert stats.counts["sent"] == 3, dict(stats.counts)  # what the others became, if a loaded machine makes one transient
+    signer = dkim_signing.signer(app.settings)
+    assert signer is not None
+    return smtp.raw, dict(signer.records)
+
+
+def test_an_ed25519_second_signature_verifies_with_dkimpy(dual_signed_mail):
+    raws, records = dual_signed_mail
+    assert set(records) == {"mail2026._domainkey.example.com", "mail2026-ed25519._domainkey.example.com"}
+    assert records["mail2026-ed25519._domainkey.example.com"].startswith("v=DKIM1; k=ed25519; p=")
+    dns = _dns(records)
+    for raw in raws:
+        d = dkim.DKIM(raw)
+        sigs = [dkim.util.parse_tag_value(v) for k, v in d.headers if k.lower() == b"dkim-signature"]
+        assert [(s[b"a"], s[b"s"]) for s in sigs] == [(b"rsa-sha256", b"mail2026"), (b"ed25519-sha256", b"mail2026-ed25519")]
+        assert d.verify(idx=0, dnsfunc=dns) and d.verify(idx=1, dnsfunc=dns)
+        rsa_h, ed_h = (b"".join(s[b"h"].split()) for s in sigs)  # folded at different places
+        assert rsa_h == ed_h  # the same headers, over-signed alike
+    tampered = raws[0].replace(b"List-Unsubscribe: <http", b"List-Unsubscribe: <https://evil.example/?", 1)
+    assert not dkim.DKIM(tampered).verify(idx=1, dnsfunc=dns)
+    # Without the Ed25519 record published, that signature does not verify (and the RSA one still does).
+    rsa_only = {k: v for k, v in records.items() if "ed25519" not in k}
+    assert dkim.DKIM(raws[0]).verify(idx=0, dnsfunc=_dns(rsa_only))
+    assert not dkim.DKIM(raws[0]).verify(idx=1, dnsfunc=_dns(rsa_only))
+
+
+@needs_mail_dkim
+def test_mail_dkim_passes_a_dual_signed_message(dual_signed_mail):
+    raws, records = dual_signed_mail
+    lines = mail_dkim(raws[0], records)
+    assert lines[0] == "pass a=rsa-sha256 d=example.com s=mail2026 (pass)" and lines[-1] == "overall: pass"
+    ed = lines[1]  # Debian 12's Mail::DKIM (1.20230212) has no Ed25519: it must not count it as a pass or a forgery
+    assert "a=ed25519-sha256" in ed and (ed.startswith("pass") or ed.startswith(("invalid", "none", "neutral"))), ed
+
+
+def test_config_dkim_prints_both_records(tmp_path, db_url):
+    cfg = write_config(tmp_path, db_url, "[smtp]\n" + _dkim_toml(KEYS / "test_a.pem", selector="s1")
+                       + f'dkim_ed25519_key_file = "{KEYS / "test_ed25519.pem"}"\n')
+    r = CliRunner(cfg)("config", "dkim")
+    assert r.exit_code == 0, r.output
+    names = [line.split(":  ", 1)[1].strip() for line in r.stdout.splitlines() if line.strip().startswith("name:")]
+    values = [line.split("value: ", 1)[1].strip() for line in r.stdout.splitlines() if "value: " in line]
+    assert names == ["s1._domainkey.example.com", "s1-ed25519._domainkey.example.com"]
+    assert values[0].startswith("v=DKIM1; k=rsa; p=MII") and values[1].startswith("v=DKIM1; k=ed25519; p=")
+    signer = dkim_signing.signer(load_settings(cfg, environ={}))
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    d = dkim.DKIM(signer.sign(message))
+    dns = _dns(dict(zip(names, values, strict=True)))
+    assert d.verify(idx=0, dnsfunc=dns) and d.verify(idx=1, dnsfunc=dns)
+    as_json = CliRunner(cfg)("config", "dkim", "--json")
+    assert as_json.exit_code == 0 and '"ed25519"' in as_json.stdout and "s1-ed25519._domainkey" in as_json.stdout
+    checked = CliRunner(cfg)("config", "check")
+    assert checked.exit_code == 0 and "d=example.com s=s1 (rsa-sha256) and s=s1-ed25519 (ed25519-sha256)" in checked.stdout
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("missing-ed.pem", "dkim_ed25519_key_file: cannot read"),
+    ("garbage.pem", "is not a PEM Ed25519 private key"),
+    (str(KEYS / "test_a.pem"), "is not a PEM Ed25519 private key"),  # an RSA key in the Ed25519 slot
+])
+def test_a_bad_ed25519_key_is_one_line_naming_it(tmp_path, db_url, key, expected):
+    (tmp_path / "garbage.pem").write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    cfg = write_config(tmp_path, db_url, "[smtp]\n" + _dkim_toml(KEYS / "test_a.pem") + f'dkim_ed25519_key_file = "{key}"\n')
+    with pytest.raises(ConfigError, match="dkim_ed25519_key_file"):
+        dkim_signing.signer(load_settings(cfg, environ={}))
+    r = CliRunner(cfg)("config", "dkim")
+    assert r.exit_code != 0 and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_an_ed25519_key_without_the_rsa_setup_is_refused(tmp_path, db_url):
+    cfg = write_config(tmp_path, db_url, f'[smtp]\ndkim_ed25519_key_file = "{KEYS / "test_ed25519.pem"}"\n')
+    with pytest.raises(ConfigError, match="dkim_ed25519_key_file"):
+        dkim_signing.signer(load_settings(cfg, environ={}))

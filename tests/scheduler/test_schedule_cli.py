@@ -26,7 +26,8 @@ NEW = ("new", "--segment", "paris", "--channel", "email", "--template", "welcome
 
 
 def _new(shop, name, *extra):
-    r = shop(NEW[0], name, *NEW[1:], *extra)
+    scheduled = any(x in ("--at", "--cron", "--step") for x in extra)
+    r = shop(NEW[0], name, *NEW[1:], *extra, *(("--activate",) if scheduled else ()))  # live, as the daemon needs
     assert r.exit_code == 0, r.output
     return r
 

@@ -49,4 +49,4 @@ def test_customers_show_gives_one_contacts_scores_and_stage(cli, shop):
     assert (p["rfm_score"], p["rfm_segment"], p["lifecycle"], p["loyalty"], p["abc"]) == (
         "555", "champions", "active", "true_friend", "A")
     text = cli("customers", "show", "EXT-A", "--at", "2026-06-01T12:00")
-    assert "900.00 USD" in text.stdout and "champions" in text.stdout
+    assert "$900.00" in text.stdout and "champions" in text.stdout

@@ -24,6 +24,7 @@ from scheduler.channels.file import FileEmail, FileSms
 from scheduler.channels.smtp import SmtpPool
 from scheduler.dispatcher import Dispatcher
 from scheduler.planner import plan_firing
+from scheduler.transport import smtp_config
 from tests.conftest import CliRunner
 from tests.scheduler.conftest import make_campaign
 from tests.support.smtp import FaultySmtp
@@ -96,7 +97,7 @@ def test_one_click_unsubscribe_stops_a_message_waiting_for_an_smtp_connection(sh
         def unsubscribe():
             assert httpx.post(links.unsubscribe_url(shop.app.settings, d.id), data={"List-Unsubscribe": "One-Click"}).status_code == 200
 
-        states, _sent = _run_email(shop, unsubscribe, SmtpPool(settings))
+        states, _sent = _run_email(shop, unsubscribe, SmtpPool(smtp_config(settings)))
         assert states[cid] == "suppressed"
         assert sorted(r for r, _m, _f in server.received) == ["p0@example.com", "p1@example.com"]
     finally:

@@ -106,3 +106,56 @@ def test_missing_secret_key_says_how_to_make_one(tmp_path):
     created = s.ensure_secret_key_file()
     assert created == Path(tmp_path / "secret.key") and oct(created.stat().st_mode & 0o777) == "0o600"
     assert len(s.signing_key) > 40
+
+
+def _key_file_settings(tmp_path: Path, key: str = "first-key-of-at-least-32-bytes-long"):
+    (tmp_path / "secret.key").write_text(key + "\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('secret_key_file = "secret.key"\n')
+    return load_settings(cfg, environ={})
+
+
+def test_the_key_file_is_read_once_per_process_and_again_only_on_reload(tmp_path):
+    from campaigns.signing import sign
+
+    s = _key_file_settings(tmp_path)
+    before = sign(s, "click", "abc")
+    (tmp_path / "secret.key").unlink()  # not looked at again: signing goes on with the key in hand
+    assert sign(s, "click", "abc") == before and s.signing_key == b"first-key-of-at-least-32-bytes-long"
+    (tmp_path / "secret.key").write_text("second-key-of-at-least-32-bytes-long\n")
+    assert sign(s, "click", "abc") == before  # an edited file is not picked up mid-run
+    s.reload_keys()
+    assert s.signing_key == b"second-key-of-at-least-32-bytes-long" and sign(s, "click", "abc") != before
+    (tmp_path / "secret.key").unlink()
+    s.reload_keys()
+    with pytest.raises(ConfigError, match="campaigns init"):
+        s.signing_key  # noqa: B018
+
+
+def test_rotation_through_the_key_file_keeps_old_links_valid_after_reload(tmp_path):
+    from pydantic import SecretStr
+
+    from campaigns.signing import sign, verify
+
+    s = _key_file_settings(tmp_path, "old-key-of-at-least-32-bytes-long")
+    old = sign(s, "unsubscribe", "42")
+    (tmp_path / "secret.key").write_text("new-key-of-at-least-32-bytes-long\n")
+    s.previous_secret_keys = [SecretStr("old-key-of-at-least-32-bytes-long")]
+    s.reload_keys()
+    new = sign(s, "unsubscribe", "42")
+    assert new != old
+    assert verify(s, "unsubscribe", "42", old) and verify(s, "unsubscribe", "42", new)
+    assert s.signing_keys == [b"new-key-of-at-least-32-bytes-long", b"old-key-of-at-least-32-bytes-long"]
+
+
+def test_changing_the_key_settings_drops_the_key_in_hand(tmp_path):
+    from pydantic import SecretStr
+
+    s = _key_file_settings(tmp_path, "file-key-of-at-least-32-bytes-long")
+    assert s.signing_key == b"file-key-of-at-least-32-bytes-long"
+    s.secret_key = SecretStr("inline-key-of-at-least-32-bytes-long")
+    assert s.signing_key == b"inline-key-of-at-least-32-bytes-long"
+    (tmp_path / "other.key").write_text("other-key-of-at-least-32-bytes-long\n")
+    s.secret_key = SecretStr("")
+    s.secret_key_file = "other.key"
+    assert s.signing_key == b"other-key-of-at-least-32-bytes-long"
