@@ -30,7 +30,7 @@ BARE = ["SELECT state, COUNT(*) FROM delivery WHERE campaign_id = :c GROUP BY st
         "SELECT type, COUNT(DISTINCT delivery_id) FROM event WHERE campaign_id = :c AND is_machine = 0 GROUP BY type"]
 
 
-def _setup(folder: Path, n: int, events: int):  # type: ignore[no-untyped-def]
+def _setup(folder: Path, n: int, events: int):
     from bench.datagen import populate
     from campaigns import schema
     from campaigns.campaign_defs import CampaignSpec, create_campaign
