@@ -451,7 +451,8 @@ def _describe(error: dict[str, Any], source: str, from_env: dict[str, Any]) -> s
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     value = error.get("input")
-    shown = "" if error["type"] == "extra_forbidden" or isinstance(value, dict) or "secret" in where.lower() or "password" in where.lower() or "token" in where.lower() else f" (got {value!r})"
+    hidden = error["type"] == "extra_forbidden" or isinstance(value, dict) or any(w in where.lower() for w in ("secret", "password", "token"))
+    shown = "" if hidden else f" (got {value!r})"
     return f"{where}: {msg}{shown}"
 
 
@@ -484,4 +485,4 @@ def load_settings(
         return Settings(**merged, base_dir=base_dir, source=source)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(_describe(first, source, from_env)) from None
+        raise ConfigError(_describe(dict(first), source, from_env)) from None

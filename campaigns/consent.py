@@ -229,7 +229,7 @@ def derive_state(channel: str, events: list[ConsentEvent], at: datetime) -> Cons
 
 
 def current_action_subquery(channel: str, at: datetime | None = None,
-                            contact_ids: Collection[int] | None = None) -> Select[tuple[int, str]]:
+                            contact_ids: Collection[int] | None = None) -> Select:
     """SQL: (contact_id, action) of each contact's latest non-pending event on a channel
     (of `contact_ids` only, when given: then the ledger is read by index, not scanned)."""
     check_channel(channel)

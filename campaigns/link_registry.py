@@ -61,7 +61,7 @@ def _db_key(session: Session) -> str:
     key = session.info.get(_DB_KEY)
     if key is None:  # rendering the URL is slow next to a dict look-up; once per session
         bind = session.get_bind()
-        engine = getattr(bind, "engine", bind)  # a Session may be bound to a Connection
+        engine = bind.engine  # a Session may be bound to a Connection; both know their Engine
         key = session.info[_DB_KEY] = engine.url.render_as_string(hide_password=True)
     return key
 

@@ -31,7 +31,7 @@ CHUNK = 1000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 # Called after each chunk with the ids of purchases it created or changed (attribution hooks in here).
-PurchaseHook = Callable[[Session, list[int]], None]
+PurchaseHook = Callable[[Session, list[int]], object]  # called per chunk; what it returns is ignored
 
 
 @dataclass

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.text import Text
 from typer.core import TyperArgument, TyperGroup, TyperOption
 

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
         from campaigns.cli.output import err_console, safe
+
         # A driver error's text carries the SQL and its parameters (contact addresses among them).
         from campaigns.logsetup import first_line
 

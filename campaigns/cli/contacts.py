@@ -122,10 +122,10 @@ def add_cmd(
     with a.session() as session:
         contact = add_contact(session, a.settings, values)
         pending = []
-        for channel in consent:
-            _event, token = ledger.grant(session, a.settings, contact, channel.value, source or "")
+        for wanted in consent:
+            _event, token = ledger.grant(session, a.settings, contact, wanted.value, source or "")
             if token is not None:
-                pending.append(channel.value)
+                pending.append(wanted.value)
         record = contact_record(contact)
     if pending:
         record["confirmation_requests"] = pending

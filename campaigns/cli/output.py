@@ -7,10 +7,9 @@ an 80-column terminal drops or truncates columns instead of breaking words.
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import re
-import json
 import sys
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence

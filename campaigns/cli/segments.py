@@ -149,12 +149,12 @@ def edit_cmd(
         definition = where.strip()
         if seg.name in segment_references(parse(definition)):
             raise InputError(f"--where: segment '{seg.name}' cannot contain itself")
-        before: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}  # type: ignore[call-overload]
+        before: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}
         old = seg.definition
         seg.definition = definition
         session.flush()
         # Compiling the stored segment again catches a cycle through other segments.
-        after: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}  # type: ignore[call-overload]
+        after: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}
         joins, leaves = sorted(after - before), sorted(before - after)
         shown: dict[int, str] = {c.id: c.email or c.phone or f"#{c.id}" for c in session.scalars(
             select(Contact).where(Contact.id.in_(joins[:sample] + leaves[:sample])))}

@@ -43,7 +43,8 @@ def funnel_svg(steps: list[tuple[str, int]]) -> str:
         bars.append(f'<text x="0" y="{y + 16}">{escape(label)}</text>'
                     f'<rect class="bar" x="140" y="{y}" width="{w:.1f}" height="{row - 8}" rx="3" fill="{BLUE}"/>'
                     f'<text x="{146 + w:.1f}" y="{y + 16}">{n:,}</text>')
-    return f'<svg role="img" aria-label="funnel" width="{width}" height="{len(steps) * row + 10}" viewBox="0 0 {width} {len(steps) * row + 10}">{"".join(bars)}</svg>'
+    height = len(steps) * row + 10
+    return f'<svg role="img" aria-label="funnel" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{"".join(bars)}</svg>'
 
 
 def lift_svg(lift: dict[str, Any]) -> str:
@@ -54,9 +55,9 @@ def lift_svg(lift: dict[str, Any]) -> str:
     groups = [("treated", t, BLUE)] + ([("holdout", h, GREY)] if lift["holdout"].get("contacts") else [])
     for i, (label, v, color) in enumerate(groups):
         height = 140 * v / top
-        x = 30 + i * 90
-        bars += (f'<rect class="bar" x="{x}" y="{170 - height:.1f}" width="60" height="{max(height, 1):.1f}" fill="{color}"/>'
-                 f'<text x="{x}" y="188">{label}</text><text x="{x}" y="{165 - height:.1f}">{v * 100:.1f}%</text>')
+        left = 30 + i * 90
+        bars += (f'<rect class="bar" x="{left}" y="{170 - height:.1f}" width="60" height="{max(height, 1):.1f}" fill="{color}"/>'
+                 f'<text x="{left}" y="188">{label}</text><text x="{left}" y="{165 - height:.1f}">{v * 100:.1f}%</text>')
     whisker = ""
     if lift.get("ci95"):
         lo, hi = lift["ci95"]
@@ -106,7 +107,7 @@ def timeline_svg(rows: list[dict[str, Any]]) -> str:
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{escape(_num(r.get(c)) if not isinstance(r.get(c), str) else r.get(c))}</td>" for c in columns) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{escape(v if isinstance(v := r.get(c), str) else _num(v))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
@@ -174,6 +175,7 @@ def loyalty_page(report: dict[str, Any]) -> str:
             "purchase_frequency", "average_order_value", "repeat_purchase_rate"]
     rows = [{**r, **{k: (None if r[k] is None else round(r[k], 3)) for k in ("retention_rate", "churn_rate", "repeat_purchase_rate")}}
             for r in report["rows"]]
-    dist = "".join(f"<h3>{escape(k)}</h3>" + _table(report[k], [list(report[k][0])[0], "contacts", "share"]) for k in ("lifecycle", "rfm", "loyalty") if report[k])
+    dist = "".join(f"<h3>{escape(k)}</h3>" + _table(report[k], [next(iter(report[k][0])), "contacts", "share"])
+                   for k in ("lifecycle", "rfm", "loyalty") if report[k])
     return (f"<!doctype html><html lang='en'><head>{_HEAD}<title>Loyalty report</title><style>{_CSS}</style></head>"
             f"<body><h1>Loyalty</h1><h2>Per {escape(report['period'])}</h2>{_table(rows, cols)}<h2>Customers today</h2>{dist}</body></html>")

@@ -69,4 +69,4 @@ OPERATORS: dict[str, frozenset[str]] = {
 
 def field_names() -> list[str]:
     """Every field a filter may name (attributes.NAME stands for any attribute)."""
-    return sorted(FIELDS) + ["attributes.NAME"]
+    return [*sorted(FIELDS), "attributes.NAME"]

@@ -81,7 +81,7 @@ def unquote(tok: Token) -> str:
             out.append(_ESCAPES[nxt])
             i += 2
             continue
-        if ord(ch) < 32 and ch not in "\t\n" or ch == "\x7f":
+        if (ord(ch) < 32 and ch not in "\t\n") or ch == "\x7f":
             raise error(tok.col + i + 1, "strings cannot contain control characters")
         out.append(ch)
         i += 1

@@ -74,7 +74,7 @@ def _segment(session: Session, segment: Segment | str) -> Segment:
 
 def members_query(
     session: Session, segment: Segment | str, settings: Settings, at: datetime | None = None,
-) -> Select[tuple[int]]:
+) -> Select:
     """SELECT Contact.id of the segment's current members (erased contacts never)."""
     seg = _segment(session, segment)
     where = _Resolver(session, settings, at or utcnow(), []).expression(seg)

@@ -38,9 +38,10 @@ def _recipient(value: str | None) -> str | None:
 def _status_blocks(part: Message) -> list[dict[str, str]]:
     payload = part.get_payload()
     if isinstance(payload, list):  # the stdlib parses message/delivery-status into header blocks
-        blocks = [{k.lower(): str(v) for k, v in p.items()} for p in payload]
+        blocks = [{k.lower(): str(v) for k, v in p.items()} for p in payload if isinstance(p, Message)]
     else:
-        text = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        text = raw if isinstance(raw, bytes) else b""
         blocks = [{k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in chunk.splitlines() if ":" in line)}
                   for chunk in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n\n")]
     return [b for b in blocks if b]
@@ -77,10 +78,11 @@ def parse_report(raw: bytes | Message) -> list[Notice]:
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             inner = part.get_payload()
-            if isinstance(inner, list) and inner:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 original_id = inner[0].get("Message-ID") or original_id
             else:
-                text = part.get_payload(decode=True) or b""
+                raw = part.get_payload(decode=True)
+                text = raw if isinstance(raw, bytes) else b""
                 original_id = message_from_bytes(text).get("Message-ID") or original_id
         if ctype == "message/feedback-report" and is_arf:
             blocks = _status_blocks(part)

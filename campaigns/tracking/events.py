@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -60,7 +59,7 @@ def record(session: Session, *, type: str, dedup_key: str, delivery: Delivery | 
         "ip": ip, "is_machine": machine, "dedup_key": dedup_key[:200], "data": data or {},
     }
     dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(cast(Table, Event.__table__)).values(**values)
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Event.__table__).values(**values)
     # RETURNING, not rowcount: drivers disagree on rowcount for a skipped upsert.
     new_id = session.execute(ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Event.__table__.c.id)).scalar()
     return new_id is not None

@@ -17,7 +17,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                             log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     # The daemon owns SIGTERM/SIGINT (they set `stop`); uvicorn must not capture them.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True

@@ -92,7 +92,8 @@ def _history(app):
         deliver(spring, r1, ids[1], T, holdout=True)
         s.add(Event(delivery_id=d1.id, campaign_id=spring.id, contact_id=ids[0], type="click", occurred_at=T + timedelta(hours=1), dedup_key="k1"))
         s.add(Event(delivery_id=d2.id, campaign_id=summer.id, contact_id=ids[0], type="open", occurred_at=T + timedelta(days=1, hours=1), dedup_key="k2"))
-        s.add(Event(delivery_id=d2.id, campaign_id=summer.id, contact_id=ids[0], type="open", occurred_at=T + timedelta(days=1), is_machine=True, dedup_key="k3"))
+        s.add(Event(delivery_id=d2.id, campaign_id=summer.id, contact_id=ids[0], type="open", occurred_at=T + timedelta(days=1),
+                    is_machine=True, dedup_key="k3"))
         orders = [("o1", ids[0], 5000, T + timedelta(days=2), None),   # click (spring) beats open (summer)
                   ("o2", ids[0], 1000, T + timedelta(days=2), "summer"),  # utm names summer
                   ("o3", ids[1], 3000, T + timedelta(days=3), None),   # holdout member

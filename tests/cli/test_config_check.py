@@ -53,7 +53,8 @@ def test_a_missing_templates_folder_is_refused(tmp_path, db_url):
 
 
 def test_an_smtp_host_that_does_not_resolve_is_a_warning(tmp_path, db_url):
-    result = _cli(tmp_path, db_url, '[sending]\ntransport = "smtp"\npostal_address = "1 Main St, Springfield"\n[smtp]\nhost = "no-such-host.invalid"\n')("config", "check")
+    config = '[sending]\ntransport = "smtp"\npostal_address = "1 Main St, Springfield"\n[smtp]\nhost = "no-such-host.invalid"\n'
+    result = _cli(tmp_path, db_url, config)("config", "check")
     assert result.exit_code == 0, result.output
     assert "warning" in result.stderr and "no-such-host.invalid" in result.stderr, result.output
 

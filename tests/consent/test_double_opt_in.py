@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from campaigns import consent as ledger
 from campaigns.config import load_settings
-from campaigns.context import App
 from campaigns.contacts import find_contact
+from campaigns.context import App
 from campaigns.models import Campaign, Delivery
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app, twilio_signature

@@ -51,7 +51,7 @@ class Shop:
         args = [sys.executable, "-m", "campaigns", "--config", str(self.config), command]
         args += ["--name", name] if name and command == "worker" else []
         args += ["--no-tracking"] if command == "daemon" else []
-        log = open(self.folder / f"{name or command}-{len(self.procs)}.log", "w")  # noqa: SIM115 - the child owns it
+        log = open(self.folder / f"{name or command}-{len(self.procs)}.log", "w")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
         proc = subprocess.Popen(args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs.append(proc)

@@ -26,7 +26,8 @@ def test_html_report_renders_its_charts_offline(cli, history, tmp_path):
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(out.as_uri())
-        sizes = page.eval_on_selector_all("svg", "els => els.map(e => [e.getAttribute('aria-label'), e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
+        sizes = page.eval_on_selector_all(
+            "svg", "els => els.map(e => [e.getAttribute('aria-label'), e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
         bars = page.eval_on_selector_all("svg[aria-label=funnel] rect.bar", "els => els.map(e => e.getBoundingClientRect().width)")
         ci = page.eval_on_selector_all("svg[aria-label=lift] line.ci", "els => els.length")
         series = page.eval_on_selector_all("svg[aria-label=timeline] polyline.series", "els => els.length")

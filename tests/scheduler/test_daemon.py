@@ -76,12 +76,16 @@ def test_sigkill_during_planning_and_sending_never_sends_twice(make_app, smtp, t
     try:
         # Kill 1: around the firing, while planning (planning is one transaction: all or nothing).
         time.sleep(5.0)
-        proc.kill(); proc.wait(); kills += 1
+        proc.kill()
+        proc.wait()
+        kills += 1
         # Kills 2 and 3: in the middle of sending.
         for target in (300, 900):
             proc = _start(config)
-            assert _wait(lambda: _states(app)["sent"] >= target, 90), _states(app)
-            proc.kill(); proc.wait(); kills += 1
+            assert _wait(lambda target=target: _states(app)["sent"] >= target, 90), _states(app)
+            proc.kill()
+            proc.wait()
+            kills += 1
         proc = _start(config)
         assert _wait(lambda: not ({"queued", "claimed", "sending", "retry_wait"} & set(+_states(app))), 120), _states(app)
     finally:

@@ -192,7 +192,7 @@ class _Recording:
 
 
 def test_an_unsubscribe_that_lands_after_the_claim_still_stops_the_message(make_app, smtp):
-    app, cid = _setup(make_app, smtp, 12)
+    app, _cid = _setup(make_app, smtp, 12)
     app.settings.sending.concurrency = 1  # one at a time, so the revocation precedes the later sends
     channel = _Recording(app)
     asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())

@@ -36,7 +36,7 @@ def test_a_bad_filter_or_a_duplicate_name_is_refused_at_create_time(app, shop):
         create_segment(s, app.settings, "vip", 'tags contains "vip"')
     with app.session() as s, pytest.raises(ConflictError, match="already exists"):
         create_segment(s, app.settings, "vip", "consent.sms")
-    with app.session() as s, pytest.raises(InputError, match="column 1: unknown field 'rfm.x'"):
+    with app.session() as s, pytest.raises(InputError, match=r"column 1: unknown field 'rfm\.x'"):
         create_segment(s, app.settings, "bad", "rfm.x = 1")
     with app.session() as s, pytest.raises(InputError, match="segment name"):
         create_segment(s, app.settings, "bad name; drop", "consent.sms")

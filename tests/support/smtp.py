@@ -48,7 +48,7 @@ class _Handler:
                 server.transport.abort()
                 return "421 4.4.2 connection dropped"
             if address in self.s.hard_bounce:
-                return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+                return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
             if self.s.transient_rate and self.s.rng.random() < self.s.transient_rate:
                 self.s.transient_given += 1
                 return "451 4.3.0 Temporary failure, try again later"
