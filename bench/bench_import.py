@@ -26,7 +26,7 @@ from campaigns.models import Contact
 SCALES = {"small": 10_000, "default": 100_000}
 
 
-def _fresh(folder: Path, name: str):  # type: ignore[no-untyped-def]
+def _fresh(folder: Path, name: str):
     engine = make_engine(f"sqlite:///{folder / name}")
     schema.upgrade(engine)
     return engine
@@ -43,7 +43,7 @@ def run(scale: str = "default") -> dict[str, float]:
     t0 = time.perf_counter()
     with open(path, newline="", encoding="utf-8") as fh, bare_engine.begin() as conn:
         reader = csv.DictReader(fh)
-        batch = []
+        batch: list[dict[str, object]] = []
         for row in reader:
             batch.append({"external_id": row["external_id"], "email": row["email"], "phone": row["phone"],
                           "name": row["name"], "timezone": row["timezone"], "locale": row["locale"],

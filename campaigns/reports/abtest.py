@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from campaigns.reports.itt import Outcome, group
+from campaigns.reports.itt import Outcome, Summary, group, summarise
 
 ALPHA = 0.05
 
@@ -27,11 +27,13 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def variant_test(found: dict[int, Outcome]) -> dict[str, Any] | None:
+def variant_test(found: Summary | dict[int, Outcome]) -> dict[str, Any] | None:
     """The variants' conversion, each against the best with Holm-corrected p-values; None without two variants."""
     from scipy.stats import fisher_exact  # type: ignore[import-untyped]  # seconds to import: only when needed
 
-    names = sorted({o.variant for o in found.values() if not o.held_out and o.variant is not None})
+    if not isinstance(found, Summary):
+        found = summarise(found)
+    names = sorted(v for v in found.variants(False) if v is not None)
     if len(names) < 2:
         return None
     groups = {n: group(found, False, n) for n in names}

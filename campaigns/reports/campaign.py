@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
@@ -31,12 +31,24 @@ def _bucket(session: Session, column: Any, unit: str) -> Any:
     return func.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d", column)
 
 
-def _deliveries_with(session: Session, c: Campaign, kind: str, machine: bool | None = False) -> int:
-    """How many of the campaign's deliveries have at least one event of `kind` (machine: False, True or None = any)."""
-    q = select(func.count(distinct(Event.delivery_id))).where(Event.campaign_id == c.id, Event.type == kind)
-    if machine is not None:
-        q = q.where(Event.is_machine.is_(machine))
-    return session.scalar(q) or 0
+FUNNEL_EVENTS = ("bounce", "open", "click", "unsubscribe", "complaint")
+
+
+def _human(condition: Any) -> Any:
+    return func.max(case((condition, 1), else_=0))
+
+
+def _deliveries_with(session: Session, c: Campaign) -> dict[str, tuple[int, int]]:
+    """Per event type, how many of the campaign's deliveries have (any such event, a human one).
+
+    One pass over the campaign's events: per (delivery, type) whether any was human, then
+    counted per type.
+    """
+    per = (select(Event.type.label("type"), _human(Event.is_machine.is_(False)).label("human"))
+           .where(Event.campaign_id == c.id, Event.type.in_(FUNNEL_EVENTS)).group_by(Event.delivery_id, Event.type).subquery())
+    rows = session.execute(select(per.c.type, func.count(), func.sum(per.c.human)).group_by(per.c.type))
+    found = {kind: (int(n), int(human or 0)) for kind, n, human in rows}
+    return {kind: found.get(kind, (0, 0)) for kind in FUNNEL_EVENTS}
 
 
 def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
@@ -51,12 +63,10 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     in_segment = sum((r.counts or {}).get("in_segment", 0) for r in runs)
     skipped = {k: sum((r.counts or {}).get("skipped", {}).get(k, 0) for r in runs) for k in SKIPS}
     sent = states.get("sent", 0)
-    bounced = _deliveries_with(session, c, "bounce", None)
-    opened = _deliveries_with(session, c, "open")
-    clicked = _deliveries_with(session, c, "click")
-    unsubscribed = _deliveries_with(session, c, "unsubscribe", None)
-    complaints = _deliveries_with(session, c, "complaint", None)
-    any_open = _deliveries_with(session, c, "open", None)
+    counts = _deliveries_with(session, c)
+    bounced, unsubscribed, complaints = counts["bounce"][0], counts["unsubscribe"][0], counts["complaint"][0]
+    any_open, opened = counts["open"]
+    clicked = counts["click"][1]
     a = Attribution
     treated_conv, treated_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
                                                 .where(a.campaign_id == c.id, a.is_holdout.is_(False))).one()
@@ -76,7 +86,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
         "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
-    found = itt.outcomes(session, c, now or utcnow())
+    found = itt.summary(session, c, now or utcnow())
     lf = lift(itt.group(found, False), itt.group(found, True))
     if cost and lf["incremental_revenue"] is not None:
         # What the campaign caused (the holdout says), not what attribution credited it with.
@@ -93,30 +103,45 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
         "lift": lf, "ab_test": variant_test(found),
-        "by_variant": _breakdown(session, c, d.variant), "by_lifecycle": _breakdown(session, c, d.lifecycle_stage),
-        "by_rfm_segment": _breakdown(session, c, d.rfm_segment), "timeline": _timeline(session, c),
+        **_breakdowns(session, c), "timeline": _timeline(session, c),
     }
 
 
-def _breakdown(session: Session, c: Campaign, column: Any) -> list[dict[str, Any]]:
-    d = Delivery
-    sent: dict[Any, int] = dict(session.execute(select(column, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(column)).all())
-    out = {}
-    for key, n in sent.items():
-        out[key] = {"group": key, "sent": n, "opened": 0, "clicked": 0, "converted": 0, "revenue": 0.0}
-    for kind in ("open", "click"):
-        rows = session.execute(select(column, func.count(distinct(Event.delivery_id))).join(Event, Event.delivery_id == d.id)
-                               .where(d.campaign_id == c.id, Event.type == kind, Event.is_machine.is_(False)).group_by(column))
-        for key, n in rows:
-            if key in out:
-                out[key]["opened" if kind == "open" else "clicked"] = n
-    rows = session.execute(select(column, func.count(distinct(Attribution.contact_id)), func.sum(Attribution.credited_cents))
-                           .join(Attribution, Attribution.delivery_id == d.id)
-                           .where(d.campaign_id == c.id, Attribution.is_holdout.is_(False)).group_by(column))
-    for key, n, cents in rows:
-        if key in out:
-            out[key]["converted"], out[key]["revenue"] = n, int(cents or 0) / 100
-    return sorted(out.values(), key=lambda r: (r["group"] is None, str(r["group"])))
+BREAKDOWNS = {"by_variant": Delivery.variant, "by_lifecycle": Delivery.lifecycle_stage, "by_rfm_segment": Delivery.rfm_segment}
+
+
+def _breakdowns(session: Session, c: Campaign) -> dict[str, list[dict[str, Any]]]:
+    """Sent, opened, clicked, converted and revenue by variant, lifecycle stage and RFM segment.
+
+    Sent and the human opens and clicks are counted once per (variant, stage, segment) cell
+    and summed per breakdown in Python (a handful of cells); converted counts distinct
+    contacts, which do not add up across cells, so it is one small query per breakdown.
+    """
+    d, cols = Delivery, list(BREAKDOWNS.values())
+    sent = session.execute(select(*cols, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(*cols)).all()
+    human = Event.is_machine.is_(False)
+    per = (select(Event.delivery_id.label("delivery_id"), _human(and_(Event.type == "open", human)).label("opened"),
+                  _human(and_(Event.type == "click", human)).label("clicked"))
+           .where(Event.campaign_id == c.id, Event.type.in_(("open", "click")), human).group_by(Event.delivery_id).subquery())
+    engaged = session.execute(select(*cols, func.sum(per.c.opened), func.sum(per.c.clicked)).join(per, per.c.delivery_id == d.id)
+                              .where(d.campaign_id == c.id).group_by(*cols)).all()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, (name, column) in enumerate(BREAKDOWNS.items()):
+        rows: dict[Any, dict[str, Any]] = {}
+        for cell in sent:
+            row = rows.setdefault(cell[i], {"group": cell[i], "sent": 0, "opened": 0, "clicked": 0, "converted": 0, "revenue": 0.0})
+            row["sent"] += cell[3]
+        for cell in engaged:
+            if cell[i] in rows:  # only groups something was sent to, as before
+                rows[cell[i]]["opened"] += int(cell[3] or 0)
+                rows[cell[i]]["clicked"] += int(cell[4] or 0)
+        for key, n, cents in session.execute(select(column, func.count(distinct(Attribution.contact_id)), func.sum(Attribution.credited_cents))
+                                             .join(Attribution, Attribution.delivery_id == d.id)
+                                             .where(d.campaign_id == c.id, Attribution.is_holdout.is_(False)).group_by(column)):
+            if key in rows:
+                rows[key]["converted"], rows[key]["revenue"] = n, int(cents or 0) / 100
+        out[name] = sorted(rows.values(), key=lambda r: (r["group"] is None, str(r["group"])))
+    return out
 
 
 def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
@@ -130,13 +155,13 @@ def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
     span = (min(starts) if starts else None, max(ends) if ends else None)
     unit = "day" if span[0] and span[1] and span[1] - span[0] > timedelta(days=3) else "hour"
     rows: dict[str, dict[str, Any]] = {}
-    for kind in ("open", "click"):
-        b = _bucket(session, Event.occurred_at, unit)
-        # One per delivery per bucket, like the funnel: a pixel fetched 1,000 times by
-        # rotating User-Agents is one open, not 1,000.
-        for at, n in session.execute(select(b, func.count(distinct(Event.delivery_id))).where(Event.campaign_id == c.id, Event.type == kind,
-                                                                  Event.is_machine.is_(False)).group_by(b)):
-            rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})["opens" if kind == "open" else "clicks"] = n
+    b = _bucket(session, Event.occurred_at, unit)
+    # One per delivery per bucket, like the funnel: a pixel fetched 1,000 times by
+    # rotating User-Agents is one open, not 1,000.
+    for kind, at, n in session.execute(select(Event.type, b, func.count(distinct(Event.delivery_id)))
+                                       .where(Event.campaign_id == c.id, Event.type.in_(("open", "click")), Event.is_machine.is_(False))
+                                       .group_by(Event.type, b)):
+        rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})["opens" if kind == "open" else "clicks"] = n
     b = _bucket(session, Purchase.occurred_at, unit)
     for at, n, cents in session.execute(select(b, func.count(), func.sum(Attribution.credited_cents))
                                         .join(Attribution, Attribution.purchase_id == Purchase.id)

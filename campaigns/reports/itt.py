@@ -4,12 +4,18 @@ A contact's clock starts at each of their deliveries in the campaign: the send t
 the due time for a held-out contact (and for an assigned one the send never reached).
 They convert when any purchase falls inside the campaign's window after one of those
 times (both ends inclusive), whatever other campaigns did; their revenue is the sum of
-those purchases. Attribution (credit) plays no part here.
+those purchases. A contact's assignment (holdout, variant) is the one of their earliest
+delivery whose clock has started. Attribution (credit) plays no part here.
+
+Computed in SQL without reading every delivery into Python: one grouped query counts the
+contacts per (holdout, variant); one join finds the purchases made after a clock started
+(a few rows per buyer), whose window end is then checked exactly in Python so that both
+ends stay inclusive to the microsecond on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -17,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.models import Campaign, Delivery, Purchase
 from campaigns.reports.stats import Group
+
+_IN_CHUNK = 900  # under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -28,27 +36,64 @@ class Outcome:
     revenue_cents: int | None
 
 
-def outcomes(session: Session, c: Campaign, now: datetime) -> dict[int, Outcome]:
-    """Every contact whose clock has started (due time passed), keyed by contact id."""
+@dataclass
+class Summary:
+    """Contacts per (held_out, variant), and each converting contact's revenue in cents."""
+
+    contacts: dict[tuple[bool, str | None], int] = field(default_factory=dict)
+    buyers: dict[tuple[bool, str | None], list[int]] = field(default_factory=dict)
+
+    def variants(self, held_out: bool) -> set[str | None]:
+        """The variants with at least one contact on that side."""
+        return {v for (h, v), n in self.contacts.items() if h is held_out and n}
+
+
+def summarise(found: dict[int, Outcome]) -> Summary:
+    """The summary of per-contact outcomes (for callers that hold them one by one)."""
+    out = Summary()
+    for o in found.values():
+        key = (o.held_out, o.variant)
+        out.contacts[key] = out.contacts.get(key, 0) + 1
+        if o.revenue_cents is not None:
+            out.buyers.setdefault(key, []).append(o.revenue_cents)
+    return out
+
+
+def summary(session: Session, c: Campaign, now: datetime) -> Summary:
+    """Every contact whose clock has started (due time passed), grouped by assignment."""
     d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
     start = func.coalesce(d.sent_at, d.due_at)
-    clocks: dict[int, tuple[bool, str | None, list[datetime]]] = {}
-    for contact_id, held, variant, at in session.execute(select(d.contact_id, d.is_holdout, d.variant, start)
-                                                         .where(d.campaign_id == c.id, start <= now)):
-        clocks.setdefault(contact_id, (bool(held), variant, []))[2].append(at)
-    first = (select(d.contact_id, func.min(start).label("first_at")).where(d.campaign_id == c.id, start <= now)
-             .group_by(d.contact_id).subquery())
+    started = (d.campaign_id == c.id, start <= now)
+    first = select(func.min(d.id).label("id")).where(*started).group_by(d.contact_id).subquery()
+    out = Summary()
+    for held, variant, n in session.execute(select(d.is_holdout, d.variant, func.count())
+                                            .join(first, first.c.id == d.id).group_by(d.is_holdout, d.variant)):
+        key = (bool(held), variant)
+        out.contacts[key] = out.contacts.get(key, 0) + int(n)
+    # Purchases on or after one of the contact's clocks; the window's end is checked below.
     spent: dict[int, int] = {}
-    for contact_id, occurred_at, cents in session.execute(
-            select(Purchase.contact_id, Purchase.occurred_at, Purchase.amount_cents)
-            .join(first, first.c.contact_id == Purchase.contact_id).where(Purchase.occurred_at >= first.c.first_at)):
-        if any(t <= occurred_at <= t + window for t in clocks[contact_id][2]):
+    seen: set[int] = set()
+    for contact_id, purchase_id, occurred_at, cents, at in session.execute(
+            select(d.contact_id, Purchase.id, Purchase.occurred_at, Purchase.amount_cents, start)
+            .join(Purchase, Purchase.contact_id == d.contact_id).where(*started, Purchase.occurred_at >= start)):
+        if purchase_id not in seen and occurred_at <= at + window:
+            seen.add(purchase_id)
             spent[contact_id] = spent.get(contact_id, 0) + int(cents)
-    return {cid: Outcome(held, variant, spent.get(cid)) for cid, (held, variant, _) in clocks.items()}
+    ids = sorted(spent)
+    for i in range(0, len(ids), _IN_CHUNK):
+        part = ids[i:i + _IN_CHUNK]
+        firsts = (select(d.contact_id, func.min(d.id).label("id")).where(*started, d.contact_id.in_(part))
+                  .group_by(d.contact_id).subquery())
+        for contact_id, held, variant in session.execute(select(firsts.c.contact_id, d.is_holdout, d.variant)
+                                                         .join(firsts, firsts.c.id == d.id)):
+            out.buyers.setdefault((bool(held), variant), []).append(spent[contact_id])
+    return out
 
 
-def group(found: dict[int, Outcome], held_out: bool, variant: str | None = None) -> Group:
+def group(found: Summary | dict[int, Outcome], held_out: bool, variant: str | None = None) -> Group:
     """The treated (or held-out) group, optionally one variant's share of it."""
-    members = [o for o in found.values() if o.held_out is held_out and (variant is None or o.variant == variant)]
-    buyers = tuple(o.revenue_cents / 100 for o in members if o.revenue_cents is not None)
-    return Group(len(members), len(buyers), sum(buyers), buyers)
+    s = found if isinstance(found, Summary) else summarise(found)
+    keys = [k for k in set(s.contacts) | set(s.buyers) if k[0] is held_out and (variant is None or k[1] == variant)]
+    # Sorted: the buyers' order must not depend on the query plan (the interval reads them as a sample).
+    buyers = tuple(sorted(cents / 100 for k in keys for cents in s.buyers.get(k, ())))
+    return Group(sum(s.contacts.get(k, 0) for k in keys), len(buyers), sum(buyers), buyers)

@@ -1,0 +1,109 @@
+"""The report's grouped SQL gives the same figures as a straightforward Python reading of every row."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select
+
+from campaigns.models import Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
+from campaigns.reports import itt
+from campaigns.reports.campaign import campaign_report
+
+T = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
+WINDOW = timedelta(days=3)
+
+
+def _reference_itt(s, c, now):
+    """Every delivery and purchase read into Python: per contact, the first started delivery's
+    assignment; converted when a purchase lies in [start, start + window] of any started delivery."""
+    clocks = {}
+    for d in s.scalars(select(Delivery).where(Delivery.campaign_id == c.id).order_by(Delivery.id)):
+        at = d.sent_at or d.due_at
+        if at <= now:
+            clocks.setdefault(d.contact_id, (bool(d.is_holdout), d.variant, []))[2].append(at)
+    spent = {}
+    for p in s.scalars(select(Purchase)):
+        if p.contact_id in clocks and any(t <= p.occurred_at <= t + WINDOW for t in clocks[p.contact_id][2]):
+            spent[p.contact_id] = spent.get(p.contact_id, 0) + p.amount_cents
+    return {cid: itt.Outcome(held, variant, spent.get(cid)) for cid, (held, variant, _) in clocks.items()}
+
+
+def _shop(s, rng):
+    seg = Segment(name="all", definition='email contains "@"')
+    s.add(seg)
+    s.flush()
+    c = Campaign(name="random", channel="email", segment_id=seg.id, schedule_kind="manual", variants=[], steps=[], utm={},
+                 attribution_window_seconds=int(WINDOW.total_seconds()), holdout_pct=20, status="completed")
+    s.add(c)
+    s.flush()
+    run = CampaignRun(campaign_id=c.id, scheduled_for=T, status="done", counts={})
+    s.add(run)
+    s.flush()
+    conn = s.connection()
+    ids = conn.execute(insert(Contact).returning(Contact.id, sort_by_parameter_order=True),
+                       [{"email": f"r{i}@example.com", "attributes": {}, "tags": []} for i in range(400)]).scalars().all()
+    rows = []
+    for cid in ids:
+        held, variant = rng.random() < 0.2, rng.choice(["A", "B", None])
+        for step in range(rng.choice([1, 1, 2, 3])):  # drips and re-runs: several clocks per contact
+            due = T + timedelta(days=rng.choice([0, 1, 2, 5, 40]), seconds=rng.randrange(86400), microseconds=rng.randrange(10**6))
+            state = "held_out" if held else rng.choice(["sent", "sent", "sent", "failed", "unknown", "queued"])
+            rows.append({"run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": "email", "step": step,
+                         "variant": variant, "is_holdout": held, "state": state, "attempts": 1, "due_at": due,
+                         "sent_at": due + timedelta(minutes=rng.randrange(90)) if state == "sent" else None,
+                         "lifecycle_stage": rng.choice(["new", "active", None]), "rfm_segment": rng.choice(["loyal", "lost"])})
+    deliveries = conn.execute(insert(Delivery).returning(Delivery.id, Delivery.contact_id, Delivery.sent_at, Delivery.due_at,
+                                                         sort_by_parameter_order=True), rows).all()
+    events, purchases = [], []
+    for n, (did, cid, sent_at, due_at) in enumerate(deliveries):
+        start = sent_at or due_at
+        for k in range(rng.randrange(6)):
+            kind = rng.choice(["open", "open", "click", "bounce", "unsubscribe", "complaint", "delivered"])
+            events.append({"delivery_id": did, "campaign_id": c.id, "contact_id": cid, "type": kind, "is_machine": rng.random() < 0.3,
+                           "occurred_at": start + timedelta(hours=rng.randrange(200)), "dedup_key": f"e{n}-{k}", "data": {}})
+        if rng.random() < 0.3:  # on the window's edges, a microsecond either side, and anywhere near
+            at = start + rng.choice([timedelta(0), WINDOW, WINDOW + timedelta(microseconds=1), -timedelta(microseconds=1),
+                                     timedelta(hours=rng.randrange(-100, 200))])
+            purchases.append({"order_id": f"o{n}", "contact_id": cid, "amount_cents": rng.randrange(100, 30000),
+                              "currency": "USD", "source": "test", "occurred_at": at})
+    conn.execute(insert(Event), events)
+    conn.execute(insert(Purchase), purchases)
+    return c
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_grouped_itt_and_breakdowns_match_a_python_reference(app, seed):
+    rng = random.Random(seed)
+    now = T + timedelta(days=3)  # some clocks have not started yet
+    with app.session() as s:
+        c = _shop(s, rng)
+    with app.session(write=False) as s:
+        c = s.get(Campaign, c.id)
+        grouped, reference = itt.summary(s, c, now), _reference_itt(s, c, now)
+        for held in (False, True):
+            for variant in (None, "A", "B"):
+                g, r = itt.group(grouped, held, variant), itt.group(reference, held, variant)
+                assert (g.contacts, g.converters) == (r.contacts, r.converters)
+                assert g.revenue == pytest.approx(r.revenue, abs=1e-6)
+                assert sorted(g.buyer_revenue) == pytest.approx(sorted(r.buyer_revenue))
+        assert itt.group(reference, False).converters > 0 and itt.group(reference, True).converters > 0
+        report = campaign_report(s, app.settings, c, now)
+        all_d = list(s.scalars(select(Delivery).where(Delivery.campaign_id == c.id)))
+        all_e = list(s.scalars(select(Event).where(Event.campaign_id == c.id)))
+    def with_event(kind, human_only):
+        return len({e.delivery_id for e in all_e if e.type == kind and (not human_only or not e.is_machine)})
+    f = report["funnel"]
+    assert (f["bounced"], f["opened"], f["clicked"], f["unsubscribed"], f["complaints"]) == (
+        with_event("bounce", False), with_event("open", True), with_event("click", True),
+        with_event("unsubscribe", False), with_event("complaint", False))
+    assert f["opened_machine_only"] == with_event("open", False) - with_event("open", True)
+    for name, attr in (("by_variant", "variant"), ("by_lifecycle", "lifecycle_stage"), ("by_rfm_segment", "rfm_segment")):
+        key = {d.id: getattr(d, attr) for d in all_d}
+        sent_keys = {getattr(d, attr) for d in all_d if d.state == "sent"}
+        expected = {}
+        for k in sent_keys:
+            expected[k] = (sum(1 for d in all_d if d.state == "sent" and getattr(d, attr) == k),
+                           len({e.delivery_id for e in all_e if e.type == "open" and not e.is_machine and key[e.delivery_id] == k}),
+                           len({e.delivery_id for e in all_e if e.type == "click" and not e.is_machine and key[e.delivery_id] == k}))
+        assert {r["group"]: (r["sent"], r["opened"], r["clicked"]) for r in report[name]} == expected
