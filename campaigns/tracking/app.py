@@ -37,5 +37,6 @@ def create_app(settings: Settings, app: App | None = None, clock: Callable[[], d
         route("/sms/inbound", h.InboundSms, "POST"),
         route("/webhooks/bounce", h.BounceWebhook, "POST"),
         route("/webhooks/purchase", h.PurchaseWebhook, "POST"),
+        route("/webhooks/subscribe", h.SubscribeWebhook, "POST"),
         route("/healthz", h.Health, "GET"),
     ])

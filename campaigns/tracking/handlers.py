@@ -29,7 +29,7 @@ from campaigns.config import Settings
 from campaigns.context import App
 from campaigns.errors import CampaignsError
 from campaigns.signing import same
-from campaigns.tracking import guard, pages, payloads, responses, sms_inbound
+from campaigns.tracking import guard, pages, payloads, responses, sms_inbound, subscribe
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
@@ -219,6 +219,22 @@ class PurchaseWebhook(JsonHandler):
         except CampaignsError as exc:
             raise guard.BadRequest(400, str(exc)[:300]) from None
         return JSONResponse({"order_id": order_id, "created": created}, status_code=201 if created else 200)
+
+
+class SubscribeWebhook(JsonHandler):
+    """POST /webhooks/subscribe: a signed signup creates the contact and consent through the ledger."""
+
+    async def handle(self, request: Request) -> Response:
+        body = await self.body(request)
+        guard.check_webhook(self.settings, request, body)
+        data = payloads.parse(payloads.SubscribePayload, body)
+        at = data.occurred_at or self.clock()
+        try:
+            done = await self.tx(lambda s: subscribe.subscribe(s, self.settings, data, at))
+        except CampaignsError as exc:
+            raise guard.BadRequest(400, str(exc)[:300]) from None
+        return JSONResponse({"contact_id": done.contact_id, "action": done.action, "created": done.created},
+                            status_code=200 if done.action == "unchanged" else 201)
 
 
 class Health(Handler):

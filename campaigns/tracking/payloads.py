@@ -61,6 +61,26 @@ class InboundSmsPayload(_Payload):
     id: str = Field(min_length=1, max_length=200)
 
 
+class SubscribePayload(_Payload):
+    """POST /webhooks/subscribe: a signup form's consent (one address, one channel)."""
+
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    contact: str | None = Field(default=None, min_length=1, max_length=320)
+    channel: Literal["email", "sms"]
+    source: str = Field(min_length=1, max_length=100)
+    text: str | None = _Text
+    occurred_at: AwareDatetime | None = None
+    id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("source")
+    @classmethod
+    def _said(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("say where this consent came from (e.g. 'shop signup form')")
+        return v.strip()
+
+
 def parse(model: type[_Payload], body: bytes) -> Any:
     """`body` validated as `model`; BadRequest(400) naming the first bad field."""
     try:
