@@ -5,14 +5,15 @@ from tests.conftest import CliRunner, write_config
 
 
 def test_config_check_warns_in_one_line_when_smtp_mail_would_carry_http_links(tmp_path, db_url):
-    cfg = write_config(tmp_path, db_url, '[sending]\ntransport = "smtp"\n[tracking]\npublic_url = "http://track.example.com"\n')
+    smtp = '[sending]\ntransport = "smtp"\npostal_address = "1 Main St, Springfield"\n'
+    cfg = write_config(tmp_path, db_url, smtp + '[tracking]\npublic_url = "http://track.example.com"\n')
     run = CliRunner(cfg)
     assert run("init").exit_code == 0
     r = run("config", "check")
     assert r.exit_code == 0, r.output
     lines = [line for line in r.stderr.splitlines() if "https" in line]
     assert len(lines) == 1 and "public_url" in lines[0]
-    https = write_config(tmp_path, db_url, '[sending]\ntransport = "smtp"\n[tracking]\npublic_url = "https://track.example.com"\n')
+    https = write_config(tmp_path, db_url, smtp + '[tracking]\npublic_url = "https://track.example.com"\n')
     assert "https" not in CliRunner(https)("config", "check").stderr
 
 
