@@ -233,22 +233,22 @@ def edit_cmd(
 def tag_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
             tags: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to add.")) -> None:
     """Add tags to a contact."""
-    a = get_app(ctx)
-    with a.session() as session:
-        c = find_contact(session, contact, a.settings)
-        now = retag_contact(c, tags, [])
-        label = c.email or c.phone or f"#{c.id}"
-    ok(f"{label} tags: {', '.join(now) or 'none'}")
+    _retag(ctx, contact, add=tags, remove=[])
 
 
 @app.command("untag")
 def untag_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email, external_id, +phone or #id."),
               tags: list[str] = typer.Argument(..., metavar="TAG...", help="Tags to remove.")) -> None:
     """Remove tags from a contact."""
+    _retag(ctx, contact, add=[], remove=tags)
+
+
+def _retag(ctx: typer.Context, contact: str, add: list[str], remove: list[str]) -> None:
+    """tag and untag: one change to a contact's tags, then the tags it now has."""
     a = get_app(ctx)
     with a.session() as session:
         c = find_contact(session, contact, a.settings)
-        now = retag_contact(c, [], tags)
+        now = retag_contact(c, add, remove)
         label = c.email or c.phone or f"#{c.id}"
     ok(f"{label} tags: {', '.join(now) or 'none'}")
 
