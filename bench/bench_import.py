@@ -17,11 +17,11 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bench.datagen import write_contacts_csv
-from campaigns import schema
+from campaigns.audience.contacts import import_contacts
 from campaigns.config import load_settings
-from campaigns.contacts import import_contacts
-from campaigns.db import make_engine, session_scope
-from campaigns.models import Contact
+from campaigns.store import schema
+from campaigns.store.db import make_engine, session_scope
+from campaigns.store.models import Contact
 
 SCALES = {"small": 10_000, "default": 100_000}
 

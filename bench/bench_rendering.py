@@ -24,13 +24,14 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from bench.datagen import populate
-from campaigns import email_build, schema
 from campaigns.config import load_settings
-from campaigns.coupons import import_pool
-from campaigns.db import make_engine, session_scope
-from campaigns.models import Campaign, CampaignRun, Contact, Delivery, Segment
-from campaigns.rendering import render_delivery
-from campaigns.templates_store import load_template
+from campaigns.messages import email_build
+from campaigns.messages.coupons import import_pool
+from campaigns.messages.rendering import render_delivery
+from campaigns.messages.templates_store import load_template
+from campaigns.store import schema
+from campaigns.store.db import make_engine, session_scope
+from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery, Segment
 from campaigns.timespec import utcnow
 
 SCALES = {"small": 500, "default": 3000}

@@ -32,11 +32,12 @@ BARE = ["SELECT state, COUNT(*) FROM delivery WHERE campaign_id = :c GROUP BY st
 
 def _setup(folder: Path, n: int, events: int):
     from bench.datagen import populate
-    from campaigns import schema
     from campaigns.campaign_defs import CampaignSpec, create_campaign
     from campaigns.config import load_settings
     from campaigns.context import App
-    from campaigns.models import (
+    from campaigns.segments import create_segment
+    from campaigns.store import schema
+    from campaigns.store.models import (
         Attribution,
         CampaignRun,
         Contact,
@@ -44,7 +45,6 @@ def _setup(folder: Path, n: int, events: int):
         Event,
         Purchase,
     )
-    from campaigns.segments import create_segment
 
     config = folder / "config.toml"
     root = Path(__file__).resolve().parents[1]
@@ -123,8 +123,8 @@ def _peak_mb() -> float | None:
 
 
 def run(scale: str = "default") -> dict[str, object]:
-    from campaigns.models import Campaign
     from campaigns.reports.campaign import campaign_report
+    from campaigns.store.models import Campaign
 
     n, events = SCALES[scale]
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,11 +21,11 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.datagen import populate
-from campaigns import schema
 from campaigns.config import load_settings
-from campaigns.db import make_engine, session_scope
-from campaigns.models import Segment
 from campaigns.segments import count_segment
+from campaigns.store import schema
+from campaigns.store.db import make_engine, session_scope
+from campaigns.store.models import Segment
 
 SCALES = {"small": (20_000, 100_000), "medium": (200_000, 1_000_000), "default": (1_000_000, 5_000_000)}
 FILTER = "rfm.r >= 4 and rfm.m >= 4 and purchases.count(last=90d) >= 2"

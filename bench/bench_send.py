@@ -60,11 +60,11 @@ def _config(folder: Path, port: int, dkim: bool | str = False) -> Path:
 
 def setup(folder: Path, n: int, port: int, dkim: bool | str = False) -> Path:
     from bench.datagen import populate
-    from campaigns import schema
     from campaigns.campaign_defs import CampaignSpec, create_campaign
     from campaigns.config import load_settings
     from campaigns.context import App
     from campaigns.segments import create_segment
+    from campaigns.store import schema
 
     config = _config(folder, port, dkim)
     app = App(load_settings(config, environ={}))
@@ -82,7 +82,7 @@ def _child(kind: str, config: str, n: int, port: int) -> dict[str, float]:
     """One measurement, in this (child) process."""
     from campaigns.config import load_settings
     from campaigns.context import App
-    from campaigns.models import Campaign
+    from campaigns.store.models import Campaign
     from campaigns.timespec import utcnow
 
     app = App(load_settings(Path(config), environ={}))

@@ -42,11 +42,11 @@ async def app(scope, receive, send):
 
 def _setup(folder: Path, port: int) -> tuple[Path, list[str]]:
     from bench.datagen import populate
-    from campaigns import schema
     from campaigns.campaign_defs import CampaignSpec, create_campaign
     from campaigns.config import load_settings
     from campaigns.context import App
     from campaigns.segments import create_segment
+    from campaigns.store import schema
     from scheduler.dispatcher import Dispatcher
 
     config = folder / "config.toml"
@@ -64,7 +64,7 @@ def _setup(folder: Path, port: int) -> tuple[Path, list[str]]:
                                                                quiet_hours="none", cap="none"))
     from sqlalchemy import select
 
-    from campaigns.models import Campaign
+    from campaigns.store.models import Campaign
     from campaigns.timespec import utcnow
     from scheduler.planner import plan_firing
 
@@ -157,7 +157,7 @@ def run(scale: str = "default") -> dict[str, object]:
 
         from campaigns.config import load_settings
         from campaigns.context import App
-        from campaigns.models import Event
+        from campaigns.store.models import Event
 
         app = App(load_settings(config, environ={}))
         with app.session(write=False) as s:

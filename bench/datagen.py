@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from campaigns.config import Settings
-from campaigns.models import ConsentEvent, Contact, Purchase
 from campaigns.signing import address_hash
+from campaigns.store.models import ConsentEvent, Contact, Purchase
 
 ZONES = ["America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London",
          "Europe/Paris", "Europe/Berlin", "Asia/Shanghai", "Asia/Tokyo", "Australia/Sydney"]

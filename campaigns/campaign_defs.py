@@ -17,11 +17,11 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from campaigns.audience.suppression import check_channel
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
-from campaigns.models import Campaign, Delivery, Segment
-from campaigns.suppression import check_channel
-from campaigns.templates_store import lint_template, load_template
+from campaigns.messages.templates_store import lint_template, load_template
+from campaigns.store.models import Campaign, Delivery, Segment
 from campaigns.timespec import (
     check_timezone,
     parse_cap,

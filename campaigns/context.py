@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.db import check_reachable, make_engine, session_scope
-from campaigns.schema import require_current
+from campaigns.store.db import check_reachable, make_engine, session_scope
+from campaigns.store.schema import require_current
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.campaign_defs import get_campaign
 from campaigns.errors import ConflictError
-from campaigns.models import Delivery
+from campaigns.store.models import Delivery
 from campaigns.timespec import utcnow
 
 GAVE_UP = "gave up after "  # how the dispatcher marks a transient failure it stopped retrying

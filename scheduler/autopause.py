@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select, update
 
 from campaigns.config import SendingSettings
-from campaigns.models import Campaign, Delivery, Event
+from campaigns.store.models import Campaign, Delivery, Event
 from campaigns.vocab import CampaignStatus, DeliveryState, EventType
 
 log = logging.getLogger("campaigns.dispatcher")

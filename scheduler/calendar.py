@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from scheduler.firings import fire_at, keys_between
 from scheduler.planner import _audience, _classify
 

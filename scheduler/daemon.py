@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from campaigns.context import App
 from campaigns.errors import ConflictError
-from campaigns.models import Campaign
+from campaigns.store.models import Campaign
 from campaigns.timespec import utcnow
 from campaigns.vocab import CampaignStatus
 from scheduler.dispatcher import Dispatcher

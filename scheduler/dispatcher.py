@@ -19,10 +19,11 @@ import random
 import socket
 from datetime import datetime
 
-from campaigns import dkim_signing, stopped
+from campaigns.audience import stopped
 from campaigns.context import App
-from campaigns.db import session_factory
 from campaigns.errors import ConfigError
+from campaigns.messages import dkim_signing
+from campaigns.store.db import session_factory
 from campaigns.timespec import utcnow
 from scheduler.autopause import AutoPause
 from scheduler.channels import Channel, SendResult

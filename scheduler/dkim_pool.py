@@ -20,7 +20,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from campaigns.dkim_signing import DkimSigner
+from campaigns.messages.dkim_signing import DkimSigner
 
 _SIGNER: DkimSigner | None = None  # in a worker process: the key it signs with
 

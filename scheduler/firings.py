@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
-from campaigns.models import Campaign
+from campaigns.store.models import Campaign
 from scheduler.sendtime import (
     EARLIEST_OFFSET,
     LATEST_OFFSET,

@@ -26,8 +26,8 @@ from sqlalchemy import Engine, func, select, update
 
 from campaigns.context import App
 from campaigns.errors import InputError, NotFoundError
-from campaigns.models import Campaign, Delivery
-from campaigns.templates_store import load_template
+from campaigns.messages.templates_store import load_template
+from campaigns.store.models import Campaign, Delivery
 from scheduler.outbox import Claimed, write_transaction
 
 log = logging.getLogger("campaigns.dispatcher")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from campaigns.campaign_defs import grace_for
 from campaigns.config import Settings
 from campaigns.context import App
-from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.store.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key

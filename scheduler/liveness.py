@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from campaigns.config import Settings
 from campaigns.context import App
-from campaigns.models import Delivery, ProcessHeartbeat
+from campaigns.store.models import Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 from scheduler.outbox import write_transaction
 

@@ -22,8 +22,8 @@ from typing import IO
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
-from campaigns.db import is_sqlite
 from campaigns.errors import ConflictError
+from campaigns.store.db import is_sqlite
 
 log = logging.getLogger("campaigns.daemon")
 HELD_ELSEWHERE = "another daemon is already running on this database"
@@ -52,7 +52,7 @@ class DaemonLock:
             self._conn = self._advisory()
 
     def _path(self) -> Path:
-        return Path(make_url(str(self.engine.url)).database or "campaigns.db").with_suffix(".daemon.lock")
+        return Path(make_url(str(self.engine.url)).database or "campaigns.store.db").with_suffix(".daemon.lock")
 
     def _lock_file(self) -> IO[str]:
         fh = open(self._path(), "a+")

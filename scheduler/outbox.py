@@ -27,11 +27,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from campaigns import consent_requests
+from campaigns.audience import consent_requests
+from campaigns.audience.messageable import messageable_ids, suppression_matches_contact
 from campaigns.config import Settings
-from campaigns.db import is_sqlite
-from campaigns.messageable import messageable_ids, suppression_matches_contact
-from campaigns.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
+from campaigns.store.db import is_sqlite
+from campaigns.store.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
 from campaigns.vocab import CampaignStatus, DeliveryState
 
 _DELIVERY = Delivery.__table__

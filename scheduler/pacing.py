@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from campaigns.config import Settings
 from campaigns.context import App
-from campaigns.models import Campaign, Contact, Delivery, SendWindow
+from campaigns.store.models import Campaign, Contact, Delivery, SendWindow
 from campaigns.timespec import Cap, parse_cap
 from scheduler.outbox import Claimed, write_transaction
 

@@ -18,16 +18,16 @@ from sqlalchemy import Result, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from campaigns import consent_requests, messageable
+from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
-from campaigns.models import (
+from campaigns.segments import members_query, profiles
+from campaigns.store.models import (
     Campaign,
     CampaignRun,
     Contact,
     Delivery,
     DripEnrollment,
 )
-from campaigns.segments import members_query, profiles
 from campaigns.timespec import ClockRange, parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
 from scheduler.firings import local_clock_for, origin

@@ -19,9 +19,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from campaigns import bounces
 from campaigns.context import App
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
+from campaigns.tracking import bounces
 from campaigns.vocab import (
     CampaignStatus,
     DeliveryState,
@@ -169,6 +169,6 @@ class Recorder:
                 written[(row.campaign_id, BOUNCE)] += 1
 
     def _hard_bounce(self, session: Session, row: Claimed, detail: str | None, now: datetime) -> None:
-        """The address does not exist: campaigns/bounces.py suppresses it and records the bounce once."""
+        """The address does not exist: campaigns/tracking/bounces.py suppresses it and records the bounce once."""
         target = bounces.Target(row.id, row.campaign_id, row.contact_id, row.channel)
         bounces.record(session, self.app.settings, target, "bounce", at=now, source=f"{row.channel} send", detail=detail)

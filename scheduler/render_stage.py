@@ -13,18 +13,18 @@ from contextlib import nullcontext
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaigns import stopped
+from campaigns.audience import stopped
 from campaigns.context import App
-from campaigns.db import session_scope
 from campaigns.errors import CampaignsError, ConfigError
-from campaigns.models import Campaign, Contact
-from campaigns.rendering import (
+from campaigns.messages.rendering import (
     RenderedEmail,
     RenderError,
     render_delivery,
     takes_coupons,
 )
-from campaigns.templates_store import MessageTemplate, load_template
+from campaigns.messages.templates_store import MessageTemplate, load_template
+from campaigns.store.db import session_scope
+from campaigns.store.models import Campaign, Contact
 from scheduler.channels import OutgoingEmail, OutgoingSms
 from scheduler.outbox import DB_DOWN, Claimed, first_line
 

@@ -1,7 +1,6 @@
 """The project's import graph, read from the source with `ast` (nothing is imported).
 
     python -m scripts.import_graph            # today's rooms, arrows, floors and circles
-    python -m scripts.import_graph --proposed # the same measured on docs/architecture.md's layout
 
 A *module* is one .py file under campaigns/ or scheduler/. An *arrow* is "module A has an
 import statement naming module B" (at any depth: imports inside functions count, since they
@@ -120,26 +119,6 @@ def room(module: str) -> str:
 
 
 # The layout of docs/architecture.md: flat campaigns/ root modules -> their room.
-PROPOSED = {
-    "contacts": "audience", "consent": "audience", "suppression": "audience", "purchases": "audience",
-    "csvimport": "audience", "contact_ref": "audience", "messageable": "audience",
-    "consent_requests": "audience", "stopped": "audience",
-    "rendering": "messages", "templates_store": "messages", "sandbox": "messages", "email_build": "messages",
-    "sms_text": "messages", "links": "messages", "link_registry": "messages", "coupons": "messages",
-    "dkim_signing": "messages",
-    "db": "store", "models": "store", "schema": "store", "migrations": "store",
-    "attribution": "tracking", "bounces": "tracking",
-}
-
-
-def proposed_room(module: str) -> str:
-    """The room a module lands in under the proposed layout (scheduler's rooms are unchanged)."""
-    parts = module.split(".")
-    if parts[0] == "campaigns" and len(parts) > 1 and parts[1] in PROPOSED:
-        return f"campaigns.{PROPOSED[parts[1]]}"
-    return room(module)
-
-
 @dataclass(frozen=True)
 class Figures:
     """What the rooms view measures."""
@@ -225,13 +204,12 @@ def figures(graph: dict[str, set[str]], to_room: Callable[[str], str]) -> Figure
 
 
 def main() -> None:
-    """Print the figures for today's layout or the proposed one."""
+    """Print the figures for the layout of a checkout."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--proposed", action="store_true", help="measure the layout proposed in docs/architecture.md")
     parser.add_argument("--root", type=Path, default=ROOT, help="a checkout to measure (default: this one)")
     args = parser.parse_args()
     graph = module_imports(args.root)
-    f = figures(graph, proposed_room if args.proposed else room)
+    f = figures(graph, room)
     print(f"{f.rooms} rooms on {f.floors} floors with {f.arrows} import arrows "
           f"({len(f.back_arrows)} running back, {len(f.circles)} circles)")
     for a, b in f.back_arrows:

@@ -1,6 +1,6 @@
 """Pre-release only: regenerate migration 0001 from the models.
 
-Until the first release there is a single migration, rebuilt from `campaigns/models.py`
+Until the first release there is a single migration, rebuilt from `campaigns/store/models.py`
 whenever the models change. After the first release, delete this script and add new
 revisions with `alembic revision --autogenerate` instead.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from alembic import command
 
-from campaigns.db import make_engine
-from campaigns.schema import MIGRATIONS, alembic_config
+from campaigns.store.db import make_engine
+from campaigns.store.schema import MIGRATIONS, alembic_config
 
 for old in (MIGRATIONS / "versions").glob("0001_*.py"):
     old.unlink()

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from campaigns import schema
 from campaigns.config import Settings, load_settings
 from campaigns.context import App
-from campaigns.db import make_engine, normalise_url
+from campaigns.store import schema
+from campaigns.store.db import make_engine, normalise_url
 
 os.environ.setdefault("COLUMNS", "200")  # wide rich tables in captured output
 PG_ENV = "CAMPAIGNS_TEST_POSTGRES_URL"
@@ -46,7 +46,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database: SQLite (always) and PostgreSQL (when configured)."""
     if request.param == "sqlite":
-        target = tmp_path / "campaigns.db"
+        target = tmp_path / "campaigns.store.db"
         shutil.copy(_sqlite_template(tmp_path_factory), target)
         yield f"sqlite:///{target}"
         return

@@ -36,7 +36,7 @@ from campaigns.cli.common import (
 )
 from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row
 from campaigns.errors import ConflictError
-from campaigns.models import Campaign, CampaignRun, Contact, Delivery
+from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
 

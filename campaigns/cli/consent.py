@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import find_contact
 from campaigns.cli.common import (
     Channel,
     CsvOpt,
@@ -14,7 +15,6 @@ from campaigns.cli.common import (
     get_app,
     ok,
 )
-from campaigns.contacts import find_contact
 
 app = typer.Typer(help="The consent ledger: grant, revoke, confirm (double opt-in), history.", no_args_is_help=True)
 

@@ -8,7 +8,18 @@ from typing import Any
 import typer
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import (
+    add_contact,
+    edit_contact,
+    erase_contact,
+    export_contacts,
+    find_contact,
+    import_contacts,
+    list_contacts,
+    retag_contact,
+)
+from campaigns.audience.suppression import is_suppressed
 from campaigns.cli.common import (
     Channel,
     CsvOpt,
@@ -21,19 +32,8 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.contacts import (
-    add_contact,
-    edit_contact,
-    erase_contact,
-    export_contacts,
-    find_contact,
-    import_contacts,
-    list_contacts,
-    retag_contact,
-)
 from campaigns.errors import InputError
-from campaigns.models import Contact, Purchase
-from campaigns.suppression import is_suppressed
+from campaigns.store.models import Contact, Purchase
 
 app = typer.Typer(help="Import, add, edit, tag, list, show, export and erase contacts.", no_args_is_help=True)
 

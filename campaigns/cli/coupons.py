@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from campaigns.cli.common import CsvOpt, JsonOpt, emit_record, emit_rows, get_app, ok
-from campaigns.coupons import import_pool, pool_stats
+from campaigns.messages.coupons import import_pool, pool_stats
 
 app = typer.Typer(help="Coupon pools: import codes, see how many are left.", no_args_is_help=True)
 

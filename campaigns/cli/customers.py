@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from campaigns.audience.contacts import find_contact, timezone_origin
 from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
@@ -17,7 +18,6 @@ from campaigns.cli.common import (
     money,
     print_json,
 )
-from campaigns.contacts import find_contact, timezone_origin
 from campaigns.segments import distribution, profiles
 from campaigns.timespec import parse_datetime, utcnow
 

@@ -8,9 +8,10 @@ from datetime import timedelta
 import typer
 from sqlalchemy import func, select
 
-from campaigns import dkim_signing, preflight
+from campaigns import preflight
 from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json, warn
-from campaigns.models import Campaign, Delivery, ProcessHeartbeat
+from campaigns.messages import dkim_signing
+from campaigns.store.models import Campaign, Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
-from campaigns.attribution import attribute_purchases
+from campaigns.audience.contacts import find_contact
+from campaigns.audience.purchases import import_purchases
 from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
@@ -19,9 +20,8 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.contacts import find_contact
-from campaigns.models import Contact, Purchase
-from campaigns.purchases import import_purchases
+from campaigns.store.models import Contact, Purchase
+from campaigns.tracking.attribution import attribute_purchases
 
 app = typer.Typer(help="Orders: import and list.", no_args_is_help=True)
 

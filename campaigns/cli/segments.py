@@ -138,9 +138,9 @@ def edit_cmd(
     from sqlalchemy import select
 
     from campaigns.errors import InputError
-    from campaigns.models import Contact
     from campaigns.segments.parser import parse, segment_references
     from campaigns.segments.service import members_query
+    from campaigns.store.models import Contact
     from campaigns.timespec import utcnow
 
     a = get_app(ctx)

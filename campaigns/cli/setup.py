@@ -8,11 +8,13 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from campaigns import dkim_signing, preflight, schema
+from campaigns import preflight
 from campaigns.cli.common import JsonOpt, console, emit_record, get_app, ok, print_json, warn
 from campaigns.config import Settings, safe_url
-from campaigns.db import check_reachable
 from campaigns.errors import ConfigError
+from campaigns.messages import dkim_signing
+from campaigns.store import schema
+from campaigns.store.db import check_reachable
 
 config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
 

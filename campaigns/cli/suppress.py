@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from campaigns import suppression
+from campaigns.audience import suppression
 from campaigns.cli.common import Channel, CsvOpt, JsonOpt, emit_rows, get_app, ok
 
 app = typer.Typer(help="Addresses never to be messaged: add, list, remove.", no_args_is_help=True)

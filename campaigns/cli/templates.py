@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import safe_files
+from campaigns.audience.contacts import find_contact, normalise_email, normalise_phone
 from campaigns.cli.common import (
     JsonOpt,
     emit_record,
@@ -27,22 +28,21 @@ from campaigns.cli.common import (
     terminal_safe,
 )
 from campaigns.config import Settings
-from campaigns.contacts import find_contact, normalise_email, normalise_phone
-from campaigns.db import session_factory
 from campaigns.errors import CampaignsError, InputError, NotFoundError
-from campaigns.models import Campaign, Contact
-from campaigns.rendering import (
+from campaigns.messages.rendering import (
     PREVIEW_DELIVERY_ID,
     RenderedEmail,
     RenderedSms,
     render_delivery,
 )
-from campaigns.templates_store import (
+from campaigns.messages.templates_store import (
     MessageTemplate,
     lint_template,
     load_template,
     template_names,
 )
+from campaigns.store.db import session_factory
+from campaigns.store.models import Campaign, Contact
 from campaigns.timespec import utcnow
 from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.transport import email_channel
@@ -78,8 +78,8 @@ SAMPLE_NAME = "Ann Lee"
 
 def sample_subject(settings: Settings, tmpl: MessageTemplate) -> str:
     """The subject (an SMS: its text) rendered for a sample contact, or the source marked `template:`."""
-    from campaigns.rendering import TEXT_ENV, build_context, contact_context
-    from campaigns.sandbox import render_capped
+    from campaigns.messages.rendering import TEXT_ENV, build_context, contact_context
+    from campaigns.messages.sandbox import render_capped
 
     raw = ((tmpl.subject if tmpl.channel == "email" else tmpl.sms_body) or "").strip()
     if "{" not in raw:
@@ -264,7 +264,7 @@ def check_cmd(
     The score comes from `spamassassin -L -t` (local tests, no DKIM) when it is installed.
     Exit 1 when something needs fixing.
     """
-    from campaigns.template_check import GMAIL_CLIP_BYTES, check_message
+    from campaigns.messages.template_check import GMAIL_CLIP_BYTES, check_message
 
     a = get_app(ctx)
     tmpl = load_template(a.settings, name)

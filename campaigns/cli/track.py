@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
+from campaigns.audience.contacts import find_contact
 from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
@@ -16,9 +17,8 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.contacts import find_contact
 from campaigns.errors import NotFoundError
-from campaigns.models import Campaign, Contact, Event
+from campaigns.store.models import Campaign, Contact, Event
 from campaigns.timespec import utcnow
 
 track_app = typer.Typer(help="The tracking endpoints (opens, clicks, unsubscribes, webhooks).", no_args_is_help=True)

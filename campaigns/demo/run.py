@@ -26,20 +26,20 @@ from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from campaigns import schema
+from campaigns.audience.contacts import import_contacts
+from campaigns.audience.purchases import import_purchases
 from campaigns.campaign_defs import CampaignSpec, create_campaign, get_campaign
 from campaigns.config import load_settings
-from campaigns.contacts import import_contacts
 from campaigns.context import App
-from campaigns.coupons import import_pool
 from campaigns.demo.shop import write_shop
 from campaigns.demo.simulate import BASELINE, TRUE_LIFT, Recipients
 from campaigns.errors import ConflictError, InputError
-from campaigns.models import Campaign, ConsentEvent, Contact, Delivery
-from campaigns.purchases import import_purchases
+from campaigns.messages.coupons import import_pool
+from campaigns.messages.templates_store import shipped_templates
 from campaigns.reports.campaign import campaign_report
 from campaigns.segments import create_segment
-from campaigns.templates_store import shipped_templates
+from campaigns.store import schema
+from campaigns.store.models import Campaign, ConsentEvent, Contact, Delivery
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
 

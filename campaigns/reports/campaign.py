@@ -9,7 +9,10 @@ from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import (
+from campaigns.reports import itt
+from campaigns.reports.abtest import variant_test
+from campaigns.reports.stats import lift, ratio
+from campaigns.store.models import (
     Attribution,
     Campaign,
     CampaignRun,
@@ -17,9 +20,6 @@ from campaigns.models import (
     Event,
     Purchase,
 )
-from campaigns.reports import itt
-from campaigns.reports.abtest import variant_test
-from campaigns.reports.stats import lift, ratio
 from campaigns.timespec import utcnow
 
 SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
@@ -54,7 +54,7 @@ def _deliveries_with(session: Session, c: Campaign) -> dict[str, tuple[int, int]
 def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
     """Funnel, rates, lift, breakdowns and timeline for one campaign.
 
-    The funnel's converted and revenue are attributed (credit, campaigns/attribution.py);
+    The funnel's converted and revenue are attributed (credit, campaigns/tracking/attribution.py);
     the lift compares intention-to-treat groups and never reads the credit.
     """
     d = Delivery

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.models import Campaign, Delivery, Purchase
 from campaigns.reports.stats import Group
+from campaigns.store.models import Campaign, Delivery, Purchase
 
 _IN_CHUNK = 900  # under SQLite's bound-parameter limit
 

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.errors import InputError
-from campaigns.models import Purchase
 from campaigns.reports.stats import ratio
 from campaigns.segments import distribution
+from campaigns.store.models import Purchase
 
 PERIODS = {"month": ("%Y-%m", "YYYY-MM"), "quarter": (None, 'YYYY-"Q"Q'), "year": ("%Y", "YYYY")}
 

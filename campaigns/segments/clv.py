@@ -25,7 +25,6 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from campaigns.config import Settings
 from campaigns.errors import InputError
-from campaigns.models import Contact, Purchase
 from campaigns.segments.clv_model import (
     BgNbd,
     GammaGamma,
@@ -33,6 +32,7 @@ from campaigns.segments.clv_model import (
     fit_bgnbd,
     fit_gamma_gamma,
 )
+from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import parse_duration
 
 WEEK_DAYS = 7.0

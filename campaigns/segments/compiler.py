@@ -22,9 +22,8 @@ from typing import Any
 from sqlalchemy import and_, exists, func, not_, or_, select
 from sqlalchemy.sql.expression import ColumnElement
 
+from campaigns.audience.consent import consented_contacts
 from campaigns.config import Settings
-from campaigns.consent import consented_contacts
-from campaigns.models import Contact, Purchase
 from campaigns.segments import metrics
 from campaigns.segments.fields import ATTRIBUTE, FIELDS, OPERATORS, FieldSpec
 from campaigns.segments.lexer import error
@@ -37,6 +36,7 @@ from campaigns.segments.sqlfuncs import (
     json_number,
     json_text,
 )
+from campaigns.store.models import Contact, Purchase
 
 Resolver = Callable[[str, int], ColumnElement[bool]]
 _SHOWN = {"truth": "a bare field", "notin": "not in"}

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.errors import InputError
-from campaigns.models import Contact, Purchase
 from campaigns.segments import metrics
 from campaigns.segments.rfm import SEGMENT_NAMES, SORT_KEYS, first_rows, segment_name
+from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import utcnow
 
 IN_CHUNK = 5000  # ids per IN list (well under SQLite's and PostgreSQL's parameter limits)

@@ -26,9 +26,9 @@ from sqlalchemy import Subquery, and_, case, func, literal, select
 from sqlalchemy.sql.expression import ColumnElement
 
 from campaigns.config import Settings
-from campaigns.models import Purchase
 from campaigns.segments.rfm import quintile, score_row, segment_case
 from campaigns.segments.sqlfuncs import epoch
+from campaigns.store.models import Purchase
 from campaigns.timespec import parse_duration
 
 DAY = 86400.0

@@ -12,9 +12,9 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
-from campaigns.models import Campaign, Contact, Segment
 from campaigns.segments.compiler import Compiler, ExpansionBudget
 from campaigns.segments.parser import parse, segment_references
+from campaigns.store.models import Campaign, Contact, Segment
 from campaigns.timespec import utcnow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

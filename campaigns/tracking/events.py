@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import Delivery, Event
+from campaigns.store.models import Delivery, Event
 
 # Mail privacy proxies and link scanners fetch images and links without a person.
 _MACHINE_AGENTS = re.compile(

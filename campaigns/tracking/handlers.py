@@ -23,13 +23,13 @@ from starlette.responses import (
     Response,
 )
 
-from campaigns import bounces, links
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
 from campaigns.config import Settings
 from campaigns.context import App
 from campaigns.errors import CampaignsError
+from campaigns.messages import links
 from campaigns.signing import same
-from campaigns.tracking import guard, pages, payloads, responses, sms_inbound, subscribe
+from campaigns.tracking import bounces, guard, pages, payloads, responses, sms_inbound, subscribe
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}

@@ -5,7 +5,7 @@ The mailbox is streamed one message at a time (never read whole); a message over
 parsed is skipped and counted. What each message may change:
 
 - a DSN or ARF report: a hard bounce or complaint, only when it names a message we sent
-  (signed VERP address or Message-ID; see campaigns/bounces.py), else "unmatched";
+  (signed VERP address or Message-ID; see campaigns/tracking/bounces.py), else "unmatched";
 - an unsubscribe mail (the `mailto:` of our List-Unsubscribe): email consent is revoked
   when its To or Subject carries a genuine signed unsubscribe token ("mailto
   unsubscribe", with the mail's Message-ID and Date kept as proof); a forged token is
@@ -27,10 +27,10 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from campaigns import bounces, links
 from campaigns.config import Settings
 from campaigns.errors import InputError
-from campaigns.tracking import responses
+from campaigns.messages import links
+from campaigns.tracking import bounces, responses
 from campaigns.tracking.dsn import parse_report
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # reports and unsubscribe mails are a few kB; this is generous

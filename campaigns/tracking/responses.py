@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import consent as ledger
-from campaigns.attribution import attribute_purchases
+from campaigns.audience import consent as ledger
 from campaigns.config import Settings
 from campaigns.errors import InputError
-from campaigns.link_registry import link_url
-from campaigns.models import Contact
+from campaigns.messages.link_registry import link_url
+from campaigns.store.models import Contact
 from campaigns.tracking import events
+from campaigns.tracking.attribution import attribute_purchases
 
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPT OUT", "OPTOUT"}
 START_WORDS = {"START", "UNSTOP", "YES"}
@@ -50,7 +50,7 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
 
     Every sender hears of it (`stopped.announce`) when this transaction commits, before the
     caller answers the person."""
-    from campaigns import stopped
+    from campaigns.audience import stopped
 
     d = events.delivery(session, delivery_id)
     if d is None:
@@ -74,9 +74,9 @@ def purchase_webhook(session: Session, settings: Settings, row: dict[str, str]) 
     """Create (or find) an order from a signed, validated webhook and credit it. (created?, order_id)."""
     from sqlalchemy import insert
 
-    from campaigns.contact_ref import resolve_ref
-    from campaigns.models import Purchase
-    from campaigns.purchases import parse_purchase_row
+    from campaigns.audience.contact_ref import resolve_ref
+    from campaigns.audience.purchases import parse_purchase_row
+    from campaigns.store.models import Purchase
 
     data = parse_purchase_row(row, 1, settings)
     existing = session.scalar(select(Purchase.id).where(Purchase.order_id == data.order_id))

@@ -15,13 +15,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import consent as ledger
-from campaigns import suppression
+from campaigns.audience import consent as ledger
+from campaigns.audience import suppression
+from campaigns.audience.contacts import normalise_phone
 from campaigns.config import Settings
-from campaigns.contacts import normalise_phone
 from campaigns.errors import InputError
-from campaigns.models import Contact
 from campaigns.signing import address_hash
+from campaigns.store.models import Contact
 from campaigns.tracking import events
 
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPT OUT", "OPTOUT"}
@@ -101,7 +101,7 @@ def handle(session: Session, settings: Settings, sender: str, body: str, message
 
 
 def _stop(session: Session, settings: Settings, contacts: list[Contact], phone: str, keyword: str, at: datetime) -> None:
-    from campaigns import stopped
+    from campaigns.audience import stopped
 
     if not contacts:
         suppression.add(session, settings, "sms", phone, "stop", note="STOP from an unknown number", keep_address=False)

@@ -16,12 +16,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.contact_ref import resolve_ref
+from campaigns.audience.contacts import add_contact, normalise_email, normalise_phone
 from campaigns.config import Settings
-from campaigns.contact_ref import resolve_ref
-from campaigns.contacts import add_contact, normalise_email, normalise_phone
 from campaigns.errors import InputError, RowError
-from campaigns.models import ConsentEvent, Contact
+from campaigns.store.models import ConsentEvent, Contact
 from campaigns.tracking.payloads import SubscribePayload
 
 _FIELD = {"email": "email", "sms": "phone"}

@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from campaigns.attribution import Touch, attribute_purchases, choose, recompute_campaign
-from campaigns.models import (
+from campaigns.store.models import (
     Attribution,
     Campaign,
     CampaignRun,
@@ -15,6 +14,7 @@ from campaigns.models import (
     Purchase,
     Segment,
 )
+from campaigns.tracking.attribution import Touch, attribute_purchases, choose, recompute_campaign
 
 T = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

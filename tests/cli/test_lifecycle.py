@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from scheduler.jobs import tick
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

@@ -7,7 +7,7 @@ import shutil
 from email.message import EmailMessage
 from pathlib import Path
 
-from campaigns.template_check import GMAIL_CLIP_BYTES, check_message
+from campaigns.messages.template_check import GMAIL_CLIP_BYTES, check_message
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

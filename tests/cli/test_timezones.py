@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from campaigns.contacts import timezone_for_phone
+from campaigns.audience.contacts import timezone_for_phone
 
 
 def test_the_zone_of_a_phone_number_only_when_unambiguous() -> None:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
 
-from campaigns.models import TrackedLink
+from campaigns.store.models import TrackedLink
 from tests.conftest import CliRunner, write_config
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

@@ -10,11 +10,11 @@ from email import message_from_bytes, policy
 import httpx
 from sqlalchemy import select
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import find_contact
 from campaigns.config import load_settings
-from campaigns.contacts import find_contact
 from campaigns.context import App
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app, twilio_signature
 from scheduler.dispatcher import Dispatcher

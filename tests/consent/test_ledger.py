@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
-from campaigns.contacts import add_contact
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import add_contact
 from campaigns.errors import ConflictError, InputError, NotFoundError
-from campaigns.models import ConsentEvent
+from campaigns.store.models import ConsentEvent
 from campaigns.timespec import utcnow
 
 
@@ -113,8 +113,8 @@ def test_consent_cli_grant_revoke_history_and_confirm(cli):
 
 
 def test_confirmation_tokens_never_look_like_command_options(app):
-    from campaigns import consent as ledger
-    from campaigns.contacts import add_contact
+    from campaigns.audience import consent as ledger
+    from campaigns.audience.contacts import add_contact
 
     with app.session() as s:
         c = add_contact(s, app.settings, {"email": "t@example.com"})

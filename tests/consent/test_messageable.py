@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
-from campaigns import suppression
-from campaigns.contacts import add_contact
-from campaigns.messageable import may_message, messageable_ids, rule
-from campaigns.models import Contact
+from campaigns.audience import consent as ledger
+from campaigns.audience import suppression
+from campaigns.audience.contacts import add_contact
+from campaigns.audience.messageable import may_message, messageable_ids, rule
+from campaigns.store.models import Contact
 from campaigns.timespec import utcnow
 
 

@@ -9,8 +9,8 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from campaigns.contact_ref import find_contact, resolve_refs
-from campaigns.models import Contact, Purchase
+from campaigns.audience.contact_ref import find_contact, resolve_refs
+from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app, webhook_signature
 from tests.support.http import ServedApp

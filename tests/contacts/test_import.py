@@ -4,9 +4,9 @@ import json
 
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
-from campaigns.messageable import may_message
-from campaigns.models import ConsentEvent, Contact, Suppression
+from campaigns.audience import consent as ledger
+from campaigns.audience.messageable import may_message
+from campaigns.store.models import ConsentEvent, Contact, Suppression
 
 GOOD = (
     "external_id,email,phone,name,timezone,locale,city,age,zip,tags\n"

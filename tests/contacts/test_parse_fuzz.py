@@ -5,10 +5,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from campaigns.audience.contacts import parse_row
+from campaigns.audience.purchases import parse_purchase_row
 from campaigns.config import Settings
-from campaigns.contacts import parse_row
 from campaigns.errors import RowError
-from campaigns.purchases import parse_purchase_row
 
 SETTINGS = Settings(secret_key=SecretStr("fuzz-secret-key-at-least-32-bytes-long"))
 text = st.text(max_size=80)

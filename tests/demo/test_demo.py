@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from campaigns.config import load_settings
 from campaigns.context import App
-from campaigns.models import Attribution, Campaign, Contact, Delivery, Event
+from campaigns.store.models import Attribution, Campaign, Contact, Delivery, Event
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

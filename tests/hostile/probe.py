@@ -40,9 +40,9 @@ def main() -> None:
     from sqlalchemy.orm import Session
 
     from campaigns.config import Settings
-    from campaigns.models import Contact
-    from campaigns.rendering import RenderError, render_delivery
-    from campaigns.templates_store import MessageTemplate, lint_sources
+    from campaigns.messages.rendering import RenderError, render_delivery
+    from campaigns.messages.templates_store import MessageTemplate, lint_sources
+    from campaigns.store.models import Contact
 
     tmpl = MessageTemplate("hostile", "email", "hello", source + "{{ unsubscribe_url }}", None, None,
                            "h", None)  # type: ignore[arg-type]

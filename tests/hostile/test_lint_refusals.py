@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.templates_store import MessageTemplate, lint_sources
+from campaigns.messages.templates_store import MessageTemplate, lint_sources
 
 REFUSED = {
     "{% include '/etc/passwd' %}": "include/import/extends are not supported",

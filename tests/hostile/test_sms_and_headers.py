@@ -12,9 +12,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import Contact
-from campaigns.rendering import RenderError, render_delivery
-from campaigns.templates_store import MessageTemplate, lint_sources
+from campaigns.messages.rendering import RenderError, render_delivery
+from campaigns.messages.templates_store import MessageTemplate, lint_sources
+from campaigns.store.models import Contact
 
 KEY = "hostile-sms-secret-key-of-32-bytes-or-more"
 INVISIBLE = "\u202e\u2066\u200b\u200d\ufeff"

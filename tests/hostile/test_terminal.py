@@ -3,7 +3,7 @@ markup in a name stays literal text and escape sequences are shown escaped."""
 
 from __future__ import annotations
 
-from campaigns.models import Contact, Event
+from campaigns.store.models import Contact, Event
 from campaigns.timespec import utcnow
 
 MARKUP = "[link=https://evil.example]Ann[/link]"

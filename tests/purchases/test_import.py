@@ -4,7 +4,7 @@ import json
 
 from sqlalchemy import func, select
 
-from campaigns.models import Purchase
+from campaigns.store.models import Purchase
 
 CONTACTS = "external_id,email\nC1,ann@example.com\nC2,bob@example.com\n"
 ORDERS = (

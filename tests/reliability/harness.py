@@ -20,13 +20,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bench.datagen import write_contacts_csv
-from campaigns import schema
+from campaigns.audience.contacts import import_contacts
 from campaigns.campaign_defs import CampaignSpec, create_campaign
 from campaigns.config import load_settings
-from campaigns.contacts import import_contacts
 from campaigns.context import App
-from campaigns.models import Campaign, Delivery
 from campaigns.segments import create_segment
+from campaigns.store import schema
+from campaigns.store.models import Campaign, Delivery
 from campaigns.timespec import utcnow
 from scheduler.planner import plan_firing
 from tests.conftest import write_config

@@ -18,12 +18,12 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.email_build import mailbox
 from campaigns.errors import CampaignsError
-from campaigns.models import Base, Contact
-from campaigns.rendering import RenderError, render_delivery
+from campaigns.messages.email_build import mailbox
+from campaigns.messages.rendering import RenderError, render_delivery
+from campaigns.messages.templates_store import MessageTemplate
 from campaigns.segments import compile_where
-from campaigns.templates_store import MessageTemplate
+from campaigns.store.models import Base, Contact
 
 SECRET = "fuzz-secret-key-at-least-32-bytes-long"
 LEAKS = ("<class", "<function", "<module", "<built-in", "__globals__", "uid=", "root:", SECRET)

@@ -5,7 +5,7 @@ import csv
 from sqlalchemy import func, select
 
 from bench.datagen import write_contacts_csv
-from campaigns.models import ConsentEvent, Contact
+from campaigns.store.models import ConsentEvent, Contact
 
 CMD = "python -m pytest tests/reliability/test_import_faults.py"
 

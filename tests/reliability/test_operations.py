@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from campaigns.models import Campaign
+from campaigns.store.models import Campaign
 from scheduler.locks import advisory_key
 from tests.conftest import CliRunner
 from tests.reliability.harness import build_shop

@@ -42,7 +42,7 @@ def test_one_two_and_four_workers_share_a_campaign(tmp_path: Path, pg_url: str, 
             with shop.app.session() as s:
                 from sqlalchemy import func, select
 
-                from campaigns.models import Delivery
+                from campaigns.store.models import Delivery
                 by_worker = dict(s.execute(select(Delivery.claimed_by, func.count()).where(
                     Delivery.campaign_id == shop.campaign_id).group_by(Delivery.claimed_by)).all())
             assert len(by_worker) == workers and min(by_worker.values()) > 0  # every worker took a share

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import func, select
 
-from campaigns import links
 from campaigns.campaign_defs import CampaignSpec, edit_campaign
-from campaigns.models import Delivery, ProcessHeartbeat
+from campaigns.messages import links
+from campaigns.store.models import Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app
 from tests.conftest import CliRunner

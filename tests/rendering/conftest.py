@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings, load_settings
 from campaigns.context import App
-from campaigns.models import Campaign, CampaignRun, Contact, Delivery, Segment
+from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery, Segment
 from campaigns.timespec import utcnow
 from tests.conftest import CliRunner, write_config
 

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from campaigns.models import Coupon, TrackedLink
+from campaigns.store.models import Coupon, TrackedLink
 from tests.conftest import CliRunner, write_config
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select
 
-from campaigns.coupons import PoolEmpty, assign_code, import_pool, peek_code, pool_stats
 from campaigns.errors import InputError
-from campaigns.models import Coupon, Delivery
+from campaigns.messages.coupons import PoolEmpty, assign_code, import_pool, peek_code, pool_stats
+from campaigns.store.models import Coupon, Delivery
 from tests.rendering.conftest import add_contact, make_campaign, make_delivery
 
 

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from campaigns import dkim_signing
 from campaigns.config import Settings
-from campaigns.models import Contact
-from campaigns.rendering import RenderError, render_delivery
-from campaigns.templates_store import MessageTemplate
+from campaigns.messages import dkim_signing
+from campaigns.messages.rendering import RenderError, render_delivery
+from campaigns.messages.templates_store import MessageTemplate
+from campaigns.store.models import Contact
 
 
 class _FailingSigner:

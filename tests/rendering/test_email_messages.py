@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from campaigns import links
-from campaigns.coupons import import_pool
-from campaigns.link_registry import link_url
-from campaigns.models import Contact, Coupon, Template, TrackedLink
-from campaigns.rendering import RenderedEmail, RenderError, render_delivery
-from campaigns.templates_store import list_templates, load_template, sync_template
+from campaigns.messages import links
+from campaigns.messages.coupons import import_pool
+from campaigns.messages.link_registry import link_url
+from campaigns.messages.rendering import RenderedEmail, RenderError, render_delivery
+from campaigns.messages.templates_store import list_templates, load_template, sync_template
+from campaigns.store.models import Contact, Coupon, Template, TrackedLink
 from tests.rendering.conftest import add_contact, make_campaign, make_delivery
 
 CLICK = re.compile(r"https://t\.example\.net/c/([0-9a-z]+)/([0-9a-z]+)/([A-Za-z0-9_-]+)")
@@ -187,7 +187,7 @@ def test_text_part_is_derived_from_html_when_the_template_has_none(rapp):
     "<p>qqjj0jjqq {{ first_name }}</p>",  # text that looks like our placeholder
 ])
 def test_derived_text_part_is_right_even_when_the_html_defeats_the_shortcut(rapp, html):
-    from campaigns.templates_store import MessageTemplate
+    from campaigns.messages.templates_store import MessageTemplate
 
     tmpl = MessageTemplate("odd", "email", "s", html + '<a href="{{ unsubscribe_url }}">u</a>', None, None,
                            str(hash(html)), rapp.settings.base_dir)

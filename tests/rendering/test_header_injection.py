@@ -7,10 +7,10 @@ from email import policy
 
 import pytest
 
-from campaigns.email_build import HeaderError, check_header, mailbox
-from campaigns.models import Contact
-from campaigns.rendering import RenderError, render_delivery
-from campaigns.templates_store import load_template
+from campaigns.messages.email_build import HeaderError, check_header, mailbox
+from campaigns.messages.rendering import RenderError, render_delivery
+from campaigns.messages.templates_store import load_template
+from campaigns.store.models import Contact
 
 
 def add_contact(_session, email: str, name: str | None = None, **attributes: object) -> Contact:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import links
 from campaigns.errors import InputError
-from campaigns.link_registry import LinkRewriter, link_id, link_url, with_utm
-from campaigns.models import TrackedLink
+from campaigns.messages import links
+from campaigns.messages.link_registry import LinkRewriter, link_id, link_url, with_utm
+from campaigns.store.models import TrackedLink
 
 
 def test_utm_tags_are_added_without_overriding_the_authors_own():

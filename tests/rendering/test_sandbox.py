@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from campaigns import rendering
 from campaigns.config import Settings
-from campaigns.models import Contact
-from campaigns.rendering import (
+from campaigns.messages import rendering
+from campaigns.messages.rendering import (
     TEXT_ENV,
     CapExceeded,
     RenderError,
@@ -19,7 +18,8 @@ from campaigns.rendering import (
     render_capped,
     render_delivery,
 )
-from campaigns.templates_store import MessageTemplate
+from campaigns.messages.templates_store import MessageTemplate
+from campaigns.store.models import Contact
 
 SECRET = "sandbox-test-secret-key-of-32-bytes-or-more"
 SSTI = [
@@ -189,7 +189,7 @@ def test_size_bombs_are_refused_before_they_eat_memory(settings, session, payloa
 def test_time_spent_waiting_for_a_coupon_code_does_not_count_against_the_cap(settings, session, monkeypatch):
     import time
 
-    from campaigns import coupons
+    from campaigns.messages import coupons
 
     monkeypatch.setattr(rendering, "MAX_RENDER_SECONDS", 0.2)
     monkeypatch.setattr(coupons, "assign_code", lambda s, pool, d: time.sleep(0.5) or "SLOW-DB-CODE")

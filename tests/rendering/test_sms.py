@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from campaigns import links
-from campaigns.link_registry import link_url
-from campaigns.rendering import RenderedSms, RenderError, render_delivery
-from campaigns.sms_text import encoding_for, segment_count, units, with_opt_out
-from campaigns.templates_store import MessageTemplate, load_template
+from campaigns.messages import links
+from campaigns.messages.link_registry import link_url
+from campaigns.messages.rendering import RenderedSms, RenderError, render_delivery
+from campaigns.messages.sms_text import encoding_for, segment_count, units, with_opt_out
+from campaigns.messages.templates_store import MessageTemplate, load_template
 from tests.rendering.conftest import add_contact, make_campaign, make_delivery
 
 

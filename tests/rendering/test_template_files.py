@@ -8,7 +8,7 @@ import os
 import pytest
 
 from campaigns.errors import InputError
-from campaigns.templates_store import load_template
+from campaigns.messages.templates_store import load_template
 
 SECRET = "TOP-SECRET-MASTER-KEY-0123456789abcdef"
 

@@ -6,13 +6,13 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.errors import InputError, NotFoundError
-from campaigns.models import Template
-from campaigns.templates_store import (
+from campaigns.messages.templates_store import (
     lint_template,
     list_templates,
     load_template,
     sync_template,
 )
+from campaigns.store.models import Template
 
 
 def test_shipped_examples_load_with_their_channels(rsettings):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert
 
-from campaigns.models import (
+from campaigns.store.models import (
     Attribution,
     Campaign,
     CampaignRun,

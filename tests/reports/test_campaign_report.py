@@ -112,7 +112,7 @@ def test_timeline_counts_one_open_per_delivery_per_bucket(app, cli, history):
 
     from sqlalchemy import insert, select
 
-    from campaigns.models import Delivery, Event
+    from campaigns.store.models import Delivery, Event
     from tests.reports.conftest import T
 
     with app.session() as s:
@@ -134,7 +134,7 @@ def test_quarters_are_labelled_yyyy_qn(app, cli, history):
 
     from sqlalchemy import select
 
-    from campaigns.models import Contact, Purchase
+    from campaigns.store.models import Contact, Purchase
 
     with app.session() as s:
         cid = s.scalars(select(Contact.id).order_by(Contact.id)).first()

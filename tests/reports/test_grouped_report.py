@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from campaigns.models import Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
 from campaigns.reports import itt
 from campaigns.reports.campaign import campaign_report
+from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
 
 T = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 WINDOW = timedelta(days=3)

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from campaigns.attribution import recompute_campaign
-from campaigns.models import (
+from campaigns.store.models import (
     Attribution,
     Campaign,
     CampaignRun,
@@ -16,6 +15,7 @@ from campaigns.models import (
     Purchase,
     Segment,
 )
+from campaigns.tracking.attribution import recompute_campaign
 
 T = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 N = 3000

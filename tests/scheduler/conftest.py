@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import add_contact
 from campaigns.campaign_defs import CampaignSpec, create_campaign
 from campaigns.config import load_settings
-from campaigns.contacts import add_contact
 from campaigns.context import App
 from campaigns.segments import create_segment
 from tests.conftest import write_config

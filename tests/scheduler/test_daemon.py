@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from campaigns.models import Delivery
+from campaigns.store.models import Delivery
 from campaigns.timespec import utcnow
 from tests.scheduler.conftest import add_people, make_campaign
 
@@ -60,7 +60,7 @@ def test_a_second_daemon_is_refused_and_sigterm_stops_cleanly(make_app, smtp, tm
 
 
 def _heartbeats(app):
-    from campaigns.models import ProcessHeartbeat
+    from campaigns.store.models import ProcessHeartbeat
 
     with app.session() as s:
         return list(s.scalars(select(ProcessHeartbeat.role)))
@@ -107,7 +107,7 @@ def _lose_lock_session(app, db_url, tmp_path):
     server restart does to it, without disturbing other users of the shared server);
     SQLite's lock file is removed (what a tmp cleaner or a careless `rm` does)."""
     if db_url.startswith("sqlite"):
-        lock_file = (tmp_path / "campaigns.db").with_suffix(".daemon.lock")
+        lock_file = (tmp_path / "campaigns.store.db").with_suffix(".daemon.lock")
         lock_file.unlink()
         return
     from sqlalchemy import text
@@ -167,7 +167,7 @@ def _held_by(app, worker):
 
 def _plan_now(app, campaign_id):
     """Plan a manual campaign's run now, as `send --now` does."""
-    from campaigns.models import Campaign
+    from campaigns.store.models import Campaign
     from scheduler.planner import plan_firing
 
     now = utcnow()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from campaigns.models import Campaign, CampaignRun
+from campaigns.store.models import Campaign, CampaignRun
 from campaigns.timespec import utcnow
 from tests.scheduler.conftest import add_people, make_campaign
 from tests.scheduler.test_daemon import _app_with, _heartbeats, _start, _states, _wait

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from scheduler.planner import plan_firing

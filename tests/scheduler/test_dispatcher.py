@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from campaigns import consent as ledger
-from campaigns.contacts import add_contact, find_contact
-from campaigns.models import Campaign, Contact, Delivery, Event
-from campaigns.suppression import is_suppressed
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import add_contact, find_contact
+from campaigns.audience.suppression import is_suppressed
+from campaigns.store.models import Campaign, Contact, Delivery, Event
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from scheduler.planner import plan_firing
@@ -181,7 +181,7 @@ class _Recording:
         if not self.sent:
             with self.app.session() as s:
                 ledger.revoke(s, find_contact(s, "p7@example.com", self.app.settings), "email", "one-click")
-                from campaigns import suppression
+                from campaigns.audience import suppression
                 suppression.add(s, self.app.settings, "email", "p8@example.com", "complaint")
         self.sent.append(message.to)
         from scheduler.channels import SendResult
@@ -205,8 +205,8 @@ def test_an_unsubscribe_that_lands_after_the_claim_still_stops_the_message(make_
 
 
 def test_a_render_that_fails_after_taking_a_coupon_gives_the_code_back(make_app, smtp, tmp_path):
-    from campaigns import coupons
-    from campaigns.models import Coupon
+    from campaigns.messages import coupons
+    from campaigns.store.models import Coupon
 
     folder = tmp_path / "templates" / "offer"
     folder.mkdir()
@@ -283,7 +283,7 @@ def test_a_healthy_campaign_is_not_paused(make_app, smtp):
 def test_a_deleted_template_folder_fails_its_rows_with_the_reason_once(make_app, smtp):
     import shutil
 
-    from campaigns.templates_store import templates_root
+    from campaigns.messages.templates_store import templates_root
 
     app, cid = _setup(make_app, smtp, 3)
     shutil.rmtree(templates_root(app.settings) / "welcome")

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns import dkim_signing
 from campaigns.config import load_settings
 from campaigns.errors import ConfigError
-from campaigns.models import Campaign
+from campaigns.messages import dkim_signing
+from campaigns.store.models import Campaign
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from scheduler.planner import plan_firing

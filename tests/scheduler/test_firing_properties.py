@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from campaigns.models import CampaignRun, Contact, Delivery
+from campaigns.store.models import CampaignRun, Contact, Delivery
 from campaigns.timespec import parse_clock_range
 from scheduler.firings import fire_at, iter_keys, keys_between
 from scheduler.jobs import tick

@@ -8,7 +8,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from campaigns.campaign_defs import set_status
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from scheduler.dispatcher import Dispatcher
 from scheduler.jobs import tick
 from scheduler.planner import plan_firing

@@ -15,7 +15,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from scheduler.dispatcher import Dispatcher
 from tests.conftest import CliRunner
 from tests.scheduler.conftest import add_people, make_campaign

@@ -6,7 +6,7 @@ import time_machine
 from sqlalchemy import select
 
 from campaigns.campaign_defs import set_status
-from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.store.models import Campaign, CampaignRun, Delivery
 from scheduler.jobs import tick
 from tests.scheduler.conftest import add_people, make_campaign
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from scheduler.pacing import Row, admit, defer
 from scheduler.planner import plan_firing
 from tests.scheduler.conftest import add_people, make_campaign

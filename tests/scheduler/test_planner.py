@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
-from campaigns import suppression
-from campaigns.contacts import add_contact
-from campaigns.models import Campaign, Delivery
+from campaigns.audience import consent as ledger
+from campaigns.audience import suppression
+from campaigns.audience.contacts import add_contact
+from campaigns.store.models import Campaign, Delivery
 from campaigns.timespec import utcnow
 from scheduler.planner import plan_drip, plan_firing, stable_fraction
 from tests.scheduler.conftest import add_people, make_campaign

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from campaigns.models import Delivery
+from campaigns.store.models import Delivery
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from tests.conftest import CliRunner

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 import scheduler.jobs
 from campaigns.campaign_defs import CampaignSpec, edit_campaign
 from campaigns.errors import InputError
-from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.store.models import Campaign, CampaignRun, Delivery
 from scheduler.jobs import next_fire_times, tick
 from scheduler.planner import plan_firing
 from tests.scheduler.conftest import add_people, make_campaign

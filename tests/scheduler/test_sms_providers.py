@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from campaigns.models import Campaign, Contact, Delivery
-from campaigns.suppression import is_suppressed
+from campaigns.audience.suppression import is_suppressed
+from campaigns.store.models import Campaign, Contact, Delivery
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from scheduler.planner import plan_firing

@@ -9,10 +9,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select
 
-from campaigns.models import Campaign, Delivery
+from campaigns.store.models import Campaign, Delivery
 from scheduler.channels import OutgoingEmail
 from scheduler.channels.smtp import SmtpPool
 from scheduler.dispatcher import Dispatcher
+from scheduler.transport import smtp_config
 from tests.scheduler.conftest import add_people, make_campaign
 from tests.scheduler.test_daemon import _plan_now
 from tests.support.smtp import free_port
@@ -65,7 +66,7 @@ def test_a_dead_smtp_server_is_a_warning_with_how_long_it_has_been_down(make_app
     message = OutgoingEmail("1", "news@example.com", "ann@example.com", b"Subject: x\r\n\r\nx\r\n", "<1@x>")
 
     async def two_attempts():  # type: ignore[no-untyped-def]
-        pool = SmtpPool(app.settings)
+        pool = SmtpPool(smtp_config(app.settings))
         first = await pool.send(message)
         await asyncio.sleep(1.1)
         second = await pool.send(message)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from campaigns.models import Campaign, CampaignRun, Delivery, Event, Suppression
+from campaigns.store.models import Campaign, CampaignRun, Delivery, Event, Suppression
 from campaigns.timespec import utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, EventType
 from tests.scheduler.conftest import add_people, make_campaign

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from campaigns.models import Contact, Purchase
+from campaigns.store.models import Contact, Purchase
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cdnow" / "CDNOW_sample.txt"
 

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns.models import ConsentEvent, Contact, Purchase
+from campaigns.store.models import ConsentEvent, Contact, Purchase
 
 AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -67,9 +67,9 @@ def test_customers_clv_prints_the_model_distribution_and_top_customers(cli, cdno
 def test_clv_and_p_alive_are_segment_fields(app, cdnow):
     from sqlalchemy import select
 
-    from campaigns.models import Contact
     from campaigns.segments import compile_where
     from campaigns.segments.clv import value_customers
+    from campaigns.store.models import Contact
 
     at = CALIBRATION_END
     with app.session() as s:
@@ -91,7 +91,7 @@ def test_clv_and_p_alive_are_segment_fields(app, cdnow):
 
 
 def test_clv_without_enough_purchases_is_one_clear_line(cli, app):
-    from campaigns.models import Contact, Purchase
+    from campaigns.store.models import Contact, Purchase
 
     empty = cli("customers", "clv")
     assert empty.exit_code == 1 and "CLV needs purchases: there are none" in empty.stderr

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.errors import InputError
-from campaigns.models import Contact
 from campaigns.segments import compile_where
+from campaigns.store.models import Contact
 from tests.segments.conftest import AT
 
 ALL = set("ABCDEFGHIJPQ")

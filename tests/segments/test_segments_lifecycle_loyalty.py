@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from campaigns.models import Contact, Purchase
 from campaigns.segments import compile_where, profiles
+from campaigns.store.models import Contact, Purchase
 from tests.segments.conftest import AT
 
 DAY = timedelta(days=1)

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from campaigns.errors import InputError
-from campaigns.models import Contact
 from campaigns.segments import compile_where
 from campaigns.segments.parser import BoolOp, Compare, Not, parse
+from campaigns.store.models import Contact
 
 
 def test_and_binds_tighter_than_or_and_not_tighter_than_and():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from campaigns.models import Contact
 from campaigns.segments import compile_where, distribution, profiles
 from campaigns.segments.rfm import SEGMENT_NAMES, segment_name
+from campaigns.store.models import Contact
 from tests.segments.conftest import AT
 
 EXPECTED = {
@@ -122,7 +122,7 @@ def test_quintiles_are_equal_sized_and_ties_are_broken_by_spend_then_id(app):
     The single-order buyers spent 600, 500, ... 100: the two biggest spenders take F=2."""
     from datetime import timedelta
 
-    from campaigns.models import Purchase
+    from campaigns.store.models import Purchase
     counts = [1] * 6 + [2] * 4 + [3] * 5 + [4] * 5
     with app.session() as s:
         ids = []
@@ -148,7 +148,7 @@ def test_equal_spenders_share_an_abc_class(app):
     Ranked row by row, the second 15 would have 85% before it and fall to B."""
     from datetime import timedelta
 
-    from campaigns.models import Purchase
+    from campaigns.store.models import Purchase
 
     ids = []
     with app.session() as s:

@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.errors import ConflictError, InputError, NotFoundError
-from campaigns.models import Campaign, Contact, Segment
 from campaigns.segments import (
     count_segment,
     create_segment,
@@ -17,6 +16,7 @@ from campaigns.segments import (
     members_query,
     sample_segment,
 )
+from campaigns.store.models import Campaign, Contact, Segment
 from campaigns.timespec import utcnow
 
 

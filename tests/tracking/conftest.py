@@ -14,7 +14,7 @@ import pytest
 
 from campaigns.config import load_settings
 from campaigns.context import App
-from campaigns.models import Campaign
+from campaigns.store.models import Campaign
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app, twilio_signature, webhook_signature
 from scheduler.dispatcher import Dispatcher

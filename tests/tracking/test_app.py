@@ -9,9 +9,10 @@ import httpx
 import time_machine
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
-from campaigns.contacts import find_contact
-from campaigns.models import (
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import find_contact
+from campaigns.audience.suppression import is_suppressed
+from campaigns.store.models import (
     Attribution,
     Campaign,
     ConsentEvent,
@@ -20,7 +21,6 @@ from campaigns.models import (
     Event,
     Purchase,
 )
-from campaigns.suppression import is_suppressed
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import webhook_signature
 from scheduler.dispatcher import Dispatcher
@@ -132,7 +132,7 @@ def test_help_start_and_replies(shop):
 
 
 def test_bounce_webhook_is_signed_suppresses_and_counts_replays_once(shop):
-    from campaigns import links
+    from campaigns.messages import links
 
     with shop.app.session() as s:
         d = s.scalar(select(Delivery).join(Contact, Contact.id == Delivery.contact_id).where(Contact.email == "p1@example.com"))

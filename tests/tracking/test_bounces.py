@@ -5,9 +5,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from campaigns import links
-from campaigns.models import Delivery, Event
-from campaigns.suppression import is_suppressed
+from campaigns.audience.suppression import is_suppressed
+from campaigns.messages import links
+from campaigns.store.models import Delivery, Event
 from campaigns.tracking.dsn import parse_report
 
 DSN = Path(__file__).parent / "dsn"

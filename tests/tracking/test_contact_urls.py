@@ -7,9 +7,9 @@ from email import message_from_bytes, policy
 import httpx
 from sqlalchemy import select
 
-from campaigns import consent as ledger
-from campaigns.contacts import add_contact
-from campaigns.models import Campaign, TrackedLink
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import add_contact
+from campaigns.store.models import Campaign, TrackedLink
 from campaigns.timespec import utcnow
 from scheduler.dispatcher import Dispatcher
 from scheduler.planner import plan_firing

@@ -5,9 +5,9 @@ import json
 import httpx
 from sqlalchemy import MetaData, select
 
-from campaigns import links
-from campaigns.contacts import find_contact
-from campaigns.models import Delivery
+from campaigns.audience.contacts import find_contact
+from campaigns.messages import links
+from campaigns.store.models import Delivery
 from tests.conftest import CliRunner
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0 PersonalAgent"
@@ -46,7 +46,7 @@ def test_erasure_removes_every_personal_value_from_every_table(shop, tmp_path):
     for value in ("p1@example.com", "4155550001", "5 Main Street", UA, "Person 1"):
         assert value not in after, value
     with shop.app.engine.connect() as conn:
-        from campaigns.models import Event
+        from campaigns.store.models import Event
 
         kinds = {row.type for row in conn.execute(select(Event.type).where(Event.contact_id == cid))}
     assert {"reply", "stop", "unsubscribe", "bounce"} <= kinds  # the events stay, as proof without the person

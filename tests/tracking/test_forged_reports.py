@@ -5,11 +5,11 @@ import mailbox
 
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
-from campaigns import links
-from campaigns.contacts import find_contact
-from campaigns.models import Delivery, Event, Suppression
-from campaigns.suppression import is_suppressed
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import find_contact
+from campaigns.audience.suppression import is_suppressed
+from campaigns.messages import links
+from campaigns.store.models import Delivery, Event, Suppression
 from tests.conftest import CliRunner
 from tests.tracking.test_bounces import DSN, _sample
 

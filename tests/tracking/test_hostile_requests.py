@@ -6,8 +6,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import links
-from campaigns.models import Delivery, Event, Suppression
+from campaigns.messages import links
+from campaigns.store.models import Delivery, Event, Suppression
 from tests.tracking.conftest import WEBHOOK_SECRET
 
 

@@ -7,12 +7,12 @@ import json
 import httpx
 from sqlalchemy import func, select
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.suppression import is_suppressed
 from campaigns.config import load_settings
 from campaigns.context import App
-from campaigns.models import ConsentEvent, Contact, Event, Suppression
 from campaigns.signing import address_hash
-from campaigns.suppression import is_suppressed
+from campaigns.store.models import ConsentEvent, Contact, Event, Suppression
 from campaigns.tracking.app import create_app, twilio_signature
 from tests.conftest import write_config
 from tests.scheduler.conftest import add_people

@@ -8,9 +8,9 @@ import textwrap
 
 from sqlalchemy import select
 
-from campaigns import consent as ledger
-from campaigns.contacts import find_contact
-from campaigns.models import ConsentEvent, Delivery, Event
+from campaigns.audience import consent as ledger
+from campaigns.audience.contacts import find_contact
+from campaigns.store.models import ConsentEvent, Delivery, Event
 from tests.conftest import CliRunner
 from tests.tracking.test_bounces import _sample
 
@@ -63,7 +63,7 @@ def test_a_forged_unsubscribe_token_changes_nothing(shop, tmp_path):
 def test_a_deeply_nested_message_is_skipped_and_the_rest_imported(shop, tmp_path):
     with shop.app.session() as s:
         d = s.scalar(select(Delivery).order_by(Delivery.id))
-    from campaigns import links
+    from campaigns.messages import links
 
     nested = [b"From: x@example.net\r\nTo: y@example.com\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"]
     for i in range(3000):

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from campaigns import links, stopped
-from campaigns.contacts import find_contact
-from campaigns.models import Campaign, Delivery
+from campaigns.audience import stopped
+from campaigns.audience.contacts import find_contact
+from campaigns.messages import links
+from campaigns.store.models import Campaign, Delivery
 from campaigns.timespec import utcnow
 from scheduler.channels.file import FileEmail, FileSms
 from scheduler.channels.smtp import SmtpPool

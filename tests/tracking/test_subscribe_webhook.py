@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import consent_requests
+from campaigns.audience import consent_requests
 from campaigns.config import load_settings
 from campaigns.context import App
-from campaigns.models import Campaign, ConsentEvent, Contact
+from campaigns.store.models import Campaign, ConsentEvent, Contact
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app, webhook_signature
 from tests.conftest import write_config
@@ -113,7 +113,7 @@ def test_a_replay_with_the_same_id_changes_nothing(single_site):
     payload = {"email": "a@example.com", "channel": "email", "source": "form", "id": "delivery-7"}
     assert single_site.subscribe(payload).status_code == 201
     with single_site.app.session() as s:
-        from campaigns import consent as ledger
+        from campaigns.audience import consent as ledger
         contact = s.scalar(select(Contact))
         assert contact is not None
         ledger.revoke(s, contact, "email", "one-click unsubscribe")

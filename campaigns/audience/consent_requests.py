@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from campaigns.config import Settings
-from campaigns.models import Campaign, ConsentEvent, Contact, Delivery
+from campaigns.store.models import Campaign, ConsentEvent, Contact, Delivery
 
 CAMPAIGNS = {"email": "confirm-email", "sms": "confirm-sms"}
 TEMPLATES = {"email": "confirm", "sms": "confirm-sms"}
@@ -47,8 +47,8 @@ def is_request_campaign(c: Campaign) -> bool:
 def ensure_campaign(session: Session, settings: Settings, channel: str) -> Campaign:
     """The channel's request campaign, created (scheduled, transactional) the first time."""
     from campaigns.campaign_defs import CampaignSpec, create_campaign
-    from campaigns.models import Segment
     from campaigns.segments.service import create_segment
+    from campaigns.store.models import Segment
 
     name = CAMPAIGNS[channel]
     found = session.scalar(select(Campaign).where(Campaign.name == name))
@@ -68,7 +68,7 @@ def _install_template(settings: Settings, name: str) -> None:
     (a marketer may edit the copy; theirs is kept)."""
     import shutil
 
-    from campaigns.templates_store import shipped_templates, templates_root
+    from campaigns.messages.templates_store import shipped_templates, templates_root
 
     target = templates_root(settings) / name
     if not target.exists():
@@ -112,8 +112,8 @@ def request_campaign_ids(session_or_conn: Session | Connection) -> set[int]:
 
 def context(session: Session, settings: Settings, contact: Contact, channel: str, at: datetime) -> dict[str, str]:
     """What a request template may use: `confirm_url` (email) and `request_text` (SMS)."""
-    from campaigns import links
-    from campaigns.consent import open_request
+    from campaigns.audience.consent import open_request
+    from campaigns.messages import links
 
     pending = open_request(session, contact.id, channel, at)
     url = links.confirm_url(settings, token_for(settings, pending.id)) if pending is not None else ""

@@ -18,10 +18,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from campaigns import consent as ledger
-from campaigns import links, suppression
+from campaigns.audience import consent as ledger
+from campaigns.audience import suppression
 from campaigns.config import Settings
-from campaigns.models import Contact, Delivery
+from campaigns.messages import links
+from campaigns.store.models import Contact, Delivery
 
 KINDS = ("bounce", "complaint")
 _MATCHABLE_STATES = ("sending", "sent", "unknown", "failed")
@@ -80,7 +81,7 @@ def record(session: Session, settings: Settings, target: Target, kind: str, *, a
 
 
 def _revoke_for_complaint(session: Session, contact: Contact, channel: str, at: datetime) -> None:
-    from campaigns import stopped
+    from campaigns.audience import stopped
 
     if ledger.current_state(session, contact.id, channel, at).action in ledger.MESSAGEABLE:
         ledger.revoke(session, contact, channel, "spam complaint", occurred_at=at)

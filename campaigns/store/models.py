@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from campaigns.db import UTCDateTime
+from campaigns.store.db import UTCDateTime
 from campaigns.timespec import utcnow
 from campaigns.vocab import (
     CampaignStatus,

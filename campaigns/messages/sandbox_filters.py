@@ -11,7 +11,7 @@ from jinja2 import Environment
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 
-from campaigns.sandbox_limits import (
+from campaigns.messages.sandbox_limits import (
     MAX_ITEMS,
     MAX_VALUE_BYTES,
     CapExceeded,

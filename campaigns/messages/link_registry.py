@@ -21,14 +21,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from campaigns import links
 from campaigns.config import Settings
 from campaigns.errors import InputError
-from campaigns.models import TrackedLink
+from campaigns.messages import links
+from campaigns.store.models import TrackedLink
 from campaigns.timespec import utcnow
 
-_PENDING = "campaigns.link_registry.pending"
-_DB_KEY = "campaigns.link_registry.db"
+_PENDING = "campaigns.messages.link_registry.pending"
+_DB_KEY = "campaigns.messages.link_registry.db"
 _CACHE: dict[tuple[str, str], int] = {}
 _CACHE_MAX = 100_000
 MAX_URL = 4000

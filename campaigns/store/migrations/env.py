@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection `campaigns.schema` hands it."""
+"""Alembic environment: runs on the connection `campaigns.store.schema` hands it."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from campaigns.models import Base
+from campaigns.store.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only `alembic` run by hand lands here

@@ -17,7 +17,7 @@ from email.utils import formataddr
 from functools import lru_cache
 
 from campaigns.errors import InputError
-from campaigns.invisible import strip_invisible
+from campaigns.messages.invisible import strip_invisible
 
 # Control characters (and the Unicode line separators some parsers honour) never belong
 # in a header value; TAB is allowed only as folding whitespace, which we add ourselves.

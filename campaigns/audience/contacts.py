@@ -21,13 +21,13 @@ from phonenumbers.timezone import time_zones_for_number
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from campaigns import consent as ledger
+from campaigns.audience import consent as ledger
+from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.audience.suppression import add_hash, check_channel
 from campaigns.config import Settings
-from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
 from campaigns.errors import ConflictError, InputError, RowError
-from campaigns.models import ConsentEvent, Contact, Delivery, Event, Suppression
 from campaigns.signing import address_hash
-from campaigns.suppression import add_hash, check_channel
+from campaigns.store.models import ConsentEvent, Contact, Delivery, Event, Suppression
 from campaigns.timespec import check_timezone, utcnow
 
 FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale")
@@ -373,8 +373,8 @@ def add_contact(session: Session, settings: Settings, values: dict[str, str]) ->
 
 
 def find_contact(session: Session, ref: str, settings: Settings | None = None) -> Contact:
-    """A contact by '#id', external_id, email, phone (E.164) or numeric id (campaigns.contact_ref)."""
-    from campaigns.contact_ref import find_contact as by_ref
+    """A contact by '#id', external_id, email, phone (E.164) or numeric id (campaigns.audience.contact_ref)."""
+    from campaigns.audience.contact_ref import find_contact as by_ref
 
     return by_ref(session, ref)
 

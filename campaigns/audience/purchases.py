@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from campaigns.audience.contact_ref import resolve_refs
+from campaigns.audience.contacts import normalise_email
+from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
 from campaigns.config import Settings
-from campaigns.contact_ref import resolve_refs
-from campaigns.contacts import normalise_email
-from campaigns.csvimport import CsvSource, ImportResult, Progress, Rejections
 from campaigns.errors import InputError, RowError
-from campaigns.models import Purchase
+from campaigns.store.models import Purchase
 from campaigns.timespec import parse_datetime, utcnow
 
 CHUNK = 1000

@@ -23,12 +23,12 @@ from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.orm import Session
 
-from campaigns import consent_requests, coupons, dkim_signing, email_build, links, sms_text
+from campaigns.audience import consent_requests
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, InputError
-from campaigns.link_registry import LinkRewriter
-from campaigns.models import Campaign, Contact
-from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and tests
+from campaigns.messages import coupons, dkim_signing, email_build, links, sms_text
+from campaigns.messages.link_registry import LinkRewriter
+from campaigns.messages.sandbox import (  # noqa: F401 - re-exported for callers and tests
     _WATCHDOG,
     HTML_ENV,
     MAX_OUTPUT_CHARS,
@@ -40,7 +40,8 @@ from campaigns.sandbox import (  # noqa: F401 - re-exported for callers and test
     render_capped,
     template_line,
 )
-from campaigns.templates_store import MessageTemplate
+from campaigns.messages.templates_store import MessageTemplate
+from campaigns.store.models import Campaign, Contact
 from campaigns.timespec import utcnow
 
 PREVIEW_DELIVERY_ID = 0  # previews and test sends: no coupon is taken, nothing is recorded

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.errors import InputError, NotFoundError
-from campaigns.models import CHANNELS, Suppression
 from campaigns.signing import address_hash
+from campaigns.store.models import CHANNELS, Suppression
 from campaigns.timespec import utcnow
 
 REASONS = ("manual", "hard_bounce", "complaint", "erased", "stop", "unsubscribe")
@@ -26,7 +26,7 @@ def check_channel(channel: str) -> str:
 
 def normalise_address(settings: Settings, channel: str, address: str) -> str:
     """The canonical form suppression hashes: lower-case email, E.164 phone."""
-    from campaigns.contacts import normalise_email, normalise_phone
+    from campaigns.audience.contacts import normalise_email, normalise_phone
 
     check_channel(channel)
     if channel == "email":

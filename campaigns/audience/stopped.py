@@ -119,8 +119,8 @@ def _poll_forever(ref: weakref.ref[Engine]) -> None:
 
     from sqlalchemy import func, select
 
-    from campaigns.messageable import suppression_matches_contact
-    from campaigns.models import ConsentEvent, Contact, Suppression
+    from campaigns.audience.messageable import suppression_matches_contact
+    from campaigns.store.models import ConsentEvent, Contact, Suppression
 
     marks: tuple[int, int] | None = None
     while (engine := ref()) is not None:

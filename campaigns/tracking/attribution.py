@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
-from campaigns.models import Attribution, Campaign, Delivery, Event, Purchase
+from campaigns.store.models import Attribution, Campaign, Delivery, Event, Purchase
 
 RANK = {"click": 3, "open": 2, "delivery": 1}
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.errors import NotFoundError
-from campaigns.models import Contact
+from campaigns.store.models import Contact
 
 Ref = tuple[str, str]
 COLUMNS = ("external_id", "email", "phone", "contact")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from campaigns.invisible import strip_invisible
+from campaigns.messages.invisible import strip_invisible
 
 Encoding = Literal["GSM-7", "UCS-2"]
 

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from campaigns import consent_requests
+from campaigns.audience import consent_requests
+from campaigns.audience.suppression import check_channel
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
-from campaigns.models import ConsentEvent, Contact
 from campaigns.signing import token_hash
-from campaigns.suppression import check_channel
+from campaigns.store.models import ConsentEvent, Contact
 from campaigns.timespec import utcnow
 
 MESSAGEABLE = ("granted", "confirmed")

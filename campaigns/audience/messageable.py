@@ -17,10 +17,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from campaigns.audience.consent import consented_contacts
+from campaigns.audience.suppression import check_channel
 from campaigns.config import Settings
-from campaigns.consent import consented_contacts
-from campaigns.models import Contact, Suppression
-from campaigns.suppression import check_channel
+from campaigns.store.models import Contact, Suppression
 from campaigns.timespec import utcnow
 from campaigns.vocab import Channel
 

@@ -2,7 +2,7 @@
 
 `ImmutableSandboxedEnvironment` with `StrictUndefined` refuses attribute walks and
 mutation. On top of it every operation that can grow a value is measured before it runs
-(`campaigns.sandbox_limits`): operators, calls, every filter, `~`, list and dict
+(`campaigns.messages.sandbox_limits`): operators, calls, every filter, `~`, list and dict
 literals, and the buffers of `{% set %}` blocks and macros. Nothing runs at compile time:
 Jinja's constant folding is off (`optimized=False`) and the output finalizer needs the
 render context, so `{{ "%(a)300000000d"|format(a=1) }}` is only evaluated, and refused,
@@ -30,8 +30,8 @@ from jinja2.nodes import Concat, Const, Dict, List, Tuple
 from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from campaigns.sandbox_filters import guard_filter
-from campaigns.sandbox_limits import (
+from campaigns.messages.sandbox_filters import guard_filter
+from campaigns.messages.sandbox_limits import (
     MAX_FORMAT_WIDTH,
     MAX_INT_BITS,
     MAX_OUTPUT_CHARS,

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.errors import InputError, NotFoundError
-from campaigns.models import Template
+from campaigns.store.models import Template
 from campaigns.timespec import utcnow
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -152,8 +152,8 @@ def lint_template(settings: Settings, name: str) -> list[LintIssue]:
 def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintIssue]:
     """Lint a loaded template's sources (no database needed)."""
     # rendering owns the environments and the context; imported here to avoid a cycle
-    from campaigns.rendering import CONTACT_FIELDS, HTML_ENV, KNOWN_VARIABLES, TEXT_ENV
-    from campaigns.sandbox import CapExceeded, parse_checked
+    from campaigns.messages.rendering import CONTACT_FIELDS, HTML_ENV, KNOWN_VARIABLES, TEXT_ENV
+    from campaigns.messages.sandbox import CapExceeded, parse_checked
 
     issues: list[LintIssue] = []
     parts = ({"sms.txt": (TEXT_ENV, tmpl.sms_body or "")} if tmpl.channel == "sms" else
@@ -228,7 +228,7 @@ class _AnyAttributes(dict[str, Any]):
 
 def _sms_length(sample: str, max_segments: int) -> list[LintIssue]:
     """A warning when the SMS, rendered with sample data, is over [sms] max_segments."""
-    from campaigns import sms_text
+    from campaigns.messages import sms_text
 
     body = sms_text.clean(sample).strip()
     segments = sms_text.segment_count(body)
@@ -245,7 +245,7 @@ def _trial_render(fname: str, env: Any, ast: nodes.Template) -> tuple[list[LintI
     the sample output (None when the render failed)."""
     from jinja2.exceptions import SecurityError
 
-    from campaigns.sandbox import CapExceeded, check_html_nesting, render_capped, template_line
+    from campaigns.messages.sandbox import CapExceeded, check_html_nesting, render_capped, template_line
 
     person = {"id": 1, "external_id": "sample", "email": "sample@example.com", "phone": "+14155550100",
               "name": "Sample Person", "first_name": "Sample", "timezone": "UTC", "locale": "en",

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.errors import ConflictError, InputError
-from campaigns.models import Coupon
+from campaigns.store.models import Coupon
 from campaigns.timespec import utcnow
 
 POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")

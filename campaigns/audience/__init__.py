@@ -1,0 +1,1 @@
+"""Who we may message, and what they did: contacts, the consent ledger, suppression, purchases, imports."""

@@ -1,0 +1,1 @@
+"""Storage: the engine, the models, the schema and its migrations."""
