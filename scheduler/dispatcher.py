@@ -129,8 +129,8 @@ class Dispatcher:
     async def _process(self, batch: list[Claimed], now: datetime, marks: tuple[int, int] = (0, 0)) -> DispatchStats:
         """One claimed batch: render, hand over in waves, record what is left."""
         record = self._recorder.write_when_possible
-        pause_dead_templates(self.app, batch, now)  # a deleted template pauses its campaign, once
         try:
+            pause_dead_templates(self.app, batch, now)  # a deleted template pauses its campaign, once
             self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
             messages, failures = self._renderer.render(batch)
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over

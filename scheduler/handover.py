@@ -100,7 +100,12 @@ class Handover:
 
         for start in range(0, len(messages), size):
             # Paused or cancelled by anyone meanwhile, or this sender stopping (scheduler/holds.py).
-            if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
+            try:
+                if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
+                    break
+            except DB_DOWN as exc:  # cannot tell: hand over nothing more; what went out is still written down
+                note = f"database unavailable before sending: {first_line(exc)}"
+                left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
             # Rows of a campaign auto-paused by an earlier write are released before they are
             # marked `sending` (a crash then requeues them instead of leaving them unknown).

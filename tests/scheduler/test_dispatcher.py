@@ -343,3 +343,47 @@ def test_a_row_whose_claim_passed_to_another_sender_is_not_handed_over(make_app,
         assert (row.state, row.claimed_by) == ("claimed", "other")
     assert _states(app, cid) == Counter({"sent": 5, "claimed": 1})
     assert len(smtp.received) == 5
+
+
+class _Counting:
+    """A channel that accepts everything and counts what it was handed."""
+
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, message):
+        from scheduler.channels import SendResult
+        self.sent.append(message.to)
+        return SendResult("sent", message.message_id)
+
+    async def close(self):
+        pass
+
+
+def test_a_database_that_drops_between_waves_leaves_the_sent_wave_sent(make_app, smtp, monkeypatch):
+    """The database restarts after a wave went out: the pause look before the next wave fails.
+    The wave handed over is written down as sent once the database answers (not left
+    `sending` to become `unknown` at the lease's end), the rest waits for a retry."""
+    from sqlalchemy.exc import OperationalError
+
+    import scheduler.handover as handover
+
+    app, _cid = _setup(make_app, smtp, 10)
+    app.settings.sending.concurrency = 4
+    looks = {"n": 0}
+    real = handover.before_wave
+
+    def flaky(*args, **kwargs):
+        looks["n"] += 1
+        if looks["n"] == 2:  # after the first wave: the server is restarting
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(handover, "before_wave", flaky)
+    channel = _Counting()
+    asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())
+    with app.session() as s:
+        states = Counter(s.scalars(select(Delivery.state)))
+    assert len(channel.sent) >= 4
+    assert states["sending"] == 0 and states["unknown"] == 0, states
+    assert states["sent"] == len(channel.sent), states
