@@ -9,6 +9,7 @@ for its channel, and they lint clean. Schedules: `--at` (once), `--cron` (recurr
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,7 +119,7 @@ def templates_of(campaign: Campaign) -> list[str]:
 
 def check_ready(session: Session, settings: Settings, campaign: Campaign) -> None:
     """Refuse to schedule a campaign whose segment or templates are missing or broken."""
-    if session.get(Segment, campaign.segment_id) is None:
+    if campaign.segment_id is None or session.get(Segment, campaign.segment_id) is None:
         raise NotFoundError(f"campaign {campaign.name}: its segment no longer exists")
     names = templates_of(campaign)
     if not names:
@@ -286,8 +287,9 @@ def describe(c: Campaign) -> dict[str, Any]:
     schedule = {"once": lambda: c.send_at, "cron": lambda: c.cron,
                 "drip": lambda: ", ".join(f"{s['offset_seconds'] // 86400}d:{s['template']}" for s in c.steps),
                 "manual": lambda: "manual (campaigns send --now)"}[c.schedule_kind]()
+    segment, definition = c.target()
     return {
-        "name": c.name, "channel": c.channel, "segment": c.segment.name if c.segment else None,
+        "name": c.name, "channel": c.channel, "segment": segment, "segment_definition": definition,
         "template": c.template_name, "variants": c.variants, "schedule_kind": c.schedule_kind,
         "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
@@ -325,6 +327,7 @@ def activate_campaign(session: Session, settings: Settings, name: str, now: date
 def clone_campaign(session: Session, settings: Settings, name: str, new_name: str) -> Campaign:
     """A draft copy of a campaign's definition (not its runs or messages) under a new name."""
     src = get_campaign(session, name)
+    segment_id = src.segment_id if src.segment_id is not None else _segment_again(session, src)
     if not _NAME.match(new_name):
         raise InputError(f"NEW: '{new_name}' must be letters, digits, '.', '_' or '-' (up to 100)")
     if session.scalar(select(Campaign.id).where(Campaign.name == new_name)):
@@ -334,7 +337,7 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
     if utm.get("campaign") == src.name:  # the default utm_campaign follows the name
         utm["campaign"] = new_name
     copy = Campaign(
-        name=new_name, channel=src.channel, segment_id=src.segment_id, template_name=src.template_name,
+        name=new_name, channel=src.channel, segment_id=segment_id, template_name=src.template_name,
         variants=list(src.variants or []), schedule_kind=src.schedule_kind, send_at=src.send_at, cron=src.cron,
         steps=list(src.steps or []), timezone=src.timezone, local_time=src.local_time, quiet_hours=src.quiet_hours,
         frequency_cap=src.frequency_cap, throttle_per_minute=src.throttle_per_minute, holdout_pct=src.holdout_pct,
@@ -344,6 +347,17 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
     session.add(copy)
     session.flush()
     return copy
+
+
+def _segment_again(session: Session, src: Campaign) -> int:
+    """An archived campaign's segment was deleted: a segment made again under its name, or say how."""
+    seg = session.scalar(select(Segment.id).where(Segment.name == src.segment_name))
+    if seg is None:
+        where = shlex.quote(src.segment_definition or "...")
+        raise NotFoundError(f"campaign {src.name} targeted segment '{src.segment_name}', which has been deleted; "
+                            f"create it again with `campaigns segments create {src.segment_name} --where {where}`, "
+                            "then clone")
+    return seg
 
 
 def delete_campaign(session: Session, name: str) -> None:
@@ -374,11 +388,16 @@ def last_transport_error(session: Session, campaign_id: int) -> tuple[str, Any] 
 
 
 def archive_campaign(session: Session, name: str) -> Campaign:
-    """Put a finished (completed or cancelled) campaign away: hidden from `list`, its reports kept."""
+    """Put a finished (completed, cancelled or sent) campaign away: hidden from `list`, its reports kept.
+
+    It frees its segment (`segments delete` no longer counts it): the segment's name and
+    definition are copied onto the campaign, so `show` and `report` still say what it targeted.
+    """
     c = get_campaign(session, name)
-    if c.status not in ("completed", "cancelled"):
-        raise ConflictError(f"campaign {name} is {c.status}; only a completed or cancelled campaign can be archived"
+    if c.status not in ("completed", "cancelled", "sent"):
+        raise ConflictError(f"campaign {name} is {c.status}; only a completed, cancelled or sent campaign can be archived"
                             + (f" (cancel it first with `campaigns cancel {name}`)" if c.status in ("scheduled", "paused", "draft") else ""))
+    c.segment_name, c.segment_definition = c.target()
     c.status, c.updated_at = "archived", utcnow()
     session.flush()
     return c

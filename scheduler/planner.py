@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
+from campaigns.errors import NotFoundError
 from campaigns.segments import members_query, profiles
 from campaigns.store.models import (
     Campaign,
@@ -88,6 +89,8 @@ def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], In
 
 def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False) -> Result[Any]:
     """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
+    if c.segment is None:  # only an archived campaign, never planned, has none: say so rather than crash
+        raise NotFoundError(f"campaign {c.name}: its segment no longer exists")
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
     may = messageable.rule(c.channel, settings.consent.double_opt_in, now)  # its parts name the skip reasons

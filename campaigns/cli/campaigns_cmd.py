@@ -164,6 +164,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
     with a.session() as s:
         c = get_campaign(s, name)
         record = describe(c)
+        segment_gone = c.segment_id is None
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
         record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
@@ -177,6 +178,8 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         emit_record(record, as_json=True)
         return
     runs, outbox = record.pop("runs"), record.pop("outbox")
+    if segment_gone and record["segment"]:
+        record["segment"] = f"{record['segment']} (deleted since; archived with this definition)"
     record["outbox"] = counted(outbox, STATE_WORDS) or "empty"
     emit_record(record, title=f"Campaign {name}")
     if runs:
@@ -228,7 +231,10 @@ def delete(ctx: typer.Context, name: str = typer.Argument(...),
 
 
 def archive(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
-    """Archive a finished (completed or cancelled) campaign: hidden from `list`, its reports kept."""
+    """Archive a finished (completed, cancelled or sent) campaign: hidden from `list`, its reports kept.
+
+    Its segment is freed (`segments delete` works); `show` and `report` keep what it targeted.
+    """
     with get_app(ctx).session() as s:
         archive_campaign(s, name)
     ok(f"campaign {name} archived (see it with `campaigns list --all`; copy it with `campaigns clone`)")

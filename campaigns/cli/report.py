@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from campaigns import csv_output, safe_files
 from campaigns.campaign_defs import get_campaign
@@ -120,7 +121,10 @@ _pct = percent
 
 def _print_campaign(data: dict[str, Any], cur: str) -> None:
     f, r, lf = data["funnel"], data["rates"], data["lift"]
-    console.print(f"[bold]{data['campaign']['name']}[/bold] ({data['campaign']['channel']}, {data['campaign']['status']})")
+    c = data["campaign"]
+    console.print(f"[bold]{escape(c['name'])}[/bold] ({c['channel']}, {c['status']})")
+    if c.get("segment"):
+        console.print(f"segment {escape(c['segment'])}: {escape(c['segment_definition'] or '')}", soft_wrap=True)
     rows = [
         {"step": "in segment", "count": f["in_segment"], "rate": ""},
         *({"step": f"  skipped: {k.replace('_', ' ')}", "count": v, "rate": ""} for k, v in f["skipped"].items()),

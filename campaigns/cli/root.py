@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "activate": ("campaigns_cmd", "Make a draft campaign live: the daemon starts sending it on its schedule."),
     "clone": ("campaigns_cmd", "Copy a campaign's definition under a new name, as a draft."),
     "delete": ("campaigns_cmd", "Delete a draft campaign that never sent anything."),
-    "archive": ("campaigns_cmd", "Archive a finished (completed or cancelled) campaign: hidden from list."),
+    "archive": ("campaigns_cmd", "Archive a finished campaign: hidden from list, its segment freed."),
     "pause": ("campaigns_cmd", "Stop sending (queued messages wait; nothing is lost)."),
     "resume": ("campaigns_cmd", "Carry on sending."),
     "cancel": ("campaigns_cmd", "Stop for good: queued messages are cancelled."),

@@ -98,8 +98,10 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "click_rate": ratio(clicked, funnel["delivered"]), "click_to_open": ratio(clicked, opened),
         "unsubscribe_rate": ratio(unsubscribed, funnel["delivered"]), "conversion_rate": ratio(treated_conv, treated_n),
     }
+    segment, definition = c.target()
     return {
         "campaign": {"name": c.name, "channel": c.channel, "status": c.status, "status_reason": c.status_reason,
+                     "segment": segment, "segment_definition": definition,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
         "lift": lf, "ab_test": variant_test(found),

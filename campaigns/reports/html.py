@@ -158,7 +158,9 @@ def campaign_page(report: dict[str, Any]) -> str:
                          if report[key])
     return (f"<!doctype html><html lang='en'><head>{_HEAD}<title>Campaign report: {escape(c['name'])}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(c['name'])}</h1>"
-            f"<p class='sub'>{escape(c['channel'])} campaign · {escape(c['status'])} · attribution window {c['attribution_window_hours']} h</p>"
+            f"<p class='sub'>{escape(c['channel'])} campaign · {escape(c['status'])} · attribution window {c['attribution_window_hours']} h"
+            + (f" · segment {escape(c['segment'])}: <code>{escape(c.get('segment_definition') or '')}</code>" if c.get("segment") else "")
+            + "</p>"
             "<div class='cards'>" + "".join(f"<div class='card'>{escape(k)}<b>{escape(v)}</b></div>" for k, v in cards) + "</div>"
             f"<h2>Funnel</h2>{funnel_svg(steps)}<p class='sub'>Skipped at planning: {escape(skipped)}. Failed {f['failed']:,}, "
             f"unknown {f['unknown']:,}, bounced {f['bounced']:,}, unsubscribed {f['unsubscribed']:,}, complaints {f['complaints']:,}. "

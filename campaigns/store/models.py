@@ -194,7 +194,11 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     channel: Mapped[str] = mapped_column(String(10))
-    segment_id: Mapped[int] = mapped_column(ForeignKey("segment.id"))
+    # None only once archived: archiving frees the segment, and deleting it sets this to NULL
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id", ondelete="SET NULL"))
+    # What an archived campaign targeted, as it was when archived (`show` and `report` read it)
+    segment_name: Mapped[str | None] = mapped_column(String(100))
+    segment_definition: Mapped[str | None] = mapped_column(Text)
     template_name: Mapped[str | None] = mapped_column(String(100))
     # [{"name": "A", "template": "welcome_a", "weight": 50}, ...]; empty = one template
     variants: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -221,7 +225,15 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column()  # `campaigns activate`: nothing fires before it
-    segment: Mapped[Segment] = relationship(lazy="joined")
+    segment: Mapped[Segment | None] = relationship(lazy="joined")
+
+    def target(self) -> tuple[str | None, str | None]:
+        """The segment's name and definition: the snapshot once archived, else the live segment."""
+        if self.status == CampaignStatus.ARCHIVED.value and self.segment_name is not None:
+            return self.segment_name, self.segment_definition
+        if self.segment is not None:
+            return self.segment.name, self.segment.definition
+        return self.segment_name, self.segment_definition
 
 
 class CampaignRun(Base):

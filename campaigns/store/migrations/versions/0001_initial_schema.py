@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 15:31:34.097019
+Create Date: 2026-11-27 20:33:07.408448
 """
 import sqlalchemy as sa
 from alembic import op
@@ -51,14 +51,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_heartbeat')),
     sa.UniqueConstraint('name', name=op.f('uq_process_heartbeat_name'))
     )
-    op.create_table('send_window',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('scope', sa.String(length=300), nullable=False),
-    sa.Column('minute', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('count', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
-    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
-    )
     op.create_table('segment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -68,6 +60,14 @@ def upgrade() -> None:
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_segment')),
     sa.UniqueConstraint('name', name=op.f('uq_segment_name'))
+    )
+    op.create_table('send_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=300), nullable=False),
+    sa.Column('minute', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
+    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
     )
     op.create_table('suppression',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -108,7 +108,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('channel', sa.String(length=10), nullable=False),
-    sa.Column('segment_id', sa.Integer(), nullable=False),
+    sa.Column('segment_id', sa.Integer(), nullable=True),
+    sa.Column('segment_name', sa.String(length=100), nullable=True),
+    sa.Column('segment_definition', sa.Text(), nullable=True),
     sa.Column('template_name', sa.String(length=100), nullable=True),
     sa.Column('variants', sa.JSON(), nullable=False),
     sa.Column('schedule_kind', sa.String(length=10), nullable=False),
@@ -133,8 +135,8 @@ def upgrade() -> None:
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('activated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
-    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'sent', 'archived')", name=op.f('ck_campaign_status')),
-    sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
+    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
+    sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
     )
@@ -332,10 +334,10 @@ def downgrade() -> None:
 
     op.drop_table('consent_event')
     op.drop_table('campaign')
-    op.drop_table('send_window')
     op.drop_table('tracked_link')
     op.drop_table('template')
     op.drop_table('suppression')
+    op.drop_table('send_window')
     op.drop_table('segment')
     op.drop_table('process_heartbeat')
     with op.batch_alter_table('contact', schema=None) as batch_op:
