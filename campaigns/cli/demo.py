@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from campaigns.cli.common import console, ok
 
@@ -46,5 +47,6 @@ def demo(dir: Path = typer.Option(Path("demo"), "--dir", help="A new or empty fo
     html.write_text(campaign_page(winback), encoding="utf-8")
     app.engine.dispose()
     ok(f"demo finished in {result.seconds:.1f} s; HTML report: {html}")
-    console.print(f"Try: [bold]cd {dir} && campaigns report winback && campaigns events winback --limit 10 && "
-                  "campaigns customers lifecycle && campaigns status[/bold]")
+    # One line however narrow the terminal: a command wrapped before `&&` would not paste.
+    console.print(f"Try: [bold]cd {escape(str(dir))} && campaigns report winback && campaigns events winback --limit 10 && "
+                  "campaigns customers lifecycle && campaigns status[/bold]", soft_wrap=True)

@@ -241,8 +241,18 @@ async def _simulate(app: App, scheduler: Scheduler, sink: _Sink, settings: Any, 
             await people.run_until(client, now)
             if hour % 24 == 0:
                 say(f"day {hour // 24}: {sum(sent.values()):,} messages handled, {len(sink.received):,} emails received, "
-                    f"responses so far {dict(people.done)}")
+                    f"responses so far: {responses_sentence(people.done)}")
         await dispatcher.close()
     with app.session() as s:
         statuses = {c.name: c.status for c in s.scalars(select(Campaign))}
     return {"dispatched": sent, "emails_received": len(sink.received), "responses": dict(people.done), "campaigns": statuses}
+
+
+RESPONSE_WORDS = (("open", "opens"), ("click", "clicks"), ("buy", "orders"), ("unsubscribe", "unsubscribes"),
+                  ("sms", "texts back"))
+
+
+def responses_sentence(done: dict[str, int]) -> str:
+    """The simulated responses as words: `282 opens, 93 clicks, 18 orders` (`none yet` before any)."""
+    parts = [f"{done[kind]:,} {word}" for kind, word in RESPONSE_WORDS if done.get(kind)]
+    return ", ".join(parts) or "none yet"
