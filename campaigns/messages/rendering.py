@@ -105,6 +105,13 @@ _COMPILED: OrderedDict[str, _Compiled] = OrderedDict()
 _COMPILED_LOCK = threading.Lock()
 
 
+def html_text(html: str) -> str:
+    """HTML as plain text: a table layout's cells come padded to the widest line, so the
+    trailing spaces go, and runs of blank lines shrink to two."""
+    text = re.sub(r"[ \t]+$", "", inscriptis.get_text(html, _TEXT_CONFIG), flags=re.MULTILINE)
+    return re.sub(r"\n{4,}", "\n\n\n", text).strip("\n") + "\n"
+
+
 def derive_text_source(html_source: str) -> str | None:
     """A text template made from an HTML template once (tags kept), or None when unsafe.
 
@@ -117,7 +124,7 @@ def derive_text_source(html_source: str) -> str | None:
         tags.append(m.group(0))
         return f"qqjj{len(tags) - 1}jjqq"
 
-    text = inscriptis.get_text(_JINJA.sub(token, html_source), _TEXT_CONFIG)
+    text = html_text(_JINJA.sub(token, html_source))
     found = [int(n) for n in re.findall(r"qqjj(\d+)jjqq", text)]
     if found != list(range(len(tags))) or _JINJA_OPEN.search(text):  # lost tags, or entities that became tags
         return None
@@ -281,7 +288,7 @@ def render_delivery(
     if compiled.text is not None:
         text = _run(template, "text", compiled.text, ctx)
     else:
-        text = inscriptis.get_text(doc, _TEXT_CONFIG)
+        text = html_text(doc)
     try:
         doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id)).replace(_DATA_MARK, "")
         text = linker.text(text).replace(_DATA_MARK, "")
