@@ -155,7 +155,8 @@ def calendar(ctx: typer.Context, days: int = typer.Option(14, "--days", min=1, m
     with a.session(write=False) as s:
         rows = [e.as_dict() for e in upcoming(s, a.settings, utcnow(), days)]
     emit_rows(rows, ["at", "campaign", "what", "audience", "source"], title=f"Calendar: the next {days} days",
-              as_json=as_json, caption="estimate: the audience if planned now; queued: rows already in the outbox")
+              as_json=as_json, caption="estimate: the audience if planned now; queued: rows already in the outbox",
+              empty=f"Nothing is planned in the next {days} days (`campaigns status` shows each campaign's next firing).")
 
 
 def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:

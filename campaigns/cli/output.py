@@ -169,8 +169,12 @@ def fit_columns(columns: Sequence[str], texts: list[list[str]], width: int,
 def emit_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
     as_json: bool = False, as_csv: bool = False, caption: str | None = None, drop_first: Sequence[str] = (),
+    empty: str | None = None,
 ) -> None:
-    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides columns (drop_first first)."""
+    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides columns (drop_first first).
+
+    `empty`: the sentence printed instead of a table with no rows.
+    """
     if as_json and as_csv:
         from campaigns.errors import InputError
 
@@ -185,6 +189,9 @@ def emit_rows(
         writer.writerow(columns)
         for r in rows:
             writer.writerow([cell(r.get(c)) if isinstance(r.get(c), (dict, list)) else _plain(r.get(c)) for c in columns])
+        return
+    if not rows and empty is not None:
+        console.print(safe(empty), soft_wrap=True)
         return
     headers = [c.replace("_", " ") for c in columns]
     texts = [[cell(r.get(c)) for c in columns] for r in rows]

@@ -83,6 +83,17 @@ def test_calendar_lists_every_upcoming_firing_with_its_audience(shop):
     assert table.exit_code == 0 and "oneoff" in table.stdout and "far" not in table.stdout
 
 
+def test_an_empty_calendar_says_so_in_a_sentence_not_an_empty_table(shop):
+    _new(shop, "far", "--at", "2027-06-01 09:00")
+    r = shop("calendar", "--days", "3")
+    assert r.exit_code == 0 and "┏" not in r.stdout
+    assert "Nothing is planned in the next 3 days" in r.stdout and "campaigns status" in r.stdout
+    assert json.loads(shop("calendar", "--days", "3", "--json").stdout) == []
+    status = shop("status")
+    assert "Running" not in status.stdout and "no daemon or worker is running" in status.output
+    assert "The outbox is empty." in status.stdout and "Outbox" not in status.stdout
+
+
 def test_calendar_shows_drip_steps_waiting_in_the_outbox(shop):
     from campaigns.config import load_settings
     from campaigns.context import App
