@@ -143,7 +143,8 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
             rows.append({**d, "sent": by_state.get("sent", 0), "queued": by_state.get("queued", 0) + by_state.get("retry_wait", 0),
                          "held_out": by_state.get("held_out", 0), "failed": by_state.get("failed", 0)})
     emit_rows(rows, ["name", "channel", "segment", "schedule_kind", "schedule", "status", "queued", "sent", "failed", "held_out"],
-              title="Campaigns", as_json=as_json, as_csv=as_csv)
+              title="Campaigns", as_json=as_json, as_csv=as_csv,  # a narrow terminal keeps name, status, sent, schedule
+              drop_first=["schedule_kind", "held_out", "failed", "channel", "queued", "segment"])
 
 
 def calendar(ctx: typer.Context, days: int = typer.Option(14, "--days", min=1, max=3660, help="How many days ahead."),
