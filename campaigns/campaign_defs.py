@@ -200,13 +200,19 @@ def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
     return {"source": source, "medium": medium}
 
 
-def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
-    """A one-off time already gone would never fire: say so now (local time: gone in every zone)."""
-    assert c.send_at is not None
+def one_off_passed(c: Campaign, now: datetime) -> bool:
+    """A one-off whose time is gone (local time: gone in every zone) would never fire."""
+    if c.schedule_kind != "once" or c.send_at is None:
+        return False
     moment = c.send_at
     if c.local_time:  # the wall-clock time read in the latest zone on Earth (UTC-12)
         moment = c.send_at.astimezone(check_timezone(c.timezone)).replace(tzinfo=UTC) + timedelta(hours=12)
-    if moment <= now:
+    return moment <= now
+
+
+def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
+    """A one-off time already gone would never fire: say so now."""
+    if one_off_passed(c, now):
         raise InputError(f"--at: '{text}' is in the past (now is {now.astimezone(check_timezone(c.timezone)):%Y-%m-%d %H:%M} "
                          f"{c.timezone}); give a future time, or send now with `campaigns send NAME --now`")
 
@@ -317,8 +323,12 @@ def activate_campaign(session: Session, settings: Settings, name: str, now: date
     if c.schedule_kind == "manual":
         raise InputError(f"campaign {name} has no schedule: give it --at, --cron or --step with "
                          f"`campaigns edit`, or send it once with `campaigns send {name} --now`")
-    check_ready(session, settings, c)
     now = now or utcnow()
+    if one_off_passed(c, now):  # a clone of last month's one-off: live, but it would never fire
+        assert c.send_at is not None
+        raise InputError(f"campaign {name} is set to send once at {c.send_at.astimezone(check_timezone(c.timezone)):%Y-%m-%d %H:%M} "
+                         f"{c.timezone}, which has passed; give it a new time with `campaigns edit {name} --at ...`, then activate")
+    check_ready(session, settings, c)
     c.status, c.status_reason, c.updated_at, c.activated_at = "scheduled", None, now, now
     session.flush()
     return c

@@ -20,6 +20,7 @@ from campaigns.campaign_defs import (
     edit_campaign,
     get_campaign,
     last_transport_error,
+    one_off_passed,
     set_status,
 )
 from campaigns.cli.common import (
@@ -216,8 +217,9 @@ def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = t
     """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
     a = get_app(ctx)
     with a.session() as s:
-        clone_campaign(s, a.settings, name, new_name)
-    ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
+        passed = one_off_passed(clone_campaign(s, a.settings, name, new_name), utcnow())
+    ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`"
+       + (f" (its one-off time has passed: give it a new one with `campaigns edit {new_name} --at ...`)" if passed else ""))
 
 
 def delete(ctx: typer.Context, name: str = typer.Argument(...),
