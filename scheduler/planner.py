@@ -20,7 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
-from campaigns.errors import NotFoundError
+from campaigns.errors import ConflictError, NotFoundError
 from campaigns.segments import members_query, profiles
 from campaigns.store.models import (
     Campaign,
@@ -201,6 +201,8 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     `extra` marks a run asked for by hand (`send --now`): it is not one of the schedule's
     firings, so the schedule carries on as it was.
     """
+    if c.schedule_kind == "drip":  # its rows are written per contact by plan_drip, one per step
+        raise ConflictError(f"campaign {c.name} is a drip: it has no firing to plan")
     now = now or utcnow()
     run, created = _get_or_create_run(session, c, key, now)
     if not created:

@@ -289,6 +289,9 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
         c = get_campaign(s, name)
         if c.status in ("cancelled", "paused", "completed", "archived"):
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
+        if c.schedule_kind == "drip":  # no single firing to run: each contact's steps count from their entry
+            raise ConflictError(f"campaign {name} is a drip: each step goes out as contacts enter its segment, so there is "
+                                f"no run to send now; `campaigns calendar` shows the steps waiting")
         campaign_id = c.id
         key, plan_at, extra = at, at, True
         if dry_run and c.status == "scheduled" and c.schedule_kind in ("once", "cron"):

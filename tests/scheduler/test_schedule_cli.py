@@ -94,6 +94,17 @@ def test_an_empty_calendar_says_so_in_a_sentence_not_an_empty_table(shop):
     assert "The outbox is empty." in status.stdout and "Outbox" not in status.stdout
 
 
+def test_send_now_on_a_drip_is_refused_in_one_line_instead_of_failing_every_message(shop):
+    """It planned an extra run with an empty template name: every message failed and the drip auto-paused."""
+    _new(shop, "drip", "--step", "0d:welcome", "--step", "2d:newsletter")
+    for flag in ("--now", "--dry-run"):
+        r = shop("send", "drip", flag)
+        assert r.exit_code == 1 and "drip" in r.stderr and "calendar" in r.stderr, r.output
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    shown = json.loads(shop("show", "drip", "--json").stdout)
+    assert shown["status"] == "scheduled" and shown["runs"] == [] and shown["outbox"] == {}
+
+
 def test_calendar_shows_drip_steps_waiting_in_the_outbox(shop):
     from campaigns.config import load_settings
     from campaigns.context import App
