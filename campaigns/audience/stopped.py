@@ -130,7 +130,8 @@ def _poll_forever(ref: weakref.ref[Engine]) -> None:
                     marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
                              conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
                 revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at)
-                                       .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
+                                       .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked",
+                                              ConsentEvent.topic_id.is_(None))).all()  # leaving a topic is not a stop
                 suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
                                           .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
             for _id, cid, channel, at in [*revoked, *suppressed]:

@@ -22,7 +22,7 @@ from campaigns.store.models import (
 )
 from campaigns.timespec import utcnow
 
-SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
+SKIPS = ("no_consent", "left_topic", "suppressed", "capped", "invalid_address")
 
 
 def _bucket(session: Session, column: Any, unit: str) -> Any:
