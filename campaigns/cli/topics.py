@@ -9,7 +9,7 @@ from campaigns.audience.contacts import find_contact
 from campaigns.audience.topics import create_topic, delete_topic, get_topic, list_topics
 from campaigns.cli.common import Channel, CsvOpt, JsonOpt, emit_record, emit_rows, get_app, ok
 
-app = typer.Typer(help="Topics: what campaigns are about; a contact can leave one and keep the channel (docs/consent.md).",
+app = typer.Typer(help="Topics: what campaigns are about; a contact can leave one and keep the channel (docs/tracking.md).",
                   no_args_is_help=True)
 
 ContactArg = typer.Argument(..., help="Email, external_id, +phone or #id.")

@@ -85,9 +85,8 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
     """Leave the message's topic, or revoke email (and, if asked, every channel); idempotent.
     None when the delivery is unknown. `scope`: see SCOPES; `all_channels` always means everything.
 
-    Every sender hears of a channel revocation (`stopped.announce`) when this transaction
-    commits, before the caller answers the person; a topic left is seen by the claim and the
-    check before each wave (the ledger is the truth)."""
+    Every sender hears of it (`stopped.announce`: the channels, or the topic) when this
+    transaction commits, before the caller answers the person."""
     from campaigns.audience import stopped
 
     if scope not in SCOPES:
@@ -106,6 +105,7 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
     if topic is not None and not all_channels and scope in (ONE_CLICK, TOPIC):
         if ledger.in_topic(session, contact.id, topic.id, at):
             ledger.leave_topic(session, contact, topic.id, d.channel, source, ip=ip, user_agent=ua, occurred_at=at, proof=text)
+        stopped.announce(session, contact.id, [stopped.topic_scope(topic.id)])
         done = Unsubscribed(topic.name, ())
     else:
         channels = ("email", "sms") if all_channels else ("email",)

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.audience import consent as ledger
+from campaigns.audience import stopped
 from campaigns.audience.contacts import find_contact
 from campaigns.audience.topics import create_topic
 from campaigns.config import load_settings
@@ -217,3 +218,32 @@ def test_leaving_after_planning_holds_the_queued_message_at_the_claim(shop):
         states = {d.contact_id: d.state for d in s.scalars(select(Delivery).where(Delivery.run_id == run.run_id))}
     assert states[p0_id] == "suppressed"
     assert sorted(states.values()).count("sent") == 2
+
+
+def test_leaving_the_topic_during_the_send_stops_a_claimed_message_of_that_topic_only(shop):
+    """The person leaves "news" (one-click) while the newsletter batch is being handed over:
+    their claimed newsletter does not go, and a claimed message on another topic still does."""
+    from scheduler.channels.file import FileEmail, FileSms
+    from tests.tracking.test_stop_before_handover import StopDuringSend
+
+    with shop.app.session() as s:
+        now = utcnow()
+        runs = []
+        for name in ("newsletter", "deals"):
+            c = s.scalar(select(Campaign).where(Campaign.name == name))
+            runs.append(plan_firing(s, shop.app.settings, c, now.replace(microsecond=0) + timedelta(seconds=1), now).run_id)
+        p2 = find_contact(s, "p2@example.com").id
+        newsletter = s.scalar(select(Delivery.id).where(Delivery.run_id == runs[0], Delivery.contact_id == p2))
+        deal = s.scalar(select(Delivery.id).where(Delivery.run_id == runs[1], Delivery.contact_id == p2))
+
+    def leave_news() -> None:
+        r = httpx.post(links.unsubscribe_url(shop.app.settings, newsletter), data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200
+
+    stopped.forget_all()
+    channel = StopDuringSend(FileEmail(shop.outbox), leave_news)
+    asyncio.run(Dispatcher(shop.app, channels={"email": channel, "sms": FileSms(shop.outbox)}).dispatch_once(now + timedelta(seconds=5)))
+    with shop.app.session() as s:
+        assert s.get(Delivery, newsletter).state == "suppressed"
+        assert s.get(Delivery, deal).state == "sent"
+    assert channel.sent_to.count("p2@example.com") == 1
