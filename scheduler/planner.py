@@ -128,6 +128,8 @@ def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime
 
 def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: list[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
     skipped = dict.fromkeys(SKIP_REASONS, 0)
+    if c.topic_id is None:  # nobody can leave a topic the campaign does not have
+        del skipped[SkipReason.LEFT_TOPIC]
     eligible = []
     for row in rows:
         if not row[1]:
