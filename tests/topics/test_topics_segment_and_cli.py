@@ -99,3 +99,16 @@ def test_consent_history_shows_topic_events_in_every_format(cli):
 def test_get_topic_names_the_option(app):
     with app.session() as s, pytest.raises(Exception, match="--topic: no topic 'x'"):
         get_topic(s, "x")
+
+
+def test_send_dry_run_previews_the_topic_skip(cli):
+    assert cli("topics", "create", "news").exit_code == 0
+    assert cli("segments", "create", "all", "--where", 'email contains "@"').exit_code == 0
+    assert cli("new", "monthly", "--segment", "all", "--channel", "email", "--template", "welcome", "--topic", "news").exit_code == 0
+    assert cli("new", "plain", "--segment", "all", "--channel", "email", "--template", "welcome").exit_code == 0
+    assert cli("topics", "leave", "p1@example.com", "news", "--source", "phone call").exit_code == 0
+    preview = cli("send", "monthly", "--dry-run")
+    assert preview.exit_code == 0, preview.output
+    assert "1 left topic" in preview.output and "p1@example.com" not in preview.output
+    plain = cli("send", "plain", "--dry-run")
+    assert "left topic" not in plain.output and "p1@example.com" in plain.output
