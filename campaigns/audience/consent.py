@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from campaigns.audience import consent_requests
@@ -304,6 +304,11 @@ def left_topic_contacts(topic_id: int | ColumnElement[int], at: datetime | None 
     if contact_ids is not None:
         q = q.where(ConsentEvent.contact_id.in_(list(contact_ids)))
     return q
+
+
+def left_count(session: Session, topic_id: int, at: datetime | None = None) -> int:
+    """How many contacts are out of a topic (left it and did not come back) as of `at`."""
+    return session.scalar(select(func.count()).select_from(left_topic_contacts(topic_id, at or utcnow()).subquery())) or 0
 
 
 def topic_names(session: Session, topic_ids: Collection[int]) -> dict[int, str]:

@@ -39,8 +39,8 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt)
     """Every topic, the campaigns on it and how many contacts left it."""
     a = get_app(ctx)
     with a.session(write=False) as session:
-        rows = [{"name": t.name, "description": t.description, "campaigns": t.campaigns, "left": t.left,
-                 "created_at": t.created_at} for t in list_topics(session)]
+        rows = [{"name": t.name, "description": t.description, "campaigns": t.campaigns,
+                 "left": ledger.left_count(session, t.id), "created_at": t.created_at} for t in list_topics(session)]
     emit_rows(rows, ["name", "description", "campaigns", "left", "created_at"], title="Topics", as_json=as_json, as_csv=as_csv)
 
 

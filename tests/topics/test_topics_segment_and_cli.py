@@ -89,6 +89,7 @@ def test_consent_history_shows_topic_events_in_every_format(cli):
     csv_out = cli("consent", "history", "p0@example.com", "--csv").stdout
     assert "news,left topic" in csv_out
     assert "left topic" in cli("consent", "history", "p0@example.com").stdout
+    assert json.loads(cli("topics", "list", "--json").stdout)[0]["left"] == 1
     assert cli("topics", "join", "p0@example.com", "news", "--source", "form").exit_code == 0
     refused = cli("topics", "delete", "news")
     assert refused.exit_code != 0 and "ledger" in refused.output
