@@ -105,10 +105,13 @@ class Daemon:
             heartbeat(self.app, self.name, "daemon")
             self._fire()  # firings missed while down: planned now if inside their grace window
             self._scheduler = AsyncIOScheduler(timezone=UTC)
+            # Housekeeping runs however late a busy machine makes it (misfire_grace_time=None): with
+            # APScheduler's default of 1 s a loaded host logged "Run time of job ... was missed"
+            # warnings every few seconds for jobs whose lateness harms nothing.
             self._scheduler.add_job(self._sync, IntervalTrigger(seconds=SYNC_SECONDS, timezone=UTC), id="sync",
-                                    next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
+                                    next_run_time=datetime.now(UTC), coalesce=True, max_instances=1, misfire_grace_time=None)
             self._scheduler.add_job(self._beat, IntervalTrigger(seconds=BEAT_SECONDS, timezone=UTC), id="heartbeat",
-                                    coalesce=True, max_instances=1)
+                                    coalesce=True, max_instances=1, misfire_grace_time=None)
             self._scheduler.start()
             if self.dispatch:
                 tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop), name="the dispatcher"))
