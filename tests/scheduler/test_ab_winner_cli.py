@@ -1,0 +1,46 @@
+"""A/B winner options on the CLI: one clear line for bad input; show and report print the decision."""
+
+import pytest
+
+from tests.scheduler.conftest import REPO_TEMPLATES  # noqa: F401  (the shipped templates)
+
+BASE = ["new", "ab", "--segment", "everyone", "--channel", "email", "--at", "2099-12-01 09:00",
+        "--variant", "A:welcome:50", "--variant", "B:newsletter:50"]
+
+
+@pytest.fixture
+def ready(cli, tmp_path):
+    import shutil
+    shutil.copytree(REPO_TEMPLATES, tmp_path / "templates", dirs_exist_ok=True)
+    assert cli("segments", "new", "everyone", 'email contains "@"').exit_code == 0
+    return cli
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    (["--test-share", "0%", "--winner-after", "4h", "--winner-by", "clicks"], "--test-share"),
+    (["--test-share", "100%", "--winner-after", "4h", "--winner-by", "clicks"], "--test-share"),
+    (["--test-share", "abc", "--winner-after", "4h", "--winner-by", "clicks"], "--test-share"),
+    (["--test-share", "20%", "--winner-after", "4h", "--winner-by", "opens"], "--winner-by"),
+    (["--test-share", "20%", "--winner-after", "soon", "--winner-by", "clicks"], "--winner-after"),
+    (["--test-share", "20%", "--winner-by", "clicks"], "--winner-after"),
+])
+def test_bad_winner_options_are_one_line_naming_the_field(ready, extra, field):
+    r = ready(*BASE, *extra)
+    assert r.exit_code != 0 and field in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_winner_options_need_variants(ready):
+    r = ready("new", "solo", "--segment", "everyone", "--channel", "email", "--template", "welcome",
+              "--test-share", "20%", "--winner-after", "4h", "--winner-by", "clicks")
+    assert r.exit_code != 0 and "--variant" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_show_and_edit_carry_the_winner_settings(ready):
+    assert ready(*BASE, "--test-share", "20%", "--winner-after", "4h", "--winner-by", "revenue").exit_code == 0
+    shown = ready("show", "ab", "--json").stdout
+    assert '"test_share_pct": 20.0' in shown and '"winner_by": "revenue"' in shown and '"winner_after": "4h"' in shown
+    assert ready("edit", "ab", "--winner-by", "conversions").exit_code == 0
+    assert '"winner_by": "conversions"' in ready("show", "ab", "--json").stdout
+    assert ready("clone", "ab", "ab2").exit_code == 0
+    assert '"winner_by": "conversions"' in ready("show", "ab2", "--json").stdout
