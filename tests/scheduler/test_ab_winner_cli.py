@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.scheduler.conftest import REPO_TEMPLATES  # noqa: F401  (the shipped templates)
+from tests.scheduler.conftest import REPO_TEMPLATES
 
 BASE = ["new", "ab", "--segment", "everyone", "--channel", "email", "--at", "2099-12-01 09:00",
         "--variant", "A:welcome:50", "--variant", "B:newsletter:50"]
@@ -12,7 +12,7 @@ BASE = ["new", "ab", "--segment", "everyone", "--channel", "email", "--at", "209
 def ready(cli, tmp_path):
     import shutil
     shutil.copytree(REPO_TEMPLATES, tmp_path / "templates", dirs_exist_ok=True)
-    assert cli("segments", "new", "everyone", 'email contains "@"').exit_code == 0
+    assert cli("segments", "create", "everyone", "--where", 'email contains "@"').exit_code == 0
     return cli
 
 

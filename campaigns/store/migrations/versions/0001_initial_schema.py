@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 15:31:34.097019
+Create Date: 2026-11-27 20:38:03.595989
 """
 import sqlalchemy as sa
 from alembic import op
@@ -51,14 +51,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_heartbeat')),
     sa.UniqueConstraint('name', name=op.f('uq_process_heartbeat_name'))
     )
-    op.create_table('send_window',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('scope', sa.String(length=300), nullable=False),
-    sa.Column('minute', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('count', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
-    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
-    )
     op.create_table('segment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -68,6 +60,14 @@ def upgrade() -> None:
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_segment')),
     sa.UniqueConstraint('name', name=op.f('uq_segment_name'))
+    )
+    op.create_table('send_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=300), nullable=False),
+    sa.Column('minute', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
+    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
     )
     op.create_table('suppression',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -122,6 +122,9 @@ def upgrade() -> None:
     sa.Column('frequency_cap', sa.String(length=20), nullable=True),
     sa.Column('throttle_per_minute', sa.Integer(), nullable=True),
     sa.Column('holdout_pct', sa.Float(), nullable=False),
+    sa.Column('test_share_pct', sa.Float(), nullable=True),
+    sa.Column('winner_after_seconds', sa.Integer(), nullable=True),
+    sa.Column('winner_by', sa.String(length=12), nullable=True),
     sa.Column('attribution_window_seconds', sa.Integer(), nullable=False),
     sa.Column('utm', sa.JSON(), nullable=False),
     sa.Column('marketing', sa.Boolean(), nullable=False),
@@ -133,7 +136,8 @@ def upgrade() -> None:
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('activated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
-    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'sent', 'archived')", name=op.f('ck_campaign_status')),
+    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
+    sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
@@ -190,6 +194,7 @@ def upgrade() -> None:
     sa.Column('started_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('counts', sa.JSON(), nullable=False),
+    sa.Column('ab_decision', sa.JSON(), nullable=True),
     sa.CheckConstraint("status IN ('planning', 'planned', 'done', 'missed')", name=op.f('ck_campaign_run_status')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_campaign_run_campaign_id_campaign'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_run')),
@@ -215,6 +220,7 @@ def upgrade() -> None:
     sa.Column('variant', sa.String(length=40), nullable=True),
     sa.Column('template_name', sa.String(length=100), nullable=True),
     sa.Column('is_holdout', sa.Boolean(), nullable=False),
+    sa.Column('ab_remainder', sa.Boolean(), server_default=sa.text('0'), nullable=False),
     sa.Column('state', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('due_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
@@ -229,7 +235,7 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_delivery_channel')),
-    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled')", name=op.f('ck_delivery_state')),
+    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled', 'waiting')", name=op.f('ck_delivery_state')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_delivery_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_delivery_contact_id_contact'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['campaign_run.id'], name=op.f('fk_delivery_run_id_campaign_run'), ondelete='CASCADE'),
@@ -332,10 +338,10 @@ def downgrade() -> None:
 
     op.drop_table('consent_event')
     op.drop_table('campaign')
-    op.drop_table('send_window')
     op.drop_table('tracked_link')
     op.drop_table('template')
     op.drop_table('suppression')
+    op.drop_table('send_window')
     op.drop_table('segment')
     op.drop_table('process_heartbeat')
     with op.batch_alter_table('contact', schema=None) as batch_op:
