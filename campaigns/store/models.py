@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -285,7 +284,7 @@ class Delivery(Base):
     template_name: Mapped[str | None] = mapped_column(String(100))
     is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)
     # Held back from an A/B test share (state 'waiting'), later sent the winner; not part of the test
-    ab_remainder: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    ab_remainder: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime]

@@ -44,3 +44,39 @@ def test_show_and_edit_carry_the_winner_settings(ready):
     assert '"winner_by": "conversions"' in ready("show", "ab", "--json").stdout
     assert ready("clone", "ab", "ab2").exit_code == 0
     assert '"winner_by": "conversions"' in ready("show", "ab2", "--json").stdout
+
+
+def test_show_and_report_print_the_decision_in_every_format(make_app, tmp_path):
+    """After the tick decides, show (table, JSON) and report (table, JSON, CSV, HTML) all carry it."""
+    import json
+    from datetime import timedelta
+
+    import time_machine
+
+    from scheduler.jobs import tick
+    from tests.conftest import CliRunner
+    from tests.scheduler.conftest import add_people, make_campaign
+    from tests.scheduler.test_ab_winner import AB, FIRE, T0, _click, _send_test_share
+
+    app = make_app()
+    add_people(app, 200)
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, winner_by="clicks", **AB)
+    tick(app, FIRE + timedelta(seconds=5))
+    _send_test_share(app, cid, FIRE + timedelta(minutes=1))
+    _click(app, cid, "B", 0.7)
+    tick(app, FIRE + timedelta(hours=4, seconds=10))
+    cli = CliRunner(tmp_path / "config.toml")
+    shown = json.loads(cli("show", "promo", "--json").stdout)
+    assert shown["runs"][0]["ab_decision"]["winner"] == "B"
+    table = cli("show", "promo").stdout
+    assert "B by clicks (significant" in table
+    report = json.loads(cli("report", "promo", "--json").stdout)
+    w = report["ab_winner"]
+    assert (w["winner_by"], w["test_share_pct"], w["decisions"][0]["winner"]) == ("clicks", 20.0, "B")
+    assert report["funnel"]["waiting_for_winner"] == 0
+    assert "A/B winner of the firing" in cli("report", "promo").stdout
+    csv = cli("report", "promo", "--csv").stdout
+    assert "ab_winner.winner,B" in csv and "ab_winner.p_holm.A," in csv
+    assert cli("report", "promo", "--html", "-o", str(tmp_path / "r.html")).exit_code == 0
+    assert "A/B winner" in (tmp_path / "r.html").read_text()

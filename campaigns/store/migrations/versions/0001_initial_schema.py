@@ -2,12 +2,12 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 20:38:03.595989
+Create Date: 2026-11-27 20:43:11.807209
 """
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import campaigns.store.db
+
 
 revision = '0001'
 down_revision = None
@@ -194,7 +194,7 @@ def upgrade() -> None:
     sa.Column('started_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('counts', sa.JSON(), nullable=False),
-    sa.Column('ab_decision', sa.JSON(), nullable=True),
+    sa.Column('ab_decision', sa.JSON(none_as_null=True), nullable=True),
     sa.CheckConstraint("status IN ('planning', 'planned', 'done', 'missed')", name=op.f('ck_campaign_run_status')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_campaign_run_campaign_id_campaign'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_run')),
@@ -220,7 +220,7 @@ def upgrade() -> None:
     sa.Column('variant', sa.String(length=40), nullable=True),
     sa.Column('template_name', sa.String(length=100), nullable=True),
     sa.Column('is_holdout', sa.Boolean(), nullable=False),
-    sa.Column('ab_remainder', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('ab_remainder', sa.Boolean(), nullable=False),
     sa.Column('state', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('due_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
