@@ -141,3 +141,71 @@ def test_cancel_cancels_the_waiting_remainder(make_app):
         set_status(s, "promo", "cancel")
     tick(app, FIRE + timedelta(hours=5))
     assert {r[1] for r in _rows(app, cid)} == {"cancelled"}
+
+
+def test_a_decider_killed_mid_decision_leaves_nothing_and_the_next_tick_decides_once(make_app, monkeypatch):
+    import scheduler.winner as winner_mod
+
+    app = make_app()
+    add_people(app, 100)
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, winner_by="clicks", **AB)
+    tick(app, FIRE + timedelta(seconds=5))
+    before = _rows(app, cid)
+    real = winner_mod.throttle
+
+    def crash(*args, **kwargs):  # the process dies after the decision was written, before any row moved
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(winner_mod, "throttle", crash)
+    report = tick(app, FIRE + timedelta(hours=4, seconds=10))
+    assert report.decided == [] and report.failed
+    assert _rows(app, cid) == before
+    with app.session() as s:
+        assert s.scalar(select(CampaignRun.ab_decision).where(CampaignRun.campaign_id == cid)) is None
+    monkeypatch.setattr(winner_mod, "throttle", real)
+    assert [name for name, _ in tick(app, FIRE + timedelta(hours=4, seconds=20)).decided] == ["promo"]
+    assert not [r for r in _rows(app, cid) if r[1] == "waiting"]
+
+
+def test_a_second_decider_finds_the_decision_taken_and_moves_nothing(make_app):
+    from scheduler.winner import release
+
+    app = make_app()
+    add_people(app, 100)
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, winner_by="clicks", **AB)
+    tick(app, FIRE + timedelta(seconds=5))
+    with app.session() as s:  # a stale copy of the campaign and firing, read before anyone decided
+        c = s.get(Campaign, cid)
+        run = s.scalar(select(CampaignRun).where(CampaignRun.campaign_id == cid))
+        s.expunge_all()
+    tick(app, FIRE + timedelta(hours=4, seconds=10))
+    after = _rows(app, cid)
+    with app.session() as s:
+        c, run = s.merge(c, load=False), s.merge(run, load=False)
+        run.ab_decision = None  # what the second decider believed
+        assert release(s, app.settings, c, run, FIRE + timedelta(hours=4, seconds=11)) is None
+        s.expunge_all()  # its stale belief is not written
+    assert _rows(app, cid) == after
+
+
+def test_the_daemon_schedules_a_tick_at_the_decision_time(make_app):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from scheduler.daemon import Daemon
+
+    app = make_app()
+    add_people(app, 20)
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, winner_by="clicks", **AB)
+    tick(app, FIRE + timedelta(seconds=5))
+    daemon = Daemon(app, tracking=False, dispatch=False)
+    daemon._scheduler = BackgroundScheduler(timezone=UTC)  # not started: only its job list is read
+    with time_machine.travel(FIRE + timedelta(minutes=1), tick=False):
+        daemon._sync()
+    with app.session() as s:
+        run_id = s.scalar(select(CampaignRun.id).where(CampaignRun.campaign_id == cid))
+    job = daemon._scheduler.get_job(f"campaign-winner-{run_id}")
+    assert job is not None and list(job.args) == [cid]
+    assert job.trigger.run_date == FIRE + timedelta(hours=4, seconds=5)
