@@ -247,6 +247,7 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     run.counts = {"in_segment": len(members), "planned": len(rows) - held - waiting, "held_out": held, "skipped": skipped}
     if c.test_share_pct is not None:
         run.counts["waiting_for_winner"] = waiting
+        c.updated_at = now  # the daemon re-reads its campaigns and schedules the winner's tick
     if extra:
         run.counts["extra"] = True
     run.status, run.finished_at = RunStatus.PLANNED, utcnow()

@@ -141,10 +141,10 @@ def _print_winner(w: dict[str, Any] | None, cur: str) -> None:
                  "per contact": money(v["score"], cur) if d["metric"] == "revenue" else _pct(v["score"]),
                  "p (Holm)": "" if "p_holm" not in v else f"{v['p_holm']:.4f}"} for v in d["variants"]]
         emit_rows(rows, ["variant", "contacts", d["metric"], "per contact", "p (Holm)"],
-                  title=f"A/B winner of the firing {d['scheduled_for'][:16]} ({d['method']})")
-        console.print(f"decided {winner_sentence(d)}", soft_wrap=True)
+                  title=f"A/B winner of the firing {d['scheduled_for'][:16].replace('T', ' ')} ({d['method']})")
+        console.print(winner_sentence(d), soft_wrap=True)
     for key in w["undecided_firings"]:
-        console.print(f"firing {key[:16]}: the rest of the audience waits for the winner", soft_wrap=True)
+        console.print(f"firing {key[:16].replace('T', ' ')}: the rest of the audience waits for the winner", soft_wrap=True)
 
 
 _pct = percent

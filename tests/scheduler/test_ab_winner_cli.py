@@ -70,7 +70,7 @@ def test_show_and_report_print_the_decision_in_every_format(make_app, tmp_path):
     shown = json.loads(cli("show", "promo", "--json").stdout)
     assert shown["runs"][0]["ab_decision"]["winner"] == "B"
     table = cli("show", "promo").stdout
-    assert "B by clicks (significant" in table
+    assert "winner B by clicks (significant" in table
     report = json.loads(cli("report", "promo", "--json").stdout)
     w = report["ab_winner"]
     assert (w["winner_by"], w["test_share_pct"], w["decisions"][0]["winner"]) == ("clicks", 20.0, "B")
@@ -80,3 +80,21 @@ def test_show_and_report_print_the_decision_in_every_format(make_app, tmp_path):
     assert "ab_winner.winner,B" in csv and "ab_winner.p_holm.A," in csv
     assert cli("report", "promo", "--html", "-o", str(tmp_path / "r.html")).exit_code == 0
     assert "A/B winner" in (tmp_path / "r.html").read_text()
+
+
+def test_send_now_sends_only_the_test_share_and_says_the_rest_waits(make_app, tmp_path):
+    from sqlalchemy import func, select
+
+    from campaigns.store.models import Delivery
+    from tests.conftest import CliRunner
+    from tests.scheduler.conftest import add_people, make_campaign
+
+    app = make_app(f'[sending]\ntransport = "file"\noutbox_dir = "{tmp_path / "outbox"}"\n')
+    add_people(app, 100)
+    make_campaign(app, variants=["A:welcome:50", "B:newsletter:50"], test_share="20%", winner_after="4h",
+                  winner_by="clicks", template=None)
+    r = CliRunner(tmp_path / "config.toml")("send", "promo", "--now")
+    assert r.exit_code == 0 and "waiting for the A/B winner" in r.stdout
+    with app.session() as s:
+        states = dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
+    assert states.get("waiting", 0) > 50 and "queued" not in states and states.get("sent", 0) < 50
