@@ -24,7 +24,6 @@ from campaigns.messages.templates_store import lint_template, load_template
 from campaigns.store.models import Campaign, Delivery, Segment
 from campaigns.timespec import (
     check_timezone,
-    format_duration,
     parse_cap,
     parse_clock_range,
     parse_datetime,
@@ -334,18 +333,10 @@ def describe(c: Campaign) -> dict[str, Any]:
         "template": c.template_name, "variants": c.variants, "schedule_kind": c.schedule_kind,
         "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
-        "holdout_pct": c.holdout_pct, **winner_settings(c), "attribution_window": f"{c.attribution_window_seconds // 3600}h",
+        "holdout_pct": c.holdout_pct, **c.winner_settings(), "attribution_window": f"{c.attribution_window_seconds // 3600}h",
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
         "created_at": c.created_at, "updated_at": c.updated_at,
     }
-
-
-def winner_settings(c: Campaign) -> dict[str, Any]:
-    """The A/B test-then-winner settings as plain values (empty without a test share)."""
-    if c.test_share_pct is None:
-        return {}
-    after = format_duration(timedelta(seconds=c.winner_after_seconds or 0))
-    return {"test_share_pct": c.test_share_pct, "winner_after": after, "winner_by": c.winner_by}
 
 
 def grace_for(settings: Settings, c: Campaign) -> timedelta:

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.campaign_defs import winner_settings
 from campaigns.config import Settings
 from campaigns.reports import itt
 from campaigns.reports.abtest import variant_test
@@ -113,7 +112,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
 
 def _ab_winner(c: Campaign, runs: list[CampaignRun]) -> dict[str, Any] | None:
     """The test-then-winner settings and each firing's decision (None: no test share)."""
-    settings = winner_settings(c)
+    settings = c.winner_settings()
     if not settings:
         return None
     decisions = [{"scheduled_for": r.scheduled_for.isoformat(), **r.ab_decision}

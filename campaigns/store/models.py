@@ -5,7 +5,7 @@ Money is stored in minor units (cents) as integers: exact on both databases.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from campaigns.store.db import UTCDateTime
-from campaigns.timespec import utcnow
+from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import (
     CampaignStatus,
     Channel,
@@ -229,6 +229,13 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column()  # `campaigns activate`: nothing fires before it
     segment: Mapped[Segment] = relationship(lazy="joined")
+
+    def winner_settings(self) -> dict[str, Any]:
+        """The A/B test-then-winner settings as plain values (empty without a test share)."""
+        if self.test_share_pct is None:
+            return {}
+        after = format_duration(timedelta(seconds=self.winner_after_seconds or 0))
+        return {"test_share_pct": self.test_share_pct, "winner_after": after, "winner_by": self.winner_by}
 
 
 class CampaignRun(Base):
