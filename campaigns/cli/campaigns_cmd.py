@@ -42,13 +42,14 @@ from campaigns.timespec import utcnow
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
-          utm_source=None, utm_medium=None, late=None, test_share=None, winner_after=None, winner_by=None) -> CampaignSpec:
+          utm_source=None, utm_medium=None, late=None, topic=None, test_share=None, winner_after=None,
+          winner_by=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
         utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
-        late=late, test_share=test_share, winner_after=winner_after, winner_by=winner_by)
+        late=late, topic=topic, test_share=test_share, winner_after=winner_after, winner_by=winner_by)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -75,6 +76,7 @@ TestShareOpt = typer.Option(None, "--test-share", help="A/B: send the variants t
 WinnerAfterOpt = typer.Option(None, "--winner-after", help="A/B with --test-share: decide the winner this long after the firing, e.g. 4h.")
 WinnerByOpt = typer.Option(None, "--winner-by", help="A/B with --test-share: clicks (default), conversions or revenue.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
+TopicOpt = typer.Option(None, "--topic", help="What it is about (see `campaigns topics`): who left the topic is skipped; 'none' removes it.")
 
 
 def register(app: typer.Typer) -> None:
@@ -92,6 +94,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
+        topic: str | None = TopicOpt,
         test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
@@ -101,7 +104,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, test_share, winner_after, winner_by)
+                 utm_source, utm_medium, late, topic, test_share, winner_after, winner_by)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -121,13 +124,13 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
          utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
          cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
-         test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt,
+         topic: str | None = TopicOpt, test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt,
          winner_by: str | None = WinnerByOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, test_share, winner_after, winner_by)
+                 utm_source, utm_medium, late, topic, test_share, winner_after, winner_by)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -217,11 +220,12 @@ def activate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     ok(f"campaign {name} is live: the daemon sends it on schedule ({when})")
 
 
-def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW")) -> None:
+def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW"),
+          topic: str | None = TopicOpt) -> None:
     """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
     a = get_app(ctx)
     with a.session() as s:
-        clone_campaign(s, a.settings, name, new_name)
+        clone_campaign(s, a.settings, name, new_name, topic)
     ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
 
 
