@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from sqlalchemy import func, select
 
+from campaigns import campaign_views as views
 from campaigns.campaign_defs import (
     CampaignSpec,
     activate_campaign,
@@ -37,7 +37,6 @@ from campaigns.cli.common import (
 )
 from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row, winner_sentence
 from campaigns.errors import ConflictError
-from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
 
@@ -142,12 +141,9 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
     """All campaigns with their status and outbox counts (archived ones with --all)."""
     a = get_app(ctx)
     with a.session() as s:
-        counts: dict[int, dict[str, int]] = {}
-        for cid, state, n in s.execute(select(Delivery.campaign_id, Delivery.state, func.count()).group_by(Delivery.campaign_id, Delivery.state)):
-            counts.setdefault(cid, {})[state] = n
+        counts = views.outbox_by_campaign(s)
         rows = []
-        q = select(Campaign).order_by(Campaign.id)
-        for c in s.scalars(q if show_all else q.where(Campaign.status != "archived")):
+        for c in views.campaigns(s, include_archived=show_all):
             d = describe(c)
             by_state = counts.get(c.id, {})
             rows.append({**d, "sent": by_state.get("sent", 0), "queued": by_state.get("queued", 0) + by_state.get("retry_wait", 0),
@@ -177,10 +173,10 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         c = get_campaign(s, name)
         record = describe(c)
         segment_gone = c.segment_id is None
-        record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
+        record["outbox"] = views.outbox_of(s, c.id)
         record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts,
                            **({"ab_decision": r.ab_decision} if r.ab_decision else {})}
-                          for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
+                          for r in views.runs_of(s, c.id)]
         error = last_transport_error(s, c.id)
         record["last_error"] = f"{error[0]} (at {cell(error[1])})" if error else None
         if c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
@@ -313,13 +309,8 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
             if upcoming is not None:  # preview that firing as the daemon will plan it
                 key, plan_at, extra = upcoming, max(fire_at(c, upcoming), at), False
         result = plan_firing(s, a.settings, c, key, plan_at, extra=extra)
-        preview = [{"contact": email or phone, "variant": d.variant, "template": d.template_name,
-                    "due_at": d.due_at, "holdout": d.is_holdout}
-                   for d, email, phone in s.execute(select(Delivery, Contact.email, Contact.phone)
-                                                    .join(Contact, Contact.id == Delivery.contact_id)
-                                                    .where(Delivery.run_id == result.run_id).order_by(Delivery.id).limit(20))]
-        capped = [email or phone for email, phone in s.execute(
-            select(Contact.email, Contact.phone).where(Contact.id.in_(result.capped[:20])).order_by(Contact.id))]
+        preview = views.run_sample(s, result.run_id, 20)
+        capped = views.addresses(s, result.capped[:20])
         if dry_run:
             s.rollback()
     summary: dict[str, Any] = {"campaign": name, "firing": key if not extra else None, "counts": result.counts, "sample": preview,
@@ -345,8 +336,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
 
     stats = asyncio.run(send_now())
     with a.session() as s:
-        waiting = s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0
+        waiting = views.still_waiting(s, result.run_id)
         error = last_transport_error(s, campaign_id)
         settle(s, [campaign_id])
     summary["sent"] = dict(stats.counts)
