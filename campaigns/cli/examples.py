@@ -11,7 +11,12 @@ EXAMPLES: dict[str, list[str]] = {
     "init": ["campaigns init", "campaigns --config shop/config.toml init"],
     "new": ["campaigns new thanks --segment big-spenders --channel email --template welcome --at '2030-01-01 09:00'",
             "campaigns new monthly --segment everyone --channel email --template newsletter --cron '0 10 1 * *' --activate",
-            "campaigns new onboarding --segment new-signups --channel email --step 0d:welcome --step 3d:newsletter"],
+            "campaigns new onboarding --segment new-signups --channel email --step 0d:welcome --step 3d:newsletter",
+            "campaigns new thanks-buyer --segment everyone --channel email --trigger purchase --step 0d:thanks --activate",
+            "campaigns new cart --segment everyone --channel email --trigger event:cart_abandoned --step 1h:cart "
+            "--exit-when 'purchases.count(last=1d) > 0'",
+            "campaigns new birthday --segment everyone --channel email --trigger date:attributes.birthday --at 09:00 "
+            "--step 0d:birthday"],
     "list": ["campaigns list", "campaigns list --all --csv > campaigns.csv"],
     "show": ["campaigns show thanks", "campaigns show thanks --json"],
     "edit": ["campaigns edit thanks --at '2030-01-02 09:00'", "campaigns edit thanks --holdout 5%"],
