@@ -193,3 +193,35 @@ def test_bad_trigger_options_are_one_line_and_write_nothing(cli, args, word):
     assert r.exit_code != 0 and word in r.stderr, r.output
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
     assert "journey" not in cli("list").stdout
+
+
+def test_a_goal_reached_before_a_step_counts_as_converted_and_reentry_never_takes_one_purchase(make_app):
+    app = make_app()
+    ann, bob = add_people(app, 2)
+    with app.session() as s:
+        from campaigns.audience.contacts import find_contact
+        find_contact(s, f"#{bob}").tags = ["vip"]
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, "post", trigger="purchase", steps=["0d:welcome", "2d:newsletter"],
+                            goal='tags contains "vip"', reentry="never")
+    for who, order, hours in ((ann, "A-1", 1), (bob, "B-1", 1), (ann, "A-2", 5)):
+        _buy(app, who, order, T0 + timedelta(hours=hours))
+    tick(app, T0 + timedelta(hours=6))
+    assert sorted((r.contact_id, r.step) for r in _rows(app, cid)) == [(ann, 0), (ann, 1), (bob, 0), (bob, 1)]
+    _dispatch(app, T0 + timedelta(hours=6, minutes=1))
+    with app.session() as s:
+        reasons = dict(s.execute(select(DripEnrollment.contact_id, DripEnrollment.exit_reason)).all())
+    assert reasons == {ann: None, bob: 'goal: tags contains "vip"'}
+    assert {(r.contact_id, r.step): r.state for r in _rows(app, cid)} == {
+        (ann, 0): "sent", (ann, 1): "queued", (bob, 0): "cancelled", (bob, 1): "cancelled"}
+
+
+def test_reentry_after_a_wait_enrols_a_second_purchase_only_once_the_wait_is_over(make_app):
+    app = make_app()
+    (ann,) = add_people(app, 1)
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, "post", trigger="purchase", steps=["0d:welcome"], reentry="after:30d")
+    for order, days in (("A-1", 1), ("A-2", 10), ("A-3", 40)):
+        _buy(app, ann, order, T0 + timedelta(days=days))
+    tick(app, T0 + timedelta(days=41))
+    assert [r.due_at for r in _rows(app, cid)] == [T0 + timedelta(days=1), T0 + timedelta(days=40)]
