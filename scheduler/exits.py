@@ -20,11 +20,12 @@ from campaigns.errors import InputError
 from campaigns.segments import compile_where
 from campaigns.store.db import session_scope
 from campaigns.store.models import Campaign, Contact, Delivery, DripEnrollment
-from campaigns.vocab import DeliveryState
+from campaigns.vocab import JOURNEY_EXIT_NOTES, DeliveryState
 from scheduler.outbox import Claimed
 
 log = logging.getLogger("campaigns.dispatcher")
 WAITING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED)
+LEFT, LEFT_BEFORE = JOURNEY_EXIT_NOTES
 
 
 def _matching(session: Session, app: App, text: str, ids: list[int], now: datetime) -> set[int]:
@@ -39,13 +40,14 @@ def _matching(session: Session, app: App, text: str, ids: list[int], now: dateti
 def _leave(session: Session, rows: list[Claimed], occurrence: dict[int, int], reason: str, now: datetime) -> None:
     """Cancel these rows and the rest of their enrolments' steps; record why on the enrolments."""
     enrolments = sorted({occurrence[r.id] for r in rows if occurrence.get(r.id)})
-    note = f"left the journey: {reason}"[:500]
+    # The step where they left says so (the per-step report counts exits there); later steps say "before".
     session.execute(update(Delivery).where(Delivery.id.in_([r.id for r in rows]))
-                    .values(state=DeliveryState.CANCELLED, error=note, lease_until=None, updated_at=now))
+                    .values(state=DeliveryState.CANCELLED, error=f"{LEFT}{reason}"[:500], lease_until=None, updated_at=now))
     if enrolments:
         session.execute(update(Delivery).where(Delivery.occurrence.in_(enrolments), Delivery.state.in_(WAITING),
                                                Delivery.campaign_id.in_({r.campaign_id for r in rows}))
-                        .values(state=DeliveryState.CANCELLED, error=note, lease_until=None, updated_at=now))
+                        .values(state=DeliveryState.CANCELLED, error=f"{LEFT_BEFORE}{reason}"[:500], lease_until=None,
+                                updated_at=now))
         session.execute(update(DripEnrollment).where(DripEnrollment.id.in_(enrolments), DripEnrollment.exited_at.is_(None))
                         .values(exited_at=now, exit_reason=reason[:300]))
 

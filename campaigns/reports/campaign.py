@@ -12,6 +12,7 @@ from campaigns.config import Settings
 from campaigns.reports import itt
 from campaigns.reports.abtest import variant_test
 from campaigns.reports.stats import lift, ratio
+from campaigns.reports.steps import step_report
 from campaigns.store.models import (
     Attribution,
     Campaign,
@@ -104,6 +105,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "funnel": funnel, "rates": rates,
         "lift": lf, "ab_test": variant_test(found),
         **_breakdowns(session, c), "timeline": _timeline(session, c),
+        "steps": step_report(session, c),
     }
 
 

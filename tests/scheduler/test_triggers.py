@@ -100,7 +100,8 @@ def test_an_abandoned_cart_brings_its_reminder_and_a_purchase_before_it_cancels_
     assert _subjects(app) == [("p1@example.com", "You left SHOE-9 in your cart")]
     states = {(r.contact_id, r.step): (r.state, r.error) for r in _rows(app, cid)}
     assert states[(buyer, 0)] == ("cancelled", "left the journey: exit: purchases.count(last=1d) > 0")
-    assert states[(buyer, 1)][0] == "cancelled" and states[(browser, 1)][0] == "queued"
+    assert states[(buyer, 1)] == ("cancelled", "left the journey before this step: exit: purchases.count(last=1d) > 0")
+    assert states[(browser, 1)][0] == "queued"
     with app.session() as s:
         exited = s.scalar(select(DripEnrollment).where(DripEnrollment.contact_id == buyer))
         assert exited.exit_reason == "exit: purchases.count(last=1d) > 0"
@@ -225,3 +226,36 @@ def test_reentry_after_a_wait_enrols_a_second_purchase_only_once_the_wait_is_ove
         _buy(app, ann, order, T0 + timedelta(days=days))
     tick(app, T0 + timedelta(days=41))
     assert [r.due_at for r in _rows(app, cid)] == [T0 + timedelta(days=1), T0 + timedelta(days=40)]
+
+
+def test_report_shows_each_step_entered_sent_opened_exited_and_why_in_every_format(make_app, cli, tmp_path):
+    app = make_app()
+    buyer, browser = add_people(app, 2)
+    with time_machine.travel(T0, tick=False):
+        cid = make_campaign(app, "cart", trigger="event:cart_abandoned", steps=["1h:welcome", "1d:newsletter"],
+                            exit_when="purchases.count(last=1d) > 0")
+    with time_machine.travel(T0 + timedelta(minutes=10), tick=False), app.session() as s:
+        for who in (buyer, browser):
+            custom_events.track(s, app.settings, f"#{who}", "cart_abandoned", {}, at=(T0 + timedelta(minutes=5)).isoformat())
+    tick(app, T0 + timedelta(minutes=10))
+    _buy(app, buyer, "B-1", T0 + timedelta(minutes=40))
+    _dispatch(app, T0 + timedelta(hours=1, minutes=6))
+    with app.session() as s:
+        sent = s.scalar(select(Delivery).where(Delivery.campaign_id == cid, Delivery.state == "sent"))
+        from campaigns.store.models import Event
+        s.add(Event(delivery_id=sent.id, campaign_id=cid, contact_id=sent.contact_id, type="open",
+                    occurred_at=T0 + timedelta(hours=2), dedup_key="open-1"))
+    import json
+    r = cli("report", "cart", "--json")
+    assert r.exit_code == 0, r.output
+    steps = json.loads(r.stdout)["steps"]
+    assert [(x["step"], x["template"], x["entered"], x["sent"], x["opened"], x["exited"]) for x in steps] == [
+        (1, "welcome", 2, 1, 1, 1), (2, "newsletter", 2, 0, 0, 0)]
+    assert steps[0]["exit_reasons"] == {"exit: purchases.count(last=1d) > 0": 1}
+    csv_out = cli("report", "cart", "--csv").stdout
+    assert "step.1.exited,1" in csv_out and "step.1.exit_reasons.exit: purchases.count(last=1d) > 0,1" in csv_out
+    table = cli("report", "cart").stdout
+    assert "Per step" in table and "newsletter" in table
+    page = tmp_path / "cart.html"
+    assert cli("report", "cart", "--html", "-o", str(page)).exit_code == 0
+    assert "Per step" in page.read_text() and "purchases.count(last=1d) &gt; 0" in page.read_text()
