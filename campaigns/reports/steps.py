@@ -48,8 +48,8 @@ def step_report(session: Session, c: Campaign) -> list[dict[str, Any]]:
     for step, error, n in session.execute(
             select(d.step, d.error, func.count()).where(*mine, d.state == DeliveryState.CANCELLED, d.error.like(f"{left}%"))
             .group_by(d.step, d.error)):
-        why = (error or "")[len(left):]
-        reasons.setdefault(step, {})[why] = reasons.get(step, {}).get(why, 0) + n
+        reason = (error or "")[len(left):]
+        reasons.setdefault(step, {})[reason] = reasons.get(step, {}).get(reason, 0) + n
     rows = []
     for i, spec in enumerate(c.steps or []):
         why = reasons.get(i, {})
