@@ -149,10 +149,9 @@ def _enrol(session: Session, settings: Settings, c: Campaign, run: CampaignRun, 
     Returns (enrolled, planned, held out)."""
     if not found:
         return 0, 0, 0
-    ids = sorted({o.contact_id for o in found})
+    # By occurrence key alone (its own index): with the contacts too, SQLite probes every pair of the two lists.
     seen = set(session.execute(select(DripEnrollment.contact_id, DripEnrollment.occurrence).where(
-        DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id.in_(ids),
-        DripEnrollment.occurrence.in_({o.key for o in found}))).all())
+        DripEnrollment.campaign_id == c.id, DripEnrollment.occurrence.in_(sorted({o.key for o in found})))).all())
     fresh = [o for o in found if (o.contact_id, o.key) not in seen]
     if not fresh:
         return 0, 0, 0

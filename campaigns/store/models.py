@@ -280,7 +280,9 @@ class DripEnrollment(Base):
     """
 
     __tablename__ = "drip_enrollment"
-    __table_args__ = (UniqueConstraint("campaign_id", "contact_id", "occurrence"),)
+    # The second index answers "which of these occurrences were seen" without the contact (triggers).
+    __table_args__ = (UniqueConstraint("campaign_id", "contact_id", "occurrence"),
+                      Index("ix_drip_enrollment_campaign_occurrence", "campaign_id", "occurrence"))
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))

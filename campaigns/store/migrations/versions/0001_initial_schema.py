@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 20:34:08.245749
+Create Date: 2026-11-27 20:57:39.561354
 """
 import sqlalchemy as sa
 from alembic import op
@@ -233,6 +233,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_drip_enrollment')),
     sa.UniqueConstraint('campaign_id', 'contact_id', 'occurrence', name=op.f('uq_drip_enrollment_campaign_id_contact_id_occurrence'))
     )
+    with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
+        batch_op.create_index('ix_drip_enrollment_campaign_occurrence', ['campaign_id', 'occurrence'], unique=False)
+
     op.create_table('delivery',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -349,6 +352,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_delivery_campaign_contact')
 
     op.drop_table('delivery')
+    with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
+        batch_op.drop_index('ix_drip_enrollment_campaign_occurrence')
+
     op.drop_table('drip_enrollment')
     op.drop_table('campaign_run')
     with op.batch_alter_table('purchase', schema=None) as batch_op:
