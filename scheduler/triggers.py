@@ -77,6 +77,8 @@ def plan_triggered(session: Session, settings: Settings, c: Campaign, now: datet
     run, _ = _get_or_create_run(session, c, c.created_at, now)
     totals = [0, 0, 0]  # enrolled, planned, held out
     skipped = dict.fromkeys(SKIP_REASONS, 0)
+    if c.topic_id is None:  # as the planner: no topic, no such skip reason in the counts
+        del skipped[SkipReason.LEFT_TOPIC]
     for _ in range(MAX_BATCHES_PER_TICK):
         found, last_id, more = _occurrences(session, settings, c, trigger, run, now)
         for i, n in enumerate(_enrol(session, settings, c, run, found, wait, now, skipped)):
@@ -182,7 +184,8 @@ def _enrol(session: Session, settings: Settings, c: Campaign, run: CampaignRun, 
 
 
 def _skip_reason(row: Any) -> str | None:
-    """Why a contact is not enrolled: not in the segment, no address, no consent, suppressed (or None)."""
+    """Why a contact is not enrolled: not in the segment, no address, no consent, suppressed, left the
+    campaign's topic (or None): the planner's own reasons (planner._classify), without the cap."""
     if row is None:
         return "not_in_segment"
     if not row[1]:
@@ -191,4 +194,6 @@ def _skip_reason(row: Any) -> str | None:
         return SkipReason.NO_CONSENT
     if row.suppressed:
         return SkipReason.SUPPRESSED
+    if row.left_topic:
+        return SkipReason.LEFT_TOPIC
     return None

@@ -43,13 +43,13 @@ from campaigns.timespec import utcnow
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
           utm_source=None, utm_medium=None, late=None, trigger=None, offset=None, exit_when=None, goal=None,
-          reentry=None) -> CampaignSpec:
+          reentry=None, topic=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
         utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
-        late=late, trigger=trigger, offset=offset, exit_when=exit_when, goal=goal, reentry=reentry)
+        late=late, trigger=trigger, offset=offset, exit_when=exit_when, goal=goal, reentry=reentry, topic=topic)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -80,6 +80,7 @@ GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when t
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
 LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
+TopicOpt = typer.Option(None, "--topic", help="What it is about (see `campaigns topics`): who left the topic is skipped; 'none' removes it.")
 
 
 def register(app: typer.Typer) -> None:
@@ -99,6 +100,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
         trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
+        topic: str | None = TopicOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
 
@@ -107,7 +109,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -128,12 +130,13 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
          cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
          trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
-         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt) -> None:
+         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
+         topic: str | None = TopicOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -219,11 +222,12 @@ def activate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     ok(f"campaign {name} is live: the daemon sends it on schedule ({when})")
 
 
-def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW")) -> None:
+def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW"),
+          topic: str | None = TopicOpt) -> None:
     """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
     a = get_app(ctx)
     with a.session() as s:
-        clone_campaign(s, a.settings, name, new_name)
+        clone_campaign(s, a.settings, name, new_name, topic)
     ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
 
 
