@@ -31,6 +31,7 @@ from campaigns.timespec import (
     parse_duration,
     utcnow,
 )
+from campaigns.vocab import DeliveryState, WinnerMetric, values
 
 LATE_POLICIES = ("skip", "send")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -66,6 +67,9 @@ class CampaignSpec:
     exit_when: str | None = None
     goal: str | None = None
     reentry: str | None = None
+    test_share: str | None = None
+    winner_after: str | None = None
+    winner_by: str | None = None
     topic: str | None = None  # a topic's name; "none" takes the topic away (edit)
 
 
@@ -75,6 +79,43 @@ def parse_percent(text: str, what: str = "--holdout") -> float:
     if not m or not 0 <= float(m.group(1)) < 100:
         raise InputError(f"{what}: '{text}' is not a percentage from 0 to 99 (e.g. 10%)")
     return float(m.group(1))
+
+
+def parse_test_share(text: str) -> float | None:
+    """'20%' -> 20.0, strictly between 0 and 100; 'none' / 'off' -> None (everyone gets the split)."""
+    if str(text).strip().lower() in ("none", "off"):
+        return None
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$", str(text))
+    if not m or not 0 < float(m.group(1)) < 100:
+        raise InputError(f"--test-share: '{text}' is not a percentage between 0 and 100, both excluded (e.g. 20%)")
+    return float(m.group(1))
+
+
+def _apply_winner(c: Campaign, spec: CampaignSpec) -> None:
+    """--test-share, --winner-after, --winner-by: set together, and only with two or more variants."""
+    if spec.test_share is not None:
+        c.test_share_pct = parse_test_share(spec.test_share)
+    if spec.winner_after is not None:
+        after = parse_duration(spec.winner_after, "--winner-after")
+        if after.total_seconds() < 60:
+            raise InputError(f"--winner-after: '{spec.winner_after}' is too short to measure anything; give at least 1m (e.g. 4h)")
+        c.winner_after_seconds = int(after.total_seconds())
+    if spec.winner_by is not None:
+        if spec.winner_by not in values(WinnerMetric):
+            raise InputError(f"--winner-by: '{spec.winner_by}' is not one of {', '.join(values(WinnerMetric))}")
+        c.winner_by = spec.winner_by
+    if c.test_share_pct is None:
+        if spec.winner_after is not None or spec.winner_by is not None:
+            raise InputError("--winner-after/--winner-by: give --test-share too (e.g. --test-share 20%)")
+        c.winner_after_seconds = c.winner_by = None  # 'none' switched the test off
+        return
+    if c.winner_after_seconds is None:
+        raise InputError("--winner-after: required with --test-share (e.g. --winner-after 4h)")
+    c.winner_by = c.winner_by or WinnerMetric.CLICKS.value
+    if len(c.variants or []) < 2:
+        raise InputError("--test-share: needs two or more --variant to test (e.g. --variant A:welcome:50 --variant B:promo:50)")
+    if c.schedule_kind == "drip":
+        raise InputError("--test-share: not for drips (--step); each contact enters a drip at their own time")
 
 
 def parse_throttle(text: str) -> int | None:
@@ -199,6 +240,7 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         if spec.late not in LATE_POLICIES:
             raise InputError(f"--late: '{spec.late}' is not one of {', '.join(LATE_POLICIES)}")
         c.late_policy = spec.late
+    _apply_winner(c, spec)
     if spec.at:
         _refuse_past(c, spec.at, now or utcnow())
 
@@ -319,7 +361,7 @@ def set_status(session: Session, name: str, action: str, reason: str | None = No
         c.status, c.status_reason = ("scheduled" if c.schedule_kind != "manual" else "draft"), None
     else:
         c.status, c.status_reason = "cancelled", reason or "cancelled by the marketer"
-        session.execute(update(Delivery).where(Delivery.campaign_id == c.id, Delivery.state.in_(("queued", "retry_wait")))
+        session.execute(update(Delivery).where(Delivery.campaign_id == c.id, Delivery.state.in_(("queued", "retry_wait", DeliveryState.WAITING)))
                         .values(state="cancelled", updated_at=utcnow()))
     c.updated_at = utcnow()
     session.flush()
@@ -336,7 +378,7 @@ def describe(c: Campaign) -> dict[str, Any]:
         "template": c.template_name, "variants": c.variants, "schedule_kind": c.schedule_kind,
         "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
-        "holdout_pct": c.holdout_pct, "attribution_window": f"{c.attribution_window_seconds // 3600}h",
+        "holdout_pct": c.holdout_pct, **c.winner_settings(), "attribution_window": f"{c.attribution_window_seconds // 3600}h",
         "topic": c.topic.name if c.topic else None,
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
         "trigger": _trigger_text(c), "exit_when": c.exit_when, "goal": c.goal, "reentry": c.reentry,
@@ -399,6 +441,7 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
         variants=list(src.variants or []), schedule_kind=src.schedule_kind, send_at=src.send_at, cron=src.cron,
         steps=list(src.steps or []), timezone=src.timezone, local_time=src.local_time, quiet_hours=src.quiet_hours,
         frequency_cap=src.frequency_cap, throttle_per_minute=src.throttle_per_minute, holdout_pct=src.holdout_pct,
+        test_share_pct=src.test_share_pct, winner_after_seconds=src.winner_after_seconds, winner_by=src.winner_by,
         attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
         grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, topic_id=src.topic_id, status="draft",
         trigger=src.trigger, trigger_offset_seconds=src.trigger_offset_seconds, trigger_clock=src.trigger_clock,

@@ -195,6 +195,28 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
     return rows, held
 
 
+def in_test_share(c: Campaign, contact_id: int) -> bool:
+    """Whether a contact is in the A/B test share (stable: the same on every re-plan); True without a test share."""
+    return c.test_share_pct is None or stable_fraction(c.id, contact_id, "test") * 100 < c.test_share_pct
+
+
+def hold_back(c: Campaign, rows: list[dict[str, Any]]) -> int:
+    """Rows outside the test share wait for the winner: state 'waiting', no variant or template yet.
+
+    They are outbox rows of the same firing (not a table of their own), so the unique
+    (run, contact, step) key that makes a firing send once also makes the winner's send
+    once: deciding the winner moves these very rows to 'queued', it never adds any.
+    """
+    n = 0
+    for row in rows:
+        if row["state"] == DeliveryState.QUEUED and not in_test_share(c, row["contact_id"]):
+            row.update(state=DeliveryState.WAITING, variant=None, template_name=None, ab_remainder=True)
+            n += 1
+        else:
+            row["ab_remainder"] = False
+    return n
+
+
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     table = Delivery.__table__
     for i in range(0, len(rows), BATCH):
@@ -239,8 +261,12 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
         dues = dict(zip(ids, throttle([dues[i] for i in ids], firing, c.throttle_per_minute), strict=True))
     snap = profiles(session, settings, list(dues), at=now) if dues else {}
     rows, held = _rows(c, run, eligible, 0, lambda cid: pick_variant(c, cid), lambda cid, _tz: dues[cid], snap, now)
+    waiting = hold_back(c, rows)
     _insert(session, rows)
-    run.counts = {"in_segment": len(members), "planned": len(rows) - held, "held_out": held, "skipped": skipped}
+    run.counts = {"in_segment": len(members), "planned": len(rows) - held - waiting, "held_out": held, "skipped": skipped}
+    if c.test_share_pct is not None:
+        run.counts["waiting_for_winner"] = waiting
+        c.updated_at = now  # the daemon re-reads its campaigns and schedules the winner's tick
     if extra:
         run.counts["extra"] = True
     run.status, run.finished_at = RunStatus.PLANNED, utcnow()

@@ -34,7 +34,7 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row
+from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row, winner_sentence
 from campaigns.errors import ConflictError
 from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
@@ -43,13 +43,15 @@ from campaigns.timespec import utcnow
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
           utm_source=None, utm_medium=None, late=None, trigger=None, offset=None, exit_when=None, goal=None,
-          reentry=None, topic=None) -> CampaignSpec:
+          reentry=None, topic=None, test_share=None,
+          winner_after=None, winner_by=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
         utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
-        late=late, trigger=trigger, offset=offset, exit_when=exit_when, goal=goal, reentry=reentry, topic=topic)
+        late=late, trigger=trigger, offset=offset, exit_when=exit_when, goal=goal, reentry=reentry, topic=topic,
+        test_share=test_share, winner_after=winner_after, winner_by=winner_by)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -79,6 +81,9 @@ UtmMediumOpt = typer.Option(None, "--utm-medium", help="utm_medium added to link
 GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when this recent, e.g. 2h.")
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
 LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
+TestShareOpt = typer.Option(None, "--test-share", help="A/B: send the variants to this share first, e.g. 20% (none: to everyone).")
+WinnerAfterOpt = typer.Option(None, "--winner-after", help="A/B with --test-share: decide the winner this long after the firing, e.g. 4h.")
+WinnerByOpt = typer.Option(None, "--winner-by", help="A/B with --test-share: clicks (default), conversions or revenue.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
 TopicOpt = typer.Option(None, "--topic", help="What it is about (see `campaigns topics`): who left the topic is skipped; 'none' removes it.")
 
@@ -101,6 +106,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
         topic: str | None = TopicOpt,
+        test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
 
@@ -109,7 +115,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
+                 test_share, winner_after, winner_by)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -131,12 +138,14 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
          trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
          goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
-         topic: str | None = TopicOpt) -> None:
+         topic: str | None = TopicOpt, test_share: str | None = TestShareOpt,
+         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
+                 test_share, winner_after, winner_by)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -180,7 +189,8 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         c = get_campaign(s, name)
         record = describe(c)
         record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
-        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts}
+        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts,
+                           **({"ab_decision": r.ab_decision} if r.ab_decision else {})}
                           for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
         error = last_transport_error(s, c.id)
         record["last_error"] = f"{error[0]} (at {cell(error[1])})" if error else None
@@ -193,6 +203,9 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         return
     runs, outbox = record.pop("runs"), record.pop("outbox")
     record["outbox"] = counted(outbox, STATE_WORDS) or "empty"
+    decided = [r["ab_decision"] for r in runs if r.get("ab_decision")]
+    if decided:
+        record["ab_winner"] = winner_sentence(decided[-1])
     emit_record(record, title=f"Campaign {name}")
     if runs:
         emit_rows([{**run_row(r), "note": r["note"]} for r in runs],

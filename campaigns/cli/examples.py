@@ -17,8 +17,9 @@ EXAMPLES: dict[str, list[str]] = {
             "--exit-when 'purchases.count(last=1d) > 0'",
             "campaigns new birthday --segment everyone --channel email --trigger date:attributes.birthday --at 09:00 "
             "--step 0d:birthday",
-
-            "campaigns new monthly-news --segment everyone --channel email --template newsletter --cron '0 10 1 * *' --topic news"],
+            "campaigns new monthly-news --segment everyone --channel email --template newsletter --cron '0 10 1 * *' --topic news",
+            "campaigns new launch --segment everyone --channel email --at '2030-02-01 09:00' --variant A:welcome:50 "
+            "--variant B:newsletter:50 --test-share 20% --winner-after 4h --winner-by clicks"],
     "list": ["campaigns list", "campaigns list --all --csv > campaigns.csv"],
     "show": ["campaigns show thanks", "campaigns show thanks --json"],
     "edit": ["campaigns edit thanks --at '2030-01-02 09:00'", "campaigns edit thanks --holdout 5%",

@@ -5,7 +5,7 @@ Money is stored in minor units (cents) as integers: exact on both databases.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from campaigns.store.db import UTCDateTime
-from campaigns.timespec import utcnow
+from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import (
     CampaignStatus,
     Channel,
@@ -35,6 +35,7 @@ from campaigns.vocab import (
     EventType,
     RunStatus,
     SuppressionReason,
+    WinnerMetric,
     values,
 )
 
@@ -206,6 +207,7 @@ class Campaign(Base):
     __table_args__ = (
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+        CheckConstraint(f"winner_by IS NULL OR {_in('winner_by', values(WinnerMetric))}", name="winner_by"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -227,6 +229,11 @@ class Campaign(Base):
     frequency_cap: Mapped[str | None] = mapped_column(String(20))
     throttle_per_minute: Mapped[int | None] = mapped_column(Integer)
     holdout_pct: Mapped[float] = mapped_column(Float, default=0.0)
+    # A/B test then winner: this share of the audience is split across the variants; after
+    # winner_after_seconds the rest is sent the variant that won by winner_by (scheduler/winner.py)
+    test_share_pct: Mapped[float | None] = mapped_column(Float)
+    winner_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    winner_by: Mapped[str | None] = mapped_column(String(12))
     attribution_window_seconds: Mapped[int] = mapped_column(Integer, default=7 * 86400)
     utm: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     marketing: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -250,6 +257,13 @@ class Campaign(Base):
     segment: Mapped[Segment] = relationship(lazy="joined")
     topic: Mapped[Topic | None] = relationship(lazy="joined")
 
+    def winner_settings(self) -> dict[str, Any]:
+        """The A/B test-then-winner settings as plain values (empty without a test share)."""
+        if self.test_share_pct is None:
+            return {}
+        after = format_duration(timedelta(seconds=self.winner_after_seconds or 0))
+        return {"test_share_pct": self.test_share_pct, "winner_after": after, "winner_by": self.winner_by}
+
 
 class CampaignRun(Base):
     """One firing of a campaign: unique per (campaign, scheduled_for), so it happens once."""
@@ -267,6 +281,8 @@ class CampaignRun(Base):
     finished_at: Mapped[datetime | None]
     # {"in_segment": n, "planned": n, "held_out": n, "skipped": {"no_consent": n, ...}}
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The A/B winner decision for this firing (winner, metric, p-values, when, why), once made
+    ab_decision: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Triggered drips: the highest purchase or custom event id already looked at (incremental evaluation).
     watermark: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -335,6 +351,8 @@ class Delivery(Base):
     variant: Mapped[str | None] = mapped_column(String(40))
     template_name: Mapped[str | None] = mapped_column(String(100))
     is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Held back from an A/B test share (state 'waiting'), later sent the winner; not part of the test
+    ab_remainder: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime]

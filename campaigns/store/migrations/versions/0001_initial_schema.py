@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:00:13.831843
+Create Date: 2026-11-27 21:20:09.456398
 """
 import sqlalchemy as sa
 from alembic import op
@@ -130,6 +130,9 @@ def upgrade() -> None:
     sa.Column('frequency_cap', sa.String(length=20), nullable=True),
     sa.Column('throttle_per_minute', sa.Integer(), nullable=True),
     sa.Column('holdout_pct', sa.Float(), nullable=False),
+    sa.Column('test_share_pct', sa.Float(), nullable=True),
+    sa.Column('winner_after_seconds', sa.Integer(), nullable=True),
+    sa.Column('winner_by', sa.String(length=12), nullable=True),
     sa.Column('attribution_window_seconds', sa.Integer(), nullable=False),
     sa.Column('utm', sa.JSON(), nullable=False),
     sa.Column('marketing', sa.Boolean(), nullable=False),
@@ -149,6 +152,7 @@ def upgrade() -> None:
     sa.Column('topic_id', sa.Integer(), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
+    sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
     sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
@@ -226,6 +230,7 @@ def upgrade() -> None:
     sa.Column('started_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('counts', sa.JSON(), nullable=False),
+    sa.Column('ab_decision', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('watermark', sa.BigInteger(), nullable=True),
     sa.CheckConstraint("status IN ('planning', 'planned', 'done', 'missed')", name=op.f('ck_campaign_run_status')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_campaign_run_campaign_id_campaign'), ondelete='CASCADE'),
@@ -260,6 +265,7 @@ def upgrade() -> None:
     sa.Column('variant', sa.String(length=40), nullable=True),
     sa.Column('template_name', sa.String(length=100), nullable=True),
     sa.Column('is_holdout', sa.Boolean(), nullable=False),
+    sa.Column('ab_remainder', sa.Boolean(), nullable=False),
     sa.Column('state', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('due_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
@@ -274,7 +280,7 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_delivery_channel')),
-    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled')", name=op.f('ck_delivery_state')),
+    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled', 'waiting')", name=op.f('ck_delivery_state')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_delivery_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_delivery_contact_id_contact'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['campaign_run.id'], name=op.f('fk_delivery_run_id_campaign_run'), ondelete='CASCADE'),
