@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,6 +63,11 @@ class CampaignSpec:
     late: str | None = None
     cost_per_message: float | None = None
     transactional: bool | None = None
+    trigger: str | None = None
+    offset: str | None = None
+    exit_when: str | None = None
+    goal: str | None = None
+    reentry: str | None = None
     test_share: str | None = None
     winner_after: str | None = None
     winner_by: str | None = None
@@ -189,6 +194,8 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.timezone = spec.timezone
     if spec.template is not None:
         c.template_name = spec.template
+    at = _apply_trigger(session, settings, c, spec)
+    spec = replace(spec, at=at)
     schedules = [x for x in (spec.at, spec.cron, spec.steps or None) if x]
     if len(schedules) > 1:
         raise InputError("choose one schedule: --at, --cron or --step")
@@ -237,6 +244,40 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
     _apply_winner(c, spec)
     if spec.at:
         _refuse_past(c, spec.at, now or utcnow())
+
+
+def _apply_trigger(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec) -> str | None:
+    """--trigger, --offset, --exit-when, --goal, --reentry; returns --at unless a date trigger took it as its clock."""
+    from campaigns.segments import compile_where
+    from campaigns.triggers import parse_clock, parse_offset, parse_reentry, parse_trigger
+
+    at = spec.at
+    if spec.trigger is not None:
+        trigger = parse_trigger(spec.trigger)
+        c.trigger = None if trigger.kind == "segment" else str(trigger)
+        if trigger.kind != "segment" and not (spec.steps or c.steps):
+            raise InputError(f"--trigger {trigger}: give the steps it starts, as in --step 0d:thanks")
+    trigger = parse_trigger(c.trigger)
+    if trigger.kind == "date":
+        if at:
+            c.trigger_clock, at = parse_clock(at), None
+        c.trigger_clock = c.trigger_clock or "09:00"
+        if spec.offset is not None:
+            c.trigger_offset_seconds = parse_offset(spec.offset)
+    elif spec.offset is not None:
+        raise InputError("--offset: only a date trigger takes one (as in --trigger date:attributes.birthday --offset -7d)")
+    elif c.trigger and at:
+        raise InputError(f"--at: a {trigger.kind} trigger sends when it happens; give --step offsets instead")
+    for option, text, attr in (("--exit-when", spec.exit_when, "exit_when"), ("--goal", spec.goal, "goal")):
+        if text is not None:
+            try:
+                compile_where(text, settings, session=session)
+            except InputError as exc:
+                raise InputError(f"{option}: {exc}") from None
+            setattr(c, attr, text.strip() or None)
+    if spec.reentry is not None:
+        c.reentry = parse_reentry(spec.reentry, trigger)
+    return at
 
 
 def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
@@ -348,8 +389,22 @@ def describe(c: Campaign) -> dict[str, Any]:
         "holdout_pct": c.holdout_pct, **c.winner_settings(), "attribution_window": f"{c.attribution_window_seconds // 3600}h",
         "topic": c.topic.name if c.topic else None,
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
+        "trigger": _trigger_text(c), "exit_when": c.exit_when, "goal": c.goal, "reentry": c.reentry,
         "created_at": c.created_at, "updated_at": c.updated_at,
     }
+
+
+def _trigger_text(c: Campaign) -> str | None:
+    """'date:attributes.birthday at 09:00 -7d', 'purchase', or None for non-drips."""
+    if c.schedule_kind != "drip":
+        return None
+    text = c.trigger or "segment"
+    if c.trigger_clock:
+        text += f" at {c.trigger_clock}"
+    if c.trigger_offset_seconds:
+        days = c.trigger_offset_seconds / 86400
+        text += f" {'+' if days > 0 else ''}{days:g}d"
+    return text
 
 
 def grace_for(settings: Settings, c: Campaign) -> timedelta:
@@ -402,6 +457,8 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
         test_share_pct=src.test_share_pct, winner_after_seconds=src.winner_after_seconds, winner_by=src.winner_by,
         attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
         grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, topic_id=src.topic_id, status="draft",
+        trigger=src.trigger, trigger_offset_seconds=src.trigger_offset_seconds, trigger_clock=src.trigger_clock,
+        exit_when=src.exit_when, goal=src.goal, reentry=src.reentry,
         created_at=now, updated_at=now)
     if topic is not None:
         copy.topic = None if topic.strip().lower() in ("", "none") else get_topic(session, topic.strip())

@@ -110,3 +110,8 @@ class SuppressionReason(StrEnum):
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     """The stored strings of an enum, in declaration order."""
     return tuple(member.value for member in enum)
+
+
+# The error a cancelled journey step carries (scheduler/exits.py writes it, reports/steps.py reads it):
+# the step at which the contact left, and the later steps they will not get.
+JOURNEY_EXIT_NOTES = ("left the journey: ", "left the journey before this step: ")

@@ -30,7 +30,8 @@ from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler import winner
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
 from scheduler.outbox import first_line
-from scheduler.planner import plan_drip, plan_firing
+from scheduler.planner import plan_firing
+from scheduler.triggers import plan_triggered
 
 log = logging.getLogger("campaigns.scheduler")
 # WAITING: held back for an A/B winner; the campaign is not done until the rest is sent
@@ -97,7 +98,7 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
     if c.status_reason and c.status_reason.startswith(PLANNING_FAILED):
         c.status_reason = None  # this attempt is the retry; a new failure writes it again
     if c.schedule_kind == "drip":
-        result = plan_drip(session, settings, c, now)
+        result = plan_triggered(session, settings, c, now)
         if result.created:
             report.planned.append((c.name, now, result.counts))
         return

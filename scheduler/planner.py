@@ -10,6 +10,7 @@ and writes every row in one transaction, counting every skipped contact by reaso
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from campaigns.store.models import (
     Contact,
     Delivery,
     DripEnrollment,
+    Segment,
 )
 from campaigns.timespec import ClockRange, parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
@@ -87,11 +89,18 @@ def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], In
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False) -> Result[Any]:
-    """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
-    if c.segment is None:  # only an archived campaign, never planned, has none: say so rather than crash
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False,
+              *, segment: Segment | None = None, only: list[int] | None = None,
+              reenter_after: timedelta | None = None) -> Result[Any]:
+    """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL.
+
+    `segment` stands in for the campaign's (a lifecycle trigger narrows it); `only` limits the
+    look to these contacts (a triggered occurrence); `reenter_after` lets a contact enrolled
+    that long ago enter again (with exclude_enrolled)."""
+    segment = segment or c.segment
+    if segment is None:  # only an archived campaign, never planned, has none: say so rather than crash
         raise NotFoundError(f"campaign {c.name}: its segment no longer exists")
-    members = members_query(session, c.segment, settings, at=now).subquery()
+    members = members_query(session, segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
     may = messageable.rule(c.channel, settings.consent.double_opt_in, now, topic_id=c.topic_id)  # its parts name the skip reasons
     request = consent_requests.audience_clause(c, now)  # a double opt-in request goes to a pending contact only
@@ -101,8 +110,13 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
         .where(Contact.id.in_(select(members.c.id)), may.not_erased)
     if request is not None:
         q = q.where(request)
+    if only is not None:
+        q = q.where(Contact.id.in_(only))
     if exclude_enrolled:
-        q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
+        recent = [DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id]
+        if reenter_after is not None:
+            recent.append(DripEnrollment.entered_at > now - reenter_after)
+        q = q.where(~exists().where(*recent))
     return session.execute(q.order_by(Contact.id))
 
 
@@ -167,9 +181,9 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
 
 
 def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, template_for: Any, due_for: Any,
-          snap: dict[int, Any], now: datetime) -> tuple[list[dict[str, Any]], int]:
+          snap: dict[int, Any], now: datetime, occurrences: list[int] | None = None) -> tuple[list[dict[str, Any]], int]:
     rows, held = [], 0
-    for cid, _address, tz, *_ in eligible:
+    for i, (cid, _address, tz, *_) in enumerate(eligible):
         is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
         variant, template = template_for(cid)
         profile = snap.get(cid)
@@ -179,6 +193,7 @@ def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, templat
             "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due_for(cid, tz),
             "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
+            "occurrence": occurrences[i] if occurrences is not None else 0,
         })
         held += is_holdout
     return rows, held
@@ -265,37 +280,69 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     return PlanResult(run.id, True, run.counts, sorted(capped))
 
 
-def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> PlanResult:
-    """Enrol contacts who entered the segment since last time; write every step's row for them."""
-    now = now or utcnow()
-    run, _ = _get_or_create_run(session, c, c.created_at, now)
-    members = list(_audience(session, settings, c, now, exclude_enrolled=True))
-    eligible, skipped, _capped = _classify(session, settings, c, now, members)
-    if eligible:
-        session.connection().execute(insert(DripEnrollment.__table__), [
-            {"campaign_id": c.id, "contact_id": r[0], "entered_at": now} for r in eligible])
+def enrol(session: Session, c: Campaign, eligible: list[Any], entered: list[datetime], keys: list[str],
+          contexts: Sequence[dict[str, Any] | None]) -> list[int]:
+    """One enrolment per eligible row (its occurrence key and what the template sees); their ids, in order."""
+    if not eligible:
+        return []
+    table = DripEnrollment.__table__
+    return list(session.connection().execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), [
+        {"campaign_id": c.id, "contact_id": r[0], "entered_at": at, "occurrence": key, "context": ctx}
+        for r, at, key, ctx in zip(eligible, entered, keys, contexts, strict=True)]).scalars())
+
+
+def plan_steps(session: Session, settings: Settings, c: Campaign, run: CampaignRun, eligible: list[Any],
+               entered: list[datetime], enrolments: list[int], now: datetime) -> tuple[int, int]:
+    """Every step's outbox row for these enrolments, due at entry + offset (out of quiet hours): (planned, held)."""
     quiet = quiet_hours_of(settings, c)
     snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}
+    start = {e: at for e, at in zip(enrolments, entered, strict=True)}
     added = held_total = 0
     for step, spec in enumerate(c.steps):
         offset = spec["offset_seconds"]
 
-        def due(cid: int, tz: str | None, offset: int = offset) -> datetime:
-            return push_out_of_quiet(now + timedelta(seconds=offset), zone(tz, c.timezone), quiet)
+        # _rows asks for each row's due time once, in order: the n-th answer is the n-th enrolment's.
+        def due(cid: int, tz: str | None, offset: int = offset, order: Iterator[int] = iter(enrolments)) -> datetime:
+            return push_out_of_quiet(start[next(order)] + timedelta(seconds=offset), zone(tz, c.timezone), quiet)
 
-        rows, held = _rows(c, run, eligible, step, lambda cid, t=spec["template"]: (None, t), due, snap, now)
+        rows, held = _rows(c, run, eligible, step, lambda cid, t=spec["template"]: (None, t), due, snap, now, enrolments)
         _insert(session, rows)
         added += len(rows) - held
         held_total += held
-    # Skipped members are looked at again on every tick (they may consent later), so the
-    # skip counts are the latest look, while enrolments and rows accumulate.
+    return added, held_total
+
+
+def record_drip_counts(run: CampaignRun, enrolled: int, added: int, held: int, skipped: dict[str, int], now: datetime) -> None:
+    """Skipped members are looked at again on every tick (they may consent later), so the
+    skip counts are the latest look, while enrolments and rows accumulate."""
     counts = dict(run.counts or {})
-    enrolled = counts.get("enrolled", 0) + len(eligible)
+    total = counts.get("enrolled", 0) + enrolled
     counts.update({
-        "in_segment": enrolled + sum(skipped.values()), "enrolled": enrolled,
-        "planned": counts.get("planned", 0) + added, "held_out": counts.get("held_out", 0) + held_total,
+        "in_segment": total + sum(skipped.values()), "enrolled": total,
+        "planned": counts.get("planned", 0) + added, "held_out": counts.get("held_out", 0) + held,
         "skipped": skipped,
     })
     run.counts, run.status, run.finished_at = counts, RunStatus.PLANNED, now
+
+
+def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None,
+              *, segment: Segment | None = None, reenter_after: timedelta | None = None) -> PlanResult:
+    """Enrol contacts who entered the segment since last time; write every step's row for them.
+
+    `segment` narrows who enters (a lifecycle trigger); `reenter_after` lets a contact who
+    entered that long ago enter again (--reentry after:D; None: once)."""
+    now = now or utcnow()
+    run, _ = _get_or_create_run(session, c, c.created_at, now)
+    members = list(_audience(session, settings, c, now, exclude_enrolled=True, segment=segment, reenter_after=reenter_after))
+    eligible, skipped, _capped = _classify(session, settings, c, now, members)
+    again: set[int] = set()
+    if reenter_after is not None and eligible:
+        again = set(session.scalars(select(DripEnrollment.contact_id).where(
+            DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id.in_([r[0] for r in eligible]))))
+    keys = [f"entry:{now.isoformat()}" if r[0] in again else "" for r in eligible]
+    entered = [now] * len(eligible)
+    enrolments = enrol(session, c, eligible, entered, keys, [None] * len(eligible))
+    added, held_total = plan_steps(session, settings, c, run, eligible, entered, enrolments, now)
+    record_drip_counts(run, len(eligible), added, held_total, skipped, now)
     session.flush()
-    return PlanResult(run.id, bool(eligible), counts)
+    return PlanResult(run.id, bool(eligible), run.counts)

@@ -42,14 +42,16 @@ from campaigns.timespec import utcnow
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
-          utm_source=None, utm_medium=None, late=None, topic=None, test_share=None, winner_after=None,
-          winner_by=None) -> CampaignSpec:
+          utm_source=None, utm_medium=None, late=None, trigger=None, offset=None, exit_when=None, goal=None,
+          reentry=None, topic=None, test_share=None,
+          winner_after=None, winner_by=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
         utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
-        late=late, topic=topic, test_share=test_share, winner_after=winner_after, winner_by=winner_by)
+        late=late, trigger=trigger, offset=offset, exit_when=exit_when, goal=goal, reentry=reentry, topic=topic,
+        test_share=test_share, winner_after=winner_after, winner_by=winner_by)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -58,6 +60,13 @@ TemplateOpt = typer.Option(None, "--template", help="The template to send.")
 AtOpt = typer.Option(None, "--at", help='One-off: "2026-12-01 09:00" (campaign time zone).')
 CronOpt = typer.Option(None, "--cron", help='Recurring: "0 10 1 * *".')
 StepOpt = typer.Option([], "--step", help="Drip step OFFSET:TEMPLATE, e.g. 0d:welcome (repeatable).")
+TriggerOpt = typer.Option(None, "--trigger", help="What starts the steps: segment, purchase, event:NAME, lifecycle:STAGE, "
+                                                  "date:attributes.FIELD.")
+OffsetOpt = typer.Option(None, "--offset", help="A date trigger's shift, e.g. -7d (a week before).")
+ExitOpt = typer.Option(None, "--exit-when", help="A filter checked before each step: matching contacts leave.")
+GoalOpt = typer.Option(None, "--goal", help="A filter: matching contacts converted (and leave).")
+ReentryOpt = typer.Option(None, "--reentry", help="never, always or after:30d (default: always for purchase/event/date, "
+                                                  "else never).")
 TzOpt = typer.Option(None, "--timezone", help="The campaign's time zone (default from config).")
 LocalOpt = typer.Option(None, "--local-time/--fixed-time", help="Send at that wall-clock time in each contact's zone.")
 QuietOpt = typer.Option(None, "--quiet-hours", help='Recipient-local quiet hours, e.g. "21:00-08:00" or "none".')
@@ -94,6 +103,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
+        trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
+        goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
         topic: str | None = TopicOpt,
         test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
@@ -104,7 +115,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, topic, test_share, winner_after, winner_by)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
+                 test_share, winner_after, winner_by)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -124,13 +136,16 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
          utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
          cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
-         topic: str | None = TopicOpt, test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt,
-         winner_by: str | None = WinnerByOpt) -> None:
+         trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
+         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
+         topic: str | None = TopicOpt, test_share: str | None = TestShareOpt,
+         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, topic, test_share, winner_after, winner_by)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
+                 test_share, winner_after, winner_by)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")

@@ -89,6 +89,9 @@ def report(ctx: typer.Context,
         lift_figures = {k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}
         for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift.") + _winner_csv(data):
             writer.writerow([k, v])
+        for step in data["steps"]:  # drips and journeys: step.N.entered, ..., step.N.exited.REASON
+            for k, v in _flat({key: value for key, value in step.items() if key != "step"}, f"step.{step['step']}."):
+                writer.writerow([k, v])
     else:
         _print_campaign(data, cur)
 
@@ -209,6 +212,10 @@ def _print_campaign(data: dict[str, Any], cur: str) -> None:
         if data[key] and not (len(data[key]) == 1 and data[key][0]["group"] is None):
             emit_rows([{**g, "revenue": money(g["revenue"], cur)} for g in data[key]],
                       ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)
+    if data["steps"]:
+        emit_rows([{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items())} for st in data["steps"]],
+                  ["step", "offset", "template", "entered", "sent", "opened", "clicked", "converted", "exited", "exit_reasons"],
+                  title="Per step (opened and clicked: human, unique; converted: attributed)")
     if data["timeline"]["rows"]:
         emit_rows([{**t, "revenue": money(t["revenue"], cur)} for t in data["timeline"]["rows"]],
                   ["at", "opens", "clicks", "orders", "revenue"], title=f"Timeline per {data['timeline']['bucket']}")

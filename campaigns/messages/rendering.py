@@ -191,8 +191,12 @@ def contact_context(contact: Contact) -> dict[str, Any]:
 def build_context(
     session: Session, settings: Settings, *, contact: Contact, delivery_id: int,
     campaign: Campaign | None, lifecycle: str | None, rfm_segment: str | None,
+    trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything a template may use; `coupon(POOL)` takes a code only for a real delivery."""
+    """Everything a template may use; `coupon(POOL)` takes a code only for a real delivery.
+
+    `trigger` is what a triggered step's occurrence carries ({"purchase": {...}}, {"event": {...}},
+    {"date": {...}}; see scheduler/triggers.py); only those keys are taken from it."""
     taken: dict[str, str] = {}  # one code per pool per message, however often the template asks
 
     def coupon(pool: str) -> str:
@@ -216,12 +220,16 @@ def build_context(
         "now": utcnow(), "coupon": coupon,
         **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
            if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
+        **{k: _mark_data(v) for k, v in (trigger or {}).items() if k in TRIGGER_VARIABLES},
     }
+
+
+TRIGGER_VARIABLES = frozenset({"purchase", "event", "date"})
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
                              "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text",
-                             "postal_address"})
+                             "postal_address", "purchase", "event", "date"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 
@@ -259,7 +267,7 @@ def _reason(exc: Exception) -> str:
 def render_delivery(
     session: Session, settings: Settings, template: MessageTemplate, *, contact: Contact,
     delivery_id: int, campaign: Campaign | None = None, lifecycle: str | None = None,
-    rfm_segment: str | None = None, dkim: bool = True,
+    rfm_segment: str | None = None, dkim: bool = True, trigger: dict[str, Any] | None = None,
 ) -> RenderedEmail | RenderedSms:
     """Build one contact's message; RenderError (with a reason) when it cannot be built.
 
@@ -267,7 +275,7 @@ def render_delivery(
     processes, off the CPU-bound sending process; see scheduler/dkim_pool.py)."""
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
-                        lifecycle=lifecycle, rfm_segment=rfm_segment)
+                        lifecycle=lifecycle, rfm_segment=rfm_segment, trigger=trigger)
     linker = LinkRewriter(session, settings, delivery_id, ctx["campaign"]["utm"])
     if template.channel == "sms":
         return _sms(settings, template, compiled, ctx, linker, contact, campaign)

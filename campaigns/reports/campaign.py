@@ -12,6 +12,7 @@ from campaigns.config import Settings
 from campaigns.reports import itt
 from campaigns.reports.abtest import variant_test
 from campaigns.reports.stats import lift, ratio
+from campaigns.reports.steps import step_report
 from campaigns.store.models import (
     Attribution,
     Campaign,
@@ -110,6 +111,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
                                              if c.test_share_pct is not None else found),
         "ab_winner": _ab_winner(c, runs),
         **_breakdowns(session, c), "timeline": _timeline(session, c),
+        "steps": step_report(session, c),
     }
 
 

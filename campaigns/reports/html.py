@@ -143,6 +143,15 @@ def _ab_section(ab: dict[str, Any] | None) -> str:
             + f"<p class='verdict'>{escape(ab['decision'])}</p>")
 
 
+def _steps_section(steps: list[dict[str, Any]]) -> str:
+    """The per-step table of a drip or journey ('' for other campaigns)."""
+    if not steps:
+        return ""
+    rows = [{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items())} for st in steps]
+    return "<h2>Per step</h2>" + _table(rows, ["step", "offset", "template", "entered", "sent", "opened", "clicked",
+                                               "converted", "exited", "exit_reasons"])
+
+
 def _winner_section(w: dict[str, Any] | None) -> str:
     """The A/B test share, the winner sent to the rest, and why."""
     if not w:
@@ -186,6 +195,7 @@ def campaign_page(report: dict[str, Any]) -> str:
             f"Opens are human opens; {f['opened_machine_only']:,} messages were opened only by machines (privacy proxies).</p>"
             f"<h2>Lift against the holdout</h2>{lift_svg(lf)}<p class='verdict'>{escape(lf['verdict'])}</p><p>{escape(interval)}</p>"
             f"{_ab_section(report.get('ab_test'))}{_winner_section(report.get('ab_winner'))}"
+            f"{_steps_section(report.get('steps') or [])}"
             f"<h2>Timeline ({escape(report['timeline']['bucket'])})</h2>{timeline_svg(report['timeline']['rows'])}"
             f"<h2>Breakdowns</h2>{breakdowns or '<p>No messages sent yet.</p>'}</body></html>")
 

@@ -248,6 +248,14 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column()  # `campaigns activate`: nothing fires before it
+    # What enrols a contact in a drip's steps (scheduler/triggers.py): None or "segment" (entering
+    # the segment), "purchase", "event:NAME", "lifecycle:STAGE", "date:attributes.FIELD".
+    trigger: Mapped[str | None] = mapped_column(String(120))
+    trigger_offset_seconds: Mapped[int | None] = mapped_column(Integer)  # date triggers: --offset -7d
+    trigger_clock: Mapped[str | None] = mapped_column(String(5))  # date triggers: "09:00" in the contact's zone
+    exit_when: Mapped[str | None] = mapped_column(Text)  # a filter: matching contacts leave before a step goes
+    goal: Mapped[str | None] = mapped_column(Text)  # a filter: matching contacts converted (and leave)
+    reentry: Mapped[str | None] = mapped_column(String(20))  # never | always | after:30d (None: the trigger's default)
     # What the campaign is about: contacts who left this topic are not messaged (audience/messageable.py).
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id"))
     segment: Mapped[Segment | None] = relationship(lazy="joined")
@@ -287,17 +295,49 @@ class CampaignRun(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The A/B winner decision for this firing (winner, metric, p-values, when, why), once made
     ab_decision: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # Triggered drips: the highest purchase or custom event id already looked at (incremental evaluation).
+    watermark: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CustomEvent(Base):
+    """Something a contact did, told us by the shop (`track event`, `events import`, the webhook).
+
+    `idempotency_key` is unique: a retried webhook or a file imported twice records nothing new.
+    Trigger evaluation reads new rows by id (a watermark), so the id only grows.
+    """
+
+    __tablename__ = "custom_event"
+    __table_args__ = (Index("ix_custom_event_contact_name_time", "contact_id", "name", "occurred_at"),
+                      Index("ix_custom_event_name_id", "name", "id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    occurred_at: Mapped[datetime]
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(20), default="cli")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DripEnrollment(Base):
-    """When a contact entered a drip campaign's segment: the clock its steps count from."""
+    """One contact entering a drip (or triggered) campaign: the clock its steps count from.
+
+    `occurrence` names what brought them ("" for entering the segment, "purchase:12",
+    "event:40", "date:2027"); unique with the contact, so an occurrence enrols once.
+    """
 
     __tablename__ = "drip_enrollment"
-    __table_args__ = (UniqueConstraint("campaign_id", "contact_id"),)
+    # The second index answers "which of these occurrences were seen" without the contact (triggers).
+    __table_args__ = (UniqueConstraint("campaign_id", "contact_id", "occurrence"),
+                      Index("ix_drip_enrollment_campaign_occurrence", "campaign_id", "occurrence"))
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
     entered_at: Mapped[datetime]
+    occurrence: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the template sees: {"purchase": {...}}
+    exited_at: Mapped[datetime | None]
+    exit_reason: Mapped[str | None] = mapped_column(String(300))  # "exit: FILTER" | "goal: FILTER"
 
 
 class Delivery(Base):
@@ -305,7 +345,7 @@ class Delivery(Base):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("run_id", "contact_id", "step"),
+        UniqueConstraint("run_id", "contact_id", "step", "occurrence"),
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
         Index("ix_delivery_due", "state", "due_at"),
@@ -318,6 +358,8 @@ class Delivery(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(10))
     step: Mapped[int] = mapped_column(Integer, default=0)
+    # 0, or the drip_enrollment id of a triggered occurrence (a contact may be in a journey twice).
+    occurrence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     variant: Mapped[str | None] = mapped_column(String(40))
     template_name: Mapped[str | None] = mapped_column(String(100))
     is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)

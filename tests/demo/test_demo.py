@@ -153,3 +153,21 @@ def test_the_demo_prints_the_true_lift_beside_the_measured_one(demo: tuple[Path,
     assert f"true lift is {TRUE_LIFT['winback'] * 100:+.1f} points; the report measured" in " ".join(done.stdout.split())
     lf = json.loads(_run(["report", "winback", "--json"], cwd=folder).stdout)["lift"]
     assert lf["holdout"]["contacts"] > 0 and lf["treated"]["rate"] > lf["holdout"]["rate"]
+
+
+def test_the_post_purchase_journey_followed_up_purchases_made_during_the_demo(shop: App) -> None:
+    from campaigns.store.models import DripEnrollment, Purchase
+
+    with shop.session() as s:
+        journey = s.scalar(select(Campaign).where(Campaign.name == "post-purchase"))
+        assert journey is not None and journey.trigger == "purchase"
+        enrolled = s.execute(select(DripEnrollment.contact_id, DripEnrollment.occurrence, DripEnrollment.entered_at)
+                             .where(DripEnrollment.campaign_id == journey.id)).all()
+        assert enrolled
+        for contact_id, occurrence, entered in enrolled:  # each one a purchase of that contact, made in the demo
+            purchase = s.get(Purchase, int(occurrence.split(":")[1]))
+            assert purchase is not None and purchase.contact_id == contact_id and purchase.occurred_at == entered
+            assert purchase.occurred_at >= journey.activated_at
+        sent = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == journey.id,
+                                                                         Delivery.state == "sent"))
+        assert sent and sent > 0
