@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import select
 from typer import _click as click
 from typer.core import TyperGroup
 
-from campaigns.audience.contacts import find_contact
 from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
@@ -22,8 +20,7 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.errors import InputError, NotFoundError
-from campaigns.store.models import Campaign, Contact, Event
+from campaigns.errors import InputError
 from campaigns.timespec import utcnow
 
 
@@ -139,23 +136,11 @@ def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaig
            type: str | None = typer.Option(None, "--type", help="Only this event type (open, click, ...)."),
            limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Every recorded response of a campaign or a contact, newest first."""
+    from campaigns.tracking.events import listing as responses_listing
+
     a = get_app(ctx)
     with a.session(write=False) as s:
-        campaign = s.scalar(select(Campaign).where(Campaign.name == target))
-        q = select(Event, Campaign.name, Contact.email).outerjoin(Campaign, Campaign.id == Event.campaign_id) \
-            .outerjoin(Contact, Contact.id == Event.contact_id)
-        if campaign is not None:
-            q = q.where(Event.campaign_id == campaign.id)
-        else:
-            try:
-                q = q.where(Event.contact_id == find_contact(s, target).id)
-            except NotFoundError:
-                raise NotFoundError(f"no campaign or contact '{target}'") from None
-        if type:
-            q = q.where(Event.type == type)
-        rows = [{"at": e.occurred_at, "type": e.type, "campaign": name, "contact": email or f"#{e.contact_id}",
-                 "delivery": e.delivery_id, "url": e.url, "machine": e.is_machine, "user_agent": e.user_agent}
-                for e, name, email in s.execute(q.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit))]
+        rows = responses_listing(s, target, type, limit)
     columns = ["at", "type", "campaign", "contact", "delivery", "url", "machine"]
     if as_json or as_csv:  # the user agent is evidence for scripts, noise on a terminal
         columns.append("user_agent")
