@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Result, exists, func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
-from campaigns.segments import members_query, profiles
+from campaigns.segments import members_query, population, profiles
 from campaigns.store.models import (
     Campaign,
     CampaignRun,
@@ -43,6 +44,7 @@ SKIP_REASONS = values(SkipReason)  # plain strings: they are the keys of the sto
 # toward the frequency cap: handed over, not merely queued
 COUNTED_STATES = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.UNKNOWN)
 BATCH = 5000
+CHUNK = 5000  # audience rows planned at a time: planning's memory is one chunk's, whatever the audience
 
 
 @dataclass
@@ -86,8 +88,11 @@ def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], In
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False) -> Result[Any]:
-    """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL."""
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime,
+              exclude_enrolled: bool = False) -> Iterator[Sequence[Any]]:
+    """Rows (id, address, timezone, consent, suppressed) of every member now, in chunks of
+    CHUNK by contact id: the skip reasons are decided in SQL, and the audience is streamed
+    from one query, never held whole (a firing of 200,000 keeps one chunk in memory)."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
     may = messageable.rule(c.channel, settings.consent.double_opt_in, now)  # its parts name the skip reasons
@@ -99,7 +104,7 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
         q = q.where(request)
     if exclude_enrolled:
         q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
-    return session.execute(q.order_by(Contact.id))
+    return session.execute(q.order_by(Contact.id).execution_options(yield_per=CHUNK)).partitions()
 
 
 def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
@@ -125,7 +130,7 @@ def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime
     return out
 
 
-def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: list[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
+def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: Sequence[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     eligible = []
     for row in rows:
@@ -158,17 +163,18 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
     return run, True
 
 
-def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, template_for: Any, due_for: Any,
-          snap: dict[int, Any], now: datetime) -> tuple[list[dict[str, Any]], int]:
+def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]], step: int,
+          template_for: Callable[[int], tuple[str | None, str]], snap: dict[int, Any], now: datetime,
+          ) -> tuple[list[dict[str, Any]], int]:
     rows, held = [], 0
-    for cid, _address, tz, *_ in eligible:
+    for cid, due in people:
         is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
         variant, template = template_for(cid)
         profile = snap.get(cid)
         rows.append({
             "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
             "variant": variant, "template_name": template, "is_holdout": is_holdout,
-            "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due_for(cid, tz),
+            "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due,
             "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
         })
@@ -196,44 +202,78 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     """Plan one firing of a one-off, cron or manual campaign; a second call adds nothing.
 
     `extra` marks a run asked for by hand (`send --now`): it is not one of the schedule's
-    firings, so the schedule carries on as it was.
+    firings, so the schedule carries on as it was. The audience is planned CHUNK contacts
+    at a time; only a throttled campaign keeps (id, due time) pairs of its whole audience,
+    as its spread orders every due time of the firing.
     """
     now = now or utcnow()
     run, created = _get_or_create_run(session, c, key, now)
     if not created:
         return PlanResult(run.id, False, run.counts)
-    members = list(_audience(session, settings, c, now))
-    eligible, skipped, capped = _classify(session, settings, c, now, members)
-    if c.local_time and not extra:
-        # Their moment was gone before the campaign existed: --late skip (default) or send now.
-        late = _late_ids(c, key, eligible)
-        skipped["late"] = len(late) if c.late_policy != "send" else 0
-        if c.late_policy != "send":
-            eligible = [r for r in eligible if r[0] not in late]
     quiet = quiet_hours_of(settings, c)
     clock = local_clock_for(c, key) if not extra else None
     firing = max(now, key) if not c.local_time else now
-    dues = {cid: due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=c.local_time and not extra,
-                          local_clock=clock, quiet=quiet) for cid, _a, tz, *_ in eligible}
-    if c.throttle_per_minute:
-        ids = list(dues)
-        dues = dict(zip(ids, throttle([dues[i] for i in ids], firing, c.throttle_per_minute), strict=True))
-    snap = profiles(session, settings, list(dues), at=now) if dues else {}
-    rows, held = _rows(c, run, eligible, 0, lambda cid: pick_variant(c, cid), lambda cid, _tz: dues[cid], snap, now)
-    _insert(session, rows)
-    run.counts = {"in_segment": len(members), "planned": len(rows) - held, "held_out": held, "skipped": skipped}
+    late_check = c.local_time and not extra  # their moment was gone before the campaign existed
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    if late_check:
+        skipped["late"] = 0
+    writer = _Writer(session, settings, c, run, now)
+    in_segment, capped_ids, spread = 0, [], []
+    for chunk in _audience(session, settings, c, now):
+        in_segment += len(chunk)
+        eligible, skips, capped = _classify(session, settings, c, now, chunk)
+        for reason, n in skips.items():
+            skipped[reason] += n
+        capped_ids.extend(capped)
+        if late_check:
+            late = _late_ids(c, key, eligible)
+            if c.late_policy != "send":  # --late skip (the default), else they are sent now
+                skipped["late"] += len(late)
+                eligible = [r for r in eligible if r[0] not in late]
+        people = [(cid, due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=late_check,
+                                 local_clock=clock, quiet=quiet)) for cid, _a, tz, *_ in eligible]
+        if c.throttle_per_minute:
+            spread.extend(people)
+        else:
+            writer.write(people)
+    if spread:
+        dues = throttle([due for _cid, due in spread], firing, c.throttle_per_minute)
+        for i in range(0, len(spread), CHUNK):
+            writer.write([(cid, due) for (cid, _d), due in zip(spread[i:i + CHUNK], dues[i:i + CHUNK], strict=True)])
+    run.counts = {"in_segment": in_segment, "planned": writer.planned, "held_out": writer.held, "skipped": skipped}
     if extra:
         run.counts["extra"] = True
     run.status, run.finished_at = RunStatus.PLANNED, utcnow()
     session.flush()
-    return PlanResult(run.id, True, run.counts, sorted(capped))
+    return PlanResult(run.id, True, run.counts, sorted(capped_ids))
+
+
+class _Writer:
+    """Writes a firing's rows chunk by chunk: profile snapshot, holdout, variant, insert."""
+
+    def __init__(self, session: Session, settings: Settings, c: Campaign, run: CampaignRun, now: datetime) -> None:
+        self.session, self.settings, self.c, self.run, self.now = session, settings, c, run, now
+        self.pop: Any = None  # the buyers' breakpoints, read once for the whole firing
+        self.planned = self.held = 0
+
+    def write(self, people: list[tuple[int, datetime]]) -> None:
+        if not people:
+            return
+        if self.pop is None:
+            self.pop = population(self.session, self.settings, self.now)
+        snap = profiles(self.session, self.settings, [cid for cid, _ in people], at=self.now, pop=self.pop)
+        rows, held = _rows(self.c, self.run, people, 0, lambda cid: pick_variant(self.c, cid), snap, self.now)
+        _insert(self.session, rows)
+        self.planned += len(rows) - held
+        self.held += held
 
 
 def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> PlanResult:
     """Enrol contacts who entered the segment since last time; write every step's row for them."""
     now = now or utcnow()
     run, _ = _get_or_create_run(session, c, c.created_at, now)
-    members = list(_audience(session, settings, c, now, exclude_enrolled=True))
+    # Enrolments are written after the read: a drip tick's audience is its new entrants only.
+    members = [row for chunk in _audience(session, settings, c, now, exclude_enrolled=True) for row in chunk]
     eligible, skipped, _capped = _classify(session, settings, c, now, members)
     if eligible:
         session.connection().execute(insert(DripEnrollment.__table__), [
@@ -244,10 +284,9 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
     for step, spec in enumerate(c.steps):
         offset = spec["offset_seconds"]
 
-        def due(cid: int, tz: str | None, offset: int = offset) -> datetime:
-            return push_out_of_quiet(now + timedelta(seconds=offset), zone(tz, c.timezone), quiet)
-
-        rows, held = _rows(c, run, eligible, step, lambda cid, t=spec["template"]: (None, t), due, snap, now)
+        people = [(cid, push_out_of_quiet(now + timedelta(seconds=offset), zone(tz, c.timezone), quiet))
+                  for cid, _a, tz, *_ in eligible]
+        rows, held = _rows(c, run, people, step, lambda cid, t=spec["template"]: (None, t), snap, now)
         _insert(session, rows)
         added += len(rows) - held
         held_total += held
