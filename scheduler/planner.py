@@ -10,9 +10,9 @@ and writes every row in one transaction, counting every skipped contact by reaso
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import exists, func, insert, select
@@ -22,6 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
 from campaigns.segments import members_query, population, profiles
+from campaigns.store.bulk import insert_rows
 from campaigns.store.models import (
     Campaign,
     CampaignRun,
@@ -104,7 +105,7 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime,
         q = q.where(request)
     if exclude_enrolled:
         q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
-    return session.execute(q.order_by(Contact.id).execution_options(yield_per=CHUNK)).partitions()
+    return session.connection().execute(q.order_by(Contact.id).execution_options(yield_per=CHUNK)).partitions()
 
 
 def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
@@ -183,9 +184,8 @@ def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]],
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    table = Delivery.__table__
     for i in range(0, len(rows), BATCH):
-        session.connection().execute(insert(table), rows[i:i + BATCH])
+        insert_rows(session.connection(), Delivery.__table__, rows[i:i + BATCH])
 
 
 def _late_ids(c: Campaign, key: datetime, eligible: list[Any]) -> set[int]:
