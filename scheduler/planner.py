@@ -218,7 +218,7 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     if late_check:
         skipped["late"] = 0
     writer = _Writer(session, settings, c, run, now)
-    in_segment, capped_ids, spread = 0, [], []
+    in_segment, capped_ids, spread = 0, list[int](), list[tuple[int, datetime]]()
     for chunk in _audience(session, settings, c, now):
         in_segment += len(chunk)
         eligible, skips, capped = _classify(session, settings, c, now, chunk)
@@ -268,6 +268,10 @@ class _Writer:
         self.held += held
 
 
+def _same(template: str) -> Callable[[int], tuple[str | None, str]]:
+    return lambda _cid: (None, template)
+
+
 def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> PlanResult:
     """Enrol contacts who entered the segment since last time; write every step's row for them."""
     now = now or utcnow()
@@ -282,11 +286,10 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
     snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}
     added = held_total = 0
     for step, spec in enumerate(c.steps):
-        offset = spec["offset_seconds"]
-
+        offset, template = spec["offset_seconds"], str(spec["template"])
         people = [(cid, push_out_of_quiet(now + timedelta(seconds=offset), zone(tz, c.timezone), quiet))
                   for cid, _a, tz, *_ in eligible]
-        rows, held = _rows(c, run, people, step, lambda cid, t=spec["template"]: (None, t), snap, now)
+        rows, held = _rows(c, run, people, step, _same(template), snap, now)
         _insert(session, rows)
         added += len(rows) - held
         held_total += held

@@ -158,7 +158,7 @@ def test_planning_in_chunks_writes_what_planning_at_once_does(make_app, monkeypa
         monkeypatch.setattr(planner, "CHUNK", chunk)
         asked: list[int] = []
         monkeypatch.setattr(planner, "profiles",
-                            lambda s, st, ids, **kw: asked.append(len(ids)) or real_profiles(s, st, ids, **kw))
+                            lambda s, st, ids, asked=asked, **kw: asked.append(len(ids)) or real_profiles(s, st, ids, **kw))
         with app.session() as s:
             at = key + timedelta(hours=1)
             result = plan_firing(s, app.settings, s.get(Campaign, cid), at, at)
