@@ -34,7 +34,7 @@ SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000], "dk
 # planning alone, at a size too slow to also send
 PLAN_ONLY = {"small": [], "default": [200_000], "large": [], "dkim": [], "sendnow": []}
 # `campaigns send --now` alone (planning and sending 200,000 in one process): its peak memory
-SEND_NOW_ONLY = {"small": [], "default": [200_000], "large": [], "dkim": [], "sendnow": [200_000]}
+SEND_NOW_ONLY = {"small": [], "default": [], "large": [200_000], "dkim": [], "sendnow": [200_000]}
 # DKIM on against off, same data size, same sink, same run.
 DKIM = {"small": [1_000], "default": [5_000], "large": [5_000], "dkim": [5_000], "sendnow": []}
 POOL = 8
