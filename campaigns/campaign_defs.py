@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.audience.suppression import check_channel
+from campaigns.audience.topics import get_topic
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.messages.templates_store import lint_template, load_template
@@ -60,6 +61,7 @@ class CampaignSpec:
     late: str | None = None
     cost_per_message: float | None = None
     transactional: bool | None = None
+    topic: str | None = None  # a topic's name; "none" takes the topic away (edit)
 
 
 def parse_percent(text: str, what: str = "--holdout") -> float:
@@ -184,6 +186,8 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.cost_per_message = spec.cost_per_message
     if spec.transactional is not None:
         c.marketing = not spec.transactional
+    if spec.topic is not None:
+        c.topic = None if spec.topic.strip().lower() in ("", "none") else get_topic(session, spec.topic.strip())
     if spec.late is not None:
         if spec.late not in LATE_POLICIES:
             raise InputError(f"--late: '{spec.late}' is not one of {', '.join(LATE_POLICIES)}")
@@ -292,6 +296,7 @@ def describe(c: Campaign) -> dict[str, Any]:
         "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
         "holdout_pct": c.holdout_pct, "attribution_window": f"{c.attribution_window_seconds // 3600}h",
+        "topic": c.topic.name if c.topic else None,
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
         "created_at": c.created_at, "updated_at": c.updated_at,
     }
@@ -322,8 +327,9 @@ def activate_campaign(session: Session, settings: Settings, name: str, now: date
     return c
 
 
-def clone_campaign(session: Session, settings: Settings, name: str, new_name: str) -> Campaign:
-    """A draft copy of a campaign's definition (not its runs or messages) under a new name."""
+def clone_campaign(session: Session, settings: Settings, name: str, new_name: str, topic: str | None = None) -> Campaign:
+    """A draft copy of a campaign's definition (not its runs or messages) under a new name
+    (about `topic` instead of the source's, when given; 'none' for no topic)."""
     src = get_campaign(session, name)
     if not _NAME.match(new_name):
         raise InputError(f"NEW: '{new_name}' must be letters, digits, '.', '_' or '-' (up to 100)")
@@ -339,8 +345,10 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
         steps=list(src.steps or []), timezone=src.timezone, local_time=src.local_time, quiet_hours=src.quiet_hours,
         frequency_cap=src.frequency_cap, throttle_per_minute=src.throttle_per_minute, holdout_pct=src.holdout_pct,
         attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
-        grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, status="draft",
+        grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, topic_id=src.topic_id, status="draft",
         created_at=now, updated_at=now)
+    if topic is not None:
+        copy.topic = None if topic.strip().lower() in ("", "none") else get_topic(session, topic.strip())
     session.add(copy)
     session.flush()
     return copy

@@ -57,7 +57,7 @@ class _Section(BaseModel):
 
 
 class DatabaseSettings(_Section):
-    url: str = "sqlite:///campaigns.store.db"
+    url: str = "sqlite:///campaigns.db"
     echo: bool = False
 
     def __repr__(self) -> str:  # the URL may carry a password

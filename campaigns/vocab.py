@@ -84,6 +84,7 @@ class SkipReason(StrEnum):
     NO_CONSENT = "no_consent"
     SUPPRESSED = "suppressed"
     CAPPED = "capped"
+    LEFT_TOPIC = "left_topic"  # consented on the channel, but left the campaign's topic
 
 
 class SuppressionReason(StrEnum):

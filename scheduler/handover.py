@@ -55,7 +55,7 @@ class Handover:
         """Last checks, the signature, then the channel; every failure becomes an outcome."""
         try:
             if row.contact_id in changed and not self._still_allowed(row, now):
-                return row, SendResult("suppressed", None, "consent revoked or address suppressed while in flight")
+                return row, SendResult("suppressed", None, "consent revoked, topic left or address suppressed while in flight")
         except DB_DOWN as exc:  # cannot tell: do not send, retry later
             return row, SendResult("transient", None, f"database unavailable: {first_line(exc)}")
         if row.id in signing:

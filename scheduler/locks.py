@@ -52,7 +52,7 @@ class DaemonLock:
             self._conn = self._advisory()
 
     def _path(self) -> Path:
-        return Path(make_url(str(self.engine.url)).database or "campaigns.store.db").with_suffix(".daemon.lock")
+        return Path(make_url(str(self.engine.url)).database or "campaigns.db").with_suffix(".daemon.lock")
 
     def _lock_file(self) -> IO[str]:
         fh = open(self._path(), "a+")

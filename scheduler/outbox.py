@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from campaigns.audience import consent_requests
-from campaigns.audience.messageable import messageable_ids, suppression_matches_contact
+from campaigns.audience.messageable import campaign_topics, messageable_ids, suppression_matches_contact
 from campaigns.config import Settings
 from campaigns.store.db import is_sqlite
 from campaigns.store.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
@@ -96,7 +96,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         lost = [r.id for r in rows if r.id not in allowed]
         if lost:
             conn.execute(update(_DELIVERY).where(d.id.in_(lost)).values(
-                state=DeliveryState.SUPPRESSED, error="consent revoked or address suppressed before sending", updated_at=now))
+                state=DeliveryState.SUPPRESSED, error="consent revoked, topic left or address suppressed before sending", updated_at=now))
         mine = [r for r in rows if r.id in allowed]
         if mine:
             conn.execute(update(_DELIVERY).where(d.id.in_([r.id for r in mine])).values(
@@ -115,11 +115,13 @@ def still_allowed(conn: Connection, settings: Settings, rows: list[Any], now: da
         ok_ids = consent_requests.still_open(conn, campaign_id, [r.contact_id for r in mine], now)
         allowed.update(r.id for r in mine if r.contact_id in ok_ids)
     rows = [r for r in rows if r.campaign_id not in requests]
-    for channel in {r.channel for r in rows}:
+    topic_of = campaign_topics(conn, {r.campaign_id for r in rows})
+    for channel, topic in {(r.channel, topic_of.get(r.campaign_id)) for r in rows}:
         # Only the batch's contacts' ledger rows: the whole ledger per claim made claims
         # grow with the audience.
-        ok = messageable_ids(conn, settings, channel, {r.contact_id for r in rows if r.channel == channel}, now)
-        allowed.update(r.id for r in rows if r.channel == channel and r.contact_id in ok)
+        mine = [r for r in rows if r.channel == channel and topic_of.get(r.campaign_id) == topic]
+        ok = messageable_ids(conn, settings, channel, {r.contact_id for r in mine}, now, topic)
+        allowed.update(r.id for r in mine if r.contact_id in ok)
     return allowed
 
 

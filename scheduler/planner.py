@@ -96,10 +96,11 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime,
     from one query, never held whole (a firing of 200,000 keeps one chunk in memory)."""
     members = members_query(session, c.segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
-    may = messageable.rule(c.channel, settings.consent.double_opt_in, now)  # its parts name the skip reasons
+    may = messageable.rule(c.channel, settings.consent.double_opt_in, now, topic_id=c.topic_id)  # its parts name the skip reasons
     request = consent_requests.audience_clause(c, now)  # a double opt-in request goes to a pending contact only
     consented = request if request is not None else may.consented
-    q = select(Contact.id, address, Contact.timezone, consented.label("consent"), may.suppressed.label("suppressed")) \
+    q = select(Contact.id, address, Contact.timezone, consented.label("consent"), may.suppressed.label("suppressed"),
+               may.left_topic.label("left_topic")) \
         .where(Contact.id.in_(select(members.c.id)), may.not_erased)
     if request is not None:
         q = q.where(request)
@@ -133,6 +134,8 @@ def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime
 
 def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: Sequence[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
     skipped = dict.fromkeys(SKIP_REASONS, 0)
+    if c.topic_id is None:  # nobody can leave a topic the campaign does not have
+        del skipped[SkipReason.LEFT_TOPIC]
     eligible = []
     for row in rows:
         if not row[1]:
@@ -141,6 +144,8 @@ def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, 
             skipped[SkipReason.NO_CONSENT] += 1
         elif row.suppressed:
             skipped[SkipReason.SUPPRESSED] += 1
+        elif row.left_topic:
+            skipped[SkipReason.LEFT_TOPIC] += 1
         else:
             eligible.append(row)
     capped = _capped_ids(session, settings, c, now, [r[0] for r in eligible])
@@ -214,7 +219,7 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     clock = local_clock_for(c, key) if not extra else None
     firing = max(now, key) if not c.local_time else now
     late_check = c.local_time and not extra  # their moment was gone before the campaign existed
-    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    skipped = _classify(session, settings, c, now, [])[1]  # every reason this campaign counts, at 0
     if late_check:
         skipped["late"] = 0
     writer = _Writer(session, settings, c, run, now)

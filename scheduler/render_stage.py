@@ -85,9 +85,9 @@ class RenderStage:
                     continue
                 if isinstance(rendered, RenderedEmail):
                     out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id,
-                                                    stopped.checker(row.contact_id, row.channel, row.created_at))))
+                                                    stopped.checker(row.contact_id, row.channel, row.created_at, campaigns[row.campaign_id].topic_id))))
                 else:
                     out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body,
-                                                  stopped.checker(row.contact_id, row.channel, row.created_at))))
+                                                  stopped.checker(row.contact_id, row.channel, row.created_at, campaigns[row.campaign_id].topic_id))))
             session.flush()
         return out, failed

@@ -46,7 +46,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database: SQLite (always) and PostgreSQL (when configured)."""
     if request.param == "sqlite":
-        target = tmp_path / "campaigns.store.db"
+        target = tmp_path / "campaigns.db"
         shutil.copy(_sqlite_template(tmp_path_factory), target)
         yield f"sqlite:///{target}"
         return

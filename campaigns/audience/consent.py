@@ -4,6 +4,11 @@ State per (contact, channel) is the action of the latest event that is not `pend
 (granted, confirmed or revoked), ordered by (occurred_at, id). A `pending` event is a
 double opt-in request: it carries a single-use, expiring token and changes nothing
 until a `confirmed` event answers it.
+
+Topic-level consent lives in the same ledger: a row with a `topic_id` says the contact
+left (`revoked`) or rejoined (`granted`) that topic, whatever the channel (its `channel`
+records where they said it). Every contact is in every topic until they leave it; the
+channel-level state reads only the rows without a topic, so leaving "news" keeps email.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from campaigns.audience import consent_requests
@@ -21,7 +26,7 @@ from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.signing import token_hash
 from campaigns.store.bulk import insert_rows
-from campaigns.store.models import ConsentEvent, Contact
+from campaigns.store.models import ConsentEvent, Contact, Topic
 from campaigns.timespec import utcnow
 
 MESSAGEABLE = ("granted", "confirmed")
@@ -210,7 +215,7 @@ def current_state(session: Session, contact_id: int, channel: str, at: datetime 
     events = session.scalars(
         select(ConsentEvent)
         .where(ConsentEvent.contact_id == contact_id, ConsentEvent.channel == check_channel(channel),
-               ConsentEvent.occurred_at <= at)
+               ConsentEvent.topic_id.is_(None), ConsentEvent.occurred_at <= at)
         .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
     ).all()
     return derive_state(channel, list(events), at)
@@ -242,12 +247,13 @@ def current_action_subquery(channel: str, at: datetime | None = None,
         later.contact_id == ConsentEvent.contact_id,
         later.channel == ConsentEvent.channel,
         later.action != "pending",
+        later.topic_id.is_(None),
         or_(later.occurred_at > ConsentEvent.occurred_at,
             and_(later.occurred_at == ConsentEvent.occurred_at, later.id > ConsentEvent.id)),
         *( [later.occurred_at <= at] if at is not None else [] ),
     )
     q = select(ConsentEvent.contact_id, ConsentEvent.action).where(
-        ConsentEvent.channel == channel, ConsentEvent.action != "pending", ~newer_exists)
+        ConsentEvent.channel == channel, ConsentEvent.action != "pending", ConsentEvent.topic_id.is_(None), ~newer_exists)
     if at is not None:
         q = q.where(ConsentEvent.occurred_at <= at)
     if contact_ids is not None:
@@ -262,6 +268,57 @@ def consented_contacts(channel: str, double_opt_in: bool, at: datetime | None = 
     sub = current_action_subquery(channel, at, contact_ids).subquery()
     allowed = ("confirmed",) if double_opt_in else MESSAGEABLE
     return select(sub.c.contact_id).where(sub.c.action.in_(allowed))
+
+
+def leave_topic(session: Session, contact: Contact, topic_id: int, channel: str, source: str, ip: str | None = None,
+                user_agent: str | None = None, occurred_at: datetime | None = None, proof: str | None = None) -> ConsentEvent:
+    """Record that the contact left a topic (said through `channel`); their channel consent stays."""
+    return _append(session, contact.id, channel, "revoked", source, proof, ip, user_agent, occurred_at, topic_id=topic_id)
+
+
+def join_topic(session: Session, contact: Contact, topic_id: int, channel: str, source: str,
+               consent_text: str | None = None, occurred_at: datetime | None = None) -> ConsentEvent:
+    """Record that the contact rejoined a topic they had left."""
+    _require_reachable(contact, channel)
+    return _append(session, contact.id, channel, "granted", source, consent_text, None, None, occurred_at, topic_id=topic_id)
+
+
+def in_topic(session: Session, contact_id: int, topic_id: int, at: datetime | None = None) -> bool:
+    """False when the contact's latest event on the topic (as of `at`) is a leave; True otherwise."""
+    latest = session.scalar(select(ConsentEvent.action).where(
+        ConsentEvent.contact_id == contact_id, ConsentEvent.topic_id == topic_id, ConsentEvent.occurred_at <= (at or utcnow()),
+    ).order_by(ConsentEvent.occurred_at.desc(), ConsentEvent.id.desc()).limit(1))
+    return latest != "revoked"
+
+
+def left_topic_contacts(topic_id: int | ColumnElement[int], at: datetime | None = None,
+                        contact_ids: Collection[int] | None = None) -> Select[int]:
+    """SQL: ids of contacts whose latest event on the topic is a leave (among `contact_ids`,
+    when given). `topic_id` may be an SQL expression (the segment field names topics by name)."""
+    later = aliased(ConsentEvent)
+    newer_exists = exists().where(
+        later.contact_id == ConsentEvent.contact_id, later.topic_id == ConsentEvent.topic_id,
+        or_(later.occurred_at > ConsentEvent.occurred_at,
+            and_(later.occurred_at == ConsentEvent.occurred_at, later.id > ConsentEvent.id)),
+        *([later.occurred_at <= at] if at is not None else []),
+    )
+    q = select(ConsentEvent.contact_id).where(ConsentEvent.topic_id == topic_id, ConsentEvent.action == "revoked", ~newer_exists)
+    if at is not None:
+        q = q.where(ConsentEvent.occurred_at <= at)
+    if contact_ids is not None:
+        q = q.where(ConsentEvent.contact_id.in_(list(contact_ids)))
+    return q
+
+
+def left_count(session: Session, topic_id: int, at: datetime | None = None) -> int:
+    """How many contacts are out of a topic (left it and did not come back) as of `at`."""
+    return session.scalar(select(func.count()).select_from(left_topic_contacts(topic_id, at or utcnow()).subquery())) or 0
+
+
+def topic_names(session: Session, topic_ids: Collection[int]) -> dict[int, str]:
+    """Names of the topics ledger rows refer to (for history)."""
+    ids = list(topic_ids)
+    return {tid: name for tid, name in session.execute(select(Topic.id, Topic.name).where(Topic.id.in_(ids)))} if ids else {}
 
 
 def history(session: Session, contact_id: int, channel: str | None = None) -> list[ConsentEvent]:

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from campaigns.audience.contact_ref import resolve_refs
@@ -24,7 +24,7 @@ from campaigns.audience.contacts import normalise_email
 from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
 from campaigns.config import Settings
 from campaigns.errors import InputError, RowError
-from campaigns.store.models import Purchase
+from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import parse_datetime, utcnow
 
 CHUNK = 1000
@@ -190,3 +190,21 @@ def _write_chunk(
     if on_chunk is not None and touched:
         on_chunk(session, touched)
     session.expunge_all()
+
+
+def recent(session: Session, contact_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Orders, newest first (one contact's when `contact_id` is given), as rows for a table."""
+    q = select(Purchase, Contact.email).join(Contact, Contact.id == Purchase.contact_id)
+    if contact_id is not None:
+        q = q.where(Purchase.contact_id == contact_id)
+    return [{
+        "order_id": p.order_id, "contact": email or f"#{p.contact_id}", "amount": p.amount_cents / 100,
+        "currency": p.currency, "occurred_at": p.occurred_at, "utm_campaign": p.utm_campaign,
+    } for p, email in session.execute(q.order_by(Purchase.occurred_at.desc()).limit(limit))]
+
+
+def totals(session: Session, contact_id: int) -> tuple[int, int]:
+    """(how many orders, their sum in cents) for one contact."""
+    count, cents = session.execute(select(func.count(Purchase.id), func.coalesce(func.sum(Purchase.amount_cents), 0))
+                                   .where(Purchase.contact_id == contact_id)).one()
+    return int(count), int(cents)

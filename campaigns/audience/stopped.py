@@ -6,12 +6,14 @@ transaction. When that transaction commits, the contact is in this process's set
 sees "unsubscribed"); on PostgreSQL a `NOTIFY campaigns_stopped` is sent by the commit
 itself, and `Listener` adds it to the set of every other worker within milliseconds.
 The sender asks `is_stopped` right before handing a message over; the ledger and the
-suppression list stay the truth (the set only holds recent news, bounded).
+suppression list stay the truth (the set only holds recent news, bounded). A topic left
+is news too, under the scope `topic-<id>`: it holds back that topic's messages only.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -27,14 +29,21 @@ from campaigns.timespec import utcnow
 log = logging.getLogger(__name__)
 
 CHANNEL = "campaigns_stopped"
+_TOPIC = re.compile(r"topic-[0-9]{1,18}")
 _KEEP = 200_000  # recent stops remembered; older ones were long since seen by planning and claims
 _lock = threading.Lock()
-_recent: OrderedDict[tuple[int, str], float] = OrderedDict()  # (contact, channel) -> when (epoch seconds)
+_recent: OrderedDict[tuple[int, str], float] = OrderedDict()  # (contact, channel or topic scope) -> when (epoch seconds)
 _listening: set[int] = set()
 
 
+def topic_scope(topic_id: int) -> str:
+    """The scope a topic's stops are kept under (no ':' so it fits the notification payload)."""
+    return f"topic-{topic_id}"
+
+
 def announce(session: Session, contact_id: int, channels: Iterable[str]) -> None:
-    """Say, as part of this transaction, that `contact_id` must get nothing more on `channels`."""
+    """Say, as part of this transaction, that `contact_id` must get nothing more on `channels`
+    (channel names, or `topic_scope(id)` for a topic they left)."""
     pending: set[tuple[int, str, float]] = session.info.setdefault("campaigns_stopped", set())
     at = utcnow().timestamp()
     for channel in channels:
@@ -55,20 +64,22 @@ def remember(contact_id: int, channel: str, at: float) -> None:
 
 
 def is_stopped(contact_id: int, channel: str, planned_at: datetime) -> bool:
-    """True when this contact said stop on this channel after a message to them was planned
-    (a message planned later, after a new consent, is not held back)."""
+    """True when this contact said stop on this channel (or scope) after a message to them was
+    planned (a message planned later, after a new consent, is not held back)."""
     at = _recent.get((contact_id, channel))
     return at is not None and at >= planned_at.astimezone(UTC).timestamp()
 
 
-def wanted(contact_id: int, channel: str, planned_at: datetime) -> bool:
-    """The sender's question right before hand-over: may this message still go?"""
+def wanted(contact_id: int, channel: str, planned_at: datetime, topic_id: int | None = None) -> bool:
+    """The sender's question right before hand-over: may this message (about `topic_id`) still go?"""
+    if topic_id is not None and is_stopped(contact_id, topic_scope(topic_id), planned_at):
+        return False
     return not is_stopped(contact_id, channel, planned_at)
 
 
-def checker(contact_id: int, channel: str, planned_at: datetime) -> Callable[[], bool]:
+def checker(contact_id: int, channel: str, planned_at: datetime, topic_id: int | None = None) -> Callable[[], bool]:
     """`wanted` bound to one message, for the channel to call right before hand-over."""
-    return partial(wanted, contact_id, channel, planned_at)
+    return partial(wanted, contact_id, channel, planned_at, topic_id)
 
 
 def listen(engine: Engine) -> None:
@@ -129,11 +140,14 @@ def _poll_forever(ref: weakref.ref[Engine]) -> None:
                 if marks is None:
                     marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
                              conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
-                revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at)
+                revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at,
+                                              ConsentEvent.topic_id)
                                        .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
                 suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
                                           .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
-            for _id, cid, channel, at in [*revoked, *suppressed]:
+            for _id, cid, channel, at, topic_id in revoked:  # a topic left stops that topic only
+                remember(cid, channel if topic_id is None else topic_scope(topic_id), at.timestamp())
+            for _id, cid, channel, at in suppressed:
                 remember(cid, channel, at.timestamp())
             marks = (max([marks[0], *(r[0] for r in revoked)]), max([marks[1], *(r[0] for r in suppressed)]))
         except Exception as exc:  # a locked or restarting database: try again (claims still check the ledger)
@@ -149,9 +163,10 @@ def forget_all() -> None:
 
 
 def parse_payload(payload: str) -> tuple[int, str, float] | None:
-    """'<contact>:<channel>:<epoch>' from a notification, or None for anything else."""
+    """'<contact>:<channel or topic-N>:<epoch>' from a notification, or None for anything else."""
     parts = payload.split(":")
-    if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in ("email", "sms"):
+    scope = parts[1] if len(parts) == 3 else ""
+    if len(parts) != 3 or not parts[0].isdigit() or not (scope in ("email", "sms") or _TOPIC.fullmatch(scope)):
         return None
     try:
         return int(parts[0]), parts[1], float(parts[2])

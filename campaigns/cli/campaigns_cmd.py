@@ -42,13 +42,13 @@ from campaigns.timespec import utcnow
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
-          utm_source=None, utm_medium=None, late=None) -> CampaignSpec:
+          utm_source=None, utm_medium=None, late=None, topic=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
         utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
-        late=late)
+        late=late, topic=topic)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -72,6 +72,7 @@ GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when t
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
 LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
+TopicOpt = typer.Option(None, "--topic", help="What it is about (see `campaigns topics`): who left the topic is skipped; 'none' removes it.")
 
 
 def register(app: typer.Typer) -> None:
@@ -89,6 +90,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
+        topic: str | None = TopicOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
 
@@ -97,7 +99,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late)
+                 utm_source, utm_medium, late, topic)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -116,12 +118,13 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          throttle: str | None = ThrottleOpt, holdout: str | None = HoldoutOpt, variant: list[str] = VariantOpt,
          attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
          utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
-         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt) -> None:
+         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
+         topic: str | None = TopicOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late)
+                 utm_source, utm_medium, late, topic)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -207,11 +210,12 @@ def activate(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     ok(f"campaign {name} is live: the daemon sends it on schedule ({when})")
 
 
-def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW")) -> None:
+def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = typer.Argument(..., metavar="NEW"),
+          topic: str | None = TopicOpt) -> None:
     """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
     a = get_app(ctx)
     with a.session() as s:
-        clone_campaign(s, a.settings, name, new_name)
+        clone_campaign(s, a.settings, name, new_name, topic)
     ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
 
 

@@ -90,11 +90,18 @@ def history_cmd(
     with a.session() as session:
         c = find_contact(session, contact)
         events = ledger.history(session, c.id, channel.value if channel else None)
+        topics = ledger.topic_names(session, {e.topic_id for e in events if e.topic_id is not None})
         rows = [{
-            "id": e.id, "channel": e.channel, "action": e.action, "source": e.source, "text": e.consent_text,
-            "occurred_at": e.occurred_at, "ip": e.ip, "user_agent": e.user_agent,
+            "id": e.id, "channel": e.channel, "topic": topics.get(e.topic_id) if e.topic_id is not None else None,
+            "action": _topic_action(e.action) if e.topic_id is not None else e.action, "source": e.source,
+            "text": e.consent_text, "occurred_at": e.occurred_at, "ip": e.ip, "user_agent": e.user_agent,
         } for e in events]
         states = {ch: ledger.current_state(session, c.id, ch) for ch in ("email", "sms")}
-    emit_rows(rows, ["id", "channel", "action", "source", "text", "occurred_at", "ip", "user_agent"],
+    emit_rows(rows, ["id", "channel", "topic", "action", "source", "text", "occurred_at", "ip", "user_agent"],
               title=f"Consent ledger of {c.email or c.phone}", as_json=as_json, as_csv=as_csv,
               caption=" · ".join(f"{ch}: {s.action or 'none'}{' (pending)' if s.pending else ''}" for ch, s in states.items()))
+
+
+def _topic_action(action: str) -> str:
+    """A topic-level event in words: the ledger's revoked/granted are a topic left/rejoined."""
+    return {"revoked": "left topic", "granted": "rejoined topic"}.get(action, action)

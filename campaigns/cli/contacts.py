@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import func, select
 
 from campaigns.audience import consent as ledger
+from campaigns.audience import purchases
 from campaigns.audience.contacts import (
     add_contact,
     edit_contact,
@@ -33,7 +33,7 @@ from campaigns.cli.common import (
     warn,
 )
 from campaigns.errors import InputError
-from campaigns.store.models import Contact, Purchase
+from campaigns.store.models import Contact
 
 app = typer.Typer(help="Import, add, edit, tag, list, show, export and erase contacts.", no_args_is_help=True)
 
@@ -168,9 +168,7 @@ def show_cmd(ctx: typer.Context, contact: str = typer.Argument(..., help="Email,
             record[f"consent_{channel}"] = (state.action or "none") + (" (confirmation pending)" if state.pending else "")
             address = c.email if channel == "email" else c.phone
             record[f"suppressed_{channel}"] = address is not None and is_suppressed(session, a.settings, channel, address)
-        count, total = session.execute(
-            select(func.count(Purchase.id), func.coalesce(func.sum(Purchase.amount_cents), 0)).where(Purchase.contact_id == c.id)
-        ).one()
+        count, total = purchases.totals(session, c.id)
         record["purchases"] = count
         record["purchases_total"] = round(total / 100, 2)
     emit_record(record, title=f"Contact #{record['id']}", as_json=as_json)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import typer
-from sqlalchemy import func, select
 
 from campaigns import preflight
 from campaigns.cli.common import JsonOpt, console, emit_rows, get_app, print_json, warn
 from campaigns.messages import dkim_signing
-from campaigns.store.models import Campaign, Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
 
 
@@ -105,26 +102,12 @@ async def _beat(a, name: str, stop) -> None:
 
 def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """What is scheduled next, what is running, and the outbox by state."""
-    from campaigns.campaign_defs import last_transport_error
-    from scheduler.jobs import next_fire_times
+    from scheduler.status import gather
 
     a = get_app(ctx)
-    now = utcnow()
     with a.session(write=False) as s:
-        upcoming = [{"campaign": c.name, "kind": c.schedule_kind, "next": at if c.schedule_kind != "drip" else "every minute",
-                     "note": c.status_reason or ""}
-                    for c, at in next_fire_times(s, now)[:20]]
-        processes = [{"name": p.name, "role": p.role, "started_at": p.started_at, "last_seen": p.last_seen,
-                      "alive": now - p.last_seen < timedelta(seconds=60)} for p in s.scalars(select(ProcessHeartbeat))]
-        outbox = [{"campaign": name, "state": state, "count": n} for name, state, n in s.execute(
-            select(Campaign.name, Delivery.state, func.count()).join(Campaign, Campaign.id == Delivery.campaign_id)
-            .group_by(Campaign.name, Delivery.state).order_by(Campaign.name, Delivery.state))]
-        paused = [{"campaign": c.name, "reason": c.status_reason} for c in s.scalars(select(Campaign).where(Campaign.status == "paused"))]
-        errors = []
-        for c in s.scalars(select(Campaign).where(Campaign.status.in_(("draft", "scheduled", "paused"))).order_by(Campaign.name)):
-            found = last_transport_error(s, c.id)
-            if found:
-                errors.append({"campaign": c.name, "last_error": found[0], "at": found[1]})
+        found = gather(s, utcnow())
+    upcoming, processes, outbox, paused, errors = (found[k] for k in ("upcoming", "processes", "outbox", "paused", "errors"))
     if as_json:
         print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused, "errors": errors})
         return

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from sqlalchemy import select
 
+from campaigns.audience import purchases
 from campaigns.audience.contacts import find_contact
 from campaigns.audience.purchases import import_purchases
 from campaigns.cli.common import (
@@ -20,7 +20,6 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.store.models import Contact, Purchase
 from campaigns.tracking.attribution import attribute_purchases
 
 app = typer.Typer(help="Orders: import and list.", no_args_is_help=True)
@@ -62,12 +61,6 @@ def list_cmd(
     """Orders, newest first."""
     a = get_app(ctx)
     with a.session() as session:
-        q = select(Purchase, Contact.email).join(Contact, Contact.id == Purchase.contact_id)
-        if contact:
-            q = q.where(Purchase.contact_id == find_contact(session, contact).id)
-        rows = [{
-            "order_id": p.order_id, "contact": email or f"#{p.contact_id}", "amount": p.amount_cents / 100,
-            "currency": p.currency, "occurred_at": p.occurred_at, "utm_campaign": p.utm_campaign,
-        } for p, email in session.execute(q.order_by(Purchase.occurred_at.desc()).limit(limit))]
+        rows = purchases.recent(session, find_contact(session, contact).id if contact else None, limit)
     emit_rows(rows, ["order_id", "contact", "amount", "currency", "occurred_at", "utm_campaign"],
               title="Purchases", as_json=as_json, as_csv=as_csv)

@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "consent": ("consent", "The consent ledger: grant, revoke, confirm (double opt-in), history."),
     "suppress": ("suppress", "Addresses never to be messaged: add, list, remove."),
     "purchases": ("purchases", "Orders: import and list."),
+    "topics": ("topics", "Topics: what campaigns are about; a contact can leave one and keep the channel."),
     "segments": ("segments", "Segments: named filters over contacts, consent and purchases."),
     "customers": ("customers", "Customer value: RFM segments, lifecycle stages, the loyalty matrix."),
     "templates": ("templates", "Message templates: list, lint, check, render a preview, send a test."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import typer
 from rich.markup import escape
@@ -135,46 +134,27 @@ def edit_cmd(
 
     Campaigns using the segment see the change at their next firing.
     """
-    from sqlalchemy import select
-
-    from campaigns.errors import InputError
-    from campaigns.segments.parser import parse, segment_references
-    from campaigns.segments.service import members_query
-    from campaigns.store.models import Contact
+    from campaigns.segments.service import edit_definition
     from campaigns.timespec import utcnow
 
     a = get_app(ctx)
     with a.session() as session:
         seg = get_segment(session, name)
-        definition = where.strip()
-        if seg.name in segment_references(parse(definition)):
-            raise InputError(f"--where: segment '{seg.name}' cannot contain itself")
-        before: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}
-        old = seg.definition
-        seg.definition = definition
-        session.flush()
-        # Compiling the stored segment again catches a cycle through other segments.
-        after: set[int] = {int(i) for i in session.scalars(members_query(session, seg, a.settings))}
-        joins, leaves = sorted(after - before), sorted(before - after)
-        shown: dict[int, str] = {c.id: c.email or c.phone or f"#{c.id}" for c in session.scalars(
-            select(Contact).where(Contact.id.in_(joins[:sample] + leaves[:sample])))}
-        usage = segment_usage(session, seg)
-        preview: dict[str, Any] = {"name": seg.name, "old": old, "new": definition, "before": len(before), "after": len(after),
-                   "joins": len(joins), "leaves": len(leaves), "used_by_campaigns": usage.campaigns,
-                   "sample_joins": [shown[i] for i in joins[:sample]], "sample_leaves": [shown[i] for i in leaves[:sample]]}
+        preview = edit_definition(session, a.settings, seg, where, sample)
+        before, after, joins, leaves = (preview[k] for k in ("before", "after", "joins", "leaves"))
+        shown_joins, shown_leaves = preview["sample_joins"], preview["sample_leaves"]
+        usage_campaigns = preview["used_by_campaigns"]
         if as_json:
             emit_record(preview, as_json=True)
         else:
-            console.print(f"Segment {escape(seg.name)}: {len(before):,} -> {len(after):,} contacts "
-                          f"({len(joins):,} join, {len(leaves):,} leave)", soft_wrap=True)
+            console.print(f"Segment {escape(seg.name)}: {before:,} -> {after:,} contacts "
+                          f"({joins:,} join, {leaves:,} leave)", soft_wrap=True)
             if joins:
-                console.print("  join:  " + escape(", ".join(shown[i] for i in joins[:sample])) + (" ..." if len(joins) > sample else ""),
-                              soft_wrap=True)
+                console.print("  join:  " + escape(", ".join(shown_joins)) + (" ..." if joins > sample else ""), soft_wrap=True)
             if leaves:
-                console.print("  leave: " + escape(", ".join(shown[i] for i in leaves[:sample])) + (" ..." if len(leaves) > sample else ""),
-                              soft_wrap=True)
-            if usage.campaigns:
-                console.print("  used by: " + escape(", ".join(usage.campaigns)) + " (they see the change at their next firing)",
+                console.print("  leave: " + escape(", ".join(shown_leaves)) + (" ..." if leaves > sample else ""), soft_wrap=True)
+            if usage_campaigns:
+                console.print("  used by: " + escape(", ".join(usage_campaigns)) + " (they see the change at their next firing)",
                               soft_wrap=True)
         if dry_run or (not yes and not as_json and not typer.confirm("Apply this change?")) or (as_json and not yes):
             session.rollback()
@@ -184,4 +164,4 @@ def edit_cmd(
         if description is not None:
             seg.description = description
         seg.updated_at = utcnow()
-    ok(f"segment '{name}' updated: {len(after):,} contacts match now")
+    ok(f"segment '{name}' updated: {after:,} contacts match now")

@@ -12,7 +12,6 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import safe_files
@@ -117,12 +116,9 @@ def lint_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Template 
 def _contact_and_campaign(session: Session, ref: str | None, campaign: str | None,
                           settings: Settings) -> tuple[Contact, Campaign | None]:
     contact = find_contact(session, ref, settings) if ref else Contact(id=0, name="Test Recipient", attributes={}, tags=[])
-    camp = None
-    if campaign:
-        camp = session.scalar(select(Campaign).where(Campaign.name == campaign))
-        if camp is None:
-            raise NotFoundError(f"no campaign '{campaign}'")
-    return contact, camp
+    from campaigns.campaign_defs import get_campaign
+
+    return contact, get_campaign(session, campaign) if campaign else None
 
 
 @app.command("render")

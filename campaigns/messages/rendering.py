@@ -292,9 +292,13 @@ def render_delivery(
 
 
 def list_id(campaign: Campaign | None, domain: str) -> str:
-    """RFC 2919 List-Id of a campaign's mail: <name-id.domain> (ASCII; lets people filter it)."""
+    """RFC 2919 List-Id of a campaign's mail (ASCII; lets people filter it): a campaign with a
+    topic is on that topic's list, <topic.topics.domain>, the same for every campaign about it
+    (the list one-click unsubscribe leaves); one without is its own list, <name-id.domain>."""
     if campaign is None:
         return f"<preview.{domain}>"
+    if campaign.topic is not None:  # topic names are checked to be dot-atom text (audience/topics.py)
+        return f"<{campaign.topic.name}.topics.{domain}>"
     label = re.sub(r"[^a-z0-9]+", "-", campaign.name.lower()).strip("-")[:40] or "campaign"
     return f"<{label}-{campaign.id}.{domain}>"
 

@@ -22,7 +22,7 @@ from campaigns.store.models import (
 )
 from campaigns.timespec import utcnow
 
-SKIPS = ("no_consent", "suppressed", "capped", "invalid_address")
+SKIPS = ("no_consent", "left_topic", "suppressed", "capped", "invalid_address")
 
 
 def _bucket(session: Session, column: Any, unit: str) -> Any:
@@ -61,7 +61,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     states = dict(session.execute(select(d.state, func.count()).where(d.campaign_id == c.id).group_by(d.state)).all())
     runs = list(session.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id)))
     in_segment = sum((r.counts or {}).get("in_segment", 0) for r in runs)
-    skipped = {k: sum((r.counts or {}).get("skipped", {}).get(k, 0) for r in runs) for k in SKIPS}
+    skipped = {k: sum((r.counts or {}).get("skipped", {}).get(k, 0) for r in runs) for k in SKIPS
+               if k != "left_topic" or c.topic_id is not None}  # only a campaign with a topic can lose anyone to it
     sent = states.get("sent", 0)
     counts = _deliveries_with(session, c)
     bounced, unsubscribed, complaints = counts["bounce"][0], counts["unsubscribe"][0], counts["complaint"][0]

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, not_, or_, select
 from sqlalchemy.sql.expression import ColumnElement
 
-from campaigns.audience.consent import consented_contacts
+from campaigns.audience.consent import consented_contacts, left_topic_contacts
 from campaigns.config import Settings
 from campaigns.segments import metrics
 from campaigns.segments.fields import ATTRIBUTE, FIELDS, OPERATORS, FieldSpec
@@ -36,7 +36,7 @@ from campaigns.segments.sqlfuncs import (
     json_number,
     json_text,
 )
-from campaigns.store.models import Contact, Purchase
+from campaigns.store.models import Contact, Purchase, Topic
 
 Resolver = Callable[[str, int], ColumnElement[bool]]
 _SHOWN = {"truth": "a bare field", "notin": "not in"}
@@ -264,6 +264,9 @@ class Compiler:
         if spec.kind == "tags":
             tags = [json_has(Contact.tags, v) for v in self._values(spec, node)]
             return not_(or_(*tags)) if node.op == "notin" else or_(*tags)
+        if spec.kind == "topics":
+            topics = [self._in_topic(v) for v in self._values(spec, node)]
+            return not_(or_(*topics)) if node.op == "notin" else or_(*topics)
         column = getattr(Contact, spec.column)
         if spec.kind == "date":
             return _present(column, self._date_cond(column, node))
@@ -273,6 +276,12 @@ class Compiler:
         if node.op == "contains":
             return _present(column, func.lower(column).contains(vals[0].lower(), autoescape=True))
         return _present(column, _sql(column, node.op, vals))
+
+    def _in_topic(self, name: str) -> ColumnElement[bool]:
+        """In the topic named `name` as of the evaluation time: it exists and the contact has not
+        left it (a topic that does not exist has nobody in it)."""
+        topic_id = select(Topic.id).where(Topic.name == name).scalar_subquery()
+        return and_(exists().where(Topic.name == name), Contact.id.not_in(left_topic_contacts(topic_id, self.at)))
 
     def _null_test(self, node: Compare, columns: list[Any]) -> ColumnElement[bool]:
         if node.op not in ("=", "!=") or len(node.values) != 1:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from campaigns.segments.metrics import ABC_CLASSES, LIFECYCLE_STAGES, LOYALTY_KINDS
 from campaigns.segments.rfm import SEGMENT_NAMES
 
-# kind: text | date | number | money | score | rfm_score | enum | bool | tags | attribute
+# kind: text | date | number | money | score | rfm_score | enum | bool | tags | topics | attribute
 # source: contact (a column or JSON of the contact row), consent, buyers (the purchases relation),
 # value (the fitted CLV models)
 
@@ -33,6 +33,8 @@ FIELDS: dict[str, FieldSpec] = {
     "external_id": FieldSpec("text", "contact", "external_id"),
     "created_at": FieldSpec("date", "contact", "created_at"),
     "tags": FieldSpec("tags", "contact", "tags"),
+    # the topics a contact is in: every topic, less those they left (the consent ledger)
+    "topics": FieldSpec("topics", "consent", "topics"),
     "consent.email": FieldSpec("bool", "consent", "email"),
     "consent.sms": FieldSpec("bool", "consent", "sms"),
     "purchases.count": FieldSpec("number", "buyers", "orders", windowed=True, nonbuyer=0),
@@ -63,6 +65,7 @@ OPERATORS: dict[str, frozenset[str]] = {
     "enum": frozenset({"=", "!=", "in", "notin"}),
     "bool": frozenset({"truth", "=", "!="}),
     "tags": frozenset({"contains", "in", "notin"}),
+    "topics": frozenset({"contains", "in", "notin"}),
     "attribute": frozenset({"=", "!=", "<", "<=", ">", ">=", "in", "notin", "contains", "between"}),
 }
 

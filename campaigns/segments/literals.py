@@ -40,7 +40,7 @@ def convert(spec: FieldSpec, name: str, lit: Lit) -> Any:
         if wanted not in spec.choices:
             raise error(lit.col, f"{name} is one of {', '.join(spec.choices)}; '{v}' is not")
         return wanted
-    if spec.kind in ("text", "tags"):
+    if spec.kind in ("text", "tags", "topics"):
         if not isinstance(v, str):
             raise error(lit.col, f"{name} compares with \"quoted text\", not {show(v)}")
         return v

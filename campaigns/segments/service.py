@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -160,3 +161,24 @@ def delete_segment(session: Session, segment: Segment | str) -> None:
     session.delete(seg)
     session.flush()
 
+
+
+def edit_definition(session: Session, settings: Settings, segment: Segment | str, where: str, sample: int = 10) -> dict[str, Any]:
+    """Give the segment a new filter in `session` (the caller commits or rolls back) and say
+    who joins and who leaves: counts, up to `sample` of each by address, and its campaigns."""
+    seg = _segment(session, segment)
+    definition = where.strip()
+    if seg.name in segment_references(parse(definition)):
+        raise InputError(f"--where: segment '{seg.name}' cannot contain itself")
+    before = {int(i) for i in session.scalars(members_query(session, seg, settings))}
+    old = seg.definition
+    seg.definition = definition
+    session.flush()
+    # Compiling the stored segment again catches a cycle through other segments.
+    after = {int(i) for i in session.scalars(members_query(session, seg, settings))}
+    joins, leaves = sorted(after - before), sorted(before - after)
+    shown = {c.id: c.email or c.phone or f"#{c.id}" for c in session.scalars(
+        select(Contact).where(Contact.id.in_(joins[:sample] + leaves[:sample])))}
+    return {"name": seg.name, "old": old, "new": definition, "before": len(before), "after": len(after),
+            "joins": len(joins), "leaves": len(leaves), "used_by_campaigns": segment_usage(session, seg).campaigns,
+            "sample_joins": [shown[i] for i in joins[:sample]], "sample_leaves": [shown[i] for i in leaves[:sample]]}

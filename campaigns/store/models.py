@@ -92,14 +92,28 @@ class Contact(Base):
         return (self.name or "").split(" ")[0] if self.name else ""
 
 
+class Topic(Base):
+    """What a campaign is about ("news", "offers"): a contact can leave one and keep the channel."""
+
+    __tablename__ = "topic"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ConsentEvent(Base):
-    """Append-only ledger: the current consent is the latest non-pending event."""
+    """Append-only ledger: the current consent is the latest non-pending event.
+
+    A row with `topic_id` is topic-level (left or rejoined that topic, whatever the channel);
+    channel-level consent reads only the rows without one."""
 
     __tablename__ = "consent_event"
     __table_args__ = (
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("action", CONSENT_ACTIONS), name="action"),
         Index("ix_consent_event_current", "contact_id", "channel", "occurred_at", "id"),
+        Index("ix_consent_event_topic", "topic_id", "contact_id", "occurred_at", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
@@ -116,6 +130,8 @@ class ConsentEvent(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     token_expires_at: Mapped[datetime | None]
     confirms_event_id: Mapped[int | None] = mapped_column(ForeignKey("consent_event.id"), unique=True)
+    # Topic-level consent: `channel` then says where the person said it (the ledger's provenance).
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id"))
 
 
 class Suppression(Base):
@@ -221,7 +237,10 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column()  # `campaigns activate`: nothing fires before it
+    # What the campaign is about: contacts who left this topic are not messaged (audience/messageable.py).
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id"))
     segment: Mapped[Segment] = relationship(lazy="joined")
+    topic: Mapped[Topic | None] = relationship(lazy="joined")
 
 
 class CampaignRun(Base):

@@ -117,22 +117,38 @@ class Click(PageHandler):
 
 
 class Unsubscribe(PageHandler):
-    """/u/<d>/<sig>: GET asks (scanners follow GETs); POST List-Unsubscribe=One-Click acts."""
+    """/u/<d>/<sig>: GET asks (scanners follow GETs) and offers this topic or everything; POST acts.
+
+    The POST needs `List-Unsubscribe=One-Click` (RFC 8058; the page's form sends it too). With
+    nothing else it is the one-click unsubscribe: the message's topic when it has one, else email
+    (docs/tracking.md says why); the form adds `scope=topic|everything` and `all=1`."""
 
     async def handle(self, request: Request) -> Response:
         delivery_id = links.verify_unsubscribe(self.settings, request.path_params["d"], request.path_params["sig"])
         if delivery_id is None:
             raise guard.BadRequest(404, "This unsubscribe link is not valid.")
         if request.method == "GET":
-            return HTMLResponse(pages.unsubscribe_form(self.settings.sending.from_name))
+            target = await self.tx(lambda s: responses.unsubscribe_target(s, delivery_id))
+            if target is None:
+                raise guard.BadRequest(404, "This unsubscribe link is not valid.")
+            return HTMLResponse(pages.unsubscribe_form(self.settings.sending.from_name, target.topic, target.description))
         form = await guard.form_any(request, await self.body(request))
-        if form.get("List-Unsubscribe") != "One-Click":
+        scope = form.get("scope", responses.ONE_CLICK)
+        if form.get("List-Unsubscribe") != "One-Click" or scope not in (responses.TOPIC, responses.EVERYTHING, responses.ONE_CLICK):
             raise guard.BadRequest(400, "Nothing was changed.")
         ua, ip = self.client(request)
-        found = await self.tx(lambda s: responses.unsubscribe(s, delivery_id, self.clock(), form.get("all") == "1", ip, ua))
-        if not found:
+        try:
+            done = await self.tx(lambda s: responses.unsubscribe(s, delivery_id, self.clock(), form.get("all") == "1", ip, ua,
+                                                                 scope=scope))
+        except CampaignsError:
+            raise guard.BadRequest(400, "Nothing was changed.") from None
+        if done is None:
             raise guard.BadRequest(404, "This unsubscribe link is not valid.")
-        return HTMLResponse(pages.message("Unsubscribed", "You will get no more marketing email from us."))
+        if done.topic is not None:
+            return HTMLResponse(pages.message("Unsubscribed", f"You will get no more \u201c{done.topic}\u201d email from us; "
+                                                              "other messages you signed up for still come."))
+        what = "marketing messages" if len(done.channels) > 1 else "marketing email"
+        return HTMLResponse(pages.message("Unsubscribed", f"You will get no more {what} from us."))
 
 
 class Confirm(PageHandler):

@@ -15,11 +15,17 @@ def page(title: str, body_html: str) -> str:
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body_html}</body></html>")
 
 
-def unsubscribe_form(sender: str) -> str:
-    """GET /u/...: asks, changes nothing."""
+def unsubscribe_form(sender: str, topic: str | None = None, description: str | None = None) -> str:
+    """GET /u/...: asks, changes nothing. With a topic, the choice is that topic or everything."""
+    choice = ""
+    if topic is not None:
+        about = f" ({escape(description)})" if description else ""
+        choice = (f"<label><input type='radio' name='scope' value='topic' checked> Only \u201c{escape(topic)}\u201d{about}</label>"
+                  f"<label><input type='radio' name='scope' value='everything'> All marketing email from {escape(sender)}</label>")
+    question = "What would you like to stop receiving?" if topic is not None else f"Stop receiving marketing email from {escape(sender)}?"
     return page("Unsubscribe", (
-        f"<p>Stop receiving marketing email from {escape(sender)}?</p>"
-        "<form method='post'><input type='hidden' name='List-Unsubscribe' value='One-Click'>"
+        f"<p>{question}</p>"
+        "<form method='post'><input type='hidden' name='List-Unsubscribe' value='One-Click'>" + choice +
         "<label><input type='checkbox' name='all' value='1'> Also stop text messages (all channels)</label>"
         "<button type='submit'>Unsubscribe</button></form>"))
 

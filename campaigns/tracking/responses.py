@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from campaigns.audience import consent as ledger
 from campaigns.config import Settings
 from campaigns.errors import InputError
 from campaigns.messages.link_registry import link_url
-from campaigns.store.models import Contact
+from campaigns.store.models import Campaign, Contact
 from campaigns.tracking import events
 from campaigns.tracking.attribution import attribute_purchases
 
@@ -44,30 +45,80 @@ def record_click(session: Session, settings: Settings, delivery_id: int, link_id
     return url
 
 
-def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: bool, ip: str | None, ua: str | None,
-                source: str = "one-click unsubscribe", proof: dict[str, str] | None = None) -> bool:
-    """Revoke email (and, if asked, every channel); idempotent. False when the delivery is unknown.
+# What an unsubscribe asks for: `ONE_CLICK` is the RFC 8058 POST (and the mailto address), which
+# carries no choice and leaves the message's topic when it has one, else the channel (docs/tracking.md);
+# the page's form says `topic` or `everything`.
+ONE_CLICK, TOPIC, EVERYTHING = "one-click", "topic", "everything"
+SCOPES = (ONE_CLICK, TOPIC, EVERYTHING)
 
-    Every sender hears of it (`stopped.announce`) when this transaction commits, before the
-    caller answers the person."""
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """What an unsubscribe changed: a topic left, or the channels revoked."""
+
+    topic: str | None
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UnsubscribeTarget:
+    """What the unsubscribe page offers for one delivery: its campaign's topic, if any."""
+
+    topic: str | None
+    description: str | None
+
+
+def unsubscribe_target(session: Session, delivery_id: int) -> UnsubscribeTarget | None:
+    """The topic the page offers to leave (None: no such delivery, or its contact was erased)."""
+    d = events.delivery(session, delivery_id)
+    contact = session.get(Contact, d.contact_id) if d is not None else None
+    if d is None or contact is None or contact.erased_at is not None:
+        return None
+    campaign = session.get(Campaign, d.campaign_id)
+    topic = campaign.topic if campaign is not None else None
+    return UnsubscribeTarget(topic.name if topic else None, topic.description if topic else None)
+
+
+def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: bool, ip: str | None, ua: str | None,
+                source: str = "one-click unsubscribe", proof: dict[str, str] | None = None,
+                scope: str = ONE_CLICK) -> Unsubscribed | None:
+    """Leave the message's topic, or revoke email (and, if asked, every channel); idempotent.
+    None when the delivery is unknown. `scope`: see SCOPES; `all_channels` always means everything.
+
+    Every sender hears of it (`stopped.announce`: the channels, or the topic) when this
+    transaction commits, before the caller answers the person."""
     from campaigns.audience import stopped
 
+    if scope not in SCOPES:
+        raise InputError(f"scope: '{scope}' is not one of {', '.join(SCOPES)}")
     d = events.delivery(session, delivery_id)
     if d is None:
-        return False
+        return None
     contact = session.get(Contact, d.contact_id)
     if contact is None or contact.erased_at is not None:
-        return False
-    channels = ("email", "sms") if all_channels else ("email",)
-    for channel in channels:
-        state = ledger.current_state(session, contact.id, channel, at)
-        if state.action in ledger.MESSAGEABLE or state.pending:
-            ledger.revoke(session, contact, channel, source, ip=ip, user_agent=ua, occurred_at=at,
-                          proof=", ".join(f"{k} {v}" for k, v in (proof or {}).items() if v) or None)
-    stopped.announce(session, contact.id, channels)
+        return None
+    campaign = session.get(Campaign, d.campaign_id)
+    topic = campaign.topic if campaign is not None else None
+    if scope == TOPIC and topic is None:
+        raise InputError("scope: this message has no topic to leave")
+    text = ", ".join(f"{k} {v}" for k, v in (proof or {}).items() if v) or None
+    if topic is not None and not all_channels and scope in (ONE_CLICK, TOPIC):
+        if ledger.in_topic(session, contact.id, topic.id, at):
+            ledger.leave_topic(session, contact, topic.id, d.channel, source, ip=ip, user_agent=ua, occurred_at=at, proof=text)
+        stopped.announce(session, contact.id, [stopped.topic_scope(topic.id)])
+        done = Unsubscribed(topic.name, ())
+    else:
+        channels = ("email", "sms") if all_channels else ("email",)
+        for channel in channels:
+            state = ledger.current_state(session, contact.id, channel, at)
+            if state.action in ledger.MESSAGEABLE or state.pending:
+                ledger.revoke(session, contact, channel, source, ip=ip, user_agent=ua, occurred_at=at, proof=text)
+        stopped.announce(session, contact.id, channels)
+        done = Unsubscribed(None, channels)
     events.record(session, type="unsubscribe", dedup_key=f"unsubscribe:{d.id}", delivery=d, at=at, user_agent=ua, ip=ip,
-                  data={"all_channels": all_channels, "source": source, **(proof or {})})
-    return True
+                  data={"all_channels": all_channels, "source": source, "topic": done.topic,
+                        "channels": list(done.channels), **(proof or {})})
+    return done
 
 
 def purchase_webhook(session: Session, settings: Settings, row: dict[str, str]) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from tests.conftest import CliRunner, _sqlite_template, write_config
 @pytest.fixture
 def db_url(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """SQLite only: these are checks of the configuration, the same on every backend."""
-    target = tmp_path / "campaigns.store.db"
+    target = tmp_path / "campaigns.db"
     target.write_bytes(_sqlite_template(tmp_path_factory).read_bytes())
     return f"sqlite:///{target}"
 

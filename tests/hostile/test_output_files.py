@@ -42,7 +42,7 @@ def test_report_output_refuses_an_existing_file_and_replaces_a_symlink_not_its_t
 
 
 def test_a_new_sqlite_database_file_is_private(tmp_path):
-    db = tmp_path / "campaigns.store.db"
+    db = tmp_path / "campaigns.db"
     engine = make_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x)")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import func, select
 
-from campaigns.campaign_defs import CampaignSpec, edit_campaign
+from campaigns.campaign_defs import CampaignSpec, activate_campaign, edit_campaign
 from campaigns.messages import links
 from campaigns.store.models import Delivery, ProcessHeartbeat
 from campaigns.timespec import utcnow
@@ -72,6 +72,7 @@ def test_the_daemon_killed_five_times_mid_campaign(tmp_path: Path, record) -> No
     shop = build_shop(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", N, plan=False, sending={"lease_seconds": "4"})
     with shop.app.session() as s:  # a firing a few seconds ahead (a time already gone is refused)
         edit_campaign(s, shop.app.settings, "load", CampaignSpec(at=(utcnow() + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S")))
+        activate_campaign(s, shop.app.settings, "load")  # a draft is never planned by the daemon
     in_flight: list[int] = []
     sent_at_kill: list[int] = []
     try:

@@ -107,7 +107,7 @@ def _lose_lock_session(app, db_url, tmp_path):
     server restart does to it, without disturbing other users of the shared server);
     SQLite's lock file is removed (what a tmp cleaner or a careless `rm` does)."""
     if db_url.startswith("sqlite"):
-        lock_file = (tmp_path / "campaigns.store.db").with_suffix(".daemon.lock")
+        lock_file = (tmp_path / "campaigns.db").with_suffix(".daemon.lock")
         lock_file.unlink()
         return
     from sqlalchemy import text

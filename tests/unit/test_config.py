@@ -45,7 +45,7 @@ def test_relative_paths_are_anchored_at_the_config_folder(tmp_path):
     cfg.write_text('templates_dir = "tpl"\n')
     s = load_settings(cfg, environ={})
     assert s.path(s.templates_dir) == tmp_path / "sub" / "tpl"
-    assert s.database_url.endswith(str(tmp_path / "sub" / "campaigns.store.db"))
+    assert s.database_url.endswith(str(tmp_path / "sub" / "campaigns.db"))
 
 
 @pytest.mark.parametrize("text, env, expected", [

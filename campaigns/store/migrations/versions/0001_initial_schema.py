@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 15:31:34.097019
+Create Date: 2026-11-27 20:26:44.919732
 """
 import sqlalchemy as sa
 from alembic import op
@@ -51,14 +51,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_heartbeat')),
     sa.UniqueConstraint('name', name=op.f('uq_process_heartbeat_name'))
     )
-    op.create_table('send_window',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('scope', sa.String(length=300), nullable=False),
-    sa.Column('minute', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('count', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
-    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
-    )
     op.create_table('segment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -68,6 +60,14 @@ def upgrade() -> None:
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_segment')),
     sa.UniqueConstraint('name', name=op.f('uq_segment_name'))
+    )
+    op.create_table('send_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.String(length=300), nullable=False),
+    sa.Column('minute', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_window')),
+    sa.UniqueConstraint('scope', 'minute', name=op.f('uq_send_window_scope_minute'))
     )
     op.create_table('suppression',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -95,6 +95,14 @@ def upgrade() -> None:
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_template_channel')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_template')),
     sa.UniqueConstraint('name', name=op.f('uq_template_name'))
+    )
+    op.create_table('topic',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('created_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_topic')),
+    sa.UniqueConstraint('name', name=op.f('uq_topic_name'))
     )
     op.create_table('tracked_link',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -132,9 +140,11 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('activated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('topic_id', sa.Integer(), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
-    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'sent', 'archived')", name=op.f('ck_campaign_status')),
+    sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
     )
@@ -152,16 +162,19 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=True),
     sa.Column('token_expires_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('confirms_event_id', sa.Integer(), nullable=True),
+    sa.Column('topic_id', sa.Integer(), nullable=True),
     sa.CheckConstraint("action IN ('granted', 'pending', 'confirmed', 'revoked')", name=op.f('ck_consent_event_action')),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_consent_event_channel')),
     sa.ForeignKeyConstraint(['confirms_event_id'], ['consent_event.id'], name=op.f('fk_consent_event_confirms_event_id_consent_event')),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_consent_event_contact_id_contact'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_consent_event_topic_id_topic')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_consent_event')),
     sa.UniqueConstraint('confirms_event_id', name=op.f('uq_consent_event_confirms_event_id')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_consent_event_token_hash'))
     )
     with op.batch_alter_table('consent_event', schema=None) as batch_op:
         batch_op.create_index('ix_consent_event_current', ['contact_id', 'channel', 'occurred_at', 'id'], unique=False)
+        batch_op.create_index('ix_consent_event_topic', ['topic_id', 'contact_id', 'occurred_at', 'id'], unique=False)
 
     op.create_table('purchase',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -328,14 +341,16 @@ def downgrade() -> None:
 
     op.drop_table('purchase')
     with op.batch_alter_table('consent_event', schema=None) as batch_op:
+        batch_op.drop_index('ix_consent_event_topic')
         batch_op.drop_index('ix_consent_event_current')
 
     op.drop_table('consent_event')
     op.drop_table('campaign')
-    op.drop_table('send_window')
     op.drop_table('tracked_link')
+    op.drop_table('topic')
     op.drop_table('template')
     op.drop_table('suppression')
+    op.drop_table('send_window')
     op.drop_table('segment')
     op.drop_table('process_heartbeat')
     with op.batch_alter_table('contact', schema=None) as batch_op:
