@@ -24,6 +24,7 @@ BENCHES = [
     ("bench_send", "Planning, and end-to-end sending into an aiosmtpd sink in another process vs a bare aiosmtplib loop"),
     ("bench_tracking", "Click redirects per second: our tracking app vs a bare ASGI redirect"),
     ("bench_report", "Campaign report on a large history vs the bare GROUP BY counts"),
+    ("bench_events", "Custom events: import + triggered-journey evaluation vs a bare insert loop"),
 ]
 OUT = Path(__file__).parent / "RESULTS.md"
 # The segment benchmark's own default (1M contacts, 5M orders) spends most of its time

@@ -9,7 +9,8 @@ for its channel, and they lint clean. Schedules: `--at` (once), `--cron` (recurr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import shlex
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from campaigns.timespec import (
     parse_duration,
     utcnow,
 )
+from campaigns.vocab import DeliveryState, WinnerMetric, values
 
 LATE_POLICIES = ("skip", "send")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -61,6 +63,14 @@ class CampaignSpec:
     late: str | None = None
     cost_per_message: float | None = None
     transactional: bool | None = None
+    trigger: str | None = None
+    offset: str | None = None
+    exit_when: str | None = None
+    goal: str | None = None
+    reentry: str | None = None
+    test_share: str | None = None
+    winner_after: str | None = None
+    winner_by: str | None = None
     topic: str | None = None  # a topic's name; "none" takes the topic away (edit)
 
 
@@ -70,6 +80,43 @@ def parse_percent(text: str, what: str = "--holdout") -> float:
     if not m or not 0 <= float(m.group(1)) < 100:
         raise InputError(f"{what}: '{text}' is not a percentage from 0 to 99 (e.g. 10%)")
     return float(m.group(1))
+
+
+def parse_test_share(text: str) -> float | None:
+    """'20%' -> 20.0, strictly between 0 and 100; 'none' / 'off' -> None (everyone gets the split)."""
+    if str(text).strip().lower() in ("none", "off"):
+        return None
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$", str(text))
+    if not m or not 0 < float(m.group(1)) < 100:
+        raise InputError(f"--test-share: '{text}' is not a percentage between 0 and 100, both excluded (e.g. 20%)")
+    return float(m.group(1))
+
+
+def _apply_winner(c: Campaign, spec: CampaignSpec) -> None:
+    """--test-share, --winner-after, --winner-by: set together, and only with two or more variants."""
+    if spec.test_share is not None:
+        c.test_share_pct = parse_test_share(spec.test_share)
+    if spec.winner_after is not None:
+        after = parse_duration(spec.winner_after, "--winner-after")
+        if after.total_seconds() < 60:
+            raise InputError(f"--winner-after: '{spec.winner_after}' is too short to measure anything; give at least 1m (e.g. 4h)")
+        c.winner_after_seconds = int(after.total_seconds())
+    if spec.winner_by is not None:
+        if spec.winner_by not in values(WinnerMetric):
+            raise InputError(f"--winner-by: '{spec.winner_by}' is not one of {', '.join(values(WinnerMetric))}")
+        c.winner_by = spec.winner_by
+    if c.test_share_pct is None:
+        if spec.winner_after is not None or spec.winner_by is not None:
+            raise InputError("--winner-after/--winner-by: give --test-share too (e.g. --test-share 20%)")
+        c.winner_after_seconds = c.winner_by = None  # 'none' switched the test off
+        return
+    if c.winner_after_seconds is None:
+        raise InputError("--winner-after: required with --test-share (e.g. --winner-after 4h)")
+    c.winner_by = c.winner_by or WinnerMetric.CLICKS.value
+    if len(c.variants or []) < 2:
+        raise InputError("--test-share: needs two or more --variant to test (e.g. --variant A:welcome:50 --variant B:promo:50)")
+    if c.schedule_kind == "drip":
+        raise InputError("--test-share: not for drips (--step); each contact enters a drip at their own time")
 
 
 def parse_throttle(text: str) -> int | None:
@@ -120,7 +167,7 @@ def templates_of(campaign: Campaign) -> list[str]:
 
 def check_ready(session: Session, settings: Settings, campaign: Campaign) -> None:
     """Refuse to schedule a campaign whose segment or templates are missing or broken."""
-    if session.get(Segment, campaign.segment_id) is None:
+    if campaign.segment_id is None or session.get(Segment, campaign.segment_id) is None:
         raise NotFoundError(f"campaign {campaign.name}: its segment no longer exists")
     names = templates_of(campaign)
     if not names:
@@ -147,6 +194,8 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.timezone = spec.timezone
     if spec.template is not None:
         c.template_name = spec.template
+    at = _apply_trigger(session, settings, c, spec)
+    spec = replace(spec, at=at)
     schedules = [x for x in (spec.at, spec.cron, spec.steps or None) if x]
     if len(schedules) > 1:
         raise InputError("choose one schedule: --at, --cron or --step")
@@ -192,8 +241,43 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         if spec.late not in LATE_POLICIES:
             raise InputError(f"--late: '{spec.late}' is not one of {', '.join(LATE_POLICIES)}")
         c.late_policy = spec.late
+    _apply_winner(c, spec)
     if spec.at:
         _refuse_past(c, spec.at, now or utcnow())
+
+
+def _apply_trigger(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec) -> str | None:
+    """--trigger, --offset, --exit-when, --goal, --reentry; returns --at unless a date trigger took it as its clock."""
+    from campaigns.segments import compile_where
+    from campaigns.triggers import parse_clock, parse_offset, parse_reentry, parse_trigger
+
+    at = spec.at
+    if spec.trigger is not None:
+        trigger = parse_trigger(spec.trigger)
+        c.trigger = None if trigger.kind == "segment" else str(trigger)
+        if trigger.kind != "segment" and not (spec.steps or c.steps):
+            raise InputError(f"--trigger {trigger}: give the steps it starts, as in --step 0d:thanks")
+    trigger = parse_trigger(c.trigger)
+    if trigger.kind == "date":
+        if at:
+            c.trigger_clock, at = parse_clock(at), None
+        c.trigger_clock = c.trigger_clock or "09:00"
+        if spec.offset is not None:
+            c.trigger_offset_seconds = parse_offset(spec.offset)
+    elif spec.offset is not None:
+        raise InputError("--offset: only a date trigger takes one (as in --trigger date:attributes.birthday --offset -7d)")
+    elif c.trigger and at:
+        raise InputError(f"--at: a {trigger.kind} trigger sends when it happens; give --step offsets instead")
+    for option, text, attr in (("--exit-when", spec.exit_when, "exit_when"), ("--goal", spec.goal, "goal")):
+        if text is not None:
+            try:
+                compile_where(text, settings, session=session)
+            except InputError as exc:
+                raise InputError(f"{option}: {exc}") from None
+            setattr(c, attr, text.strip() or None)
+    if spec.reentry is not None:
+        c.reentry = parse_reentry(spec.reentry, trigger)
+    return at
 
 
 def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
@@ -203,13 +287,19 @@ def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
     return {"source": source, "medium": medium}
 
 
-def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
-    """A one-off time already gone would never fire: say so now (local time: gone in every zone)."""
-    assert c.send_at is not None
+def one_off_passed(c: Campaign, now: datetime) -> bool:
+    """A one-off whose time is gone (local time: gone in every zone) would never fire."""
+    if c.schedule_kind != "once" or c.send_at is None:
+        return False
     moment = c.send_at
     if c.local_time:  # the wall-clock time read in the latest zone on Earth (UTC-12)
         moment = c.send_at.astimezone(check_timezone(c.timezone)).replace(tzinfo=UTC) + timedelta(hours=12)
-    if moment <= now:
+    return moment <= now
+
+
+def _refuse_past(c: Campaign, text: str, now: datetime) -> None:
+    """A one-off time already gone would never fire: say so now."""
+    if one_off_passed(c, now):
         raise InputError(f"--at: '{text}' is in the past (now is {now.astimezone(check_timezone(c.timezone)):%Y-%m-%d %H:%M} "
                          f"{c.timezone}); give a future time, or send now with `campaigns send NAME --now`")
 
@@ -278,7 +368,7 @@ def set_status(session: Session, name: str, action: str, reason: str | None = No
         c.status, c.status_reason = ("scheduled" if c.schedule_kind != "manual" else "draft"), None
     else:
         c.status, c.status_reason = "cancelled", reason or "cancelled by the marketer"
-        session.execute(update(Delivery).where(Delivery.campaign_id == c.id, Delivery.state.in_(("queued", "retry_wait")))
+        session.execute(update(Delivery).where(Delivery.campaign_id == c.id, Delivery.state.in_(("queued", "retry_wait", DeliveryState.WAITING)))
                         .values(state="cancelled", updated_at=utcnow()))
     c.updated_at = utcnow()
     session.flush()
@@ -290,16 +380,31 @@ def describe(c: Campaign) -> dict[str, Any]:
     schedule = {"once": lambda: c.send_at, "cron": lambda: c.cron,
                 "drip": lambda: ", ".join(f"{s['offset_seconds'] // 86400}d:{s['template']}" for s in c.steps),
                 "manual": lambda: "manual (campaigns send --now)"}[c.schedule_kind]()
+    segment, definition = c.target()
     return {
-        "name": c.name, "channel": c.channel, "segment": c.segment.name if c.segment else None,
+        "name": c.name, "channel": c.channel, "segment": segment, "segment_definition": definition,
         "template": c.template_name, "variants": c.variants, "schedule_kind": c.schedule_kind,
         "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
-        "holdout_pct": c.holdout_pct, "attribution_window": f"{c.attribution_window_seconds // 3600}h",
+        "holdout_pct": c.holdout_pct, **c.winner_settings(), "attribution_window": f"{c.attribution_window_seconds // 3600}h",
         "topic": c.topic.name if c.topic else None,
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
+        "trigger": _trigger_text(c), "exit_when": c.exit_when, "goal": c.goal, "reentry": c.reentry,
         "created_at": c.created_at, "updated_at": c.updated_at,
     }
+
+
+def _trigger_text(c: Campaign) -> str | None:
+    """'date:attributes.birthday at 09:00 -7d', 'purchase', or None for non-drips."""
+    if c.schedule_kind != "drip":
+        return None
+    text = c.trigger or "segment"
+    if c.trigger_clock:
+        text += f" at {c.trigger_clock}"
+    if c.trigger_offset_seconds:
+        days = c.trigger_offset_seconds / 86400
+        text += f" {'+' if days > 0 else ''}{days:g}d"
+    return text
 
 
 def grace_for(settings: Settings, c: Campaign) -> timedelta:
@@ -320,8 +425,12 @@ def activate_campaign(session: Session, settings: Settings, name: str, now: date
     if c.schedule_kind == "manual":
         raise InputError(f"campaign {name} has no schedule: give it --at, --cron or --step with "
                          f"`campaigns edit`, or send it once with `campaigns send {name} --now`")
-    check_ready(session, settings, c)
     now = now or utcnow()
+    if one_off_passed(c, now):  # a clone of last month's one-off: live, but it would never fire
+        assert c.send_at is not None
+        raise InputError(f"campaign {name} is set to send once at {c.send_at.astimezone(check_timezone(c.timezone)):%Y-%m-%d %H:%M} "
+                         f"{c.timezone}, which has passed; give it a new time with `campaigns edit {name} --at ...`, then activate")
+    check_ready(session, settings, c)
     c.status, c.status_reason, c.updated_at, c.activated_at = "scheduled", None, now, now
     session.flush()
     return c
@@ -331,6 +440,7 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
     """A draft copy of a campaign's definition (not its runs or messages) under a new name
     (about `topic` instead of the source's, when given; 'none' for no topic)."""
     src = get_campaign(session, name)
+    segment_id = src.segment_id if src.segment_id is not None else _segment_again(session, src)
     if not _NAME.match(new_name):
         raise InputError(f"NEW: '{new_name}' must be letters, digits, '.', '_' or '-' (up to 100)")
     if session.scalar(select(Campaign.id).where(Campaign.name == new_name)):
@@ -340,18 +450,32 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
     if utm.get("campaign") == src.name:  # the default utm_campaign follows the name
         utm["campaign"] = new_name
     copy = Campaign(
-        name=new_name, channel=src.channel, segment_id=src.segment_id, template_name=src.template_name,
+        name=new_name, channel=src.channel, segment_id=segment_id, template_name=src.template_name,
         variants=list(src.variants or []), schedule_kind=src.schedule_kind, send_at=src.send_at, cron=src.cron,
         steps=list(src.steps or []), timezone=src.timezone, local_time=src.local_time, quiet_hours=src.quiet_hours,
         frequency_cap=src.frequency_cap, throttle_per_minute=src.throttle_per_minute, holdout_pct=src.holdout_pct,
+        test_share_pct=src.test_share_pct, winner_after_seconds=src.winner_after_seconds, winner_by=src.winner_by,
         attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
         grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, topic_id=src.topic_id, status="draft",
+        trigger=src.trigger, trigger_offset_seconds=src.trigger_offset_seconds, trigger_clock=src.trigger_clock,
+        exit_when=src.exit_when, goal=src.goal, reentry=src.reentry,
         created_at=now, updated_at=now)
     if topic is not None:
         copy.topic = None if topic.strip().lower() in ("", "none") else get_topic(session, topic.strip())
     session.add(copy)
     session.flush()
     return copy
+
+
+def _segment_again(session: Session, src: Campaign) -> int:
+    """An archived campaign's segment was deleted: a segment made again under its name, or say how."""
+    seg = session.scalar(select(Segment.id).where(Segment.name == src.segment_name))
+    if seg is None:
+        where = shlex.quote(src.segment_definition or "...")
+        raise NotFoundError(f"campaign {src.name} targeted segment '{src.segment_name}', which has been deleted; "
+                            f"create it again with `campaigns segments create {src.segment_name} --where {where}`, "
+                            "then clone")
+    return seg
 
 
 def delete_campaign(session: Session, name: str) -> None:
@@ -382,11 +506,16 @@ def last_transport_error(session: Session, campaign_id: int) -> tuple[str, Any] 
 
 
 def archive_campaign(session: Session, name: str) -> Campaign:
-    """Put a finished (completed or cancelled) campaign away: hidden from `list`, its reports kept."""
+    """Put a finished (completed, cancelled or sent) campaign away: hidden from `list`, its reports kept.
+
+    It frees its segment (`segments delete` no longer counts it): the segment's name and
+    definition are copied onto the campaign, so `show` and `report` still say what it targeted.
+    """
     c = get_campaign(session, name)
-    if c.status not in ("completed", "cancelled"):
-        raise ConflictError(f"campaign {name} is {c.status}; only a completed or cancelled campaign can be archived"
+    if c.status not in ("completed", "cancelled", "sent"):
+        raise ConflictError(f"campaign {name} is {c.status}; only a completed, cancelled or sent campaign can be archived"
                             + (f" (cancel it first with `campaigns cancel {name}`)" if c.status in ("scheduled", "paused", "draft") else ""))
+    c.segment_name, c.segment_definition = c.target()
     c.status, c.updated_at = "archived", utcnow()
     session.flush()
     return c

@@ -40,6 +40,7 @@ class DeliveryState(StrEnum):
     UNKNOWN = "unknown"
     HELD_OUT = "held_out"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # held back by an A/B test share until the winner is decided (scheduler/winner.py)
 
 
 class CampaignStatus(StrEnum):
@@ -52,6 +53,14 @@ class CampaignStatus(StrEnum):
     COMPLETED = "completed"
     ARCHIVED = "archived"  # finished and put away: hidden from `campaigns list`, never sent again
     SENT = "sent"  # a manual campaign whose run has gone out
+
+
+class WinnerMetric(StrEnum):
+    """What decides an A/B test's winner before the rest of the audience is sent it."""
+
+    CLICKS = "clicks"
+    CONVERSIONS = "conversions"
+    REVENUE = "revenue"
 
 
 class RunStatus(StrEnum):
@@ -101,3 +110,8 @@ class SuppressionReason(StrEnum):
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     """The stored strings of an enum, in declaration order."""
     return tuple(member.value for member in enum)
+
+
+# The error a cancelled journey step carries (scheduler/exits.py writes it, reports/steps.py reads it):
+# the step at which the contact left, and the later steps they will not get.
+JOURNEY_EXIT_NOTES = ("left the journey: ", "left the journey before this step: ")

@@ -28,6 +28,7 @@ from campaigns.errors import ConflictError
 from campaigns.store.models import Campaign
 from campaigns.timespec import utcnow
 from campaigns.vocab import CampaignStatus
+from scheduler import winner
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
 from scheduler.jobs import tick
@@ -75,6 +76,7 @@ class Daemon:
                 return
             self._stamp, self._synced = stamp, True
             campaigns = list(s.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED)))
+            decisions = [(c.id, r.id, winner.decide_at(c, r)) for c, r in winner.undecided(s)]
         assert self._scheduler is not None
         for job in self._scheduler.get_jobs():
             if job.id.startswith("campaign-"):
@@ -90,6 +92,10 @@ class Daemon:
                 trigger = DateTrigger(run_date=max(fire_at(c, keys[0]), now), timezone=UTC)
             self._scheduler.add_job(self._fire, trigger, args=[c.id], id=f"campaign-{c.id}", replace_existing=True,
                                     misfire_grace_time=None, coalesce=True, max_instances=1)
+        for cid, run_id, at in decisions:  # an A/B winner to decide: the tick at that moment sends the rest
+            self._scheduler.add_job(self._fire, DateTrigger(run_date=max(at, now), timezone=UTC), args=[cid],
+                                    id=f"campaign-winner-{run_id}", replace_existing=True, misfire_grace_time=None,
+                                    coalesce=True, max_instances=1)
         self._fire()  # catch up anything the rebuild landed after
         log.info("scheduler: %d campaign jobs", len(campaigns))
 
@@ -105,10 +111,13 @@ class Daemon:
             heartbeat(self.app, self.name, "daemon")
             self._fire()  # firings missed while down: planned now if inside their grace window
             self._scheduler = AsyncIOScheduler(timezone=UTC)
+            # Housekeeping runs however late a busy machine makes it (misfire_grace_time=None): with
+            # APScheduler's default of 1 s a loaded host logged "Run time of job ... was missed"
+            # warnings every few seconds for jobs whose lateness harms nothing.
             self._scheduler.add_job(self._sync, IntervalTrigger(seconds=SYNC_SECONDS, timezone=UTC), id="sync",
-                                    next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
+                                    next_run_time=datetime.now(UTC), coalesce=True, max_instances=1, misfire_grace_time=None)
             self._scheduler.add_job(self._beat, IntervalTrigger(seconds=BEAT_SECONDS, timezone=UTC), id="heartbeat",
-                                    coalesce=True, max_instances=1)
+                                    coalesce=True, max_instances=1, misfire_grace_time=None)
             self._scheduler.start()
             if self.dispatch:
                 tasks.append(asyncio.create_task(Dispatcher(self.app, worker_name=self.name).run(stop), name="the dispatcher"))

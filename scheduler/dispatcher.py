@@ -25,6 +25,7 @@ from campaigns.errors import ConfigError
 from campaigns.messages import dkim_signing
 from campaigns.store.db import session_factory
 from campaigns.timespec import utcnow
+from scheduler import exits
 from scheduler.autopause import AutoPause
 from scheduler.channels import Channel, SendResult
 from scheduler.dkim_pool import DkimPool
@@ -131,6 +132,9 @@ class Dispatcher:
         record = self._recorder.write_when_possible
         try:
             pause_dead_templates(self.app, batch, now)  # a deleted template pauses its campaign, once
+            batch = exits.check(self.app, batch, now)  # --exit-when / --goal: who left their journey goes no further
+            if not batch:
+                return DispatchStats()
             self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
             messages, failures = self._renderer.render(batch)
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over

@@ -27,12 +27,15 @@ from campaigns.context import App
 from campaigns.store.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
+from scheduler import winner
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
 from scheduler.outbox import first_line
-from scheduler.planner import plan_drip, plan_firing
+from scheduler.planner import plan_firing
+from scheduler.triggers import plan_triggered
 
 log = logging.getLogger("campaigns.scheduler")
-PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED, DeliveryState.SENDING)
+# WAITING: held back for an A/B winner; the campaign is not done until the rest is sent
+PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED, DeliveryState.SENDING, DeliveryState.WAITING)
 # A firing planned later than this after its time was caught up after downtime.
 CATCH_UP_AFTER = timedelta(minutes=1)
 # At most this many overdue firings are recorded one by one per tick (a minute cron after a week away).
@@ -48,6 +51,7 @@ class TickReport:
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    decided: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (campaign, A/B winner decision)
 
 
 def last_scheduled_key(session: Session, c: Campaign) -> datetime | None:
@@ -94,7 +98,7 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
     if c.status_reason and c.status_reason.startswith(PLANNING_FAILED):
         c.status_reason = None  # this attempt is the retry; a new failure writes it again
     if c.schedule_kind == "drip":
-        result = plan_drip(session, settings, c, now)
+        result = plan_triggered(session, settings, c, now)
         if result.created:
             report.planned.append((c.name, now, result.counts))
         return
@@ -180,7 +184,24 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
                     tick_campaign(session, app.settings, c, now, report)
         except Exception as exc:  # one broken campaign must not stop the others
             _record_failure(app, cid, now, exc, report)
+    _winners(app, now, campaign_ids, report)
     return report
+
+
+def _winners(app: App, now: datetime, campaign_ids: list[int] | None, report: TickReport) -> None:
+    """Decide the A/B winners that are due and queue the rest of their audience, each firing in its own transaction."""
+    with app.session(write=False) as session:
+        due = [(c.id, r.id) for c, r in winner.undecided(session, campaign_ids) if winner.decide_at(c, r) <= now]
+    for cid, run_id in due:
+        try:
+            with app.session() as session:
+                c, run = session.get(Campaign, cid), session.get(CampaignRun, run_id)
+                if c is not None and run is not None:
+                    decision = winner.release(session, app.settings, c, run, now)
+                    if decision is not None:
+                        report.decided.append((c.name, decision))
+        except Exception as exc:  # the next tick tries again; nothing was released
+            _record_failure(app, cid, now, exc, report)
 
 
 def _record_failure(app: App, cid: int, now: datetime, exc: Exception, report: TickReport) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
+from campaigns.errors import ConflictError, NotFoundError
 from campaigns.segments import members_query, population, profiles
 from campaigns.store.bulk import insert_rows
 from campaigns.store.models import (
@@ -29,6 +30,7 @@ from campaigns.store.models import (
     Contact,
     Delivery,
     DripEnrollment,
+    Segment,
 )
 from campaigns.timespec import ClockRange, parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
@@ -89,12 +91,21 @@ def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], In
     return (Contact.email, Contact.email_hash) if channel == Channel.EMAIL else (Contact.phone, Contact.phone_hash)
 
 
-def _audience(session: Session, settings: Settings, c: Campaign, now: datetime,
-              exclude_enrolled: bool = False) -> Iterator[Sequence[Any]]:
-    """Rows (id, address, timezone, consent, suppressed) of every member now, in chunks of
-    CHUNK by contact id: the skip reasons are decided in SQL, and the audience is streamed
-    from one query, never held whole (a firing of 200,000 keeps one chunk in memory)."""
-    members = members_query(session, c.segment, settings, at=now).subquery()
+def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False,
+              *, segment: Segment | None = None, only: list[int] | None = None,
+              reenter_after: timedelta | None = None) -> Iterator[Sequence[Any]]:
+    """Rows (id, address, timezone, consent, suppressed, left_topic) of every member now, in chunks
+    of CHUNK by contact id: the skip reasons are decided in SQL, and the audience is streamed
+    from one query, never held whole (a firing of 200,000 keeps one chunk in memory).
+
+    `segment` stands in for the campaign's (a lifecycle trigger narrows it); `only` limits the
+    look to these contacts (a triggered occurrence); `reenter_after` lets a contact enrolled
+    that long ago enter again (with exclude_enrolled). The segment is checked here, before
+    the first chunk is asked for."""
+    segment = segment or c.segment
+    if segment is None:  # only an archived campaign, never planned, has none: say so rather than crash
+        raise NotFoundError(f"campaign {c.name}: its segment no longer exists")
+    members = members_query(session, segment, settings, at=now).subquery()
     address, _digest = _address_column(c.channel)
     may = messageable.rule(c.channel, settings.consent.double_opt_in, now, topic_id=c.topic_id)  # its parts name the skip reasons
     request = consent_requests.audience_clause(c, now)  # a double opt-in request goes to a pending contact only
@@ -104,9 +115,22 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime,
         .where(Contact.id.in_(select(members.c.id)), may.not_erased)
     if request is not None:
         q = q.where(request)
+    if only is not None:
+        q = q.where(Contact.id.in_(only))
     if exclude_enrolled:
-        q = q.where(~exists().where(DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id))
+        recent = [DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id == Contact.id]
+        if reenter_after is not None:
+            recent.append(DripEnrollment.entered_at > now - reenter_after)
+        q = q.where(~exists().where(*recent))
     return session.connection().execute(q.order_by(Contact.id).execution_options(yield_per=CHUNK)).partitions()
+
+
+def _audience_rows(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False,
+                   *, segment: Segment | None = None, only: list[int] | None = None,
+                   reenter_after: timedelta | None = None) -> list[Any]:
+    """The whole of `_audience` in one list: for a drip tick's new entrants or a trigger's few contacts only."""
+    return [row for chunk in _audience(session, settings, c, now, exclude_enrolled, segment=segment, only=only,
+                                       reenter_after=reenter_after) for row in chunk]
 
 
 def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
@@ -171,9 +195,10 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
 
 def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]], step: int,
           template_for: Callable[[int], tuple[str | None, str]], snap: dict[int, Any], now: datetime,
-          ) -> tuple[list[dict[str, Any]], int]:
+          occurrences: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """One outbox row per (contact, due time); `occurrences` (the enrolment ids, in the same order) for a journey."""
     rows, held = [], 0
-    for cid, due in people:
+    for i, (cid, due) in enumerate(people):
         is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
         variant, template = template_for(cid)
         profile = snap.get(cid)
@@ -183,9 +208,32 @@ def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]],
             "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due,
             "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
+            "occurrence": occurrences[i] if occurrences is not None else 0, "ab_remainder": False,
         })
         held += is_holdout
     return rows, held
+
+
+def in_test_share(c: Campaign, contact_id: int) -> bool:
+    """Whether a contact is in the A/B test share (stable: the same on every re-plan); True without a test share."""
+    return c.test_share_pct is None or stable_fraction(c.id, contact_id, "test") * 100 < c.test_share_pct
+
+
+def hold_back(c: Campaign, rows: list[dict[str, Any]]) -> int:
+    """Rows outside the test share wait for the winner: state 'waiting', no variant or template yet.
+
+    They are outbox rows of the same firing (not a table of their own), so the unique
+    (run, contact, step) key that makes a firing send once also makes the winner's send
+    once: deciding the winner moves these very rows to 'queued', it never adds any.
+    """
+    n = 0
+    for row in rows:
+        if row["state"] == DeliveryState.QUEUED and not in_test_share(c, row["contact_id"]):
+            row.update(state=DeliveryState.WAITING, variant=None, template_name=None, ab_remainder=True)
+            n += 1
+        else:
+            row["ab_remainder"] = False
+    return n
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -211,6 +259,8 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     at a time; only a throttled campaign keeps (id, due time) pairs of its whole audience,
     as its spread orders every due time of the firing.
     """
+    if c.schedule_kind == "drip":  # its rows are written per contact by plan_drip, one per step
+        raise ConflictError(f"campaign {c.name} is a drip: it has no firing to plan")
     now = now or utcnow()
     run, created = _get_or_create_run(session, c, key, now)
     if not created:
@@ -246,6 +296,9 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
         for i in range(0, len(spread), CHUNK):
             writer.write([(cid, due) for (cid, _d), due in zip(spread[i:i + CHUNK], dues[i:i + CHUNK], strict=True)])
     run.counts = {"in_segment": in_segment, "planned": writer.planned, "held_out": writer.held, "skipped": skipped}
+    if c.test_share_pct is not None:
+        run.counts["waiting_for_winner"] = writer.waiting
+        c.updated_at = now  # the daemon re-reads its campaigns and schedules the winner's tick
     if extra:
         run.counts["extra"] = True
     run.status, run.finished_at = RunStatus.PLANNED, utcnow()
@@ -254,12 +307,12 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
 
 
 class _Writer:
-    """Writes a firing's rows chunk by chunk: profile snapshot, holdout, variant, insert."""
+    """Writes a firing's rows chunk by chunk: profile snapshot, holdout, variant, A/B test share, insert."""
 
     def __init__(self, session: Session, settings: Settings, c: Campaign, run: CampaignRun, now: datetime) -> None:
         self.session, self.settings, self.c, self.run, self.now = session, settings, c, run, now
         self.pop: Any = None  # the buyers' breakpoints, read once for the whole firing
-        self.planned = self.held = 0
+        self.planned = self.held = self.waiting = 0
 
     def write(self, people: list[tuple[int, datetime]]) -> None:
         if not people:
@@ -268,45 +321,78 @@ class _Writer:
             self.pop = population(self.session, self.settings, self.now)
         snap = profiles(self.session, self.settings, [cid for cid, _ in people], at=self.now, pop=self.pop)
         rows, held = _rows(self.c, self.run, people, 0, lambda cid: pick_variant(self.c, cid), snap, self.now)
+        waiting = hold_back(self.c, rows)  # per row and stable, so the same chunk by chunk as whole
         _insert(self.session, rows)
-        self.planned += len(rows) - held
+        self.planned += len(rows) - held - waiting
         self.held += held
+        self.waiting += waiting
 
 
 def _same(template: str) -> Callable[[int], tuple[str | None, str]]:
     return lambda _cid: (None, template)
 
 
-def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> PlanResult:
-    """Enrol contacts who entered the segment since last time; write every step's row for them."""
-    now = now or utcnow()
-    run, _ = _get_or_create_run(session, c, c.created_at, now)
-    # Enrolments are written after the read: a drip tick's audience is its new entrants only.
-    members = [row for chunk in _audience(session, settings, c, now, exclude_enrolled=True) for row in chunk]
-    eligible, skipped, _capped = _classify(session, settings, c, now, members)
-    if eligible:
-        session.connection().execute(insert(DripEnrollment.__table__), [
-            {"campaign_id": c.id, "contact_id": r[0], "entered_at": now} for r in eligible])
+def enrol(session: Session, c: Campaign, eligible: list[Any], entered: list[datetime], keys: list[str],
+          contexts: Sequence[dict[str, Any] | None]) -> list[int]:
+    """One enrolment per eligible row (its occurrence key and what the template sees); their ids, in order."""
+    if not eligible:
+        return []
+    table = DripEnrollment.__table__
+    return list(session.connection().execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), [
+        {"campaign_id": c.id, "contact_id": r[0], "entered_at": at, "occurrence": key, "context": ctx}
+        for r, at, key, ctx in zip(eligible, entered, keys, contexts, strict=True)]).scalars())
+
+
+def plan_steps(session: Session, settings: Settings, c: Campaign, run: CampaignRun, eligible: list[Any],
+               entered: list[datetime], enrolments: list[int], now: datetime) -> tuple[int, int]:
+    """Every step's outbox row for these enrolments, due at entry + offset (out of quiet hours): (planned, held)."""
     quiet = quiet_hours_of(settings, c)
     snap = profiles(session, settings, [r[0] for r in eligible], at=now) if eligible else {}
+    start = {e: at for e, at in zip(enrolments, entered, strict=True)}
     added = held_total = 0
     for step, spec in enumerate(c.steps):
         offset, template = spec["offset_seconds"], str(spec["template"])
-        people = [(cid, push_out_of_quiet(now + timedelta(seconds=offset), zone(tz, c.timezone), quiet))
-                  for cid, _a, tz, *_ in eligible]
-        rows, held = _rows(c, run, people, step, _same(template), snap, now)
+        people = [(cid, push_out_of_quiet(start[e] + timedelta(seconds=offset), zone(tz, c.timezone), quiet))
+                  for (cid, _a, tz, *_), e in zip(eligible, enrolments, strict=True)]
+        rows, held = _rows(c, run, people, step, _same(template), snap, now, enrolments)
         _insert(session, rows)
         added += len(rows) - held
         held_total += held
-    # Skipped members are looked at again on every tick (they may consent later), so the
-    # skip counts are the latest look, while enrolments and rows accumulate.
+    return added, held_total
+
+
+def record_drip_counts(run: CampaignRun, enrolled: int, added: int, held: int, skipped: dict[str, int], now: datetime) -> None:
+    """Skipped members are looked at again on every tick (they may consent later), so the
+    skip counts are the latest look, while enrolments and rows accumulate."""
     counts = dict(run.counts or {})
-    enrolled = counts.get("enrolled", 0) + len(eligible)
+    total = counts.get("enrolled", 0) + enrolled
     counts.update({
-        "in_segment": enrolled + sum(skipped.values()), "enrolled": enrolled,
-        "planned": counts.get("planned", 0) + added, "held_out": counts.get("held_out", 0) + held_total,
+        "in_segment": total + sum(skipped.values()), "enrolled": total,
+        "planned": counts.get("planned", 0) + added, "held_out": counts.get("held_out", 0) + held,
         "skipped": skipped,
     })
     run.counts, run.status, run.finished_at = counts, RunStatus.PLANNED, now
+
+
+def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None,
+              *, segment: Segment | None = None, reenter_after: timedelta | None = None) -> PlanResult:
+    """Enrol contacts who entered the segment since last time; write every step's row for them.
+
+    `segment` narrows who enters (a lifecycle trigger); `reenter_after` lets a contact who
+    entered that long ago enter again (--reentry after:D; None: once)."""
+    now = now or utcnow()
+    run, _ = _get_or_create_run(session, c, c.created_at, now)
+    # Enrolments are written after the read: a drip tick's audience is its new entrants only, read whole.
+    members = _audience_rows(session, settings, c, now, exclude_enrolled=True, segment=segment, reenter_after=reenter_after)
+    eligible, skipped, _capped = _classify(session, settings, c, now, members)
+    again: set[int] = set()
+    if reenter_after is not None and eligible:
+        again = set(session.scalars(select(DripEnrollment.contact_id).where(
+            DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id.in_([r[0] for r in eligible]))))
+    keys = [f"entry:{now.isoformat()}" if r[0] in again else "" for r in eligible]
+    entered = [now] * len(eligible)
+    enrolments = enrol(session, c, eligible, entered, keys, [None] * len(eligible))
+    added, held_total = plan_steps(session, settings, c, run, eligible, entered, enrolments, now)
+    record_drip_counts(run, len(eligible), added, held_total, skipped, now)
     session.flush()
-    return PlanResult(run.id, bool(eligible), counts)
+    return PlanResult(run.id, bool(eligible), run.counts)

@@ -9,6 +9,7 @@ is no row's fault and is raised, so the whole batch waits and is retried after b
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,7 +25,7 @@ from campaigns.messages.rendering import (
 )
 from campaigns.messages.templates_store import MessageTemplate, load_template
 from campaigns.store.db import session_scope
-from campaigns.store.models import Campaign, Contact
+from campaigns.store.models import Campaign, Contact, Delivery, DripEnrollment
 from scheduler.channels import OutgoingEmail, OutgoingSms
 from scheduler.outbox import DB_DOWN, Claimed, first_line
 
@@ -54,6 +55,10 @@ class RenderStage:
         with session_scope(self.app.engine, immediate=True) as session:
             contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({r.contact_id for r in batch})))}
             campaigns = {c.id: c for c in session.scalars(select(Campaign).where(Campaign.id.in_({r.campaign_id for r in batch})))}
+            # A triggered step renders with what its occurrence carries (purchase, event, date).
+            triggered: dict[int, Any] = dict(session.execute(
+                select(Delivery.id, DripEnrollment.context).join(DripEnrollment, DripEnrollment.id == Delivery.occurrence)
+                .where(Delivery.id.in_([r.id for r in batch]), Delivery.occurrence != 0)).all())
             for row in batch:
                 guarded = True
                 try:
@@ -66,7 +71,8 @@ class RenderStage:
                         rendered = render_delivery(
                             session, self.app.settings, template, contact=contacts[row.contact_id],
                             delivery_id=row.id, campaign=campaigns[row.campaign_id], lifecycle=row.lifecycle,
-                            rfm_segment=row.rfm_segment, dkim=False)  # signed in the pool, just before hand-over
+                            rfm_segment=row.rfm_segment, dkim=False,  # signed in the pool, just before hand-over
+                            trigger=triggered.get(row.id))
                 except RenderError as exc:
                     failed.append((row, f"render: {exc}"))
                     continue

@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from sqlalchemy import func, select
 
+from campaigns import campaign_views as views
 from campaigns.campaign_defs import (
     CampaignSpec,
     activate_campaign,
@@ -20,6 +20,7 @@ from campaigns.campaign_defs import (
     edit_campaign,
     get_campaign,
     last_transport_error,
+    one_off_passed,
     set_status,
 )
 from campaigns.cli.common import (
@@ -34,21 +35,23 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row
+from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row, winner_sentence
 from campaigns.errors import ConflictError
-from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.timespec import utcnow
 
 
 def _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle, holdout,
           variant, attribution_window, utm_campaign, grace, cost, transactional,
-          utm_source=None, utm_medium=None, late=None, topic=None) -> CampaignSpec:
+          utm_source=None, utm_medium=None, late=None, trigger=None, offset=None, exit_when=None, goal=None,
+          reentry=None, topic=None, test_share=None,
+          winner_after=None, winner_by=None) -> CampaignSpec:
     return CampaignSpec(
         segment=segment, channel=channel.value if channel else None, template=template, at=at, cron=cron,
         steps=list(step), timezone=timezone, local_time=local_time, quiet_hours=quiet_hours, cap=cap,
         throttle=throttle, holdout=holdout, variants=list(variant), attribution_window=attribution_window,
         utm_campaign=utm_campaign, utm_source=utm_source, utm_medium=utm_medium, grace=grace, cost_per_message=cost, transactional=transactional,
-        late=late, topic=topic)
+        late=late, trigger=trigger, offset=offset, exit_when=exit_when, goal=goal, reentry=reentry, topic=topic,
+        test_share=test_share, winner_after=winner_after, winner_by=winner_by)
 
 
 SegmentOpt = typer.Option(None, "--segment", help="The segment to target (evaluated at each firing).")
@@ -57,6 +60,13 @@ TemplateOpt = typer.Option(None, "--template", help="The template to send.")
 AtOpt = typer.Option(None, "--at", help='One-off: "2026-12-01 09:00" (campaign time zone).')
 CronOpt = typer.Option(None, "--cron", help='Recurring: "0 10 1 * *".')
 StepOpt = typer.Option([], "--step", help="Drip step OFFSET:TEMPLATE, e.g. 0d:welcome (repeatable).")
+TriggerOpt = typer.Option(None, "--trigger", help="What starts the steps: segment, purchase, event:NAME, lifecycle:STAGE, "
+                                                  "date:attributes.FIELD.")
+OffsetOpt = typer.Option(None, "--offset", help="A date trigger's shift, e.g. -7d (a week before).")
+ExitOpt = typer.Option(None, "--exit-when", help="A filter checked before each step: matching contacts leave.")
+GoalOpt = typer.Option(None, "--goal", help="A filter: matching contacts converted (and leave).")
+ReentryOpt = typer.Option(None, "--reentry", help="never, always or after:30d (default: always for purchase/event/date, "
+                                                  "else never).")
 TzOpt = typer.Option(None, "--timezone", help="The campaign's time zone (default from config).")
 LocalOpt = typer.Option(None, "--local-time/--fixed-time", help="Send at that wall-clock time in each contact's zone.")
 QuietOpt = typer.Option(None, "--quiet-hours", help='Recipient-local quiet hours, e.g. "21:00-08:00" or "none".')
@@ -71,6 +81,9 @@ UtmMediumOpt = typer.Option(None, "--utm-medium", help="utm_medium added to link
 GraceOpt = typer.Option(None, "--grace", help="A missed firing still runs when this recent, e.g. 2h.")
 CostOpt = typer.Option(None, "--cost", help="Cost per message, for ROI.")
 LateOpt = typer.Option(None, "--late", help="Local time: recipients whose moment had passed when the campaign was created: skip (default) or send.")
+TestShareOpt = typer.Option(None, "--test-share", help="A/B: send the variants to this share first, e.g. 20% (none: to everyone).")
+WinnerAfterOpt = typer.Option(None, "--winner-after", help="A/B with --test-share: decide the winner this long after the firing, e.g. 4h.")
+WinnerByOpt = typer.Option(None, "--winner-by", help="A/B with --test-share: clicks (default), conversions or revenue.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
 TopicOpt = typer.Option(None, "--topic", help="What it is about (see `campaigns topics`): who left the topic is skipped; 'none' removes it.")
 
@@ -90,7 +103,10 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
         utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
+        trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
+        goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
         topic: str | None = TopicOpt,
+        test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
 
@@ -99,7 +115,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, topic)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
+                 test_share, winner_after, winner_by)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -119,12 +136,16 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          attribution_window: str | None = WindowOpt, utm_campaign: str | None = UtmOpt,
          utm_source: str | None = UtmSourceOpt, utm_medium: str | None = UtmMediumOpt, grace: str | None = GraceOpt,
          cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
-         topic: str | None = TopicOpt) -> None:
+         trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
+         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
+         topic: str | None = TopicOpt, test_share: str | None = TestShareOpt,
+         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
-                 utm_source, utm_medium, late, topic)
+                 utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
+                 test_share, winner_after, winner_by)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -135,18 +156,16 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt,
     """All campaigns with their status and outbox counts (archived ones with --all)."""
     a = get_app(ctx)
     with a.session() as s:
-        counts: dict[int, dict[str, int]] = {}
-        for cid, state, n in s.execute(select(Delivery.campaign_id, Delivery.state, func.count()).group_by(Delivery.campaign_id, Delivery.state)):
-            counts.setdefault(cid, {})[state] = n
+        counts = views.outbox_by_campaign(s)
         rows = []
-        q = select(Campaign).order_by(Campaign.id)
-        for c in s.scalars(q if show_all else q.where(Campaign.status != "archived")):
+        for c in views.campaigns(s, include_archived=show_all):
             d = describe(c)
             by_state = counts.get(c.id, {})
             rows.append({**d, "sent": by_state.get("sent", 0), "queued": by_state.get("queued", 0) + by_state.get("retry_wait", 0),
                          "held_out": by_state.get("held_out", 0), "failed": by_state.get("failed", 0)})
     emit_rows(rows, ["name", "channel", "segment", "schedule_kind", "schedule", "status", "queued", "sent", "failed", "held_out"],
-              title="Campaigns", as_json=as_json, as_csv=as_csv)
+              title="Campaigns", as_json=as_json, as_csv=as_csv,  # a narrow terminal keeps name, status, sent, schedule
+              drop_first=["schedule_kind", "held_out", "failed", "channel", "queued", "segment"])
 
 
 def calendar(ctx: typer.Context, days: int = typer.Option(14, "--days", min=1, max=3660, help="How many days ahead."),
@@ -158,7 +177,8 @@ def calendar(ctx: typer.Context, days: int = typer.Option(14, "--days", min=1, m
     with a.session(write=False) as s:
         rows = [e.as_dict() for e in upcoming(s, a.settings, utcnow(), days)]
     emit_rows(rows, ["at", "campaign", "what", "audience", "source"], title=f"Calendar: the next {days} days",
-              as_json=as_json, caption="estimate: the audience if planned now; queued: rows already in the outbox")
+              as_json=as_json, caption="estimate: the audience if planned now; queued: rows already in the outbox",
+              empty=f"Nothing is planned in the next {days} days (`campaigns status` shows each campaign's next firing).")
 
 
 def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
@@ -167,9 +187,11 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
     with a.session() as s:
         c = get_campaign(s, name)
         record = describe(c)
-        record["outbox"] = dict(s.execute(select(Delivery.state, func.count()).where(Delivery.campaign_id == c.id).group_by(Delivery.state)).all())
-        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts}
-                          for r in s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.scheduled_for))]
+        segment_gone = c.segment_id is None
+        record["outbox"] = views.outbox_of(s, c.id)
+        record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts,
+                           **({"ab_decision": r.ab_decision} if r.ab_decision else {})}
+                          for r in views.runs_of(s, c.id)]
         error = last_transport_error(s, c.id)
         record["last_error"] = f"{error[0]} (at {cell(error[1])})" if error else None
         if c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
@@ -180,7 +202,12 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
         emit_record(record, as_json=True)
         return
     runs, outbox = record.pop("runs"), record.pop("outbox")
+    if segment_gone and record["segment"]:
+        record["segment"] = f"{record['segment']} (deleted since; archived with this definition)"
     record["outbox"] = counted(outbox, STATE_WORDS) or "empty"
+    decided = [r["ab_decision"] for r in runs if r.get("ab_decision")]
+    if decided:
+        record["ab_winner"] = winner_sentence(decided[-1])
     emit_record(record, title=f"Campaign {name}")
     if runs:
         emit_rows([{**run_row(r), "note": r["note"]} for r in runs],
@@ -215,8 +242,9 @@ def clone(ctx: typer.Context, name: str = typer.Argument(...), new_name: str = t
     """Copy a campaign's definition under a new name, as a draft (no runs, no messages)."""
     a = get_app(ctx)
     with a.session() as s:
-        clone_campaign(s, a.settings, name, new_name, topic)
-    ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`")
+        passed = one_off_passed(clone_campaign(s, a.settings, name, new_name, topic), utcnow())
+    ok(f"campaign {new_name} created as a draft copy of {name}; change it with `campaigns edit {new_name}`"
+       + (f" (its one-off time has passed: give it a new one with `campaigns edit {new_name} --at ...`)" if passed else ""))
 
 
 def delete(ctx: typer.Context, name: str = typer.Argument(...),
@@ -232,7 +260,10 @@ def delete(ctx: typer.Context, name: str = typer.Argument(...),
 
 
 def archive(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
-    """Archive a finished (completed or cancelled) campaign: hidden from `list`, its reports kept."""
+    """Archive a finished (completed, cancelled or sent) campaign: hidden from `list`, its reports kept.
+
+    Its segment is freed (`segments delete` works); `show` and `report` keep what it targeted.
+    """
     with get_app(ctx).session() as s:
         archive_campaign(s, name)
     ok(f"campaign {name} archived (see it with `campaigns list --all`; copy it with `campaigns clone`)")
@@ -283,6 +314,9 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
         c = get_campaign(s, name)
         if c.status in ("cancelled", "paused", "completed", "archived"):
             raise ConflictError(f"campaign {name} is {c.status}" + ("; resume it first" if c.status == "paused" else ""))
+        if c.schedule_kind == "drip":  # no single firing to run: each contact's steps count from their entry
+            raise ConflictError(f"campaign {name} is a drip: each step goes out as contacts enter its segment, so there is "
+                                f"no run to send now; `campaigns calendar` shows the steps waiting")
         campaign_id = c.id
         key, plan_at, extra = at, at, True
         if dry_run and c.status == "scheduled" and c.schedule_kind in ("once", "cron"):
@@ -290,13 +324,8 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
             if upcoming is not None:  # preview that firing as the daemon will plan it
                 key, plan_at, extra = upcoming, max(fire_at(c, upcoming), at), False
         result = plan_firing(s, a.settings, c, key, plan_at, extra=extra)
-        preview = [{"contact": email or phone, "variant": d.variant, "template": d.template_name,
-                    "due_at": d.due_at, "holdout": d.is_holdout}
-                   for d, email, phone in s.execute(select(Delivery, Contact.email, Contact.phone)
-                                                    .join(Contact, Contact.id == Delivery.contact_id)
-                                                    .where(Delivery.run_id == result.run_id).order_by(Delivery.id).limit(20))]
-        capped = [email or phone for email, phone in s.execute(
-            select(Contact.email, Contact.phone).where(Contact.id.in_(result.capped[:20])).order_by(Contact.id))]
+        preview = views.run_sample(s, result.run_id, 20)
+        capped = views.addresses(s, result.capped[:20])
         if dry_run:
             s.rollback()
     summary: dict[str, Any] = {"campaign": name, "firing": key if not extra else None, "counts": result.counts, "sample": preview,
@@ -322,8 +351,7 @@ def send(ctx: typer.Context, name: str = typer.Argument(...),
 
     stats = asyncio.run(send_now())
     with a.session() as s:
-        waiting = s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.run_id == result.run_id, Delivery.state.in_(("queued", "retry_wait")))) or 0
+        waiting = views.still_waiting(s, result.run_id)
         error = last_transport_error(s, campaign_id)
         settle(s, [campaign_id])
     summary["sent"] = dict(stats.counts)

@@ -111,11 +111,13 @@ def status(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     if as_json:
         print_json({"upcoming": upcoming, "processes": processes, "outbox": outbox, "paused": paused, "errors": errors})
         return
-    emit_rows(upcoming, ["campaign", "kind", "next", "note"], title="Scheduled next")
-    emit_rows(processes, ["name", "role", "started_at", "last_seen", "alive"], title="Running")
-    if not processes:
+    emit_rows(upcoming, ["campaign", "kind", "next", "note"], title="Scheduled next",
+              empty="No campaign is scheduled (a new campaign is a draft until `campaigns activate NAME`).")
+    if processes:
+        emit_rows(processes, ["name", "role", "started_at", "last_seen", "alive"], title="Running")
+    else:
         console.print("[yellow]no daemon or worker is running[/yellow]")
-    emit_rows(outbox, ["campaign", "state", "count"], title="Outbox")
+    emit_rows(outbox, ["campaign", "state", "count"], title="Outbox", empty="The outbox is empty.")
     if paused:
         emit_rows(paused, ["campaign", "reason"], title="Paused")
     if errors:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from campaigns.cli.common import console, ok
 
@@ -18,7 +19,7 @@ def demo(dir: Path = typer.Option(Path("demo"), "--dir", help="A new or empty fo
          contacts: int = typer.Option(2000, "--contacts", min=50, max=200_000, help="How many contacts to generate."),
          seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same shop)."),
          force: bool = typer.Option(False, "--force", help="Empty the folder first if it is not empty.")) -> None:
-    """Generate a shop, run three campaigns on an accelerated clock, simulate responses, print the reports."""
+    """Generate a shop, run three campaigns and a post-purchase journey on an accelerated clock, simulate responses, print the reports."""
     from campaigns.campaign_defs import get_campaign
     from campaigns.cli.common import emit_rows, money, points
     from campaigns.cli.report import _print_campaign
@@ -46,5 +47,6 @@ def demo(dir: Path = typer.Option(Path("demo"), "--dir", help="A new or empty fo
     html.write_text(campaign_page(winback), encoding="utf-8")
     app.engine.dispose()
     ok(f"demo finished in {result.seconds:.1f} s; HTML report: {html}")
-    console.print(f"Try: [bold]cd {dir} && campaigns report winback && campaigns events winback --limit 10 && "
-                  "campaigns customers lifecycle && campaigns status[/bold]")
+    # One line however narrow the terminal: a command wrapped before `&&` would not paste.
+    console.print(f"Try: [bold]cd {escape(str(dir))} && campaigns report winback && campaigns events winback --limit 10 && "
+                  "campaigns customers lifecycle && campaigns status[/bold]", soft_wrap=True)

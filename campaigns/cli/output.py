@@ -96,7 +96,7 @@ OUTCOME_WORDS = {"sent": "sent", "retry_wait": "to retry later", "failed": "fail
                  "released": "back in the queue"}
 STATE_WORDS = {"queued": "queued", "claimed": "sending", "sent": "sent", "retry_wait": "to retry", "failed": "failed",
                "unknown": "outcome unknown", "held_out": "held out", "suppressed": "suppressed",
-               "cancelled": "cancelled", "skipped": "skipped"}
+               "cancelled": "cancelled", "skipped": "skipped", "waiting": "waiting for the A/B winner"}
 
 
 def counted(counts: dict[str, int], words: dict[str, str] | None = None) -> str:
@@ -113,6 +113,8 @@ def plan_sentence(counts: dict[str, Any]) -> str:
         parts.append(f"of {int(counts['in_segment']):,} in the segment")
     if counts.get("held_out"):
         parts.append(f"{int(counts['held_out']):,} held out")
+    if counts.get("waiting_for_winner"):
+        parts.append(f"{int(counts['waiting_for_winner']):,} waiting for the A/B winner")
     skipped = {k: n for k, n in (counts.get("skipped") or {}).items() if n}
     if skipped:
         parts.append(f"{sum(skipped.values()):,} skipped: {counted(skipped)}")
@@ -126,6 +128,14 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
     return {"scheduled_for": run["scheduled_for"], "status": run["status"], "in_segment": counts.get("in_segment"),
             "planned": counts.get("planned"), "held_out": counts.get("held_out"),
             "skipped": counted(counts.get("skipped") or {})}
+
+
+def winner_sentence(decision: dict[str, Any]) -> str:
+    """An A/B winner decision in one line: who, by what, the p-values, when, why."""
+    ps = ", ".join(f"{v['variant']} p={v['p_holm']:.3g}" for v in decision.get("variants", []) if "p_holm" in v)
+    return (f"winner {decision['winner']} by {decision['metric']} ({'significant' if decision['significant'] else 'not significant'}"
+            f"{'; Holm-adjusted ' + ps if ps else ''}), decided {str(decision['decided_at'])[:19].replace('T', ' ')} UTC, "
+            f"{decision.get('released', 0)} sent the winner: {decision['reason']}")
 
 
 def cell(value: Any) -> str:
@@ -169,8 +179,12 @@ def fit_columns(columns: Sequence[str], texts: list[list[str]], width: int,
 def emit_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
     as_json: bool = False, as_csv: bool = False, caption: str | None = None, drop_first: Sequence[str] = (),
+    empty: str | None = None,
 ) -> None:
-    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides columns (drop_first first)."""
+    """Rows as a table (default), a JSON list or CSV; a narrow terminal hides columns (drop_first first).
+
+    `empty`: the sentence printed instead of a table with no rows.
+    """
     if as_json and as_csv:
         from campaigns.errors import InputError
 
@@ -185,6 +199,9 @@ def emit_rows(
         writer.writerow(columns)
         for r in rows:
             writer.writerow([cell(r.get(c)) if isinstance(r.get(c), (dict, list)) else _plain(r.get(c)) for c in columns])
+        return
+    if not rows and empty is not None:
+        console.print(safe(empty), soft_wrap=True)
         return
     headers = [c.replace("_", " ") for c in columns]
     texts = [[cell(r.get(c)) for c in columns] for r in rows]

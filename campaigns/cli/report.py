@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from campaigns import csv_output, safe_files
 from campaigns.campaign_defs import get_campaign
@@ -23,6 +24,7 @@ from campaigns.cli.common import (
     points,
     print_json,
 )
+from campaigns.cli.output import winner_sentence
 from campaigns.errors import InputError
 
 
@@ -85,8 +87,11 @@ def report(ctx: typer.Context,
         writer = csv_output.writer(sys.stdout)
         writer.writerow(["metric", "value"])
         lift_figures = {k: v for k, v in data["lift"].items() if k not in ("treated", "holdout")}
-        for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift."):
+        for k, v in _flat(data["funnel"]) + _flat(data["rates"], "rate.") + _flat(lift_figures, "lift.") + _winner_csv(data):
             writer.writerow([k, v])
+        for step in data["steps"]:  # drips and journeys: step.N.entered, ..., step.N.exited.REASON
+            for k, v in _flat({key: value for key, value in step.items() if key != "step"}, f"step.{step['step']}."):
+                writer.writerow([k, v])
     else:
         _print_campaign(data, cur)
 
@@ -115,12 +120,46 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _winner_csv(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The A/B winner settings and the latest decision as metric/value rows."""
+    w = data.get("ab_winner")
+    if not w:
+        return []
+    out: list[tuple[str, Any]] = [(f"ab_winner.{k}", w[k]) for k in ("test_share_pct", "winner_after", "winner_by")]
+    if w["decisions"]:
+        d = w["decisions"][-1]
+        out += [(f"ab_winner.{k}", d[k]) for k in ("winner", "metric", "significant", "decided_at", "released", "reason")]
+        out += [(f"ab_winner.p_holm.{v['variant']}", v["p_holm"]) for v in d["variants"] if "p_holm" in v]
+    return out
+
+
+def _print_winner(w: dict[str, Any] | None, cur: str) -> None:
+    """The test-then-winner settings and each firing's decision, with the figures it was made on."""
+    if not w:
+        return
+    console.print(f"[bold]A/B winner:[/bold] test share {w['test_share_pct']:g}%, winner after {w['winner_after']} "
+                  f"by {w['winner_by']}", soft_wrap=True)
+    for d in w["decisions"]:
+        rows = [{"variant": v["variant"] + (" (winner)" if v["variant"] == d["winner"] else ""), "contacts": v["contacts"],
+                 d["metric"]: money(v["revenue"], cur) if d["metric"] == "revenue" else v["successes"],
+                 "per contact": money(v["score"], cur) if d["metric"] == "revenue" else _pct(v["score"]),
+                 "p (Holm)": "" if "p_holm" not in v else f"{v['p_holm']:.4f}"} for v in d["variants"]]
+        emit_rows(rows, ["variant", "contacts", d["metric"], "per contact", "p (Holm)"],
+                  title=f"A/B winner of the firing {d['scheduled_for'][:16].replace('T', ' ')} ({d['method']})")
+        console.print(winner_sentence(d), soft_wrap=True)
+    for key in w["undecided_firings"]:
+        console.print(f"firing {key[:16].replace('T', ' ')}: the rest of the audience waits for the winner", soft_wrap=True)
+
+
 _pct = percent
 
 
 def _print_campaign(data: dict[str, Any], cur: str) -> None:
     f, r, lf = data["funnel"], data["rates"], data["lift"]
-    console.print(f"[bold]{data['campaign']['name']}[/bold] ({data['campaign']['channel']}, {data['campaign']['status']})")
+    c = data["campaign"]
+    console.print(f"[bold]{escape(c['name'])}[/bold] ({c['channel']}, {c['status']})")
+    if c.get("segment"):
+        console.print(f"segment {escape(c['segment'])}: {escape(c['segment_definition'] or '')}", soft_wrap=True)
     rows = [
         {"step": "in segment", "count": f["in_segment"], "rate": ""},
         *({"step": f"  skipped: {k.replace('_', ' ')}", "count": v, "rate": ""} for k, v in f["skipped"].items()),
@@ -168,10 +207,15 @@ def _print_campaign(data: dict[str, Any], cur: str) -> None:
         emit_rows(ab_rows, ["variant", "contacts", "converters", "rate", "vs best", "p (Holm)"],
                   title="A/B test: conversion, each variant against the best (Fisher exact, Holm-adjusted)")
         console.print(f"[bold]A/B decision:[/bold] {ab['decision']}")
+    _print_winner(data.get("ab_winner"), cur)
     for key, title in (("by_variant", "By variant"), ("by_lifecycle", "By lifecycle stage at send"), ("by_rfm_segment", "By RFM segment at send")):
         if data[key] and not (len(data[key]) == 1 and data[key][0]["group"] is None):
             emit_rows([{**g, "revenue": money(g["revenue"], cur)} for g in data[key]],
                       ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)
+    if data["steps"]:
+        emit_rows([{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items())} for st in data["steps"]],
+                  ["step", "offset", "template", "entered", "sent", "opened", "clicked", "converted", "exited", "exit_reasons"],
+                  title="Per step (opened and clicked: human, unique; converted: attributed)")
     if data["timeline"]["rows"]:
         emit_rows([{**t, "revenue": money(t["revenue"], cur)} for t in data["timeline"]["rows"]],
                   ["at", "opens", "clicks", "orders", "revenue"], title=f"Timeline per {data['timeline']['bucket']}")

@@ -1,35 +1,118 @@
-"""`campaigns track serve`, `campaigns events`, `campaigns bounces import`."""
+"""`campaigns track serve|event`, `campaigns events [list|import]`, `campaigns bounces import`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-from sqlalchemy import select
+from typer import _click as click
+from typer.core import TyperGroup
 
-from campaigns.audience.contacts import find_contact
 from campaigns.cli.common import (
     CsvOpt,
     JsonOpt,
     emit_record,
     emit_rows,
+    file_progress,
     get_app,
+    import_hints,
     ok,
     warn,
 )
-from campaigns.errors import NotFoundError
-from campaigns.store.models import Campaign, Contact, Event
+from campaigns.errors import InputError
 from campaigns.timespec import utcnow
 
-track_app = typer.Typer(help="The tracking endpoints (opens, clicks, unsubscribes, webhooks).", no_args_is_help=True)
+
+class ListByDefault(TyperGroup):
+    """`campaigns events TARGET` still lists (the command before `events import` existed):
+    a first word that is no subcommand is read as `list`'s argument."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """`events X ...` -> `events list X ...` when X is not a subcommand."""
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().resolve_command(ctx, args)
+
+
+track_app = typer.Typer(help="The tracking endpoints (opens, clicks, unsubscribes, webhooks); record a custom event.",
+                        no_args_is_help=True)
 bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)
+events_app = typer.Typer(cls=ListByDefault, no_args_is_help=True,
+                         help="Responses of a campaign or a contact (list), and custom events (import).")
 
 
 def register(app: typer.Typer) -> None:
     """Attach `track`, `events` and `bounces` to the root app."""
     app.add_typer(track_app, name="track")
     app.add_typer(bounces_app, name="bounces")
-    app.command("events")(events)
+    app.add_typer(events_app, name="events")
+
+
+def _props(pairs: list[str]) -> dict[str, Any]:
+    """--prop k=v ... -> {k: v}; numbers stay numbers, true/false booleans."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--prop: '{pair}' is not KEY=VALUE")
+        v: Any = value
+        if value in ("true", "false"):
+            v = value == "true"
+        else:
+            try:
+                v = int(value) if value.lstrip("-").isdigit() else float(value) if value.replace(".", "", 1).lstrip("-").isdigit() else value
+            except ValueError:
+                v = value
+        out[key.strip()] = v
+    return out
+
+
+@track_app.command("event")
+def track_event(
+    ctx: typer.Context,
+    contact: str = typer.Argument(..., help="The contact: email, external_id, +phone or #id."),
+    name: str = typer.Argument(..., help="The event's name, e.g. cart_abandoned."),
+    prop: list[str] = typer.Option([], "--prop", help="A property KEY=VALUE (repeatable)."),
+    at: str | None = typer.Option(None, "--at", help="When it happened (default: now)."),
+    event_id: str | None = typer.Option(None, "--id", help="Your id for it: the same id twice records once."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Record a custom event a contact did (triggers and segments read it)."""
+    from campaigns.audience.custom_events import track
+
+    a = get_app(ctx)
+    with a.session() as s:
+        eid, created = track(s, a.settings, contact, name, _props(prop), at, event_id)
+    if as_json:
+        emit_record({"id": eid, "created": created}, as_json=True)
+    else:
+        ok(f"event {name} recorded (#{eid})" if created else f"event {name} already recorded (#{eid}); nothing changed")
+
+
+@events_app.command("import")
+def events_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV or JSON lines: contact|email|external_id|phone, name, occurred_at, properties, id."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
+    force: bool = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv."),
+    encoding: str = typer.Option("utf-8", "--encoding"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import custom events (idempotent by id): all rows or none, unless --skip-invalid."""
+    from campaigns.audience.custom_events import import_events
+
+    a = get_app(ctx)
+    with a.session() as s, file_progress(file, "importing events") as progress, import_hints(file):
+        result = import_events(s, a.settings, file, encoding=encoding, skip_invalid=skip_invalid, force=force, progress=progress)
+    summary = {"rows": result.rows, "created": result.created, "unchanged": result.unchanged, "rejected": result.rejected,
+               "rejects_file": str(result.rejects_path) if result.rejects_path else None}
+    if as_json:
+        emit_record(summary, as_json=True)
+        return
+    ok(f"{file}: {result.rows} rows: {result.created} created, {result.unchanged} already recorded")
+    if result.rejected:
+        warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
 
 
 @track_app.command("serve")
@@ -48,27 +131,16 @@ def serve(ctx: typer.Context) -> None:
     run_until_signalled(lambda stop: serve_app(a.settings, stop))
 
 
+@events_app.command("list")
 def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaign name, or a contact (email, external_id, #id)."),
            type: str | None = typer.Option(None, "--type", help="Only this event type (open, click, ...)."),
            limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Every recorded response of a campaign or a contact, newest first."""
+    from campaigns.tracking.events import listing as responses_listing
+
     a = get_app(ctx)
     with a.session(write=False) as s:
-        campaign = s.scalar(select(Campaign).where(Campaign.name == target))
-        q = select(Event, Campaign.name, Contact.email).outerjoin(Campaign, Campaign.id == Event.campaign_id) \
-            .outerjoin(Contact, Contact.id == Event.contact_id)
-        if campaign is not None:
-            q = q.where(Event.campaign_id == campaign.id)
-        else:
-            try:
-                q = q.where(Event.contact_id == find_contact(s, target).id)
-            except NotFoundError:
-                raise NotFoundError(f"no campaign or contact '{target}'") from None
-        if type:
-            q = q.where(Event.type == type)
-        rows = [{"at": e.occurred_at, "type": e.type, "campaign": name, "contact": email or f"#{e.contact_id}",
-                 "delivery": e.delivery_id, "url": e.url, "machine": e.is_machine, "user_agent": e.user_agent}
-                for e, name, email in s.execute(q.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit))]
+        rows = responses_listing(s, target, type, limit)
     columns = ["at", "type", "campaign", "contact", "delivery", "url", "machine"]
     if as_json or as_csv:  # the user agent is evidence for scripts, noise on a terminal
         columns.append("user_agent")

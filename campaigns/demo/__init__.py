@@ -1,1 +1,1 @@
-"""`campaigns demo`: a believable shop, three campaigns, simulated recipients, real reports."""
+"""`campaigns demo`: a believable shop, three campaigns and a post-purchase journey, simulated recipients, real reports."""

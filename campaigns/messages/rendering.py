@@ -105,6 +105,13 @@ _COMPILED: OrderedDict[str, _Compiled] = OrderedDict()
 _COMPILED_LOCK = threading.Lock()
 
 
+def html_text(html: str) -> str:
+    """HTML as plain text: a table layout's cells come padded to the widest line, so the
+    trailing spaces go, and runs of blank lines shrink to two."""
+    text = re.sub(r"[ \t]+$", "", inscriptis.get_text(html, _TEXT_CONFIG), flags=re.MULTILINE)
+    return re.sub(r"\n{4,}", "\n\n\n", text).strip("\n") + "\n"
+
+
 def derive_text_source(html_source: str) -> str | None:
     """A text template made from an HTML template once (tags kept), or None when unsafe.
 
@@ -117,7 +124,7 @@ def derive_text_source(html_source: str) -> str | None:
         tags.append(m.group(0))
         return f"qqjj{len(tags) - 1}jjqq"
 
-    text = inscriptis.get_text(_JINJA.sub(token, html_source), _TEXT_CONFIG)
+    text = html_text(_JINJA.sub(token, html_source))
     found = [int(n) for n in re.findall(r"qqjj(\d+)jjqq", text)]
     if found != list(range(len(tags))) or _JINJA_OPEN.search(text):  # lost tags, or entities that became tags
         return None
@@ -184,8 +191,12 @@ def contact_context(contact: Contact) -> dict[str, Any]:
 def build_context(
     session: Session, settings: Settings, *, contact: Contact, delivery_id: int,
     campaign: Campaign | None, lifecycle: str | None, rfm_segment: str | None,
+    trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything a template may use; `coupon(POOL)` takes a code only for a real delivery."""
+    """Everything a template may use; `coupon(POOL)` takes a code only for a real delivery.
+
+    `trigger` is what a triggered step's occurrence carries ({"purchase": {...}}, {"event": {...}},
+    {"date": {...}}; see scheduler/triggers.py); only those keys are taken from it."""
     taken: dict[str, str] = {}  # one code per pool per message, however often the template asks
 
     def coupon(pool: str) -> str:
@@ -209,12 +220,16 @@ def build_context(
         "now": utcnow(), "coupon": coupon,
         **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
            if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
+        **{k: _mark_data(v) for k, v in (trigger or {}).items() if k in TRIGGER_VARIABLES},
     }
+
+
+TRIGGER_VARIABLES = frozenset({"purchase", "event", "date"})
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",
                              "unsubscribe_url", "sender", "now", "coupon", "confirm_url", "request_text",
-                             "postal_address"})
+                             "postal_address", "purchase", "event", "date"})
 CONTACT_FIELDS = frozenset({"id", "external_id", "email", "phone", "name", "first_name", "timezone",
                             "locale", "attributes", "tags"})
 
@@ -252,7 +267,7 @@ def _reason(exc: Exception) -> str:
 def render_delivery(
     session: Session, settings: Settings, template: MessageTemplate, *, contact: Contact,
     delivery_id: int, campaign: Campaign | None = None, lifecycle: str | None = None,
-    rfm_segment: str | None = None, dkim: bool = True,
+    rfm_segment: str | None = None, dkim: bool = True, trigger: dict[str, Any] | None = None,
 ) -> RenderedEmail | RenderedSms:
     """Build one contact's message; RenderError (with a reason) when it cannot be built.
 
@@ -260,7 +275,7 @@ def render_delivery(
     processes, off the CPU-bound sending process; see scheduler/dkim_pool.py)."""
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
-                        lifecycle=lifecycle, rfm_segment=rfm_segment)
+                        lifecycle=lifecycle, rfm_segment=rfm_segment, trigger=trigger)
     linker = LinkRewriter(session, settings, delivery_id, ctx["campaign"]["utm"])
     if template.channel == "sms":
         return _sms(settings, template, compiled, ctx, linker, contact, campaign)
@@ -281,7 +296,7 @@ def render_delivery(
     if compiled.text is not None:
         text = _run(template, "text", compiled.text, ctx)
     else:
-        text = inscriptis.get_text(doc, _TEXT_CONFIG)
+        text = html_text(doc)
     try:
         doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id)).replace(_DATA_MARK, "")
         text = linker.text(text).replace(_DATA_MARK, "")

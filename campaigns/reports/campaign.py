@@ -12,6 +12,7 @@ from campaigns.config import Settings
 from campaigns.reports import itt
 from campaigns.reports.abtest import variant_test
 from campaigns.reports.stats import lift, ratio
+from campaigns.reports.steps import step_report
 from campaigns.store.models import (
     Attribution,
     Campaign,
@@ -79,7 +80,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     cost = round(sent * per_message, 2) if per_message else None
     funnel = {
         "in_segment": in_segment, "held_out": states.get("held_out", 0), "skipped": skipped,
-        "planned": sum(states.values()) - states.get("held_out", 0), "queued": states.get("queued", 0) + states.get("retry_wait", 0),
+        "planned": sum(states.values()) - states.get("held_out", 0) - states.get("waiting", 0),
+        "waiting_for_winner": states.get("waiting", 0), "queued": states.get("queued", 0) + states.get("retry_wait", 0),
         "sent": sent, "delivered": max(0, sent - bounced), "failed": states.get("failed", 0), "unknown": states.get("unknown", 0),
         "suppressed_at_send": states.get("suppressed", 0), "bounced": bounced, "opened": opened,
         "opened_machine_only": any_open - opened, "clicked": clicked, "unsubscribed": unsubscribed,
@@ -99,13 +101,29 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "click_rate": ratio(clicked, funnel["delivered"]), "click_to_open": ratio(clicked, opened),
         "unsubscribe_rate": ratio(unsubscribed, funnel["delivered"]), "conversion_rate": ratio(treated_conv, treated_n),
     }
+    segment, definition = c.target()
     return {
         "campaign": {"name": c.name, "channel": c.channel, "status": c.status, "status_reason": c.status_reason,
+                     "segment": segment, "segment_definition": definition,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
-        "lift": lf, "ab_test": variant_test(found),
+        "lift": lf, "ab_test": variant_test(itt.summary(session, c, now or utcnow(), test_only=True)
+                                             if c.test_share_pct is not None else found),
+        "ab_winner": _ab_winner(c, runs),
         **_breakdowns(session, c), "timeline": _timeline(session, c),
+        "steps": step_report(session, c),
     }
+
+
+def _ab_winner(c: Campaign, runs: list[CampaignRun]) -> dict[str, Any] | None:
+    """The test-then-winner settings and each firing's decision (None: no test share)."""
+    settings = c.winner_settings()
+    if not settings:
+        return None
+    decisions = [{"scheduled_for": r.scheduled_for.isoformat(), **r.ab_decision}
+                 for r in sorted(runs, key=lambda r: r.scheduled_for) if r.ab_decision]
+    waiting = [r.scheduled_for.isoformat() for r in runs if not r.ab_decision and (r.counts or {}).get("waiting_for_winner")]
+    return {**settings, "decisions": decisions, "undecided_firings": waiting}
 
 
 BREAKDOWNS = {"by_variant": Delivery.variant, "by_lifecycle": Delivery.lifecycle_stage, "by_rfm_segment": Delivery.rfm_segment}

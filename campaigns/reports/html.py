@@ -143,6 +143,34 @@ def _ab_section(ab: dict[str, Any] | None) -> str:
             + f"<p class='verdict'>{escape(ab['decision'])}</p>")
 
 
+def _steps_section(steps: list[dict[str, Any]]) -> str:
+    """The per-step table of a drip or journey ('' for other campaigns)."""
+    if not steps:
+        return ""
+    rows = [{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items())} for st in steps]
+    return "<h2>Per step</h2>" + _table(rows, ["step", "offset", "template", "entered", "sent", "opened", "clicked",
+                                               "converted", "exited", "exit_reasons"])
+
+
+def _winner_section(w: dict[str, Any] | None) -> str:
+    """The A/B test share, the winner sent to the rest, and why."""
+    if not w:
+        return ""
+    out = (f"<h2>A/B winner</h2><p class='sub'>test share {w['test_share_pct']:g}%, winner after "
+           f"{escape(w['winner_after'])} by {escape(w['winner_by'])}</p>")
+    for d in w["decisions"]:
+        rows = [{"variant": v["variant"] + (" (winner)" if v["variant"] == d["winner"] else ""), "contacts": v["contacts"],
+                 d["metric"]: v["revenue"] if d["metric"] == "revenue" else v["successes"], "per contact": round(v["score"], 4),
+                 "p (Holm)": "" if "p_holm" not in v else f"{v['p_holm']:.4f}"} for v in d["variants"]]
+        out += (f"<h3>Firing {escape(d['scheduled_for'][:16])}</h3><p class='sub'>{escape(d['method'])}</p>"
+                + _table(rows, ["variant", "contacts", d["metric"], "per contact", "p (Holm)"])
+                + f"<p class='verdict'>{escape(d['winner'])} sent to {d.get('released', 0):,} more, decided "
+                  f"{escape(str(d['decided_at'])[:19])} UTC: {escape(d['reason'])}</p>")
+    if w["undecided_firings"]:
+        out += f"<p>Waiting for the winner: {escape(', '.join(k[:16] for k in w['undecided_firings']))}</p>"
+    return out
+
+
 def campaign_page(report: dict[str, Any]) -> str:
     """The campaign report as a page a marketer can put in a slide."""
     c, f, r, lf = report["campaign"], report["funnel"], report["rates"], report["lift"]
@@ -158,13 +186,16 @@ def campaign_page(report: dict[str, Any]) -> str:
                          if report[key])
     return (f"<!doctype html><html lang='en'><head>{_HEAD}<title>Campaign report: {escape(c['name'])}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(c['name'])}</h1>"
-            f"<p class='sub'>{escape(c['channel'])} campaign · {escape(c['status'])} · attribution window {c['attribution_window_hours']} h</p>"
+            f"<p class='sub'>{escape(c['channel'])} campaign · {escape(c['status'])} · attribution window {c['attribution_window_hours']} h"
+            + (f" · segment {escape(c['segment'])}: <code>{escape(c.get('segment_definition') or '')}</code>" if c.get("segment") else "")
+            + "</p>"
             "<div class='cards'>" + "".join(f"<div class='card'>{escape(k)}<b>{escape(v)}</b></div>" for k, v in cards) + "</div>"
             f"<h2>Funnel</h2>{funnel_svg(steps)}<p class='sub'>Skipped at planning: {escape(skipped)}. Failed {f['failed']:,}, "
             f"unknown {f['unknown']:,}, bounced {f['bounced']:,}, unsubscribed {f['unsubscribed']:,}, complaints {f['complaints']:,}. "
             f"Opens are human opens; {f['opened_machine_only']:,} messages were opened only by machines (privacy proxies).</p>"
             f"<h2>Lift against the holdout</h2>{lift_svg(lf)}<p class='verdict'>{escape(lf['verdict'])}</p><p>{escape(interval)}</p>"
-            f"{_ab_section(report.get('ab_test'))}"
+            f"{_ab_section(report.get('ab_test'))}{_winner_section(report.get('ab_winner'))}"
+            f"{_steps_section(report.get('steps') or [])}"
             f"<h2>Timeline ({escape(report['timeline']['bucket'])})</h2>{timeline_svg(report['timeline']['rows'])}"
             f"<h2>Breakdowns</h2>{breakdowns or '<p>No messages sent yet.</p>'}</body></html>")
 

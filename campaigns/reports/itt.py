@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.reports.stats import Group
 from campaigns.store.models import Campaign, Delivery, Purchase
+from campaigns.vocab import DeliveryState
 
 _IN_CHUNK = 900  # under SQLite's bound-parameter limit
 
@@ -59,11 +61,20 @@ def summarise(found: dict[int, Outcome]) -> Summary:
     return out
 
 
-def summary(session: Session, c: Campaign, now: datetime) -> Summary:
-    """Every contact whose clock has started (due time passed), grouped by assignment."""
+def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None = None, test_only: bool = False) -> Summary:
+    """Every contact whose clock has started (due time passed), grouped by assignment.
+
+    A row still waiting for an A/B winner has no treatment yet, so it is left out until the
+    winner is decided; `test_only` keeps only an A/B test share (not the winner's remainder),
+    `run_id` one firing.
+    """
     d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
     start = func.coalesce(d.sent_at, d.due_at)
-    started = (d.campaign_id == c.id, start <= now)
+    started: tuple[Any, ...] = (d.campaign_id == c.id, start <= now, d.state != DeliveryState.WAITING)
+    if run_id is not None:
+        started += (d.run_id == run_id,)
+    if test_only:
+        started += (d.ab_remainder.is_(False),)
     first = select(func.min(d.id).label("id")).where(*started).group_by(d.contact_id).subquery()
     out = Summary()
     for held, variant, n in session.execute(select(d.is_holdout, d.variant, func.count())

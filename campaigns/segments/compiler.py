@@ -25,7 +25,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from campaigns.audience.consent import consented_contacts, left_topic_contacts
 from campaigns.config import Settings
 from campaigns.segments import metrics
-from campaigns.segments.fields import ATTRIBUTE, FIELDS, OPERATORS, FieldSpec
+from campaigns.segments.fields import ATTRIBUTE, EVENT_FIELDS, FIELDS, OPERATORS, FieldSpec
 from campaigns.segments.lexer import error
 from campaigns.segments.literals import convert, interval, show
 from campaigns.segments.parser import BoolOp, Compare, InSegment, Node, Not, Null
@@ -36,7 +36,7 @@ from campaigns.segments.sqlfuncs import (
     json_number,
     json_text,
 )
-from campaigns.store.models import Contact, Purchase, Topic
+from campaigns.store.models import Contact, CustomEvent, Purchase, Topic
 
 Resolver = Callable[[str, int], ColumnElement[bool]]
 _SHOWN = {"truth": "a bare field", "notin": "not in"}
@@ -49,13 +49,17 @@ def spec_of(node: Compare) -> FieldSpec:
         if len(f.path) != 2:
             raise error(f.col, f"'{f.name}': name one attribute, as in attributes.city")
         spec = ATTRIBUTE
+    elif f.path[0] == "events":
+        if len(f.path) != 3 or f.path[2] not in EVENT_FIELDS:
+            raise error(f.col, f"'{f.name}': name an event and count or last_at, as in events.cart_abandoned.count(last=7d)")
+        spec = EVENT_FIELDS[f.path[2]]
     else:
         found = FIELDS.get(f.name)
         if found is None:
             raise error(f.col, f"unknown field '{f.name}' (known: {', '.join(sorted(FIELDS))}, attributes.NAME)")
         spec = found
     if f.window is not None and not spec.windowed:
-        raise error(f.col, f"'{f.name}' takes no (last=...) window; only purchases.* do")
+        raise error(f.col, f"'{f.name}' takes no (last=...) window; only purchases.* and events.NAME.count do")
     if node.op not in OPERATORS[spec.kind]:
         if node.op == "truth":
             raise error(f.col, f"'{f.name}' needs a comparison, as in {f.name} = ...")
@@ -261,6 +265,8 @@ class Compiler:
             return consented if wanted else not_(consented)
         if spec.kind == "attribute":
             return self._attribute(node)
+        if spec.source == "events":
+            return self._event(node, spec)
         if spec.kind == "tags":
             tags = [json_has(Contact.tags, v) for v in self._values(spec, node)]
             return not_(or_(*tags)) if node.op == "notin" else or_(*tags)
@@ -276,6 +282,20 @@ class Compiler:
         if node.op == "contains":
             return _present(column, func.lower(column).contains(vals[0].lower(), autoescape=True))
         return _present(column, _sql(column, node.op, vals))
+
+    def _event(self, node: Compare, spec: FieldSpec) -> ColumnElement[bool]:
+        """events.NAME.count(last=...) / events.NAME.last_at: one correlated look at the contact's events."""
+        conds = [CustomEvent.contact_id == Contact.id, CustomEvent.name == node.field.path[1],
+                 CustomEvent.occurred_at <= self.at]
+        if node.field.window is not None:
+            conds.append(CustomEvent.occurred_at > self.at - node.field.window)
+        if spec.column == "count":
+            count = select(func.count()).select_from(CustomEvent).where(*conds).correlate(Contact).scalar_subquery()
+            return _sql(count, node.op, self._values(spec, node))
+        last = select(func.max(CustomEvent.occurred_at)).where(*conds).correlate(Contact).scalar_subquery()
+        if any(isinstance(lit.value, Null) for lit in node.values):
+            return self._null_test(node, [last])
+        return _present(last, self._date_cond(last, node))
 
     def _in_topic(self, name: str) -> ColumnElement[bool]:
         """In the topic named `name` as of the evaluation time: it exists and the contact has not

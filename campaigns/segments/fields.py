@@ -54,6 +54,11 @@ FIELDS: dict[str, FieldSpec] = {
     "abc": FieldSpec("enum", "buyers", "abc", choices=ABC_CLASSES),
 }
 ATTRIBUTE = FieldSpec("attribute", "contact", "attributes")
+# events.NAME.count(last=7d), events.NAME.last_at: custom events (campaigns/audience/custom_events.py)
+EVENT_FIELDS: dict[str, FieldSpec] = {
+    "count": FieldSpec("number", "events", "count", windowed=True, nonbuyer=0),
+    "last_at": FieldSpec("date", "events", "last_at"),
+}
 
 OPERATORS: dict[str, frozenset[str]] = {
     "text": frozenset({"=", "!=", "<", "<=", ">", ">=", "in", "notin", "contains", "between"}),
@@ -72,4 +77,4 @@ OPERATORS: dict[str, frozenset[str]] = {
 
 def field_names() -> list[str]:
     """Every field a filter may name (attributes.NAME stands for any attribute)."""
-    return [*sorted(FIELDS), "attributes.NAME"]
+    return [*sorted(FIELDS), "attributes.NAME", "events.NAME.count", "events.NAME.last_at"]

@@ -191,7 +191,9 @@ class _Parser:
                 raise error(part.col, f"expected a name after '.', found {_describe(part)}")
             self._take()
             # attribute names keep their case: they are the contact's own keys
-            path.append(part.text if path[0] == "attributes" else part.text.lower())
+            # attribute and event names keep their case: they are the contact's / the shop's own keys
+            keep = path[0] == "attributes" or (path[0] == "events" and len(path) == 1)
+            path.append(part.text if keep else part.text.lower())
         window = None
         if self._is("punct", "("):
             self._take()

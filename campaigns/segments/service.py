@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -17,6 +17,7 @@ from campaigns.segments.compiler import Compiler, ExpansionBudget
 from campaigns.segments.parser import parse, segment_references
 from campaigns.store.models import Campaign, Contact, Segment
 from campaigns.timespec import utcnow
+from campaigns.vocab import CampaignStatus
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -135,9 +136,13 @@ class Usage:
 
 
 def segment_usage(session: Session, segment: Segment | str) -> Usage:
-    """Campaigns targeting the segment and segments referring to it with in_segment()."""
+    """Campaigns targeting the segment and segments referring to it with in_segment().
+
+    An archived campaign does not use it: archiving kept a copy of what it targeted.
+    """
     seg = _segment(session, segment)
-    campaigns = list(session.scalars(select(Campaign.name).where(Campaign.segment_id == seg.id).order_by(Campaign.name)))
+    campaigns = list(session.scalars(select(Campaign.name).where(
+        Campaign.segment_id == seg.id, Campaign.status != CampaignStatus.ARCHIVED).order_by(Campaign.name)))
     referring = []
     for other in session.scalars(select(Segment).where(Segment.id != seg.id).order_by(Segment.name)):
         try:
@@ -158,6 +163,8 @@ def delete_segment(session: Session, segment: Segment | str) -> None:
     if usage.segments:
         raise ConflictError(f"segment '{seg.name}' is used by segment(s) {', '.join(usage.segments)} "
                             "through in_segment(); delete those first")
+    # Archived campaigns keep their snapshot; the schema's ON DELETE SET NULL says the same.
+    session.execute(update(Campaign).where(Campaign.segment_id == seg.id).values(segment_id=None))
     session.delete(seg)
     session.flush()
 

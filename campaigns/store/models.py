@@ -5,7 +5,7 @@ Money is stored in minor units (cents) as integers: exact on both databases.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from campaigns.store.db import UTCDateTime
-from campaigns.timespec import utcnow
+from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import (
     CampaignStatus,
     Channel,
@@ -35,6 +35,7 @@ from campaigns.vocab import (
     EventType,
     RunStatus,
     SuppressionReason,
+    WinnerMetric,
     values,
 )
 
@@ -206,11 +207,16 @@ class Campaign(Base):
     __table_args__ = (
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+        CheckConstraint(f"winner_by IS NULL OR {_in('winner_by', values(WinnerMetric))}", name="winner_by"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     channel: Mapped[str] = mapped_column(String(10))
-    segment_id: Mapped[int] = mapped_column(ForeignKey("segment.id"))
+    # None only once archived: archiving frees the segment, and deleting it sets this to NULL
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id", ondelete="SET NULL"))
+    # What an archived campaign targeted, as it was when archived (`show` and `report` read it)
+    segment_name: Mapped[str | None] = mapped_column(String(100))
+    segment_definition: Mapped[str | None] = mapped_column(Text)
     template_name: Mapped[str | None] = mapped_column(String(100))
     # [{"name": "A", "template": "welcome_a", "weight": 50}, ...]; empty = one template
     variants: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -227,6 +233,11 @@ class Campaign(Base):
     frequency_cap: Mapped[str | None] = mapped_column(String(20))
     throttle_per_minute: Mapped[int | None] = mapped_column(Integer)
     holdout_pct: Mapped[float] = mapped_column(Float, default=0.0)
+    # A/B test then winner: this share of the audience is split across the variants; after
+    # winner_after_seconds the rest is sent the variant that won by winner_by (scheduler/winner.py)
+    test_share_pct: Mapped[float | None] = mapped_column(Float)
+    winner_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    winner_by: Mapped[str | None] = mapped_column(String(12))
     attribution_window_seconds: Mapped[int] = mapped_column(Integer, default=7 * 86400)
     utm: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     marketing: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -237,10 +248,33 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column()  # `campaigns activate`: nothing fires before it
+    # What enrols a contact in a drip's steps (scheduler/triggers.py): None or "segment" (entering
+    # the segment), "purchase", "event:NAME", "lifecycle:STAGE", "date:attributes.FIELD".
+    trigger: Mapped[str | None] = mapped_column(String(120))
+    trigger_offset_seconds: Mapped[int | None] = mapped_column(Integer)  # date triggers: --offset -7d
+    trigger_clock: Mapped[str | None] = mapped_column(String(5))  # date triggers: "09:00" in the contact's zone
+    exit_when: Mapped[str | None] = mapped_column(Text)  # a filter: matching contacts leave before a step goes
+    goal: Mapped[str | None] = mapped_column(Text)  # a filter: matching contacts converted (and leave)
+    reentry: Mapped[str | None] = mapped_column(String(20))  # never | always | after:30d (None: the trigger's default)
     # What the campaign is about: contacts who left this topic are not messaged (audience/messageable.py).
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id"))
-    segment: Mapped[Segment] = relationship(lazy="joined")
+    segment: Mapped[Segment | None] = relationship(lazy="joined")
     topic: Mapped[Topic | None] = relationship(lazy="joined")
+
+    def target(self) -> tuple[str | None, str | None]:
+        """The segment's name and definition: the snapshot once archived, else the live segment."""
+        if self.status == CampaignStatus.ARCHIVED.value and self.segment_name is not None:
+            return self.segment_name, self.segment_definition
+        if self.segment is not None:
+            return self.segment.name, self.segment.definition
+        return self.segment_name, self.segment_definition
+
+    def winner_settings(self) -> dict[str, Any]:
+        """The A/B test-then-winner settings as plain values (empty without a test share)."""
+        if self.test_share_pct is None:
+            return {}
+        after = format_duration(timedelta(seconds=self.winner_after_seconds or 0))
+        return {"test_share_pct": self.test_share_pct, "winner_after": after, "winner_by": self.winner_by}
 
 
 class CampaignRun(Base):
@@ -259,17 +293,51 @@ class CampaignRun(Base):
     finished_at: Mapped[datetime | None]
     # {"in_segment": n, "planned": n, "held_out": n, "skipped": {"no_consent": n, ...}}
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The A/B winner decision for this firing (winner, metric, p-values, when, why), once made
+    ab_decision: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # Triggered drips: the highest purchase or custom event id already looked at (incremental evaluation).
+    watermark: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CustomEvent(Base):
+    """Something a contact did, told us by the shop (`track event`, `events import`, the webhook).
+
+    `idempotency_key` is unique: a retried webhook or a file imported twice records nothing new.
+    Trigger evaluation reads new rows by id (a watermark), so the id only grows.
+    """
+
+    __tablename__ = "custom_event"
+    __table_args__ = (Index("ix_custom_event_contact_name_time", "contact_id", "name", "occurred_at"),
+                      Index("ix_custom_event_name_id", "name", "id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    occurred_at: Mapped[datetime]
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(20), default="cli")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DripEnrollment(Base):
-    """When a contact entered a drip campaign's segment: the clock its steps count from."""
+    """One contact entering a drip (or triggered) campaign: the clock its steps count from.
+
+    `occurrence` names what brought them ("" for entering the segment, "purchase:12",
+    "event:40", "date:2027"); unique with the contact, so an occurrence enrols once.
+    """
 
     __tablename__ = "drip_enrollment"
-    __table_args__ = (UniqueConstraint("campaign_id", "contact_id"),)
+    # The second index answers "which of these occurrences were seen" without the contact (triggers).
+    __table_args__ = (UniqueConstraint("campaign_id", "contact_id", "occurrence"),
+                      Index("ix_drip_enrollment_campaign_occurrence", "campaign_id", "occurrence"))
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
     entered_at: Mapped[datetime]
+    occurrence: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the template sees: {"purchase": {...}}
+    exited_at: Mapped[datetime | None]
+    exit_reason: Mapped[str | None] = mapped_column(String(300))  # "exit: FILTER" | "goal: FILTER"
 
 
 class Delivery(Base):
@@ -277,7 +345,7 @@ class Delivery(Base):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("run_id", "contact_id", "step"),
+        UniqueConstraint("run_id", "contact_id", "step", "occurrence"),
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
         Index("ix_delivery_due", "state", "due_at"),
@@ -290,9 +358,13 @@ class Delivery(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(10))
     step: Mapped[int] = mapped_column(Integer, default=0)
+    # 0, or the drip_enrollment id of a triggered occurrence (a contact may be in a journey twice).
+    occurrence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     variant: Mapped[str | None] = mapped_column(String(40))
     template_name: Mapped[str | None] = mapped_column(String(100))
     is_holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Held back from an A/B test share (state 'waiting'), later sent the winner; not part of the test
+    ab_remainder: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime]

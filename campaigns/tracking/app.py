@@ -38,5 +38,6 @@ def create_app(settings: Settings, app: App | None = None, clock: Callable[[], d
         route("/webhooks/bounce", h.BounceWebhook, "POST"),
         route("/webhooks/purchase", h.PurchaseWebhook, "POST"),
         route("/webhooks/subscribe", h.SubscribeWebhook, "POST"),
+        route("/webhooks/event", h.EventWebhook, "POST"),
         route("/healthz", h.Health, "GET"),
     ])

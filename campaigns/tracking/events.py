@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from campaigns.audience.contacts import find_contact
 from campaigns.config import Settings
-from campaigns.store.models import Delivery, Event
+from campaigns.errors import NotFoundError
+from campaigns.store.models import Campaign, Contact, Delivery, Event
 
 # Mail privacy proxies and link scanners fetch images and links without a person.
 _MACHINE_AGENTS = re.compile(
@@ -76,3 +79,22 @@ def last_sms_delivery(session: Session, contact_ids: list[int]) -> Delivery | No
         return None
     return session.scalar(select(Delivery).where(Delivery.contact_id.in_(contact_ids), Delivery.channel == "sms",
                                                  Delivery.state == "sent").order_by(Delivery.sent_at.desc()).limit(1))
+
+
+def listing(session: Session, target: str, type: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Recorded responses of a campaign (by name) or else a contact (any reference), newest first."""
+    campaign = session.scalar(select(Campaign).where(Campaign.name == target))
+    q = select(Event, Campaign.name, Contact.email).outerjoin(Campaign, Campaign.id == Event.campaign_id) \
+        .outerjoin(Contact, Contact.id == Event.contact_id)
+    if campaign is not None:
+        q = q.where(Event.campaign_id == campaign.id)
+    else:
+        try:
+            q = q.where(Event.contact_id == find_contact(session, target).id)
+        except NotFoundError:
+            raise NotFoundError(f"no campaign or contact '{target}'") from None
+    if type:
+        q = q.where(Event.type == type)
+    return [{"at": e.occurred_at, "type": e.type, "campaign": name, "contact": email or f"#{e.contact_id}",
+             "delivery": e.delivery_id, "url": e.url, "machine": e.is_machine, "user_agent": e.user_agent}
+            for e, name, email in session.execute(q.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit))]

@@ -24,9 +24,10 @@ from starlette.responses import (
 )
 
 from campaigns.audience import consent as ledger
+from campaigns.audience import custom_events
 from campaigns.config import Settings
 from campaigns.context import App
-from campaigns.errors import CampaignsError
+from campaigns.errors import CampaignsError, RowError
 from campaigns.messages import links
 from campaigns.signing import same
 from campaigns.tracking import bounces, guard, pages, payloads, responses, sms_inbound, subscribe
@@ -235,6 +236,29 @@ class PurchaseWebhook(JsonHandler):
         except CampaignsError as exc:
             raise guard.BadRequest(400, str(exc)[:300]) from None
         return JSONResponse({"order_id": order_id, "created": created}, status_code=201 if created else 200)
+
+
+class EventWebhook(JsonHandler):
+    """POST /webhooks/event: a custom event, recorded once per id (a retried delivery changes nothing)."""
+
+    async def handle(self, request: Request) -> Response:
+        body = await self.body(request)
+        guard.check_webhook(self.settings, request, body)
+        row = payloads.event_fields(body)
+        try:
+            data = custom_events.parse_event_row(row, 1, self.settings, self.clock(), default_now=True)
+        except RowError as err:
+            raise guard.BadRequest(400, f"bad payload: {err.field or 'body'}: {err.reason}"[:300]) from None
+
+        def act(s: Session) -> tuple[list[int], int, list[RowError]]:
+            done, errors = custom_events.record(s, [data], "webhook")
+            return done.created, done.unchanged, errors
+
+        created, _unchanged, errors = await self.tx(act)
+        if errors:
+            raise guard.BadRequest(400, f"{errors[0].field}: {errors[0].reason}"[:300])
+        return JSONResponse({"created": bool(created), "id": created[0] if created else None},
+                            status_code=201 if created else 200)
 
 
 class SubscribeWebhook(JsonHandler):

@@ -115,3 +115,17 @@ def purchase_fields(body: bytes) -> dict[str, str]:
             raise BadRequest(400, f"bad payload: {key}: too long or has control characters")
         row[key] = text
     return row
+
+
+def event_fields(body: bytes) -> dict[str, Any]:
+    """A custom event webhook's body as a JSON object (its fields are checked by
+    campaigns/audience/custom_events.parse_event_row, the same rules as an import), or BadRequest."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except (RecursionError, ValueError):
+        raise BadRequest(400, "bad payload: not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "bad payload: expected a JSON object")
+    return data

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from campaigns.store.models import Campaign, Delivery
 from scheduler.jobs import tick
@@ -79,6 +80,23 @@ def test_clone_copies_the_definition_as_a_draft(shop) -> None:
     assert copy["utm"]["campaign"] == "spring-again" and copy["runs"] == []
     r = shop("clone", "spring", "spring-again")
     assert r.exit_code == 1 and "already exists" in r.stderr
+
+
+def test_a_clone_of_a_past_one_off_cannot_go_live_until_it_has_a_new_time(shop, app) -> None:
+    """Cloning last month's one-off and activating it said 'live' for a time already gone: it would never fire."""
+    assert shop("new", "spring", "--segment", "all", "--channel", "email", "--template", "welcome",
+                "--at", "2030-01-01 09:00").exit_code == 0
+    with app.session() as s:  # last year's campaign: its time has passed
+        s.execute(update(Campaign).where(Campaign.name == "spring").values(send_at=datetime(2020, 3, 1, 9, tzinfo=UTC)))
+    r = shop("clone", "spring", "spring-again")
+    assert r.exit_code == 0 and "campaigns edit spring-again --at" in r.stdout
+    r = shop("activate", "spring-again")
+    assert r.exit_code == 1 and "2020-03-01 09:00" in r.stderr and "has passed" in r.stderr
+    assert "campaigns edit spring-again --at" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert _status(shop, "spring-again") == "draft"
+    assert shop("edit", "spring-again", "--at", "2030-03-01 09:00").exit_code == 0
+    r = shop("activate", "spring-again")
+    assert r.exit_code == 0, r.output
 
 
 def test_delete_removes_a_draft_but_never_one_with_history(shop) -> None:

@@ -73,6 +73,18 @@ def test_send_prints_sentences_not_dicts(shop) -> None:
     assert "planned for 2 contacts" in r.stdout and "just now: 2 sent" in r.stdout and not RAW_DICT.search(r.output)
 
 
+def test_list_keeps_status_and_sent_at_80_columns(shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A narrow terminal hid the status column first (it dropped from the right), keeping 'schedule kind'."""
+    monkeypatch.setattr(output, "console", Console(width=80, highlight=False))
+    assert shop("new", "a-rather-long-campaign-name", "--segment", "paris", "--channel", "email",
+                "--step", "0d:welcome", "--step", "3d:newsletter").exit_code == 0
+    r = shop("list")
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.stdout.splitlines() if "name" in line)
+    assert "status" in header and "sent" in header and "schedule" in header, r.stdout
+    assert "draft" in r.stdout
+
+
 def test_show_prints_runs_as_a_table(shop, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")
     assert shop("send", "hello", "--now").exit_code == 0

@@ -53,6 +53,16 @@ def test_each_email_has_the_container_header_and_footer(rendered) -> None:
         assert ADDRESS in text and "/u/" in text, name  # the text part carries them too
 
 
+def test_each_text_part_reads_as_text_without_padding(rendered) -> None:
+    """The derived text part of a table layout had every line padded with spaces to the widest (400 columns)."""
+    for name, raw in rendered.items():
+        text = email.message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()
+        lines = text.splitlines()
+        assert [line for line in lines if line != line.rstrip()] == [], name
+        assert "\n\n\n\n" not in text, name  # at most two blank lines in a row
+        assert "Example Shop" in text and ADDRESS in text, name
+
+
 @pytest.mark.skipif(shutil.which("spamassassin") is None, reason="needs Debian's spamassassin (.ci/run installs it)")
 def test_each_email_scores_under_2_in_spamassassins_local_tests(rendered) -> None:
     for name, raw in rendered.items():

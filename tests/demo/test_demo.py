@@ -26,8 +26,8 @@ from campaigns.context import App
 from campaigns.store.models import Attribution, Campaign, Contact, Delivery, Event
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")} | {"COLUMNS": "200"}
+def _run(args: list[str], cwd: Path, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")} | {"COLUMNS": str(columns)}
     return subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -35,7 +35,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     folder = tmp_path_factory.mktemp("demo") / "shop"
-    done = _run(["demo", "--dir", str(folder), "--contacts", "400", "--seed", "7"], cwd=folder.parent)
+    # An ordinary 80-column terminal, as a new user's (the output must survive it).
+    done = _run(["demo", "--dir", str(folder), "--contacts", "400", "--seed", "7"], cwd=folder.parent, columns=80)
     assert done.returncode == 0, done.stderr + done.stdout
     return folder, done
 
@@ -117,6 +118,16 @@ def test_the_suggested_commands_run_in_the_folder(demo: tuple[Path, subprocess.C
         assert "Traceback" not in done.stderr
 
 
+def test_the_output_is_words_and_the_suggested_command_pastes_whole(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """No raw Python dicts in the progress lines, and the `Try:` command on one line even at 80 columns."""
+    folder, done = demo
+    assert "{" not in done.stdout and "responses so far: none yet" in done.stdout
+    assert "opens" in done.stdout and "orders" in done.stdout
+    tried = [line for line in done.stdout.splitlines() if line.startswith("Try: ")]
+    assert tried == [f"Try: cd {folder} && campaigns report winback && campaigns events winback --limit 10 && "
+                     "campaigns customers lifecycle && campaigns status"]
+
+
 def test_a_second_demo_in_the_same_folder_is_refused(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     folder, _ = demo
     again = _run(["demo", "--dir", str(folder)], cwd=folder.parent)
@@ -142,3 +153,21 @@ def test_the_demo_prints_the_true_lift_beside_the_measured_one(demo: tuple[Path,
     assert f"true lift is {TRUE_LIFT['winback'] * 100:+.1f} points; the report measured" in " ".join(done.stdout.split())
     lf = json.loads(_run(["report", "winback", "--json"], cwd=folder).stdout)["lift"]
     assert lf["holdout"]["contacts"] > 0 and lf["treated"]["rate"] > lf["holdout"]["rate"]
+
+
+def test_the_post_purchase_journey_followed_up_purchases_made_during_the_demo(shop: App) -> None:
+    from campaigns.store.models import DripEnrollment, Purchase
+
+    with shop.session() as s:
+        journey = s.scalar(select(Campaign).where(Campaign.name == "post-purchase"))
+        assert journey is not None and journey.trigger == "purchase"
+        enrolled = s.execute(select(DripEnrollment.contact_id, DripEnrollment.occurrence, DripEnrollment.entered_at)
+                             .where(DripEnrollment.campaign_id == journey.id)).all()
+        assert enrolled
+        for contact_id, occurrence, entered in enrolled:  # each one a purchase of that contact, made in the demo
+            purchase = s.get(Purchase, int(occurrence.split(":")[1]))
+            assert purchase is not None and purchase.contact_id == contact_id and purchase.occurred_at == entered
+            assert purchase.occurred_at >= journey.activated_at
+        sent = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == journey.id,
+                                                                         Delivery.state == "sent"))
+        assert sent and sent > 0

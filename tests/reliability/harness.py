@@ -130,6 +130,29 @@ class Shop:
     def done(self) -> bool:
         return sum(n for state, n in self.states().items() if state not in TERMINAL) == 0
 
+    def wait_done(self, stall: float = 120, limit: float = 1800) -> bool:
+        """Wait until every row is final, judged by progress rather than a guess of the speed:
+        False only when no row changed state for `stall` seconds (a hang), or after `limit`."""
+        began = last_change = time.monotonic()
+        seen = self.states()
+        while not self.done():
+            now = time.monotonic()
+            if now - last_change > stall or now - began > limit:
+                return False
+            time.sleep(0.5)
+            states = self.states()
+            if states != seen:
+                seen, last_change = states, time.monotonic()
+        return True
+
+    def logs_tail(self, lines: int = 12) -> str:
+        """The last lines of every child's log, for a failure message."""
+        out = []
+        for path in sorted(self.folder.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
 
 def build_shop(folder: Path, db_url: str, n: int, *, sending: dict[str, str] | None = None, extra_toml: str = "",
                pool: int = 8, seed: int = 3, plan: bool = True, at: str | None = None) -> Shop:

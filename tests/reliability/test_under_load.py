@@ -40,7 +40,7 @@ def test_timing_sensitive_scenarios_pass_beside_a_cpu_hog(tmp_path: Path, record
         time.sleep(2)  # let the load build
         env = {**os.environ, "CAMPAIGNS_RELIABILITY_RESULTS": str(tmp_path / "results.json")}
         run = subprocess.run([sys.executable, "-m", "pytest", "-m", "reliability or not reliability", "-q", "-p", "no:cacheprovider",
-                              *SCENARIOS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+                              f"--basetemp={tmp_path / 'child'}", *SCENARIOS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
         load = os.getloadavg()[0]
     finally:
         for hog in hogs:

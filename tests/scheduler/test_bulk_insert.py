@@ -22,7 +22,8 @@ def test_bulk_rows_read_back_as_an_ordinary_insert_writes_them(make_app):
         rows = [{"run_id": run.id, "campaign_id": cid, "contact_id": p, "channel": campaign.channel, "step": i % 2, "variant": None if i else "A",
                  "template_name": "welcome", "is_holdout": bool(i % 2), "state": "queued", "attempts": 0,
                  "due_at": at + timedelta(hours=i), "lifecycle_stage": "new", "rfm_segment": None,
-                 "created_at": at, "updated_at": at} for i, p in enumerate(people)]
+                 "created_at": at, "updated_at": at, "occurrence": i // 2, "ab_remainder": i == 3}
+                for i, p in enumerate(people)]
         insert_rows(s.connection(), Delivery.__table__, rows[:2])
         s.connection().execute(insert(Delivery.__table__), rows[2:])
         s.commit()

@@ -7,16 +7,20 @@ from sqlalchemy import select, update
 
 from campaigns.store.models import Campaign, Delivery
 from scheduler.pacing import Row, admit, defer
-from scheduler.planner import plan_firing
+from scheduler.planner import plan_drip, plan_firing
 from tests.scheduler.conftest import add_people, make_campaign
 
 T = datetime(2026, 12, 1, 9, 0, 10, tzinfo=UTC)
 
 
 def _claimed(app, cid):
-    """Plan a firing and take its rows as a worker's claim would."""
+    """Plan a firing (a drip: its enrolments) and take its rows as a worker's claim would."""
     with app.session() as s:
-        plan_firing(s, app.settings, s.get(Campaign, cid), T - timedelta(minutes=5), T - timedelta(minutes=5))
+        c = s.get(Campaign, cid)
+        if c.schedule_kind == "drip":  # a drip has no firing: plan_firing refuses it
+            plan_drip(s, app.settings, c, T - timedelta(minutes=5))
+        else:
+            plan_firing(s, app.settings, c, T - timedelta(minutes=5), T - timedelta(minutes=5))
         s.execute(update(Delivery).where(Delivery.campaign_id == cid).values(state="claimed", attempts=1))
         return [Row(d.id, d.campaign_id, d.contact_id) for d in s.scalars(select(Delivery).where(Delivery.campaign_id == cid).order_by(Delivery.id))]
 

@@ -172,3 +172,31 @@ def test_planning_in_chunks_writes_what_planning_at_once_does(make_app, monkeypa
     assert counts["in_segment"] == 20 and counts["skipped"] == {"invalid_address": 0, "no_consent": 3, "suppressed": 1,
                                                                  "capped": 3}
     assert len(capped) == 3 and len(rows) == 13 and len({due for *_, due in rows}) > 1  # the throttle spread them
+
+
+def test_the_ab_test_share_is_held_back_chunk_by_chunk_as_at_once(make_app, monkeypatch):
+    """With --test-share, each chunk's rows outside the share wait for the winner: the rows
+    and the waiting_for_winner count are those of planning the whole audience at once."""
+    import scheduler.planner as planner
+
+    app = make_app()
+    add_people(app, 40)
+    cid = make_campaign(app, template=None, variants=["A:welcome:50", "B:newsletter:50"], holdout="10%",
+                        test_share="30%", winner_after="4h")
+    key = utcnow().replace(microsecond=0) + timedelta(hours=1)
+    outcomes = []
+    for chunk in (10_000, 7):
+        monkeypatch.setattr(planner, "CHUNK", chunk)
+        with app.session() as s:
+            result = plan_firing(s, app.settings, s.get(Campaign, cid), key, key)
+            rows = [(r.contact_id, r.state, r.variant, r.template_name, r.ab_remainder, r.is_holdout) for r in
+                    s.scalars(select(Delivery).where(Delivery.campaign_id == cid).order_by(Delivery.contact_id))]
+            s.rollback()
+        outcomes.append((result.counts, rows))
+    assert outcomes[0] == outcomes[1]
+    counts, rows = outcomes[0]
+    waiting = [r for r in rows if r[1] == "waiting"]
+    assert waiting and counts["waiting_for_winner"] == len(waiting)
+    assert all(r[4] and r[2] is None and r[3] is None for r in waiting)
+    assert counts["planned"] == len([r for r in rows if r[1] == "queued"]) and counts["planned"] > 0
+    assert counts["planned"] + counts["held_out"] + len(waiting) == 40

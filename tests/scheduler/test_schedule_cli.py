@@ -83,6 +83,28 @@ def test_calendar_lists_every_upcoming_firing_with_its_audience(shop):
     assert table.exit_code == 0 and "oneoff" in table.stdout and "far" not in table.stdout
 
 
+def test_an_empty_calendar_says_so_in_a_sentence_not_an_empty_table(shop):
+    _new(shop, "far", "--at", "2027-06-01 09:00")
+    r = shop("calendar", "--days", "3")
+    assert r.exit_code == 0 and "┏" not in r.stdout
+    assert "Nothing is planned in the next 3 days" in r.stdout and "campaigns status" in r.stdout
+    assert json.loads(shop("calendar", "--days", "3", "--json").stdout) == []
+    status = shop("status")
+    assert "Running" not in status.stdout and "no daemon or worker is running" in status.output
+    assert "The outbox is empty." in status.stdout and "Outbox" not in status.stdout
+
+
+def test_send_now_on_a_drip_is_refused_in_one_line_instead_of_failing_every_message(shop):
+    """It planned an extra run with an empty template name: every message failed and the drip auto-paused."""
+    _new(shop, "drip", "--step", "0d:welcome", "--step", "2d:newsletter")
+    for flag in ("--now", "--dry-run"):
+        r = shop("send", "drip", flag)
+        assert r.exit_code == 1 and "drip" in r.stderr and "calendar" in r.stderr, r.output
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    shown = json.loads(shop("show", "drip", "--json").stdout)
+    assert shown["status"] == "scheduled" and shown["runs"] == [] and shown["outbox"] == {}
+
+
 def test_calendar_shows_drip_steps_waiting_in_the_outbox(shop):
     from campaigns.config import load_settings
     from campaigns.context import App

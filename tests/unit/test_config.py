@@ -29,6 +29,15 @@ def test_without_any_file_the_builtin_defaults_apply(tmp_path, monkeypatch):
     assert s.sending.transport == "file"
 
 
+def test_the_database_file_is_campaigns_db_by_default_and_in_the_shipped_config(tmp_path, monkeypatch):
+    """The module move renamed `campaigns.db` to `campaigns.store.db` in the default URL by mistake."""
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, environ={}).database_url == f"sqlite:///{tmp_path / 'campaigns.db'}"
+    shipped = Path(__file__).resolve().parents[2] / "config.toml"
+    (tmp_path / "config.toml").write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_settings(tmp_path / "config.toml", environ={}).database_url == f"sqlite:///{tmp_path / 'campaigns.db'}"
+
+
 def test_environment_overrides_file_values(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[smtp]\nport = 25\n[database]\nurl = "sqlite:///x.db"\n')

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 20:26:44.919732
+Create Date: 2026-11-27 21:24:13.569280
 """
 import sqlalchemy as sa
 from alembic import op
@@ -116,7 +116,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('channel', sa.String(length=10), nullable=False),
-    sa.Column('segment_id', sa.Integer(), nullable=False),
+    sa.Column('segment_id', sa.Integer(), nullable=True),
+    sa.Column('segment_name', sa.String(length=100), nullable=True),
+    sa.Column('segment_definition', sa.Text(), nullable=True),
     sa.Column('template_name', sa.String(length=100), nullable=True),
     sa.Column('variants', sa.JSON(), nullable=False),
     sa.Column('schedule_kind', sa.String(length=10), nullable=False),
@@ -130,6 +132,9 @@ def upgrade() -> None:
     sa.Column('frequency_cap', sa.String(length=20), nullable=True),
     sa.Column('throttle_per_minute', sa.Integer(), nullable=True),
     sa.Column('holdout_pct', sa.Float(), nullable=False),
+    sa.Column('test_share_pct', sa.Float(), nullable=True),
+    sa.Column('winner_after_seconds', sa.Integer(), nullable=True),
+    sa.Column('winner_by', sa.String(length=12), nullable=True),
     sa.Column('attribution_window_seconds', sa.Integer(), nullable=False),
     sa.Column('utm', sa.JSON(), nullable=False),
     sa.Column('marketing', sa.Boolean(), nullable=False),
@@ -140,10 +145,17 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('activated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('trigger', sa.String(length=120), nullable=True),
+    sa.Column('trigger_offset_seconds', sa.Integer(), nullable=True),
+    sa.Column('trigger_clock', sa.String(length=5), nullable=True),
+    sa.Column('exit_when', sa.Text(), nullable=True),
+    sa.Column('goal', sa.Text(), nullable=True),
+    sa.Column('reentry', sa.String(length=20), nullable=True),
     sa.Column('topic_id', sa.Integer(), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
-    sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment')),
+    sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
+    sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
@@ -176,6 +188,23 @@ def upgrade() -> None:
         batch_op.create_index('ix_consent_event_current', ['contact_id', 'channel', 'occurred_at', 'id'], unique=False)
         batch_op.create_index('ix_consent_event_topic', ['topic_id', 'contact_id', 'occurred_at', 'id'], unique=False)
 
+    op.create_table('custom_event',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('properties', sa.JSON(), nullable=False),
+    sa.Column('occurred_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('recorded_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_custom_event_contact_id_contact'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_custom_event')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_custom_event_idempotency_key'))
+    )
+    with op.batch_alter_table('custom_event', schema=None) as batch_op:
+        batch_op.create_index('ix_custom_event_contact_name_time', ['contact_id', 'name', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_custom_event_name_id', ['name', 'id'], unique=False)
+
     op.create_table('purchase',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('order_id', sa.String(length=200), nullable=False),
@@ -203,6 +232,8 @@ def upgrade() -> None:
     sa.Column('started_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('counts', sa.JSON(), nullable=False),
+    sa.Column('ab_decision', sa.JSON(none_as_null=True), nullable=True),
+    sa.Column('watermark', sa.BigInteger(), nullable=True),
     sa.CheckConstraint("status IN ('planning', 'planned', 'done', 'missed')", name=op.f('ck_campaign_run_status')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_campaign_run_campaign_id_campaign'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign_run')),
@@ -213,11 +244,18 @@ def upgrade() -> None:
     sa.Column('campaign_id', sa.Integer(), nullable=False),
     sa.Column('contact_id', sa.Integer(), nullable=False),
     sa.Column('entered_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurrence', sa.String(length=200), server_default='', nullable=False),
+    sa.Column('context', sa.JSON(), nullable=True),
+    sa.Column('exited_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('exit_reason', sa.String(length=300), nullable=True),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_drip_enrollment_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_drip_enrollment_contact_id_contact'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_drip_enrollment')),
-    sa.UniqueConstraint('campaign_id', 'contact_id', name=op.f('uq_drip_enrollment_campaign_id_contact_id'))
+    sa.UniqueConstraint('campaign_id', 'contact_id', 'occurrence', name=op.f('uq_drip_enrollment_campaign_id_contact_id_occurrence'))
     )
+    with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
+        batch_op.create_index('ix_drip_enrollment_campaign_occurrence', ['campaign_id', 'occurrence'], unique=False)
+
     op.create_table('delivery',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -225,9 +263,11 @@ def upgrade() -> None:
     sa.Column('contact_id', sa.Integer(), nullable=False),
     sa.Column('channel', sa.String(length=10), nullable=False),
     sa.Column('step', sa.Integer(), nullable=False),
+    sa.Column('occurrence', sa.Integer(), server_default='0', nullable=False),
     sa.Column('variant', sa.String(length=40), nullable=True),
     sa.Column('template_name', sa.String(length=100), nullable=True),
     sa.Column('is_holdout', sa.Boolean(), nullable=False),
+    sa.Column('ab_remainder', sa.Boolean(), nullable=False),
     sa.Column('state', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('due_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
@@ -242,12 +282,12 @@ def upgrade() -> None:
     sa.Column('created_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_delivery_channel')),
-    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled')", name=op.f('ck_delivery_state')),
+    sa.CheckConstraint("state IN ('queued', 'claimed', 'sending', 'sent', 'retry_wait', 'failed', 'suppressed', 'unknown', 'held_out', 'cancelled', 'waiting')", name=op.f('ck_delivery_state')),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_delivery_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_delivery_contact_id_contact'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['campaign_run.id'], name=op.f('fk_delivery_run_id_campaign_run'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery')),
-    sa.UniqueConstraint('run_id', 'contact_id', 'step', name=op.f('uq_delivery_run_id_contact_id_step'))
+    sa.UniqueConstraint('run_id', 'contact_id', 'step', 'occurrence', name=op.f('uq_delivery_run_id_contact_id_step_occurrence'))
     )
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_campaign_contact', ['campaign_id', 'contact_id'], unique=False)
@@ -333,6 +373,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_delivery_campaign_contact')
 
     op.drop_table('delivery')
+    with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
+        batch_op.drop_index('ix_drip_enrollment_campaign_occurrence')
+
     op.drop_table('drip_enrollment')
     op.drop_table('campaign_run')
     with op.batch_alter_table('purchase', schema=None) as batch_op:
@@ -340,6 +383,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_purchase_contact_time')
 
     op.drop_table('purchase')
+    with op.batch_alter_table('custom_event', schema=None) as batch_op:
+        batch_op.drop_index('ix_custom_event_name_id')
+        batch_op.drop_index('ix_custom_event_contact_name_time')
+
+    op.drop_table('custom_event')
     with op.batch_alter_table('consent_event', schema=None) as batch_op:
         batch_op.drop_index('ix_consent_event_topic')
         batch_op.drop_index('ix_consent_event_current')
