@@ -6,12 +6,14 @@ Timed, each in a fresh child process so its peak memory is its own:
   ours   - the dispatcher sends every planned row: claim, consent re-check, render with
            tracked links and the open pixel, SMTP through the connection pool, record;
   bare   - aiosmtplib alone sends N pre-built messages of the same size over the same
-           number of connections, nothing else: the ceiling for this machine and sink.
+           number of connections, nothing else: the ceiling for this machine and sink;
+  cli    - the whole `campaigns send bench --now` process (planning and sending) from the
+           unplanned database, its peak resident set the process's own (VmHWM).
 The sink is aiosmtpd in a separate process (bench.sink), the same for both. A smaller run
 sends the same campaign with DKIM off, RSA-SHA256 on, and RSA plus Ed25519 on (each a whole
 `ours` process, planning excluded), to show what signing costs; `dkim` runs only that.
 
-    python -m bench.bench_send [small|default|large|dkim]
+    python -m bench.bench_send [small|default|large|dkim|sendnow]
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000], "dkim": []}
-PLAN_ONLY = {"small": [], "default": [200_000], "large": [], "dkim": []}  # planning alone, at a size too slow to also send
+SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000], "dkim": [], "sendnow": []}
+# planning alone, at a size too slow to also send
+PLAN_ONLY = {"small": [], "default": [200_000], "large": [], "dkim": [], "sendnow": []}
+# `campaigns send --now` alone (planning and sending 200,000 in one process): its peak memory
+SEND_NOW_ONLY = {"small": [], "default": [], "large": [200_000], "dkim": [], "sendnow": [200_000]}
 # DKIM on against off, same data size, same sink, same run.
-DKIM = {"small": [1_000], "default": [5_000], "large": [5_000], "dkim": [5_000]}
+DKIM = {"small": [1_000], "default": [5_000], "large": [5_000], "dkim": [5_000], "sendnow": []}
 POOL = 8
 ROOT = Path(__file__).resolve().parents[1]
 DKIM_KEY = ROOT / "tests" / "support" / "dkim" / "test_a.pem"  # a 2048-bit RSA test key
@@ -108,6 +113,16 @@ def _child(kind: str, config: str, n: int, port: int) -> dict[str, float]:
                 await d.close()
 
         count = asyncio.run(go())
+    elif kind == "cli":
+        import contextlib
+        import io
+
+        from campaigns.cli import main
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            main(["--config", config, "send", "bench", "--now", "--json"])
+        count = json.loads(out.getvalue())["sent"].get("sent", 0)
     else:
         count = asyncio.run(_bare(n, port))
     seconds = time.perf_counter() - t0
@@ -200,6 +215,11 @@ def _dkim_comparison(n: int) -> dict[str, object]:
     return figures
 
 
+def _send_now_figures(n: int, cli: dict[str, float]) -> dict[str, object]:
+    return {f"send_now_{n}_seconds": round(cli["seconds"], 1), f"send_now_{n}_msgs_per_s": round(n / cli["seconds"]),
+            f"send_now_{n}_peak_rss_mb": round(cli["peak_rss_mb"])}
+
+
 def run(scale: str = "default") -> dict[str, object]:
     figures: dict[str, object] = {}
     for n in SCALES[scale]:
@@ -209,13 +229,16 @@ def run(scale: str = "default") -> dict[str, object]:
         try:
             with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
                 config = setup(Path(tmp), n, port)
+                _copy_db(Path(tmp) / "bench.db", Path(tmp) / "unplanned.db")
                 plan = _measure("plan", config, n, port)
                 ours = _measure("ours", config, n, port)
                 bare = _measure("bare", config, n, port)
+                _copy_db(Path(tmp) / "unplanned.db", Path(tmp) / "bench.db")
+                cli = _measure("cli", config, n, port)
         finally:
             sink.terminate()
             received = int((sink.communicate(timeout=30)[0] or "0").split()[-1])
-        assert ours["count"] == bare["count"] == n and received == 2 * n, (ours, bare, received)
+        assert ours["count"] == bare["count"] == cli["count"] == n and received == 3 * n, (ours, bare, cli, received)
         figures.update({
             f"plan_{n}_seconds": round(plan["seconds"], 2), f"plan_{n}_rows_per_s": round(n / plan["seconds"]),
             f"plan_{n}_peak_rss_mb": round(plan["peak_rss_mb"]),
@@ -226,9 +249,22 @@ def run(scale: str = "default") -> dict[str, object]:
             f"send_{n}_ours_cpu_ms_per_msg": round(ours["cpu_seconds"] * 1000 / n, 3),
             f"send_{n}_bare_cpu_ms_per_msg": round(bare["cpu_seconds"] * 1000 / n, 3),
             f"send_{n}_ours_busy_share": round(ours["cpu_seconds"] / ours["seconds"], 2),
+            **_send_now_figures(n, cli),
         })
     for n in DKIM[scale]:
         figures.update(_dkim_comparison(n))
+    for n in SEND_NOW_ONLY[scale]:
+        port = _port()
+        sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        try:
+            with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
+                cli = _measure("cli", setup(Path(tmp), n, port), n, port)
+        finally:
+            sink.terminate()
+            sink.communicate(timeout=30)
+        assert cli["count"] == n, cli
+        figures.update(_send_now_figures(n, cli))
     for n in PLAN_ONLY[scale]:
         with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
             config = setup(Path(tmp), n, _port())

@@ -40,8 +40,8 @@ class Entry:
 
 
 def _audience_now(session: Session, settings: Settings, c: Campaign, now: datetime) -> int:
-    eligible, _skipped, _capped = _classify(session, settings, c, now, list(_audience(session, settings, c, now)))
-    return len(eligible)
+    # Chunk by chunk, as the planner reads it: the estimate never holds the whole audience either.
+    return sum(len(_classify(session, settings, c, now, chunk)[0]) for chunk in _audience(session, settings, c, now))
 
 
 def _firings(session: Session, settings: Settings, now: datetime, end: datetime) -> list[Entry]:

@@ -10,19 +10,20 @@ and writes every row in one transaction, counting every skipped contact by reaso
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Result, exists, func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, NotFoundError
-from campaigns.segments import members_query, profiles
+from campaigns.segments import members_query, population, profiles
+from campaigns.store.bulk import insert_rows
 from campaigns.store.models import (
     Campaign,
     CampaignRun,
@@ -46,6 +47,7 @@ SKIP_REASONS = values(SkipReason)  # plain strings: they are the keys of the sto
 # toward the frequency cap: handed over, not merely queued
 COUNTED_STATES = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.UNKNOWN)
 BATCH = 5000
+CHUNK = 5000  # audience rows planned at a time: planning's memory is one chunk's, whatever the audience
 
 
 @dataclass
@@ -91,12 +93,15 @@ def _address_column(channel: str) -> tuple[InstrumentedAttribute[str | None], In
 
 def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False,
               *, segment: Segment | None = None, only: list[int] | None = None,
-              reenter_after: timedelta | None = None) -> Result[Any]:
-    """Rows (id, address, timezone, reason-or-None) for every member now, skip reasons decided in SQL.
+              reenter_after: timedelta | None = None) -> Iterator[Sequence[Any]]:
+    """Rows (id, address, timezone, consent, suppressed, left_topic) of every member now, in chunks
+    of CHUNK by contact id: the skip reasons are decided in SQL, and the audience is streamed
+    from one query, never held whole (a firing of 200,000 keeps one chunk in memory).
 
     `segment` stands in for the campaign's (a lifecycle trigger narrows it); `only` limits the
     look to these contacts (a triggered occurrence); `reenter_after` lets a contact enrolled
-    that long ago enter again (with exclude_enrolled)."""
+    that long ago enter again (with exclude_enrolled). The segment is checked here, before
+    the first chunk is asked for."""
     segment = segment or c.segment
     if segment is None:  # only an archived campaign, never planned, has none: say so rather than crash
         raise NotFoundError(f"campaign {c.name}: its segment no longer exists")
@@ -117,7 +122,15 @@ def _audience(session: Session, settings: Settings, c: Campaign, now: datetime, 
         if reenter_after is not None:
             recent.append(DripEnrollment.entered_at > now - reenter_after)
         q = q.where(~exists().where(*recent))
-    return session.execute(q.order_by(Contact.id))
+    return session.connection().execute(q.order_by(Contact.id).execution_options(yield_per=CHUNK)).partitions()
+
+
+def _audience_rows(session: Session, settings: Settings, c: Campaign, now: datetime, exclude_enrolled: bool = False,
+                   *, segment: Segment | None = None, only: list[int] | None = None,
+                   reenter_after: timedelta | None = None) -> list[Any]:
+    """The whole of `_audience` in one list: for a drip tick's new entrants or a trigger's few contacts only."""
+    return [row for chunk in _audience(session, settings, c, now, exclude_enrolled, segment=segment, only=only,
+                                       reenter_after=reenter_after) for row in chunk]
 
 
 def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime, ids: list[int]) -> set[int]:
@@ -143,7 +156,7 @@ def _capped_ids(session: Session, settings: Settings, c: Campaign, now: datetime
     return out
 
 
-def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: list[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
+def _classify(session: Session, settings: Settings, c: Campaign, now: datetime, rows: Sequence[Any]) -> tuple[list[Any], dict[str, int], set[int]]:
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     if c.topic_id is None:  # nobody can leave a topic the campaign does not have
         del skipped[SkipReason.LEFT_TOPIC]
@@ -180,20 +193,22 @@ def _get_or_create_run(session: Session, c: Campaign, key: datetime, now: dateti
     return run, True
 
 
-def _rows(c: Campaign, run: CampaignRun, eligible: list[Any], step: int, template_for: Any, due_for: Any,
-          snap: dict[int, Any], now: datetime, occurrences: list[int] | None = None) -> tuple[list[dict[str, Any]], int]:
+def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]], step: int,
+          template_for: Callable[[int], tuple[str | None, str]], snap: dict[int, Any], now: datetime,
+          occurrences: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """One outbox row per (contact, due time); `occurrences` (the enrolment ids, in the same order) for a journey."""
     rows, held = [], 0
-    for i, (cid, _address, tz, *_) in enumerate(eligible):
+    for i, (cid, due) in enumerate(people):
         is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
         variant, template = template_for(cid)
         profile = snap.get(cid)
         rows.append({
             "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
             "variant": variant, "template_name": template, "is_holdout": is_holdout,
-            "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due_for(cid, tz),
+            "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due,
             "lifecycle_stage": profile.lifecycle if profile else None,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
-            "occurrence": occurrences[i] if occurrences is not None else 0,
+            "occurrence": occurrences[i] if occurrences is not None else 0, "ab_remainder": False,
         })
         held += is_holdout
     return rows, held
@@ -222,9 +237,8 @@ def hold_back(c: Campaign, rows: list[dict[str, Any]]) -> int:
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    table = Delivery.__table__
     for i in range(0, len(rows), BATCH):
-        session.connection().execute(insert(table), rows[i:i + BATCH])
+        insert_rows(session.connection(), Delivery.__table__, rows[i:i + BATCH])
 
 
 def _late_ids(c: Campaign, key: datetime, eligible: list[Any]) -> set[int]:
@@ -241,7 +255,9 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     """Plan one firing of a one-off, cron or manual campaign; a second call adds nothing.
 
     `extra` marks a run asked for by hand (`send --now`): it is not one of the schedule's
-    firings, so the schedule carries on as it was.
+    firings, so the schedule carries on as it was. The audience is planned CHUNK contacts
+    at a time; only a throttled campaign keeps (id, due time) pairs of its whole audience,
+    as its spread orders every due time of the firing.
     """
     if c.schedule_kind == "drip":  # its rows are written per contact by plan_drip, one per step
         raise ConflictError(f"campaign {c.name} is a drip: it has no firing to plan")
@@ -249,35 +265,71 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     run, created = _get_or_create_run(session, c, key, now)
     if not created:
         return PlanResult(run.id, False, run.counts)
-    members = list(_audience(session, settings, c, now))
-    eligible, skipped, capped = _classify(session, settings, c, now, members)
-    if c.local_time and not extra:
-        # Their moment was gone before the campaign existed: --late skip (default) or send now.
-        late = _late_ids(c, key, eligible)
-        skipped["late"] = len(late) if c.late_policy != "send" else 0
-        if c.late_policy != "send":
-            eligible = [r for r in eligible if r[0] not in late]
     quiet = quiet_hours_of(settings, c)
     clock = local_clock_for(c, key) if not extra else None
     firing = max(now, key) if not c.local_time else now
-    dues = {cid: due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=c.local_time and not extra,
-                          local_clock=clock, quiet=quiet) for cid, _a, tz, *_ in eligible}
-    if c.throttle_per_minute:
-        ids = list(dues)
-        dues = dict(zip(ids, throttle([dues[i] for i in ids], firing, c.throttle_per_minute), strict=True))
-    snap = profiles(session, settings, list(dues), at=now) if dues else {}
-    rows, held = _rows(c, run, eligible, 0, lambda cid: pick_variant(c, cid), lambda cid, _tz: dues[cid], snap, now)
-    waiting = hold_back(c, rows)
-    _insert(session, rows)
-    run.counts = {"in_segment": len(members), "planned": len(rows) - held - waiting, "held_out": held, "skipped": skipped}
+    late_check = c.local_time and not extra  # their moment was gone before the campaign existed
+    skipped = _classify(session, settings, c, now, [])[1]  # every reason this campaign counts, at 0
+    if late_check:
+        skipped["late"] = 0
+    writer = _Writer(session, settings, c, run, now)
+    in_segment, capped_ids, spread = 0, list[int](), list[tuple[int, datetime]]()
+    for chunk in _audience(session, settings, c, now):
+        in_segment += len(chunk)
+        eligible, skips, capped = _classify(session, settings, c, now, chunk)
+        for reason, n in skips.items():
+            skipped[reason] += n
+        capped_ids.extend(capped)
+        if late_check:
+            late = _late_ids(c, key, eligible)
+            if c.late_policy != "send":  # --late skip (the default), else they are sent now
+                skipped["late"] += len(late)
+                eligible = [r for r in eligible if r[0] not in late]
+        people = [(cid, due_time(firing, contact_tz=tz, campaign_tz=c.timezone, local_time=late_check,
+                                 local_clock=clock, quiet=quiet)) for cid, _a, tz, *_ in eligible]
+        if c.throttle_per_minute:
+            spread.extend(people)
+        else:
+            writer.write(people)
+    if spread:
+        dues = throttle([due for _cid, due in spread], firing, c.throttle_per_minute)
+        for i in range(0, len(spread), CHUNK):
+            writer.write([(cid, due) for (cid, _d), due in zip(spread[i:i + CHUNK], dues[i:i + CHUNK], strict=True)])
+    run.counts = {"in_segment": in_segment, "planned": writer.planned, "held_out": writer.held, "skipped": skipped}
     if c.test_share_pct is not None:
-        run.counts["waiting_for_winner"] = waiting
+        run.counts["waiting_for_winner"] = writer.waiting
         c.updated_at = now  # the daemon re-reads its campaigns and schedules the winner's tick
     if extra:
         run.counts["extra"] = True
     run.status, run.finished_at = RunStatus.PLANNED, utcnow()
     session.flush()
-    return PlanResult(run.id, True, run.counts, sorted(capped))
+    return PlanResult(run.id, True, run.counts, sorted(capped_ids))
+
+
+class _Writer:
+    """Writes a firing's rows chunk by chunk: profile snapshot, holdout, variant, A/B test share, insert."""
+
+    def __init__(self, session: Session, settings: Settings, c: Campaign, run: CampaignRun, now: datetime) -> None:
+        self.session, self.settings, self.c, self.run, self.now = session, settings, c, run, now
+        self.pop: Any = None  # the buyers' breakpoints, read once for the whole firing
+        self.planned = self.held = self.waiting = 0
+
+    def write(self, people: list[tuple[int, datetime]]) -> None:
+        if not people:
+            return
+        if self.pop is None:
+            self.pop = population(self.session, self.settings, self.now)
+        snap = profiles(self.session, self.settings, [cid for cid, _ in people], at=self.now, pop=self.pop)
+        rows, held = _rows(self.c, self.run, people, 0, lambda cid: pick_variant(self.c, cid), snap, self.now)
+        waiting = hold_back(self.c, rows)  # per row and stable, so the same chunk by chunk as whole
+        _insert(self.session, rows)
+        self.planned += len(rows) - held - waiting
+        self.held += held
+        self.waiting += waiting
+
+
+def _same(template: str) -> Callable[[int], tuple[str | None, str]]:
+    return lambda _cid: (None, template)
 
 
 def enrol(session: Session, c: Campaign, eligible: list[Any], entered: list[datetime], keys: list[str],
@@ -299,13 +351,10 @@ def plan_steps(session: Session, settings: Settings, c: Campaign, run: CampaignR
     start = {e: at for e, at in zip(enrolments, entered, strict=True)}
     added = held_total = 0
     for step, spec in enumerate(c.steps):
-        offset = spec["offset_seconds"]
-
-        # _rows asks for each row's due time once, in order: the n-th answer is the n-th enrolment's.
-        def due(cid: int, tz: str | None, offset: int = offset, order: Iterator[int] = iter(enrolments)) -> datetime:
-            return push_out_of_quiet(start[next(order)] + timedelta(seconds=offset), zone(tz, c.timezone), quiet)
-
-        rows, held = _rows(c, run, eligible, step, lambda cid, t=spec["template"]: (None, t), due, snap, now, enrolments)
+        offset, template = spec["offset_seconds"], str(spec["template"])
+        people = [(cid, push_out_of_quiet(start[e] + timedelta(seconds=offset), zone(tz, c.timezone), quiet))
+                  for (cid, _a, tz, *_), e in zip(eligible, enrolments, strict=True)]
+        rows, held = _rows(c, run, people, step, _same(template), snap, now, enrolments)
         _insert(session, rows)
         added += len(rows) - held
         held_total += held
@@ -333,7 +382,8 @@ def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime |
     entered that long ago enter again (--reentry after:D; None: once)."""
     now = now or utcnow()
     run, _ = _get_or_create_run(session, c, c.created_at, now)
-    members = list(_audience(session, settings, c, now, exclude_enrolled=True, segment=segment, reenter_after=reenter_after))
+    # Enrolments are written after the read: a drip tick's audience is its new entrants only, read whole.
+    members = _audience_rows(session, settings, c, now, exclude_enrolled=True, segment=segment, reenter_after=reenter_after)
     eligible, skipped, _capped = _classify(session, settings, c, now, members)
     again: set[int] = set()
     if reenter_after is not None and eligible:

@@ -7,6 +7,7 @@ contact zone falls back to the campaign's zone, never to the server's (invariant
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.timespec import ClockRange
@@ -18,6 +19,7 @@ EARLIEST_OFFSET = timedelta(hours=14)
 LATEST_OFFSET = timedelta(hours=12)
 
 
+@lru_cache(maxsize=1024)  # ZoneInfo keeps only 8 zones strongly: an audience of many zones re-read tzdata files
 def zone(name: str | None, fallback: str) -> ZoneInfo:
     """The contact's zone, or the campaign's when missing or unknown."""
     for candidate in (name, fallback):

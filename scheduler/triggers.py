@@ -40,7 +40,7 @@ from scheduler.firings import origin
 from scheduler.planner import (
     SKIP_REASONS,
     PlanResult,
-    _audience,
+    _audience_rows,
     _get_or_create_run,
     enrol,
     plan_drip,
@@ -160,7 +160,7 @@ def _enrol(session: Session, settings: Settings, c: Campaign, run: CampaignRun, 
     fresh = [o for o in found if (o.contact_id, o.key) not in seen]
     if not fresh:
         return 0, 0, 0
-    audience = {row[0]: row for row in _audience(session, settings, c, now, only=sorted({o.contact_id for o in fresh}))}
+    audience = {row[0]: row for row in _audience_rows(session, settings, c, now, only=sorted({o.contact_id for o in fresh}))}
     last_entry: dict[int, datetime] = dict(session.execute(
         select(DripEnrollment.contact_id, DripEnrollment.entered_at).where(
             DripEnrollment.campaign_id == c.id, DripEnrollment.contact_id.in_(list(audience)))

@@ -25,6 +25,7 @@ from campaigns.audience.suppression import check_channel
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.signing import token_hash
+from campaigns.store.bulk import insert_rows
 from campaigns.store.models import ConsentEvent, Contact, Topic
 from campaigns.timespec import utcnow
 
@@ -135,6 +136,9 @@ def record_import(session: Session, settings: Settings, wanted: list[tuple[int, 
         return 0, 0
     table = ConsentEvent.__table__
     conn = session.connection()
+    if not any(r["action"] == "pending" for r in rows):  # no token to derive from the ids: one plain executemany
+        insert_rows(conn, table, rows)
+        return len(rows), 0
     new_ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
     pending = [(i, str(r["channel"])) for i, r in zip(new_ids, rows, strict=True) if r["action"] == "pending"]
     if pending:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 from phonenumbers.timezone import time_zones_for_number
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.audience import consent as ledger
 from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.audience.emails import normalise_email
 from campaigns.audience.suppression import add_hash, check_channel
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, RowError
@@ -38,14 +38,6 @@ CHUNK = 1000
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _INT = re.compile(r"^-?(0|[1-9]\d{0,15})$")
 _DEC = re.compile(r"^-?(0|[1-9]\d{0,12})\.\d{1,6}$")
-
-
-def normalise_email(value: str) -> str:
-    """A syntactically valid address (no DNS look-up), lower-cased."""
-    try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise InputError(f"'{value}' is not a valid email address: {exc}") from None
 
 
 def normalise_phone(value: str, region: str) -> str:

@@ -171,19 +171,21 @@ def _profile(row: Any, pop: Population, settings: Settings, at: datetime) -> Cus
 
 def profiles(
     session: Session, settings: Settings, contact_ids: Sequence[int], at: datetime | None = None, *, value: bool = False,
+    pop: Population | None = None,
 ) -> dict[int, CustomerProfile]:
     """Profiles of the given contacts (prospects included), keyed by contact id.
 
     Two steps: one pass over all buyers for the breakpoints, then each wanted contact's own
     figures by index (IN lists of IN_CHUNK ids). With `value`, also CLV, P(alive) and churn
     risk from the fitted models (reads every purchase; left None when no model can be fitted).
+    A caller asking in chunks passes `pop` (population at the same `at`) to do the first step once.
     """
     at = at or utcnow()
     wanted = sorted(set(contact_ids))
     out: dict[int, CustomerProfile] = {}
     if not wanted:
         return out
-    pop = population(session, settings, at)
+    pop = pop or population(session, settings, at)
     p = Purchase
     inside = p.occurred_at > at - timedelta(seconds=metrics.period_seconds(settings))
     for start in range(0, len(wanted), IN_CHUNK):

@@ -131,3 +131,72 @@ def test_snapshots_lifecycle_on_each_row(make_app):
     assert {r.lifecycle_stage for r in _rows(app, cid)} == {"prospect"}
     with app.session() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 2
+
+
+
+def test_planning_in_chunks_writes_what_planning_at_once_does(make_app, monkeypatch):
+    """A firing is planned a few contacts at a time (its memory is one chunk's): the rows,
+    counts and capped list are those of planning the whole audience at once."""
+    import scheduler.planner as planner
+
+    app = make_app()
+    add_people(app, 17)
+    add_people(app, 3, consent=False, prefix="nc")
+    with app.session() as s:
+        suppression.add(s, app.settings, "email", "p4@example.com", "manual")
+    earlier = make_campaign(app, "earlier", cap="1/7d")
+    key = utcnow().replace(microsecond=0)
+    _plan(app, earlier, key=key)
+    with app.session() as s:  # three of them were sent the earlier campaign: at the cap
+        s.execute(Delivery.__table__.update().where(Delivery.contact_id.in_(select(Delivery.contact_id).order_by(
+            Delivery.contact_id).limit(3).scalar_subquery())).values(state="sent", sent_at=key))
+    cid = make_campaign(app, template=None, variants=["A:welcome:50", "B:newsletter:50"], holdout="20%",
+                        cap="1/7d", throttle="2/min")
+    outcomes = []
+    real_profiles = planner.profiles
+    for chunk in (10_000, 3):
+        monkeypatch.setattr(planner, "CHUNK", chunk)
+        asked: list[int] = []
+        monkeypatch.setattr(planner, "profiles",
+                            lambda s, st, ids, asked=asked, **kw: asked.append(len(ids)) or real_profiles(s, st, ids, **kw))
+        with app.session() as s:
+            at = key + timedelta(hours=1)
+            result = plan_firing(s, app.settings, s.get(Campaign, cid), at, at)
+            rows = [(r.contact_id, r.variant, r.template_name, r.is_holdout, r.state, r.due_at) for r in
+                    s.scalars(select(Delivery).where(Delivery.campaign_id == cid).order_by(Delivery.contact_id))]
+            s.rollback()  # plan the same firing again with the other chunk size
+        outcomes.append((result.counts, result.capped, rows))
+        assert asked and max(asked) <= chunk, (result, asked)
+    assert outcomes[0] == outcomes[1]
+    counts, capped, rows = outcomes[0]
+    assert counts["in_segment"] == 20 and counts["skipped"] == {"invalid_address": 0, "no_consent": 3, "suppressed": 1,
+                                                                 "capped": 3}
+    assert len(capped) == 3 and len(rows) == 13 and len({due for *_, due in rows}) > 1  # the throttle spread them
+
+
+def test_the_ab_test_share_is_held_back_chunk_by_chunk_as_at_once(make_app, monkeypatch):
+    """With --test-share, each chunk's rows outside the share wait for the winner: the rows
+    and the waiting_for_winner count are those of planning the whole audience at once."""
+    import scheduler.planner as planner
+
+    app = make_app()
+    add_people(app, 40)
+    cid = make_campaign(app, template=None, variants=["A:welcome:50", "B:newsletter:50"], holdout="10%",
+                        test_share="30%", winner_after="4h")
+    key = utcnow().replace(microsecond=0) + timedelta(hours=1)
+    outcomes = []
+    for chunk in (10_000, 7):
+        monkeypatch.setattr(planner, "CHUNK", chunk)
+        with app.session() as s:
+            result = plan_firing(s, app.settings, s.get(Campaign, cid), key, key)
+            rows = [(r.contact_id, r.state, r.variant, r.template_name, r.ab_remainder, r.is_holdout) for r in
+                    s.scalars(select(Delivery).where(Delivery.campaign_id == cid).order_by(Delivery.contact_id))]
+            s.rollback()
+        outcomes.append((result.counts, rows))
+    assert outcomes[0] == outcomes[1]
+    counts, rows = outcomes[0]
+    waiting = [r for r in rows if r[1] == "waiting"]
+    assert waiting and counts["waiting_for_winner"] == len(waiting)
+    assert all(r[4] and r[2] is None and r[3] is None for r in waiting)
+    assert counts["planned"] == len([r for r in rows if r[1] == "queued"]) and counts["planned"] > 0
+    assert counts["planned"] + counts["held_out"] + len(waiting) == 40
