@@ -116,7 +116,11 @@ def derive_text_source(html_source: str) -> str | None:
     """A text template made from an HTML template once (tags kept), or None when unsafe.
 
     Jinja tags are swapped for inert tokens, the HTML is turned into text, and the tokens
-    are put back; if any token was lost or reordered, the caller derives per message.
+    are put back; if any token was reordered, or a statement or comment was lost, the
+    caller derives per message. An expression (`{{ ... }}`) the text form drops, like the
+    one in `<title>`, may go: it prints nothing there either, and has no effect the HTML
+    part's render does not already have (templates cannot assign in an expression, and a
+    coupon is taken once per message however often it is asked for).
     """
     tags: list[str] = []
 
@@ -126,8 +130,16 @@ def derive_text_source(html_source: str) -> str | None:
 
     text = html_text(_JINJA.sub(token, html_source))
     found = [int(n) for n in re.findall(r"qqjj(\d+)jjqq", text)]
-    if found != list(range(len(tags))) or _JINJA_OPEN.search(text):  # lost tags, or entities that became tags
+    lost = set(range(len(tags))) - set(found)
+    if (found != sorted(set(found)) or any(not tags[n].startswith("{{") for n in lost)
+            or _JINJA_OPEN.search(text)):  # reordered or repeated, a statement lost, or entities that became tags
         return None
+
+    def line_start(m: re.Match[str]) -> str:  # a line begins after statements that print nothing: no indent
+        quiet = all(tags[int(n)].startswith(("{%", "{#")) for n in re.findall(r"qqjj(\d+)jjqq", m.group(1)))
+        return m.group(1) if quiet else m.group(0)
+
+    text = re.sub(r"(?m)^((?:qqjj\d+jjqq)+)[ \t]+", line_start, text)
     return re.sub(r"qqjj(\d+)jjqq", lambda m: tags[int(m.group(1))], text)
 
 

@@ -225,3 +225,38 @@ def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_
     msg = parse(out.data)
     assert f"<{url}>" in msg["List-Unsubscribe"]
     assert url in parts(msg)[0] or url in parts(msg)[1]
+
+
+@pytest.mark.parametrize("name", ["welcome"])  # the newsletter's links come out reordered: derived per message
+def test_a_shipped_templates_text_part_is_derived_once_and_reads_as_the_per_message_derivation(rapp, monkeypatch, name):
+    """An expression the text form drops (the <title>, a <style>) does not force deriving the
+    text part from every rendered message (the send path's largest cost); the text reads the same."""
+    from campaigns.messages import rendering
+
+    tmpl = load_template(rapp.settings, name)
+    assert tmpl.text is None
+    assert not rendering.compile_template(tmpl).derived_per_message
+    with rapp.session() as s:
+        camp, run = make_campaign(s)
+        texts = []
+        for email_address, person, attributes in CONTACTS:
+            c = add_contact(s, email_address, person, **attributes)
+            d = make_delivery(s, run, c)
+            once = parts(parse(render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=d.id, campaign=camp).data))[0]
+            with monkeypatch.context() as m:
+                m.setattr(rendering, "_derived_text", lambda html: None)
+                m.setattr(rendering, "_COMPILED", type(rendering._COMPILED)())
+                each = parts(parse(render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=d.id, campaign=camp).data))[0]
+            texts.append((once, each))
+    for once, each in texts:
+        assert [line.rstrip() for line in once.splitlines()] == [line.rstrip() for line in each.splitlines()]
+
+
+def test_a_statement_the_text_form_would_lose_still_derives_per_message():
+    from campaigns.messages.rendering import derive_text_source
+
+    assert derive_text_source("<title>{{ a }}</title><p>{{ b }}</p>") == "{{ b }}\n"
+    assert derive_text_source("<title>{% if a %}x{% endif %}</title><p>{{ b }}</p>") is None
+    assert derive_text_source("<style>{% set a = 1 %}</style><p>{{ a }}</p>") is None
+    # a line that starts after a block printing nothing starts without an indent, as it would per message
+    assert derive_text_source("<p>a<br>{% if b %}b<br>{% endif %} c</p>") == "a\n{% if b %}b\n{% endif %}c\n"
