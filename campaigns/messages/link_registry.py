@@ -100,12 +100,17 @@ class LinkRewriter:
     def __init__(self, session: Session, settings: Settings, delivery_id: int, utm: Mapping[str, Any]) -> None:
         self.session, self.settings, self.delivery_id, self.utm = session, settings, delivery_id, utm
         self.base = settings.tracking.public_url.rstrip("/") + "/"
+        self._seen: dict[str, str] = {}  # the HTML and text parts link to the same places: sign each once
 
     def track(self, url: str) -> str:
         """The click URL for one destination (registered on first sight)."""
         if not url.lower().startswith(("http://", "https://")) or url.startswith(self.base):
             return url
-        return links.click_url(self.settings, self.delivery_id, link_id(self.session, with_utm(url, self.utm)))
+        click = self._seen.get(url)
+        if click is None:
+            click = self._seen[url] = links.click_url(self.settings, self.delivery_id,
+                                                      link_id(self.session, with_utm(url, self.utm)))
+        return click
 
     def html(self, doc: str) -> str:
         """Every <a>/<area> href rewritten (entities decoded first, the new URL escaped)."""

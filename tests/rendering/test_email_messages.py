@@ -260,3 +260,24 @@ def test_a_statement_the_text_form_would_lose_still_derives_per_message():
     assert derive_text_source("<style>{% set a = 1 %}</style><p>{{ a }}</p>") is None
     # a line that starts after a block printing nothing starts without an indent, as it would per message
     assert derive_text_source("<p>a<br>{% if b %}b<br>{% endif %} c</p>") == "a\n{% if b %}b\n{% endif %}c\n"
+
+
+def test_each_destination_is_signed_once_per_message_though_both_parts_link_to_it(rapp, monkeypatch):
+    from campaigns import signing
+
+    purposes: list[str] = []
+    real = signing.sign
+
+    def counting(settings, purpose, message, length=16):
+        purposes.append(purpose)
+        return real(settings, purpose, message, length)
+
+    monkeypatch.setattr(links, "sign", counting)
+    with rapp.session() as s:
+        camp, run = make_campaign(s)
+        d = make_delivery(s, run, add_contact(s, "ann@example.com", "Ann Lee"))
+        out = render_delivery(s, rapp.settings, load_template(rapp.settings, "welcome"), contact=s.get(Contact, d.contact_id),
+                              delivery_id=d.id, campaign=camp)
+    text, html = parts(parse(out.data))
+    assert {m.group(0) for m in CLICK.finditer(text)} == {m.group(0) for m in CLICK.finditer(html)}
+    assert purposes.count("click") == len({m.group(0) for m in CLICK.finditer(html)}) == 3, purposes
