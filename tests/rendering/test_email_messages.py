@@ -227,12 +227,15 @@ def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_
     assert url in parts(msg)[0] or url in parts(msg)[1]
 
 
+@pytest.mark.parametrize("postal", ["", "1 Rue de la Paix, 75002 Paris"])
 @pytest.mark.parametrize("name", ["welcome"])  # the newsletter's links come out reordered: derived per message
-def test_a_shipped_templates_text_part_is_derived_once_and_reads_as_the_per_message_derivation(rapp, monkeypatch, name):
+def test_a_shipped_templates_text_part_is_derived_once_and_reads_as_the_per_message_derivation(rapp, monkeypatch, name,
+                                                                                              postal):
     """An expression the text form drops (the <title>, a <style>) does not force deriving the
     text part from every rendered message (the send path's largest cost); the text reads the same."""
     from campaigns.messages import rendering
 
+    monkeypatch.setattr(rapp.settings.sending, "postal_address", postal)
     tmpl = load_template(rapp.settings, name)
     assert tmpl.text is None
     assert not rendering.compile_template(tmpl).derived_per_message
