@@ -11,7 +11,6 @@ the campaign paused meanwhile, the DKIM signature).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -90,13 +89,7 @@ class Handover:
         left = Leftover(failures=failures)
         paused = self.recorder.autopause.paused_now
         paused.clear()
-        limit = max(1, self.app.settings.sending.concurrency)
-        # Waves of half of `concurrency`, two out at a time: the next wave is marked `sending`
-        # and queued behind the one going out, so the connections do not wait for a wave's
-        # slowest message or for the write between waves. At most `concurrency` rows are ever
-        # `sending` (the two waves out): that is what a crash can leave `unknown`.
-        size = max(1, limit // 2)
-        flying: deque[asyncio.Task[Results]] = deque()
+        size = max(1, self.app.settings.sending.concurrency)
 
         def hold_paused(wave: Rendered) -> Rendered:
             """The wave without rows of auto-paused campaigns; those wait for a resume."""
@@ -105,55 +98,38 @@ class Handover:
             left.released.extend(row for row, _ in wave if row.campaign_id in paused)
             return [(row, msg) for row, msg in wave if row.campaign_id not in paused]
 
-        async def landed(keep: int) -> None:
-            """Wait until at most `keep` waves are out; what came back is written with the next write."""
-            while len(flying) > keep:
-                left.done += await flying.popleft()
-
-        try:
-            for start in range(0, len(messages), size):
-                await landed(0 if size == limit else 1)  # concurrency 1: one message at a time, as ever
-                if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
-                    left.released += [row for row, _ in messages[start:]]
+        for start in range(0, len(messages), size):
+            # Paused or cancelled by anyone meanwhile, or this sender stopping (scheduler/holds.py).
+            try:
+                if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
                     break
-                # Paused or cancelled by anyone meanwhile, or this sender stopping (scheduler/holds.py).
-                try:
-                    if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
-                        break
-                except DB_DOWN as exc:  # cannot tell: hand over nothing more; what went out is still written down
-                    note = f"database unavailable before sending: {first_line(exc)}"
-                    left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
-                    break
-                # Rows of a campaign auto-paused by an earlier write are released before they are
-                # marked `sending` (a crash then requeues them instead of leaving them unknown).
-                wave = hold_paused(messages[start:start + size])
-                try:
-                    # In the same transaction, just before hand-over: whose consent or suppression
-                    # changed since the claim? Two primary-key range scans, almost always empty; an
-                    # unsubscribe acknowledged while its message waited in the batch still wins.
-                    recorded, changed, marked = self.recorder.write(left.done, left.failures, left.released, now,
-                                                                    mark=[row.id for row, _ in wave], marks=marks)
-                    stats.add(recorded)
-                    left.done, left.failures, left.released = [], [], []
-                except DB_DOWN as exc:
-                    note = f"database unavailable before sending: {first_line(exc)}"
-                    left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
-                    break
-                # A row another sender claimed meanwhile (this one was taken for dead) is theirs.
-                wave = [(row, msg) for row, msg in wave if row.id in marked]
-                wave = hold_paused(wave)  # ... and so are rows of one this very write paused
-                flying.append(asyncio.ensure_future(self._wave(wave, changed, now, signing)))
-        except asyncio.CancelledError:  # the stop's deadline passed: what is out is cut off (scheduler/daemon.py)
-            for task in flying:
-                task.cancel()
-            raise
-        finally:
-            await landed(0)  # what was handed over is always waited for and written down
+            except DB_DOWN as exc:  # cannot tell: hand over nothing more; what went out is still written down
+                note = f"database unavailable before sending: {first_line(exc)}"
+                left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
+                break
+            # Rows of a campaign auto-paused by an earlier write are released before they are
+            # marked `sending` (a crash then requeues them instead of leaving them unknown).
+            wave = hold_paused(messages[start:start + size])
+            try:
+                # In the same transaction, just before hand-over: whose consent or suppression
+                # changed since the claim? Two primary-key range scans, almost always empty; an
+                # unsubscribe acknowledged while its message waited in the batch still wins.
+                recorded, changed, marked = self.recorder.write(left.done, left.failures, left.released, now,
+                                                        mark=[row.id for row, _ in wave], marks=marks)
+                stats.add(recorded)
+                left = Leftover()
+            except DB_DOWN as exc:
+                note = f"database unavailable before sending: {first_line(exc)}"
+                left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
+                break
+            # A row another sender claimed meanwhile (this one was taken for dead) is theirs.
+            wave = [(row, msg) for row, msg in wave if row.id in marked]
+            wave = hold_paused(wave)  # ... and so are rows of one this very write paused
+            left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
+            if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
+                left.released += [row for row, _ in messages[start + size:]]
+                break
         for pending in signing.values():  # messages that were not sent (released, database down)
             pending.cancel()
         await asyncio.gather(*signing.values(), return_exceptions=True)
         return left
-
-    async def _wave(self, wave: Rendered, changed: set[int], now: datetime,
-                    signing: dict[int, asyncio.Future[bytes]]) -> Results:
-        return list(await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave)))
