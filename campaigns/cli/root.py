@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "suppress": ("suppress", "Addresses never to be messaged: add, list, remove."),
     "purchases": ("purchases", "Orders: import and list."),
     "topics": ("topics", "Topics: what campaigns are about; a contact can leave one and keep the channel."),
+    "journeys": ("journeys", "Branching journeys: check a journey file (lint) before `new --journey`."),
     "segments": ("segments", "Segments: named filters over contacts, consent and purchases."),
     "customers": ("customers", "Customer value: RFM segments, lifecycle stages, the loyalty matrix."),
     "templates": ("templates", "Message templates: list, lint, check, render a preview, send a test."),
