@@ -29,9 +29,9 @@ from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler import winner
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
+from scheduler.journeys import advance
 from scheduler.outbox import first_line
 from scheduler.planner import plan_firing
-from scheduler.journeys import advance
 from scheduler.triggers import plan_triggered
 
 log = logging.getLogger("campaigns.scheduler")

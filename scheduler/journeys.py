@@ -148,9 +148,10 @@ def _move(session: Session, settings: Settings, c: Campaign, run: CampaignRun, j
             elif h.due_at <= now:
                 onward.append((h, "no", h.due_at, step["no"]))
     index = index_of(journey)
-    for h, outcome, at, nxt in onward:
-        session.execute(update(JourneyVisit).where(JourneyVisit.id == h.visit_id).values(left_at=at, outcome=outcome))
+    for _h, outcome, _at, _nxt in onward:
         moved[outcome] = moved.get(outcome, 0) + 1
+    for part in _chunks([{"id": h.visit_id, "left_at": at, "outcome": outcome} for h, outcome, at, _n in onward]):
+        session.execute(update(JourneyVisit), part)  # by primary key, one statement per chunk
     rows = [{"enrollment_id": h.enrollment_id, "campaign_id": c.id, "contact_id": h.contact_id, "step": index[nxt],
              "entered_at": at, "due_at": _due(journey["steps"][index[nxt]], at)} for h, _o, at, nxt in onward if nxt]
     for part in _chunks(rows):
@@ -198,15 +199,15 @@ def _holds(session: Session, settings: Settings, c: Campaign, journey: dict[str,
     seen: dict[int, list[tuple[str, datetime]]] = {}
     for part in _chunks(sorted({h.contact_id for h in here})):
         if what == "purchased":
-            q = select(Purchase.contact_id, Purchase.id, Purchase.occurred_at).where(
+            found = select(Purchase.contact_id, Purchase.id, Purchase.occurred_at).where(
                 Purchase.contact_id.in_(part), Purchase.occurred_at > since, Purchase.occurred_at <= now)
             prefix = "purchase"
         else:
-            q = select(CustomEvent.contact_id, CustomEvent.id, CustomEvent.occurred_at).where(
+            found = select(CustomEvent.contact_id, CustomEvent.id, CustomEvent.occurred_at).where(
                 CustomEvent.contact_id.in_(part), CustomEvent.name == name, CustomEvent.occurred_at > since,
                 CustomEvent.occurred_at <= now)
             prefix = "event"
-        for cid, oid, at in session.execute(q):
+        for cid, oid, at in session.execute(found):
             seen.setdefault(cid, []).append((f"{prefix}:{oid}", at))
     return {h.visit_id for h in here
             if any(key != h.occurrence and h.enrolled_at < at <= h.due_at for key, at in seen.get(h.contact_id, []))}

@@ -36,8 +36,8 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
-from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row, winner_sentence
 from campaigns.cli.journeys import read_journey
+from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row, winner_sentence
 from campaigns.errors import ConflictError
 from campaigns.journey_defs import draw
 from campaigns.timespec import utcnow

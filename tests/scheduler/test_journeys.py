@@ -106,7 +106,10 @@ def _open(app, cid, contact, at):
 
 
 def test_a_branch_sends_the_didnt_open_path_only_to_non_openers_and_the_opened_path_only_to_openers(make_app):
-    app = make_app()
+    _open_branch_scenario(make_app())
+
+
+def _open_branch_scenario(app):
     opener, late_opener, never = add_people(app, 3)
     cid = _journey(app)
     tick(app, T0 + timedelta(minutes=1))
@@ -129,6 +132,31 @@ def test_a_branch_sends_the_didnt_open_path_only_to_non_openers_and_the_opened_p
     with app.session() as s:
         assert {e.exit_reason for e in s.scalars(select(DripEnrollment))} == {"exit step done"}
         assert s.scalar(select(JourneyVisit).where(JourneyVisit.left_at.is_(None))) is None
+    return cid
+
+
+def test_report_shows_each_journey_step_entered_sent_opened_paths_and_exits_in_every_format(make_app, cli, tmp_path):
+    import json
+
+    _open_branch_scenario(make_app())
+    r = cli("report", "welcome-journey", "--json")
+    assert r.exit_code == 0, r.output
+    steps = json.loads(r.stdout)["steps"]
+    assert [(x["step"], x["what"], x["entered"], x["sent"], x["opened"], x["paths"], x["exited"]) for x in steps] == [
+        ("welcome", "send hello", 3, 3, 2, {}, 0),
+        ("opened_it", "branch on opened (welcome) within 2d", 3, 0, 0, {"yes": 1, "no": 2}, 0),
+        ("thanks", "send thanks", 1, 1, 0, {}, 0),
+        ("nudge", "send nudge", 2, 2, 0, {}, 0),
+        ("done", "exit", 3, 0, 0, {}, 3)]
+    assert steps[-1]["exit_reasons"] == {"exit step done": 3}
+    csv_out = cli("report", "welcome-journey", "--csv").stdout
+    assert "step.opened_it.paths.yes,1" in csv_out and "step.done.exit_reasons.exit step done,3" in csv_out
+    table = cli("report", "welcome-journey").stdout
+    assert "Per step" in table and "1 yes; 2 no" in table and "3 exit step done" in table
+    page = tmp_path / "j.html"
+    assert cli("report", "welcome-journey", "--html", "-o", str(page)).exit_code == 0
+    html = page.read_text()
+    assert "Per step" in html and "branch on opened (welcome) within 2d" in html and "1 yes; 2 no" in html
 
 
 def test_a_daemon_killed_mid_evaluation_sends_nothing_twice(make_app, monkeypatch):

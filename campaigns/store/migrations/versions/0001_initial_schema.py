@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-27 23:02:49.072823
 """
-from alembic import op
 import sqlalchemy as sa
-import campaigns.store.db
+from alembic import op
 
+import campaigns.store.db
 
 revision = '0001'
 down_revision = None
