@@ -343,6 +343,15 @@ class DripEnrollment(Base):
     exit_reason: Mapped[str | None] = mapped_column(String(300))  # "exit: FILTER" | "goal: FILTER"
 
 
+class StageMember(Base):
+    """Who was in a `lifecycle:STAGE` campaign's stage (within its segment) at its last evaluation:
+    a contact enrols on the move into the stage (in now, not in then), not for being in it."""
+
+    __tablename__ = "stage_member"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True)
+
+
 class JourneyVisit(Base):
     """One enrolment at one step of a branching journey: when it got there, when it left, how.
 

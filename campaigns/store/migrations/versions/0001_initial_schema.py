@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 23:02:49.072823
+Create Date: 2026-11-27 23:19:32.781235
 """
 import sqlalchemy as sa
 from alembic import op
@@ -257,6 +257,13 @@ def upgrade() -> None:
     with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
         batch_op.create_index('ix_drip_enrollment_campaign_occurrence', ['campaign_id', 'occurrence'], unique=False)
 
+    op.create_table('stage_member',
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_stage_member_campaign_id_campaign'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_stage_member_contact_id_contact'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('campaign_id', 'contact_id', name=op.f('pk_stage_member'))
+    )
     op.create_table('delivery',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -397,6 +404,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_delivery_campaign_contact')
 
     op.drop_table('delivery')
+    op.drop_table('stage_member')
     with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
         batch_op.drop_index('ix_drip_enrollment_campaign_occurrence')
 
