@@ -17,7 +17,8 @@ next tick does it again, which the unique keys make harmless).
   window's end; clicked: a human click; purchased / event:NAME: one after the contact
   entered the journey (not the one that enrolled them) and by the window's end; filter:
   the contact matches it when looked at.
-- exit: the enrolment ends there (exited, "exit step ID").
+- exit: the journey ends there for the contact (reported as exited, "exit step ID"); a send
+  queued just before is still checked against the exit and goal rules at its hand-over.
 A step without `next` ends the journey there. An enrolment that left (its exit rule or goal
 matched at a hand-over, scheduler/exits.py) moves no further.
 """
@@ -93,7 +94,7 @@ def advance(session: Session, settings: Settings, c: Campaign, now: datetime) ->
 
 
 def _close_left(session: Session, c: Campaign, now: datetime) -> None:
-    """Enrolments that left (exit rule, goal, an exit step) move no further."""
+    """Enrolments that left (exit rule or goal, at a hand-over) move no further."""
     gone = select(DripEnrollment.id).where(DripEnrollment.campaign_id == c.id, DripEnrollment.exited_at.is_not(None))
     session.execute(update(JourneyVisit).where(JourneyVisit.campaign_id == c.id, JourneyVisit.left_at.is_(None),
                                                JourneyVisit.enrollment_id.in_(gone))
@@ -134,12 +135,8 @@ def _move(session: Session, settings: Settings, c: Campaign, run: CampaignRun, j
         onward = [(h, "sent", h.entered_at, step.get("next")) for h in here]
     elif kind == "wait":
         onward = [(h, "waited", h.due_at, step.get("next")) for h in here]
-    elif kind == "exit":
-        reason = f"exit step {step['id']}" + (f": {step['reason']}" if step.get("reason") else "")
-        for part in _chunks([h.enrollment_id for h in here]):
-            session.execute(update(DripEnrollment).where(DripEnrollment.id.in_(part))
-                            .values(exited_at=now, exit_reason=reason[:300]))
-        onward = [(h, "exit", now, None) for h in here]
+    elif kind == "exit":  # the journey ends here; the enrolment's exited_at stays for the exit and goal rules,
+        onward = [(h, "exit", now, None) for h in here]  # which may still stop a send handed over just before
     else:
         holds = _holds(session, settings, c, journey, step, here, now)
         for h in here:

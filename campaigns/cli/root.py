@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("daemon", "What is scheduled next, what is running, and the outbox by state."),
     "events": ("track", "Responses of a campaign or a contact (list), and custom events (import)."),
     "report": ("report", "What campaigns reached, caused and earned (lift against the holdout), or loyalty metrics."),
-    "demo": ("demo", "Generate a shop, run three campaigns and a journey on an accelerated clock, print the reports."),
+    "demo": ("demo", "Generate a shop, run three campaigns and two journeys on an accelerated clock, print the reports."),
     "config": ("setup", "Show and check the configuration."),
     "track": ("track", "The tracking endpoints (opens, clicks, unsubscribes, webhooks); record a custom event."),
     "bounces": ("track", "Bounce and complaint reports."),

@@ -15,7 +15,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.journey_defs import step_label
-from campaigns.store.models import Attribution, Campaign, Delivery, DripEnrollment, Event, JourneyVisit
+from campaigns.store.models import Attribution, Campaign, Delivery, Event, JourneyVisit
 from campaigns.vocab import JOURNEY_EXIT_NOTES, DeliveryState, EventType
 
 COLUMNS = ["step", "offset", "template", "entered", "sent", "opened", "clicked", "converted", "exited", "exit_reasons"]
@@ -85,10 +85,11 @@ def _journey_rows(session: Session, c: Campaign, planned: dict[int, int], sent: 
     for step, outcome, n in session.execute(select(v.step, v.outcome, func.count()).where(
             v.campaign_id == c.id, v.outcome.in_(("yes", "no"))).group_by(v.step, v.outcome)):
         paths.setdefault(step, {})[str(outcome)] = n
-    for step, text, n in session.execute(
-            select(v.step, DripEnrollment.exit_reason, func.count()).join(DripEnrollment, DripEnrollment.id == v.enrollment_id)
-            .where(v.campaign_id == c.id, v.outcome == "exit").group_by(v.step, DripEnrollment.exit_reason)):
-        reason = text or "exit step"
+    ended = dict(session.execute(select(v.step, func.count()).where(v.campaign_id == c.id, v.outcome == "exit")
+                                 .group_by(v.step)).all())
+    for step, n in ended.items():
+        spec = c.journey["steps"][step]
+        reason = f"exit step {spec['id']}" + (f": {spec['reason']}" if spec.get("reason") else "")
         reasons.setdefault(step, {})[reason] = reasons.get(step, {}).get(reason, 0) + n
     rows = []
     for i, spec in enumerate(c.journey["steps"]):

@@ -130,7 +130,7 @@ def _open_branch_scenario(app):
     assert _rows(app, cid) == [(opener, 0, "sent"), (opener, 2, "sent"), (late_opener, 0, "sent"), (late_opener, 3, "sent"),
                                (never, 0, "sent"), (never, 3, "sent")]
     with app.session() as s:
-        assert {e.exit_reason for e in s.scalars(select(DripEnrollment))} == {"exit step done"}
+        assert {e.exit_reason for e in s.scalars(select(DripEnrollment))} == {None}  # ended, not left
         assert s.scalar(select(JourneyVisit).where(JourneyVisit.left_at.is_(None))) is None
     return cid
 
@@ -210,3 +210,33 @@ def test_an_event_after_entering_takes_the_yes_path_before_the_window_ends(make_
         custom_events.track(s, app.settings, f"#{did}", "viewed", {}, at=(T0 + timedelta(hours=4)).isoformat(), key="v1")
     tick(app, T0 + timedelta(hours=5))
     assert _rows(app, cid) == [(did, 0, "queued"), (did, 2, "queued"), (didnt, 0, "queued")]
+
+
+def test_an_exit_rule_stops_a_journeys_later_send_and_the_contact_moves_no_further(make_app):
+    from campaigns.store.models import Purchase
+
+    app = make_app()
+    buyer, other = add_people(app, 2)
+    text = JOURNEY.replace('on = "opened"\nof = "welcome"', 'on = "clicked"')
+    for tmpl, subject in (("hello", "Hello"), ("thanks", "Thanks for reading"), ("nudge", "Did you miss this?")):
+        _template(app, tmpl, subject)
+    with time_machine.travel(T0, tick=False), app.session() as s:
+        create_segment(s, app.settings, "everyone", 'email contains "@"')
+        create_campaign(s, app.settings, "j", CampaignSpec(segment="everyone", channel="email", quiet_hours="none", cap="none",
+                                                           journey=text, exit_when="purchases.count(last=1d) > 0"))
+        cid = activate_campaign(s, app.settings, "j", T0).id
+    tick(app, T0 + timedelta(minutes=1))
+    _dispatch(app, T0 + timedelta(minutes=2))
+    with app.session() as s:
+        s.add(Purchase(order_id="B-1", contact_id=buyer, amount_cents=100, currency="USD", occurred_at=T0 + timedelta(days=2)))
+    tick(app, T0 + timedelta(days=2, minutes=1))  # both take "no": the nudge is queued for both
+    _dispatch(app, T0 + timedelta(days=2, minutes=2))  # the buyer's nudge is cancelled at hand-over
+    tick(app, T0 + timedelta(days=2, minutes=3))
+    assert _rows(app, cid) == [(buyer, 0, "sent"), (buyer, 3, "cancelled"), (other, 0, "sent"), (other, 3, "sent")]
+    with app.session() as s:
+        why = dict(s.execute(select(DripEnrollment.contact_id, DripEnrollment.exit_reason)).all())
+        assert why == {buyer: "exit: purchases.count(last=1d) > 0", other: None}
+        visits = s.execute(select(JourneyVisit.contact_id, JourneyVisit.step, JourneyVisit.outcome)
+                           .order_by(JourneyVisit.contact_id, JourneyVisit.step)).all()
+    assert visits == [(buyer, 0, "sent"), (buyer, 1, "no"), (buyer, 3, "sent"), (buyer, 4, "exit"),
+                      (other, 0, "sent"), (other, 1, "no"), (other, 3, "sent"), (other, 4, "exit")]
