@@ -24,7 +24,7 @@ from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.journey_defs import FilterCheck, TemplateCheck, lint_journey, parse_journey, templates_in
 from campaigns.messages.templates_store import lint_template, load_template
-from campaigns.store.models import Campaign, Delivery, Segment
+from campaigns.store.models import Campaign, Delivery, DripEnrollment, Segment
 from campaigns.timespec import (
     check_timezone,
     parse_cap,
@@ -198,6 +198,10 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.timezone = spec.timezone
     if spec.template is not None:
         c.template_name = spec.template
+    if (spec.journey is not None or spec.steps) and c.journey and c.id is not None and session.scalar(
+            select(DripEnrollment.id).where(DripEnrollment.campaign_id == c.id).limit(1)) is not None:
+        raise ConflictError(f"campaign {c.name} has contacts in its journey; its steps cannot change under them "
+                            f"(clone it with `campaigns clone {c.name} NEW`, edit the copy, cancel this one)")
     if spec.journey is not None:
         if spec.steps or spec.at or spec.cron:
             raise InputError("--journey: the journey is the schedule; leave out --step, --at and --cron")

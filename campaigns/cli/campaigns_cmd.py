@@ -146,13 +146,16 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
          goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
          topic: str | None = TopicOpt, test_share: str | None = TestShareOpt,
-         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt) -> None:
+         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
+         journey: Path | None = JourneyOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
                  utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
                  test_share, winner_after, winner_by)
+    if journey is not None:
+        spec.journey, spec.journey_source = read_journey(journey), str(journey)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")

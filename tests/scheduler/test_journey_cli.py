@@ -88,3 +88,29 @@ def test_the_docs_journey_lints_clean_is_created_and_show_draws_it(cli, tmp_path
     assert "(drawn above)" in tree
     shown = cli("show", "welcome-journey", "--json")
     assert '"journey"' in shown.stdout and '"kind": "branch"' in shown.stdout
+
+
+def test_edit_gives_a_draft_a_new_journey_but_never_one_with_contacts_in_it(cli, tmp_path):
+    from campaigns.config import load_settings
+    from campaigns.context import App
+    from campaigns.store.models import Campaign, DripEnrollment
+
+    shutil.copytree(DOCS.parents[1] / "templates", tmp_path / "templates", dirs_exist_ok=True)
+    path = tmp_path / "welcome.toml"
+    path.write_text(_docs_journey())
+    short = tmp_path / "short.toml"
+    short.write_text('[step.only]\nkind = "send"\ntemplate = "newsletter"\n')
+    assert cli("segments", "create", "all", "--where", 'email contains "@"').exit_code == 0
+    assert cli("contacts", "add", "--email", "ann@example.com").exit_code == 0
+    assert cli("new", "j", "--segment", "all", "--channel", "email", "--journey", str(path)).exit_code == 0
+    r = cli("edit", "j", "--journey", str(short))
+    assert r.exit_code == 0, r.output
+    assert "only: send newsletter" in cli("show", "j").stdout
+    app = App(load_settings(cli.config, environ={}))
+    with app.session() as s:
+        c = s.query(Campaign).filter_by(name="j").one()
+        s.add(DripEnrollment(campaign_id=c.id, contact_id=1, entered_at=c.created_at))
+    r = cli("edit", "j", "--journey", str(path))
+    assert r.exit_code != 0 and "has contacts in its journey" in r.stderr, r.output
+    assert "only: send newsletter" in cli("show", "j").stdout
+    app.engine.dispose()
