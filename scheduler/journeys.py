@@ -82,10 +82,11 @@ def advance(session: Session, settings: Settings, c: Campaign, now: datetime) ->
     _close_left(session, c, now)
     _start(session, c, index_of(journey)[journey["start"]], steps[index_of(journey)[journey["start"]]])
     moved: dict[str, int] = {}
-    for _ in range(MAX_PASSES):
+    for n in range(MAX_PASSES):
         done = 0
         for i, step in enumerate(steps):
-            here = _open_at(session, c, i, now, every=step["kind"] == "branch")
+            # A branch's condition is looked at once a tick (the first pass); later passes take what fell due.
+            here = _open_at(session, c, i, now, every=step["kind"] == "branch" and n == 0)
             if here:
                 done += _move(session, settings, c, run, journey, i, here, now, moved)
         if not done:
