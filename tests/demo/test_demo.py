@@ -183,7 +183,7 @@ def test_the_stage_winback_journey_enrols_only_customers_who_moved_into_at_risk_
         enrolled = s.execute(select(DripEnrollment.contact_id, DripEnrollment.entered_at)
                              .where(DripEnrollment.campaign_id == journey.id)).all()
         launch = journey.activated_at
-        assert launch is not None
+        assert launch is not None and enrolled  # seed 7, 400 contacts: one customer slips into at_risk in the 8 days
         ids = [cid for cid, _at in enrolled]
         before = profiles(s, shop.settings, ids, at=launch)  # nobody already at risk at launch: they did not move
         assert all(before[cid].lifecycle != "at_risk" for cid in ids if cid in before)
