@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:24:13.569280
+Create Date: 2026-11-27 23:23:25.517374
 """
 import sqlalchemy as sa
 from alembic import op
@@ -347,7 +347,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('dedup_key', name=op.f('uq_event_dedup_key'))
     )
     with op.batch_alter_table('event', schema=None) as batch_op:
-        batch_op.create_index('ix_event_campaign_type', ['campaign_id', 'type', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_event_campaign_delivery', ['campaign_id', 'delivery_id', 'type', 'is_machine'], unique=False)
+        batch_op.create_index('ix_event_campaign_type', ['campaign_id', 'type', 'occurred_at', 'delivery_id', 'is_machine'], unique=False)
         batch_op.create_index('ix_event_contact', ['contact_id', 'occurred_at'], unique=False)
         batch_op.create_index('ix_event_delivery_type', ['delivery_id', 'type'], unique=False)
 
@@ -360,6 +361,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_event_delivery_type')
         batch_op.drop_index('ix_event_contact')
         batch_op.drop_index('ix_event_campaign_type')
+        batch_op.drop_index('ix_event_campaign_delivery')
 
     op.drop_table('event')
     op.drop_table('coupon')
