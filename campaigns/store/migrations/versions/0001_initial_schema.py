@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 23:19:32.781235
+Create Date: 2026-11-27 23:55:22.276827
 """
 import sqlalchemy as sa
 from alembic import op
@@ -374,7 +374,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('dedup_key', name=op.f('uq_event_dedup_key'))
     )
     with op.batch_alter_table('event', schema=None) as batch_op:
-        batch_op.create_index('ix_event_campaign_type', ['campaign_id', 'type', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_event_campaign_delivery', ['campaign_id', 'delivery_id', 'type', 'is_machine'], unique=False)
+        batch_op.create_index('ix_event_campaign_type', ['campaign_id', 'type', 'occurred_at', 'delivery_id', 'is_machine'], unique=False)
         batch_op.create_index('ix_event_contact', ['contact_id', 'occurred_at'], unique=False)
         batch_op.create_index('ix_event_delivery_type', ['delivery_id', 'type'], unique=False)
 
@@ -387,6 +388,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_event_delivery_type')
         batch_op.drop_index('ix_event_contact')
         batch_op.drop_index('ix_event_campaign_type')
+        batch_op.drop_index('ix_event_campaign_delivery')
 
     op.drop_table('event')
     op.drop_table('coupon')
