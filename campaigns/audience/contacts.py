@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.audience import consent as ledger
-from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.audience.emails import normalise_email
 from campaigns.audience.suppression import add_hash, check_channel
 from campaigns.config import Settings
@@ -34,7 +34,6 @@ FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale")
 KNOWN_COLUMNS = {*FIELDS, "tags", "consent_email", "consent_sms"}
 YES = {"yes", "y", "true", "1", "granted", "opt-in", "optin"}
 NO = {"no", "n", "false", "0", "revoked", "opt-out", "optout"}
-CHUNK = 1000
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _INT = re.compile(r"^-?(0|[1-9]\d{0,15})$")
 _DEC = re.compile(r"^-?(0|[1-9]\d{0,12})\.\d{1,6}$")
@@ -195,32 +194,20 @@ def import_contacts(
         raise InputError("--source: say where the consent in this file came from (e.g. 'shop signup form')")
     plan = _ConsentPlan(channels, (source or f"import:{path.name}").strip(), consent_text)
     src = CsvSource(Path(path), encoding, required_any=("email", "phone"), progress=progress)
-    result = ImportResult()
     rejections = Rejections(src, skip_invalid, force)  # force: replace an old rejects file
-    chunk: list[ContactData] = []
-    keys: set[str] = set()
-    try:
-        for line, row in src.rows():
-            result.rows += 1
-            try:
-                data = parse_row(row, line, settings)
-            except RowError as err:
-                rejections.reject(err, row)
-                continue
-            row_keys = {k for k in (
-                f"x:{data.external_id}" if data.external_id else "",
-                f"e:{data.email}" if data.email else "",
-                f"p:{data.phone}" if data.phone and not data.email and not data.external_id else "",
-            ) if k}
-            if keys & row_keys or len(chunk) >= CHUNK:
-                _write_chunk(session, settings, chunk, plan, result, rejections)
-                chunk, keys = [], set()
-            chunk.append(data)
-            keys |= row_keys
-        _write_chunk(session, settings, chunk, plan, result, rejections)
-    finally:
-        rejections.close()
-    return rejections.finish(result)
+    return run_import(
+        src, rejections, lambda row, line: parse_row(row, line, settings),
+        lambda chunk, result, reject: _write_chunk(session, settings, chunk, plan, result, reject),
+        keys=_match_keys)
+
+
+def _match_keys(data: ContactData) -> set[str]:
+    """What a row matches an existing contact by: two rows sharing one go to different chunks."""
+    return {k for k in (
+        f"x:{data.external_id}" if data.external_id else "",
+        f"e:{data.email}" if data.email else "",
+        f"p:{data.phone}" if data.phone and not data.email and not data.external_id else "",
+    ) if k}
 
 
 def _hashes(settings: Settings, email: str | None, phone: str | None) -> dict[str, str | None]:
@@ -232,10 +219,8 @@ def _hashes(settings: Settings, email: str | None, phone: str | None) -> dict[st
 
 def _write_chunk(
     session: Session, settings: Settings, chunk: list[ContactData], plan: _ConsentPlan,
-    result: ImportResult, rejections: Rejections,
+    result: ImportResult, reject: Reject,
 ) -> None:
-    if not chunk:
-        return
     ext_ids = [d.external_id for d in chunk if d.external_id]
     emails = [d.email for d in chunk if d.email]
     # Rows with neither external_id nor email are matched by phone, so they re-import cleanly.
@@ -268,7 +253,7 @@ def _write_chunk(
         else:
             err = None
         if err is not None:
-            rejections.reject(err)
+            reject(err)
             continue
         target = by_x or by_e
         if target is None:
