@@ -323,7 +323,7 @@ def _new_ids(session: Session, new: list[ContactData]) -> list[int]:
     Each new row is found by the key it was matched on: its external_id, else its email
     (both unique), else its phone among contacts with neither (a phone-only row joins an
     existing such contact instead of being new, and a chunk holds each key once)."""
-    by_key: dict[tuple[str, str], int] = {}
+    by_key: dict[tuple[str, str | None], int] = {}
     ext = [d.external_id for d in new if d.external_id]
     emails = [d.email for d in new if d.email and not d.external_id]
     phones = [d.phone for d in new if d.phone and not d.email and not d.external_id]
@@ -337,7 +337,7 @@ def _new_ids(session: Session, new: list[ContactData]) -> list[int]:
         by_key.update((("p", k), cid) for cid, k in session.execute(
             select(Contact.id, Contact.phone).where(Contact.phone.in_(phones[i:i + 900]), Contact.email.is_(None),
                                                     Contact.external_id.is_(None), Contact.erased_at.is_(None))))
-    return [by_key[("x", d.external_id) if d.external_id else ("e", d.email) if d.email else ("p", d.phone)]  # type: ignore[index]
+    return [by_key[("x", d.external_id) if d.external_id else ("e", d.email) if d.email else ("p", d.phone)]
             for d in new]
 
 
