@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:24:13.569280
+Create Date: 2026-11-27 23:19:36.248551
 """
 import sqlalchemy as sa
 from alembic import op
@@ -152,11 +152,12 @@ def upgrade() -> None:
     sa.Column('goal', sa.Text(), nullable=True),
     sa.Column('reentry', sa.String(length=20), nullable=True),
     sa.Column('topic_id', sa.Integer(), nullable=True),
+    sa.Column('topic_name', sa.String(length=60), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
     sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic')),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
     )
