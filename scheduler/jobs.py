@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from campaigns import request_campaigns
 from campaigns.audience import consent_requests
 from campaigns.campaign_defs import grace_for
 from campaigns.config import Settings
@@ -203,6 +204,8 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
     """Tick every scheduled campaign (or the given ones), each in its own transaction."""
     now = now or utcnow()
     report = TickReport()
+    if campaign_ids is None:  # a whole tick: a double opt-in request waiting for its campaign gets one
+        ensure_request_campaigns(app)
     with app.session() as session:
         q = select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
         if campaign_ids is not None:
@@ -218,6 +221,16 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
             _record_failure(app, cid, now, exc, report)
     _winners(app, now, campaign_ids, report)
     return report
+
+
+def ensure_request_campaigns(app: App) -> None:
+    """Create the double opt-in request campaigns that open requests need (campaigns/request_campaigns.py)."""
+    try:
+        with app.session() as session:
+            for name in request_campaigns.ensure(session, app.settings):
+                log.info("created the double opt-in request campaign %s", name)
+    except Exception as exc:  # the next sync tries again; nothing else depends on it
+        log.warning("double opt-in request campaigns: %s: %s", type(exc).__name__, first_line(exc))
 
 
 def _winners(app: App, now: datetime, campaign_ids: list[int] | None, report: TickReport) -> None:
