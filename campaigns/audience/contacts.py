@@ -50,7 +50,7 @@ def normalise_phone(value: str, region: str) -> str:
     key = (value, region)
     found = _PHONES.get(key)
     if found is None:
-        if len(_PHONES) > 65536:  # bounded: a long-running daemon imports too
+        if len(_PHONES) > 16384:  # bounded (about 3 MB): a long-running daemon imports too
             _PHONES.clear()
         try:
             found = _normalise_phone(value, region)
