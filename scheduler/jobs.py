@@ -32,6 +32,7 @@ from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler import winner
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
+from scheduler.journeys import advance
 from scheduler.outbox import first_line
 from scheduler.planner import plan_firing
 from scheduler.triggers import plan_triggered
@@ -104,6 +105,10 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
         c.status_reason = None  # this attempt is the retry; a new failure writes it again
     if c.schedule_kind == "drip":
         result = plan_triggered(session, settings, c, now)
+        if c.journey:  # a branching journey: move its contacts on (scheduler/journeys.py)
+            moved = advance(session, settings, c, now)
+            if moved:
+                log.info("campaign %s: journey moves %s", c.name, moved)
         if result.created:
             report.planned.append((c.name, now, result.counts))
         return
