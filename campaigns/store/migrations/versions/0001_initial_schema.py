@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 23:55:22.276827
+Create Date: 2026-11-28 00:01:59.143335
 """
 import sqlalchemy as sa
 from alembic import op
@@ -152,12 +152,13 @@ def upgrade() -> None:
     sa.Column('goal', sa.Text(), nullable=True),
     sa.Column('reentry', sa.String(length=20), nullable=True),
     sa.Column('topic_id', sa.Integer(), nullable=True),
+    sa.Column('topic_name', sa.String(length=60), nullable=True),
     sa.Column('journey', sa.JSON(none_as_null=True), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
     sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic')),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
     )
