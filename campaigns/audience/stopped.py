@@ -72,6 +72,8 @@ def is_stopped(contact_id: int, channel: str, planned_at: datetime) -> bool:
 
 def wanted(contact_id: int, channel: str, planned_at: datetime, topic_id: int | None = None) -> bool:
     """The sender's question right before hand-over: may this message (about `topic_id`) still go?"""
+    for watch in list(_watches.values()):  # SQLite: another process's commit since the last look is read now
+        watch.catch_up()
     if topic_id is not None and is_stopped(contact_id, topic_scope(topic_id), planned_at):
         return False
     return not is_stopped(contact_id, channel, planned_at)
@@ -83,9 +85,9 @@ def checker(contact_id: int, channel: str, planned_at: datetime, topic_id: int |
 
 
 def listen(engine: Engine) -> None:
-    """Hear other processes' stops in a background thread, once per engine: LISTEN on
-    PostgreSQL; elsewhere (SQLite workers sharing a file) a poll of the newest revocations
-    and suppressions every `POLL_SECONDS`. The thread ends when the engine is gone."""
+    """Hear other processes' stops, once per engine. PostgreSQL: LISTEN in a background
+    thread. SQLite (workers and the tracking app sharing a file): `_SqliteWatch`, asked by
+    every hand-over check and by a background poll every `POLL_SECONDS`."""
     with _lock:
         if id(engine) in _listening:
             return
@@ -93,17 +95,79 @@ def listen(engine: Engine) -> None:
     ref = weakref.ref(engine, partial(_forget_engine, id(engine)))
     if engine.dialect.name == "postgresql":
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        target, args = _listen_forever, (ref, url)
-    else:
-        target, args = _poll_forever, (ref,)  # type: ignore[assignment]
-    threading.Thread(target=target, args=args, name="campaigns-stopped-listener", daemon=True).start()
+        threading.Thread(target=_listen_forever, args=(ref, url), name="campaigns-stopped-listener", daemon=True).start()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # a private database: no other process writes to it
+    watch = _SqliteWatch(ref, database)
+    _watches[id(engine)] = watch
+    threading.Thread(target=_poll_forever, args=(watch,), name="campaigns-stopped-listener", daemon=True).start()
 
 
 POLL_SECONDS = 0.02
+_watches: dict[int, _SqliteWatch] = {}
 
 
 def _forget_engine(key: int, _ref: object) -> None:
     _listening.discard(key)
+    _watches.pop(key, None)
+
+
+class _SqliteWatch:
+    """Another connection's commits to a SQLite file, seen at once by the hand-over check.
+
+    `PRAGMA data_version` (a few microseconds on a private connection) changes whenever
+    another connection commits; only then are the newest revocations and suppressions read
+    (two primary-key range scans). The version is read before the scans, so a commit after
+    them changes it again and is read at the next check. A background poll keeps the set
+    fresh too, but the check no longer depends on that thread getting the CPU in time: on a
+    loaded machine it once lagged long enough for a message to begin after its
+    unsubscribe had been acknowledged."""
+
+    def __init__(self, ref: weakref.ref[Engine], database: str) -> None:
+        import sqlite3
+
+        self.ref, self.lock = ref, threading.Lock()
+        self.raw = sqlite3.connect(database, check_same_thread=False, timeout=5)
+        self.version: int | None = None
+        self.marks: tuple[int, int] | None = None
+
+    def catch_up(self) -> None:
+        try:
+            with self.lock:
+                version = self.raw.execute("PRAGMA data_version").fetchone()[0]
+                if version == self.version:
+                    return
+                engine = self.ref()
+                if engine is None:
+                    return
+                self._read(engine)
+                self.version = version
+        except Exception as exc:  # a locked or vanished file: the pre-wave ledger check still holds
+            log.debug("stop check: %s", exc)
+
+    def _read(self, engine: Engine) -> None:
+        from sqlalchemy import func, select
+
+        from campaigns.audience.messageable import suppression_matches_contact
+        from campaigns.store.models import ConsentEvent, Contact, Suppression
+
+        with engine.connect() as conn:
+            if self.marks is None:
+                self.marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
+                              conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
+            marks = self.marks
+            revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at,
+                                          ConsentEvent.topic_id)
+                                   .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
+            suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
+                                      .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
+        for _id, cid, channel, at, topic_id in revoked:  # a topic left stops that topic only
+            remember(cid, channel if topic_id is None else topic_scope(topic_id), at.timestamp())
+        for _id, cid, channel, at in suppressed:
+            remember(cid, channel, at.timestamp())
+        self.marks = (max([marks[0], *(r[0] for r in revoked)]), max([marks[1], *(r[0] for r in suppressed)]))
 
 
 def _listen_forever(ref: weakref.ref[Engine], url: str) -> None:
@@ -125,35 +189,13 @@ def _listen_forever(ref: weakref.ref[Engine], url: str) -> None:
             time.sleep(1.0)
 
 
-def _poll_forever(ref: weakref.ref[Engine]) -> None:
+def _poll_forever(watch: _SqliteWatch) -> None:
     import time
 
-    from sqlalchemy import func, select
-
-    from campaigns.audience.messageable import suppression_matches_contact
-    from campaigns.store.models import ConsentEvent, Contact, Suppression
-
-    marks: tuple[int, int] | None = None
-    while (engine := ref()) is not None:
-        try:
-            with engine.connect() as conn:
-                if marks is None:
-                    marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
-                             conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
-                revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at,
-                                              ConsentEvent.topic_id)
-                                       .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
-                suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
-                                          .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
-            for _id, cid, channel, at, topic_id in revoked:  # a topic left stops that topic only
-                remember(cid, channel if topic_id is None else topic_scope(topic_id), at.timestamp())
-            for _id, cid, channel, at in suppressed:
-                remember(cid, channel, at.timestamp())
-            marks = (max([marks[0], *(r[0] for r in revoked)]), max([marks[1], *(r[0] for r in suppressed)]))
-        except Exception as exc:  # a locked or restarting database: try again (claims still check the ledger)
-            log.debug("stop poller: %s", exc)
-        del engine  # hold no reference while sleeping, so a dropped engine ends the thread
+    while watch.ref() is not None:
+        watch.catch_up()
         time.sleep(POLL_SECONDS)
+    watch.raw.close()
 
 
 def forget_all() -> None:
