@@ -25,6 +25,7 @@ BENCHES = [
     ("bench_tracking", "Click redirects per second: our tracking app vs a bare ASGI redirect"),
     ("bench_report", "Campaign report on a large history vs the bare GROUP BY counts"),
     ("bench_events", "Custom events: import + triggered-journey evaluation vs a bare insert loop"),
+    ("bench_journeys", "Branching journey: contacts moved through send, branch, send vs a linear drip of the same rows"),
 ]
 OUT = Path(__file__).parent / "RESULTS.md"
 # The segment benchmark's own default (1M contacts, 5M orders) spends most of its time

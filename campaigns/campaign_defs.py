@@ -22,8 +22,9 @@ from campaigns.audience.suppression import check_channel
 from campaigns.audience.topics import get_topic
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
+from campaigns.journey_defs import FilterCheck, TemplateCheck, lint_journey, parse_journey, templates_in
 from campaigns.messages.templates_store import lint_template, load_template
-from campaigns.store.models import Campaign, Delivery, Segment
+from campaigns.store.models import Campaign, Delivery, DripEnrollment, Segment
 from campaigns.timespec import (
     check_timezone,
     parse_cap,
@@ -72,6 +73,8 @@ class CampaignSpec:
     winner_after: str | None = None
     winner_by: str | None = None
     topic: str | None = None  # a topic's name; "none" takes the topic away (edit)
+    journey: str | None = None  # a branching journey's TOML text (`--journey FILE.toml`)
+    journey_source: str = "journey"  # its file name, for the mistakes' FILE:LINE
 
 
 def parse_percent(text: str, what: str = "--holdout") -> float:
@@ -160,6 +163,7 @@ def templates_of(campaign: Campaign) -> list[str]:
     """Every template the campaign may send."""
     names = [v["template"] for v in campaign.variants] if campaign.variants else []
     names += [s["template"] for s in campaign.steps]
+    names += templates_in(campaign.journey)
     if campaign.template_name:
         names.append(campaign.template_name)
     return sorted(set(names))
@@ -194,6 +198,18 @@ def _apply(session: Session, settings: Settings, c: Campaign, spec: CampaignSpec
         c.timezone = spec.timezone
     if spec.template is not None:
         c.template_name = spec.template
+    if (spec.journey is not None or spec.steps) and c.journey and c.id is not None and session.scalar(
+            select(DripEnrollment.id).where(DripEnrollment.campaign_id == c.id).limit(1)) is not None:
+        raise ConflictError(f"campaign {c.name} has contacts in its journey; its steps cannot change under them "
+                            f"(clone it with `campaigns clone {c.name} NEW`, edit the copy, cancel this one)")
+    if spec.journey is not None:
+        if spec.steps or spec.at or spec.cron:
+            raise InputError("--journey: the journey is the schedule; leave out --step, --at and --cron")
+        templates, filters = journey_checks(session, settings)
+        c.journey = parse_journey(spec.journey, spec.journey_source, templates=templates, filters=filters)
+        c.schedule_kind, c.steps, c.send_at, c.cron = "drip", [], None, None
+    elif spec.steps and c.journey:
+        c.journey = None  # --step on edit: a linear drip replaces the journey
     at = _apply_trigger(session, settings, c, spec)
     spec = replace(spec, at=at)
     schedules = [x for x in (spec.at, spec.cron, spec.steps or None) if x]
@@ -255,7 +271,7 @@ def _apply_trigger(session: Session, settings: Settings, c: Campaign, spec: Camp
     if spec.trigger is not None:
         trigger = parse_trigger(spec.trigger)
         c.trigger = None if trigger.kind == "segment" else str(trigger)
-        if trigger.kind != "segment" and not (spec.steps or c.steps):
+        if trigger.kind != "segment" and not (spec.steps or c.steps or c.journey):
             raise InputError(f"--trigger {trigger}: give the steps it starts, as in --step 0d:thanks")
     trigger = parse_trigger(c.trigger)
     if trigger.kind == "date":
@@ -278,6 +294,33 @@ def _apply_trigger(session: Session, settings: Settings, c: Campaign, spec: Camp
     if spec.reentry is not None:
         c.reentry = parse_reentry(spec.reentry, trigger)
     return at
+
+
+def journey_checks(session: Session, settings: Settings) -> tuple[TemplateCheck, FilterCheck]:
+    """The two checks a journey's lint needs from the world: the template exists, the filter parses."""
+    from campaigns.segments import compile_where
+
+    def template(name: str) -> str | None:
+        try:
+            load_template(settings, name)
+        except (InputError, NotFoundError) as exc:
+            return str(exc)
+        return None
+
+    def where(text: str) -> str | None:
+        try:
+            compile_where(text, settings, session=session)
+        except InputError as exc:
+            return str(exc)
+        return None
+
+    return template, where
+
+
+def lint_journey_text(session: Session, settings: Settings, text: str, source: str) -> list[str]:
+    """Every mistake of a journey file, one line each (empty: it is good)."""
+    templates, filters = journey_checks(session, settings)
+    return lint_journey(text, source, templates=templates, filters=filters)[1]
 
 
 def utm_defaults(settings: Settings, channel: str) -> dict[str, str]:
@@ -378,7 +421,8 @@ def set_status(session: Session, name: str, action: str, reason: str | None = No
 def describe(c: Campaign) -> dict[str, Any]:
     """A campaign as plain values for tables and JSON."""
     schedule = {"once": lambda: c.send_at, "cron": lambda: c.cron,
-                "drip": lambda: ", ".join(f"{s['offset_seconds'] // 86400}d:{s['template']}" for s in c.steps),
+                "drip": lambda: (f"journey of {len(c.journey['steps'])} steps" if c.journey else
+                                 ", ".join(f"{s['offset_seconds'] // 86400}d:{s['template']}" for s in c.steps)),
                 "manual": lambda: "manual (campaigns send --now)"}[c.schedule_kind]()
     segment, definition = c.target()
     return {
@@ -458,7 +502,7 @@ def clone_campaign(session: Session, settings: Settings, name: str, new_name: st
         attribution_window_seconds=src.attribution_window_seconds, utm=utm, marketing=src.marketing,
         grace_seconds=src.grace_seconds, cost_per_message=src.cost_per_message, topic_id=src.topic_id, status="draft",
         trigger=src.trigger, trigger_offset_seconds=src.trigger_offset_seconds, trigger_clock=src.trigger_clock,
-        exit_when=src.exit_when, goal=src.goal, reentry=src.reentry,
+        exit_when=src.exit_when, goal=src.goal, reentry=src.reentry, journey=src.journey,
         created_at=now, updated_at=now)
     if topic is not None:
         copy.topic = None if topic.strip().lower() in ("", "none") else get_topic(session, topic.strip())

@@ -31,7 +31,7 @@ from campaigns.vocab import CampaignStatus
 from scheduler import winner
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
-from scheduler.jobs import tick
+from scheduler.jobs import ensure_request_campaigns, tick
 from scheduler.liveness import beat, heartbeat, release_own
 from scheduler.locks import DaemonLock
 
@@ -70,6 +70,7 @@ class Daemon:
 
     def _sync(self) -> None:
         """Rebuild one job per scheduled campaign when the campaign table changed."""
+        ensure_request_campaigns(self.app)  # a new double opt-in request campaign changes the table
         with self.app.session() as s:
             stamp = s.scalar(select(func.max(Campaign.updated_at)))
             if self._synced and stamp == self._stamp:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from campaigns import request_campaigns
 from campaigns.campaign_defs import grace_for
 from campaigns.config import Settings
 from campaigns.context import App
@@ -29,6 +30,7 @@ from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
 from scheduler import winner
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
+from scheduler.journeys import advance
 from scheduler.outbox import first_line
 from scheduler.planner import plan_firing
 from scheduler.triggers import plan_triggered
@@ -99,6 +101,10 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
         c.status_reason = None  # this attempt is the retry; a new failure writes it again
     if c.schedule_kind == "drip":
         result = plan_triggered(session, settings, c, now)
+        if c.journey:  # a branching journey: move its contacts on (scheduler/journeys.py)
+            moved = advance(session, settings, c, now)
+            if moved:
+                log.info("campaign %s: journey moves %s", c.name, moved)
         if result.created:
             report.planned.append((c.name, now, result.counts))
         return
@@ -171,6 +177,8 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
     """Tick every scheduled campaign (or the given ones), each in its own transaction."""
     now = now or utcnow()
     report = TickReport()
+    if campaign_ids is None:  # a whole tick: a double opt-in request waiting for its campaign gets one
+        ensure_request_campaigns(app)
     with app.session() as session:
         q = select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
         if campaign_ids is not None:
@@ -186,6 +194,16 @@ def tick(app: App, now: datetime | None = None, campaign_ids: list[int] | None =
             _record_failure(app, cid, now, exc, report)
     _winners(app, now, campaign_ids, report)
     return report
+
+
+def ensure_request_campaigns(app: App) -> None:
+    """Create the double opt-in request campaigns that open requests need (campaigns/request_campaigns.py)."""
+    try:
+        with app.session() as session:
+            for name in request_campaigns.ensure(session, app.settings):
+                log.info("created the double opt-in request campaign %s", name)
+    except Exception as exc:  # the next sync tries again; nothing else depends on it
+        log.warning("double opt-in request campaigns: %s: %s", type(exc).__name__, first_line(exc))
 
 
 def _winners(app: App, now: datetime, campaign_ids: list[int] | None, report: TickReport) -> None:

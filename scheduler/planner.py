@@ -375,15 +375,18 @@ def record_drip_counts(run: CampaignRun, enrolled: int, added: int, held: int, s
 
 
 def plan_drip(session: Session, settings: Settings, c: Campaign, now: datetime | None = None,
-              *, segment: Segment | None = None, reenter_after: timedelta | None = None) -> PlanResult:
+              *, segment: Segment | None = None, reenter_after: timedelta | None = None,
+              only: list[int] | None = None) -> PlanResult:
     """Enrol contacts who entered the segment since last time; write every step's row for them.
 
     `segment` narrows who enters (a lifecycle trigger); `reenter_after` lets a contact who
-    entered that long ago enter again (--reentry after:D; None: once)."""
+    entered that long ago enter again (--reentry after:D; None: once); `only` limits the look
+    to these contacts (a lifecycle trigger: those who moved into the stage)."""
     now = now or utcnow()
     run, _ = _get_or_create_run(session, c, c.created_at, now)
     # Enrolments are written after the read: a drip tick's audience is its new entrants only, read whole.
-    members = _audience_rows(session, settings, c, now, exclude_enrolled=True, segment=segment, reenter_after=reenter_after)
+    members = _audience_rows(session, settings, c, now, exclude_enrolled=True, segment=segment, reenter_after=reenter_after,
+                             only=only)
     eligible, skipped, _capped = _classify(session, settings, c, now, members)
     again: set[int] = set()
     if reenter_after is not None and eligible:

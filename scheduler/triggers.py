@@ -2,7 +2,8 @@
 
 A drip's `trigger` (campaigns/triggers.py) says what enrols a contact. Segment and lifecycle
 triggers are the drip planner's segment look (planner.plan_drip), the lifecycle one on the
-segment narrowed to that stage. Occurrence triggers (purchase, event:NAME, date:...) enrol
+segment narrowed to that stage and to those who moved into it since the last look
+(scheduler/stage_moves.py). Occurrence triggers (purchase, event:NAME, date:...) enrol
 once per occurrence:
 
 - Incremental: purchases and custom events are read by id above the campaign run's
@@ -48,6 +49,7 @@ from scheduler.planner import (
     record_drip_counts,
 )
 from scheduler.sendtime import wall_clock_in, zone
+from scheduler.stage_moves import moved_in
 
 BATCH = 5000
 MAX_BATCHES_PER_TICK = 40  # 200,000 occurrences a tick; the rest on the next one
@@ -76,7 +78,9 @@ def plan_triggered(session: Session, settings: Settings, c: Campaign, now: datet
         if c.segment is None:  # only an archived campaign, never planned, has none
             raise NotFoundError(f"campaign {c.name}: its segment no longer exists")
         narrowed = Segment(name=c.segment.name, definition=f'({c.segment.definition}) and lifecycle = "{trigger.arg}"')
-        return plan_drip(session, settings, c, now, segment=narrowed, reenter_after=wait)
+        run, _ = _get_or_create_run(session, c, c.created_at, now)
+        moved = moved_in(session, settings, c, narrowed, run, now)  # the move into the stage, not being in it
+        return plan_drip(session, settings, c, now, segment=narrowed, reenter_after=wait, only=moved)
     run, _ = _get_or_create_run(session, c, c.created_at, now)
     totals = [0, 0, 0]  # enrolled, planned, held out
     skipped = dict.fromkeys(SKIP_REASONS, 0)

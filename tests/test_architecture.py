@@ -71,6 +71,13 @@ def test_no_project_import_hides_behind_an_import_error_handler() -> None:
     assert hidden == []
 
 
+def test_no_circle_between_rooms() -> None:
+    # A circle between rooms makes them one room in disguise: the double opt-in ledger once
+    # created its own request campaign and tied audience, campaign_defs, messages, segments and
+    # triggers into one (campaigns/request_campaigns.py now does that from above).
+    assert ig.figures(GRAPH, ig.room).circles == []
+
+
 def test_the_rules_are_the_ones_the_figures_count() -> None:
     # docs/architecture.md quotes `python -m scripts.import_graph`; its "running back" count is these rules.
     assert ig.figures(GRAPH, ig.room).back_arrows == []

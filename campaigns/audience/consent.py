@@ -84,8 +84,7 @@ def grant(
     )
     token = consent_requests.token_for(settings, event.id)
     event.token_hash = token_hash(token)
-    session.flush()
-    consent_requests.ensure_campaign(session, settings, channel)  # the request itself goes out with it
+    session.flush()  # the request campaign (campaigns/request_campaigns.py) carries the request
     return event, token
 
 
@@ -144,8 +143,6 @@ def record_import(session: Session, settings: Settings, wanted: list[tuple[int, 
     if pending:
         conn.execute(update(table).where(table.c.id == bindparam("eid")).values(token_hash=bindparam("th")),
                      [{"eid": i, "th": token_hash(consent_requests.token_for(settings, i))} for i, _ in pending])
-        for channel in {ch for _, ch in pending}:
-            consent_requests.ensure_campaign(session, settings, channel)
     return len(rows), len(pending)
 
 

@@ -1,7 +1,8 @@
 """Double opt-in requests, sent by the product itself through the normal transport.
 
 Every path that records a pending consent (`consent grant`, `contacts add`, `contacts
-import` under double opt-in) makes sure a system campaign exists for the channel:
+import` under double opt-in) leaves a request that a system campaign carries (created when
+first needed by campaigns/request_campaigns.py, on the daemon's next sync):
 `confirm-email` (template `confirm`: a link to /confirm/<token>, whose GET shows a button
 and whose POST confirms) or `confirm-sms` (template `confirm-sms`: the configurable
 `[consent] sms_request_text`, answered by "YES"). They are ordinary transactional
@@ -30,7 +31,7 @@ from campaigns.store.models import Campaign, ConsentEvent, Contact, Delivery
 CAMPAIGNS = {"email": "confirm-email", "sms": "confirm-sms"}
 TEMPLATES = {"email": "confirm", "sms": "confirm-sms"}
 EVERY = "*/5 * * * *"
-_AUDIENCE = {"email": 'email contains "@"', "sms": 'phone contains "+"'}
+AUDIENCE = {"email": 'email contains "@"', "sms": 'phone contains "+"'}
 
 
 def token_for(settings: Settings, event_id: int) -> str:
@@ -42,38 +43,6 @@ def token_for(settings: Settings, event_id: int) -> str:
 def is_request_campaign(c: Campaign) -> bool:
     """True for the system campaigns that carry double opt-in requests."""
     return CAMPAIGNS.get(c.channel) == c.name and not c.marketing
-
-
-def ensure_campaign(session: Session, settings: Settings, channel: str) -> Campaign:
-    """The channel's request campaign, created (scheduled, transactional) the first time."""
-    from campaigns.campaign_defs import CampaignSpec, create_campaign
-    from campaigns.segments.service import create_segment
-    from campaigns.store.models import Segment
-
-    name = CAMPAIGNS[channel]
-    found = session.scalar(select(Campaign).where(Campaign.name == name))
-    if found is not None:
-        return found
-    _install_template(settings, TEMPLATES[channel])
-    segment = f"{name}-audience"
-    if session.scalar(select(Segment.id).where(Segment.name == segment)) is None:
-        create_segment(session, settings, segment, _AUDIENCE[channel],
-                       "Everyone reachable on the channel; the request campaign narrows it to open requests")
-    return create_campaign(session, settings, name, CampaignSpec(
-        segment=segment, channel=channel, template=TEMPLATES[channel], cron=EVERY, cap="none", transactional=True), activate=True)
-
-
-def _install_template(settings: Settings, name: str) -> None:
-    """Copy the shipped request template into the templates folder when it is not there yet
-    (a marketer may edit the copy; theirs is kept)."""
-    import shutil
-
-    from campaigns.messages.templates_store import shipped_templates, templates_root
-
-    target = templates_root(settings) / name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(shipped_templates() / name, target)
 
 
 def open_request_clause(channel: str, at: datetime) -> ColumnElement[bool]:
@@ -108,13 +77,3 @@ def request_campaign_ids(session_or_conn: Session | Connection) -> set[int]:
     """Ids of the request campaigns that exist."""
     return set(session_or_conn.scalars(select(Campaign.id).where(
         Campaign.name.in_(list(CAMPAIGNS.values())), Campaign.marketing.is_(False))))
-
-
-def context(session: Session, settings: Settings, contact: Contact, channel: str, at: datetime) -> dict[str, str]:
-    """What a request template may use: `confirm_url` (email) and `request_text` (SMS)."""
-    from campaigns.audience.consent import open_request
-    from campaigns.messages import links
-
-    pending = open_request(session, contact.id, channel, at)
-    url = links.confirm_url(settings, token_for(settings, pending.id)) if pending is not None else ""
-    return {"confirm_url": url, "request_text": settings.consent.sms_request_text}

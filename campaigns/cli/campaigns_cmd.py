@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -35,8 +36,10 @@ from campaigns.cli.common import (
     ok,
     warn,
 )
+from campaigns.cli.journeys import read_journey
 from campaigns.cli.output import OUTCOME_WORDS, STATE_WORDS, cell, plan_sentence, run_row, winner_sentence
 from campaigns.errors import ConflictError
+from campaigns.journey_defs import draw
 from campaigns.timespec import utcnow
 
 
@@ -85,6 +88,8 @@ TestShareOpt = typer.Option(None, "--test-share", help="A/B: send the variants t
 WinnerAfterOpt = typer.Option(None, "--winner-after", help="A/B with --test-share: decide the winner this long after the firing, e.g. 4h.")
 WinnerByOpt = typer.Option(None, "--winner-by", help="A/B with --test-share: clicks (default), conversions or revenue.")
 TransOpt = typer.Option(None, "--transactional/--marketing", help="Transactional messages are exempt from caps.")
+JourneyOpt = typer.Option(None, "--journey", help="A branching journey file (TOML: send, wait, branch, exit; docs/journeys.md) "
+                                                  "instead of --step.")
 TopicOpt = typer.Option(None, "--topic", help="What it is about (see `campaigns topics`): who left the topic is skipped; 'none' removes it.")
 
 
@@ -105,7 +110,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
         cost: float | None = CostOpt, transactional: bool | None = TransOpt, late: str | None = LateOpt,
         trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
         goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
-        topic: str | None = TopicOpt,
+        topic: str | None = TopicOpt, journey: Path | None = JourneyOpt,
         test_share: str | None = TestShareOpt, winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
         activate_now: bool = typer.Option(False, "--activate", help="Make it live at once (else it is a draft).")) -> None:
     """Define a campaign: who (segment), what (template), when (--at, --cron, --step, or manual).
@@ -117,6 +122,8 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
                  utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
                  test_share, winner_after, winner_by)
+    if journey is not None:
+        spec.journey, spec.journey_source = read_journey(journey), str(journey)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -139,13 +146,16 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
          trigger: str | None = TriggerOpt, offset: str | None = OffsetOpt, exit_when: str | None = ExitOpt,
          goal: str | None = GoalOpt, reentry: str | None = ReentryOpt,
          topic: str | None = TopicOpt, test_share: str | None = TestShareOpt,
-         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt) -> None:
+         winner_after: str | None = WinnerAfterOpt, winner_by: str | None = WinnerByOpt,
+         journey: Path | None = JourneyOpt) -> None:
     """Change a campaign (the daemon picks the change up within seconds)."""
     a = get_app(ctx)
     spec = _spec(segment, channel, template, at, cron, step, timezone, local_time, quiet_hours, cap, throttle,
                  holdout, variant, attribution_window, utm_campaign, grace, cost, transactional,
                  utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
                  test_share, winner_after, winner_by)
+    if journey is not None:
+        spec.journey, spec.journey_source = read_journey(journey), str(journey)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")
@@ -187,6 +197,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
     with a.session() as s:
         c = get_campaign(s, name)
         record = describe(c)
+        journey = c.journey
         segment_gone = c.segment_id is None
         record["outbox"] = views.outbox_of(s, c.id)
         record["runs"] = [{"scheduled_for": r.scheduled_for, "status": r.status, "note": _run_note(r.counts or {}), "counts": r.counts,
@@ -199,7 +210,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
 
             record["next_firing"] = next_key(c, utcnow())
     if as_json:
-        emit_record(record, as_json=True)
+        emit_record({**record, **({"journey": journey} if journey else {})}, as_json=True)
         return
     runs, outbox = record.pop("runs"), record.pop("outbox")
     if segment_gone and record["segment"]:
@@ -209,6 +220,10 @@ def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = Js
     if decided:
         record["ab_winner"] = winner_sentence(decided[-1])
     emit_record(record, title=f"Campaign {name}")
+    if journey:
+        console.print("[bold]Journey[/bold]")
+        for line in draw(journey):
+            console.print(escape(line), highlight=False, soft_wrap=True)
     if runs:
         emit_rows([{**run_row(r), "note": r["note"]} for r in runs],
                   ["scheduled_for", "status", "in_segment", "planned", "held_out", "skipped", "note"], title="Runs")

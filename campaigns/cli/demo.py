@@ -19,7 +19,7 @@ def demo(dir: Path = typer.Option(Path("demo"), "--dir", help="A new or empty fo
          contacts: int = typer.Option(2000, "--contacts", min=50, max=200_000, help="How many contacts to generate."),
          seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same shop)."),
          force: bool = typer.Option(False, "--force", help="Empty the folder first if it is not empty.")) -> None:
-    """Generate a shop, run three campaigns and a post-purchase journey on an accelerated clock, simulate responses, print the reports."""
+    """Generate a shop, run three campaigns, a post-purchase and an at_risk win-back journey on an accelerated clock, simulate responses, print the reports."""
     from campaigns.campaign_defs import get_campaign
     from campaigns.cli.common import emit_rows, money, points
     from campaigns.cli.report import _print_campaign

@@ -12,6 +12,7 @@ EXAMPLES: dict[str, list[str]] = {
     "new": ["campaigns new thanks --segment big-spenders --channel email --template welcome --at '2030-01-01 09:00'",
             "campaigns new monthly --segment everyone --channel email --template newsletter --cron '0 10 1 * *' --activate",
             "campaigns new onboarding --segment new-signups --channel email --step 0d:welcome --step 3d:newsletter",
+            "campaigns new welcome-journey --segment new-signups --channel email --journey welcome.toml",
             "campaigns new thanks-buyer --segment everyone --channel email --trigger purchase --step 0d:thanks --activate",
             "campaigns new cart --segment everyone --channel email --trigger event:cart_abandoned --step 1h:cart "
             "--exit-when 'purchases.count(last=1d) > 0'",
@@ -84,6 +85,8 @@ EXAMPLES: dict[str, list[str]] = {
     "topics delete": ["campaigns topics delete news"],
     "topics leave": ["campaigns topics leave ann@example.com news --source 'phone call'"],
     "topics join": ["campaigns topics join ann@example.com news --source 'preference form'"],
+    "journeys": ["campaigns journeys lint welcome.toml"],
+    "journeys lint": ["campaigns journeys lint welcome.toml", "campaigns journeys lint welcome.toml --draw"],
     "segments": ["campaigns segments list --counts"],
     "segments create": ["campaigns segments create big-spenders --where 'purchases.total >= 50 and consent.email'"],
     "segments edit": ["campaigns segments edit big-spenders --where 'purchases.total >= 80 and consent.email'"],

@@ -26,6 +26,7 @@ from campaigns.cli.common import (
 )
 from campaigns.cli.output import winner_sentence
 from campaigns.errors import InputError
+from campaigns.reports.steps import columns_of
 
 
 def register(app: typer.Typer) -> None:
@@ -213,8 +214,9 @@ def _print_campaign(data: dict[str, Any], cur: str) -> None:
             emit_rows([{**g, "revenue": money(g["revenue"], cur)} for g in data[key]],
                       ["group", "sent", "opened", "clicked", "converted", "revenue"], title=title)
     if data["steps"]:
-        emit_rows([{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items())} for st in data["steps"]],
-                  ["step", "offset", "template", "entered", "sent", "opened", "clicked", "converted", "exited", "exit_reasons"],
+        emit_rows([{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items()),
+                    **({"paths": "; ".join(f"{n} {path}" for path, n in st["paths"].items())} if "paths" in st else {})}
+                   for st in data["steps"]], columns_of(data["steps"]),
                   title="Per step (opened and clicked: human, unique; converted: attributed)")
     if data["timeline"]["rows"]:
         emit_rows([{**t, "revenue": money(t["revenue"], cur)} for t in data["timeline"]["rows"]],

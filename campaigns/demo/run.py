@@ -131,7 +131,7 @@ def prepare(folder: Path, force: bool) -> None:
 
 def run_demo(folder: Path, scheduler: Scheduler, contacts: int = 2000, seed: int = 1,
              say: Callable[[str], None] = print) -> DemoResult:
-    """Build the shop, run three campaigns and a journey on an accelerated clock with `scheduler`, simulate responses."""
+    """Build the shop, run three campaigns and two journeys on an accelerated clock with `scheduler`, simulate responses."""
     began = time.monotonic()
     folder = folder.resolve()
     (folder / "config.toml").write_text(CONFIG, encoding="utf-8")
@@ -177,11 +177,16 @@ def run_demo(folder: Path, scheduler: Scheduler, contacts: int = 2000, seed: int
             # (once a month at most per customer), through the same outbox and consent checks.
             "post-purchase": CampaignSpec(segment="subscribers", channel="email", trigger="purchase",
                                           steps=["1d:newsletter"], reentry="after:30d"),
+            # A win-back journey: a customer whose silence turns into the at_risk lifecycle stage during the
+            # simulated weeks gets the win-back offer (those already at risk at launch had the one-off above).
+            "stage-winback": CampaignSpec(segment="subscribers", channel="email", trigger="lifecycle:at_risk",
+                                          steps=["0d:winback"], reentry="after:90d"),
         }
         for name, spec in specs.items():
             create_campaign(s, settings, name, spec, now=start - timedelta(minutes=1), activate=True)  # live, just before the simulated launch
     say("defined segments at-risk, new-customers, vip, subscribers and campaigns winback (30% holdout), welcome-drip, "
-        "flash-sale, and the post-purchase journey (triggered by each purchase)")
+        "flash-sale, the post-purchase journey (triggered by each purchase) and the stage-winback journey (triggered by "
+        "moving into the at_risk lifecycle stage)")
 
     sim = [start]
     server = uvicorn.Server(uvicorn.Config(create_app(settings, app, clock=lambda: sim[0]), host="127.0.0.1",

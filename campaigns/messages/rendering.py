@@ -23,6 +23,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.orm import Session
 
+from campaigns.audience import consent as ledger
 from campaigns.audience import consent_requests
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, InputError
@@ -218,13 +219,20 @@ def build_context(
         "sender": {"name": settings.sending.from_name, "address": settings.sending.from_address},
         "postal_address": settings.sending.postal_address,
         "now": utcnow(), "coupon": coupon,
-        **(consent_requests.context(session, settings, contact, campaign.channel, utcnow())
+        **(_request_context(session, settings, contact, campaign.channel)
            if campaign is not None and consent_requests.is_request_campaign(campaign) else {}),
         **{k: _mark_data(v) for k, v in (trigger or {}).items() if k in TRIGGER_VARIABLES},
     }
 
 
 TRIGGER_VARIABLES = frozenset({"purchase", "event", "date"})
+
+
+def _request_context(session: Session, settings: Settings, contact: Contact, channel: str) -> dict[str, str]:
+    """What a double opt-in request template may use: `confirm_url` (email) and `request_text` (SMS)."""
+    pending = ledger.open_request(session, contact.id, channel, utcnow())
+    url = links.confirm_url(settings, consent_requests.token_for(settings, pending.id)) if pending is not None else ""
+    return {"confirm_url": url, "request_text": settings.consent.sms_request_text}
 
 
 KNOWN_VARIABLES = frozenset({"contact", "first_name", "campaign", "lifecycle", "rfm_segment",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from campaigns.reports.steps import columns_of
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:60rem;color:#1f2933;padding:0 1rem}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #e4e7eb;padding-bottom:.3rem}
@@ -147,9 +149,10 @@ def _steps_section(steps: list[dict[str, Any]]) -> str:
     """The per-step table of a drip or journey ('' for other campaigns)."""
     if not steps:
         return ""
-    rows = [{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items())} for st in steps]
-    return "<h2>Per step</h2>" + _table(rows, ["step", "offset", "template", "entered", "sent", "opened", "clicked",
-                                               "converted", "exited", "exit_reasons"])
+    rows = [{**st, "exit_reasons": "; ".join(f"{n} {why}" for why, n in st["exit_reasons"].items()),
+             **({"paths": "; ".join(f"{n} {path}" for path, n in st["paths"].items())} if "paths" in st else {})}
+            for st in steps]
+    return "<h2>Per step</h2>" + _table(rows, columns_of(steps))
 
 
 def _winner_section(w: dict[str, Any] | None) -> str:

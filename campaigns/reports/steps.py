@@ -14,10 +14,19 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.store.models import Attribution, Campaign, Delivery, Event
+from campaigns.journey_defs import step_label
+from campaigns.store.models import Attribution, Campaign, Delivery, Event, JourneyVisit
 from campaigns.vocab import JOURNEY_EXIT_NOTES, DeliveryState, EventType
 
 COLUMNS = ["step", "offset", "template", "entered", "sent", "opened", "clicked", "converted", "exited", "exit_reasons"]
+# A branching journey's steps: what each does instead of an offset, and the paths its branches sent contacts down.
+JOURNEY_COLUMNS = ["step", "what", "template", "entered", "sent", "opened", "clicked", "converted", "paths", "exited",
+                   "exit_reasons"]
+
+
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The table's columns for these rows (a drip's or a journey's)."""
+    return JOURNEY_COLUMNS if rows and "what" in rows[0] else COLUMNS
 
 
 def _offset(seconds: int) -> str:
@@ -50,6 +59,8 @@ def step_report(session: Session, c: Campaign) -> list[dict[str, Any]]:
             .group_by(d.step, d.error)):
         reason = (error or "")[len(left):]
         reasons.setdefault(step, {})[reason] = reasons.get(step, {}).get(reason, 0) + n
+    if c.journey:
+        return _journey_rows(session, c, entered, sent, engaged, converted, reasons)
     rows = []
     for i, spec in enumerate(c.steps or []):
         why = reasons.get(i, {})
@@ -57,6 +68,39 @@ def step_report(session: Session, c: Campaign) -> list[dict[str, Any]]:
             "step": i + 1, "offset": _offset(int(spec["offset_seconds"])), "template": spec["template"],
             "entered": entered.get(i, 0), "sent": sent.get(i, 0), "opened": engaged.get((i, EventType.OPEN), 0),
             "clicked": engaged.get((i, EventType.CLICK), 0), "converted": converted.get(i, 0),
+            "exited": sum(why.values()), "exit_reasons": why,
+        })
+    return rows
+
+
+def _journey_rows(session: Session, c: Campaign, planned: dict[int, int], sent: dict[int, int],
+                  engaged: dict[tuple[int, str], int], converted: dict[int, int],
+                  reasons: dict[int, dict[str, int]]) -> list[dict[str, Any]]:
+    """A journey's steps: entered = contacts who reached the step (journey_visit), paths = branch outcomes,
+    exited = left at a send (exit rule, goal) or ended at an exit step."""
+    assert c.journey is not None
+    v = JourneyVisit
+    reached = dict(session.execute(select(v.step, func.count()).where(v.campaign_id == c.id).group_by(v.step)).all())
+    paths: dict[int, dict[str, int]] = {}
+    for step, outcome, n in session.execute(select(v.step, v.outcome, func.count()).where(
+            v.campaign_id == c.id, v.outcome.in_(("yes", "no"))).group_by(v.step, v.outcome)):
+        paths.setdefault(step, {})[str(outcome)] = n
+    ended = dict(session.execute(select(v.step, func.count()).where(v.campaign_id == c.id, v.outcome == "exit")
+                                 .group_by(v.step)).all())
+    for step, n in ended.items():
+        spec = c.journey["steps"][step]
+        reason = f"exit step {spec['id']}" + (f": {spec['reason']}" if spec.get("reason") else "")
+        reasons.setdefault(step, {})[reason] = reasons.get(step, {}).get(reason, 0) + n
+    rows = []
+    for i, spec in enumerate(c.journey["steps"]):
+        why = reasons.get(i, {})
+        branch = spec["kind"] == "branch"
+        rows.append({
+            "step": spec["id"], "what": step_label(spec), "template": spec.get("template", ""),
+            "entered": reached.get(i, planned.get(i, 0)), "sent": sent.get(i, 0),
+            "opened": engaged.get((i, EventType.OPEN), 0), "clicked": engaged.get((i, EventType.CLICK), 0),
+            "converted": converted.get(i, 0),
+            "paths": {"yes": paths.get(i, {}).get("yes", 0), "no": paths.get(i, {}).get("no", 0)} if branch else {},
             "exited": sum(why.values()), "exit_reasons": why,
         })
     return rows

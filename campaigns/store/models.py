@@ -258,6 +258,9 @@ class Campaign(Base):
     reentry: Mapped[str | None] = mapped_column(String(20))  # never | always | after:30d (None: the trigger's default)
     # What the campaign is about: contacts who left this topic are not messaged (audience/messageable.py).
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id"))
+    # A branching journey (`new --journey FILE.toml`, campaigns/journey_defs.py): {"start": ID, "steps": [...]};
+    # its steps are run per enrolment by scheduler/journeys.py instead of `steps`.
+    journey: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     segment: Mapped[Segment | None] = relationship(lazy="joined")
     topic: Mapped[Topic | None] = relationship(lazy="joined")
 
@@ -338,6 +341,39 @@ class DripEnrollment(Base):
     context: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the template sees: {"purchase": {...}}
     exited_at: Mapped[datetime | None]
     exit_reason: Mapped[str | None] = mapped_column(String(300))  # "exit: FILTER" | "goal: FILTER"
+
+
+class StageMember(Base):
+    """Who was in a `lifecycle:STAGE` campaign's stage (within its segment) at its last evaluation:
+    a contact enrols on the move into the stage (in now, not in then), not for being in it."""
+
+    __tablename__ = "stage_member"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True)
+
+
+class JourneyVisit(Base):
+    """One enrolment at one step of a branching journey: when it got there, when it left, how.
+
+    Unique per (enrolment, step): a journey has no cycle, so a step is visited once per
+    enrolment, and a daemon killed mid-evaluation cannot move a contact on twice. The open
+    visit (left_at NULL) is where the contact is; `due_at` is when it is looked at again (a
+    wait's end, a branch's window end; a branch is also decided earlier when its condition holds).
+    """
+
+    __tablename__ = "journey_visit"
+    __table_args__ = (UniqueConstraint("enrollment_id", "step"),
+                      Index("ix_journey_visit_open", "campaign_id", "left_at", "due_at"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("drip_enrollment.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)  # the step's number in the journey (Delivery.step of its message)
+    entered_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+    # sent (handed to the outbox) | waited | yes | no | exit | end | left (the enrolment left: exit rule or goal)
+    outcome: Mapped[str | None] = mapped_column(String(12))
 
 
 class Delivery(Base):

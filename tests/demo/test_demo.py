@@ -171,3 +171,21 @@ def test_the_post_purchase_journey_followed_up_purchases_made_during_the_demo(sh
         sent = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == journey.id,
                                                                          Delivery.state == "sent"))
         assert sent and sent > 0
+
+
+def test_the_stage_winback_journey_enrols_only_customers_who_moved_into_at_risk_during_the_demo(shop: App) -> None:
+    from campaigns.segments import profiles
+    from campaigns.store.models import DripEnrollment
+
+    with shop.session() as s:
+        journey = s.scalar(select(Campaign).where(Campaign.name == "stage-winback"))
+        assert journey is not None and journey.trigger == "lifecycle:at_risk"
+        enrolled = s.execute(select(DripEnrollment.contact_id, DripEnrollment.entered_at)
+                             .where(DripEnrollment.campaign_id == journey.id)).all()
+        launch = journey.activated_at
+        assert launch is not None and enrolled  # seed 7, 400 contacts: one customer slips into at_risk in the 8 days
+        ids = [cid for cid, _at in enrolled]
+        before = profiles(s, shop.settings, ids, at=launch)  # nobody already at risk at launch: they did not move
+        assert all(before[cid].lifecycle != "at_risk" for cid in ids if cid in before)
+        for cid, entered in enrolled:
+            assert profiles(s, shop.settings, [cid], at=entered)[cid].lifecycle == "at_risk"

@@ -221,7 +221,7 @@ def test_a_failing_heartbeat_is_one_line_a_minute_not_a_traceback_per_beat(make_
         assert _wait(lambda: bool(_heartbeats(app)), 60)
         with app.engine.begin() as conn:  # the heartbeat's table is gone: every beat fails from now on
             conn.execute(text("ALTER TABLE process_heartbeat RENAME TO heartbeat_away"))
-        assert _wait(lambda: bool(_complaints(log_path)), 60), log_path.read_text()
+        assert _wait(lambda: any("heartbeat failed" in line for line in _complaints(log_path)), 60), log_path.read_text()
         time.sleep(BEAT * 8)  # several more beats fail meanwhile
         with app.engine.begin() as conn:
             conn.execute(text("ALTER TABLE heartbeat_away RENAME TO process_heartbeat"))
@@ -229,7 +229,9 @@ def test_a_failing_heartbeat_is_one_line_a_minute_not_a_traceback_per_beat(make_
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     out = log_path.read_text()
-    assert len(_complaints(log_path)) == 1, out  # one line for the condition, not one per beat
+    # One line for the condition, not one per beat. (On a loaded machine another condition may
+    # be logged meanwhile, e.g. the SQLite lock check meeting the table rename: not this test's.)
+    assert len([line for line in _complaints(log_path) if "heartbeat failed" in line]) == 1, out
     assert "Traceback" not in out and "[SQL" not in out and "parameters" not in out, out
 
 
@@ -253,5 +255,5 @@ def test_sigterm_finishes_the_wave_in_flight_releases_the_rest_and_exits(make_ap
     assert len(smtp.message_ids) - at_signal <= app.settings.sending.concurrency, (at_signal, states)
     assert states["sent"] == len(smtp.message_ids)
     assert states["claimed"] == states["sending"] == states["unknown"] == 0, states
-    assert states["queued"] == 2000 - states["sent"]
+    assert states["queued"] == 2000 - states["sent"], states
     assert "Traceback" not in out

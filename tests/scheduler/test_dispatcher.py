@@ -16,8 +16,8 @@ from scheduler.planner import plan_firing
 from tests.scheduler.conftest import add_people, make_campaign
 
 
-def _setup(make_app, smtp, n, **campaign):
-    app = make_app(smtp.config_toml())
+def _setup(make_app, smtp, n, timeout=30.0, **campaign):
+    app = make_app(smtp.config_toml(timeout=timeout))
     add_people(app, n)
     cid = make_campaign(app, **campaign)
     now = utcnow()
@@ -95,7 +95,7 @@ def test_dropped_connection_before_data_is_retried(make_app, smtp):
 
 def test_no_reply_after_the_final_dot_is_unknown_and_never_resent(make_app, smtp):
     smtp.hang_after_dot = {"p2@example.com"}
-    app, cid = _setup(make_app, smtp, 4)
+    app, cid = _setup(make_app, smtp, 4, timeout=2.0)
     _drain(app, rounds=3)
     states = _states(app, cid)
     assert states == Counter({"sent": 3, "unknown": 1})

@@ -161,22 +161,31 @@ def test_replays_and_a_killed_evaluation_never_enrol_twice(make_app, tmp_path, m
     assert len(_subjects(app)) == 1
 
 
-def test_a_lifecycle_trigger_enrols_only_contacts_in_that_stage(make_app):
+def test_a_lifecycle_trigger_enrols_on_the_move_into_the_stage_not_for_being_in_it(make_app):
+    from campaigns.segments import profiles
+
     app = make_app()
-    quiet, fresh = add_people(app, 2)
-    _buy(app, quiet, "Q-1", T0 - timedelta(days=200))
-    _buy(app, quiet, "Q-2", T0 - timedelta(days=150))
-    _buy(app, fresh, "F-1", T0 - timedelta(days=2))
+    already, slipping, steady = add_people(app, 3)
+    _buy(app, already, "Q-1", T0 - timedelta(days=200))
+    _buy(app, already, "Q-2", T0 - timedelta(days=150))  # at risk before the campaign existed
+    _buy(app, slipping, "S-1", T0 - timedelta(days=40))  # active now, at risk after 90 silent days
+    _buy(app, steady, "T-1", T0 - timedelta(days=40))
     with time_machine.travel(T0, tick=False):
         cid = make_campaign(app, "winback", trigger="lifecycle:at_risk", steps=["0d:welcome"])
-    with app.session() as s:
-        from campaigns.segments import profiles
-        stages = {cid_: p.lifecycle for cid_, p in profiles(s, app.settings, [quiet, fresh], at=T0).items()}
-    assert sorted(stages.values()) != sorted(set(stages.values())) or "at_risk" in stages.values(), stages
-    tick(app, T0 + timedelta(minutes=1))
-    enrolled = {r.contact_id for r in _rows(app, cid)}
-    assert enrolled
-    assert enrolled == {c for c, stage in stages.items() if stage == "at_risk"}
+
+    def stages(at):
+        with app.session() as s:
+            return {c: p.lifecycle for c, p in profiles(s, app.settings, [already, slipping, steady], at=at).items()}
+
+    assert stages(T0) == {already: "at_risk", slipping: "active", steady: "active"}
+    tick(app, T0 + timedelta(minutes=1))  # the first look only notes who is in the stage
+    assert _rows(app, cid) == []
+    later = T0 + timedelta(days=51)
+    _buy(app, steady, "T-2", later - timedelta(days=1))  # bought again: stays active
+    assert stages(later) == {already: "at_risk", slipping: "at_risk", steady: "active"}
+    tick(app, later)
+    tick(app, later + timedelta(minutes=1))  # still in the stage: no second move, no second enrolment
+    assert [r.contact_id for r in _rows(app, cid)] == [slipping]
 
 
 @pytest.mark.parametrize(("args", "word"), [

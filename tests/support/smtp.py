@@ -101,7 +101,9 @@ class FaultySmtp:
     def message_ids(self) -> list[str]:
         return [mid for _rcpt, mid, _from in self.received]
 
-    def config_toml(self, timeout: float = 2.0, pool: int = 4) -> str:
-        """The [sending]/[smtp] settings that point the product at this server."""
+    def config_toml(self, timeout: float = 30.0, pool: int = 4) -> str:
+        """The [sending]/[smtp] settings that point the product at this server. The timeout is
+        generous so a loaded machine (CI, pytest -n) does not turn a slow reply into a retry;
+        a test of a hanging server passes a short one."""
         return (f'[sending]\ntransport = "smtp"\nretry_base_seconds = 1\n'
                 f'[smtp]\nhost = "127.0.0.1"\nport = {self.port}\npool_size = {pool}\ntimeout_seconds = {timeout}\n')

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:24:13.569280
+Create Date: 2026-11-27 23:19:32.781235
 """
 import sqlalchemy as sa
 from alembic import op
@@ -152,6 +152,7 @@ def upgrade() -> None:
     sa.Column('goal', sa.Text(), nullable=True),
     sa.Column('reentry', sa.String(length=20), nullable=True),
     sa.Column('topic_id', sa.Integer(), nullable=True),
+    sa.Column('journey', sa.JSON(none_as_null=True), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
     sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
@@ -256,6 +257,13 @@ def upgrade() -> None:
     with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
         batch_op.create_index('ix_drip_enrollment_campaign_occurrence', ['campaign_id', 'occurrence'], unique=False)
 
+    op.create_table('stage_member',
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_stage_member_campaign_id_campaign'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_stage_member_contact_id_contact'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('campaign_id', 'contact_id', name=op.f('pk_stage_member'))
+    )
     op.create_table('delivery',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -293,6 +301,25 @@ def upgrade() -> None:
         batch_op.create_index('ix_delivery_campaign_contact', ['campaign_id', 'contact_id'], unique=False)
         batch_op.create_index('ix_delivery_contact_sent', ['contact_id', 'sent_at'], unique=False)
         batch_op.create_index('ix_delivery_due', ['state', 'due_at'], unique=False)
+
+    op.create_table('journey_visit',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('enrollment_id', sa.Integer(), nullable=False),
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.Column('step', sa.Integer(), nullable=False),
+    sa.Column('entered_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('due_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('left_at', campaigns.store.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('outcome', sa.String(length=12), nullable=True),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_journey_visit_campaign_id_campaign'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_journey_visit_contact_id_contact'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['enrollment_id'], ['drip_enrollment.id'], name=op.f('fk_journey_visit_enrollment_id_drip_enrollment'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_journey_visit')),
+    sa.UniqueConstraint('enrollment_id', 'step', name=op.f('uq_journey_visit_enrollment_id_step'))
+    )
+    with op.batch_alter_table('journey_visit', schema=None) as batch_op:
+        batch_op.create_index('ix_journey_visit_open', ['campaign_id', 'left_at', 'due_at'], unique=False)
 
     op.create_table('attribution',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -367,12 +394,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_attribution_campaign_id'))
 
     op.drop_table('attribution')
+    with op.batch_alter_table('journey_visit', schema=None) as batch_op:
+        batch_op.drop_index('ix_journey_visit_open')
+
+    op.drop_table('journey_visit')
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_due')
         batch_op.drop_index('ix_delivery_contact_sent')
         batch_op.drop_index('ix_delivery_campaign_contact')
 
     op.drop_table('delivery')
+    op.drop_table('stage_member')
     with op.batch_alter_table('drip_enrollment', schema=None) as batch_op:
         batch_op.drop_index('ix_drip_enrollment_campaign_occurrence')
 
