@@ -431,7 +431,7 @@ def describe(c: Campaign) -> dict[str, Any]:
         "schedule": schedule, "timezone": c.timezone, "local_time": c.local_time, "late_policy": c.late_policy,
         "quiet_hours": c.quiet_hours, "frequency_cap": c.frequency_cap, "throttle_per_minute": c.throttle_per_minute,
         "holdout_pct": c.holdout_pct, **c.winner_settings(), "attribution_window": f"{c.attribution_window_seconds // 3600}h",
-        "topic": c.topic.name if c.topic else None,
+        "topic": c.topic.name if c.topic else c.topic_name,
         "utm": c.utm, "marketing": c.marketing, "status": c.status, "status_reason": c.status_reason,
         "trigger": _trigger_text(c), "exit_when": c.exit_when, "goal": c.goal, "reentry": c.reentry,
         "created_at": c.created_at, "updated_at": c.updated_at,
@@ -552,14 +552,16 @@ def last_transport_error(session: Session, campaign_id: int) -> tuple[str, Any] 
 def archive_campaign(session: Session, name: str) -> Campaign:
     """Put a finished (completed, cancelled or sent) campaign away: hidden from `list`, its reports kept.
 
-    It frees its segment (`segments delete` no longer counts it): the segment's name and
-    definition are copied onto the campaign, so `show` and `report` still say what it targeted.
+    It frees its segment and its topic (`segments delete` and `topics delete` no longer count
+    it): the segment's name and definition and the topic's name are copied onto the campaign,
+    so `show` and `report` still say what it targeted and what it was about.
     """
     c = get_campaign(session, name)
     if c.status not in ("completed", "cancelled", "sent"):
         raise ConflictError(f"campaign {name} is {c.status}; only a completed, cancelled or sent campaign can be archived"
                             + (f" (cancel it first with `campaigns cancel {name}`)" if c.status in ("scheduled", "paused", "draft") else ""))
     c.segment_name, c.segment_definition = c.target()
+    c.topic_name = c.topic.name if c.topic else None
     c.status, c.updated_at = "archived", utcnow()
     session.flush()
     return c

@@ -11,6 +11,7 @@ APScheduler only decides *when* to call these; the database decides *what* is do
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from campaigns import request_campaigns
+from campaigns.audience import consent_requests
 from campaigns.campaign_defs import grace_for
 from campaigns.config import Settings
 from campaigns.context import App
@@ -42,6 +44,8 @@ PENDING = (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT, DeliveryState.CLAIMED
 CATCH_UP_AFTER = timedelta(minutes=1)
 # At most this many overdue firings are recorded one by one per tick (a minute cron after a week away).
 MAX_RECORDED = 1000
+# A double opt-in request campaign looks back at most this far for its latest due firing.
+REQUEST_LOOKBACK = timedelta(days=1)
 PLANNING_FAILED = "planning failed"
 
 
@@ -108,6 +112,9 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
         if result.created:
             report.planned.append((c.name, now, result.counts))
         return
+    if consent_requests.is_request_campaign(c):
+        _tick_requests(session, settings, c, now, report)
+        return
     grace = grace_for(settings, c)
     due = _overdue(session, c, now)
     for key in due:
@@ -132,6 +139,31 @@ def tick_campaign(session: Session, settings: Settings, c: Campaign, now: dateti
         # The schedule moved on: a newer updated_at makes the daemon schedule the next firing.
         c.updated_at = now
     report.completed.extend(settle(session, [c.id], now))
+
+
+def _tick_requests(session: Session, settings: Settings, c: Campaign, now: datetime, report: TickReport) -> None:
+    """A double opt-in request campaign: its firings poll for open requests, so only the latest
+    due firing is planned, and it leaves a run only when it asks someone (an hour with nobody to
+    ask is not 12 empty runs). A firing that asked nobody loses nothing (the next one asks any
+    request opened since), so none is ever recorded as missed."""
+    after = max(last_scheduled_key(session, c) or now - REQUEST_LOOKBACK, now - REQUEST_LOOKBACK)
+    due = list(itertools.takewhile(lambda k: fire_at(c, k) <= now, iter_keys(c, after)))
+    if not due:
+        return
+    c.updated_at = now  # the schedule moved on: the daemon schedules the next firing
+    savepoint = session.begin_nested()
+    try:
+        result = plan_firing(session, settings, c, due[-1], now)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if result.created and not result.counts.get("planned"):
+        savepoint.rollback()  # nobody to ask: no run
+        return
+    savepoint.commit()
+    if result.created:
+        report.planned.append((c.name, due[-1], result.counts))
+        log.info("campaign %s: run %s for %s planned %s", c.name, result.run_id, due[-1].isoformat(), result.counts)
 
 
 def settle(session: Session, campaign_ids: Iterable[int], now: datetime | None = None) -> list[str]:

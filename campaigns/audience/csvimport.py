@@ -1,8 +1,9 @@
-"""Streaming CSV reading for imports: line numbers, encoding errors, progress, rejects.
+"""Streaming imports: CSV reading with line numbers, rejects, and the one loop every importer runs.
 
-Shared by contacts, purchases and coupons: rows stream from disk (the file is never held
-in memory), each with the physical line it ended on, and a bad encoding is one clear
-error naming the line.
+Shared by contacts, purchases and custom events: rows stream from disk (the file is never
+held in memory), each with the physical line it ended on, and a bad encoding is one clear
+error naming the line. `run_import` is the loop itself (read, validate, collect rejects or
+fail, write chunk by chunk); an importer supplies a row validator and a chunk writer.
 """
 
 from __future__ import annotations
@@ -13,12 +14,22 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 from campaigns import csv_output, safe_files
 from campaigns.errors import ImportFailed, InputError, RowError
 
 Progress = Callable[[int], None]  # called with the bytes read so far
+CHUNK = 1000  # rows validated, then written, at a time
+
+
+class RowSource(Protocol):
+    """What an import reads: (line, row) pairs, and the header the rejects file repeats."""
+
+    path: Path
+    header: list[str]
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]: ...
 
 
 class _CountingReader(io.RawIOBase):
@@ -178,7 +189,7 @@ class ImportResult:
 class Rejections:
     """Collects row errors; with skip_invalid they go to the rejects file, else they fail the import."""
 
-    def __init__(self, source: CsvSource, skip_invalid: bool, force: bool = False) -> None:
+    def __init__(self, source: RowSource, skip_invalid: bool, force: bool = False) -> None:
         self.source = source
         self.errors: list[RowError] = []
         self._writer = RejectWriter(source.path, force) if skip_invalid else None
@@ -201,3 +212,66 @@ class Rejections:
         result.rejected = len(self.errors)
         result.rejects_path = self._writer.path if self._writer and self._writer.count else None
         return result
+
+
+class Item(Protocol):
+    """A validated row: it knows the line it came from."""
+
+    line: int
+
+
+T = TypeVar("T", bound=Item)
+Reject = Callable[[RowError], None]  # a writer's way to refuse a row of its chunk (by the error's line)
+Validate = Callable[[dict[str, Any], int], T]  # (row, line) -> item, or RowError
+WriteChunk = Callable[[list[T], ImportResult, Reject], None]  # writes a chunk, counts into the result
+
+
+def run_import(source: RowSource, rejections: Rejections, validate: Validate[T], write: WriteChunk[T], *,
+               keys: Callable[[T], set[str]] | None = None, chunk_size: int = CHUNK) -> ImportResult:
+    """The one streaming loop of every import: read each row with its line, validate it, collect
+    the bad ones (to the rejects file with --skip-invalid, else they fail the import at the end),
+    and hand the good ones to `write` chunk_size at a time.
+
+    `keys` (optional) names what an item matches existing rows by: an item sharing a key with
+    one already in the chunk starts a new chunk, so a writer never sees two rows for the same
+    record at once. Rejects from the writer carry their original row. Closes the rejects file
+    and returns the result counted (ImportFailed listing every bad row, unless skipped)."""
+    result = ImportResult()
+    chunk: list[T] = []
+    raw: dict[int, dict[str, Any]] = {}
+    held: set[str] = set()
+
+    def reject(error: RowError) -> None:
+        rejections.reject(error, _as_text(raw.get(error.line, {})))
+
+    def flush() -> None:
+        if chunk:
+            write(chunk, result, reject)
+        chunk.clear()
+        raw.clear()
+        held.clear()
+
+    try:
+        for line, row in source.rows():
+            result.rows += 1
+            try:
+                item = validate(row, line)
+            except RowError as err:
+                rejections.reject(err, _as_text(row))
+                continue
+            item_keys = keys(item) if keys is not None else None
+            if len(chunk) >= chunk_size or (item_keys and not held.isdisjoint(item_keys)):
+                flush()
+            chunk.append(item)
+            raw[line] = row
+            if item_keys:
+                held.update(item_keys)
+        flush()
+    finally:
+        rejections.close()
+    return rejections.finish(result)
+
+
+def _as_text(row: dict[str, Any]) -> dict[str, str]:
+    """A row as the rejects file writes it (a JSON line's values become text)."""
+    return {k: v if isinstance(v, str) else str(v) for k, v in row.items()}

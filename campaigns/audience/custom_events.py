@@ -23,13 +23,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from campaigns.audience.contact_ref import resolve_refs
-from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.config import Settings
 from campaigns.errors import InputError, RowError
 from campaigns.store.models import CustomEvent
 from campaigns.timespec import parse_datetime, utcnow
 
-CHUNK = 1000
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 MAX_PROPERTIES_BYTES = 8000
 REF_COLUMNS = ("contact", "external_id", "email", "phone")
@@ -212,33 +211,14 @@ def import_events(session: Session, settings: Settings, path: Path, *, encoding:
     path = Path(path)
     csv_source = CsvSource(path, encoding, required_any=("name",), progress=progress)
     source: Any = _JsonLines(path, encoding) if path.exists() and _is_json_lines(path) else csv_source
-    result = ImportResult()
     rejections = Rejections(source, skip_invalid, force)
-    chunk: list[EventData] = []
-    raw: dict[int, dict[str, Any]] = {}
     now = utcnow()
 
-    def flush() -> None:
+    def write(chunk: list[EventData], result: ImportResult, reject: Reject) -> None:
         done, errors = record(session, chunk, "import")
         result.created += len(done.created)
         result.unchanged += done.unchanged
         for err in errors:
-            rejections.reject(err, {k: str(v) for k, v in raw.get(err.line, {}).items()})
-        chunk.clear()
-        raw.clear()
+            reject(err)
 
-    try:
-        for line, row in source.rows():
-            result.rows += 1
-            try:
-                chunk.append(parse_event_row(row, line, settings, now))
-                raw[line] = row
-            except RowError as err:
-                rejections.reject(err, {k: str(v) for k, v in row.items()})
-                continue
-            if len(chunk) >= CHUNK:
-                flush()
-        flush()
-    finally:
-        rejections.close()
-    return rejections.finish(result)
+    return run_import(source, rejections, lambda row, line: parse_event_row(row, line, settings, now), write)

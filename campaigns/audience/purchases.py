@@ -21,13 +21,12 @@ from sqlalchemy.orm import Session
 
 from campaigns.audience.contact_ref import resolve_refs
 from campaigns.audience.contacts import normalise_email
-from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Rejections
+from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.config import Settings
 from campaigns.errors import InputError, RowError
 from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import parse_datetime, utcnow
 
-CHUNK = 1000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 # Called after each chunk with the ids of purchases it created or changed (attribution hooks in here).
@@ -120,30 +119,18 @@ def import_purchases(
 ) -> ImportResult:
     """Stream an orders CSV in one transaction; bad rows fail the whole file unless skipped."""
     src = CsvSource(Path(path), encoding, required_any=("order_id",), progress=progress)
-    result = ImportResult()
     rejections = Rejections(src, skip_invalid, force)  # force: replace an old rejects file
-    chunk: list[PurchaseData] = []
     seen: set[str] = set()
-    try:
-        for line, row in src.rows():
-            result.rows += 1
-            try:
-                data = parse_purchase_row(row, line, settings)
-            except RowError as err:
-                rejections.reject(err, row)
-                continue
-            if data.order_id in seen:
-                rejections.reject(RowError(line, "order_id", f"'{data.order_id}' appears twice in this file"), row)
-                continue
-            seen.add(data.order_id)
-            chunk.append(data)
-            if len(chunk) >= CHUNK:
-                _write_chunk(session, chunk, result, rejections, on_chunk)
-                chunk = []
-        _write_chunk(session, chunk, result, rejections, on_chunk)
-    finally:
-        rejections.close()
-    return rejections.finish(result)
+
+    def validate(row: dict[str, str], line: int) -> PurchaseData:
+        data = parse_purchase_row(row, line, settings)
+        if data.order_id in seen:
+            raise RowError(line, "order_id", f"'{data.order_id}' appears twice in this file")
+        seen.add(data.order_id)
+        return data
+
+    return run_import(src, rejections, validate,
+                      lambda chunk, result, reject: _write_chunk(session, chunk, result, reject, on_chunk))
 
 
 def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple[str, str], int]:
@@ -152,10 +139,8 @@ def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple
 
 def _write_chunk(
     session: Session, chunk: list[PurchaseData], result: ImportResult,
-    rejections: Rejections, on_chunk: PurchaseHook | None,
+    reject: Reject, on_chunk: PurchaseHook | None,
 ) -> None:
-    if not chunk:
-        return
     contacts = _resolve_contacts(session, chunk)
     existing = {p.order_id: p for p in session.scalars(select(Purchase).where(Purchase.order_id.in_([d.order_id for d in chunk])))}
     new_rows: list[dict[str, Any]] = []
@@ -164,7 +149,7 @@ def _write_chunk(
     for d in chunk:
         cid = contacts.get(d.contact_ref)
         if cid is None:
-            rejections.reject(RowError(d.line, d.contact_ref[0], f"no contact with {d.contact_ref[0]} '{d.contact_ref[1]}'"))
+            reject(RowError(d.line, d.contact_ref[0], f"no contact with {d.contact_ref[0]} '{d.contact_ref[1]}'"))
             continue
         values = {
             "contact_id": cid, "amount_cents": d.amount_cents, "currency": d.currency,

@@ -9,12 +9,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.store.models import Campaign, ConsentEvent, Topic
 from campaigns.timespec import utcnow
+from campaigns.vocab import CampaignStatus
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
 
@@ -66,14 +67,18 @@ def list_topics(session: Session) -> list[TopicRow]:
 
 
 def delete_topic(session: Session, name: str) -> None:
-    """Delete a topic nothing refers to: refused while a campaign carries it or the ledger names it."""
+    """Delete a topic nothing refers to: refused while a campaign (not archived) carries it or the
+    ledger names it. Archived campaigns keep its name (Campaign.topic_name) and lose the reference."""
     topic = get_topic(session, name, "NAME")
-    users = list(session.scalars(select(Campaign.name).where(Campaign.topic_id == topic.id).order_by(Campaign.name).limit(4)))
+    users = list(session.scalars(select(Campaign.name).where(Campaign.topic_id == topic.id, Campaign.status != CampaignStatus.ARCHIVED)
+                                 .order_by(Campaign.name).limit(4)))
     if users:
         raise ConflictError(f"topic {name} is used by campaign {', '.join(users[:3])}{' and others' if len(users) > 3 else ''}; "
                             "give those campaigns another topic first")
     if session.scalar(select(ConsentEvent.id).where(ConsentEvent.topic_id == topic.id).limit(1)) is not None:
         raise ConflictError(f"topic {name} is in the consent ledger (someone left or rejoined it); "
                             "the ledger is append-only, so the topic stays")
+    session.execute(update(Campaign).where(Campaign.topic_id == topic.id)  # archived ones only, by now
+                    .values(topic_name=func.coalesce(Campaign.topic_name, topic.name), topic_id=None))
     session.delete(topic)
     session.flush()

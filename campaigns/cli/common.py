@@ -72,3 +72,8 @@ def get_app(ctx: typer.Context) -> App:
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON (stable keys) for scripts.")
 CsvOpt = typer.Option(False, "--csv", help="Print CSV for spreadsheets and scripts.")
+
+# The options every file import shares (contacts, purchases, events).
+SkipInvalidOpt = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv.")
+ForceRejectsOpt = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv.")
+EncodingOpt = typer.Option("utf-8", "--encoding", help="The file's text encoding.")

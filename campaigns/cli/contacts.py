@@ -23,7 +23,10 @@ from campaigns.audience.suppression import is_suppressed
 from campaigns.cli.common import (
     Channel,
     CsvOpt,
+    EncodingOpt,
+    ForceRejectsOpt,
     JsonOpt,
+    SkipInvalidOpt,
     emit_record,
     emit_rows,
     file_progress,
@@ -56,9 +59,9 @@ def import_cmd(
     consent: list[Channel] = typer.Option([], "--consent", help="Record consent on this channel for every row (repeatable)."),
     source: str | None = typer.Option(None, "--source", help="Where the consent came from (required with --consent)."),
     consent_text: str | None = typer.Option(None, "--consent-text", help="The consent wording or its version."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
-    force: bool = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="The file's text encoding."),
+    skip_invalid: bool = SkipInvalidOpt,
+    force: bool = ForceRejectsOpt,
+    encoding: str = EncodingOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Import (upsert) contacts from a CSV: all rows or none, unless --skip-invalid."""

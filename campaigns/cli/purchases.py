@@ -11,7 +11,10 @@ from campaigns.audience.contacts import find_contact
 from campaigns.audience.purchases import import_purchases
 from campaigns.cli.common import (
     CsvOpt,
+    EncodingOpt,
+    ForceRejectsOpt,
     JsonOpt,
+    SkipInvalidOpt,
     emit_record,
     emit_rows,
     file_progress,
@@ -29,9 +32,9 @@ app = typer.Typer(help="Orders: import and list.", no_args_is_help=True)
 def import_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV: order_id, external_id|email|contact, amount, currency, occurred_at, items, utm_campaign."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
-    force: bool = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv."),
-    encoding: str = typer.Option("utf-8", "--encoding"),
+    skip_invalid: bool = SkipInvalidOpt,
+    force: bool = ForceRejectsOpt,
+    encoding: str = EncodingOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Import orders (idempotent by order_id): all rows or none, unless --skip-invalid."""

@@ -46,7 +46,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = JsonOpt, as_csv: bool = CsvOpt)
 
 @app.command("delete")
 def delete_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
-    """Delete a topic no campaign carries and nobody left or rejoined (the ledger keeps its rows)."""
+    """Delete a topic no campaign (archived ones aside) carries and nobody left or rejoined (the ledger keeps its rows)."""
     a = get_app(ctx)
     with a.session() as session:
         delete_topic(session, name)

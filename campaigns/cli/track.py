@@ -11,7 +11,10 @@ from typer.core import TyperGroup
 
 from campaigns.cli.common import (
     CsvOpt,
+    EncodingOpt,
+    ForceRejectsOpt,
     JsonOpt,
+    SkipInvalidOpt,
     emit_record,
     emit_rows,
     file_progress,
@@ -94,9 +97,9 @@ def track_event(
 def events_import(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV or JSON lines: contact|email|external_id|phone, name, occurred_at, properties, id."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the good rows; write rejected ones to FILE.rejected.csv."),
-    force: bool = typer.Option(False, "--force", help="With --skip-invalid: replace an existing FILE.rejected.csv."),
-    encoding: str = typer.Option("utf-8", "--encoding"),
+    skip_invalid: bool = SkipInvalidOpt,
+    force: bool = ForceRejectsOpt,
+    encoding: str = EncodingOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Import custom events (idempotent by id): all rows or none, unless --skip-invalid."""

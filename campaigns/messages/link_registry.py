@@ -124,9 +124,25 @@ class LinkRewriter:
         return _URL.sub(swap, doc)
 
 
+_URLS: dict[tuple[str, int], str] = {}
+
+
 def link_url(session: Session, link: int) -> str | None:
-    """The destination of a registered link (what the click endpoint may redirect to)."""
-    return session.scalar(select(TrackedLink.url).where(TrackedLink.id == link))
+    """The destination of a registered link (what the click endpoint may redirect to).
+
+    Cached by process: a tracked_link row is never updated or deleted, so once read from
+    committed data its URL is that id's for good (not cached while this session has link
+    inserts of its own pending, which a rollback could undo).
+    """
+    key = (_db_key(session), link)
+    url = _URLS.get(key)
+    if url is None:
+        url = session.scalar(select(TrackedLink.url).where(TrackedLink.id == link))
+        if url is not None and not session.info.get(_PENDING):
+            if len(_URLS) > _CACHE_MAX:
+                _URLS.clear()
+            _URLS[key] = url
+    return url
 
 
 @event.listens_for(Session, "after_commit")

@@ -17,7 +17,7 @@ import ctypes
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -222,24 +222,41 @@ def template_line(exc: BaseException) -> int | None:
     return line
 
 
+def _thread_clock(tid: int) -> Callable[[], float]:
+    """A reader of thread `tid`'s CPU time (Linux and the BSDs), or the monotonic clock where
+    the platform has no per-thread CPU clock."""
+    try:
+        clock = time.pthread_getcpuclockid(tid)
+        time.clock_gettime(clock)
+    except (AttributeError, OSError):
+        return time.monotonic
+    return lambda: time.clock_gettime(clock)
+
+
 class _Watchdog:
-    """One thread that interrupts renders past their deadline (pure-Python loops included).
+    """One thread that interrupts renders past their time cap (pure-Python loops included).
 
     Jinja compiles loops to plain Python `for` statements with no hook to check a clock,
     so the watchdog raises `_Timeout` into the rendering thread (CPython's
-    PyThreadState_SetAsyncExc). Helpers that wait on the database pause the clock.
+    PyThreadState_SetAsyncExc). The cap is on the rendering thread's CPU time, not the wall
+    clock: a runaway template burns CPU and is stopped, while a sound one on a machine whose
+    cores are busy elsewhere (CI, a loaded server) is not cut off for waiting its turn.
+    Helpers that wait on the database pause the clock.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._active: dict[int, list[Any]] = {}  # thread id -> [deadline, fired, paused_since]
+        # thread id -> [deadline on its clock, fired, paused_since, its clock]
+        self._active: dict[int, list[Any]] = {}
         self._thread: threading.Thread | None = None
 
     def enter(self, seconds: float) -> None:
         """Start the clock for this thread's render."""
+        tid = threading.get_ident()
+        clock = _thread_clock(tid)
         with self._lock:
-            self._active[threading.get_ident()] = [time.monotonic() + seconds, False, None]
+            self._active[tid] = [clock() + seconds, False, None, clock]
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="render-watchdog", daemon=True)
                 self._thread.start()
@@ -260,23 +277,29 @@ class _Watchdog:
         if entry is None:
             yield
             return
-        entry[2] = time.monotonic()
+        clock = entry[3]
+        entry[2] = clock()
         try:
             yield
         finally:
-            entry[0] += time.monotonic() - entry[2]
+            entry[0] += clock() - entry[2]
             entry[2] = None
 
     def _loop(self) -> None:
         while True:
             self._wake.wait()
             time.sleep(0.05)
-            now = time.monotonic()
             with self._lock:
                 if not self._active:
                     self._wake.clear()
                 for tid, entry in self._active.items():
-                    if not entry[1] and entry[2] is None and now > entry[0]:
+                    if entry[1] or entry[2] is not None:
+                        continue
+                    try:
+                        over = entry[3]() > entry[0]
+                    except OSError:  # the thread is gone; its entry leaves with it
+                        continue
+                    if over:
                         entry[1] = True
                         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(_Timeout))
 

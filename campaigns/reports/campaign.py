@@ -22,6 +22,7 @@ from campaigns.store.models import (
     Purchase,
 )
 from campaigns.timespec import utcnow
+from campaigns.vocab import DeliveryState
 
 SKIPS = ("no_consent", "left_topic", "suppressed", "capped", "invalid_address")
 
@@ -39,17 +40,29 @@ def _human(condition: Any) -> Any:
     return func.max(case((condition, 1), else_=0))
 
 
-def _deliveries_with(session: Session, c: Campaign) -> dict[str, tuple[int, int]]:
-    """Per event type, how many of the campaign's deliveries have (any such event, a human one).
+CELLS = (Delivery.variant, Delivery.lifecycle_stage, Delivery.rfm_segment)
+_FLAGS = ("any_open", "opened", "clicked", "bounce", "unsubscribe", "complaint")
 
-    One pass over the campaign's events: per (delivery, type) whether any was human, then
-    counted per type.
+
+def _engagement(session: Session, c: Campaign) -> list[Any]:
+    """Per (variant, stage, segment) cell, how many deliveries have each response.
+
+    One pass over the campaign's events in `ix_event_campaign_delivery` order (covering,
+    so no table reads and no sort): per delivery whether it has any open, a human open, a
+    human click, a bounce, an unsubscribe, a complaint; then counted per cell of the
+    delivery it belongs to. Rows whose delivery is not the campaign's (or none) come back
+    with `matched` 0: the funnel counts them, the breakdowns do not.
     """
-    per = (select(Event.type.label("type"), _human(Event.is_machine.is_(False)).label("human"))
-           .where(Event.campaign_id == c.id, Event.type.in_(FUNNEL_EVENTS)).group_by(Event.delivery_id, Event.type).subquery())
-    rows = session.execute(select(per.c.type, func.count(), func.sum(per.c.human)).group_by(per.c.type))
-    found = {kind: (int(n), int(human or 0)) for kind, n, human in rows}
-    return {kind: found.get(kind, (0, 0)) for kind in FUNNEL_EVENTS}
+    e, human = Event, Event.is_machine.is_(False)
+    per = (select(e.delivery_id.label("delivery_id"), _human(e.type == "open").label("any_open"),
+                  _human(and_(e.type == "open", human)).label("opened"), _human(and_(e.type == "click", human)).label("clicked"),
+                  *(_human(e.type == kind).label(kind) for kind in ("bounce", "unsubscribe", "complaint")))
+           .where(e.campaign_id == c.id, e.type.in_(FUNNEL_EVENTS)).group_by(e.delivery_id).subquery())
+    d = Delivery
+    matched = case((d.id.is_(None), 0), else_=1)
+    return list(session.execute(select(matched, *CELLS, *(func.sum(per.c[f]) for f in _FLAGS))
+                                .select_from(per).outerjoin(d, and_(d.id == per.c.delivery_id, d.campaign_id == c.id))
+                                .group_by(matched, *CELLS)))
 
 
 def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
@@ -59,16 +72,18 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     the lift compares intention-to-treat groups and never reads the credit.
     """
     d = Delivery
-    states = dict(session.execute(select(d.state, func.count()).where(d.campaign_id == c.id).group_by(d.state)).all())
+    cells = session.execute(select(d.state, *CELLS, func.count()).where(d.campaign_id == c.id).group_by(d.state, *CELLS)).all()
+    states: dict[str, int] = {}
+    for cell in cells:
+        states[cell[0]] = states.get(cell[0], 0) + cell[-1]
     runs = list(session.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id)))
     in_segment = sum((r.counts or {}).get("in_segment", 0) for r in runs)
     skipped = {k: sum((r.counts or {}).get("skipped", {}).get(k, 0) for r in runs) for k in SKIPS
                if k != "left_topic" or c.topic_id is not None}  # only a campaign with a topic can lose anyone to it
     sent = states.get("sent", 0)
-    counts = _deliveries_with(session, c)
-    bounced, unsubscribed, complaints = counts["bounce"][0], counts["unsubscribe"][0], counts["complaint"][0]
-    any_open, opened = counts["open"]
-    clicked = counts["click"][1]
+    engaged = _engagement(session, c)
+    any_open, opened, clicked, bounced, unsubscribed, complaints = (
+        sum(int(row[4 + i] or 0) for row in engaged) for i in range(len(_FLAGS)))
     a = Attribution
     treated_conv, treated_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
                                                 .where(a.campaign_id == c.id, a.is_holdout.is_(False))).one()
@@ -110,7 +125,8 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "lift": lf, "ab_test": variant_test(itt.summary(session, c, now or utcnow(), test_only=True)
                                              if c.test_share_pct is not None else found),
         "ab_winner": _ab_winner(c, runs),
-        **_breakdowns(session, c), "timeline": _timeline(session, c),
+        **_breakdowns(session, c, [cell[1:] for cell in cells if cell[0] == DeliveryState.SENT],
+                      [row[1:] for row in engaged if row[0]]), "timeline": _timeline(session, c),
         "steps": step_report(session, c),
     }
 
@@ -126,24 +142,19 @@ def _ab_winner(c: Campaign, runs: list[CampaignRun]) -> dict[str, Any] | None:
     return {**settings, "decisions": decisions, "undecided_firings": waiting}
 
 
-BREAKDOWNS = {"by_variant": Delivery.variant, "by_lifecycle": Delivery.lifecycle_stage, "by_rfm_segment": Delivery.rfm_segment}
+BREAKDOWNS = dict(zip(("by_variant", "by_lifecycle", "by_rfm_segment"), CELLS, strict=True))
 
 
-def _breakdowns(session: Session, c: Campaign) -> dict[str, list[dict[str, Any]]]:
+def _breakdowns(session: Session, c: Campaign, sent: list[Any], engaged: list[Any]) -> dict[str, list[dict[str, Any]]]:
     """Sent, opened, clicked, converted and revenue by variant, lifecycle stage and RFM segment.
 
-    Sent and the human opens and clicks are counted once per (variant, stage, segment) cell
-    and summed per breakdown in Python (a handful of cells); converted counts distinct
-    contacts, which do not add up across cells, so it is one small query per breakdown.
+    `sent` (cell, count) and `engaged` (cell, then the counts of `_FLAGS`) come from the
+    funnel's grouped queries, one row per (variant, stage, segment) cell, summed per
+    breakdown in Python (a handful of cells); converted counts distinct contacts, which do
+    not add up across cells, so it is one small query per breakdown.
     """
-    d, cols = Delivery, list(BREAKDOWNS.values())
-    sent = session.execute(select(*cols, func.count()).where(d.campaign_id == c.id, d.state == "sent").group_by(*cols)).all()
-    human = Event.is_machine.is_(False)
-    per = (select(Event.delivery_id.label("delivery_id"), _human(and_(Event.type == "open", human)).label("opened"),
-                  _human(and_(Event.type == "click", human)).label("clicked"))
-           .where(Event.campaign_id == c.id, Event.type.in_(("open", "click")), human).group_by(Event.delivery_id).subquery())
-    engaged = session.execute(select(*cols, func.sum(per.c.opened), func.sum(per.c.clicked)).join(per, per.c.delivery_id == d.id)
-                              .where(d.campaign_id == c.id).group_by(*cols)).all()
+    d = Delivery
+    opened_at, clicked_at = 3 + _FLAGS.index("opened"), 3 + _FLAGS.index("clicked")
     out: dict[str, list[dict[str, Any]]] = {}
     for i, (name, column) in enumerate(BREAKDOWNS.items()):
         rows: dict[Any, dict[str, Any]] = {}
@@ -152,8 +163,8 @@ def _breakdowns(session: Session, c: Campaign) -> dict[str, list[dict[str, Any]]
             row["sent"] += cell[3]
         for cell in engaged:
             if cell[i] in rows:  # only groups something was sent to, as before
-                rows[cell[i]]["opened"] += int(cell[3] or 0)
-                rows[cell[i]]["clicked"] += int(cell[4] or 0)
+                rows[cell[i]]["opened"] += int(cell[opened_at] or 0)
+                rows[cell[i]]["clicked"] += int(cell[clicked_at] or 0)
         for key, n, cents in session.execute(select(column, func.count(distinct(Attribution.contact_id)), func.sum(Attribution.credited_cents))
                                              .join(Attribution, Attribution.delivery_id == d.id)
                                              .where(d.campaign_id == c.id, Attribution.is_holdout.is_(False)).group_by(column)):

@@ -257,7 +257,9 @@ class Campaign(Base):
     goal: Mapped[str | None] = mapped_column(Text)  # a filter: matching contacts converted (and leave)
     reentry: Mapped[str | None] = mapped_column(String(20))  # never | always | after:30d (None: the trigger's default)
     # What the campaign is about: contacts who left this topic are not messaged (audience/messageable.py).
-    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id"))
+    # Archiving frees it like the segment: the name is kept in topic_name, and deleting the topic sets NULL.
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id", ondelete="SET NULL"))
+    topic_name: Mapped[str | None] = mapped_column(String(60))
     # A branching journey (`new --journey FILE.toml`, campaigns/journey_defs.py): {"start": ID, "steps": [...]};
     # its steps are run per enrolment by scheduler/journeys.py instead of `steps`.
     journey: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
@@ -426,7 +428,10 @@ class Event(Base):
     __table_args__ = (
         CheckConstraint(_in("type", values(EventType)), name="type"),
         Index("ix_event_delivery_type", "delivery_id", "type"),
-        Index("ix_event_campaign_type", "campaign_id", "type", "occurred_at"),
+        # Both cover what the campaign report reads (docs/reports.md): by type and time (the
+        # timeline, the listing of responses) and by delivery (the funnel and breakdowns).
+        Index("ix_event_campaign_type", "campaign_id", "type", "occurred_at", "delivery_id", "is_machine"),
+        Index("ix_event_campaign_delivery", "campaign_id", "delivery_id", "type", "is_machine"),
         Index("ix_event_contact", "contact_id", "occurred_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

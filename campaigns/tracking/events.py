@@ -8,6 +8,7 @@ provider's message id; webhooks by the provider's event id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import datetime, timedelta
@@ -49,6 +50,15 @@ def minute_key(kind: str, delivery_id: int, at: datetime, user_agent: str | None
     return f"{kind}:{delivery_id}:{extra}:{_ua_key(user_agent)}:{at.strftime('%Y%m%d%H%M')}"
 
 
+@functools.cache
+def _insert_new(dialect: str) -> Any:
+    """INSERT one event unless its dedup key exists, RETURNING its id (built once per dialect,
+    so each event pays only for its values: this runs on every open and click)."""
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Event.__table__)
+    # RETURNING, not rowcount: drivers disagree on rowcount for a skipped upsert.
+    return ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Event.__table__.c.id)
+
+
 def record(session: Session, *, type: str, dedup_key: str, delivery: Delivery | None = None,
            delivery_id: int | None = None, contact_id: int | None = None, campaign_id: int | None = None, url: str | None = None,
            at: datetime, user_agent: str | None = None, ip: str | None = None, machine: bool = False,
@@ -61,10 +71,7 @@ def record(session: Session, *, type: str, dedup_key: str, delivery: Delivery | 
         "type": type, "url": url, "occurred_at": at, "user_agent": (user_agent or "")[:500] or None,
         "ip": ip, "is_machine": machine, "dedup_key": dedup_key[:200], "data": data or {},
     }
-    dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Event.__table__).values(**values)
-    # RETURNING, not rowcount: drivers disagree on rowcount for a skipped upsert.
-    new_id = session.execute(ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(Event.__table__.c.id)).scalar()
+    new_id = session.execute(_insert_new(session.get_bind().dialect.name), values).scalar()
     return new_id is not None
 
 

@@ -120,21 +120,26 @@ class Click(PageHandler):
 class Unsubscribe(PageHandler):
     """/u/<d>/<sig>: GET asks (scanners follow GETs) and offers this topic or everything; POST acts.
 
-    The POST needs `List-Unsubscribe=One-Click` (RFC 8058; the page's form sends it too). With
+    The POST needs `List-Unsubscribe=One-Click` (RFC 8058; the page's forms send it too). With
     nothing else it is the one-click unsubscribe: the message's topic when it has one, else email
-    (docs/tracking.md says why); the form adds `scope=topic|everything` and `all=1`."""
+    (docs/tracking.md says why); the form adds `scope=topic|everything` and `all=1`. The page's
+    second form lists every topic (`scope=preferences`, a `topic_<id>=1` per topic kept): the
+    recipient leaves or rejoins topics, the signed link being the only key."""
 
     async def handle(self, request: Request) -> Response:
         delivery_id = links.verify_unsubscribe(self.settings, request.path_params["d"], request.path_params["sig"])
         if delivery_id is None:
             raise guard.BadRequest(404, "This unsubscribe link is not valid.")
         if request.method == "GET":
-            target = await self.tx(lambda s: responses.unsubscribe_target(s, delivery_id))
+            target = await self.tx(lambda s: responses.unsubscribe_target(s, delivery_id, self.clock()))
             if target is None:
                 raise guard.BadRequest(404, "This unsubscribe link is not valid.")
-            return HTMLResponse(pages.unsubscribe_form(self.settings.sending.from_name, target.topic, target.description))
+            return HTMLResponse(pages.unsubscribe_form(self.settings.sending.from_name, target.topic, target.description,
+                                                       target.topics))
         form = await guard.form_any(request, await self.body(request))
         scope = form.get("scope", responses.ONE_CLICK)
+        if scope == responses.PREFERENCES and form.get("List-Unsubscribe") == "One-Click":
+            return await self._save_topics(request, delivery_id, form)
         if form.get("List-Unsubscribe") != "One-Click" or scope not in (responses.TOPIC, responses.EVERYTHING, responses.ONE_CLICK):
             raise guard.BadRequest(400, "Nothing was changed.")
         ua, ip = self.client(request)
@@ -150,6 +155,15 @@ class Unsubscribe(PageHandler):
                                                               "other messages you signed up for still come."))
         what = "marketing messages" if len(done.channels) > 1 else "marketing email"
         return HTMLResponse(pages.message("Unsubscribed", f"You will get no more {what} from us."))
+
+
+    async def _save_topics(self, request: Request, delivery_id: int, form: dict[str, str]) -> Response:
+        wanted = {int(k[6:]) for k, v in form.items() if k.startswith("topic_") and k[6:].isdigit() and v == "1"}
+        ua, ip = self.client(request)
+        saved = await self.tx(lambda s: responses.save_topics(s, delivery_id, self.clock(), wanted, ip, ua))
+        if saved is None:
+            raise guard.BadRequest(404, "This unsubscribe link is not valid.")
+        return HTMLResponse(pages.message("Preferences saved", "Your topics are saved; the page you came from lists them."))
 
 
 class Confirm(PageHandler):

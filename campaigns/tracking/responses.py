@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +13,7 @@ from campaigns.audience import consent as ledger
 from campaigns.config import Settings
 from campaigns.errors import InputError
 from campaigns.messages.link_registry import link_url
-from campaigns.store.models import Campaign, Contact
+from campaigns.store.models import Campaign, Contact, Topic
 from campaigns.tracking import events
 from campaigns.tracking.attribution import attribute_purchases
 
@@ -50,6 +51,7 @@ def record_click(session: Session, settings: Settings, delivery_id: int, link_id
 # the page's form says `topic` or `everything`.
 ONE_CLICK, TOPIC, EVERYTHING = "one-click", "topic", "everything"
 SCOPES = (ONE_CLICK, TOPIC, EVERYTHING)
+PREFERENCES = "preferences"  # the page's second form: every topic, to leave or rejoin (save_topics)
 
 
 @dataclass(frozen=True)
@@ -61,22 +63,63 @@ class Unsubscribed:
 
 
 @dataclass(frozen=True)
+class TopicChoice:
+    """One topic on the preference form: checked when the contact is in it."""
+
+    id: int
+    name: str
+    description: str | None
+    member: bool
+
+
+@dataclass(frozen=True)
 class UnsubscribeTarget:
-    """What the unsubscribe page offers for one delivery: its campaign's topic, if any."""
+    """What the unsubscribe page offers for one delivery: its campaign's topic, if any, and
+    every topic with the contact in it or not (the preference form, to leave or rejoin)."""
 
     topic: str | None
     description: str | None
+    topics: tuple[TopicChoice, ...] = ()
 
 
-def unsubscribe_target(session: Session, delivery_id: int) -> UnsubscribeTarget | None:
-    """The topic the page offers to leave (None: no such delivery, or its contact was erased)."""
+def unsubscribe_target(session: Session, delivery_id: int, at: datetime | None = None) -> UnsubscribeTarget | None:
+    """The topic the page offers to leave, and every topic (None: no such delivery, or its contact was erased)."""
     d = events.delivery(session, delivery_id)
     contact = session.get(Contact, d.contact_id) if d is not None else None
     if d is None or contact is None or contact.erased_at is not None:
         return None
     campaign = session.get(Campaign, d.campaign_id)
     topic = campaign.topic if campaign is not None else None
-    return UnsubscribeTarget(topic.name if topic else None, topic.description if topic else None)
+    return UnsubscribeTarget(topic.name if topic else None, topic.description if topic else None,
+                             _choices(session, contact.id, at))
+
+
+def _choices(session: Session, contact_id: int, at: datetime | None) -> tuple[TopicChoice, ...]:
+    return tuple(TopicChoice(t.id, t.name, t.description, ledger.in_topic(session, contact_id, t.id, at))
+                 for t in session.scalars(select(Topic).order_by(Topic.name)))
+
+
+def save_topics(session: Session, delivery_id: int, at: datetime, wanted: Collection[int], ip: str | None,
+                ua: str | None, source: str = "preference page") -> tuple[list[str], list[str]] | None:
+    """The preference form: the contact is in exactly the topics `wanted` (ids) afterwards,
+    leaving and rejoining through the ledger; the channel consent is untouched. Idempotent.
+    Returns (topics left, topics rejoined); None when the delivery is unknown or its contact erased."""
+    from campaigns.audience import stopped
+
+    d = events.delivery(session, delivery_id)
+    contact = session.get(Contact, d.contact_id) if d is not None else None
+    if d is None or contact is None or contact.erased_at is not None:
+        return None
+    left, joined = [], []
+    for choice in _choices(session, contact.id, at):
+        if choice.member and choice.id not in wanted:
+            ledger.leave_topic(session, contact, choice.id, d.channel, source, ip=ip, user_agent=ua, occurred_at=at)
+            stopped.announce(session, contact.id, [stopped.topic_scope(choice.id)])
+            left.append(choice.name)
+        elif not choice.member and choice.id in wanted:
+            ledger.join_topic(session, contact, choice.id, d.channel, source, occurred_at=at)
+            joined.append(choice.name)
+    return left, joined
 
 
 def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: bool, ip: str | None, ua: str | None,

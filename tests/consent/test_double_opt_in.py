@@ -8,13 +8,13 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns.audience import consent as ledger
 from campaigns.audience.contacts import find_contact
 from campaigns.config import load_settings
 from campaigns.context import App
-from campaigns.store.models import Campaign, Delivery
+from campaigns.store.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import utcnow
 from campaigns.tracking.app import create_app, twilio_signature
 from scheduler.dispatcher import Dispatcher
@@ -110,4 +110,28 @@ def test_the_sms_request_waits_for_allowed_hours_and_yes_confirms(tmp_path, db_u
     with ServedApp(create_app(app.settings, app), port) as base:
         assert httpx.post(f"{base}/sms/inbound", data=data, headers={"X-Twilio-Signature": sig}).status_code == 200
     assert _state(app, "+14155550123", "sms").action == "confirmed"
+    app.engine.dispose()
+
+
+def test_the_request_campaign_records_a_run_only_when_it_asks_someone(tmp_path, db_url):
+    run, app, _port = _setup(tmp_path, db_url)
+    assert run("contacts", "add", "--email", "ann@example.com", "--consent", "email", "--source", "form").exit_code == 0
+    now = utcnow() + timedelta(minutes=6)
+    tick(app, now)  # Ann's request: one run, one message
+    for k in range(1, 13):  # an hour of firings every 5 minutes with nobody left to ask
+        tick(app, now + timedelta(minutes=5 * k))
+    with app.session() as s:
+        c = s.scalar(select(Campaign).where(Campaign.name == "confirm-email"))
+        runs = list(s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id)))
+        assert [r.counts.get("planned") for r in runs] == [1]
+        assert c.status == "scheduled"
+    assert run("contacts", "add", "--email", "bob@example.com").exit_code == 0
+    with app.session() as s:  # Bob signs up an hour later (on the test's clock, which runs ahead)
+        ledger.grant(s, app.settings, find_contact(s, "bob@example.com"), "email", "form",
+                     occurred_at=now + timedelta(minutes=61))
+    tick(app, now + timedelta(minutes=66))  # his request goes out at the next firing; none counted missed
+    with app.session() as s:
+        runs = list(s.scalars(select(CampaignRun).where(CampaignRun.campaign_id == c.id).order_by(CampaignRun.id)))
+        assert [(r.status, r.counts.get("planned")) for r in runs] == [("planned", 1), ("planned", 1)]
+        assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == c.id)) == 2
     app.engine.dispose()

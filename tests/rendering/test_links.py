@@ -52,6 +52,21 @@ def test_a_rolled_back_registration_is_not_cached(rapp):
         assert link_id(s, url) == new and link_url(s, new) == url
 
 
+def test_a_link_read_back_before_its_registration_commits_is_not_cached(rapp):
+    """The click endpoint caches link URLs by id; one read inside the transaction that inserted
+    it must not be, or a rollback (SQLite may hand the id to another URL) would redirect wrongly."""
+    with pytest.raises(RuntimeError), rapp.session() as s:
+        lost = link_id(s, "https://shop.example.com/never-sent")
+        assert link_url(s, lost) == "https://shop.example.com/never-sent"
+        raise RuntimeError("the dispatcher's transaction failed")
+    with rapp.session() as s:
+        assert link_url(s, lost) is None
+        kept = link_id(s, "https://shop.example.com/sent")
+    with rapp.session() as s:
+        assert link_url(s, kept) == "https://shop.example.com/sent"
+        assert link_url(s, kept) == "https://shop.example.com/sent"  # from the cache now
+
+
 def test_an_absurdly_long_link_is_refused(rapp):
     with rapp.session() as s, pytest.raises(InputError, match="longer than"):
         link_id(s, "https://x.example/" + "a" * 5000)

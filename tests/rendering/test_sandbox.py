@@ -134,6 +134,18 @@ def test_runaway_loops_are_cut_off_by_the_time_cap(payload):
         render_capped(TEXT_ENV.from_string(payload), {}, seconds=0.3)
 
 
+def test_the_cap_counts_the_rendering_threads_cpu_not_the_wall_clock():
+    # A render that waits (here: a context function asleep, as a thread does when the machine's
+    # cores are busy elsewhere) is not cut off; only CPU spent rendering counts.
+    import time
+
+    def wait() -> str:
+        time.sleep(0.8)
+        return "done"
+
+    assert render_capped(TEXT_ENV.from_string("{{ wait() }}"), {"wait": wait}, seconds=0.3) == "done"
+
+
 def test_a_runaway_template_fails_its_delivery_and_the_thread_stays_usable(settings, session, monkeypatch):
     monkeypatch.setattr(rendering, "MAX_RENDER_SECONDS", 0.3)
     with pytest.raises(RenderError, match="rendering took longer than"):

@@ -53,6 +53,17 @@ def _shop(s, rng):
                          "variant": variant, "is_holdout": held, "state": state, "attempts": 1, "due_at": due,
                          "sent_at": due + timedelta(minutes=rng.randrange(90)) if state == "sent" else None,
                          "lifecycle_stage": rng.choice(["new", "active", None]), "rfm_segment": rng.choice(["loyal", "lost"])})
+    elsewhere = Campaign(name="elsewhere", channel="email", segment_id=seg.id, schedule_kind="manual", variants=[], steps=[],
+                         utm={}, status="completed")
+    s.add(elsewhere)
+    s.flush()
+    elsewhere_run = CampaignRun(campaign_id=elsewhere.id, scheduled_for=T, status="done", counts={})
+    s.add(elsewhere_run)
+    s.flush()
+    other = conn.execute(insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), [
+        {"run_id": elsewhere_run.id, "campaign_id": elsewhere.id, "contact_id": cid, "channel": "email", "step": 0, "variant": "A", "is_holdout": False,
+         "state": "sent", "attempts": 1, "due_at": T, "sent_at": T, "lifecycle_stage": "new", "rfm_segment": "loyal"}
+        for cid in ids[:5]]).scalars().all()
     deliveries = conn.execute(insert(Delivery).returning(Delivery.id, Delivery.contact_id, Delivery.sent_at, Delivery.due_at,
                                                          sort_by_parameter_order=True), rows).all()
     events, purchases = [], []
@@ -67,6 +78,11 @@ def _shop(s, rng):
                                      timedelta(hours=rng.randrange(-100, 200))])
             purchases.append({"order_id": f"o{n}", "contact_id": cid, "amount_cents": rng.randrange(100, 30000),
                               "currency": "USD", "source": "test", "occurred_at": at})
+    for n in range(12):  # responses the funnel counts but no breakdown can place: no delivery, another campaign's
+        kind = rng.choice(["open", "click", "unsubscribe", "complaint"])
+        events.append({"delivery_id": None if n % 2 else other[n % len(other)], "campaign_id": c.id, "contact_id": ids[n],
+                       "type": kind, "is_machine": n % 3 == 0, "occurred_at": T + timedelta(hours=n), "dedup_key": f"x{n}",
+                       "data": {}})
     conn.execute(insert(Event), events)
     conn.execute(insert(Purchase), purchases)
     return c
@@ -104,6 +120,6 @@ def test_grouped_itt_and_breakdowns_match_a_python_reference(app, seed):
         expected = {}
         for k in sent_keys:
             expected[k] = (sum(1 for d in all_d if d.state == "sent" and getattr(d, attr) == k),
-                           len({e.delivery_id for e in all_e if e.type == "open" and not e.is_machine and key[e.delivery_id] == k}),
-                           len({e.delivery_id for e in all_e if e.type == "click" and not e.is_machine and key[e.delivery_id] == k}))
+                           len({e.delivery_id for e in all_e if e.type == "open" and not e.is_machine and key.get(e.delivery_id, -1) == k}),
+                           len({e.delivery_id for e in all_e if e.type == "click" and not e.is_machine and key.get(e.delivery_id, -1) == k}))
         assert {r["group"]: (r["sent"], r["opened"], r["clicked"]) for r in report[name]} == expected

@@ -247,3 +247,49 @@ def test_leaving_the_topic_during_the_send_stops_a_claimed_message_of_that_topic
         assert s.get(Delivery, newsletter).state == "suppressed"
         assert s.get(Delivery, deal).state == "sent"
     assert channel.sent_to.count("p2@example.com") == 1
+
+
+def _topic_id(shop: Shop, name: str) -> int:
+    with shop.app.session() as s:
+        return s.scalar(select(Campaign.topic_id).where(Campaign.name == name))
+
+
+def test_the_page_lists_every_topic_so_a_recipient_can_rejoin_one_they_left(shop):
+    news, offers = _topic_id(shop, "newsletter"), _topic_id(shop, "deals")
+    p0 = _contact(shop, "p0@example.com")
+    with shop.app.session() as s:
+        ledger.leave_topic(s, find_contact(s, "p0@example.com"), offers, "email", "phone call")
+    shop.send("plain")  # a message without a topic still links to the page with every topic
+    with shop.app.session() as s:
+        plain = s.scalar(select(Campaign.id).where(Campaign.name == "plain"))
+    unsub = shop.unsubscribe_url("p0@example.com", f"<plain-{plain}.example.com>")
+    before = shop.ledger_size()
+    page = httpx.get(unsub).text
+    assert shop.ledger_size() == before  # GET changed nothing
+    assert f"name='topic_{news}' value='1' checked" in page and "The monthly newsletter" in page
+    assert f"name='topic_{offers}' value='1'>" in page and "Discounts and sales" in page  # left: unchecked
+    # rejoin "offers", leave "news": one POST from the signed page
+    r = httpx.post(unsub, data={"List-Unsubscribe": "One-Click", "scope": "preferences", f"topic_{offers}": "1"})
+    assert r.status_code == 200 and "saved" in r.text.lower()
+    with shop.app.session() as s:
+        assert ledger.in_topic(s, p0, offers) and not ledger.in_topic(s, p0, news)
+        assert ledger.current_state(s, p0, "email").action == "granted"  # the channel is untouched
+    assert shop.send("deals").get(p0) == "sent"
+    assert p0 not in shop.send("newsletter-2")
+    again = shop.ledger_size()  # saving the same choice again adds nothing
+    assert httpx.post(unsub, data={"List-Unsubscribe": "One-Click", "scope": "preferences", f"topic_{offers}": "1"}).status_code == 200
+    assert shop.ledger_size() == again
+
+
+def test_the_preferences_form_needs_the_signed_link(shop):
+    shop.send("plain")
+    with shop.app.session() as s:
+        plain = s.scalar(select(Campaign.id).where(Campaign.name == "plain"))
+    unsub = shop.unsubscribe_url("p1@example.com", f"<plain-{plain}.example.com>")
+    d, sig = unsub.rsplit("/", 2)[-2:]
+    before = shop.ledger_size()
+    for url, data in [(f"{shop.base}/u/{d}/{'0' * len(sig)}", {"List-Unsubscribe": "One-Click", "scope": "preferences"}),
+                      (f"{shop.base}/u/{d}", {"List-Unsubscribe": "One-Click", "scope": "preferences"}),
+                      (unsub, {"scope": "preferences"})]:
+        assert 400 <= httpx.post(url, data=data).status_code < 500
+    assert shop.ledger_size() == before

@@ -113,3 +113,19 @@ def test_send_dry_run_previews_the_topic_skip(cli):
     assert "1 left topic" in preview.output and "p1@example.com" not in preview.output
     plain = cli("send", "plain", "--dry-run")
     assert "left topic" not in plain.output and "p1@example.com" in plain.output
+
+
+def test_an_archived_campaign_does_not_keep_its_topic_from_deletion(cli):
+    assert cli("topics", "create", "news").exit_code == 0
+    assert cli("segments", "create", "all", "--where", 'email contains "@"').exit_code == 0
+    assert cli("new", "old", "--segment", "all", "--channel", "email", "--template", "welcome", "--topic", "news").exit_code == 0
+    assert cli("new", "live", "--segment", "all", "--channel", "email", "--template", "welcome", "--topic", "news").exit_code == 0
+    assert cli("cancel", "old").exit_code == 0
+    assert cli("archive", "old").exit_code == 0
+    refused = cli("topics", "delete", "news")  # the live one still carries it, and only it is named
+    assert refused.exit_code != 0 and "live" in refused.output and "old" not in refused.output
+    assert cli("delete", "live", "--yes").exit_code == 0
+    done = cli("topics", "delete", "news")
+    assert done.exit_code == 0, done.output
+    assert "news" not in cli("topics", "list").stdout
+    assert json.loads(cli("show", "old", "--json").stdout)["topic"] == "news"  # what it was about, kept as archived

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 23:19:32.781235
+Create Date: 2026-11-28 00:01:59.143335
 """
 import sqlalchemy as sa
 from alembic import op
@@ -152,12 +152,13 @@ def upgrade() -> None:
     sa.Column('goal', sa.Text(), nullable=True),
     sa.Column('reentry', sa.String(length=20), nullable=True),
     sa.Column('topic_id', sa.Integer(), nullable=True),
+    sa.Column('topic_name', sa.String(length=60), nullable=True),
     sa.Column('journey', sa.JSON(none_as_null=True), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'sms')", name=op.f('ck_campaign_channel')),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'paused', 'cancelled', 'completed', 'archived', 'sent')", name=op.f('ck_campaign_status')),
     sa.CheckConstraint("winner_by IS NULL OR winner_by IN ('clicks', 'conversions', 'revenue')", name=op.f('ck_campaign_winner_by')),
     sa.ForeignKeyConstraint(['segment_id'], ['segment.id'], name=op.f('fk_campaign_segment_id_segment'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic')),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], name=op.f('fk_campaign_topic_id_topic'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign')),
     sa.UniqueConstraint('name', name=op.f('uq_campaign_name'))
     )
@@ -374,7 +375,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('dedup_key', name=op.f('uq_event_dedup_key'))
     )
     with op.batch_alter_table('event', schema=None) as batch_op:
-        batch_op.create_index('ix_event_campaign_type', ['campaign_id', 'type', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_event_campaign_delivery', ['campaign_id', 'delivery_id', 'type', 'is_machine'], unique=False)
+        batch_op.create_index('ix_event_campaign_type', ['campaign_id', 'type', 'occurred_at', 'delivery_id', 'is_machine'], unique=False)
         batch_op.create_index('ix_event_contact', ['contact_id', 'occurred_at'], unique=False)
         batch_op.create_index('ix_event_delivery_type', ['delivery_id', 'type'], unique=False)
 
@@ -387,6 +389,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_event_delivery_type')
         batch_op.drop_index('ix_event_contact')
         batch_op.drop_index('ix_event_campaign_type')
+        batch_op.drop_index('ix_event_campaign_delivery')
 
     op.drop_table('event')
     op.drop_table('coupon')
