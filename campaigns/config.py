@@ -88,6 +88,7 @@ class SendingSettings(_Section):
     cost_per_email: float = 0.0
     cost_per_sms: float = 0.0
     poll_seconds: float = Field(default=1.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)  # each daemon's and worker's beat (scheduler.liveness)
     postal_address: str = ""  # the sender's postal address, in every marketing email's footer
     # Throttles enforced at hand-over, shared by every worker: all messages, and per recipient domain.
     max_per_minute: int | None = Field(default=None, gt=0)

@@ -32,7 +32,7 @@ from scheduler import winner
 from scheduler.dispatcher import Dispatcher
 from scheduler.firings import fire_at, keys_between
 from scheduler.jobs import ensure_request_campaigns, tick
-from scheduler.liveness import BEAT_SECONDS, beat, heartbeat, release_own
+from scheduler.liveness import beat, heartbeat, release_own
 from scheduler.locks import DaemonLock
 
 log = logging.getLogger("campaigns.daemon")
@@ -117,7 +117,8 @@ class Daemon:
             # warnings every few seconds for jobs whose lateness harms nothing.
             self._scheduler.add_job(self._sync, IntervalTrigger(seconds=SYNC_SECONDS, timezone=UTC), id="sync",
                                     next_run_time=datetime.now(UTC), coalesce=True, max_instances=1, misfire_grace_time=None)
-            self._scheduler.add_job(self._beat, IntervalTrigger(seconds=BEAT_SECONDS, timezone=UTC), id="heartbeat",
+            beat_every = self.app.settings.sending.heartbeat_seconds
+            self._scheduler.add_job(self._beat, IntervalTrigger(seconds=beat_every, timezone=UTC), id="heartbeat",
                                     coalesce=True, max_instances=1, misfire_grace_time=None)
             self._scheduler.start()
             if self.dispatch:

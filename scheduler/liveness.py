@@ -1,7 +1,7 @@
 """Who is alive: a heartbeat per daemon and worker, and the rows of dead ones released.
 
-Every sending process upserts its `process_heartbeat` row every BEAT_SECONDS, with its
-host and pid. Each beat also looks for dead senders: one on this host whose pid is gone
+Every sending process upserts its `process_heartbeat` row every `[sending] heartbeat_seconds`
+(5 s by default), with its host and pid. Each beat also looks for dead senders: one on this host whose pid is gone
 (a SIGKILL, an OOM kill: known at once), or one anywhere not seen for DEAD_AFTER. Its
 `claimed` rows were never handed over and go back to the queue at once; its `sending`
 rows may have gone out and become `unknown` (or queued, with `resend_unknown`), exactly
@@ -25,7 +25,6 @@ from campaigns.timespec import utcnow
 from scheduler.outbox import write_transaction
 
 log = logging.getLogger("campaigns.liveness")
-BEAT_SECONDS = 5.0
 # A sender on another host is dead when not seen for this long. Generous: a live sender
 # that lost its rows would find them re-claimed by another (its writes check the owner).
 DEAD_AFTER = timedelta(seconds=60)

@@ -89,10 +89,10 @@ async def _beat(a, name: str, stop) -> None:
     """The worker's heartbeat, and the rows of dead senders released (scheduler.liveness)."""
     import asyncio
 
-    from scheduler.liveness import BEAT_SECONDS, beat
+    from scheduler.liveness import beat
 
     while not stop.is_set():
-        await asyncio.sleep(BEAT_SECONDS)
+        await asyncio.sleep(a.settings.sending.heartbeat_seconds)
         try:
             await asyncio.to_thread(beat, a, name, "worker")
         except Exception as exc:

@@ -30,6 +30,7 @@ def _cli(tmp_path: Path, db_url: str, extra: str, templates: bool = True) -> Cli
 @pytest.mark.parametrize(("section", "key", "value"), [
     ("sending", "batch_size", "0"), ("sending", "concurrency", "0"), ("sending", "lease_seconds", "0"),
     ("sending", "max_attempts", "0"), ("sending", "poll_seconds", "0"), ("sending", "batch_size", "-5"),
+    ("sending", "heartbeat_seconds", "0"),
     ("smtp", "pool_size", "0"), ("smtp", "timeout_seconds", "0"), ("tracking", "port", "0"),
 ])
 def test_non_positive_sizes_are_refused(tmp_path, db_url, section, key, value):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from sqlalchemy import select
 
 from campaigns.audience import consent as ledger
@@ -74,15 +75,18 @@ def test_a_deeply_nested_message_is_skipped_and_the_rest_imported(shop, tmp_path
     assert counts["messages"] == 2 and counts["skipped"] == 1 and counts["bounces"] == 1
 
 
+# On SQLite only: what is measured is the mailbox reader's memory, which no database path
+# changes (the skipped message writes nothing; PostgreSQL imports are tested above).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_150_mb_report_is_skipped_without_reading_it_whole(shop, tmp_path):
     """In a subprocess, so its peak memory is its own."""
     mbox = tmp_path / "big.mbox"
     with open(mbox, "wb") as fh:
         fh.write(b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\n")
         fh.write(_sample("postfix.eml").replace(b"\r\n", b"\n").split(b"\n--3F1C")[0] + b"\n")
-        line = b"x" * 999 + b"\n"
-        for _ in range(150_000):
-            fh.write(line)
+        lines = (b"x" * 999 + b"\n") * 1000  # 150,000 lines of 1,000 bytes, written 1 MB at a time
+        for _ in range(150):
+            fh.write(lines)
         fh.write(b"\nFrom MAILER-DAEMON Thu Nov 26 10:00:01 2026\n")
         fh.write(_sample("delayed.eml").replace(b"\r\n", b"\n"))
     small = tmp_path / "small.mbox"

@@ -133,6 +133,9 @@ def test_an_existing_contact_is_not_duplicated_and_a_repeat_signup_adds_nothing(
     assert site.contacts() == 1 and [a for *_, a, _ in site.ledger()] == ["pending"]
 
 
+# On SQLite only: these are refused while the request is read, before anything is written, and
+# the webhook's PostgreSQL path (writes, repeats, forgeries) is covered by the tests around.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("payload", "field"), [
     ({"email": "x@example.com", "channel": "fax", "source": "form"}, "channel"),
     ({"email": "x@example.com", "channel": "email"}, "source"),
