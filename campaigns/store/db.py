@@ -7,10 +7,10 @@ and CLI can share one file. The schema is created by Alembic only (`campaigns in
 from __future__ import annotations
 
 import os
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,20 +112,20 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         raise ConfigError(f"database url: {exc}") from None
 
 
-_FACTORIES: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
+_SESSIONS: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+def session_factory(engine: Engine) -> Callable[[], Session]:
     """Sessions that keep loaded values after commit (the CLI prints them afterwards).
 
-    One factory per engine, kept while the engine lives: each `sessionmaker` makes a new
+    One `sessionmaker` for the process, bound per call: each `sessionmaker` makes a new
     Session subclass, and SQLAlchemy copies every Session event listener onto it, which
     cost more than the click tracking endpoint's own queries when made per transaction.
+    Nothing here holds the engine (a per-engine cache did, through the factory's bind,
+    and kept every test's engine, pool and LISTEN connection alive until PostgreSQL ran
+    out of connections).
     """
-    factory = _FACTORIES.get(engine)
-    if factory is None:
-        factory = _FACTORIES[engine] = sessionmaker(engine, expire_on_commit=False)
-    return factory
+    return partial(_SESSIONS, bind=engine)
 
 
 @contextmanager

@@ -22,3 +22,4 @@ def test_the_migration_builds_what_the_models_declare(tmp_path):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
