@@ -49,7 +49,9 @@ def announce(session: Session, contact_id: int, channels: Iterable[str]) -> None
     for channel in channels:
         pending.add((contact_id, channel, at))
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_notify(:ch, :payload)"),
+            # The schema first: shops sharing one database in separate schemas (and the
+            # tests, one schema each) hear only their own contacts' stops.
+            session.execute(text("SELECT pg_notify(:ch, current_schema() || ':' || :payload)"),
                             {"ch": CHANNEL, "payload": f"{contact_id}:{channel}:{at}"})
 
 
@@ -178,10 +180,12 @@ def _listen_forever(ref: weakref.ref[Engine], url: str) -> None:
     while ref() is not None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute("SELECT current_schema()").fetchone()
+                schema = row[0] if row else None
                 conn.execute(f"LISTEN {CHANNEL}")
                 while ref() is not None:
                     for note in conn.notifies(timeout=1.0):
-                        parsed = parse_payload(note.payload)
+                        parsed = parse_payload(note.payload, schema)
                         if parsed is not None:
                             remember(*parsed)
         except Exception as exc:  # the database restarted: listen again (claims still check the ledger)
@@ -204,9 +208,14 @@ def forget_all() -> None:
         _recent.clear()
 
 
-def parse_payload(payload: str) -> tuple[int, str, float] | None:
-    """'<contact>:<channel or topic-N>:<epoch>' from a notification, or None for anything else."""
+def parse_payload(payload: str, schema: str | None = None) -> tuple[int, str, float] | None:
+    """'[<schema>:]<contact>:<channel or topic-N>:<epoch>' from a notification, or None for
+    anything else, or for another schema's stop when `schema` (the listener's) is given."""
     parts = payload.split(":")
+    if len(parts) > 3:
+        if schema is not None and ":".join(parts[:-3]) != schema:
+            return None
+        parts = parts[-3:]
     scope = parts[1] if len(parts) == 3 else ""
     if len(parts) != 3 or not parts[0].isdigit() or not (scope in ("email", "sms") or _TOPIC.fullmatch(scope)):
         return None

@@ -23,5 +23,8 @@ def test_a_topic_stop_holds_back_that_topic_only():
 def test_notification_payloads_carry_topic_scopes_and_refuse_anything_else():
     assert stopped.parse_payload("5:topic-3:1.5") == (5, "topic-3", 1.5)
     assert stopped.parse_payload("5:email:2") == (5, "email", 2.0)
+    # The schema first: a listener hears its own schema's stops, not another shop's (or test's).
+    assert stopped.parse_payload("shop_a:5:email:2", "shop_a") == (5, "email", 2.0)
+    assert stopped.parse_payload("shop_b:5:email:2", "shop_a") is None
     for bad in ("5:topic-x:1", "5:topic-:1", "5:topic-3:1:2", "5:news:1", "x:email:1", "5:topic-3:nan-ish"):
         assert stopped.parse_payload(bad) is None, bad
