@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
+from datetime import datetime
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ from campaigns.campaign_defs import CampaignSpec, create_campaign
 from campaigns.config import load_settings
 from campaigns.context import App
 from campaigns.segments import create_segment
+from scheduler.dispatcher import Dispatcher, DispatchStats
 from tests.conftest import write_config
 from tests.support.smtp import FaultySmtp
 
@@ -72,3 +78,31 @@ def make_campaign(app: App, name: str = "promo", where: str = 'email contains "@
         scheduled = any(values.get(k) for k in ("at", "cron", "steps"))  # live, as the daemon tests need
         c = create_campaign(s, app.settings, name, CampaignSpec(**values), activate=scheduled)  # type: ignore[arg-type]
         return c.id
+
+
+def copy_template(app: App, name: str, subject: str) -> None:
+    """A template `name`: the shipped welcome with its own subject line."""
+    folder = Path(app.settings.base_dir) / "templates" / name
+    shutil.copytree(Path(app.settings.base_dir) / "templates" / "welcome", folder)
+    (folder / "subject.txt").write_text(subject)
+
+
+def dispatch_once(app: App, now: datetime) -> DispatchStats:
+    """One sender (worker `w1`) sends everything due at `now`, then closes its transports."""
+    async def run() -> DispatchStats:
+        d = Dispatcher(app, worker_name="w1")
+        try:
+            return await d.dispatch_once(now)
+        finally:
+            await d.close()
+
+    return asyncio.run(run())
+
+
+def sent_subjects(app: App) -> list[tuple[str, str]]:
+    """(recipient, decoded subject) of every email the file transport wrote, sorted."""
+    out = []
+    for path in sorted((Path(app.settings.base_dir) / "outbox").rglob("*.eml")):
+        msg = message_from_bytes(path.read_bytes())
+        out.append((parseaddr(msg["To"])[1], str(make_header(decode_header(msg["Subject"])))))
+    return sorted(out)

@@ -2,13 +2,7 @@
 path only to those who did not open and the "opened" path only to openers; a daemon killed
 mid-evaluation sends nothing twice; an exit step ends the enrolment."""
 
-import asyncio
-import shutil
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.header import decode_header, make_header
-from email.utils import parseaddr
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -19,9 +13,8 @@ from campaigns.segments import create_segment
 from campaigns.store.models import Delivery, DripEnrollment, JourneyVisit
 from campaigns.tracking.responses import record_open
 from scheduler import journeys
-from scheduler.dispatcher import Dispatcher
 from scheduler.jobs import tick
-from tests.scheduler.conftest import add_people
+from tests.scheduler.conftest import add_people, copy_template, dispatch_once, sent_subjects
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 HUMAN = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15"
@@ -58,34 +51,9 @@ kind = "exit"
 """
 
 
-def _template(app, name, subject):
-    folder = Path(app.settings.base_dir) / "templates" / name
-    shutil.copytree(Path(app.settings.base_dir) / "templates" / "welcome", folder)
-    (folder / "subject.txt").write_text(subject)
-
-
-def _dispatch(app, now):
-    async def run():
-        d = Dispatcher(app, worker_name="w1")
-        try:
-            return await d.dispatch_once(now)
-        finally:
-            await d.close()
-
-    return asyncio.run(run())
-
-
-def _subjects(app):
-    out = []
-    for path in sorted((Path(app.settings.base_dir) / "outbox").rglob("*.eml")):
-        msg = message_from_bytes(path.read_bytes())
-        out.append((parseaddr(msg["To"])[1], str(make_header(decode_header(msg["Subject"])))))
-    return sorted(out)
-
-
 def _journey(app, text=JOURNEY, name="welcome-journey"):
     for tmpl, subject in (("hello", "Hello"), ("thanks", "Thanks for reading"), ("nudge", "Did you miss this?")):
-        _template(app, tmpl, subject)
+        copy_template(app, tmpl, subject)
     with time_machine.travel(T0, tick=False), app.session() as s:
         create_segment(s, app.settings, "everyone", 'email contains "@"')
         c = create_campaign(s, app.settings, name, CampaignSpec(segment="everyone", channel="email", quiet_hours="none",
@@ -114,16 +82,16 @@ def _open_branch_scenario(app):
     cid = _journey(app)
     tick(app, T0 + timedelta(minutes=1))
     assert _rows(app, cid) == [(p, 0, "queued") for p in (opener, late_opener, never)]
-    _dispatch(app, T0 + timedelta(minutes=2))
-    assert _subjects(app) == [(f"p{i}@example.com", "Hello") for i in range(3)]
+    dispatch_once(app, T0 + timedelta(minutes=2))
+    assert sent_subjects(app) == [(f"p{i}@example.com", "Hello") for i in range(3)]
     _open(app, cid, opener, T0 + timedelta(hours=3))
     tick(app, T0 + timedelta(hours=4))  # decided early: the condition holds
     tick(app, T0 + timedelta(hours=4, minutes=1))  # a second look adds nothing
     assert _rows(app, cid) == [(opener, 0, "sent"), (opener, 2, "queued"), (late_opener, 0, "sent"), (never, 0, "sent")]
     _open(app, cid, late_opener, T0 + timedelta(days=2, hours=1))  # after the window: too late for "opened"
     tick(app, T0 + timedelta(days=2, hours=2))
-    _dispatch(app, T0 + timedelta(days=2, hours=3))
-    assert _subjects(app) == sorted([(f"p{i}@example.com", "Hello") for i in range(3)] + [
+    dispatch_once(app, T0 + timedelta(days=2, hours=3))
+    assert sent_subjects(app) == sorted([(f"p{i}@example.com", "Hello") for i in range(3)] + [
         ("p0@example.com", "Thanks for reading"), ("p1@example.com", "Did you miss this?"),
         ("p2@example.com", "Did you miss this?")])
     tick(app, T0 + timedelta(days=3))
@@ -164,7 +132,7 @@ def test_a_daemon_killed_mid_evaluation_sends_nothing_twice(make_app, monkeypatc
     people = add_people(app, 2)
     cid = _journey(app)
     tick(app, T0 + timedelta(minutes=1))
-    _dispatch(app, T0 + timedelta(minutes=2))
+    dispatch_once(app, T0 + timedelta(minutes=2))
 
     def killed(*_a, **_k):
         raise RuntimeError("killed mid-evaluation")
@@ -219,18 +187,18 @@ def test_an_exit_rule_stops_a_journeys_later_send_and_the_contact_moves_no_furth
     buyer, other = add_people(app, 2)
     text = JOURNEY.replace('on = "opened"\nof = "welcome"', 'on = "clicked"')
     for tmpl, subject in (("hello", "Hello"), ("thanks", "Thanks for reading"), ("nudge", "Did you miss this?")):
-        _template(app, tmpl, subject)
+        copy_template(app, tmpl, subject)
     with time_machine.travel(T0, tick=False), app.session() as s:
         create_segment(s, app.settings, "everyone", 'email contains "@"')
         create_campaign(s, app.settings, "j", CampaignSpec(segment="everyone", channel="email", quiet_hours="none", cap="none",
                                                            journey=text, exit_when="purchases.count(last=1d) > 0"))
         cid = activate_campaign(s, app.settings, "j", T0).id
     tick(app, T0 + timedelta(minutes=1))
-    _dispatch(app, T0 + timedelta(minutes=2))
+    dispatch_once(app, T0 + timedelta(minutes=2))
     with app.session() as s:
         s.add(Purchase(order_id="B-1", contact_id=buyer, amount_cents=100, currency="USD", occurred_at=T0 + timedelta(days=2)))
     tick(app, T0 + timedelta(days=2, minutes=1))  # both take "no": the nudge is queued for both
-    _dispatch(app, T0 + timedelta(days=2, minutes=2))  # the buyer's nudge is cancelled at hand-over
+    dispatch_once(app, T0 + timedelta(days=2, minutes=2))  # the buyer's nudge is cancelled at hand-over
     tick(app, T0 + timedelta(days=2, minutes=3))
     assert _rows(app, cid) == [(buyer, 0, "sent"), (buyer, 3, "cancelled"), (other, 0, "sent"), (other, 3, "sent")]
     with app.session() as s:

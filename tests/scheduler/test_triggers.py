@@ -1,13 +1,7 @@
 """Triggered drips on a controllable clock: a purchase, a custom event, a yearly date and a
 lifecycle stage start steps; an exit rule stops a later step; nothing is ever sent twice."""
 
-import asyncio
-import shutil
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.header import decode_header, make_header
-from email.utils import parseaddr
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -18,41 +12,15 @@ from campaigns.audience import custom_events
 from campaigns.audience.contacts import add_contact
 from campaigns.store.models import CustomEvent, Delivery, DripEnrollment, Purchase
 from scheduler import triggers
-from scheduler.dispatcher import Dispatcher
 from scheduler.jobs import tick
-from tests.scheduler.conftest import add_people, make_campaign
+from tests.scheduler.conftest import add_people, copy_template, dispatch_once, make_campaign, sent_subjects
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-
-def _template(app, name, subject):
-    folder = Path(app.settings.base_dir) / "templates" / name
-    shutil.copytree(Path(app.settings.base_dir) / "templates" / "welcome", folder)
-    (folder / "subject.txt").write_text(subject)
-
-
-def _dispatch(app, now):
-    async def run():
-        d = Dispatcher(app, worker_name="w1")
-        try:
-            return await d.dispatch_once(now)
-        finally:
-            await d.close()
-
-    return asyncio.run(run())
 
 
 def _rows(app, cid):
     with app.session() as s:
         return list(s.scalars(select(Delivery).where(Delivery.campaign_id == cid).order_by(Delivery.id)))
-
-
-def _subjects(app):
-    out = []
-    for path in sorted((Path(app.settings.base_dir) / "outbox").rglob("*.eml")):
-        msg = message_from_bytes(path.read_bytes())
-        out.append((parseaddr(msg["To"])[1], str(make_header(decode_header(msg["Subject"])))))
-    return sorted(out)
 
 
 def _buy(app, contact_id, order_id, at, cents=4250):
@@ -63,7 +31,7 @@ def _buy(app, contact_id, order_id, at, cents=4250):
 def test_a_purchase_brings_the_post_purchase_step_with_its_order_and_only_purchases_after_going_live(make_app):
     app = make_app()
     ann, bob = add_people(app, 2)
-    _template(app, "thanks", "Thanks for order {{ purchase.order_id }} ({{ purchase.amount }} {{ purchase.currency }})")
+    copy_template(app, "thanks", "Thanks for order {{ purchase.order_id }} ({{ purchase.amount }} {{ purchase.currency }})")
     _buy(app, ann, "OLD-1", T0 - timedelta(days=3))  # before the journey existed: never triggers
     with time_machine.travel(T0, tick=False):
         cid = make_campaign(app, "post", trigger="purchase", steps=["0d:thanks", "7d:newsletter"])
@@ -75,15 +43,15 @@ def test_a_purchase_brings_the_post_purchase_step_with_its_order_and_only_purcha
     rows = _rows(app, cid)
     assert [(r.contact_id, r.step, r.due_at) for r in rows] == [
         (ann, 0, T0 + timedelta(hours=2)), (ann, 1, T0 + timedelta(days=7, hours=2))]
-    _dispatch(app, T0 + timedelta(hours=2, minutes=3))
-    assert _subjects(app) == [("p0@example.com", "Thanks for order A-100 (42.50 USD)")]
+    dispatch_once(app, T0 + timedelta(hours=2, minutes=3))
+    assert sent_subjects(app) == [("p0@example.com", "Thanks for order A-100 (42.50 USD)")]
     assert bob not in {r.contact_id for r in _rows(app, cid)}
 
 
 def test_an_abandoned_cart_brings_its_reminder_and_a_purchase_before_it_cancels_it(make_app):
     app = make_app()
     buyer, browser = add_people(app, 2)
-    _template(app, "cart", "You left {{ event.properties.sku }} in your cart")
+    copy_template(app, "cart", "You left {{ event.properties.sku }} in your cart")
     with time_machine.travel(T0, tick=False):
         cid = make_campaign(app, "cart", trigger="event:cart_abandoned", steps=["1h:cart", "1d:newsletter"],
                             exit_when="purchases.count(last=1d) > 0")
@@ -96,8 +64,8 @@ def test_an_abandoned_cart_brings_its_reminder_and_a_purchase_before_it_cancels_
         tick(app, T0 + timedelta(minutes=10))
     assert sorted((r.contact_id, r.step) for r in _rows(app, cid)) == [(buyer, 0), (buyer, 1), (browser, 0), (browser, 1)]
     _buy(app, buyer, "B-1", T0 + timedelta(minutes=40))
-    _dispatch(app, T0 + timedelta(hours=1, minutes=6))
-    assert _subjects(app) == [("p1@example.com", "You left SHOE-9 in your cart")]
+    dispatch_once(app, T0 + timedelta(hours=1, minutes=6))
+    assert sent_subjects(app) == [("p1@example.com", "You left SHOE-9 in your cart")]
     states = {(r.contact_id, r.step): (r.state, r.error) for r in _rows(app, cid)}
     assert states[(buyer, 0)] == ("cancelled", "left the journey: exit: purchases.count(last=1d) > 0")
     assert states[(buyer, 1)] == ("cancelled", "left the journey before this step: exit: purchases.count(last=1d) > 0")
@@ -156,9 +124,9 @@ def test_replays_and_a_killed_evaluation_never_enrol_twice(make_app, tmp_path, m
     for minute in (3, 4, 5):
         tick(app, T0 + timedelta(minutes=minute))
     assert [(r.contact_id, r.step) for r in _rows(app, cid)] == [(ann, 0)]
-    _dispatch(app, T0 + timedelta(minutes=6))
-    _dispatch(app, T0 + timedelta(minutes=7))
-    assert len(_subjects(app)) == 1
+    dispatch_once(app, T0 + timedelta(minutes=6))
+    dispatch_once(app, T0 + timedelta(minutes=7))
+    assert len(sent_subjects(app)) == 1
 
 
 def test_a_lifecycle_trigger_enrols_on_the_move_into_the_stage_not_for_being_in_it(make_app):
@@ -218,7 +186,7 @@ def test_a_goal_reached_before_a_step_counts_as_converted_and_reentry_never_take
         _buy(app, who, order, T0 + timedelta(hours=hours))
     tick(app, T0 + timedelta(hours=6))
     assert sorted((r.contact_id, r.step) for r in _rows(app, cid)) == [(ann, 0), (ann, 1), (bob, 0), (bob, 1)]
-    _dispatch(app, T0 + timedelta(hours=6, minutes=1))
+    dispatch_once(app, T0 + timedelta(hours=6, minutes=1))
     with app.session() as s:
         reasons = dict(s.execute(select(DripEnrollment.contact_id, DripEnrollment.exit_reason)).all())
     assert reasons == {ann: None, bob: 'goal: tags contains "vip"'}
@@ -248,7 +216,7 @@ def test_report_shows_each_step_entered_sent_opened_exited_and_why_in_every_form
             custom_events.track(s, app.settings, f"#{who}", "cart_abandoned", {}, at=(T0 + timedelta(minutes=5)).isoformat())
     tick(app, T0 + timedelta(minutes=10))
     _buy(app, buyer, "B-1", T0 + timedelta(minutes=40))
-    _dispatch(app, T0 + timedelta(hours=1, minutes=6))
+    dispatch_once(app, T0 + timedelta(hours=1, minutes=6))
     with app.session() as s:
         sent = s.scalar(select(Delivery).where(Delivery.campaign_id == cid, Delivery.state == "sent"))
         from campaigns.store.models import Event
