@@ -20,7 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.bench_send import _copy_db, _port
+from bench.bench_send import _copy_db
+from bench.sink import Sink
 
 
 def _in(root: str, code: str) -> str:
@@ -38,36 +39,30 @@ def _child(root: str, kind: str, config: str, n: int, port: int) -> dict[str, fl
 
 def main(n: int, rounds: int, roots: list[str]) -> None:
     roots = [str(Path(r).resolve()) for r in roots]
-    port = _port()
-    sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=roots[0], stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
     runs: dict[str, list[dict[str, float]]] = {r: [] for r in roots}
     bare: list[dict[str, float]] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            configs = {}
+    with Sink(roots[0]) as sink, tempfile.TemporaryDirectory() as tmp:
+        port = sink.port
+        configs = {}
+        for i, root in enumerate(roots):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            configs[root] = _in(root, f"from pathlib import Path; from bench.bench_send import setup, _measure, _copy_db; "
+                                      f"c = setup(Path({str(folder)!r}), {n}, {port}); _measure('plan', c, {n}, {port}); "
+                                      f"_copy_db(c.parent / 'bench.db', c.parent / 'planned.db'); print(c)")
+        for k in range(rounds):
+            for root in roots:
+                config = Path(configs[root])
+                _copy_db(config.parent / "planned.db", config.parent / "bench.db")
+                runs[root].append(_child(root, "ours", str(config), n, port))
+                assert runs[root][-1]["count"] == n, runs[root][-1]
+            bare.append(_child(roots[0], "bare", configs[roots[0]], n, port))
+            line = f"round {k}: bare {n / bare[-1]['seconds']:.0f}/s"
             for i, root in enumerate(roots):
-                folder = Path(tmp) / str(i)
-                folder.mkdir()
-                configs[root] = _in(root, f"from pathlib import Path; from bench.bench_send import setup, _measure, _copy_db; "
-                                          f"c = setup(Path({str(folder)!r}), {n}, {port}); _measure('plan', c, {n}, {port}); "
-                                          f"_copy_db(c.parent / 'bench.db', c.parent / 'planned.db'); print(c)")
-            for k in range(rounds):
-                for root in roots:
-                    config = Path(configs[root])
-                    _copy_db(config.parent / "planned.db", config.parent / "bench.db")
-                    runs[root].append(_child(root, "ours", str(config), n, port))
-                    assert runs[root][-1]["count"] == n, runs[root][-1]
-                bare.append(_child(roots[0], "bare", configs[roots[0]], n, port))
-                line = f"round {k}: bare {n / bare[-1]['seconds']:.0f}/s"
-                for i, root in enumerate(roots):
-                    m = runs[root][-1]
-                    line += (f" | {i}: {n / m['seconds']:.0f}/s ratio {bare[-1]['seconds'] / m['seconds']:.3f}"
-                             f" cpu {m['cpu_seconds'] * 1000 / n:.3f} ms/msg")
-                print(line, flush=True)
-    finally:
-        sink.terminate()
-        sink.communicate(timeout=30)
+                m = runs[root][-1]
+                line += (f" | {i}: {n / m['seconds']:.0f}/s ratio {bare[-1]['seconds'] / m['seconds']:.3f}"
+                         f" cpu {m['cpu_seconds'] * 1000 / n:.3f} ms/msg")
+            print(line, flush=True)
     bare_s = sum(b["seconds"] for b in bare)
     for i, root in enumerate(roots):
         ms = runs[root]

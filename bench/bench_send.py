@@ -22,13 +22,14 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.sink import Sink, free_port
 
 SCALES = {"small": [5_000], "default": [50_000], "large": [50_000, 200_000], "dkim": [], "sendnow": []}
 # planning alone, at a size too slow to also send
@@ -41,12 +42,6 @@ POOL = 8
 ROOT = Path(__file__).resolve().parents[1]
 DKIM_KEY = ROOT / "tests" / "support" / "dkim" / "test_a.pem"  # a 2048-bit RSA test key
 DKIM_ED25519_KEY = ROOT / "tests" / "support" / "dkim" / "test_ed25519.pem"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(folder: Path, port: int, dkim: bool | str = False) -> Path:
@@ -182,26 +177,20 @@ def _dkim_comparison(n: int) -> dict[str, object]:
     """DKIM off, RSA, RSA+Ed25519: each planned once, then sent DKIM_ROUNDS times in turn
     (plain, rsa, ed25519, plain, ...) from a copy of its planned database, to one sink. On a
     shared machine the load drifts over minutes; alternating keeps each ratio within a round."""
-    port = _port()
-    sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in _DKIM_VARIANTS}
-    try:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
-            configs = {}
-            for name, dkim in _DKIM_VARIANTS.items():
-                folder = Path(tmp) / name
-                folder.mkdir()
-                configs[name] = setup(folder, n, port, dkim=dkim)
-                _measure("plan", configs[name], n, port)
-                _copy_db(folder / "bench.db", folder / "planned.db")
-            for _ in range(DKIM_ROUNDS):
-                for name, config in configs.items():
-                    _copy_db(config.parent / "planned.db", config.parent / "bench.db")
-                    runs[name].append(_measure("ours", config, n, port))
-    finally:
-        sink.terminate()
-        sink.communicate(timeout=30)
+    with Sink(ROOT) as sink, tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
+        port = sink.port
+        configs = {}
+        for name, dkim in _DKIM_VARIANTS.items():
+            folder = Path(tmp) / name
+            folder.mkdir()
+            configs[name] = setup(folder, n, port, dkim=dkim)
+            _measure("plan", configs[name], n, port)
+            _copy_db(folder / "bench.db", folder / "planned.db")
+        for _ in range(DKIM_ROUNDS):
+            for name, config in configs.items():
+                _copy_db(config.parent / "planned.db", config.parent / "bench.db")
+                runs[name].append(_measure("ours", config, n, port))
     assert all(r["count"] == n for rs in runs.values() for r in rs), runs
     figures: dict[str, object] = {}
     for name, rs in runs.items():
@@ -223,21 +212,16 @@ def _send_now_figures(n: int, cli: dict[str, float]) -> dict[str, object]:
 def run(scale: str = "default") -> dict[str, object]:
     figures: dict[str, object] = {}
     for n in SCALES[scale]:
-        port = _port()
-        sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        try:
-            with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
-                config = setup(Path(tmp), n, port)
-                _copy_db(Path(tmp) / "bench.db", Path(tmp) / "unplanned.db")
-                plan = _measure("plan", config, n, port)
-                ours = _measure("ours", config, n, port)
-                bare = _measure("bare", config, n, port)
-                _copy_db(Path(tmp) / "unplanned.db", Path(tmp) / "bench.db")
-                cli = _measure("cli", config, n, port)
-        finally:
-            sink.terminate()
-            received = int((sink.communicate(timeout=30)[0] or "0").split()[-1])
+        with Sink(ROOT) as sink, tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
+            port = sink.port
+            config = setup(Path(tmp), n, port)
+            _copy_db(Path(tmp) / "bench.db", Path(tmp) / "unplanned.db")
+            plan = _measure("plan", config, n, port)
+            ours = _measure("ours", config, n, port)
+            bare = _measure("bare", config, n, port)
+            _copy_db(Path(tmp) / "unplanned.db", Path(tmp) / "bench.db")
+            cli = _measure("cli", config, n, port)
+        received = sink.received
         assert ours["count"] == bare["count"] == cli["count"] == n and received == 3 * n, (ours, bare, cli, received)
         figures.update({
             f"plan_{n}_seconds": round(plan["seconds"], 2), f"plan_{n}_rows_per_s": round(n / plan["seconds"]),
@@ -254,20 +238,13 @@ def run(scale: str = "default") -> dict[str, object]:
     for n in DKIM[scale]:
         figures.update(_dkim_comparison(n))
     for n in SEND_NOW_ONLY[scale]:
-        port = _port()
-        sink = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        try:
-            with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
-                cli = _measure("cli", setup(Path(tmp), n, port), n, port)
-        finally:
-            sink.terminate()
-            sink.communicate(timeout=30)
+        with Sink(ROOT) as sink, tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
+            cli = _measure("cli", setup(Path(tmp), n, sink.port), n, sink.port)
         assert cli["count"] == n, cli
         figures.update(_send_now_figures(n, cli))
     for n in PLAN_ONLY[scale]:
         with tempfile.TemporaryDirectory(dir=os.environ.get("CAMPAIGNS_BENCH_DIR")) as tmp:
-            config = setup(Path(tmp), n, _port())
+            config = setup(Path(tmp), n, free_port())
             plan = _measure("plan", config, n, 0)
         figures.update({f"plan_{n}_seconds": round(plan["seconds"], 2), f"plan_{n}_rows_per_s": round(n / plan["seconds"]),
                         f"plan_{n}_peak_rss_mb": round(plan["peak_rss_mb"])})

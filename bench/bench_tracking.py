@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_send import ROOT, _port
+from bench.bench_send import ROOT
+from bench.sink import free_port
 
 SCALES = {"small": 2_000, "default": 10_000}
 CONCURRENCY = 32
@@ -127,7 +128,7 @@ def run(scale: str = "default") -> dict[str, object]:
     n = SCALES[scale]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        port = _port()
+        port = free_port()
         config, urls = _setup(folder, port)
         assert len(urls) >= 2_000, len(urls)
         ours = subprocess.Popen([sys.executable, "-m", "campaigns", "--config", str(config), "track", "serve"], cwd=folder,
@@ -141,7 +142,7 @@ def run(scale: str = "default") -> dict[str, object]:
             ours.terminate()
             ours.wait(timeout=30)
         (folder / "bare_app.py").write_text(BARE, encoding="utf-8")
-        bport = _port()
+        bport = free_port()
         bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bport),
                                  "--log-level", "warning", "--no-access-log"], cwd=folder,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
