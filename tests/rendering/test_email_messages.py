@@ -203,7 +203,8 @@ def test_derived_text_part_is_right_even_when_the_html_defeats_the_shortcut(rapp
         assert "row 1" in text and "row 2" in text
 
 
-def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_and_header(rapp, monkeypatch):
+def _welcome_counting_signatures(rapp, monkeypatch):
+    """The welcome email rendered for Ann, and the purpose of every signature made for it."""
     from campaigns import signing
 
     purposes: list[str] = []
@@ -219,6 +220,11 @@ def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_
         d = make_delivery(s, run, add_contact(s, "ann@example.com", "Ann Lee"))
         out = render_delivery(s, rapp.settings, load_template(rapp.settings, "welcome"), contact=s.get(Contact, d.contact_id),
                               delivery_id=d.id, campaign=camp)
+    return out, purposes, d
+
+
+def test_the_unsubscribe_url_is_signed_once_per_message_and_is_the_same_in_body_and_header(rapp, monkeypatch):
+    out, purposes, d = _welcome_counting_signatures(rapp, monkeypatch)
     assert isinstance(out, RenderedEmail)
     assert purposes.count("unsubscribe") == 1, purposes
     url = links.unsubscribe_url(rapp.settings, d.id)
@@ -266,21 +272,7 @@ def test_a_statement_the_text_form_would_lose_still_derives_per_message():
 
 
 def test_each_destination_is_signed_once_per_message_though_both_parts_link_to_it(rapp, monkeypatch):
-    from campaigns import signing
-
-    purposes: list[str] = []
-    real = signing.sign
-
-    def counting(settings, purpose, message, length=16):
-        purposes.append(purpose)
-        return real(settings, purpose, message, length)
-
-    monkeypatch.setattr(links, "sign", counting)
-    with rapp.session() as s:
-        camp, run = make_campaign(s)
-        d = make_delivery(s, run, add_contact(s, "ann@example.com", "Ann Lee"))
-        out = render_delivery(s, rapp.settings, load_template(rapp.settings, "welcome"), contact=s.get(Contact, d.contact_id),
-                              delivery_id=d.id, campaign=camp)
+    out, purposes, _d = _welcome_counting_signatures(rapp, monkeypatch)
     text, html = parts(parse(out.data))
     assert {m.group(0) for m in CLICK.finditer(text)} == {m.group(0) for m in CLICK.finditer(html)}
     assert purposes.count("click") == len({m.group(0) for m in CLICK.finditer(html)}) == 3, purposes
