@@ -123,7 +123,7 @@ def new(ctx: typer.Context, name: str = typer.Argument(...), segment: str | None
                  utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
                  test_share, winner_after, winner_by)
     if journey is not None:
-        spec.journey, spec.journey_source = read_journey(journey), str(journey)
+        spec.journey, spec.journey_source = read_journey(journey, "--journey"), str(journey)
     with a.session() as s:
         c = create_campaign(s, a.settings, name, spec, activate=activate_now)
         status, kind = c.status, c.schedule_kind
@@ -155,7 +155,7 @@ def edit(ctx: typer.Context, name: str = typer.Argument(...), segment: str | Non
                  utm_source, utm_medium, late, trigger, offset, exit_when, goal, reentry, topic,
                  test_share, winner_after, winner_by)
     if journey is not None:
-        spec.journey, spec.journey_source = read_journey(journey), str(journey)
+        spec.journey, spec.journey_source = read_journey(journey, "--journey"), str(journey)
     with a.session() as s:
         edit_campaign(s, a.settings, name, spec)
     ok(f"campaign {name} updated")

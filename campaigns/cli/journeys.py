@@ -14,12 +14,26 @@ from campaigns.journey_defs import draw, lint_journey
 app = typer.Typer(help="Branching journeys (`campaigns new NAME --journey FILE.toml`, docs/journeys.md).", no_args_is_help=True)
 
 
-def read_journey(path: Path) -> str:
-    """The file's text, or one line saying why it cannot be read."""
+MAX_JOURNEY_BYTES = 1_000_000  # a journey of a hundred steps is a few kB
+
+
+def read_journey(path: Path, option: str | None = None) -> str:
+    """The file's text, or one line naming the file (and the option it came from) and why it
+    cannot be read."""
+    where = f"{option}: cannot read {path}" if option else f"cannot read {path}"
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--journey: cannot read {path}: {exc.__class__.__name__}: {exc}") from None
+        with path.open("rb") as fh:
+            data = fh.read(MAX_JOURNEY_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_JOURNEY_BYTES:
+        raise InputError(f"{where}: larger than {MAX_JOURNEY_BYTES:,} bytes; a journey file is a few kB of TOML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
 
 
 @app.command("lint")

@@ -5,6 +5,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"
 
 BAD = """\
@@ -58,6 +60,24 @@ def test_lint_names_the_line_and_key_of_every_mistake_and_exits_non_zero(cli, tm
     assert len(lines) == len(expected), lines
     for line, (n, words) in zip(lines, expected, strict=True):
         assert line.startswith(f"{path}:{n}: {words}"), line
+
+
+@pytest.mark.parametrize("content, said", [
+    (None, "no such file"),
+    (b"\xad\xff[step.a]", "not UTF-8 text (byte 0)"),
+    (b"#" * 1_000_001, "larger than 1,000,000 bytes"),
+])
+def test_a_journey_file_that_cannot_be_read_is_one_line_naming_it(cli, tmp_path, content, said):
+    path = tmp_path / "j.toml"
+    if content is not None:
+        path.write_bytes(content)
+    for args, where in ((("journeys", "lint", str(path)), f"cannot read {path}"),
+                        (("new", "j", "--segment", "all", "--channel", "email", "--journey", str(path)),
+                         f"--journey: cannot read {path}")):
+        r = cli(*args)
+        assert r.exit_code == 1, r.output
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(f"error: {where}: {said}"), r.stderr
+        assert "Traceback" not in r.output
 
 
 def test_new_with_a_bad_journey_refuses_the_same_way_and_writes_nothing(cli, tmp_path):
