@@ -45,9 +45,11 @@ SMTP_HTTP = '[sending]\ntransport = "smtp"\n[tracking]\npublic_url = "http://tra
 
 
 @pytest.mark.parametrize("command", [("daemon",), ("worker",), ("track", "serve")])
-def test_each_process_that_sends_or_serves_says_at_start_that_links_are_http(tmp_path, db_url, monkeypatch, command):
+def test_each_process_that_sends_or_serves_says_at_start_that_links_are_http_and_sms_inbound_is_off(tmp_path, db_url, monkeypatch, command):
     lines = _started(tmp_path, db_url, monkeypatch, SMTP_HTTP + '[smtp]\nhost = "127.0.0.1"\n', *command)
     assert len([line for line in lines if "public_url is http://track.example.com" in line]) == 1, lines
+    sms_off = [line for line in lines if "inbound SMS (/sms/inbound) is off: set [sms] auth_token" in line]
+    assert len(sms_off) == (0 if command == ("worker",) else 1), lines  # only what serves the endpoint says so
 
 
 @pytest.mark.parametrize("command", [("daemon",), ("worker",)])
