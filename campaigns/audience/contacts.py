@@ -456,6 +456,10 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
         e.ip = e.user_agent = None
         e.url = _scrub(e.url, addresses)
         e.data = {k: _scrub(v, personal) if isinstance(v, str) else v for k, v in (e.data or {}).items() if k in _KEPT_EVENT_KEYS}
+    for entry in session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact.id)):
+        # The wording and source stay as proof, without the person's address or phone quoted in them.
+        entry.consent_text = _scrub(entry.consent_text, addresses)
+        entry.source = _scrub(entry.source, addresses) or entry.source
     for ce in session.scalars(select(CustomEvent).where(CustomEvent.contact_id == contact.id)):
         ce.properties = _scrub_data(ce.properties, addresses, contact_name)
     for en in session.scalars(select(DripEnrollment).where(DripEnrollment.contact_id == contact.id)):
