@@ -462,6 +462,8 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
         entry.source = _scrub(entry.source, addresses) or entry.source
     for ce in session.scalars(select(CustomEvent).where(CustomEvent.contact_id == contact.id)):
         ce.properties = _scrub_data(ce.properties, addresses, contact_name)
+        if _scrub(ce.idempotency_key, addresses) != ce.idempotency_key:  # a shop's id that names the person
+            ce.idempotency_key = f"erased:{ce.id}"
     for en in session.scalars(select(DripEnrollment).where(DripEnrollment.contact_id == contact.id)):
         en.context = _scrub_data(en.context, addresses, contact_name)
     _scrub_links(session, addresses)

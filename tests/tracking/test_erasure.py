@@ -76,7 +76,7 @@ def test_erasure_clears_the_address_from_links_clicks_and_custom_events(shop, tm
         now = utcnow()
         plan_firing(s, shop.app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
         custom_events.track(s, shop.app.settings, "p1@example.com", "signup",
-                            {"email": "p1@example.com", "phone": "+14155550001", "sku": "A1"})
+                            {"email": "p1@example.com", "phone": "+14155550001", "sku": "A1"}, key="signup-p1@example.com")
         from campaigns.audience import consent as ledger  # a signup form's wording that quotes the address
 
         ledger.grant(s, shop.app.settings, find_contact(s, "p1@example.com"), "email", "form, call back on +14155550001",
