@@ -31,7 +31,18 @@ from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, RowError
 from campaigns.signing import address_hash, address_hasher
 from campaigns.store.bulk import insert_rows
-from campaigns.store.models import ConsentEvent, Contact, CustomEvent, Delivery, DripEnrollment, Event, Suppression, TrackedLink
+from campaigns.store.models import (
+    Campaign,
+    ConsentEvent,
+    Contact,
+    CustomEvent,
+    Delivery,
+    DripEnrollment,
+    Event,
+    Segment,
+    Suppression,
+    TrackedLink,
+)
 from campaigns.timespec import check_timezone, utcnow
 
 FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale")
@@ -428,8 +439,9 @@ def list_contacts(session: Session, search: str | None = None, limit: int = 50, 
     return total, list(session.scalars(q.order_by(Contact.id).limit(limit).offset(offset)))
 
 
-def erase_contact(session: Session, settings: Settings, contact: Contact, on_step: Callable[[str], None] | None = None) -> None:
-    """Remove personal data; keep keyed hashes on the suppression list so a re-import stays suppressed."""
+def erase_contact(session: Session, settings: Settings, contact: Contact, on_step: Callable[[str], None] | None = None) -> list[str]:
+    """Remove personal data; keep keyed hashes on the suppression list so a re-import stays suppressed.
+    Returns the filters that quoted the address and now say "(erased)" ('segment NAME', 'campaign NAME')."""
     if contact.erased_at is not None:
         raise ConflictError(f"contact #{contact.id} was already erased")
     personal = [v for v in (contact.email, contact.phone, contact.phone and contact.phone.lstrip("+"), contact.name) if v]
@@ -467,7 +479,27 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
     for en in session.scalars(select(DripEnrollment).where(DripEnrollment.contact_id == contact.id)):
         en.context = _scrub_data(en.context, addresses, contact_name)
     _scrub_links(session, addresses)
+    changed = _scrub_filters(session, addresses)
     session.flush()
+    return changed
+
+
+def _scrub_filters(session: Session, addresses: list[str]) -> list[str]:
+    """Segment and campaign filters written for this person (`email = "ann@example.com"`):
+    the address becomes "(erased)", a string that still parses and matches nobody."""
+    if not addresses:
+        return []
+    changed = []
+    for segment in session.scalars(select(Segment).where(or_(*(Segment.definition.contains(a, autoescape=True) for a in addresses)))):
+        segment.definition = _scrub(segment.definition, addresses) or segment.definition
+        changed.append(f"segment {segment.name}")
+    columns = (Campaign.segment_definition, Campaign.exit_when, Campaign.goal)
+    hits = or_(*(col.contains(a, autoescape=True) for col in columns for a in addresses))
+    for c in session.scalars(select(Campaign).where(hits)):
+        c.segment_definition, c.exit_when, c.goal = (_scrub(c.segment_definition, addresses), _scrub(c.exit_when, addresses),
+                                                      _scrub(c.goal, addresses))
+        changed.append(f"campaign {c.name}")
+    return changed
 
 
 def _scrub_data(value: Any, addresses: list[str], name: str | None) -> Any:

@@ -77,6 +77,9 @@ def test_erasure_clears_the_address_from_links_clicks_and_custom_events(shop, tm
         plan_firing(s, shop.app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
         custom_events.track(s, shop.app.settings, "p1@example.com", "signup",
                             {"email": "p1@example.com", "phone": "+14155550001", "sku": "A1"}, key="signup-p1@example.com")
+        from campaigns.segments.service import create_segment  # a segment written for this one person
+
+        create_segment(s, shop.app.settings, "just-p1", 'email = "p1@example.com" or phone = "+14155550001"')
         from campaigns.audience import consent as ledger  # a signup form's wording that quotes the address
 
         ledger.grant(s, shop.app.settings, find_contact(s, "p1@example.com"), "email", "form, call back on +14155550001",
@@ -98,9 +101,11 @@ def test_erasure_clears_the_address_from_links_clicks_and_custom_events(shop, tm
     assert "'email': 'p1@example.com'" in before and "'phone': '+14155550001'" in before  # the custom event
     r = CliRunner(tmp_path / "config.toml")("contacts", "erase", "p1@example.com", "--yes")
     assert r.exit_code == 0, r.output
+    assert "segment just-p1" in r.stderr  # its filter changed: said, so the marketer can look
     after = _everything(shop)
     for value in ("p1@example.com", "p1%40example.com", "4155550001"):
         assert value not in after, value
+    assert 'email = "(erased)" or phone = "(erased)"' in after  # the filter still parses, and matches nobody
     assert "'sku': 'A1'" in after and "want the newsletter (v3)" in after  # what is not personal stays
     with shop.app.session() as s:
         assert s.scalar(select(TrackedLink.id).where(TrackedLink.url.like("%e=p0%40example.com%"))) is not None
