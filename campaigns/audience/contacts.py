@@ -9,12 +9,14 @@ attribute (whole numbers and decimals are stored as numbers, leading zeros stay 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import phonenumbers
 from phonenumbers.timezone import time_zones_for_number
@@ -29,7 +31,18 @@ from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, RowError
 from campaigns.signing import address_hash, address_hasher
 from campaigns.store.bulk import insert_rows
-from campaigns.store.models import ConsentEvent, Contact, Delivery, Event, Suppression
+from campaigns.store.models import (
+    Campaign,
+    ConsentEvent,
+    Contact,
+    CustomEvent,
+    Delivery,
+    DripEnrollment,
+    Event,
+    Segment,
+    Suppression,
+    TrackedLink,
+)
 from campaigns.timespec import check_timezone, utcnow
 
 FIELDS = ("external_id", "email", "phone", "name", "timezone", "locale")
@@ -426,11 +439,13 @@ def list_contacts(session: Session, search: str | None = None, limit: int = 50, 
     return total, list(session.scalars(q.order_by(Contact.id).limit(limit).offset(offset)))
 
 
-def erase_contact(session: Session, settings: Settings, contact: Contact, on_step: Callable[[str], None] | None = None) -> None:
-    """Remove personal data; keep keyed hashes on the suppression list so a re-import stays suppressed."""
+def erase_contact(session: Session, settings: Settings, contact: Contact, on_step: Callable[[str], None] | None = None) -> list[str]:
+    """Remove personal data; keep keyed hashes on the suppression list so a re-import stays suppressed.
+    Returns the filters that quoted the address and now say "(erased)" ('segment NAME', 'campaign NAME')."""
     if contact.erased_at is not None:
         raise ConflictError(f"contact #{contact.id} was already erased")
     personal = [v for v in (contact.email, contact.phone, contact.phone and contact.phone.lstrip("+"), contact.name) if v]
+    contact_email, contact_phone, contact_name = contact.email, contact.phone, contact.name
     if contact.email:
         add_hash(session, "email", address_hash(settings, "email", contact.email), "erased")
     if contact.phone:
@@ -445,11 +460,70 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
         row.note = _scrub(row.note, personal)
     for d in session.scalars(select(Delivery).where(Delivery.contact_id == contact.id)):
         d.address, d.error = None, _scrub(d.error, personal)
+    # The address and phone as they appear inside URLs and free-form data (a query string encodes them).
+    addresses = [v for v in (contact_email, contact_phone, contact_phone and contact_phone.lstrip("+")) if v]
+    addresses += [quote_plus(v) for v in addresses if quote_plus(v) != v]
     for e in session.scalars(select(Event).where(Event.contact_id == contact.id)):
         # What stays is proof without the person: the event's type, time, campaign and how it came.
         e.ip = e.user_agent = None
+        e.url = _scrub(e.url, addresses)
         e.data = {k: _scrub(v, personal) if isinstance(v, str) else v for k, v in (e.data or {}).items() if k in _KEPT_EVENT_KEYS}
+    for entry in session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact.id)):
+        # The wording and source stay as proof, without the person's address or phone quoted in them.
+        entry.consent_text = _scrub(entry.consent_text, addresses)
+        entry.source = _scrub(entry.source, addresses) or entry.source
+    for ce in session.scalars(select(CustomEvent).where(CustomEvent.contact_id == contact.id)):
+        ce.properties = _scrub_data(ce.properties, addresses, contact_name)
+        if _scrub(ce.idempotency_key, addresses) != ce.idempotency_key:  # a shop's id that names the person
+            ce.idempotency_key = f"erased:{ce.id}"
+    for en in session.scalars(select(DripEnrollment).where(DripEnrollment.contact_id == contact.id)):
+        en.context = _scrub_data(en.context, addresses, contact_name)
+    _scrub_links(session, addresses)
+    changed = _scrub_filters(session, addresses)
     session.flush()
+    return changed
+
+
+def _scrub_filters(session: Session, addresses: list[str]) -> list[str]:
+    """Segment and campaign filters written for this person (`email = "ann@example.com"`):
+    the address becomes "(erased)", a string that still parses and matches nobody."""
+    if not addresses:
+        return []
+    changed = []
+    for segment in session.scalars(select(Segment).where(or_(*(Segment.definition.contains(a, autoescape=True) for a in addresses)))):
+        segment.definition = _scrub(segment.definition, addresses) or segment.definition
+        changed.append(f"segment {segment.name}")
+    columns = (Campaign.segment_definition, Campaign.exit_when, Campaign.goal)
+    hits = or_(*(col.contains(a, autoescape=True) for col in columns for a in addresses))
+    for c in session.scalars(select(Campaign).where(hits)):
+        c.segment_definition, c.exit_when, c.goal = (_scrub(c.segment_definition, addresses), _scrub(c.exit_when, addresses),
+                                                      _scrub(c.goal, addresses))
+        changed.append(f"campaign {c.name}")
+    return changed
+
+
+def _scrub_data(value: Any, addresses: list[str], name: str | None) -> Any:
+    """JSON data with the address and phone replaced by '(erased)' inside every text, and a
+    text that is the person's name as a whole replaced too (a name is too short to search for)."""
+    if isinstance(value, str):
+        return "(erased)" if name and value.strip().lower() == name.lower() else _scrub(value, addresses)
+    if isinstance(value, dict):
+        return {k: _scrub_data(v, addresses, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_data(v, addresses, name) for v in value]
+    return value
+
+
+def _scrub_links(session: Session, addresses: list[str]) -> None:
+    """Tracked links whose URL carries the person's address (a template that pre-fills a form
+    with it): the URL is scrubbed, and its hash no longer matches any URL a message could
+    register. A tracking process that read the URL before keeps it in memory until it restarts."""
+    if not addresses:
+        return
+    hits = session.scalars(select(TrackedLink).where(or_(*(TrackedLink.url.contains(a, autoescape=True) for a in addresses))))
+    for link in hits:
+        link.url = _scrub(link.url, addresses) or ""
+        link.url_hash = hashlib.sha256(f"erased\x00{link.id}\x00{link.url}".encode()).hexdigest()
 
 
 # Event data that is not personal: where an event came from, and a bounce's status code.

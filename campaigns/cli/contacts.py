@@ -190,8 +190,10 @@ def erase_cmd(
         label = f"#{c.id} {c.email or c.phone}"
         if not yes and not typer.confirm(f"Erase contact {label}? This cannot be undone"):
             raise typer.Abort()
-        erase_contact(session, a.settings, c)
+        changed = erase_contact(session, a.settings, c)
     ok(f"erased contact {label}; its addresses stay suppressed")
+    if changed:
+        warn(f"{', '.join(changed)}: the filter quoted the address, which is now \"(erased)\" (it matches nobody)")
 
 
 @app.command("edit")

@@ -40,7 +40,7 @@ def daemon(ctx: typer.Context,
         warn(warning)
     from campaigns.tracking.guard import startup_warnings
 
-    for line in startup_warnings(a.settings, serving=not no_tracking):
+    for line in startup_warnings(a.settings, serving=not no_tracking, sending=not no_dispatch):
         warn(line)
     _logging(verbose)
     run_until_signalled(Daemon(a, tracking=not no_tracking, dispatch=not no_dispatch).run)
@@ -60,6 +60,10 @@ def worker(ctx: typer.Context, name: str = typer.Option(None, "--name", help="A 
     dkim_signing.signer(a.settings)  # a bad DKIM setup is one line now, not a failure per message later
     for warning in preflight.check_daemon(a.settings, tracking=False):
         warn(warning)
+    from campaigns.tracking.guard import startup_warnings
+
+    for line in startup_warnings(a.settings, serving=False):
+        warn(line)
     _logging(verbose)
     worker_name = name or default_worker_name()
 

@@ -97,7 +97,7 @@ def config_check(ctx: typer.Context) -> None:
     ok(f"config {a.settings.source} is valid; database {safe_url(a.settings.database_url)} is ready")
     from campaigns.tracking.guard import startup_warnings
 
-    for line in startup_warnings(a.settings, serving=False):
+    for line in startup_warnings(a.settings, serving=False, sending=False):  # sending_problems refused the rest
         warn(line)
     if signer is not None:
         ed = f" and s={signer.ed25519_selector.decode()} (ed25519-sha256)" if signer.ed25519_key else ""
@@ -107,10 +107,12 @@ def config_check(ctx: typer.Context) -> None:
 
 def sending_problems(settings: Settings) -> list[str]:
     """What real sending needs and the config lacks, each naming its key."""
+    from campaigns.tracking.guard import missing_postal_address
+
     problems = []
-    if settings.sending.transport == "smtp" and not settings.sending.postal_address.strip():
-        problems.append("[sending] postal_address is empty: marketing email over smtp must carry the sender's "
-                        "postal address (CAN-SPAM; templates show it in the footer)")
+    postal = missing_postal_address(settings)
+    if postal:
+        problems.append(postal)
     ca_file = settings.smtp.ca_file
     if ca_file and not settings.path(ca_file).is_file():
         problems.append(f"[smtp] ca_file: {settings.path(ca_file)} does not exist")

@@ -121,15 +121,14 @@ def events_import(
 @track_app.command("serve")
 def serve(ctx: typer.Context) -> None:
     """Serve the tracking app alone on [tracking] host:port (the daemon also serves it)."""
-    from campaigns.tracking.guard import inbound_sms_off_reason
+    from campaigns.tracking.guard import startup_warnings
     from campaigns.tracking.server import serve as serve_app
     from scheduler.daemon import run_until_signalled
 
     a = get_app(ctx)
     a.ready_engine()
-    off = inbound_sms_off_reason(a.settings)
-    if off:
-        warn(off)
+    for line in startup_warnings(a.settings, sending=False):  # http links under smtp; /sms/inbound off
+        warn(line)
     ok(f"tracking on http://{a.settings.tracking.host}:{a.settings.tracking.port} (links point at {a.settings.tracking.public_url})")
     run_until_signalled(lambda stop: serve_app(a.settings, stop))
 

@@ -135,8 +135,9 @@ _URLS: dict[tuple[str, int], str] = {}
 def link_url(session: Session, link: int) -> str | None:
     """The destination of a registered link (what the click endpoint may redirect to).
 
-    Cached by process: a tracked_link row is never updated or deleted, so once read from
-    committed data its URL is that id's for good (not cached while this session has link
+    Cached by process: a tracked_link row is never deleted, and updated only by erasure
+    (`contacts erase` scrubs a URL carrying the person's address; a click recorded for an
+    erased contact keeps no URL), so once read from committed data its URL is that id's (not cached while this session has link
     inserts of its own pending, which a rollback could undo).
     """
     key = (_db_key(session), link)

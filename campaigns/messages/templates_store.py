@@ -174,6 +174,7 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
             continue
         names = meta.find_undeclared_variables(ast)
         used[fname] = names
+        issues.extend(_data_in_link_host(fname, source))
         for unknown in sorted(names - KNOWN_VARIABLES):
             issues.append(LintIssue("error", f"{fname}: '{unknown}' is not in the context "
                                     f"(available: {', '.join(sorted(KNOWN_VARIABLES))})"))
@@ -200,6 +201,20 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
     if tmpl.channel == "email" and "\n" in (tmpl.subject or ""):
         issues.append(LintIssue("error", "subject.txt: the subject must be one line"))
     return issues
+
+
+# A link whose host runs into a template expression: "https://shop.example.com{{ x }}" or
+# "https://{{ x }}". Data there can change where the link goes ("@evil.example/login" makes
+# evil.example the host), and a tracked link redirects wherever the rendered URL points.
+_HOST_FROM_DATA = re.compile(r"https?://[^/?#\s\"'<>{}]*\{[{%]", re.IGNORECASE)
+
+
+def _data_in_link_host(fname: str, source: str) -> list[LintIssue]:
+    """An error for each link whose host is built from template data (only what the author
+    wrote may decide where a tracked link redirects; data after the host's '/' is fine)."""
+    return [LintIssue("error", f"{fname} line {source.count(chr(10), 0, m.start()) + 1}: a link's host is built from "
+                      f"template data ({m.group(0)[:60]}...); write the host and a '/' literally, then the data")
+            for m in _HOST_FROM_DATA.finditer(source)]
 
 
 def _refused_statically(fname: str, ast: nodes.Template) -> list[LintIssue]:

@@ -80,6 +80,14 @@ def delivery(session: Session, delivery_id: int) -> Delivery | None:
     return session.get(Delivery, delivery_id)
 
 
+def delivery_and_erased(session: Session, delivery_id: int) -> tuple[Delivery | None, bool]:
+    """The delivery a verified link names, and whether its contact was erased (one query):
+    an old message opened after erasure must not bring the person's IP or user agent back."""
+    row = session.execute(select(Delivery, Contact.erased_at).join(Contact, Contact.id == Delivery.contact_id)
+                          .where(Delivery.id == delivery_id)).first()
+    return (None, False) if row is None else (row[0], row[1] is not None)
+
+
 def last_sms_delivery(session: Session, contact_ids: list[int]) -> Delivery | None:
     """The newest SMS sent to any of these contacts (a reply belongs to it)."""
     if not contact_ids:

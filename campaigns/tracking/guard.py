@@ -126,9 +126,21 @@ def insecure_public_url(settings: Settings) -> str | None:
     return None
 
 
-def startup_warnings(settings: Settings, serving: bool = True) -> list[str]:
-    """What `daemon`, `track serve` and `config check` warn about, one line each."""
+def missing_postal_address(settings: Settings) -> str | None:
+    """One line when email over smtp would go out without the sender's postal address
+    (`config check` refuses this; a sender started without it says so)."""
+    if settings.sending.transport == "smtp" and not settings.sending.postal_address.strip():
+        return ("[sending] postal_address is empty: marketing email over smtp must carry the sender's "
+                "postal address (CAN-SPAM; templates show it in the footer)")
+    return None
+
+
+def startup_warnings(settings: Settings, serving: bool = True, sending: bool = True) -> list[str]:
+    """What `daemon`, `worker`, `track serve` and `config check` warn about, one line each:
+    `serving` the tracking endpoints, `sending` messages."""
     lines = [insecure_public_url(settings)]
+    if sending:
+        lines.append(missing_postal_address(settings))
     if serving:
         lines.append(inbound_sms_off_reason(settings))
     return [line for line in lines if line]

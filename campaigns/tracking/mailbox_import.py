@@ -136,11 +136,15 @@ def _apply(session: Session, settings: Settings, msg: Message, at: datetime, cou
         return "unsubscribe"
     if not notices:
         return "ignored"
+    seen: set[tuple[int, str]] = set()  # one report may list many recipients of the one message it names
     for n in notices:
         target = bounces.match(session, settings, return_path=n.verp, message_id=n.original_message_id)
         if target is None:
             counts["unmatched"] += 1
             continue
+        if (target.delivery_id, n.kind) in seen:
+            continue
+        seen.add((target.delivery_id, n.kind))
         bounces.record(session, settings, target, n.kind, at=at, source="report", detail=n.status)
         counts["complaints" if n.kind == "complaint" else "bounces"] += 1
     return "report"

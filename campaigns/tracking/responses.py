@@ -24,9 +24,11 @@ HELP_WORDS = {"HELP", "INFO"}
 
 def record_open(session: Session, settings: Settings, delivery_id: int, at: datetime, ua: str | None, ip: str | None) -> None:
     """An open, flagged when a machine made it."""
-    d = events.delivery(session, delivery_id)
+    d, erased = events.delivery_and_erased(session, delivery_id)
     if d is None:
         return
+    if erased:  # counted, without the person
+        ua = ip = None
     machine = events.is_machine(ua, d.sent_at, at, settings)
     events.record(session, type="open", dedup_key=events.minute_key("open", d.id, at, ua), delivery=d, at=at,
                   user_agent=ua, ip=ip, machine=machine)
@@ -38,11 +40,14 @@ def record_click(session: Session, settings: Settings, delivery_id: int, link_id
     url = link_url(session, link_id)
     if url is None:
         return None
-    d = events.delivery(session, delivery_id)
+    d, erased = events.delivery_and_erased(session, delivery_id)
     if d is not None:
+        # After erasure a click is counted without the person: no IP, user agent or URL (the
+        # URL may carry their address, and this process may hold it from before the erasure).
+        ua, ip, recorded_url = (None, None, None) if erased else (ua, ip, url)
         machine = events.is_machine(ua, d.sent_at, at, settings)
         events.record(session, type="click", dedup_key=events.minute_key("click", d.id, at, ua, str(link_id)),
-                      delivery=d, url=url, at=at, user_agent=ua, ip=ip, machine=machine)
+                      delivery=d, url=recorded_url, at=at, user_agent=ua, ip=ip, machine=machine)
     return url
 
 

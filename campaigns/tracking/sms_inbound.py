@@ -28,6 +28,8 @@ STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE
 START_WORDS = {"START", "UNSTOP", "YES"}
 HELP_WORDS = {"HELP", "INFO"}
 STOP_SOURCE_PREFIX = "sms "  # a revocation by a STOP keyword is recorded as "sms STOP", "sms QUIT", ...
+# Exactly those sources: an operator's `consent revoke --source "sms to support"` is not a STOP.
+STOP_SOURCES = frozenset(f"{STOP_SOURCE_PREFIX}{word}" for word in STOP_WORDS)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def _restorable(session: Session, contact_id: int, at: datetime) -> str | None:
     """The action a STOP took away (granted or confirmed), when the contact's latest SMS
     consent event is that STOP; else None."""
     kept = [e for e in ledger.history(session, contact_id, "sms") if e.action != "pending" and e.occurred_at <= at]
-    if len(kept) < 2 or kept[-1].action != "revoked" or not kept[-1].source.startswith(STOP_SOURCE_PREFIX):
+    if len(kept) < 2 or kept[-1].action != "revoked" or kept[-1].source not in STOP_SOURCES:
         return None
     return kept[-2].action if kept[-2].action in ledger.MESSAGEABLE else None
 

@@ -135,3 +135,18 @@ def test_the_request_campaign_records_a_run_only_when_it_asks_someone(tmp_path, 
         assert [(r.status, r.counts.get("planned")) for r in runs] == [("planned", 1), ("planned", 1)]
         assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == c.id)) == 2
     app.engine.dispose()
+
+
+def test_consent_grant_under_double_opt_in_sends_the_request_too(tmp_path, db_url):
+    run, app, _port = _setup(tmp_path, db_url)
+    assert run("contacts", "add", "--email", "dee@example.com").exit_code == 0
+    r = run("consent", "grant", "dee@example.com", "--channel", "email", "--source", "phone call")
+    assert r.exit_code == 0 and "confirmation email is queued" in r.stdout, r.output
+    assert _state(app, "dee@example.com", "email").pending
+    now = utcnow() + timedelta(minutes=6)
+    tick(app, now)
+    asyncio.run(Dispatcher(app).dispatch_once(now + timedelta(seconds=1)))
+    [sent] = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in (tmp_path / "outbox" / "email").glob("*.eml")]
+    assert sent["To"].addresses[0].addr_spec == "dee@example.com" and "/confirm/c" in sent.get_body(("html",)).get_content()
+    assert _state(app, "dee@example.com", "email").action is None  # asked, not yet confirmed
+    app.engine.dispose()

@@ -40,3 +40,26 @@ def test_a_contact_named_like_a_url_gets_no_tracked_link_to_it(shop):
         assert "evil" not in r.headers.get("location", "")
     # the author's own links are still tracked
     assert "/c/" in html
+
+
+def test_a_link_whose_host_is_built_from_template_data_is_refused(shop, tmp_path):
+    """`https://shop.example.com{{ contact.attributes.path }}` looks like a link to the shop, but
+    a contact whose path is "@evil.example/login" (userinfo) or ".evil.example" turns its host
+    into evil.example, and the tracked click would redirect there: lint refuses the template,
+    so nothing is sent with it. Data after the host (a path, a query) is fine."""
+    from tests.conftest import CliRunner
+
+    run = CliRunner(tmp_path / "config.toml")
+    for name, href in (("glued", "https://shop.example.com{{ contact.attributes.path | default('') }}"),
+                       ("hostless", "https://{{ contact.attributes.shop | default('shop') }}.example.com/"),
+                       ("fine", "https://shop.example.com/{{ contact.attributes.path | default('') }}?e={{ contact.email }}")):
+        folder = tmp_path / "templates" / name
+        folder.mkdir()
+        (folder / "subject.txt").write_text("Hello\n", encoding="utf-8")
+        (folder / "body.html").write_text(f'<p>\n<a href="{href}">Go</a> <a href="{{{{ unsubscribe_url }}}}">Unsubscribe</a></p>\n',
+                                          encoding="utf-8")
+        r = run("templates", "lint", name)
+        if name == "fine":
+            assert r.exit_code == 0, r.output
+        else:
+            assert r.exit_code == 1 and "body.html line 2" in r.stderr and "host" in r.stderr, r.output

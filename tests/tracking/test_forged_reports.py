@@ -113,3 +113,22 @@ def test_one_bounce_per_delivery_whichever_source_reports_it(shop, tmp_path):
     _import(shop, tmp_path, _sample("postfix.eml", verp=verp), name="again")
     with shop.app.session() as s:
         assert s.scalar(select(func.count()).select_from(Event).where(Event.type == "bounce")) == 1
+
+
+def test_a_real_return_path_with_many_listed_recipients_is_one_bounce_of_that_message(shop, tmp_path):
+    """Someone who received one message (so holds a genuine VERP address) lists other people
+    in its DSN: only the address that message went to is suppressed, and the summary says
+    one bounce, not one per listed recipient."""
+    with shop.app.session() as s:
+        d = s.scalar(select(Delivery).order_by(Delivery.id))
+        to = find_contact(s, f"#{d.contact_id}").email
+    template = (DSN / "postfix.eml").read_bytes()
+    head, _, rest = template.partition(b"Final-Recipient:")
+    block = b"Final-Recipient:" + rest.split(b"\n\n", 1)[0] + b"\n\n"
+    blocks = b"".join(block.replace(b"gone@customer.example", f"victim{i}@example.org".encode()) for i in range(50))
+    raw = (head + blocks + rest.split(b"\n\n", 1)[1]) \
+        .replace(b"VERP_ADDRESS", links.return_path(shop.app.settings, d.id).encode()).replace(b"ORIGINAL_MESSAGE_ID", b"<x@y>")
+    counts = _import(shop, tmp_path, raw)
+    assert counts["bounces"] == 1 and counts["unmatched"] == 0
+    with shop.app.session() as s:
+        assert [r.address for r in s.scalars(select(Suppression))] == [to]

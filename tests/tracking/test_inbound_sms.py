@@ -125,3 +125,14 @@ def test_webhook_provider_texts_need_the_webhook_hmac(tmp_path, db_url):
         assert r.status_code == 200 and "unsubscribed" in r.json()["reply"]
     assert _sms_state(app, "+14155550001") == "revoked"
     app.engine.dispose()
+
+
+def test_start_does_not_undo_a_revocation_recorded_by_hand_with_an_sms_source(shop):
+    """Only a STOP keyword's revocation is restorable: an operator's `consent revoke --source
+    "sms to support"` (the person asked by text to be left alone) is not a STOP."""
+    phone = "+14155550002"
+    with shop.app.session() as s:
+        ledger.revoke(s, s.scalar(select(Contact).where(Contact.phone == phone)), "sms", "sms to support: never text me")
+    r = shop.sms({"From": phone, "Body": "START", "MessageSid": "H1"})
+    assert r.status_code == 200 and "<Message>" not in r.text
+    assert _sms_state(shop.app, phone) == "revoked"
