@@ -29,8 +29,12 @@ def check_replace(path: Path, force: bool, option: str = "--force") -> None:
 
 
 def open_temp_beside(path: Path, mode: int = PRIVATE_FILE) -> tuple[IO[str], str]:
-    """A new, exclusive text file in `path`'s folder (created 0600 by mkstemp) and its name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    """A new, exclusive text file in `path`'s folder (created 0600 by mkstemp) and its name;
+    InputError naming the path when the folder is missing or not writable."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     if mode != PRIVATE_FILE:
         os.fchmod(fd, mode)
     return os.fdopen(fd, "w", newline="", encoding="utf-8"), tmp
