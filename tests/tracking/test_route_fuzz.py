@@ -1,0 +1,51 @@
+"""Issue 17: an unauthenticated request never gets a 500. Every route of the tracking app,
+with odd methods, huge and odd paths, bad encodings and hostile headers, answers < 500."""
+
+from __future__ import annotations
+
+import itertools
+
+from starlette.testclient import TestClient
+
+from campaigns.tracking.app import create_app
+
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "PROPFIND")
+SEGMENTS = ("1", "0", "-1", "99999999999999999999999999", "%C3%A9", "%FF%FE", "%00", "..%2F..%2Fetc",
+            "x" * 5000, "1.gif", "%F0%9F%98%80", "AAAA", "%E2%80%AE", "1e3", " ", "%20", "+")
+BODIES = (b"", b"\xff\xfe\x00", b"{", b"[" * 5000, b'{"type": "bounce"}', b"a=" + b"%" * 100,
+          b"--zz\r\nbroken", b"\x00" * 100)
+HEADERS = ({}, {"Content-Type": "multipart/form-data; boundary=zz"},
+           {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "application/json; charset=latin-9"},
+           {"X-Campaigns-Signature": "\u00e9".encode()}, {"X-Twilio-Signature": "Zm9v\u00e9".encode()},
+           {"Content-Length": "abc"}, {"Content-Type": "multipart/form-data"}, {"User-Agent": b"\x1b[2J\xff" * 1000},
+           {"X-Campaigns-Signature": "0" * 64})
+
+
+def _paths(app) -> list[str]:  # type: ignore[no-untyped-def]
+    out = []
+    for route in app.routes:
+        names = route.path.count("{")
+        for combo in itertools.islice(itertools.product(SEGMENTS, repeat=names), 60):
+            path = route.path
+            for seg in combo:
+                path = path.replace(path[path.index("{"):path.index("}") + 1], seg, 1)
+            out.append(path)
+    return out
+
+
+def test_no_request_to_any_route_is_a_500(shop) -> None:
+    app = create_app(shop.app.settings, shop.app)
+    # the routes' own patterns filled with odd segments, then real signed links, intact and altered
+    links = [u.split("127.0.0.1", 1)[1].split("/", 1)[1] for u in sum(shop.links().values(), [])]
+    mutated = ["/" + u[:-1] + ("A" if u[-1] != "A" else "B") for u in links] + ["/" + u + "/x" for u in links]
+    paths = [*_paths(app), *["/" + u for u in links], *mutated, "/" + "a" * 60000, "/o/1/" + "%C3%A9" * 9000, "/%", "/o/%", "/c/%ZZ/1/2", "/healthz/..", "//o/1/x"]
+    failures = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for n, (path, method) in enumerate(itertools.product(paths, METHODS)):
+            for k in (n, n + 5):  # two of the header sets and bodies, rotating
+                body, headers = BODIES[k % len(BODIES)], HEADERS[k % len(HEADERS)]
+                r = client.request(method, path, content=body if method not in ("GET", "HEAD") else None,
+                                   headers=headers)
+                if r.status_code >= 500:
+                    failures.append((method, path[:80], headers, body[:20], r.status_code, r.text[:200]))
+    assert not failures, failures[:20]
