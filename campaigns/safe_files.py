@@ -61,6 +61,16 @@ def write_new_private(path: Path, data: bytes) -> None:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) as 0700 folders when missing; an existing one is left as it is."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    """Create `path` (and missing parents) as 0700 folders; an existing one is left as it is.
+    (`mkdir(parents=True)` would create the parents with the umask's mode.)"""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass  # made meanwhile by another process
     return path
