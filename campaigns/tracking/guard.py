@@ -31,9 +31,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes `limit` bytes: never read whole first."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        declared = declared.strip()
+        if not (declared.isascii() and declared.isdigit()):  # '²'.isdigit() is True, int('²') fails
             raise BadRequest(400, "bad Content-Length")
-        if int(declared) > limit:
+        if len(declared) > 18 or int(declared) > limit:  # int() of 4,300+ digits raises
             raise BadRequest(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -4,9 +4,11 @@ with odd methods, huge and odd paths, bad encodings and hostile headers, answers
 from __future__ import annotations
 
 import itertools
+import json
 
 from starlette.testclient import TestClient
 
+from campaigns.tracking import responses
 from campaigns.tracking.app import create_app
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "PROPFIND")
@@ -18,7 +20,7 @@ HEADERS = ({}, {"Content-Type": "multipart/form-data; boundary=zz"},
            {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "application/json; charset=latin-9"},
            {"X-Campaigns-Signature": "\u00e9".encode()}, {"X-Twilio-Signature": "Zm9v\u00e9".encode()},
            {"Content-Length": "abc"}, {"Content-Type": "multipart/form-data"}, {"User-Agent": b"\x1b[2J\xff" * 1000},
-           {"X-Campaigns-Signature": "0" * 64})
+           {"X-Campaigns-Signature": "0" * 64}, {"Content-Length": b"\xb2"}, {"Content-Length": "9" * 5000})
 
 
 def _paths(app) -> list[str]:  # type: ignore[no-untyped-def]
@@ -49,3 +51,43 @@ def test_no_request_to_any_route_is_a_500(shop) -> None:
                 if r.status_code >= 500:
                     failures.append((method, path[:80], headers, body[:20], r.status_code, r.text[:200]))
     assert not failures, failures[:20]
+
+
+ODD_VALUES = (None, True, 1e308, -1, 10**30, "#99999999999999999999999", "#\u00b2", "\u0661\u0662", "", "\x00", "x" * 5000, "\u202e\u200b", [], {}, {"a": {"b": [1]}},
+              "2026-11-01T10:00:00", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "+14155550100",
+              "ann@example.com", "a@b", "NaN", "1e999", "-0", "Robert'); DROP TABLE contacts;--")
+FIELDS = ("type", "return_path", "message_id", "recipient", "id", "detail", "occurred_at", "order_id", "external_id",
+          "email", "contact", "amount", "currency", "utm_campaign", "name", "properties", "phone", "channel",
+          "channels", "source", "text", "topics", "from", "body")
+
+
+def test_signed_odd_payloads_to_every_webhook_are_never_a_500(shop) -> None:
+    """Signed bodies (the provider holds the secret, but its data is still input): every
+    known field set to each odd value, plus odd JSON documents, on every webhook."""
+    from campaigns.tracking.app import webhook_signature
+
+    app = create_app(shop.app.settings, shop.app)
+    docs = [b"", b"null", b"1", b'"x"', b"[]", b"{}", b"NaN", b'{"a": NaN}', b'{"a": 1e999}', b"\xff\xfe{}",
+            b'{"email": "ann@example.com", "email": 3}', b'\xef\xbb\xbf{"type": "bounce"}']
+    for field, value in itertools.product(FIELDS, ODD_VALUES):
+        docs.append(json.dumps({field: value, "email": "p0@example.com", "name": "signup",
+                                "source": "form", "order_id": "A1", "amount": "1"}).encode())
+    failures = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/webhooks/bounce", "/webhooks/purchase", "/webhooks/event", "/webhooks/subscribe"):
+            for body in docs:
+                r = client.post(path, content=body,
+                                headers={"X-Campaigns-Signature": webhook_signature(shop.app.settings, body)})
+                if r.status_code >= 500:
+                    failures.append((path, body[:120], r.status_code, r.text[:200]))
+    assert not failures, failures[:20]
+
+
+def test_odd_numbers_in_the_preference_centre_form_are_never_a_500(shop) -> None:
+    unsub = shop.links()["unsubscribe"][0].split("127.0.0.1", 1)[1].split("/", 1)[1]
+    app = create_app(shop.app.settings, shop.app)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for field in ("topic_\u00b2", "topic_99999999999999999999999", "topic_\u0661", "topic_-1", "topic_" + "9" * 5000):
+            r = client.post("/" + unsub, data={field: "1", "scope": responses.PREFERENCES,
+                                                     "List-Unsubscribe": "One-Click"})
+            assert r.status_code < 500, (field[:40], r.status_code, r.text[:200])
