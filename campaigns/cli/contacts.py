@@ -145,7 +145,7 @@ def list_cmd(
     ctx: typer.Context,
     search: str | None = typer.Option(None, "--search", "-s", help="Match email, name or external_id."),
     limit: int = typer.Option(50, "--limit", min=1, max=100000),
-    offset: int = typer.Option(0, "--offset", min=0),
+    offset: int = typer.Option(0, "--offset", min=0, max=1_000_000_000),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,
 ) -> None:
