@@ -85,6 +85,8 @@ def check_webhook(settings: Settings, request: Request, body: bytes) -> None:
     keys = settings.tracking.webhook_keys
     if not keys:
         raise BadRequest(403, "webhooks are off: no [tracking] webhook_secret is set")
+    if webhook_secret_is_link_key(settings):
+        raise BadRequest(403, "webhooks are off: [tracking] webhook_secret is the secret key")
     given = request.headers.get("x-campaigns-signature", "")
     if not given or not any(same(hmac.new(k, body, hashlib.sha256).hexdigest(), given.strip().lower()) for k in keys):
         raise BadRequest(403, "bad signature")
@@ -127,9 +129,19 @@ def insecure_public_url(settings: Settings) -> str | None:
     return None
 
 
+def webhook_secret_is_link_key(settings: Settings) -> bool:
+    """A webhook secret that is also a link key lets whoever holds it (the shop platform)
+    sign unsubscribe and click links: such webhooks are refused."""
+    webhook = set(settings.tracking.webhook_keys)
+    return bool(webhook) and bool(webhook & set(settings.signing_keys))
+
+
 def startup_warnings(settings: Settings, serving: bool = True) -> list[str]:
     """What `daemon`, `track serve` and `config check` warn about, one line each."""
     lines = [insecure_public_url(settings)]
+    if webhook_secret_is_link_key(settings):
+        lines.append("[tracking] webhook_secret is the secret key: webhooks are refused until it is a "
+                     "different secret (whoever holds it could sign links)")
     if serving:
         lines.append(inbound_sms_off_reason(settings))
     return [line for line in lines if line]

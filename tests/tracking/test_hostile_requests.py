@@ -106,3 +106,20 @@ def test_malformed_forms_and_headers_are_4xx(shop):
     assert 400 <= r.status_code < 500
     r = httpx.post(f"{shop.base}/sms/inbound", content=b"\xff", headers={"X-Twilio-Signature": "x"})
     assert 400 <= r.status_code < 500
+
+
+def test_a_webhook_secret_equal_to_the_secret_key_turns_webhooks_off(shop):
+    """Whoever holds the webhook secret (the shop platform) must not be able to sign links:
+    a webhook_secret that is the secret key itself is refused, and startup says why."""
+    import hashlib
+    import hmac
+
+    from campaigns.tracking.guard import startup_warnings
+
+    key = shop.app.settings.signing_key
+    shop.app.settings.tracking.webhook_secret = type(shop.app.settings.tracking.webhook_secret)(key.decode())
+    body = json.dumps({"type": "bounce", "return_path": "bounces+1-AAAAAA@example.com"}).encode()
+    r = httpx.post(f"{shop.base}/webhooks/bounce", content=body,
+                   headers={"X-Campaigns-Signature": hmac.new(key, body, hashlib.sha256).hexdigest()})
+    assert r.status_code == 403 and "secret key" in r.json()["error"], r.text
+    assert any("webhook_secret is the secret key" in line for line in startup_warnings(shop.app.settings))
