@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -160,6 +161,7 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
              {"subject.txt": (TEXT_ENV, tmpl.subject or ""), "body.html": (HTML_ENV, tmpl.html or ""),
               **({"body.txt": (TEXT_ENV, tmpl.text)} if tmpl.text is not None else {})})
     used: dict[str, set[str]] = {}
+    began = time.thread_time()  # the parts' trial renders share one time cap, as in a send
     for fname, (env, source) in parts.items():
         try:
             ast = parse_checked(env, source)
@@ -178,7 +180,7 @@ def lint_sources(tmpl: MessageTemplate, max_sms_segments: int = 6) -> list[LintI
             issues.append(LintIssue("error", f"{fname}: '{unknown}' is not in the context "
                                     f"(available: {', '.join(sorted(KNOWN_VARIABLES))})"))
         refused = _refused_statically(fname, ast)
-        trial, sample = ([], None) if refused else _trial_render(fname, env, ast)
+        trial, sample = ([], None) if refused else _trial_render(fname, env, ast, began)
         issues.extend(refused or trial)
         if fname == SMS_FILE and sample is not None:
             issues.extend(_sms_length(sample, max_sms_segments))
@@ -238,14 +240,20 @@ def _sms_length(sample: str, max_segments: int) -> list[LintIssue]:
                       f"{max_segments}; such sends fail")]
 
 
-def _trial_render(fname: str, env: Any, ast: nodes.Template) -> tuple[list[LintIssue], str | None]:
+def _trial_render(fname: str, env: Any, ast: nodes.Template, began: float) -> tuple[list[LintIssue], str | None]:
     """Render once with sample data: a cap or sandbox refusal that does not depend on the
     contact is what every send would hit. Failures that come from the sample data itself
     (a missing field, a type mismatch) are not reported here. Returns the findings and
     the sample output (None when the render failed)."""
     from jinja2.exceptions import SecurityError
 
-    from campaigns.messages.sandbox import CapExceeded, check_html_nesting, render_capped, template_line
+    from campaigns.messages.sandbox import (
+        MAX_RENDER_SECONDS,
+        CapExceeded,
+        check_html_nesting,
+        render_capped,
+        template_line,
+    )
 
     person = {"id": 1, "external_id": "sample", "email": "sample@example.com", "phone": "+14155550100",
               "name": "Sample Person", "first_name": "Sample", "timezone": "UTC", "locale": "en",
@@ -254,8 +262,11 @@ def _trial_render(fname: str, env: Any, ast: nodes.Template) -> tuple[list[LintI
                "campaign": {"id": 1, "name": "sample", "channel": "email", "utm": {}},
                "unsubscribe_url": "https://example.com/u/sample", "now": utcnow(),
                "sender": {"name": "Sender", "address": "sender@example.com"}, "coupon": lambda pool: "SAMPLE-CODE"}
+    left = MAX_RENDER_SECONDS - (time.thread_time() - began)
+    if left <= 0:  # an earlier part used the message's time: it is the one reported
+        return [], None
     try:
-        sample = render_capped(env.from_string(ast), context)
+        sample = render_capped(env.from_string(ast), context, seconds=left, cap=MAX_RENDER_SECONDS)
         if fname == "body.html":
             check_html_nesting(sample)
         return [], sample
