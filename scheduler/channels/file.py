@@ -11,7 +11,6 @@ from pathlib import Path
 
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 
-
 PRIVATE_FILE = 0o600
 
 
