@@ -19,6 +19,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -110,7 +111,8 @@ class SmtpSettings(_Section):
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
     dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
-    dkim_processes: int = Field(default=0, ge=0)  # signing processes; 0 = one per CPU core
+    # signing threads; 0 = one per CPU core (`dkim_processes`, its name when signing ran in processes, still reads)
+    dkim_threads: int = Field(default=0, ge=0, validation_alias=AliasChoices("dkim_threads", "dkim_processes"))
 
 
 class SmsSettings(_Section):

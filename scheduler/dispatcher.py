@@ -73,7 +73,7 @@ class Dispatcher:
             return
         if self._dkim is not None:
             self._dkim.close()
-        self._dkim = DkimPool(signer, self.settings.smtp.dkim_processes) if signer is not None else None
+        self._dkim = DkimPool(signer, self.settings.smtp.dkim_threads) if signer is not None else None
 
     def _channels(self) -> dict[str, Channel]:
         if self.channels is None:

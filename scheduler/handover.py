@@ -11,11 +11,11 @@ the campaign paused meanwhile, the DKIM signature).
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from campaigns.context import App
+from campaigns.messages.dkim_signing import DkimSigningError
 from campaigns.timespec import utcnow
 from scheduler import pacing
 from scheduler.channels import Channel, OutgoingEmail, SendResult
@@ -63,10 +63,10 @@ class Handover:
                 signed = await signing.pop(row.id)
                 if isinstance(message, OutgoingEmail):
                     message = replace(message, data=signed)
-            except BrokenProcessPool as exc:  # a signing process died: nothing was handed over
+            except DkimSigningError as exc:  # this message cannot be signed (it does not parse)
+                return row, SendResult("failed", None, f"DKIM signing: {exc}"[:300])
+            except Exception as exc:  # the signer, not the message (a pool shut down): nothing was handed over
                 return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
-            except Exception as exc:  # the signer refused this message (DkimSigningError)
-                return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
         try:
             return row, await self.channels[row.channel].send(message)
         except Exception as exc:  # a transport bug must not lose the row

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import exists, func, insert, select
@@ -22,7 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, NotFoundError
-from campaigns.segments import members_query, population, profiles
+from campaigns.segments import PROSPECT, members_query, population, profiles
 from campaigns.store.bulk import insert_rows
 from campaigns.store.models import (
     Campaign,
@@ -64,6 +65,14 @@ def stable_fraction(*parts: object) -> float:
     """A number in [0, 1) fixed by its inputs: the same contact lands in the same group on every re-plan."""
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def variant_picker(c: Campaign) -> Callable[[int], tuple[str | None, str]]:
+    """`pick_variant` for one campaign, its attributes read once (a firing asks per contact)."""
+    if not c.variants:
+        same = (None, c.template_name or "")
+        return lambda _cid: same
+    return partial(pick_variant, c)
 
 
 def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
@@ -198,15 +207,18 @@ def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]],
           occurrences: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], int]:
     """One outbox row per (contact, due time); `occurrences` (the enrolment ids, in the same order) for a journey."""
     rows, held = [], 0
+    # The campaign's and run's attributes read once: an ORM attribute costs a descriptor call,
+    # and there are 200,000 rows in a big firing.
+    run_id, campaign_id, channel, holdout_pct = run.id, c.id, c.channel, c.holdout_pct
     for i, (cid, due) in enumerate(people):
-        is_holdout = c.holdout_pct > 0 and stable_fraction(c.id, cid, "holdout") * 100 < c.holdout_pct
+        is_holdout = holdout_pct > 0 and stable_fraction(campaign_id, cid, "holdout") * 100 < holdout_pct
         variant, template = template_for(cid)
-        profile = snap.get(cid)
+        profile = snap.get(cid)  # none: the contact never bought (profiles(..., prospects=False))
         rows.append({
-            "run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": c.channel, "step": step,
+            "run_id": run_id, "campaign_id": campaign_id, "contact_id": cid, "channel": channel, "step": step,
             "variant": variant, "template_name": template, "is_holdout": is_holdout,
             "state": DeliveryState.HELD_OUT if is_holdout else DeliveryState.QUEUED, "attempts": 0, "due_at": due,
-            "lifecycle_stage": profile.lifecycle if profile else None,
+            "lifecycle_stage": profile.lifecycle if profile else PROSPECT,
             "rfm_segment": profile.rfm_segment if profile else None, "created_at": now, "updated_at": now,
             "occurrence": occurrences[i] if occurrences is not None else 0, "ab_remainder": False,
         })
@@ -226,6 +238,10 @@ def hold_back(c: Campaign, rows: list[dict[str, Any]]) -> int:
     (run, contact, step) key that makes a firing send once also makes the winner's send
     once: deciding the winner moves these very rows to 'queued', it never adds any.
     """
+    if c.test_share_pct is None:  # everyone is in the test share
+        for row in rows:
+            row["ab_remainder"] = False
+        return 0
     n = 0
     for row in rows:
         if row["state"] == DeliveryState.QUEUED and not in_test_share(c, row["contact_id"]):
@@ -319,8 +335,9 @@ class _Writer:
             return
         if self.pop is None:
             self.pop = population(self.session, self.settings, self.now)
-        snap = profiles(self.session, self.settings, [cid for cid, _ in people], at=self.now, pop=self.pop)
-        rows, held = _rows(self.c, self.run, people, 0, lambda cid: pick_variant(self.c, cid), snap, self.now)
+        snap = profiles(self.session, self.settings, [cid for cid, _ in people], at=self.now, pop=self.pop,
+                        prospects=False)
+        rows, held = _rows(self.c, self.run, people, 0, variant_picker(self.c), snap, self.now)
         waiting = hold_back(self.c, rows)  # per row and stable, so the same chunk by chunk as whole
         _insert(self.session, rows)
         self.planned += len(rows) - held - waiting

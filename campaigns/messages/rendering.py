@@ -296,8 +296,8 @@ def render_delivery(
 ) -> RenderedEmail | RenderedSms:
     """Build one contact's message; RenderError (with a reason) when it cannot be built.
 
-    `dkim=False`: leave DKIM signing to the caller (the dispatcher signs in worker
-    processes, off the CPU-bound sending process; see scheduler/dkim_pool.py)."""
+    `dkim=False`: leave DKIM signing to the caller (the dispatcher signs on threads beside
+    its event loop; see scheduler/dkim_pool.py)."""
     began = time.thread_time()  # the message's render time cap counts from here (CPU of this thread)
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,

@@ -53,10 +53,13 @@ class CustomerProfile:
         return asdict(self)
 
 
+PROSPECT = "prospect"  # the lifecycle stage of a contact who never bought
+
+
 def prospect(contact_id: int) -> CustomerProfile:
     """The profile of a contact who never bought."""
     return CustomerProfile(contact_id, 0, 0, None, None, None, None, None, None, None, None,
-                           "prospect", None, None, None)
+                           PROSPECT, None, None, None)
 
 
 def scored_query(settings: Settings, at: datetime) -> Any:
@@ -171,9 +174,10 @@ def _profile(row: Any, pop: Population, settings: Settings, at: datetime) -> Cus
 
 def profiles(
     session: Session, settings: Settings, contact_ids: Sequence[int], at: datetime | None = None, *, value: bool = False,
-    pop: Population | None = None,
+    pop: Population | None = None, prospects: bool = True,
 ) -> dict[int, CustomerProfile]:
-    """Profiles of the given contacts (prospects included), keyed by contact id.
+    """Profiles of the given contacts (prospects included, unless `prospects` is False: then
+    only those who bought, and a missing id is a prospect), keyed by contact id.
 
     Two steps: one pass over all buyers for the breakpoints, then each wanted contact's own
     figures by index (IN lists of IN_CHUNK ids). With `value`, also CLV, P(alive) and churn
@@ -197,9 +201,10 @@ def profiles(
              .where(p.contact_id.in_(chunk), p.occurred_at <= at).group_by(p.contact_id))
         for row in session.execute(q):
             out[row.contact_id] = _profile(row, pop, settings, at)
-    for cid in wanted:
-        if cid not in out:
-            out[cid] = prospect(cid)
+    if prospects:
+        for cid in wanted:
+            if cid not in out:
+                out[cid] = prospect(cid)
     if value:
         out = _with_value(session, settings, at, out)
     return out

@@ -7,12 +7,14 @@ and CLI can share one file. The schema is created by Alembic only (`campaigns in
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -154,7 +156,8 @@ def session_scope(engine: Engine, immediate: bool = False) -> Iterator[Session]:
     transaction that reads and then writes while another process writes fails with
     "database is locked" (a read lock cannot be upgraded) instead of waiting its turn.
     """
-    with session_factory(engine)() as session:
+    turn = write_turn(engine) if immediate and is_sqlite(engine) else nullcontext()
+    with turn, session_factory(engine)() as session:
         if immediate and is_sqlite(engine):
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         try:
@@ -163,6 +166,35 @@ def session_scope(engine: Engine, immediate: bool = False) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+_TURNS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
+_TURNS_LOCK = threading.Lock()
+TURN_WAIT_SECONDS = 30.0  # as long as SQLite's busy timeout (make_engine): then SQLite decides
+
+
+@contextmanager
+def write_turn(engine: Engine) -> Iterator[None]:
+    """This process's writers to a SQLite file take turns on a lock before BEGIN IMMEDIATE.
+
+    A writer that finds the file locked is put to sleep by SQLite and retries after 1, 2, 5,
+    10 ... 100 ms; concurrent short writes (click and open requests on worker threads) spent
+    most of their time asleep so. On a Python lock the next writer starts the moment the
+    holder commits. Re-entrant: a write inside a write on one thread meets SQLite's lock, as
+    it always did; after TURN_WAIT_SECONDS the writer goes on to SQLite's own lock, so a
+    thread that waits for another's write while holding its own gets "database is locked",
+    as before, never a hang. Other processes are waited for by SQLite's busy timeout. (The
+    dictionary's key is weak and its value only a lock: no engine is kept alive here.)"""
+    with _TURNS_LOCK:
+        turn = _TURNS.get(engine)
+        if turn is None:
+            turn = _TURNS[engine] = threading.RLock()
+    got = turn.acquire(timeout=TURN_WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        if got:
+            turn.release()
 
 
 def check_reachable(engine: Engine) -> None:

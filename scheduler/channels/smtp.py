@@ -48,6 +48,44 @@ def _path(address: str) -> bytes:
     return b"<" + address.encode("ascii") + b">"
 
 
+def _wire(data: bytes) -> bytes:
+    """The message as DATA puts it on the wire: CRLF line ends, lines starting '.' doubled,
+    the closing '.' line. Ours are CRLF throughout already (three counts say so), which makes
+    the stuffing one bytes.replace; aiosmtplib's data() runs two regular expressions over
+    every message, a tenth of the sender's CPU per message."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = _LINE_ENDS.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return (b"." + data if data.startswith(b".") else data) + b".\r\n"
+
+
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+
+
+async def _data(conn: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
+    """DATA, then the message written as `_wire` makes it. The connection is ours alone while
+    a send holds it (the pool lends each to one send), so nothing else writes between the
+    two; a lost connection or a timeout closes it, like aiosmtplib's own data()."""
+    reply = await conn.execute_command(b"DATA")
+    if reply.code != 354:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    protocol = conn.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was written")
+    try:
+        protocol.write(_wire(data))
+        reply = await protocol.read_response(timeout=conn.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        conn.close()
+        raise
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply
+
+
 class _NamedContext(ssl.SSLContext):
     """A client context that checks the certificate against `server_name`, not the host we dial.
 
@@ -154,7 +192,7 @@ class SmtpPool:
             if reply.code not in (250, 251):
                 raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
             stage = "data"
-            response = await conn.data(message.data)
+            response = await _data(conn, message.data)
             self._give_back(conn)
             return SendResult("sent", message.message_id, f"{response.code} {response.message}"[:300])
         except aiosmtplib.SMTPResponseException as exc:

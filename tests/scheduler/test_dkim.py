@@ -174,33 +174,34 @@ def test_config_dkim_when_off_says_how_to_turn_it_on(cli):
     assert "DKIM is off" in r.stderr and "dkim_private_key_file" in r.stderr
 
 
-def test_the_signing_pool_survives_a_dead_worker_process():
-    import os
-    import signal
-    from concurrent.futures.process import BrokenProcessPool
-
+def test_the_signing_threads_sign_a_batch_at_once_and_refuse_only_what_cannot_be_signed():
     from scheduler.dkim_pool import DkimPool
 
     signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
     dns = _dns(_published(KEYS / "test_a.pem"))
-    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
-    pool = DkimPool(signer, processes=1)
+    messages = [f"From: a@example.com\r\nTo: b{i}@example.org\r\nSubject: hi {i}\r\n\r\nhello {i}\r\n".encode()
+                for i in range(40)]
+    pool = DkimPool(signer, threads=2)
 
-    async def scenario():
-        first = await pool.sign(message)
-        for pid in list(pool._pool._processes):  # the worker dies (OOM killer, an operator's kill -9)
-            os.kill(pid, signal.SIGKILL)
-        with pytest.raises(BrokenProcessPool):
-            for _ in range(50):  # until the executor notices
-                await pool.sign(message)
-                await asyncio.sleep(0.05)
-        return first, await pool.sign(message)  # a fresh pool
+    async def scenario():  # type: ignore[no-untyped-def]
+        signed = await asyncio.gather(*(pool.sign(m) for m in messages))
+        with pytest.raises(dkim_signing.DkimSigningError):
+            await pool.sign(b"no colon in this header line\r\n\r\nbody\r\n")
+        return signed, await pool.sign(messages[0])  # the pool goes on after a refusal
 
     try:
-        first, after = asyncio.run(scenario())
+        signed, after = asyncio.run(scenario())
     finally:
         pool.close()
-    assert dkim.verify(first, dnsfunc=dns) and dkim.verify(after, dnsfunc=dns)
+    assert [s.split(b"\r\n\r\n", 1)[1] for s in signed] == [m.split(b"\r\n\r\n", 1)[1] for m in messages]
+    assert all(dkim.verify(s, dnsfunc=dns) for s in signed) and dkim.verify(after, dnsfunc=dns)
+
+
+def test_dkim_processes_the_old_name_of_the_setting_still_reads(tmp_path):
+    from campaigns.config import load_settings
+
+    (tmp_path / "config.toml").write_text(f'secret_key = "{"k" * 40}"\n[smtp]\ndkim_processes = 3\n', encoding="utf-8")
+    assert load_settings(tmp_path / "config.toml", environ={}).smtp.dkim_threads == 3
 
 
 @needs_mail_dkim
