@@ -99,6 +99,9 @@ class CsvSource:
                     if len(record) != width:
                         yield line, {"__error__": f"has {len(record)} fields, the header has {width}"}
                         continue
+                    if any("\x00" in v for v in record):  # PostgreSQL text cannot hold it; nobody types it
+                        yield line, {"__error__": "contains a NUL character (0x00)"}
+                        continue
                     yield line, {k: unneutralise(v.strip()) for k, v in zip(self.header, record, strict=True) if k}
             except UnicodeDecodeError:
                 line, byte = _locate_decode_error(self.path, encoding)

@@ -75,6 +75,8 @@ def _properties(raw: Any, line: int) -> dict[str, Any]:
     for k, v in raw.items():
         if v is not None and not isinstance(v, str | int | float | bool):
             raise RowError(line, "properties", f"'{k}' must be text, a number, true/false or null (nothing nested)")
+        if "\x00" in k or (isinstance(v, str) and "\x00" in v):  # PostgreSQL's JSON cannot hold U+0000
+            raise RowError(line, "properties", "a key or value contains a NUL character (0x00)")
     if len(json.dumps(raw)) > MAX_PROPERTIES_BYTES:
         raise RowError(line, "properties", f"is larger than {MAX_PROPERTIES_BYTES} bytes")
     return raw

@@ -55,7 +55,7 @@ def test_no_request_to_any_route_is_a_500(shop) -> None:
 
 
 ODD_VALUES = (None, True, 1e308, -1, 10**30, "#99999999999999999999999", "#\u00b2", "\u0661\u0662", "", "\x00",
-              "x" * 5000, "\u202e\u200b", [], {}, {"a": {"b": [1]}},
+              "x" * 5000, "\u202e\u200b", [], {}, {"a": {"b": [1]}}, {"a": "\x00"}, {"\x00": 1},
               "2026-11-01T10:00:00", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "+14155550100",
               "ann@example.com", "a@b", "NaN", "1e999", "-0", "Robert'); DROP TABLE contacts;--")
 FIELDS = ("type", "return_path", "message_id", "recipient", "id", "detail", "occurred_at", "order_id", "external_id",
