@@ -31,6 +31,7 @@ from campaigns.timespec import parse_datetime, utcnow
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 MAX_PROPERTIES_BYTES = 8000
+MAX_JSON_LINE = 65_536  # one event in a JSON-lines file (a CSV field's limit is 131,072)
 REF_COLUMNS = ("contact", "external_id", "email", "phone")
 
 
@@ -184,7 +185,14 @@ class _JsonLines:
             raise InputError(f"{self.path}: no such file")
         with open(self.path, encoding=self.encoding, errors="strict") as fh:
             try:
-                for line, text in enumerate(fh, 1):
+                line = 0
+                while text := fh.readline(MAX_JSON_LINE + 1):
+                    line += 1
+                    if len(text) > MAX_JSON_LINE and not text.endswith("\n"):  # skip the rest, never held whole
+                        while (rest := fh.readline(MAX_JSON_LINE)) and not rest.endswith("\n"):
+                            pass
+                        yield line, {"__error__": f"is longer than {MAX_JSON_LINE:,} characters"}
+                        continue
                     if not text.strip():
                         continue
                     try:

@@ -27,3 +27,19 @@ def test_a_nul_in_event_properties_is_a_row_error(cli, tmp_path) -> None:
                                 "properties": {"sku": "A\u0000"}}) + "\n")
     r = cli("events", "import", str(path))
     assert r.exit_code == 1 and "properties" in r.stderr and "internal error" not in r.stderr, r.stderr
+
+
+def test_a_huge_json_line_is_one_row_error_and_the_rest_imported(cli, tmp_path) -> None:
+    """A JSON-lines file is read a line at a time, each at most 64 KB (a CSV field's limit is
+    128 KB): a 20 MB line was read whole into memory."""
+    assert cli("contacts", "add", "--email", "ann@example.com").exit_code == 0
+    good = json.dumps({"email": "ann@example.com", "name": "viewed", "occurred_at": "2026-11-01T10:00:00Z"})
+    path = tmp_path / "events.jsonl"
+    with path.open("w") as fh:
+        fh.write('{"email": "ann@example.com", "name": "viewed", "properties": {"x": "' + "y" * 20_000_000 + '"}}\n')
+        fh.write(good + "\n")
+    r = cli("events", "import", str(path), "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    assert "1 created" in r.stdout, r.stdout
+    rejects = (tmp_path / "events.rejected.csv").read_text()
+    assert "longer than" in rejects and len(rejects) < 10_000
