@@ -24,6 +24,13 @@ def test_non_ascii_signatures_in_links_are_a_4xx(shop):
             assert 400 <= r.status_code < 500
     r = httpx.post(shop.base + "/u/1/%C3%A9", data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 404
+    # over real HTTP, where the server decodes header bytes as latin-1
+    for header, path in (("X-Twilio-Signature", "/sms/inbound"), ("X-Campaigns-Signature", "/webhooks/bounce"),
+                         ("X-Campaigns-Signature", "/webhooks/purchase"), ("X-Campaigns-Signature", "/webhooks/event")):
+        for value in ("\u00e9".encode(), b"\xe9", "\U0001f600".encode()):
+            r = httpx.post(shop.base + path, data={"From": "+14155550100", "Body": "STOP", "MessageSid": "S1"},
+                           headers={header: value})
+            assert r.status_code == 403, (header, path, value, r.status_code, r.text)
 
 
 @pytest.mark.parametrize("path", ["/webhooks/bounce", "/webhooks/purchase", "/sms/inbound", "/u/1/abc"])
