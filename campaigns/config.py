@@ -348,7 +348,8 @@ def _long_enough(key: bytes, where: str) -> bytes:
 
 # Query parameters that carry credentials in the URLs people configure (database drivers,
 # SMS gateways, webhooks): their values are masked wherever a URL is shown.
-_CREDENTIAL_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session", re.IGNORECASE)
+_CREDENTIAL_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session|jwt|bearer|hmac|^code$",
+                               re.IGNORECASE)  # ?code= is an Azure Functions key
 
 
 def safe_url(url: str) -> str:

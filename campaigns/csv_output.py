@@ -5,7 +5,8 @@ Contact names, attributes, URLs and user agents (an open's User-Agent needs no l
 up in exports; a cell starting `=`, `+`, `-`, `@`, a tab or a carriage return is
 evaluated by Excel, LibreOffice and Google Sheets. Numbers are written as they are (a
 negative amount is data, not a formula); only text is prefixed. Every CSV the product
-writes goes through `writer`.
+writes goes through `writer`, and the imports take the `'` back off (`unneutralise`), so
+an export or a rejects file reads back unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ def safe_cell(value: Any) -> Any:
     """The value, with text that a spreadsheet would evaluate prefixed by `'`."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
+    return value
+
+
+def unneutralise(value: str) -> str:
+    """`safe_cell` undone: the `'` we put before a formula start comes off when a file we
+    wrote (an export, a rejects file) is imported again."""
+    if value[:1] == "'" and value[1:2] in FORMULA_STARTS:
+        return value[1:]
     return value
 
 

@@ -29,8 +29,12 @@ def check_replace(path: Path, force: bool, option: str = "--force") -> None:
 
 
 def open_temp_beside(path: Path, mode: int = PRIVATE_FILE) -> tuple[IO[str], str]:
-    """A new, exclusive text file in `path`'s folder (created 0600 by mkstemp) and its name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    """A new, exclusive text file in `path`'s folder (created 0600 by mkstemp) and its name;
+    InputError naming the path when the folder is missing or not writable."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     if mode != PRIVATE_FILE:
         os.fchmod(fd, mode)
     return os.fdopen(fd, "w", newline="", encoding="utf-8"), tmp
@@ -57,6 +61,16 @@ def write_new_private(path: Path, data: bytes) -> None:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) as 0700 folders when missing; an existing one is left as it is."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    """Create `path` (and missing parents) as 0700 folders; an existing one is left as it is.
+    (`mkdir(parents=True)` would create the parents with the umask's mode.)"""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass  # made meanwhile by another process
     return path

@@ -24,9 +24,10 @@ _BATCH = 500  # values per IN (...) list: well under every database's parameter 
 
 
 def _id_of(value: str) -> int | None:
-    """'#12' or '12' -> 12."""
+    """'#12' or '12' -> 12; None for anything else, including digits that are not ASCII
+    ('²'.isdigit() is True) and numbers past a 64-bit id (the database refuses them)."""
     digits = value[1:] if value.startswith("#") else value
-    return int(digits) if digits.isdigit() else None
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
 
 
 def _lookup(session: Session, column: str, values: set[str]) -> dict[str, int]:

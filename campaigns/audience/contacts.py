@@ -8,7 +8,6 @@ attribute (whole numbers and decimals are stored as numbers, leading zeros stay 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import re
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from phonenumbers.timezone import time_zones_for_number
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import csv_output
 from campaigns.audience import consent as ledger
 from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.audience.emails import normalise_email
@@ -588,7 +588,7 @@ def export_contacts(session: Session, out: Any, tag: str | None = None) -> int:
     for attributes in session.scalars(select(Contact.attributes).where(Contact.erased_at.is_(None))):
         keys.update((attributes or {}).keys())
     attr_keys = sorted(keys - set(EXPORT_FIELDS))
-    writer = csv.writer(out)
+    writer = csv_output.writer(out)  # formula cells get a leading ' (the import takes it off)
     writer.writerow([*EXPORT_FIELDS, *attr_keys])
     count = 0
     for c in session.scalars(q.execution_options(yield_per=1000)):

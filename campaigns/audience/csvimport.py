@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 from campaigns import csv_output, safe_files
+from campaigns.csv_output import unneutralise
 from campaigns.errors import ImportFailed, InputError, RowError
 
 Progress = Callable[[int], None]  # called with the bytes read so far
@@ -98,7 +99,10 @@ class CsvSource:
                     if len(record) != width:
                         yield line, {"__error__": f"has {len(record)} fields, the header has {width}"}
                         continue
-                    yield line, {k: v.strip() for k, v in zip(self.header, record, strict=True) if k}
+                    if any("\x00" in v for v in record):  # PostgreSQL text cannot hold it; nobody types it
+                        yield line, {"__error__": "contains a NUL character (0x00)"}
+                        continue
+                    yield line, {k: unneutralise(v.strip()) for k, v in zip(self.header, record, strict=True) if k}
             except UnicodeDecodeError:
                 line, byte = _locate_decode_error(self.path, encoding)
                 raise InputError(

@@ -31,6 +31,7 @@ from campaigns.timespec import parse_datetime, utcnow
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 MAX_PROPERTIES_BYTES = 8000
+MAX_JSON_LINE = 65_536  # one event in a JSON-lines file (a CSV field's limit is 131,072)
 REF_COLUMNS = ("contact", "external_id", "email", "phone")
 
 
@@ -75,6 +76,8 @@ def _properties(raw: Any, line: int) -> dict[str, Any]:
     for k, v in raw.items():
         if v is not None and not isinstance(v, str | int | float | bool):
             raise RowError(line, "properties", f"'{k}' must be text, a number, true/false or null (nothing nested)")
+        if "\x00" in k or (isinstance(v, str) and "\x00" in v):  # PostgreSQL's JSON cannot hold U+0000
+            raise RowError(line, "properties", "a key or value contains a NUL character (0x00)")
     if len(json.dumps(raw)) > MAX_PROPERTIES_BYTES:
         raise RowError(line, "properties", f"is larger than {MAX_PROPERTIES_BYTES} bytes")
     return raw
@@ -182,7 +185,14 @@ class _JsonLines:
             raise InputError(f"{self.path}: no such file")
         with open(self.path, encoding=self.encoding, errors="strict") as fh:
             try:
-                for line, text in enumerate(fh, 1):
+                line = 0
+                while text := fh.readline(MAX_JSON_LINE + 1):
+                    line += 1
+                    if len(text) > MAX_JSON_LINE and not text.endswith("\n"):  # skip the rest, never held whole
+                        while (rest := fh.readline(MAX_JSON_LINE)) and not rest.endswith("\n"):
+                            pass
+                        yield line, {"__error__": f"is longer than {MAX_JSON_LINE:,} characters"}
+                        continue
                     if not text.strip():
                         continue
                     try:

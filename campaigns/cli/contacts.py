@@ -145,7 +145,7 @@ def list_cmd(
     ctx: typer.Context,
     search: str | None = typer.Option(None, "--search", "-s", help="Match email, name or external_id."),
     limit: int = typer.Option(50, "--limit", min=1, max=100000),
-    offset: int = typer.Option(0, "--offset", min=0),
+    offset: int = typer.Option(0, "--offset", min=0, max=1_000_000_000),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,
 ) -> None:
@@ -258,9 +258,13 @@ def _retag(ctx: typer.Context, contact: str, add: list[str], remove: list[str]) 
 
 @app.command("export")
 def export_cmd(ctx: typer.Context, file: str = typer.Argument(..., help="Where to write the CSV; - for standard output."),
-               tag: str | None = typer.Option(None, "--tag", help="Only contacts with this tag.")) -> None:
+               tag: str | None = typer.Option(None, "--tag", help="Only contacts with this tag."),
+               force: bool = typer.Option(False, "--force", help="Replace FILE if it exists.")) -> None:
     """Write contacts as a CSV that `contacts import` reads back (consent stays in the ledger)."""
+    import os
     import sys
+
+    from campaigns import safe_files
 
     a = get_app(ctx)
     with a.session(write=False) as session:
@@ -268,8 +272,14 @@ def export_cmd(ctx: typer.Context, file: str = typer.Argument(..., help="Where t
             export_contacts(session, sys.stdout, tag)
             return
         target = Path(file)
-        tmp = target.with_name(target.name + ".part")
-        with tmp.open("w", newline="", encoding="utf-8") as out:
-            count = export_contacts(session, out, tag)
-        tmp.replace(target)  # never a half-written file under the real name
+        safe_files.check_replace(target, force)
+        # a private temp file beside it, renamed in: never half-written, never through a planted symlink
+        out, tmp = safe_files.open_temp_beside(target)
+        try:
+            with out:
+                count = export_contacts(session, out, tag)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     ok(f"wrote {count} contacts to {target}")

@@ -290,6 +290,7 @@ def summarise_row_errors(path: str, errors: Sequence[Any]) -> None:
     more = len(errors) - SHOWN_ERRORS
     if more > 0:
         from campaigns import csv_output
+        from campaigns.errors import InputError
         from campaigns.safe_files import open_temp_beside
 
         target = errors_file(Path(path))
@@ -302,7 +303,7 @@ def summarise_row_errors(path: str, errors: Sequence[Any]) -> None:
                     writer.writerow([getattr(e, "line", ""), getattr(e, "field", "") or "", getattr(e, "reason", str(e))])
             os.replace(tmp, target)
             where = f"; all {len(errors)} are listed in {target}"
-        except OSError:
+        except (OSError, InputError):
             where = ""
         err_console.print(f"[red]... and {more} more bad rows{safe(where)}[/red]", soft_wrap=True)
     hint = separator_hint(Path(path))

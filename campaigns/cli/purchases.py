@@ -57,7 +57,7 @@ def import_cmd(
 def list_cmd(
     ctx: typer.Context,
     contact: str | None = typer.Option(None, "--contact", help="Only this contact's orders."),
-    limit: int = typer.Option(50, "--limit", min=1),
+    limit: int = typer.Option(50, "--limit", min=1, max=1_000_000),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,
 ) -> None:

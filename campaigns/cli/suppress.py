@@ -42,7 +42,7 @@ def remove_cmd(
 def list_cmd(
     ctx: typer.Context,
     channel: Channel | None = typer.Option(None, "--channel"),
-    limit: int = typer.Option(1000, "--limit", min=1),
+    limit: int = typer.Option(1000, "--limit", min=1, max=1_000_000),
     as_json: bool = JsonOpt,
     as_csv: bool = CsvOpt,
 ) -> None:

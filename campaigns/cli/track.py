@@ -136,7 +136,7 @@ def serve(ctx: typer.Context) -> None:
 @events_app.command("list")
 def events(ctx: typer.Context, target: str = typer.Argument(..., help="A campaign name, or a contact (email, external_id, #id)."),
            type: str | None = typer.Option(None, "--type", help="Only this event type (open, click, ...)."),
-           limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
+           limit: int = typer.Option(200, "--limit", min=1, max=1_000_000), as_json: bool = JsonOpt, as_csv: bool = CsvOpt) -> None:
     """Every recorded response of a campaign or a contact, newest first."""
     from campaigns.tracking.events import listing as responses_listing
 

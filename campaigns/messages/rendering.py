@@ -11,6 +11,7 @@ from __future__ import annotations
 import html as htmllib
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -260,9 +261,13 @@ def _pixel(doc: str, url: str) -> str:
     return doc[:ends[-1].start()] + tag + doc[ends[-1].start():] if ends else doc + tag
 
 
-def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any]) -> str:
+def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dict[str, Any],
+         began: float) -> str:
+    """Render one part with what is left of the message's time cap (its parts share it:
+    each used to get the whole cap, so three looping parts took three times as long)."""
     try:
-        return render_capped(template, context)
+        left = MAX_RENDER_SECONDS - (time.thread_time() - began)
+        return render_capped(template, context, seconds=left, cap=MAX_RENDER_SECONDS)
     except Exception as exc:  # a template's failure fails its delivery only
         line = template_line(exc)
         raise RenderError(f"template '{tmpl.name}' ({part}{f' line {line}' if line else ''}): "
@@ -293,6 +298,7 @@ def render_delivery(
 
     `dkim=False`: leave DKIM signing to the caller (the dispatcher signs on threads beside
     its event loop; see scheduler/dkim_pool.py)."""
+    began = time.thread_time()  # the message's render time cap counts from here (CPU of this thread)
     compiled = compile_template(template)
     ctx = build_context(session, settings, contact=contact, delivery_id=delivery_id, campaign=campaign,
                         lifecycle=lifecycle, rfm_segment=rfm_segment, trigger=trigger)
@@ -303,8 +309,8 @@ def render_delivery(
         raise RenderError(f"contact #{contact.id} has no email address")
     assert compiled.subject is not None and compiled.html is not None
     # Only the ends are trimmed: a line break inside (from contact data) must be refused, not hidden.
-    subject = _run(template, "subject", compiled.subject, ctx).strip()
-    doc = _run(template, "html", compiled.html, ctx)
+    subject = _run(template, "subject", compiled.subject, ctx, began).strip()
+    doc = _run(template, "html", compiled.html, ctx, began)
     if compiled.has_css:
         try:
             check_html_nesting(doc)  # the inliner's parser crashes the process on very deep nesting
@@ -314,7 +320,7 @@ def render_delivery(
         except ValueError as exc:
             raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
     if compiled.text is not None:
-        text = _run(template, "text", compiled.text, ctx)
+        text = _run(template, "text", compiled.text, ctx, began)
     else:
         text = html_text(doc)
     try:
@@ -370,7 +376,7 @@ def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx
     if not contact.phone:
         raise RenderError(f"contact #{contact.id} has no phone number")
     assert compiled.sms is not None
-    body = sms_text.clean(_run(template, "sms", compiled.sms, ctx)).strip()
+    body = sms_text.clean(_run(template, "sms", compiled.sms, ctx, time.thread_time())).strip()
     try:
         body = linker.text(body).replace(_DATA_MARK, "")
     except InputError as exc:

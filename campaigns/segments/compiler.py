@@ -35,6 +35,7 @@ from campaigns.segments.sqlfuncs import (
     json_key,
     json_number,
     json_text,
+    parens,
 )
 from campaigns.store.models import Contact, CustomEvent, Purchase, Topic
 
@@ -109,6 +110,22 @@ def _present(x: Any, cond: Any) -> ColumnElement[bool]:
 # in_segment() inlines the referenced filter, so 190 references to a segment of 190
 # references make 36,100 copies of its SQL (minutes of CPU, megabytes of SQL text).
 MAX_EXPANDED_CONDITIONS = 10_000
+# ... and a chain of segments, each nesting the next, makes SQL deeper than the databases
+# parse (SQLite's parser stack overflows near 40 levels of alternating and/or): the same 40
+# levels the parser allows one filter, counted across every in_segment() it reaches.
+MAX_NESTING = 40
+
+
+GROUP = 32
+
+
+def shallow(op: str, parts: list[Any]) -> ColumnElement[bool]:
+    """and/or of `parts` whose SQL stays shallow: past GROUP parts, groups of GROUP in
+    parentheses (SQLite parses `a OR b OR ...` as a chain as deep as it is long)."""
+    join = and_ if op == "and" else or_
+    while len(parts) > GROUP:
+        parts = [parens(join(*parts[i:i + GROUP])) for i in range(0, len(parts), GROUP)]
+    return join(*parts)
 
 
 class ExpansionBudget:
@@ -116,6 +133,7 @@ class ExpansionBudget:
 
     def __init__(self) -> None:
         self.used = 0
+        self.depth = 0
 
     def spend(self, col: int) -> None:
         """One more condition; an InputError (one line) past MAX_EXPANDED_CONDITIONS."""
@@ -123,6 +141,13 @@ class ExpansionBudget:
         if self.used > MAX_EXPANDED_CONDITIONS:
             raise error(col, f"the filter expands to more than {MAX_EXPANDED_CONDITIONS:,} conditions through "
                         "in_segment() (the segment expansion cap); refer to fewer or smaller segments")
+
+    def enter(self, col: int) -> None:
+        """One level deeper; an InputError (one line) past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise error(col, f"the filter nests deeper than {MAX_NESTING} levels through in_segment() "
+                        "(the segment nesting cap); refer to segments that nest less")
 
 
 class Compiler:
@@ -139,6 +164,13 @@ class Compiler:
     def compile(self, node: Node) -> ColumnElement[bool]:
         """The boolean expression over Contact for a node."""
         self.budget.spend(node.col)
+        self.budget.enter(node.col)
+        try:
+            return self._compile(node)
+        finally:
+            self.budget.depth -= 1
+
+    def _compile(self, node: Node) -> ColumnElement[bool]:
         if self._from_buyers(node):
             return self._block(node)
         if isinstance(node, Not):
@@ -148,7 +180,7 @@ class Compiler:
             parts = [self.compile(n) for n in node.operands if not self._from_buyers(n)]
             if group:
                 parts.append(self._block(group[0] if len(group) == 1 else BoolOp(node.op, tuple(group), node.col)))
-            return and_(*parts) if node.op == "and" else or_(*parts)
+            return shallow(node.op, parts)
         if isinstance(node, InSegment):
             if self.resolve is None:
                 raise error(node.col, "in_segment() needs the database; compile it through members_query")
@@ -199,7 +231,7 @@ class Compiler:
             return not_(self._buyer_cond(node.operand, b))
         if isinstance(node, BoolOp):
             parts = [self._buyer_cond(n, b) for n in node.operands]
-            return and_(*parts) if node.op == "and" else or_(*parts)
+            return shallow(node.op, parts)
         assert isinstance(node, Compare)
         spec = spec_of(node)
         column = self._buyer_column(spec, node, b)

@@ -15,6 +15,7 @@ from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, NotFoundError
 from campaigns.segments.compiler import Compiler, ExpansionBudget
 from campaigns.segments.parser import parse, segment_references
+from campaigns.segments.sqlfuncs import parens
 from campaigns.store.models import Campaign, Contact, Segment
 from campaigns.timespec import utcnow
 from campaigns.vocab import CampaignStatus
@@ -55,7 +56,9 @@ class _Resolver:
         """The compiled definition of a stored segment, with this resolver for its references."""
         self.stack.append(seg.name)
         try:
-            return Compiler(self.settings, self.at, self).compile(parse(seg.definition))
+            # in parentheses: or-ing 80 references to a segment of 120 or-ed conditions must not
+            # become one chain of 9,600 (SQLite refuses expressions over 1,000 deep)
+            return parens(Compiler(self.settings, self.at, self).compile(parse(seg.definition)))
         except InputError as exc:
             message = str(exc)
             if message.startswith("segment '") or "in a cycle" in message:

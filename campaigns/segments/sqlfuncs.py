@@ -138,3 +138,19 @@ def _key_sqlite(element: json_key, compiler: Any, **kw: Any) -> str:
 def _key_pg(element: json_key, compiler: Any, **kw: Any) -> str:
     (arg,) = _args(element, compiler, **kw)
     return f"CAST({arg} AS TEXT)"
+
+
+class parens(FunctionElement[bool]):
+    """A boolean expression in parentheses that SQLAlchemy will not flatten into the and/or
+    around it. `or_(or_(a, b), c)` renders `a OR b OR c`, which SQLite parses as a chain as
+    deep as it is long (and refuses past 1,000); a `Grouping` is flattened too (it proxies
+    `.operator`). Used to keep in_segment() expansions and long lists shallow."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "parens"
+
+
+@compiles(parens)
+def _parens(element: parens, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)})"

@@ -17,12 +17,12 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from campaigns.errors import ConfigError
+from campaigns.errors import ConfigError, InputError
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -74,6 +74,21 @@ def _private_file(path: Path) -> None:
         pass  # a read-only folder and the like: SQLite reports it in its own words
 
 
+# What SQLite and PostgreSQL say when a statement nests deeper than they parse: a filter
+# the segment compiler's caps let through (they are counted in filter levels, not in the
+# database's own units) is then refused in one line, not an internal error.
+_TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large")
+_PG_TOO_COMPLEX = "54001"  # statement_too_complex: stack depth limit exceeded
+
+
+def _refuse_too_complex(ctx: ExceptionContext) -> None:
+    orig = ctx.original_exception
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if getattr(orig, "sqlstate", None) == _PG_TOO_COMPLEX or any(m in text for m in _TOO_COMPLEX):
+        raise InputError(f"the query is too complex for the database ({text}); "
+                         "a filter nests too deeply: simplify it") from None
+
+
 def make_engine(url: str, echo: bool = False) -> Engine:
     """An engine with our connection settings; a bad URL is a ConfigError."""
     try:
@@ -89,6 +104,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
                 raise ConfigError(f"database url: folder {folder} does not exist")
             _private_file(Path(db))
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        event.listen(engine, "handle_error", _refuse_too_complex)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -109,9 +125,11 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         return engine
     try:
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        engine = create_engine(url, echo=echo, pool_pre_ping=True)
     except Exception as exc:  # e.g. a driver that is not installed
         raise ConfigError(f"database url: {exc}") from None
+    event.listen(engine, "handle_error", _refuse_too_complex)
+    return engine
 
 
 _SESSIONS: sessionmaker[Session] = sessionmaker(expire_on_commit=False)

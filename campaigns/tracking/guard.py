@@ -31,9 +31,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes `limit` bytes: never read whole first."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        declared = declared.strip()
+        if not (declared.isascii() and declared.isdigit()):  # '²'.isdigit() is True, int('²') fails
             raise BadRequest(400, "bad Content-Length")
-        if int(declared) > limit:
+        if len(declared) > 18 or int(declared) > limit:  # int() of 4,300+ digits raises
             raise BadRequest(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -84,6 +85,8 @@ def check_webhook(settings: Settings, request: Request, body: bytes) -> None:
     keys = settings.tracking.webhook_keys
     if not keys:
         raise BadRequest(403, "webhooks are off: no [tracking] webhook_secret is set")
+    if webhook_secret_is_link_key(settings):
+        raise BadRequest(403, "webhooks are off: [tracking] webhook_secret is the secret key")
     given = request.headers.get("x-campaigns-signature", "")
     if not given or not any(same(hmac.new(k, body, hashlib.sha256).hexdigest(), given.strip().lower()) for k in keys):
         raise BadRequest(403, "bad signature")
@@ -135,12 +138,22 @@ def missing_postal_address(settings: Settings) -> str | None:
     return None
 
 
+def webhook_secret_is_link_key(settings: Settings) -> bool:
+    """A webhook secret that is also a link key lets whoever holds it (the shop platform)
+    sign unsubscribe and click links: such webhooks are refused."""
+    webhook = set(settings.tracking.webhook_keys)
+    return bool(webhook) and bool(webhook & set(settings.signing_keys))
+
+
 def startup_warnings(settings: Settings, serving: bool = True, sending: bool = True) -> list[str]:
     """What `daemon`, `worker`, `track serve` and `config check` warn about, one line each:
     `serving` the tracking endpoints, `sending` messages."""
     lines = [insecure_public_url(settings)]
     if sending:
         lines.append(missing_postal_address(settings))
+    if webhook_secret_is_link_key(settings):
+        lines.append("[tracking] webhook_secret is the secret key: webhooks are refused until it is a "
+                     "different secret (whoever holds it could sign links)")
     if serving:
         lines.append(inbound_sms_off_reason(settings))
     return [line for line in lines if line]

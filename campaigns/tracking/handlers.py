@@ -158,7 +158,8 @@ class Unsubscribe(PageHandler):
 
 
     async def _save_topics(self, request: Request, delivery_id: int, form: dict[str, str]) -> Response:
-        wanted = {int(k[6:]) for k, v in form.items() if k.startswith("topic_") and k[6:].isdigit() and v == "1"}
+        wanted = {int(k[6:]) for k, v in form.items()
+                  if k.startswith("topic_") and k[6:].isascii() and k[6:].isdigit() and len(k) <= 24 and v == "1"}
         ua, ip = self.client(request)
         saved = await self.tx(lambda s: responses.save_topics(s, delivery_id, self.clock(), wanted, ip, ua))
         if saved is None:

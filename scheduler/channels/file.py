@@ -1,4 +1,7 @@
-"""Development transport: each email as a .eml file, each SMS as a line, under the outbox folder."""
+"""Development transport: each email as a .eml file, each SMS as a line, under the outbox folder.
+
+They hold addresses and message text: files 0600 and folders 0700 whatever the umask,
+never written through a symlink."""
 
 from __future__ import annotations
 
@@ -7,6 +10,18 @@ import os
 from pathlib import Path
 
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
+
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> None:
+    """`path` and its missing parents made 0700 (mkdir's parents=True would use the umask)."""
+    if not path.exists():
+        private_dir(path.parent)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile by another worker
 
 
 class FileEmail:
@@ -19,10 +34,12 @@ class FileEmail:
         assert isinstance(message, OutgoingEmail)
         if withdrawn(message):
             return STOPPED
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         final = self.folder / f"{message.key}.eml"
         tmp = final.with_suffix(".tmp")
-        tmp.write_bytes(message.data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(message.data)
         os.replace(tmp, final)
         return SendResult("sent", message.message_id)
 
@@ -40,8 +57,9 @@ class FileSms:
         assert isinstance(message, OutgoingSms)
         if withdrawn(message):
             return STOPPED
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
+        private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, PRIVATE_FILE)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": message.key, "to": message.to, "body": message.body}, ensure_ascii=False) + "\n")
         return SendResult("sent", f"file-{message.key}")
 

@@ -1,6 +1,7 @@
 """Run one template operation in this (child) process and report its CPU time and peak memory.
 
-Usage: python -m tests.hostile.probe MODE... < template source, each MODE being `lint`
+Usage: python -m tests.hostile.probe MODE... < template source (the HTML body, or a JSON
+object with "subject", "html" and "text"), each MODE being `lint`
 (lint the template as `templates lint` does) or `render` (compile and render it for one
 contact, as a send does). Prints one JSON line per mode: outcome ("ok" / "refused" / "crash"), the message,
 CPU seconds spent on the operation, and the process's peak resident memory in MB (the
@@ -44,8 +45,10 @@ def main() -> None:
     from campaigns.messages.templates_store import MessageTemplate, lint_sources
     from campaigns.store.models import Contact
 
-    tmpl = MessageTemplate("hostile", "email", "hello", source + "{{ unsubscribe_url }}", None, None,
-                           "h", None)  # type: ignore[arg-type]
+    # the source is the HTML body, or a JSON object {"subject", "html", "text"} for every part
+    parts = json.loads(source) if source.startswith('{"') else {"html": source}
+    tmpl = MessageTemplate("hostile", "email", parts.get("subject", "hello"), parts["html"] + "{{ unsubscribe_url }}",
+                           parts.get("text"), None, "h", None)  # type: ignore[arg-type]
     person = Contact(id=5, email="ann@example.com", name="Ann Lee", attributes={"city": "Paris"}, tags=["vip"])
     settings = Settings(secret_key="hostile-probe-secret-key-32-bytes-long")
     engine = create_engine("sqlite://")

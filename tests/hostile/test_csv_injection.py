@@ -64,3 +64,21 @@ def test_the_rejects_file_is_neutralised(cli, tmp_path) -> None:
     _assert_neutral(rejects)
 
 
+
+
+def test_contacts_export_is_neutralised_and_reads_back_unchanged(cli, tmp_path) -> None:
+    """`contacts export` is a CSV a person opens in a spreadsheet too; the import takes the
+    `'` back off, so export -> import leaves every contact unchanged."""
+    path = tmp_path / "c.csv"
+    path.write_text(f'email,name,phone,city\nann@example.com,"{FORMULA.replace(chr(34), chr(34) * 2)}",'
+                    "+14155550100,@city\nbob@example.com,-Bob,,=1+1\n")
+    assert cli("contacts", "import", str(path)).exit_code == 0
+    before = cli("contacts", "list", "--json").stdout
+    exported = cli("contacts", "export", "-")
+    assert exported.exit_code == 0, exported.output
+    assert "'=HYPERLINK" in exported.stdout and "'+14155550100" in exported.stdout and "'-Bob" in exported.stdout
+    _assert_neutral(exported.stdout)
+    (tmp_path / "out.csv").write_text(exported.stdout)
+    back = cli("contacts", "import", str(tmp_path / "out.csv"))
+    assert back.exit_code == 0 and "2 unchanged" in back.stdout, back.output
+    assert cli("contacts", "list", "--json").stdout == before

@@ -15,6 +15,12 @@ REFUSED = {
     "{{ sender|attr('__class__') }}": "'__class__' is refused by the sandbox",
     "{{ now['__class__'] }}": "'__class__' is refused by the sandbox",
     "{{ 'x' * 999999999 }}": "value cap",
+    # every send refuses these too, whatever the contact; lint said "no problems" (or, for
+    # an unknown filter, crashed with an internal error)
+    "{{ 'x'|nosuchfilter }}": "No filter named 'nosuchfilter'",
+    "{% if 1 is nosuchtest %}{% endif %}": "No test named 'nosuchtest'",
+    "{% for i in range(100000000) %}{% endfor %}": "Range too big",
+    "{{ 1.5 ** 1000000 }}": "out of range",
 }
 
 

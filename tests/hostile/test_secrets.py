@@ -29,3 +29,12 @@ def test_a_short_secret_key_is_refused_in_one_line(tmp_path, db_url) -> None:
     assert r.exit_code != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "at least 32 bytes" in lines[0] and "secret_key" in lines[0], r.stderr
+
+
+def test_function_keys_and_bearer_tokens_in_a_query_are_masked() -> None:
+    """Azure Functions take their key as ?code=, some gateways a ?jwt= or ?bearer=."""
+    from campaigns.config import safe_url
+
+    shown = safe_url("https://fn.example/api/sms?code=AZ-fn-key&jwt=j.w.t&bearer=b1&hmac=h1&country_code=FR")
+    assert not any(s in shown for s in ("AZ-fn-key", "j.w.t", "b1", "h1")), shown
+    assert "country_code=FR" in shown

@@ -43,6 +43,11 @@ BOMBS = {
     "translate": ('{{ ("a" * 900000).translate({97: "b" * 100000})|length }}', "is unsafe"),
     "int-to-bytes": ('{{ (1).to_bytes(1000000000, "big")|length }}', "is unsafe"),
     "sum-of-lists": ("{{ ([[1]] * 30000)|sum(start=[])|length }}", "|sum"),
+    # CPU in pure-Python loops is cut off by the watchdog, once per message: each part used
+    # to get its own 2 s, so a slow subject, body and text part took 6 s to send or lint
+    "slow-loop-in-every-part": (json.dumps({part: ("{% for i in range(99999) %}{% for j in range(99999) %}"
+                                                   "{% endfor %}{% endfor %}")
+                                            for part in ("subject", "html", "text")}), "time cap"),
     # compile time: 30,000 expressions took 6 s to lint and 8 s to send, 490 MB
     "huge-template-code": ("{{ first_name }}x" * 30000, "template code cap"),
     # the CSS inliner's parser crashed the whole process (SIGSEGV) on 20,000 nested elements

@@ -24,6 +24,13 @@ def test_non_ascii_signatures_in_links_are_a_4xx(shop):
             assert 400 <= r.status_code < 500
     r = httpx.post(shop.base + "/u/1/%C3%A9", data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 404
+    # over real HTTP, where the server decodes header bytes as latin-1
+    for header, path in (("X-Twilio-Signature", "/sms/inbound"), ("X-Campaigns-Signature", "/webhooks/bounce"),
+                         ("X-Campaigns-Signature", "/webhooks/purchase"), ("X-Campaigns-Signature", "/webhooks/event")):
+        for value in ("\u00e9".encode(), b"\xe9", "\U0001f600".encode()):
+            r = httpx.post(shop.base + path, data={"From": "+14155550100", "Body": "STOP", "MessageSid": "S1"},
+                           headers={header: value})
+            assert r.status_code == 403, (header, path, value, r.status_code, r.text)
 
 
 @pytest.mark.parametrize("path", ["/webhooks/bounce", "/webhooks/purchase", "/sms/inbound", "/u/1/abc"])
@@ -106,3 +113,20 @@ def test_malformed_forms_and_headers_are_4xx(shop):
     assert 400 <= r.status_code < 500
     r = httpx.post(f"{shop.base}/sms/inbound", content=b"\xff", headers={"X-Twilio-Signature": "x"})
     assert 400 <= r.status_code < 500
+
+
+def test_a_webhook_secret_equal_to_the_secret_key_turns_webhooks_off(shop):
+    """Whoever holds the webhook secret (the shop platform) must not be able to sign links:
+    a webhook_secret that is the secret key itself is refused, and startup says why."""
+    import hashlib
+    import hmac
+
+    from campaigns.tracking.guard import startup_warnings
+
+    key = shop.app.settings.signing_key
+    shop.app.settings.tracking.webhook_secret = type(shop.app.settings.tracking.webhook_secret)(key.decode())
+    body = json.dumps({"type": "bounce", "return_path": "bounces+1-AAAAAA@example.com"}).encode()
+    r = httpx.post(f"{shop.base}/webhooks/bounce", content=body,
+                   headers={"X-Campaigns-Signature": hmac.new(key, body, hashlib.sha256).hexdigest()})
+    assert r.status_code == 403 and "secret key" in r.json()["error"], r.text
+    assert any("webhook_secret is the secret key" in line for line in startup_warnings(shop.app.settings))
