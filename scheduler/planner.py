@@ -24,14 +24,18 @@ from campaigns.audience import consent_requests, messageable
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, NotFoundError
 from campaigns.segments import PROSPECT, members_query, population, profiles
+from campaigns.store import stats
 from campaigns.store.bulk import insert_rows
 from campaigns.store.models import (
     Campaign,
     CampaignRun,
+    ConsentEvent,
     Contact,
     Delivery,
     DripEnrollment,
+    Purchase,
     Segment,
+    Suppression,
 )
 from campaigns.timespec import ClockRange, parse_cap, parse_clock_range, utcnow
 from campaigns.vocab import Channel, DeliveryState, RunStatus, SkipReason, values
@@ -257,6 +261,11 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
         insert_rows(session.connection(), Delivery.__table__, rows[i:i + BATCH])
 
 
+# What planning and the claims that follow read by contact: without statistics PostgreSQL
+# guesses one row in each and picks nested loops (campaigns/store/stats.py).
+_READ_BY_PLANNING = [t.__table__ for t in (Contact, ConsentEvent, Suppression, Delivery, Purchase)]
+
+
 def _late_ids(c: Campaign, key: datetime, eligible: list[Any]) -> set[int]:
     """Local-time contacts whose wall-clock moment had already passed when the campaign was created."""
     clock = local_clock_for(c, key)
@@ -288,6 +297,7 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
     skipped = _classify(session, settings, c, now, [])[1]  # every reason this campaign counts, at 0
     if late_check:
         skipped["late"] = 0
+    stats.never_analyzed(session, _READ_BY_PLANNING)  # a restored or bulk-loaded database: statistics first
     writer = _Writer(session, settings, c, run, now)
     in_segment, capped_ids, spread = 0, list[int](), list[tuple[int, datetime]]()
     for chunk in _audience(session, settings, c, now):
@@ -311,6 +321,7 @@ def plan_firing(session: Session, settings: Settings, c: Campaign, key: datetime
         dues = throttle([due for _cid, due in spread], firing, c.throttle_per_minute)
         for i in range(0, len(spread), CHUNK):
             writer.write([(cid, due) for (cid, _d), due in zip(spread[i:i + CHUNK], dues[i:i + CHUNK], strict=True)])
+    stats.after_bulk_write(session, [Delivery.__table__], writer.planned + writer.held + writer.waiting)
     run.counts = {"in_segment": in_segment, "planned": writer.planned, "held_out": writer.held, "skipped": skipped}
     if c.test_share_pct is not None:
         run.counts["waiting_for_winner"] = writer.waiting

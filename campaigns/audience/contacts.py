@@ -30,6 +30,7 @@ from campaigns.audience.suppression import add_hash, check_channel
 from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, RowError
 from campaigns.signing import address_hash, address_hasher
+from campaigns.store import stats
 from campaigns.store.bulk import insert_rows
 from campaigns.store.models import (
     Campaign,
@@ -241,10 +242,12 @@ def import_contacts(
     plan = _ConsentPlan(channels, (source or f"import:{path.name}").strip(), consent_text)
     src = CsvSource(Path(path), encoding, required_any=("email", "phone"), progress=progress)
     rejections = Rejections(src, skip_invalid, force)  # force: replace an old rejects file
-    return run_import(
+    result = run_import(
         src, rejections, lambda row, line: parse_row(row, line, settings),
         lambda chunk, result, reject: _write_chunk(session, settings, chunk, plan, result, reject),
         keys=_match_keys)
+    stats.after_bulk_write(session, [Contact.__table__, ConsentEvent.__table__], result.created + result.updated)
+    return result
 
 
 def _match_keys(data: ContactData) -> set[str]:

@@ -26,6 +26,7 @@ from campaigns.audience.contact_ref import resolve_refs
 from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.config import Settings
 from campaigns.errors import InputError, RowError
+from campaigns.store import stats
 from campaigns.store.models import CustomEvent
 from campaigns.timespec import parse_datetime, utcnow
 
@@ -231,4 +232,6 @@ def import_events(session: Session, settings: Settings, path: Path, *, encoding:
         for err in errors:
             reject(err)
 
-    return run_import(source, rejections, lambda row, line: parse_event_row(row, line, settings, now), write)
+    result = run_import(source, rejections, lambda row, line: parse_event_row(row, line, settings, now), write)
+    stats.after_bulk_write(session, [CustomEvent.__table__], result.created)
+    return result

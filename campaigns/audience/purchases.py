@@ -24,6 +24,7 @@ from campaigns.audience.contacts import normalise_email
 from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.config import Settings
 from campaigns.errors import InputError, RowError
+from campaigns.store import stats
 from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import parse_datetime, utcnow
 
@@ -129,8 +130,10 @@ def import_purchases(
         seen.add(data.order_id)
         return data
 
-    return run_import(src, rejections, validate,
-                      lambda chunk, result, reject: _write_chunk(session, chunk, result, reject, on_chunk))
+    result = run_import(src, rejections, validate,
+                        lambda chunk, result, reject: _write_chunk(session, chunk, result, reject, on_chunk))
+    stats.after_bulk_write(session, [Purchase.__table__], result.created + result.updated)
+    return result
 
 
 def _resolve_contacts(session: Session, chunk: list[PurchaseData]) -> dict[tuple[str, str], int]:

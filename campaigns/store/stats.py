@@ -1,0 +1,45 @@
+"""Planner statistics after bulk writes (PostgreSQL).
+
+PostgreSQL plans by the statistics ANALYZE gathers. A table loaded and queried within the
+same minute has none (autovacuum analyzes it later), and the planner then guesses one row
+everywhere: the consent check of a wave of 200 contacts, against a freshly imported shop of
+3,000, chose nested loops that ran 16.8 s instead of 2 ms, and a send of 3,000 messages took
+450 s. So every bulk write (an import, a planned firing) analyzes the tables it wrote, in its
+own transaction (ANALYZE counts the transaction's own new rows), and planning first
+analyzes any core table that was never analyzed (a restored or externally loaded database).
+SQLite plans well enough without statistics; nothing is done there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Table, text
+from sqlalchemy.orm import Session
+
+ANALYZE_AFTER_ROWS = 500  # smaller writes leave the statistics to autovacuum
+
+
+def _conn(where: Connection | Session) -> Connection:
+    return where.connection() if isinstance(where, Session) else where
+
+
+def after_bulk_write(where: Connection | Session, tables: Iterable[Table], rows: int) -> None:
+    """ANALYZE `tables` on PostgreSQL when `rows` rows were just written to them."""
+    conn = _conn(where)
+    if rows < ANALYZE_AFTER_ROWS or conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}")
+
+
+def never_analyzed(where: Connection | Session, tables: Iterable[Table]) -> None:
+    """ANALYZE those of `tables` PostgreSQL has no statistics for yet (reltuples is -1 until
+    the first ANALYZE or VACUUM)."""
+    conn = _conn(where)
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        name = conn.dialect.identifier_preparer.format_table(table)
+        if conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": name}) == -1:
+            conn.exec_driver_sql(f"ANALYZE {name}")
