@@ -7,7 +7,6 @@ a 3,000-message send took 450 s."""
 from __future__ import annotations
 
 import shutil
-
 from datetime import UTC, datetime
 
 import pytest
