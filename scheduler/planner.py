@@ -13,7 +13,6 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from sqlalchemy import exists, func, insert, select
@@ -72,24 +71,23 @@ def stable_fraction(*parts: object) -> float:
 
 
 def variant_picker(c: Campaign) -> Callable[[int], tuple[str | None, str]]:
-    """`pick_variant` for one campaign, its attributes read once (a firing asks per contact)."""
+    """Per contact: (variant name, template) by stable weighted hash; no variants -> (None, the
+    template). The campaign's attributes are read once (a firing asks per contact)."""
     if not c.variants:
         same = (None, c.template_name or "")
         return lambda _cid: same
-    return partial(pick_variant, c)
+    campaign_id, variants = c.id, list(c.variants)
+    total = sum(v["weight"] for v in variants)
 
+    def pick(contact_id: int) -> tuple[str | None, str]:
+        point = stable_fraction(campaign_id, contact_id, "variant") * total
+        for v in variants:
+            point -= v["weight"]
+            if point < 0:
+                return v["name"], v["template"]
+        return variants[-1]["name"], variants[-1]["template"]
 
-def pick_variant(c: Campaign, contact_id: int) -> tuple[str | None, str]:
-    """(variant name, template) by stable weighted hash; no variants -> (None, the template)."""
-    if not c.variants:
-        return None, c.template_name or ""
-    total = sum(v["weight"] for v in c.variants)
-    point = stable_fraction(c.id, contact_id, "variant") * total
-    for v in c.variants:
-        point -= v["weight"]
-        if point < 0:
-            return v["name"], v["template"]
-    return c.variants[-1]["name"], c.variants[-1]["template"]
+    return pick
 
 
 def quiet_hours_of(settings: Settings, c: Campaign) -> ClockRange | None:
@@ -242,17 +240,13 @@ def hold_back(c: Campaign, rows: list[dict[str, Any]]) -> int:
     (run, contact, step) key that makes a firing send once also makes the winner's send
     once: deciding the winner moves these very rows to 'queued', it never adds any.
     """
-    if c.test_share_pct is None:  # everyone is in the test share
-        for row in rows:
-            row["ab_remainder"] = False
+    if c.test_share_pct is None:  # everyone is in the test share (`_rows` wrote ab_remainder False)
         return 0
     n = 0
     for row in rows:
         if row["state"] == DeliveryState.QUEUED and not in_test_share(c, row["contact_id"]):
             row.update(state=DeliveryState.WAITING, variant=None, template_name=None, ab_remainder=True)
             n += 1
-        else:
-            row["ab_remainder"] = False
     return n
 
 
