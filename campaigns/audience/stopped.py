@@ -120,8 +120,9 @@ class _SqliteWatch:
     """Another connection's commits to a SQLite file, seen at once by the hand-over check.
 
     `PRAGMA data_version` (a few microseconds on a private connection) changes whenever
-    another connection commits; only then are the newest revocations and suppressions read
-    (two primary-key range scans). The version is read before the scans, so a commit after
+    another connection commits; then two max(id) lookups say whether a consent event or a
+    suppression was added, and only then are the new revocations and suppressions read (two
+    primary-key range scans). The version is read before the scans, so a commit after
     them changes it again and is read at the next check. A background poll keeps the set
     fresh too, but the check no longer depends on that thread getting the CPU in time: on a
     loaded machine it once lagged long enough for a message to begin after its
@@ -133,8 +134,7 @@ class _SqliteWatch:
         self.ref, self.lock = ref, threading.Lock()
         self.raw = sqlite3.connect(database, check_same_thread=False, timeout=5)
         self.version: int | None = None
-        self.marks: tuple[int, int] | None = None
-        self.tops: tuple[int, int] | None = None
+        self.seen: tuple[int, int] | None = None  # the newest consent event and suppression ids read
 
     def catch_up(self) -> None:
         try:
@@ -145,11 +145,10 @@ class _SqliteWatch:
                 engine = self.ref()
                 if engine is None:
                     return
-                tops = self._tops()
-                if tops != self.tops:  # read before the scans, so a row added after them is new next time
-                    self._read(engine)
-                    self.tops = tops
-                self.version = version
+                tops = self._tops()  # before the scans: a row added after them is read again next time
+                if self.seen is not None and tops != self.seen:
+                    self._read(engine, self.seen)
+                self.seen, self.version = tops, version  # the first look is the baseline: history is the ledger's
         except Exception as exc:  # a locked or vanished file: the pre-wave ledger check still holds
             log.debug("stop check: %s", exc)
 
@@ -161,27 +160,23 @@ class _SqliteWatch:
                                "(SELECT coalesce(max(id), 0) FROM suppression)").fetchone()
         return int(row[0]), int(row[1])
 
-    def _read(self, engine: Engine) -> None:
-        from sqlalchemy import func, select
+    def _read(self, engine: Engine, after: tuple[int, int]) -> None:
+        """The revocations and suppressions with ids past `after`, into this process's set."""
+        from sqlalchemy import select
 
         from campaigns.audience.messageable import suppression_matches_contact
         from campaigns.store.models import ConsentEvent, Contact, Suppression
 
         with engine.connect() as conn:
-            if self.marks is None:
-                self.marks = (conn.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0,
-                              conn.scalar(select(func.coalesce(func.max(Suppression.id), 0))) or 0)
-            marks = self.marks
-            revoked = conn.execute(select(ConsentEvent.id, ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at,
+            revoked = conn.execute(select(ConsentEvent.contact_id, ConsentEvent.channel, ConsentEvent.occurred_at,
                                           ConsentEvent.topic_id)
-                                   .where(ConsentEvent.id > marks[0], ConsentEvent.action == "revoked")).all()
-            suppressed = conn.execute(select(Suppression.id, Contact.id, Suppression.channel, Suppression.since)
-                                      .join(Contact, suppression_matches_contact()).where(Suppression.id > marks[1])).all()
-        for _id, cid, channel, at, topic_id in revoked:  # a topic left stops that topic only
+                                   .where(ConsentEvent.id > after[0], ConsentEvent.action == "revoked")).all()
+            suppressed = conn.execute(select(Contact.id, Suppression.channel, Suppression.since)
+                                      .join(Contact, suppression_matches_contact()).where(Suppression.id > after[1])).all()
+        for cid, channel, at, topic_id in revoked:  # a topic left stops that topic only
             remember(cid, channel if topic_id is None else topic_scope(topic_id), at.timestamp())
-        for _id, cid, channel, at in suppressed:
+        for cid, channel, at in suppressed:
             remember(cid, channel, at.timestamp())
-        self.marks = (max([marks[0], *(r[0] for r in revoked)]), max([marks[1], *(r[0] for r in suppressed)]))
 
 
 def _listen_forever(ref: weakref.ref[Engine], url: str) -> None:
