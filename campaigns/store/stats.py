@@ -35,11 +35,13 @@ def after_bulk_write(where: Connection | Session, tables: Iterable[Table], rows:
 
 def never_analyzed(where: Connection | Session, tables: Iterable[Table]) -> None:
     """ANALYZE those of `tables` PostgreSQL has no statistics for yet (reltuples is -1 until
-    the first ANALYZE or VACUUM)."""
+    the first ANALYZE or VACUUM); one catalogue read finds them."""
     conn = _conn(where)
     if conn.dialect.name != "postgresql":
         return
-    for table in tables:
-        name = conn.dialect.identifier_preparer.format_table(table)
-        if conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": name}) == -1:
+    names = [conn.dialect.identifier_preparer.format_table(t) for t in tables]
+    bare = set(conn.scalars(text("SELECT n FROM unnest(CAST(:names AS text[])) AS n "
+                                 "JOIN pg_class ON pg_class.oid = to_regclass(n) WHERE reltuples = -1"), {"names": names}))
+    for name in names:
+        if name in bare:
             conn.exec_driver_sql(f"ANALYZE {name}")
