@@ -11,7 +11,7 @@ handed over; a lease that expires puts `claimed` rows back in the queue and turn
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from campaigns.audience import consent_requests
 from campaigns.audience.messageable import campaign_topics, messageable_ids, suppression_matches_contact
 from campaigns.config import Settings
-from campaigns.store.db import is_sqlite
+from campaigns.store.db import is_sqlite, write_turn
 from campaigns.store.models import Campaign, ConsentEvent, Contact, Delivery, Suppression
 from campaigns.vocab import CampaignStatus, DeliveryState
 
@@ -63,9 +63,11 @@ class Claimed:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks)."""
-    with engine.connect() as conn:
-        if is_sqlite(engine):
+    """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks), after
+    this process's other writers (`write_turn`)."""
+    sqlite = is_sqlite(engine)
+    with write_turn(engine) if sqlite else nullcontext(), engine.connect() as conn:
+        if sqlite:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn

@@ -156,9 +156,9 @@ def session_scope(engine: Engine, immediate: bool = False) -> Iterator[Session]:
     transaction that reads and then writes while another process writes fails with
     "database is locked" (a read lock cannot be upgraded) instead of waiting its turn.
     """
-    turn = write_turn(engine) if immediate and is_sqlite(engine) else nullcontext()
-    with turn, session_factory(engine)() as session:
-        if immediate and is_sqlite(engine):
+    immediate = immediate and is_sqlite(engine)
+    with write_turn(engine) if immediate else nullcontext(), session_factory(engine)() as session:
+        if immediate:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         try:
             yield session
@@ -175,7 +175,8 @@ TURN_WAIT_SECONDS = 30.0  # as long as SQLite's busy timeout (make_engine): then
 
 @contextmanager
 def write_turn(engine: Engine) -> Iterator[None]:
-    """This process's writers to a SQLite file take turns on a lock before BEGIN IMMEDIATE.
+    """This process's writers to a SQLite file take turns on a lock before BEGIN IMMEDIATE
+    (`session_scope(immediate=True)` and the dispatcher's `write_transaction` both take it).
 
     A writer that finds the file locked is put to sleep by SQLite and retries after 1, 2, 5,
     10 ... 100 ms; concurrent short writes (click and open requests on worker threads) spent
