@@ -121,7 +121,7 @@ class Dispatcher:
             await self.close()
 
     async def close(self) -> None:
-        """Close transport connections and stop the signing processes."""
+        """Close transport connections and stop the signing threads."""
         for channel in (self.channels or {}).values():
             await channel.close()
         if self._dkim is not None:

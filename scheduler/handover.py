@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from campaigns.context import App
-from campaigns.messages.dkim_signing import DkimSigningError
 from campaigns.timespec import utcnow
 from scheduler import pacing
 from scheduler.channels import Channel, OutgoingEmail, SendResult
@@ -63,10 +62,10 @@ class Handover:
                 signed = await signing.pop(row.id)
                 if isinstance(message, OutgoingEmail):
                     message = replace(message, data=signed)
-            except DkimSigningError as exc:  # this message cannot be signed (it does not parse)
-                return row, SendResult("failed", None, f"DKIM signing: {exc}"[:300])
-            except Exception as exc:  # the signer, not the message (a pool shut down): nothing was handed over
+            except RuntimeError as exc:  # the signing threads were shut down (the sender is closing): nothing was handed over
                 return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
+            except Exception as exc:  # the signer refused this message (DkimSigningError)
+                return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
         try:
             return row, await self.channels[row.channel].send(message)
         except Exception as exc:  # a transport bug must not lose the row
@@ -81,7 +80,7 @@ class Handover:
         except DB_DOWN as exc:  # cannot tell what fits: nothing goes, the rows retry later
             note = f"database unavailable before sending: {first_line(exc)}"
             return Leftover(done=[(row, SendResult("transient", None, note)) for row, _ in messages], failures=failures)
-        # DKIM: the whole batch goes to the signing processes now, so they work without pause
+        # DKIM: the whole batch goes to the signing threads now, so they work without pause
         # while the waves go out; each message waits for its own signature at hand-over.
         signing: dict[int, asyncio.Future[bytes]] = {
             row.id: asyncio.ensure_future(self.dkim.sign(msg.data))

@@ -44,7 +44,7 @@ def _dispatch(app, now):
         try:
             return await dispatcher.dispatch_once(now)
         finally:
-            await dispatcher.close()  # stops the signing processes
+            await dispatcher.close()  # stops the signing threads
     return asyncio.run(go())
 
 
