@@ -14,29 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
 
 ANALYZE_AFTER_ROWS = 500  # smaller writes leave the statistics to autovacuum
 
 
-def _conn(where: Connection | Session) -> Connection:
-    return where.connection() if isinstance(where, Session) else where
-
-
-def after_bulk_write(where: Connection | Session, tables: Iterable[Table], rows: int) -> None:
+def after_bulk_write(session: Session, tables: Iterable[Table], rows: int) -> None:
     """ANALYZE `tables` on PostgreSQL when `rows` rows were just written to them."""
-    conn = _conn(where)
+    conn = session.connection()
     if rows < ANALYZE_AFTER_ROWS or conn.dialect.name != "postgresql":
         return
     for table in tables:
         conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}")
 
 
-def never_analyzed(where: Connection | Session, tables: Iterable[Table]) -> None:
+def never_analyzed(session: Session, tables: Iterable[Table]) -> None:
     """ANALYZE those of `tables` PostgreSQL has no statistics for yet (reltuples is -1 until
     the first ANALYZE or VACUUM); one catalogue read finds them."""
-    conn = _conn(where)
+    conn = session.connection()
     if conn.dialect.name != "postgresql":
         return
     names = [conn.dialect.identifier_preparer.format_table(t) for t in tables]
