@@ -82,28 +82,12 @@ def test_a_dead_smtp_server_is_a_warning_with_how_long_it_has_been_down(make_app
     assert "ann@example.com" not in " ".join(down)
 
 
-class _Keep:
-    """Keeps every message's content as aiosmtpd un-stuffed it; refuses DATA for one address."""
-
-    def __init__(self) -> None:
-        self.contents: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        if envelope.rcpt_tos == ["refused@example.com"]:
-            return "554 5.6.0 message content rejected"
-        self.contents.append(envelope.original_content)
-        return "250 OK"
-
-
-def test_the_message_arrives_byte_for_byte_dot_lines_and_bare_line_ends_included(make_app):
+def test_the_message_arrives_byte_for_byte_dot_lines_and_bare_line_ends_included(make_app, smtp):
     """DATA is written by the pool itself (one bytes.replace for the dot-stuffing): a line that
     starts with '.', a lone '.' line and a message ending without CRLF reach the server as built,
     a lone LF is sent as CRLF, and a refusal after DATA is that message's failure."""
-    keep = _Keep()
-    port = free_port()
-    server = Controller(keep, hostname="127.0.0.1", port=port)
-    server.start()
-    app = make_app(f'[sending]\ntransport = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {port}\npool_size = 1\ntimeout_seconds = 10\n')
+    smtp.refuse_after_dot.add("refused@example.com")
+    app = make_app(smtp.config_toml(timeout=10, pool=1))
     bodies = [b"Subject: a\r\n\r\n.leading dot\r\n.\r\n..two\r\nend\r\n",
               b".Subject-less start\r\n\r\nno final line end",
               b"Subject: lf\n\nline one\n.dot after lf\n"]
@@ -117,10 +101,7 @@ def test_the_message_arrives_byte_for_byte_dot_lines_and_bare_line_ends_included
         await pool.close()
         return results, refused, after
 
-    try:
-        results, refused, after = asyncio.run(go())
-    finally:
-        server.stop()
+    results, refused, after = asyncio.run(go())
     assert [r.outcome for r in results] == ["sent"] * 3 and after.outcome == "sent"
     assert refused.outcome == "failed" and "554" in refused.detail
-    assert keep.contents == [bodies[0], bodies[1] + b"\r\n", bodies[2].replace(b"\n", b"\r\n"), bodies[0]]
+    assert smtp.raw == [bodies[0], bodies[1] + b"\r\n", bodies[2].replace(b"\n", b"\r\n"), bodies[0]]

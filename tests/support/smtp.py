@@ -58,6 +58,8 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         if self.s.data_delay:
             await asyncio.sleep(self.s.data_delay)
+        if any(r in self.s.refuse_after_dot for r in envelope.rcpt_tos):
+            return "554 5.6.0 message content rejected"
         msg = message_from_bytes(envelope.content)
         with self.s.lock:
             for rcpt in envelope.rcpt_tos:
@@ -81,6 +83,7 @@ class FaultySmtp:
         self.policy = False
         self.drop_at_rcpt: set[str] = set()
         self.hang_after_dot: set[str] = set()
+        self.refuse_after_dot: set[str] = set()  # their message is refused once sent (554), not kept
         self.data_delay = 0.0
         self.received: list[tuple[str, str, str]] = []
         self.raw: list[bytes] = []  # the DATA bytes exactly as they arrived, per recipient

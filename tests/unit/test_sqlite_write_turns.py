@@ -54,9 +54,9 @@ def test_a_second_writer_begins_only_after_the_first_commits(tmp_path):
     engine.dispose()
 
 
-def test_a_writer_inside_a_writer_on_the_same_thread_is_not_held_by_its_own_lock(tmp_path):
-    # The lock is re-entrant: an inner write transaction on the same thread meets SQLite's
-    # own lock (as before), not a deadlock of ours.
+def test_a_reader_inside_a_write_transaction_is_not_held_by_the_turn(tmp_path):
+    # Only writers (BEGIN IMMEDIATE) take turns: a deferred reader opened inside a write
+    # transaction on the same thread goes on at once and sees the committed state.
     engine = make_engine(f"sqlite:///{tmp_path / 't.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
