@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 
 import phonenumbers
 from phonenumbers.timezone import time_zones_for_number
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns import csv_output
@@ -447,8 +447,12 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
     Returns the filters that quoted the address and now say "(erased)" ('segment NAME', 'campaign NAME')."""
     if contact.erased_at is not None:
         raise ConflictError(f"contact #{contact.id} was already erased")
-    personal = [v for v in (contact.email, contact.phone, contact.phone and contact.phone.lstrip("+"), contact.name) if v]
-    contact_email, contact_phone, contact_name = contact.email, contact.phone, contact.name
+    # The address and phone as the person gave them, and as they appear inside URLs and
+    # free-form data (a query string encodes them); `personal` adds the name.
+    addresses = [v for v in (contact.email, contact.phone, contact.phone and contact.phone.lstrip("+")) if v]
+    contact_name = contact.name
+    personal = [*addresses, contact_name] if contact_name else list(addresses)
+    addresses += [quote_plus(v) for v in addresses if quote_plus(v) != v]
     if contact.email:
         add_hash(session, "email", address_hash(settings, "email", contact.email), "erased")
     if contact.phone:
@@ -458,21 +462,19 @@ def erase_contact(session: Session, settings: Settings, contact: Contact, on_ste
         setattr(contact, column, None)
     contact.attributes, contact.tags = {}, []
     contact.erased_at = contact.updated_at = utcnow()
-    session.execute(update(ConsentEvent).where(ConsentEvent.contact_id == contact.id).values(ip=None, user_agent=None))
     for row in session.scalars(select(Suppression).where(Suppression.address_hash.in_(hashes))):
         row.note = _scrub(row.note, personal)
     for d in session.scalars(select(Delivery).where(Delivery.contact_id == contact.id)):
         d.address, d.error = None, _scrub(d.error, personal)
-    # The address and phone as they appear inside URLs and free-form data (a query string encodes them).
-    addresses = [v for v in (contact_email, contact_phone, contact_phone and contact_phone.lstrip("+")) if v]
-    addresses += [quote_plus(v) for v in addresses if quote_plus(v) != v]
     for e in session.scalars(select(Event).where(Event.contact_id == contact.id)):
         # What stays is proof without the person: the event's type, time, campaign and how it came.
         e.ip = e.user_agent = None
         e.url = _scrub(e.url, addresses)
         e.data = {k: _scrub(v, personal) if isinstance(v, str) else v for k, v in (e.data or {}).items() if k in _KEPT_EVENT_KEYS}
     for entry in session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == contact.id)):
-        # The wording and source stay as proof, without the person's address or phone quoted in them.
+        # The wording and source stay as proof, without the person's address or phone quoted in
+        # them, or the IP and user agent that came with them.
+        entry.ip = entry.user_agent = None
         entry.consent_text = _scrub(entry.consent_text, addresses)
         entry.source = _scrub(entry.source, addresses) or entry.source
     for ce in session.scalars(select(CustomEvent).where(CustomEvent.contact_id == contact.id)):
