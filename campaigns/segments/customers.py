@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from campaigns.config import Settings
 from campaigns.errors import InputError
 from campaigns.segments import metrics
+from campaigns.segments.metrics import PROSPECT
 from campaigns.segments.rfm import SEGMENT_NAMES, SORT_KEYS, first_rows, segment_name
 from campaigns.store.models import Contact, Purchase
 from campaigns.timespec import utcnow
@@ -51,9 +52,6 @@ class CustomerProfile:
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON and templates."""
         return asdict(self)
-
-
-PROSPECT = "prospect"  # the lifecycle stage of a contact who never bought
 
 
 def prospect(contact_id: int) -> CustomerProfile:
@@ -243,7 +241,7 @@ def distribution(session: Session, settings: Settings, view: str, at: datetime |
     order = {"rfm": SEGMENT_NAMES, "lifecycle": metrics.LIFECYCLE_STAGES, "loyalty": metrics.LOYALTY_KINDS,
              "abc": metrics.ABC_CLASSES}[view]
     if view == "lifecycle":
-        found["prospect"] = (_prospects(session, at), 0, 0.0)
+        found[PROSPECT] = (_prospects(session, at), 0, 0.0)
     revenue = sum(t for _, t, _ in found.values()) or 1
     people = sum(n for n, _, _ in found.values()) or 1
     return [{

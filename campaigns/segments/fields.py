@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from campaigns.segments.metrics import ABC_CLASSES, LIFECYCLE_STAGES, LOYALTY_KINDS
+from campaigns.segments.metrics import ABC_CLASSES, LIFECYCLE_STAGES, LOYALTY_KINDS, PROSPECT
 from campaigns.segments.rfm import SEGMENT_NAMES
 
 # kind: text | date | number | money | score | rfm_score | enum | bool | tags | topics | attribute
@@ -46,7 +46,7 @@ FIELDS: dict[str, FieldSpec] = {
     "rfm.m": FieldSpec("score", "buyers", "m"),
     "rfm.score": FieldSpec("rfm_score", "buyers", "score"),
     "rfm.segment": FieldSpec("enum", "buyers", "segment", choices=SEGMENT_NAMES),
-    "lifecycle": FieldSpec("enum", "buyers", "lifecycle", choices=LIFECYCLE_STAGES, nonbuyer="prospect"),
+    "lifecycle": FieldSpec("enum", "buyers", "lifecycle", choices=LIFECYCLE_STAGES, nonbuyer=PROSPECT),
     "loyalty": FieldSpec("enum", "buyers", "loyalty", choices=LOYALTY_KINDS),
     # from the fitted CLV models (segments/clv.py), not SQL: "value" fields
     "clv": FieldSpec("money", "value", "clv"),

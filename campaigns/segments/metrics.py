@@ -34,7 +34,8 @@ from campaigns.timespec import parse_duration
 DAY = 86400.0
 YEAR = 365.0 * DAY
 ABC_CUTS = (0.8, 0.95)
-LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed")
+PROSPECT = "prospect"  # the lifecycle stage of a contact who never bought
+LIFECYCLE_STAGES = (PROSPECT, "new", "active", "at_risk", "lapsed")
 LOYALTY_KINDS = ("true_friend", "butterfly", "barnacle", "stranger")
 ABC_CLASSES = ("A", "B", "C")
 
