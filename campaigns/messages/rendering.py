@@ -266,8 +266,7 @@ def _run(tmpl: MessageTemplate, part: str, template: JinjaTemplate, context: dic
     """Render one part with what is left of the message's time cap (its parts share it:
     each used to get the whole cap, so three looping parts took three times as long)."""
     try:
-        left = MAX_RENDER_SECONDS - (time.thread_time() - began)
-        return render_capped(template, context, seconds=left, cap=MAX_RENDER_SECONDS)
+        return render_capped(template, context, began=began)
     except Exception as exc:  # a template's failure fails its delivery only
         line = template_line(exc)
         raise RenderError(f"template '{tmpl.name}' ({part}{f' line {line}' if line else ''}): "

@@ -309,14 +309,19 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+def time_left(began: float, cap: float = MAX_RENDER_SECONDS) -> float:
+    """What is left of a message's CPU time cap whose render began at `began` (thread_time)."""
+    return cap - (time.thread_time() - began)
+
+
 def render_capped(template: JinjaTemplate, context: dict[str, Any], seconds: float | None = None,
-                  cap: float | None = None) -> str:
+                  began: float | None = None) -> str:
     """Render with the time and output caps; CapExceeded when either is passed.
 
-    `seconds`: the CPU time this render may take (MAX_RENDER_SECONDS by default); `cap`: the
-    cap a refusal names, when `seconds` is what is left of a whole message's cap."""
-    limit = MAX_RENDER_SECONDS if seconds is None else seconds
-    named = limit if cap is None else cap
+    `seconds`: the CPU time cap (MAX_RENDER_SECONDS by default); `began`: this thread's
+    `time.thread_time()` when the message began rendering, whose parts share the cap."""
+    named = MAX_RENDER_SECONDS if seconds is None else seconds
+    limit = time_left(began, named) if began is not None else named
     if limit <= 0:
         raise CapExceeded(f"rendering took longer than the {named:g} s time cap; cut off")
     budget = start_budget()

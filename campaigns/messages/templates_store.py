@@ -263,11 +263,11 @@ def _trial_render(fname: str, env: Any, ast: nodes.Template, began: float) -> tu
     from jinja2.exceptions import SecurityError, TemplateRuntimeError, UndefinedError
 
     from campaigns.messages.sandbox import (
-        MAX_RENDER_SECONDS,
         CapExceeded,
         check_html_nesting,
         render_capped,
         template_line,
+        time_left,
     )
 
     person = {"id": 1, "external_id": "sample", "email": "sample@example.com", "phone": "+14155550100",
@@ -277,11 +277,10 @@ def _trial_render(fname: str, env: Any, ast: nodes.Template, began: float) -> tu
                "campaign": {"id": 1, "name": "sample", "channel": "email", "utm": {}},
                "unsubscribe_url": "https://example.com/u/sample", "now": utcnow(),
                "sender": {"name": "Sender", "address": "sender@example.com"}, "coupon": lambda pool: "SAMPLE-CODE"}
-    left = MAX_RENDER_SECONDS - (time.thread_time() - began)
-    if left <= 0:  # an earlier part used the message's time: it is the one reported
+    if time_left(began) <= 0:  # an earlier part used the message's time: it is the one reported
         return [], None
     try:
-        sample = render_capped(env.from_string(ast), context, seconds=left, cap=MAX_RENDER_SECONDS)
+        sample = render_capped(env.from_string(ast), context, began=began)
         if fname == "body.html":
             check_html_nesting(sample)
         return [], sample
