@@ -13,7 +13,7 @@ from campaigns.audience import consent as ledger
 from campaigns.config import Settings
 from campaigns.errors import InputError
 from campaigns.messages.link_registry import link_url
-from campaigns.store.models import Campaign, Contact, Topic
+from campaigns.store.models import Campaign, Contact, Delivery, Topic
 from campaigns.tracking import events
 from campaigns.tracking.attribution import attribute_purchases
 
@@ -87,12 +87,22 @@ class UnsubscribeTarget:
     topics: tuple[TopicChoice, ...] = ()
 
 
-def unsubscribe_target(session: Session, delivery_id: int, at: datetime | None = None) -> UnsubscribeTarget | None:
-    """The topic the page offers to leave, and every topic (None: no such delivery, or its contact was erased)."""
+def _delivered_to(session: Session, delivery_id: int) -> tuple[Delivery, Contact] | None:
+    """The delivery a verified link names and its contact; None when either is unknown or the
+    contact was erased (a link in an old message changes nothing for an erased person)."""
     d = events.delivery(session, delivery_id)
     contact = session.get(Contact, d.contact_id) if d is not None else None
     if d is None or contact is None or contact.erased_at is not None:
         return None
+    return d, contact
+
+
+def unsubscribe_target(session: Session, delivery_id: int, at: datetime | None = None) -> UnsubscribeTarget | None:
+    """The topic the page offers to leave, and every topic (None: no such delivery, or its contact was erased)."""
+    found = _delivered_to(session, delivery_id)
+    if found is None:
+        return None
+    d, contact = found
     campaign = session.get(Campaign, d.campaign_id)
     topic = campaign.topic if campaign is not None else None
     return UnsubscribeTarget(topic.name if topic else None, topic.description if topic else None,
@@ -111,10 +121,10 @@ def save_topics(session: Session, delivery_id: int, at: datetime, wanted: Collec
     Returns (topics left, topics rejoined); None when the delivery is unknown or its contact erased."""
     from campaigns.audience import stopped
 
-    d = events.delivery(session, delivery_id)
-    contact = session.get(Contact, d.contact_id) if d is not None else None
-    if d is None or contact is None or contact.erased_at is not None:
+    found = _delivered_to(session, delivery_id)
+    if found is None:
         return None
+    d, contact = found
     left, joined = [], []
     for choice in _choices(session, contact.id, at):
         if choice.member and choice.id not in wanted:
@@ -139,12 +149,10 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
 
     if scope not in SCOPES:
         raise InputError(f"scope: '{scope}' is not one of {', '.join(SCOPES)}")
-    d = events.delivery(session, delivery_id)
-    if d is None:
+    found = _delivered_to(session, delivery_id)
+    if found is None:
         return None
-    contact = session.get(Contact, d.contact_id)
-    if contact is None or contact.erased_at is not None:
-        return None
+    d, contact = found
     campaign = session.get(Campaign, d.campaign_id)
     topic = campaign.topic if campaign is not None else None
     if scope == TOPIC and topic is None:
