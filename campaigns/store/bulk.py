@@ -34,31 +34,25 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     get = itemgetter(*names)
     convert = [(i, _converter(process)) for i, name in enumerate(names)
                if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
-    params: list[Any] = []
-    for row in rows:
-        values = get(row)
-        if len(names) == 1:
-            values = (values,)
-        if convert:
-            values = list(values)
-            for i, conv in convert:
-                values[i] = conv(values[i])
-            values = tuple(values)
-        params.append(values if positional else dict(zip(names, values, strict=True)))
+    # Column by column, in C loops (itemgetter, zip, map): 200,000 rows cost no Python call per value.
+    values = list(map(get, rows)) if len(names) > 1 else [(v,) for v in map(get, rows)]
+    if convert:
+        columns: list[Any] = list(zip(*values, strict=True))
+        for i, conv in convert:
+            columns[i] = conv(columns[i])
+        values = list(zip(*columns, strict=True))
+    params: list[Any] = values if positional else [dict(zip(names, v, strict=True)) for v in values]
     conn.exec_driver_sql(compiled.string, params)
 
 
-def _converter(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`process` with a memory of the values it has already converted (hashable ones)."""
-    seen: dict[Any, Any] = {}
+def _converter(process: Callable[[Any], Any]) -> Callable[[Sequence[Any]], list[Any]]:
+    """`process` over a column, each distinct (hashable) value converted once."""
 
-    def convert(value: Any) -> Any:
+    def convert(column: Sequence[Any]) -> list[Any]:
         try:
-            return seen[value]
-        except KeyError:
-            seen[value] = out = process(value)
-            return out
-        except TypeError:  # unhashable (a JSON value): converted each time
-            return process(value)
+            seen = {value: process(value) for value in set(column)}
+        except TypeError:  # an unhashable value (a JSON one): convert each
+            return list(map(process, column))
+        return list(map(seen.__getitem__, column))
 
     return convert
