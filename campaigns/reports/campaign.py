@@ -65,14 +65,37 @@ def _engagement(session: Session, c: Campaign) -> list[Any]:
                                 .group_by(matched, *CELLS)))
 
 
+def _delivery_cells(session: Session, c: Campaign, now: datetime) -> tuple[list[Any], dict[tuple[bool, str | None], int], int]:
+    """One pass over the campaign's deliveries: the rows per (state, variant, stage, segment)
+    cell, the lift's contacts per (held_out, variant), and the distinct contacts sent to.
+
+    A contact is counted on their earliest delivery among those that qualify
+    (`itt.first_of_contact`: a probe of `ix_delivery_campaign_contact` per row), so the
+    distinct counts come out of the same grouped scan as the cells.
+    """
+    d = Delivery
+    first_started = itt.first_of_contact(lambda x: itt.started(x, c, now))
+    first_sent = itt.first_of_contact(lambda x: (x.campaign_id == c.id, x.state == DeliveryState.SENT))
+    rows = session.execute(select(d.state, *CELLS, d.is_holdout, func.sum(first_started), func.sum(first_sent), func.count())
+                           .where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
+    cells: dict[tuple[Any, ...], int] = {}
+    contacts: dict[tuple[bool, str | None], int] = {}
+    treated_n = 0
+    for state, variant, stage, segment, held, n_started, n_sent, n in rows:
+        cells[(state, variant, stage, segment)] = cells.get((state, variant, stage, segment), 0) + n
+        contacts[(bool(held), variant)] = contacts.get((bool(held), variant), 0) + int(n_started or 0)
+        treated_n += int(n_sent or 0)
+    return [(*cell, n) for cell, n in cells.items()], contacts, treated_n
+
+
 def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
     """Funnel, rates, lift, breakdowns and timeline for one campaign.
 
     The funnel's converted and revenue are attributed (credit, campaigns/tracking/attribution.py);
     the lift compares intention-to-treat groups and never reads the credit.
     """
-    d = Delivery
-    cells = session.execute(select(d.state, *CELLS, func.count()).where(d.campaign_id == c.id).group_by(d.state, *CELLS)).all()
+    now = now or utcnow()
+    cells, contacts, treated_n = _delivery_cells(session, c, now)
     states: dict[str, int] = {}
     for cell in cells:
         states[cell[0]] = states.get(cell[0], 0) + cell[-1]
@@ -87,7 +110,6 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     a = Attribution
     treated_conv, treated_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
                                                 .where(a.campaign_id == c.id, a.is_holdout.is_(False))).one()
-    treated_n = session.scalar(select(func.count(distinct(d.contact_id))).where(d.campaign_id == c.id, d.state == "sent")) or 0
     treated_rev = int(treated_rev)
     revenue = treated_rev / 100
     per_message = c.cost_per_message if c.cost_per_message is not None else (
@@ -104,7 +126,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
         "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
-    found = itt.summary(session, c, now or utcnow())
+    found = itt.summary(session, c, now, contacts=contacts)
     lf = lift(itt.group(found, False), itt.group(found, True))
     if cost and lf["incremental_revenue"] is not None:
         # What the campaign caused (the holdout says), not what attribution credited it with.
@@ -122,7 +144,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
                      "segment": segment, "segment_definition": definition,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
-        "lift": lf, "ab_test": variant_test(itt.summary(session, c, now or utcnow(), test_only=True)
+        "lift": lf, "ab_test": variant_test(itt.summary(session, c, now, test_only=True)
                                              if c.test_share_pct is not None else found),
         "ab_winner": _ab_winner(c, runs),
         **_breakdowns(session, c, [cell[1:] for cell in cells if cell[0] == DeliveryState.SENT],
