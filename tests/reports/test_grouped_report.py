@@ -116,6 +116,8 @@ def test_grouped_itt_and_breakdowns_match_a_python_reference(app, seed):
         all_d = list(s.scalars(select(Delivery).where(Delivery.campaign_id == c.id)))
         all_e = list(s.scalars(select(Event).where(Event.campaign_id == c.id)))
         credit = list(s.scalars(select(Attribution).where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False))))
+        orders = list(s.scalars(select(Purchase).join(Attribution, Attribution.purchase_id == Purchase.id)
+                                .where(Attribution.campaign_id == c.id)))
     def with_event(kind, human_only):
         return len({e.delivery_id for e in all_e if e.type == kind and (not human_only or not e.is_machine)})
     f = report["funnel"]
@@ -143,3 +145,15 @@ def test_grouped_itt_and_breakdowns_match_a_python_reference(app, seed):
     sent_contacts = {d.contact_id for d in all_d if d.state == "sent"}
     assert len(sent_contacts) < states["sent"] and f["converted"] == len({a.contact_id for a in credit}) > 0
     assert report["rates"]["conversion_rate"] == f["converted"] / len(sent_contacts)
+    # the timeline: its unit from the span of every event and attributed order, each delivery once per bucket
+    times = [e.occurred_at for e in all_e] + [s_p.occurred_at for s_p in orders]
+    unit = "day" if max(times) - min(times) > timedelta(days=3) else "hour"
+    fmt = "%Y-%m-%d" if unit == "day" else "%Y-%m-%d %H:00"
+    buckets = {}
+    for e in all_e:
+        if e.type in ("open", "click") and not e.is_machine and e.delivery_id is not None:
+            buckets.setdefault((e.type, e.occurred_at.strftime(fmt)), set()).add(e.delivery_id)
+    tl = report["timeline"]
+    assert tl["bucket"] == unit
+    assert {(kind, r["at"]): r[kind + "s"] for r in tl["rows"] for kind in ("open", "click") if r[kind + "s"]} == {
+        k: len(v) for k, v in buckets.items()}
