@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, distinct, func, select
@@ -13,24 +13,18 @@ from campaigns.reports import itt
 from campaigns.reports.abtest import variant_test
 from campaigns.reports.stats import lift, ratio
 from campaigns.reports.steps import step_report
+from campaigns.reports.timeline import timeline
 from campaigns.store.models import (
     Attribution,
     Campaign,
     CampaignRun,
     Delivery,
     Event,
-    Purchase,
 )
 from campaigns.timespec import utcnow
 from campaigns.vocab import DeliveryState
 
 SKIPS = ("no_consent", "left_topic", "suppressed", "capped", "invalid_address")
-
-
-def _bucket(session: Session, column: Any, unit: str) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.date_trunc(unit, column), "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d", column)
 
 
 FUNNEL_EVENTS = ("bounce", "open", "click", "unsubscribe", "complaint")
@@ -148,7 +142,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
                                              if c.test_share_pct is not None else found),
         "ab_winner": _ab_winner(c, runs),
         **_breakdowns(session, c, [cell[1:] for cell in cells if cell[0] == DeliveryState.SENT],
-                      [row[1:] for row in engaged if row[0]]), "timeline": _timeline(session, c),
+                      [row[1:] for row in engaged if row[0]]), "timeline": timeline(session, c),
         "steps": step_report(session, c),
     }
 
@@ -194,50 +188,6 @@ def _breakdowns(session: Session, c: Campaign, sent: list[Any], engaged: list[An
                 rows[key]["converted"], rows[key]["revenue"] = n, int(cents or 0) / 100
         out[name] = sorted(rows.values(), key=lambda r: (r["group"] is None, str(r["group"])))
     return out
-
-
-def _event_span(session: Session, c: Campaign) -> tuple[datetime | None, datetime | None]:
-    """The campaign's first and last event, type by type (a loose scan of `ix_event_campaign_type`).
-
-    A min and a max over all the campaign's events read every index entry; per type each is
-    one seek, and the next type is one seek too, so this is a few dozen seeks at any size.
-    """
-    e, first, last = Event, None, None
-    kind = session.scalar(select(func.min(e.type)).where(e.campaign_id == c.id))
-    while kind is not None:
-        mine = (e.campaign_id == c.id, e.type == kind)
-        lo, hi = session.execute(select(select(func.min(e.occurred_at)).where(*mine).scalar_subquery(),
-                                        select(func.max(e.occurred_at)).where(*mine).scalar_subquery())).one()
-        first = lo if first is None or (lo is not None and lo < first) else first
-        last = hi if last is None or (hi is not None and hi > last) else last
-        kind = session.scalar(select(func.min(e.type)).where(e.campaign_id == c.id, e.type > kind))
-    return first, last
-
-
-def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
-    first_event, last_event = _event_span(session, c)
-    first_order, last_order = session.execute(select(func.min(Purchase.occurred_at), func.max(Purchase.occurred_at))
-                                              .join(Attribution, Attribution.purchase_id == Purchase.id)
-                                              .where(Attribution.campaign_id == c.id)).one()
-    starts = [t for t in (first_event, first_order) if t is not None]
-    ends = [t for t in (last_event, last_order) if t is not None]
-    span = (min(starts) if starts else None, max(ends) if ends else None)
-    unit = "day" if span[0] and span[1] and span[1] - span[0] > timedelta(days=3) else "hour"
-    rows: dict[str, dict[str, Any]] = {}
-    b = _bucket(session, Event.occurred_at, unit)
-    # One per delivery per bucket, like the funnel: a pixel fetched 1,000 times by
-    # rotating User-Agents is one open, not 1,000.
-    for kind, at, n in session.execute(select(Event.type, b, func.count(distinct(Event.delivery_id)))
-                                       .where(Event.campaign_id == c.id, Event.type.in_(("open", "click")), Event.is_machine.is_(False))
-                                       .group_by(Event.type, b)):
-        rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})["opens" if kind == "open" else "clicks"] = n
-    b = _bucket(session, Purchase.occurred_at, unit)
-    for at, n, cents in session.execute(select(b, func.count(), func.sum(Attribution.credited_cents))
-                                        .join(Attribution, Attribution.purchase_id == Purchase.id)
-                                        .where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False)).group_by(b)):
-        row = rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})
-        row["orders"], row["revenue"] = n, int(cents or 0) / 100
-    return {"bucket": unit, "rows": [rows[k] for k in sorted(rows)]}
 
 
 def overview(session: Session, settings: Settings) -> list[dict[str, Any]]:
