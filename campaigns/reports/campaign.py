@@ -63,14 +63,15 @@ def _delivery_cells(session: Session, c: Campaign, now: datetime) -> tuple[list[
     """One pass over the campaign's deliveries: the rows per (state, variant, stage, segment)
     cell, the lift's contacts per (held_out, variant), and the distinct contacts sent to.
 
-    A contact is counted on their earliest delivery among those that qualify
-    (`itt.first_of_contact`: a probe of `ix_delivery_campaign_contact` per row), so the
-    distinct counts come out of the same grouped scan as the cells.
+    A contact is counted on their earliest delivery among those that qualify (`itt.earliest`,
+    grouped in `ix_delivery_campaign_contact` order and joined back on the contact), so the
+    distinct counts come out of the same grouped query as the cells.
     """
     d = Delivery
-    first_started = itt.first_of_contact(lambda x: itt.started(x, c, now))
-    first_sent = itt.first_of_contact(lambda x: (x.campaign_id == c.id, x.state == DeliveryState.SENT))
-    rows = session.execute(select(d.state, *CELLS, d.is_holdout, func.sum(first_started), func.sum(first_sent), func.count())
+    first = itt.earliest(c, started=itt.started(d, c, now), sent=(d.state == DeliveryState.SENT,))
+    rows = session.execute(select(d.state, *CELLS, d.is_holdout, func.sum(case((d.id == first.c.started, 1), else_=0)),
+                                  func.sum(case((d.id == first.c.sent, 1), else_=0)), func.count())
+                           .join(first, first.c.contact_id == d.contact_id)
                            .where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
     cells: dict[tuple[Any, ...], int] = {}
     contacts: dict[tuple[bool, str | None], int] = {}

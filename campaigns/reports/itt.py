@@ -9,7 +9,7 @@ delivery whose clock has started. Attribution (credit) plays no part here.
 
 Computed in SQL without reading every delivery into Python: one grouped query counts the
 contacts per (holdout, variant) (or the caller counts them in its own pass over the
-deliveries, with `first_of_contact`); one join finds the purchases made after a clock started
+deliveries, with `earliest`); one join finds the purchases made after a clock started
 (a few rows per buyer), whose window end is then checked exactly in Python so that both
 ends stay inclusive to the microsecond on SQLite and PostgreSQL alike.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Subquery, and_, case, func, select
+from sqlalchemy.orm import Session
 
 from campaigns.reports.stats import Group
 from campaigns.store.models import Campaign, Delivery, Purchase
@@ -77,15 +77,15 @@ def started(d: Any, c: Campaign, now: datetime, *, run_id: int | None = None, te
     return out
 
 
-def first_of_contact(where: Any) -> ColumnElement[int]:
-    """1 on the delivery that is its contact's earliest (lowest id) among those `where(d)` holds for, else 0.
+def earliest(c: Campaign, **where: tuple[Any, ...]) -> Subquery:
+    """Per contact of `c`, the lowest delivery id meeting each named set of conditions (NULL: none does).
 
-    `where` takes the delivery (the model or an alias) and gives its conditions; summed over
-    a campaign's deliveries this counts distinct contacts, in any grouping of the rows.
+    Joined back to the deliveries on the contact, `delivery.id == earliest.c.NAME` marks one
+    delivery per contact, so summing it counts distinct contacts in any grouping of the rows.
     """
-    d, e = Delivery, aliased(Delivery)
-    earlier = exists().where(e.campaign_id == d.campaign_id, e.contact_id == d.contact_id, e.id < d.id, *where(e))
-    return case((and_(*where(d), ~earlier), 1), else_=0)
+    d = Delivery
+    return (select(d.contact_id, *(func.min(case((and_(*conditions), d.id))).label(name) for name, conditions in where.items()))
+            .where(d.campaign_id == c.id).group_by(d.contact_id).subquery())
 
 
 def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None = None, test_only: bool = False,
@@ -93,7 +93,7 @@ def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None 
     """Every contact whose clock has started (due time passed; see `started`), grouped by assignment.
 
     `contacts`: the contacts per (held_out, variant) when the caller has counted them already
-    (the sums of `first_of_contact` over `started`); else one grouped query counts them.
+    (a count of the deliveries that are `earliest` among the `started`); else one grouped query counts them.
     """
     d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
     start = func.coalesce(d.sent_at, d.due_at)
