@@ -2,8 +2,8 @@
 
 Per batch: claim (`outbox.py`: one short transaction, consent re-checked) -> throttles and
 the frequency cap (`pacing.py`: what does not fit waits in the queue, unrendered) -> render
-(`render_stage.py`: a wave's worth per transaction, coupons and tracked links are written)
-and hand over in waves (`handover.py`, the next wave rendered while one is out) -> record every outcome (`record.py`, deciding each row's next
+(`render_stage.py`: one transaction, coupons and tracked links are written) -> hand over
+in waves (`handover.py`) -> record every outcome (`record.py`, deciding each row's next
 state with `outcomes.py`, checking the auto-pause rates with `autopause.py`).
 States: queued -> claimed -> sending -> sent | retry_wait | failed | suppressed | unknown.
 A crash between claim and record leaves rows `claimed` or `sending`; when their lease
@@ -137,9 +137,11 @@ class Dispatcher:
             if not batch:
                 return DispatchStats()
             campaigns = {r.campaign_id for r in batch}
-            self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
-            # Throttles and the frequency cap: what does not fit is queued again, due when it fits.
+            # Throttles and the frequency cap: what does not fit is queued again, due when it
+            # fits, before it is rendered (no coupon taken, no rendering time spent on it).
             batch = [row for row, _ in pacing.hold(self.app, [(row, None) for row in batch], now)]
+            self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
+            messages, failures = self._renderer.render(batch)
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
             note = f"database unavailable before sending: {first_line(exc)}"
             return await record([(row, SendResult("transient", None, note)) for row in batch], [], [], now)
@@ -149,7 +151,7 @@ class Dispatcher:
         stats = DispatchStats()
         handover = Handover(self.app, self._channels(), self._dkim, self._recorder)
         handover.stopping = self._stop
-        left = await handover.run(batch, self._renderer, now, marks, stats)
+        left = await handover.run(messages, failures, now, marks, stats)
         stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns=campaigns))
         settle_campaigns(self.app, campaigns, now)  # a campaign whose last row is final moves at once
         return stats
