@@ -56,7 +56,7 @@ def main(n: int, rounds: int, roots: list[str]) -> None:
                 _copy_db(config.parent / "planned.db", config.parent / "bench.db")
                 runs[root].append(_child(root, "ours", str(config), n, port))
                 assert runs[root][-1]["count"] == n, runs[root][-1]
-            bare.append(_child(roots[0], "bare", configs[roots[0]], n, port))
+            bare.append(_child(roots[-1], "bare", configs[roots[-1]], n, port))
             line = f"round {k}: bare {n / bare[-1]['seconds']:.0f}/s"
             for i, root in enumerate(roots):
                 m = runs[root][-1]

@@ -26,6 +26,7 @@ BENCHES = [
     ("bench_report", "Campaign report on a large history vs the bare GROUP BY counts"),
     ("bench_events", "Custom events: import + triggered-journey evaluation vs a bare insert loop"),
     ("bench_journeys", "Branching journey: contacts moved through send, branch, send vs a linear drip of the same rows"),
+    ("bench_startup", "CLI start-up: `campaigns --version` and `campaigns status` vs a bare `python -c pass`"),
 ]
 OUT = Path(__file__).parent / "RESULTS.md"
 # The segment benchmark's own default (1M contacts, 5M orders) spends most of its time

@@ -1,6 +1,7 @@
 """The dispatcher: the send loop, batch after batch, and the order of the stages.
 
-Per batch: claim (`outbox.py`: one short transaction, consent re-checked) -> render
+Per batch: claim (`outbox.py`: one short transaction, consent re-checked) -> throttles and
+the frequency cap (`pacing.py`: what does not fit waits in the queue, unrendered) -> render
 (`render_stage.py`: one transaction, coupons and tracked links are written) -> hand over
 in waves (`handover.py`) -> record every outcome (`record.py`, deciding each row's next
 state with `outcomes.py`, checking the auto-pause rates with `autopause.py`).
@@ -25,7 +26,7 @@ from campaigns.errors import ConfigError
 from campaigns.messages import dkim_signing
 from campaigns.store.db import session_factory
 from campaigns.timespec import utcnow
-from scheduler import exits
+from scheduler import exits, pacing
 from scheduler.autopause import AutoPause
 from scheduler.channels import Channel, SendResult
 from scheduler.dkim_pool import DkimPool
@@ -135,6 +136,10 @@ class Dispatcher:
             batch = exits.check(self.app, batch, now)  # --exit-when / --goal: who left their journey goes no further
             if not batch:
                 return DispatchStats()
+            campaigns = {r.campaign_id for r in batch}
+            # Throttles and the frequency cap: what does not fit is queued again, due when it
+            # fits, before it is rendered (no coupon taken, no rendering time spent on it).
+            batch = [row for row, _ in pacing.hold(self.app, [(row, None) for row in batch], now)]
             self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
             messages, failures = self._renderer.render(batch)
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
@@ -147,8 +152,8 @@ class Dispatcher:
         handover = Handover(self.app, self._channels(), self._dkim, self._recorder)
         handover.stopping = self._stop
         left = await handover.run(messages, failures, now, marks, stats)
-        stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns={r.campaign_id for r in batch}))
-        settle_campaigns(self.app, {r.campaign_id for r in batch}, now)  # a campaign whose last row is final moves at once
+        stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns=campaigns))
+        settle_campaigns(self.app, campaigns, now)  # a campaign whose last row is final moves at once
         return stats
 
 

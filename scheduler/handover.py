@@ -16,7 +16,6 @@ from datetime import datetime
 
 from campaigns.context import App
 from campaigns.timespec import utcnow
-from scheduler import pacing
 from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.dkim_pool import DkimPool
 from scheduler.holds import before_wave
@@ -75,11 +74,6 @@ class Handover:
                   stats: DispatchStats) -> Leftover:
         """Send `messages` in waves (render `failures` are written with the first wave); counts
         what the waves wrote into `stats` and returns what is left to write."""
-        try:  # throttles and the frequency cap (scheduler/pacing.py): what does not fit waits in the queue
-            messages = pacing.hold(self.app, messages, now)
-        except DB_DOWN as exc:  # cannot tell what fits: nothing goes, the rows retry later
-            note = f"database unavailable before sending: {first_line(exc)}"
-            return Leftover(done=[(row, SendResult("transient", None, note)) for row, _ in messages], failures=failures)
         # DKIM: the whole batch goes to the signing threads now, so they work without pause
         # while the waves go out; each message waits for its own signature at hand-over.
         signing: dict[int, asyncio.Future[bytes]] = {

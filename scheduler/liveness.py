@@ -2,7 +2,9 @@
 
 Every sending process upserts its `process_heartbeat` row every `[sending] heartbeat_seconds`
 (5 s by default), with its host and pid. Each beat also looks for dead senders: one on this host whose pid is gone
-(a SIGKILL, an OOM kill: known at once), or one anywhere not seen for DEAD_AFTER. Its
+(a SIGKILL, an OOM kill: known at once), or one anywhere silent for DEAD_AFTER or for
+MISSED_BEATS of its own beats, whichever is longer (each row says how often its process
+beats: processes with different `heartbeat_seconds` judge each other right). Its
 `claimed` rows were never handed over and go back to the queue at once; its `sending`
 rows may have gone out and become `unknown` (or queued, with `resend_unknown`), exactly
 what the lease's end would do, but seconds after the death instead of `lease_seconds`.
@@ -28,6 +30,7 @@ log = logging.getLogger("campaigns.liveness")
 # A sender on another host is dead when not seen for this long. Generous: a live sender
 # that lost its rows would find them re-claimed by another (its writes check the owner).
 DEAD_AFTER = timedelta(seconds=60)
+MISSED_BEATS = 3  # ... and never before it missed this many of its own beats
 HOST = socket.gethostname()
 
 
@@ -45,7 +48,7 @@ def heartbeat(app: App, name: str, role: str, info: dict[str, Any] | None = None
                 s.delete(row)
             return
         now = utcnow()
-        info = {**identity(), **(info or {})}
+        info = {**identity(), "beat_seconds": app.settings.sending.heartbeat_seconds, **(info or {})}
         if row is None:
             s.add(ProcessHeartbeat(name=name, role=role, started_at=now, last_seen=now, info=info))
         else:
@@ -65,11 +68,16 @@ def _pid_gone(pid: object) -> bool:
 
 
 def is_dead(row: ProcessHeartbeat, now: datetime) -> bool:
-    """A heartbeat row whose process is gone: its pid on this host, or silent for DEAD_AFTER."""
+    """A heartbeat row whose process is gone: its pid on this host, or silent for DEAD_AFTER
+    and for MISSED_BEATS of its own beats."""
     info = row.info or {}
     if info.get("host") == HOST and info.get("pid") != os.getpid() and _pid_gone(info.get("pid")):
         return True
-    return now - row.last_seen > DEAD_AFTER
+    every = info.get("beat_seconds")
+    limit = DEAD_AFTER
+    if isinstance(every, (int, float)) and every > 0:
+        limit = max(limit, timedelta(seconds=min(float(every), 86_400.0) * MISSED_BEATS))
+    return now - row.last_seen > limit
 
 
 def release_rows(conn: Connection, settings: Settings, worker: str, now: datetime, *, in_flight: bool) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, distinct, func, select
@@ -13,24 +13,18 @@ from campaigns.reports import itt
 from campaigns.reports.abtest import variant_test
 from campaigns.reports.stats import lift, ratio
 from campaigns.reports.steps import step_report
+from campaigns.reports.timeline import timeline
 from campaigns.store.models import (
     Attribution,
     Campaign,
     CampaignRun,
     Delivery,
     Event,
-    Purchase,
 )
 from campaigns.timespec import utcnow
 from campaigns.vocab import DeliveryState
 
 SKIPS = ("no_consent", "left_topic", "suppressed", "capped", "invalid_address")
-
-
-def _bucket(session: Session, column: Any, unit: str) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.date_trunc(unit, column), "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d", column)
 
 
 FUNNEL_EVENTS = ("bounce", "open", "click", "unsubscribe", "complaint")
@@ -65,14 +59,38 @@ def _engagement(session: Session, c: Campaign) -> list[Any]:
                                 .group_by(matched, *CELLS)))
 
 
+def _delivery_cells(session: Session, c: Campaign, now: datetime) -> tuple[list[Any], dict[tuple[bool, str | None], int], int]:
+    """One pass over the campaign's deliveries: the rows per (state, variant, stage, segment)
+    cell, the lift's contacts per (held_out, variant), and the distinct contacts sent to.
+
+    A contact is counted on their earliest delivery among those that qualify (`itt.earliest`,
+    grouped in `ix_delivery_campaign_contact` order and joined back on the contact), so the
+    distinct counts come out of the same grouped query as the cells.
+    """
+    d = Delivery
+    first = itt.earliest(c, started=itt.started(d, c, now), sent=(d.state == DeliveryState.SENT,))
+    rows = session.execute(select(d.state, *CELLS, d.is_holdout, func.sum(case((d.id == first.c.started, 1), else_=0)),
+                                  func.sum(case((d.id == first.c.sent, 1), else_=0)), func.count())
+                           .join(first, first.c.contact_id == d.contact_id)
+                           .where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
+    cells: dict[tuple[Any, ...], int] = {}
+    contacts: dict[tuple[bool, str | None], int] = {}
+    treated_n = 0
+    for state, variant, stage, segment, held, n_started, n_sent, n in rows:
+        cells[(state, variant, stage, segment)] = cells.get((state, variant, stage, segment), 0) + n
+        contacts[(bool(held), variant)] = contacts.get((bool(held), variant), 0) + int(n_started or 0)
+        treated_n += int(n_sent or 0)
+    return [(*cell, n) for cell, n in cells.items()], contacts, treated_n
+
+
 def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
     """Funnel, rates, lift, breakdowns and timeline for one campaign.
 
     The funnel's converted and revenue are attributed (credit, campaigns/tracking/attribution.py);
     the lift compares intention-to-treat groups and never reads the credit.
     """
-    d = Delivery
-    cells = session.execute(select(d.state, *CELLS, func.count()).where(d.campaign_id == c.id).group_by(d.state, *CELLS)).all()
+    now = now or utcnow()
+    cells, contacts, treated_n = _delivery_cells(session, c, now)
     states: dict[str, int] = {}
     for cell in cells:
         states[cell[0]] = states.get(cell[0], 0) + cell[-1]
@@ -87,7 +105,6 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     a = Attribution
     treated_conv, treated_rev = session.execute(select(func.count(distinct(a.contact_id)), func.coalesce(func.sum(a.credited_cents), 0))
                                                 .where(a.campaign_id == c.id, a.is_holdout.is_(False))).one()
-    treated_n = session.scalar(select(func.count(distinct(d.contact_id))).where(d.campaign_id == c.id, d.state == "sent")) or 0
     treated_rev = int(treated_rev)
     revenue = treated_rev / 100
     per_message = c.cost_per_message if c.cost_per_message is not None else (
@@ -104,7 +121,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
         "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
-    found = itt.summary(session, c, now or utcnow())
+    found = itt.summary(session, c, now, contacts=contacts)
     lf = lift(itt.group(found, False), itt.group(found, True))
     if cost and lf["incremental_revenue"] is not None:
         # What the campaign caused (the holdout says), not what attribution credited it with.
@@ -122,11 +139,11 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
                      "segment": segment, "segment_definition": definition,
                      "holdout_pct": c.holdout_pct, "attribution_window_hours": c.attribution_window_seconds // 3600},
         "funnel": funnel, "rates": rates,
-        "lift": lf, "ab_test": variant_test(itt.summary(session, c, now or utcnow(), test_only=True)
+        "lift": lf, "ab_test": variant_test(itt.summary(session, c, now, test_only=True)
                                              if c.test_share_pct is not None else found),
         "ab_winner": _ab_winner(c, runs),
         **_breakdowns(session, c, [cell[1:] for cell in cells if cell[0] == DeliveryState.SENT],
-                      [row[1:] for row in engaged if row[0]]), "timeline": _timeline(session, c),
+                      [row[1:] for row in engaged if row[0]]), "timeline": timeline(session, c),
         "steps": step_report(session, c),
     }
 
@@ -172,33 +189,6 @@ def _breakdowns(session: Session, c: Campaign, sent: list[Any], engaged: list[An
                 rows[key]["converted"], rows[key]["revenue"] = n, int(cents or 0) / 100
         out[name] = sorted(rows.values(), key=lambda r: (r["group"] is None, str(r["group"])))
     return out
-
-
-def _timeline(session: Session, c: Campaign) -> dict[str, Any]:
-    first_event, last_event = session.execute(select(func.min(Event.occurred_at), func.max(Event.occurred_at))
-                                              .where(Event.campaign_id == c.id)).one()
-    first_order, last_order = session.execute(select(func.min(Purchase.occurred_at), func.max(Purchase.occurred_at))
-                                              .join(Attribution, Attribution.purchase_id == Purchase.id)
-                                              .where(Attribution.campaign_id == c.id)).one()
-    starts = [t for t in (first_event, first_order) if t is not None]
-    ends = [t for t in (last_event, last_order) if t is not None]
-    span = (min(starts) if starts else None, max(ends) if ends else None)
-    unit = "day" if span[0] and span[1] and span[1] - span[0] > timedelta(days=3) else "hour"
-    rows: dict[str, dict[str, Any]] = {}
-    b = _bucket(session, Event.occurred_at, unit)
-    # One per delivery per bucket, like the funnel: a pixel fetched 1,000 times by
-    # rotating User-Agents is one open, not 1,000.
-    for kind, at, n in session.execute(select(Event.type, b, func.count(distinct(Event.delivery_id)))
-                                       .where(Event.campaign_id == c.id, Event.type.in_(("open", "click")), Event.is_machine.is_(False))
-                                       .group_by(Event.type, b)):
-        rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})["opens" if kind == "open" else "clicks"] = n
-    b = _bucket(session, Purchase.occurred_at, unit)
-    for at, n, cents in session.execute(select(b, func.count(), func.sum(Attribution.credited_cents))
-                                        .join(Attribution, Attribution.purchase_id == Purchase.id)
-                                        .where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False)).group_by(b)):
-        row = rows.setdefault(at, {"at": at, "opens": 0, "clicks": 0, "orders": 0, "revenue": 0.0})
-        row["orders"], row["revenue"] = n, int(cents or 0) / 100
-    return {"bucket": unit, "rows": [rows[k] for k in sorted(rows)]}
 
 
 def overview(session: Session, settings: Settings) -> list[dict[str, Any]]:

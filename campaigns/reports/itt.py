@@ -8,7 +8,8 @@ those purchases. A contact's assignment (holdout, variant) is the one of their e
 delivery whose clock has started. Attribution (credit) plays no part here.
 
 Computed in SQL without reading every delivery into Python: one grouped query counts the
-contacts per (holdout, variant); one join finds the purchases made after a clock started
+contacts per (holdout, variant) (or the caller counts them in its own pass over the
+deliveries, with `earliest`); one join finds the purchases made after a clock started
 (a few rows per buyer), whose window end is then checked exactly in Python so that both
 ends stay inclusive to the microsecond on SQLite and PostgreSQL alike.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.reports.stats import Group
@@ -61,39 +62,64 @@ def summarise(found: dict[int, Outcome]) -> Summary:
     return out
 
 
-def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None = None, test_only: bool = False) -> Summary:
-    """Every contact whose clock has started (due time passed), grouped by assignment.
+def started(d: Any, c: Campaign, now: datetime, *, run_id: int | None = None, test_only: bool = False) -> tuple[Any, ...]:
+    """The conditions on delivery `d` (the model or an alias) for a clock of `c` that has started.
 
     A row still waiting for an A/B winner has no treatment yet, so it is left out until the
     winner is decided; `test_only` keeps only an A/B test share (not the winner's remainder),
     `run_id` one firing.
     """
+    out: tuple[Any, ...] = (d.campaign_id == c.id, func.coalesce(d.sent_at, d.due_at) <= now, d.state != DeliveryState.WAITING)
+    if run_id is not None:
+        out += (d.run_id == run_id,)
+    if test_only:
+        out += (d.ab_remainder.is_(False),)
+    return out
+
+
+def earliest(c: Campaign, **where: tuple[Any, ...]) -> Subquery:
+    """Per contact of `c`, the lowest delivery id meeting each named set of conditions (NULL: none does).
+
+    Joined back to the deliveries on the contact, `delivery.id == earliest.c.NAME` marks one
+    delivery per contact, so summing it counts distinct contacts in any grouping of the rows.
+    """
+    d = Delivery
+    return (select(d.contact_id, *(func.min(case((and_(*conditions), d.id))).label(name) for name, conditions in where.items()))
+            .where(d.campaign_id == c.id).group_by(d.contact_id).subquery())
+
+
+def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None = None, test_only: bool = False,
+            contacts: dict[tuple[bool, str | None], int] | None = None) -> Summary:
+    """Every contact whose clock has started (due time passed; see `started`), grouped by assignment.
+
+    `contacts`: the contacts per (held_out, variant) when the caller has counted them already
+    (a count of the deliveries that are `earliest` among the `started`); else one grouped query counts them.
+    """
     d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
     start = func.coalesce(d.sent_at, d.due_at)
-    started: tuple[Any, ...] = (d.campaign_id == c.id, start <= now, d.state != DeliveryState.WAITING)
-    if run_id is not None:
-        started += (d.run_id == run_id,)
-    if test_only:
-        started += (d.ab_remainder.is_(False),)
-    first = select(func.min(d.id).label("id")).where(*started).group_by(d.contact_id).subquery()
+    mine = started(d, c, now, run_id=run_id, test_only=test_only)
     out = Summary()
-    for held, variant, n in session.execute(select(d.is_holdout, d.variant, func.count())
-                                            .join(first, first.c.id == d.id).group_by(d.is_holdout, d.variant)):
-        key = (bool(held), variant)
-        out.contacts[key] = out.contacts.get(key, 0) + int(n)
+    if contacts is not None:
+        out.contacts = {k: n for k, n in contacts.items() if n}
+    else:
+        first = select(func.min(d.id).label("id")).where(*mine).group_by(d.contact_id).subquery()
+        for held, variant, n in session.execute(select(d.is_holdout, d.variant, func.count())
+                                                .join(first, first.c.id == d.id).group_by(d.is_holdout, d.variant)):
+            key = (bool(held), variant)
+            out.contacts[key] = out.contacts.get(key, 0) + int(n)
     # Purchases on or after one of the contact's clocks; the window's end is checked below.
     spent: dict[int, int] = {}
     seen: set[int] = set()
     for contact_id, purchase_id, occurred_at, cents, at in session.execute(
             select(d.contact_id, Purchase.id, Purchase.occurred_at, Purchase.amount_cents, start)
-            .join(Purchase, Purchase.contact_id == d.contact_id).where(*started, Purchase.occurred_at >= start)):
+            .join(Purchase, Purchase.contact_id == d.contact_id).where(*mine, Purchase.occurred_at >= start)):
         if purchase_id not in seen and occurred_at <= at + window:
             seen.add(purchase_id)
             spent[contact_id] = spent.get(contact_id, 0) + int(cents)
     ids = sorted(spent)
     for i in range(0, len(ids), _IN_CHUNK):
         part = ids[i:i + _IN_CHUNK]
-        firsts = (select(d.contact_id, func.min(d.id).label("id")).where(*started, d.contact_id.in_(part))
+        firsts = (select(d.contact_id, func.min(d.id).label("id")).where(*mine, d.contact_id.in_(part))
                   .group_by(d.contact_id).subquery())
         for contact_id, held, variant in session.execute(select(firsts.c.contact_id, d.is_holdout, d.variant)
                                                          .join(firsts, firsts.c.id == d.id)):

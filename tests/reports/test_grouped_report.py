@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 
 from campaigns.reports import itt
 from campaigns.reports.campaign import campaign_report
-from campaigns.store.models import Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
+from campaigns.store.models import Attribution, Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
 
 T = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 WINDOW = timedelta(days=3)
@@ -20,7 +20,7 @@ def _reference_itt(s, c, now):
     clocks = {}
     for d in s.scalars(select(Delivery).where(Delivery.campaign_id == c.id).order_by(Delivery.id)):
         at = d.sent_at or d.due_at
-        if at <= now:
+        if at <= now and d.state != "waiting":  # a row waiting for an A/B winner has no treatment yet
             clocks.setdefault(d.contact_id, (bool(d.is_holdout), d.variant, []))[2].append(at)
     spent = {}
     for p in s.scalars(select(Purchase)):
@@ -48,7 +48,7 @@ def _shop(s, rng):
         held, variant = rng.random() < 0.2, rng.choice(["A", "B", None])
         for step in range(rng.choice([1, 1, 2, 3])):  # drips and re-runs: several clocks per contact
             due = T + timedelta(days=rng.choice([0, 1, 2, 5, 40]), seconds=rng.randrange(86400), microseconds=rng.randrange(10**6))
-            state = "held_out" if held else rng.choice(["sent", "sent", "sent", "failed", "unknown", "queued"])
+            state = "held_out" if held else rng.choice(["sent", "sent", "sent", "failed", "unknown", "queued", "waiting"])
             rows.append({"run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": "email", "step": step,
                          "variant": variant, "is_holdout": held, "state": state, "attempts": 1, "due_at": due,
                          "sent_at": due + timedelta(minutes=rng.randrange(90)) if state == "sent" else None,
@@ -84,7 +84,15 @@ def _shop(s, rng):
                        "type": kind, "is_machine": n % 3 == 0, "occurred_at": T + timedelta(hours=n), "dedup_key": f"x{n}",
                        "data": {}})
     conn.execute(insert(Event), events)
-    conn.execute(insert(Purchase), purchases)
+    pids = conn.execute(insert(Purchase).returning(Purchase.id, sort_by_parameter_order=True), purchases).scalars().all()
+    by_contact = {}
+    for did, cid, _sent_at, _due_at in deliveries:
+        by_contact.setdefault(cid, did)
+    held_ids = {r["contact_id"] for r in rows if r["is_holdout"]}
+    conn.execute(insert(Attribution), [  # credit for some purchases, a contact sometimes credited twice
+        {"purchase_id": pid, "delivery_id": by_contact[p["contact_id"]], "campaign_id": c.id, "contact_id": p["contact_id"],
+         "is_holdout": p["contact_id"] in held_ids, "rule": "click", "credited_cents": p["amount_cents"]}
+        for pid, p in zip(pids, purchases, strict=True) if rng.random() < 0.6])
     return c
 
 
@@ -107,6 +115,9 @@ def test_grouped_itt_and_breakdowns_match_a_python_reference(app, seed):
         report = campaign_report(s, app.settings, c, now)
         all_d = list(s.scalars(select(Delivery).where(Delivery.campaign_id == c.id)))
         all_e = list(s.scalars(select(Event).where(Event.campaign_id == c.id)))
+        credit = list(s.scalars(select(Attribution).where(Attribution.campaign_id == c.id, Attribution.is_holdout.is_(False))))
+        orders = list(s.scalars(select(Purchase).join(Attribution, Attribution.purchase_id == Purchase.id)
+                                .where(Attribution.campaign_id == c.id)))
     def with_event(kind, human_only):
         return len({e.delivery_id for e in all_e if e.type == kind and (not human_only or not e.is_machine)})
     f = report["funnel"]
@@ -123,3 +134,26 @@ def test_grouped_itt_and_breakdowns_match_a_python_reference(app, seed):
                            len({e.delivery_id for e in all_e if e.type == "open" and not e.is_machine and key.get(e.delivery_id, -1) == k}),
                            len({e.delivery_id for e in all_e if e.type == "click" and not e.is_machine and key.get(e.delivery_id, -1) == k}))
         assert {r["group"]: (r["sent"], r["opened"], r["clicked"]) for r in report[name]} == expected
+    states = {}
+    for d in all_d:
+        states[d.state] = states.get(d.state, 0) + 1
+    assert (f["held_out"], f["sent"], f["failed"], f["unknown"], f["waiting_for_winner"], f["queued"]) == (
+        states.get("held_out", 0), states.get("sent", 0), states.get("failed", 0), states.get("unknown", 0),
+        states.get("waiting", 0), states.get("queued", 0))
+    assert f["planned"] == len(all_d) - states.get("held_out", 0) - states.get("waiting", 0)
+    # converted over the distinct contacts sent (several sends to one contact count once)
+    sent_contacts = {d.contact_id for d in all_d if d.state == "sent"}
+    assert len(sent_contacts) < states["sent"] and f["converted"] == len({a.contact_id for a in credit}) > 0
+    assert report["rates"]["conversion_rate"] == f["converted"] / len(sent_contacts)
+    # the timeline: its unit from the span of every event and attributed order, each delivery once per bucket
+    times = [e.occurred_at for e in all_e] + [s_p.occurred_at for s_p in orders]
+    unit = "day" if max(times) - min(times) > timedelta(days=3) else "hour"
+    fmt = "%Y-%m-%d" if unit == "day" else "%Y-%m-%d %H:00"
+    buckets = {}
+    for e in all_e:
+        if e.type in ("open", "click") and not e.is_machine and e.delivery_id is not None:
+            buckets.setdefault((e.type, e.occurred_at.strftime(fmt)), set()).add(e.delivery_id)
+    tl = report["timeline"]
+    assert tl["bucket"] == unit
+    assert {(kind, r["at"]): r[kind + "s"] for r in tl["rows"] for kind in ("open", "click") if r[kind + "s"]} == {
+        k: len(v) for k, v in buckets.items()}
