@@ -211,3 +211,10 @@ def test_an_import_runs_with_a_bigger_page_cache_and_gives_the_connection_its_ow
     else:
         assert seen == [None]
     assert _count(app) == 3 and _count(app, ConsentEvent) == 3  # the new contacts' grants, looked up or not
+
+
+def test_the_summary_counts_rows_in_words(cli, tmp_path):
+    one = cli("contacts", "import", str(_write(tmp_path, "email\nann@example.com\n", name="one.csv")))
+    assert one.exit_code == 0 and "one.csv: 1 row: 1 created" in one.output, one.output
+    three = cli("contacts", "import", str(_write(tmp_path, GOOD)))
+    assert three.exit_code == 0 and "contacts.csv: 3 rows: " in three.output, three.output
