@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 
 from campaigns.store.models import Campaign, Delivery
+from campaigns.timespec import utcnow
 from scheduler.pacing import Row, admit, defer
 from scheduler.planner import plan_drip, plan_firing
 from tests.scheduler.conftest import add_people, make_campaign
@@ -67,7 +68,9 @@ def test_a_drip_step_waits_until_the_cap_has_room(make_app):
     news = make_campaign(app, "news", cap="none")
     sent_times = [T - timedelta(days=3), T - timedelta(days=2), T - timedelta(days=1)]
     with app.session() as s:  # contact 0 had three marketing messages in the last three days
-        plan_firing(s, app.settings, s.get(Campaign, news), sent_times[0], sent_times[0])
+        # Planned now, on the firing of three days before T: the consent given just now (by the
+        # real clock, which passes T - 3 days on 2026-11-28) must be on the ledger when planning looks.
+        plan_firing(s, app.settings, s.get(Campaign, news), sent_times[0], max(utcnow(), sent_times[0]))
         first, second = s.scalars(select(Delivery).where(Delivery.campaign_id == news).order_by(Delivery.contact_id))
         first.state, first.sent_at = "sent", sent_times[0]
         second.state = "cancelled"
