@@ -8,6 +8,7 @@ import asyncio
 import ssl
 from pathlib import Path
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
@@ -245,7 +246,8 @@ def test_with_aiosmtpd_offering_pipelining_a_drop_at_rcpt_is_transient_and_a_han
     assert [rcpt for rcpt, _mid, _from in smtp.received] == ["hang@example.com", "ann@example.com"]
 
 
-def test_pipelining_over_starttls_with_a_login():
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_pipelining_over_starttls_or_implicit_tls_with_a_login(security: str):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
     received: list[bytes] = []
@@ -266,12 +268,16 @@ def test_pipelining_over_starttls_with_a_login():
         return AuthResult(success=auth_data.password == b"secret")
 
     port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
-                            authenticator=authenticator)
+    if security == "starttls":
+        controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+                                authenticator=authenticator)
+    else:  # aiosmtpd does not count implicit TLS as TLS for AUTH: allow it explicitly
+        controller = Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=context,
+                                authenticator=authenticator, auth_require_tls=False)
     controller.start()
 
     async def go():  # type: ignore[no-untyped-def]
-        pool = _pool(port, security="starttls", ca_file=str(TLS / "ca.pem"), server_name="mail.test",
+        pool = _pool(port, security=security, ca_file=str(TLS / "ca.pem"), server_name="mail.test",
                      username="shop", password="secret")
         try:
             results = [await pool.send(_email(i)) for i in range(3)]
