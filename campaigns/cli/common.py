@@ -25,6 +25,7 @@ from campaigns.cli.output import (  # noqa: F401  (re-exported for the command m
     points,
     print_json,
     row_progress,
+    rows_of,
     safe,
     terminal_safe,
     warn,

@@ -33,6 +33,7 @@ from campaigns.cli.common import (
     get_app,
     import_hints,
     ok,
+    rows_of,
     warn,
 )
 from campaigns.errors import InputError
@@ -80,7 +81,7 @@ def import_cmd(
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{file}: {result.rows} rows: {result.created} created, {result.updated} updated, "
+    ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.updated} updated, "
        f"{result.unchanged} unchanged, {result.consent_events} consent events recorded")
     if result.consent_requests:
         ok(f"double opt-in: {result.consent_requests} pending, {result.consent_requests} confirmation requests queued "

@@ -99,6 +99,11 @@ STATE_WORDS = {"queued": "queued", "claimed": "sending", "sent": "sent", "retry_
                "cancelled": "cancelled", "skipped": "skipped", "waiting": "waiting for the A/B winner"}
 
 
+def rows_of(n: int) -> str:
+    """'1 row', '3 rows': a file's row count in a sentence."""
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
 def counted(counts: dict[str, int], words: dict[str, str] | None = None) -> str:
     """`{'sent': 2, 'failed': 1}` as `2 sent, 1 failed` (zeros left out, known words used)."""
     words = words or {}

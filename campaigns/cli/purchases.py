@@ -21,6 +21,7 @@ from campaigns.cli.common import (
     get_app,
     import_hints,
     ok,
+    rows_of,
     warn,
 )
 from campaigns.tracking.attribution import attribute_purchases
@@ -48,7 +49,7 @@ def import_cmd(
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{file}: {result.rows} rows: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
+    ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
     if result.rejected:
         warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
 

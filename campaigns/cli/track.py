@@ -21,6 +21,7 @@ from campaigns.cli.common import (
     get_app,
     import_hints,
     ok,
+    rows_of,
     warn,
 )
 from campaigns.errors import InputError
@@ -113,7 +114,7 @@ def events_import(
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{file}: {result.rows} rows: {result.created} created, {result.unchanged} already recorded")
+    ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.unchanged} already recorded")
     if result.rejected:
         warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
 

@@ -5,16 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert
 
-from campaigns.store.models import (
-    Attribution,
-    Campaign,
-    CampaignRun,
-    Contact,
-    Delivery,
-    Event,
-    Purchase,
-    Segment,
-)
+from campaigns.store.models import Attribution, Delivery, Event, Purchase
+from tests.reports.builders import campaign_with_contacts
 
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -23,21 +15,12 @@ T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 def history(app):
     """100 sent (A/B 60/40), 40 held out, 10 failed, 2 unknown; opens, clicks, orders as documented inline."""
     with app.session() as s:
-        seg = Segment(name="all", definition='email contains "@"')
-        s.add(seg)
-        s.flush()
-        c = Campaign(name="winback", channel="email", segment_id=seg.id, schedule_kind="manual", variants=[], steps=[],
-                     utm={}, attribution_window_seconds=7 * 86400, holdout_pct=25, cost_per_message=0.01, status="draft")
-        s.add(c)
-        s.flush()
-        run = CampaignRun(campaign_id=c.id, scheduled_for=T, status="planned",
-                          counts={"in_segment": 170, "planned": 112, "held_out": 40,
-                                  "skipped": {"no_consent": 12, "suppressed": 3, "capped": 2, "invalid_address": 1}})
-        s.add(run)
-        s.flush()
+        c, run, ids = campaign_with_contacts(
+            s, name="winback", at=T, contacts=152, prefix="h", run_status="planned",
+            counts={"in_segment": 170, "planned": 112, "held_out": 40,
+                    "skipped": {"no_consent": 12, "suppressed": 3, "capped": 2, "invalid_address": 1}},
+            attribution_window_seconds=7 * 86400, holdout_pct=25, cost_per_message=0.01, status="draft")
         conn = s.connection()
-        ids = conn.execute(insert(Contact).returning(Contact.id, sort_by_parameter_order=True),
-                           [{"email": f"h{i}@example.com", "attributes": {}, "tags": []} for i in range(152)]).scalars().all()
         rows = []
         for i, cid in enumerate(ids):
             state = "sent" if i < 100 else "held_out" if i < 140 else "failed" if i < 150 else "unknown"

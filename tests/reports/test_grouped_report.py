@@ -8,7 +8,8 @@ from sqlalchemy import insert, select
 
 from campaigns.reports import itt
 from campaigns.reports.campaign import campaign_report
-from campaigns.store.models import Attribution, Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
+from campaigns.store.models import Attribution, Campaign, CampaignRun, Delivery, Event, Purchase
+from tests.reports.builders import campaign_with_contacts
 
 T = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 WINDOW = timedelta(days=3)
@@ -30,19 +31,9 @@ def _reference_itt(s, c, now):
 
 
 def _shop(s, rng):
-    seg = Segment(name="all", definition='email contains "@"')
-    s.add(seg)
-    s.flush()
-    c = Campaign(name="random", channel="email", segment_id=seg.id, schedule_kind="manual", variants=[], steps=[], utm={},
-                 attribution_window_seconds=int(WINDOW.total_seconds()), holdout_pct=20, status="completed")
-    s.add(c)
-    s.flush()
-    run = CampaignRun(campaign_id=c.id, scheduled_for=T, status="done", counts={})
-    s.add(run)
-    s.flush()
+    c, run, ids = campaign_with_contacts(s, name="random", at=T, contacts=400, prefix="r", holdout_pct=20, status="completed",
+                                         attribution_window_seconds=int(WINDOW.total_seconds()))
     conn = s.connection()
-    ids = conn.execute(insert(Contact).returning(Contact.id, sort_by_parameter_order=True),
-                       [{"email": f"r{i}@example.com", "attributes": {}, "tags": []} for i in range(400)]).scalars().all()
     rows = []
     for cid in ids:
         held, variant = rng.random() < 0.2, rng.choice(["A", "B", None])
@@ -53,7 +44,7 @@ def _shop(s, rng):
                          "variant": variant, "is_holdout": held, "state": state, "attempts": 1, "due_at": due,
                          "sent_at": due + timedelta(minutes=rng.randrange(90)) if state == "sent" else None,
                          "lifecycle_stage": rng.choice(["new", "active", None]), "rfm_segment": rng.choice(["loyal", "lost"])})
-    elsewhere = Campaign(name="elsewhere", channel="email", segment_id=seg.id, schedule_kind="manual", variants=[], steps=[],
+    elsewhere = Campaign(name="elsewhere", channel="email", segment_id=c.segment_id, schedule_kind="manual", variants=[], steps=[],
                          utm={}, status="completed")
     s.add(elsewhere)
     s.flush()

@@ -12,25 +12,15 @@ import pytest
 from sqlalchemy import insert, select
 
 from campaigns.reports.campaign import campaign_report
-from campaigns.store.models import Attribution, Campaign, CampaignRun, Contact, Delivery, Event, Purchase, Segment
+from campaigns.store.models import Attribution, Campaign, Delivery, Event, Purchase
+from tests.reports.builders import campaign_with_contacts
 
 T = datetime(2026, 9, 1, 22, 0, tzinfo=UTC)  # near midnight: buckets across a day's edge
 
 
 def _history(s, rng, span_hours):
-    seg = Segment(name="all", definition='email contains "@"')
-    s.add(seg)
-    s.flush()
-    c = Campaign(name="tl", channel="email", segment_id=seg.id, schedule_kind="manual", variants=[], steps=[], utm={},
-                 holdout_pct=0, status="completed")
-    s.add(c)
-    s.flush()
-    run = CampaignRun(campaign_id=c.id, scheduled_for=T, status="done", counts={})
-    s.add(run)
-    s.flush()
+    c, run, ids = campaign_with_contacts(s, name="tl", at=T, contacts=60, prefix="t", holdout_pct=0, status="completed")
     conn = s.connection()
-    ids = conn.execute(insert(Contact).returning(Contact.id, sort_by_parameter_order=True),
-                       [{"email": f"t{i}@example.com", "attributes": {}, "tags": []} for i in range(60)]).scalars().all()
     dids = conn.execute(insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), [
         {"run_id": run.id, "campaign_id": c.id, "contact_id": cid, "channel": "email", "step": 0, "is_holdout": False,
          "state": "sent", "attempts": 1, "due_at": T, "sent_at": T} for cid in ids]).scalars().all()

@@ -41,3 +41,52 @@ def test_a_defaulted_column_left_out_is_refused(make_app):
             assert "created_at" in str(e)
         else:
             raise AssertionError("a row without its defaulted columns was inserted")
+
+
+def _raw(engine, table):
+    cols = ", ".join(f"typeof({c.name}), quote({c.name}), hex({c.name})" for c in table.c)  # quote() stops at a NUL
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(f"SELECT {cols} FROM {table.name} ORDER BY id").all()
+
+
+def test_one_statement_stores_the_same_bytes_as_an_ordinary_insert(tmp_path):
+    """Every kind of value, chunks that take the one-statement path and chunks that cannot
+    (a float, bytes, a NUL, an integer beyond 64 bits in a varying column): typeof and
+    quote() and hex() of each stored value are what insert(table) stores."""
+    from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String, Table, event
+
+    from campaigns.store.db import make_engine
+
+    def table(name):
+        return Table(name, MetaData(), Column("id", Integer, primary_key=True), Column("n", BigInteger),
+                     Column("s", String), Column("f", Float), Column("b", Boolean), Column("at", DateTime(timezone=True)),
+                     Column("j", JSON), Column("raw", LargeBinary), Column("k", Integer))
+    ours, theirs = table("ours"), table("theirs")
+    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    ours.metadata.create_all(engine)
+    theirs.metadata.create_all(engine)
+    at = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    odd = 'quote " back \\ line\nbreak tab\t é 😀 \x01 \\u0000 literal'
+
+    def rows(count, **over):
+        return [{"n": i * 7 - 3, "s": [odd, "plain", None, ""][i % 4], "f": 1.5, "b": bool(i % 2),
+                 "at": at + timedelta(seconds=i), "j": {"k": [i, "x"]}, "raw": b"\x00\xff", "k": 42, **over}
+                for i in range(count)]
+    chunks = [rows(5), rows(1), rows(3, f=None), rows(3, k=None), rows(4, n=2**62, s="same"),
+              rows(3, f=0.1 + 0.2), [{**r, "f": [0.1, 1e300, None][i]} for i, r in enumerate(rows(3))],
+              [{**r, "raw": [b"a", None, b"\x00"][i]} for i, r in enumerate(rows(3))],
+              [{**r, "s": ["a\x00b", "c", None][i]} for i, r in enumerate(rows(3))],
+              [{**r, "n": [2**63 - 1, -(2**63), 0][i]} for i, r in enumerate(rows(3))],
+              [{**r, "k": [1, True, None][i]} for i, r in enumerate(rows(3))]]
+    statements = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, params, context, many: statements.append((sql, many)))
+    with engine.begin() as conn:
+        for chunk in chunks:
+            insert_rows(conn, ours, chunk)
+            conn.execute(insert(theirs), chunk)
+    assert _raw(engine, ours) == _raw(engine, theirs)
+    ours_sql = [(sql, many) for sql, many in statements if "ours" in sql]
+    one = [sql for sql, many in ours_sql if "json_each" in sql and not many]
+    assert len(one) >= 6, ours_sql  # the exact kinds took one statement each
+    assert any(many for _sql, many in ours_sql), "a float, bytes or NUL in a varying column takes the executemany"
