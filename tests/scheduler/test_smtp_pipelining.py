@@ -44,6 +44,9 @@ class RawSmtp:
         self.bodies: list[bytes] = []
         self.commands: list[bytes] = []  # every command line, in order
         self.connections = 0
+        self.dribble = False  # write replies one byte at a time
+        self.tls: ssl.SSLContext | None = None  # offer STARTTLS with this context
+        self.after_starttls = b""  # sent with the 220 to STARTTLS, in the clear (an injection)
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -52,6 +55,15 @@ class RawSmtp:
     async def stop(self) -> None:
         self.server.close()
         await self.server.wait_closed()
+
+    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        if not self.dribble:
+            writer.write(data)
+            return
+        for i in range(len(data)):  # each byte its own segment, as far as the kernel allows
+            writer.write(data[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -66,7 +78,13 @@ class RawSmtp:
                 verb = command[:4].upper()
                 if verb == b"EHLO":
                     offer = b"250-PIPELINING\r\n" if self.pipelining else b""
+                    if self.tls and writer.get_extra_info("sslcontext") is None:
+                        offer += b"250-STARTTLS\r\n"
                     writer.write(b"250-raw\r\n" + offer + b"250 8BITMIME\r\n")
+                    continue
+                if verb == b"STAR" and self.tls:
+                    writer.write(b"220 ready\r\n" + self.after_starttls)
+                    await writer.start_tls(self.tls)
                     continue
                 unanswered.append(command)
                 if verb == b"MAIL":
@@ -83,7 +101,7 @@ class RawSmtp:
                         writer.transport.abort()
                         return
                     reply = self.data_reply or (b"354 go ahead" if envelope_ok else b"503 5.5.1 no valid recipients")
-                    writer.write(b"".join(r + b"\r\n" for r in [*held, reply]))
+                    await self._write(writer, b"".join(r + b"\r\n" for r in [*held, reply]))
                     held, unanswered = [], []
                     if reply.startswith(b"354"):
                         body = b""
@@ -118,9 +136,9 @@ def _pool(port: int, timeout: float = 10.0, **kw: object) -> SmtpPool:
     return SmtpPool(SmtpConfig(host="127.0.0.1", port=port, pool_size=1, timeout_seconds=timeout, **kw))  # type: ignore[arg-type]
 
 
-def _run(raw: RawSmtp, messages: list[OutgoingEmail], timeout: float = 10.0):  # type: ignore[no-untyped-def]
+def _run(raw: RawSmtp, messages: list[OutgoingEmail], timeout: float = 10.0, **kw: object):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
-        pool = _pool(await raw.start(), timeout)
+        pool = _pool(await raw.start(), timeout, **kw)
         try:
             return [await pool.send(m) for m in messages]
         finally:
@@ -137,6 +155,30 @@ def test_mail_rcpt_and_data_leave_together_before_any_reply_when_pipelining_is_o
     assert raw.at_data == [[b"MAIL FROM:<news@example.com>", b"RCPT TO:<a@example.com>", b"DATA"],
                            [b"MAIL FROM:<news@example.com>", b"RCPT TO:<b@example.com>", b"DATA"]]
     assert raw.bodies == [BODY.replace(b"\r\n.", b"\r\n..")] * 2
+    assert raw.connections == 1
+
+
+def test_pipelined_replies_that_arrive_a_byte_at_a_time_are_read_in_order():
+    raw = RawSmtp()
+    raw.dribble = True
+    raw.rcpt_reply["gone@example.com"] = b"550 5.1.1 <gone@example.com>: User unknown"
+    results = _run(raw, [_email(1), _email(2, "gone@example.com"), _email(3)])
+    assert [r.outcome for r in results] == ["sent", "hard_bounce", "sent"], results
+    assert len(raw.bodies) == 2 and raw.connections == 1
+
+
+def test_replies_injected_before_the_starttls_handshake_are_not_read_as_the_servers():
+    """RFC 3207 4.2: whatever follows the 220 to STARTTLS in the clear is discarded. Had the
+    injected line been queued, it would answer the EHLO after the handshake and every later
+    reply would be paired with the wrong command."""
+    raw = RawSmtp()
+    raw.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    raw.tls.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+    raw.after_starttls = b"250 injected\r\n250 injected\r\n"
+    results = _run(raw, [_email(1), _email(2)], security="starttls", ca_file=str(TLS / "ca.pem"),
+                   server_name="mail.test")
+    assert [r.outcome for r in results] == ["sent", "sent"], results
+    assert [len(batch) for batch in raw.at_data] == [3, 3]  # the real EHLO (PIPELINING) was read
     assert raw.connections == 1
 
 
