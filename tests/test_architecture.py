@@ -85,8 +85,9 @@ def test_the_rules_are_the_ones_the_figures_count() -> None:
 
 def test_one_smtp_client_the_channel() -> None:
     # `templates send-test` once had its own aiosmtplib client; everything now sends through the channel.
+    # smtp_pipelining is the channel's own protocol (aiosmtplib's, with pipelined replies queued).
     clients = sorted({i.module for i in IMPORTS if i.target.split(".")[0] == "aiosmtplib"})
-    assert clients == ["scheduler.channels.smtp"]
+    assert clients == ["scheduler.channels.smtp", "scheduler.channels.smtp_pipelining"]
 
 
 def test_the_cli_holds_no_sql() -> None:

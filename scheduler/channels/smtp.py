@@ -4,6 +4,12 @@ Each send runs MAIL, RCPT and DATA itself so the outcome is honest about where i
 anything before DATA is safe to retry; a connection lost during DATA (after the message
 may have been handed over) is `unknown` and never re-sent by default. After an error the
 connection is RSET, or dropped and reopened, so one bad address never poisons the rest.
+
+When the server's EHLO offers PIPELINING (RFC 2920; Postfix does), MAIL, RCPT and DATA go in
+one write and their three replies are read afterwards: two round trips per message instead
+of four. The outcomes are the same: a refused MAIL or RCPT is that reply's outcome (the first
+refused), and should the server still answer DATA with 354 the client ends that DATA at once
+with a lone "." before the RSET; only a loss after the message was written is `unknown`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import aiosmtplib
 
 from scheduler.channels import STOPPED, OutgoingEmail, OutgoingSms, SendResult, withdrawn
 from scheduler.channels.config import SmtpConfig
+from scheduler.channels.smtp_pipelining import PipeliningProtocol, PipeliningSMTP
 
 log = logging.getLogger("campaigns.smtp")
 AUTH_REFUSED = (530, 535)  # authentication required / credentials invalid: us, not the address
@@ -72,6 +79,11 @@ async def _data(conn: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
     reply = await conn.execute_command(b"DATA")
     if reply.code != 354:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return await _body(conn, data)
+
+
+async def _body(conn: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
+    """After DATA's 354: the message as `_wire` makes it, and the server's reply to it."""
     protocol = conn.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was written")
@@ -84,6 +96,37 @@ async def _data(conn: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply
+
+
+async def _pipelined(conn: PipeliningSMTP, mail_from: bytes, to: bytes) -> tuple[aiosmtplib.SMTPResponse, ...]:
+    """MAIL, RCPT and DATA in one write, then their three replies. A lost connection or a
+    timeout closes the connection, as aiosmtplib's execute_command does."""
+    protocol = conn.protocol
+    if not isinstance(protocol, PipeliningProtocol):
+        raise aiosmtplib.SMTPServerDisconnected("connection lost before MAIL")
+    try:
+        replies = await protocol.pipeline(b"MAIL FROM:" + mail_from + b"\r\nRCPT TO:" + to + b"\r\nDATA\r\n", 3,
+                                          timeout=conn.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        conn.close()
+        raise
+    if any(r.code == 421 for r in replies):  # the server is closing the connection: so do we
+        conn.close()
+    return tuple(replies)
+
+
+async def _end_empty_data(conn: aiosmtplib.SMTP) -> None:
+    """DATA got 354 although MAIL or RCPT was refused (RFC 2920 section 3.1): a lone "." ends
+    it, an empty message for no recipient. Its reply does not matter; the caller RSETs."""
+    protocol = conn.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
+    try:
+        protocol.write(b".\r\n")
+        await protocol.read_response(timeout=conn.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        conn.close()
+        raise
 
 
 class _NamedContext(ssl.SSLContext):
@@ -117,22 +160,22 @@ class SmtpPool:
         s = config
         self._config = config
         self._size = max(1, s.pool_size)
-        self._queue: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
+        self._queue: asyncio.Queue[PipeliningSMTP | None] | None = None
         self._where = f"{s.host}:{s.port}"
         self._down_since: float | None = None  # monotonic time of the first failed connect of an outage
         self._refused: tuple[float, aiosmtplib.SMTPResponseException] | None = None  # the last refused login
 
-    def _new(self) -> aiosmtplib.SMTP:
+    def _new(self) -> PipeliningSMTP:
         s = self._config
         context = tls_context(s) if s.security != "none" else None
-        return aiosmtplib.SMTP(
+        return PipeliningSMTP(
             hostname=s.host, port=s.port, timeout=s.timeout_seconds, use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False, tls_context=context,
             username=s.username or None, password=s.password or None,
             local_hostname=s.helo_name or None,
         )
 
-    async def _borrow(self) -> aiosmtplib.SMTP:
+    async def _borrow(self) -> PipeliningSMTP:
         if self._queue is None:
             self._queue = asyncio.Queue()
             for _ in range(self._size):
@@ -155,7 +198,7 @@ class SmtpPool:
                 raise
         return conn
 
-    def _give_back(self, conn: aiosmtplib.SMTP | None) -> None:
+    def _give_back(self, conn: PipeliningSMTP | None) -> None:
         assert self._queue is not None
         self._queue.put_nowait(conn if conn is not None and conn.is_connected else None)
 
@@ -181,6 +224,24 @@ class SmtpPool:
             return STOPPED
         stage = "mail"
         try:
+            if conn.pipelining:
+                # Both paths are checked before anything is written (ValueError below).
+                mail, rcpt, data = await _pipelined(conn, _path(message.mail_from), _path(message.to))
+                refused = mail if mail.code != 250 else rcpt if rcpt.code not in (250, 251) else None
+                if refused is not None:
+                    if data.code == 354 and conn.is_connected:
+                        try:
+                            await _end_empty_data(conn)
+                        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                            await self._drop(conn)  # the refusal was a definite answer all the same
+                            return classify(refused.code, refused.message)
+                    raise aiosmtplib.SMTPResponseException(refused.code, refused.message)
+                if data.code != 354:
+                    raise aiosmtplib.SMTPDataError(data.code, data.message)
+                stage = "data"
+                response = await _body(conn, message.data)
+                self._give_back(conn)
+                return SendResult("sent", message.message_id, f"{response.code} {response.message}"[:300])
             # MAIL and RCPT as raw commands: both addresses were checked when the message was
             # built (plain ASCII, no <>, spaces or line breaks), and aiosmtplib's mail()/rcpt()
             # would parse each again with email.utils (a tenth of the send path's time).
@@ -224,7 +285,7 @@ class SmtpPool:
             log.warning("SMTP server %s reachable again after %.0f s", self._where, time.monotonic() - self._down_since)
             self._down_since = None
 
-    async def _reset(self, conn: aiosmtplib.SMTP) -> None:
+    async def _reset(self, conn: PipeliningSMTP) -> None:
         try:
             await conn.rset()
             self._give_back(conn)

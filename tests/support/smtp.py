@@ -7,6 +7,7 @@
     server.drop_at_rcpt = {"a@x.com"}    # connection dropped before DATA (once per address)
     server.hang_after_dot = {"b@x.com"}  # message taken, no reply after the final dot
     server.data_delay = 0.5              # every DATA takes half a second (a slow server)
+    server.pipelining = True             # EHLO offers PIPELINING (RFC 2920), as Postfix does
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def free_port() -> int:
 class _Handler:
     def __init__(self, server: FaultySmtp) -> None:
         self.s = server
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        session.host_name = hostname  # what aiosmtpd does itself when no handler takes EHLO
+        with self.s.lock:
+            self.s.ehlo_count += 1  # one per connection: a test can tell a reused connection
+        if self.s.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the last line ("250 HELP")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
         if self.s.policy:
@@ -85,6 +94,8 @@ class FaultySmtp:
         self.hang_after_dot: set[str] = set()
         self.refuse_after_dot: set[str] = set()  # their message is refused once sent (554), not kept
         self.data_delay = 0.0
+        self.pipelining = False
+        self.ehlo_count = 0
         self.received: list[tuple[str, str, str]] = []
         self.raw: list[bytes] = []  # the DATA bytes exactly as they arrived, per recipient
         self.began: list[float] = []  # per received message: time.monotonic() at its MAIL FROM
