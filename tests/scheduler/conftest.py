@@ -43,9 +43,13 @@ def make_app(tmp_path: Path, db_url: str) -> Callable[[str], App]:
         a.engine.dispose()
 
 
-@pytest.fixture
-def smtp() -> FaultySmtp:
-    server = FaultySmtp().start()
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def smtp(request: pytest.FixtureRequest) -> FaultySmtp:
+    """The fault-injecting SMTP server, once offering PIPELINING (as Postfix does: the
+    channel's usual path) and once not (the path for servers that do not)."""
+    server = FaultySmtp()
+    server.pipelining = request.param
+    server.start()
     yield server
     server.stop()
 

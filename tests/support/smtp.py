@@ -7,7 +7,7 @@
     server.drop_at_rcpt = {"a@x.com"}    # connection dropped before DATA (once per address)
     server.hang_after_dot = {"b@x.com"}  # message taken, no reply after the final dot
     server.data_delay = 0.5              # every DATA takes half a second (a slow server)
-    server.pipelining = True             # EHLO offers PIPELINING (RFC 2920), as Postfix does
+    server.pipelining = False            # EHLO stops offering PIPELINING (RFC 2920; offered by default, as Postfix does)
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class FaultySmtp:
         self.hang_after_dot: set[str] = set()
         self.refuse_after_dot: set[str] = set()  # their message is refused once sent (554), not kept
         self.data_delay = 0.0
-        self.pipelining = False
+        self.pipelining = True  # offered, as Postfix does; tests of the other path turn it off
         self.ehlo_count = 0
         self.received: list[tuple[str, str, str]] = []
         self.raw: list[bytes] = []  # the DATA bytes exactly as they arrived, per recipient
