@@ -87,7 +87,7 @@ def import_cmd(
         ok(f"double opt-in: {result.consent_requests} pending, {result.consent_requests} confirmation requests queued "
            "(the daemon sends them in each recipient's allowed hours; consent counts once confirmed)")
     if result.rejected:
-        warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
+        warn(f"{rows_of(result.rejected)} rejected; see {result.rejects_path}")
 
 
 @app.command("add")

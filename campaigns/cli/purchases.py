@@ -51,7 +51,7 @@ def import_cmd(
         return
     ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
     if result.rejected:
-        warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
+        warn(f"{rows_of(result.rejected)} rejected; see {result.rejects_path}")
 
 
 @app.command("list")

@@ -116,7 +116,7 @@ def events_import(
         return
     ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.unchanged} already recorded")
     if result.rejected:
-        warn(f"{result.rejected} rows rejected; see {result.rejects_path}")
+        warn(f"{rows_of(result.rejected)} rejected; see {result.rejects_path}")
 
 
 @track_app.command("serve")

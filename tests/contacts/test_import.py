@@ -218,3 +218,8 @@ def test_the_summary_counts_rows_in_words(cli, tmp_path):
     assert one.exit_code == 0 and "one.csv: 1 row: 1 created" in one.output, one.output
     three = cli("contacts", "import", str(_write(tmp_path, GOOD)))
     assert three.exit_code == 0 and "contacts.csv: 3 rows: " in three.output, three.output
+
+
+def test_one_rejected_row_is_said_in_words(cli, tmp_path):
+    r = cli("contacts", "import", str(_write(tmp_path, "email\nann@example.com\nnot-an-address\n")), "--skip-invalid")
+    assert r.exit_code == 0 and "1 row rejected; see " in r.output, r.output
