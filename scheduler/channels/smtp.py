@@ -84,18 +84,24 @@ async def _data(conn: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
 
 async def _body(conn: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
     """After DATA's 354: the message as `_wire` makes it, and the server's reply to it."""
-    protocol = conn.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was written")
-    try:
-        protocol.write(_wire(data))
-        reply = await protocol.read_response(timeout=conn.timeout)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-        conn.close()
-        raise
+    reply = await _write_then_read(conn, _wire(data), "connection lost before the message was written")
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply
+
+
+async def _write_then_read(conn: aiosmtplib.SMTP, payload: bytes, lost: str) -> aiosmtplib.SMTPResponse:
+    """`payload` written as it is, then one reply. The connection is ours alone while a send
+    holds it; a lost connection or a timeout closes it, like aiosmtplib's own data()."""
+    protocol = conn.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected(lost)
+    try:
+        protocol.write(payload)
+        return await protocol.read_response(timeout=conn.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        conn.close()
+        raise
 
 
 async def _pipelined(conn: PipeliningSMTP, mail_from: bytes, to: bytes) -> tuple[aiosmtplib.SMTPResponse, ...]:
@@ -118,15 +124,7 @@ async def _pipelined(conn: PipeliningSMTP, mail_from: bytes, to: bytes) -> tuple
 async def _end_empty_data(conn: aiosmtplib.SMTP) -> None:
     """DATA got 354 although MAIL or RCPT was refused (RFC 2920 section 3.1): a lone "." ends
     it, an empty message for no recipient. Its reply does not matter; the caller RSETs."""
-    protocol = conn.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
-    try:
-        protocol.write(b".\r\n")
-        await protocol.read_response(timeout=conn.timeout)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-        conn.close()
-        raise
+    await _write_then_read(conn, b".\r\n", "connection lost during DATA")
 
 
 class _NamedContext(ssl.SSLContext):
