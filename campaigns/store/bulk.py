@@ -54,11 +54,12 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
                if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
     # Column by column, in C loops (itemgetter, zip, map): 200,000 rows cost no Python call per value.
     values = list(map(get, rows)) if len(names) > 1 else [(v,) for v in map(get, rows)]
-    if convert or (dialect.name == "sqlite" and _JSON_ROWS):
+    json_rows = dialect.name == "sqlite" and _JSON_ROWS and positional
+    if convert or json_rows:
         columns: list[Any] = list(zip(*values, strict=True))
         for i, conv in convert:
             columns[i] = conv(columns[i])
-        if dialect.name == "sqlite" and _JSON_ROWS and positional and _one_statement(conn, table, names, columns):
+        if json_rows and _one_statement(conn, table, names, columns):
             return
         values = list(zip(*columns, strict=True))
     params: list[Any] = values if positional else [dict(zip(names, v, strict=True)) for v in values]
