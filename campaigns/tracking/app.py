@@ -17,6 +17,7 @@ from campaigns.config import Settings
 from campaigns.context import App
 from campaigns.timespec import utcnow
 from campaigns.tracking import handlers as h
+from campaigns.tracking.group_commit import GroupCommit
 from campaigns.tracking.guard import twilio_signature, webhook_signature
 
 __all__ = ["create_app", "twilio_signature", "webhook_signature"]
@@ -25,9 +26,10 @@ __all__ = ["create_app", "twilio_signature", "webhook_signature"]
 def create_app(settings: Settings, app: App | None = None, clock: Callable[[], datetime] = utcnow) -> Starlette:
     """The ASGI app for these settings (`clock` is injectable so the demo can run on simulated time)."""
     a = app or App(settings)
+    writes = GroupCommit(a)  # clicks and opens: many requests to one transaction (tracking/group_commit.py)
 
     def route(path: str, handler: type[h.Handler], *methods: str) -> Route:
-        return Route(path, handler(settings, a, clock).respond, methods=list(methods))
+        return Route(path, handler(settings, a, clock, writes).respond, methods=list(methods))
 
     return Starlette(routes=[
         route("/o/{d}/{sig}", h.OpenPixel, "GET"),

@@ -31,6 +31,7 @@ from campaigns.errors import CampaignsError, RowError
 from campaigns.messages import links
 from campaigns.signing import same
 from campaigns.tracking import bounces, guard, pages, payloads, responses, sms_inbound, subscribe
+from campaigns.tracking.group_commit import GroupCommit
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
@@ -39,8 +40,9 @@ NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pr
 class Handler:
     """Shared plumbing: settings, a transaction in a worker thread, the injectable clock."""
 
-    def __init__(self, settings: Settings, app: App, clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, app: App, clock: Callable[[], datetime], writes: GroupCommit | None = None) -> None:
         self.settings, self.app, self.clock = settings, app, clock
+        self.writes = writes or GroupCommit(app)  # the click and open writes, shared by the app's endpoints
 
     async def respond(self, request: Request) -> Response:
         """The endpoint: a refusal becomes a 4xx with its reason."""
@@ -97,7 +99,7 @@ class OpenPixel(Handler):
         delivery_id = links.verify_open(self.settings, request.path_params["d"], request.path_params["sig"])
         if delivery_id is not None:
             ua, ip = self.client(request)
-            await self.tx(lambda s: responses.record_open(s, self.settings, delivery_id, self.clock(), ua, ip))
+            await self.writes.run(lambda s: responses.record_open(s, self.settings, delivery_id, self.clock(), ua, ip))
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
@@ -110,7 +112,7 @@ class Click(PageHandler):
         if ref is None:
             raise guard.BadRequest(404, "This link is not valid.")
         ua, ip = self.client(request)
-        url = await self.tx(lambda s: responses.record_click(s, self.settings, ref.delivery_id, ref.link_id,
+        url = await self.writes.run(lambda s: responses.record_click(s, self.settings, ref.delivery_id, ref.link_id,
                                                              self.clock(), ua, ip))
         if url is None:
             raise guard.BadRequest(404, "This link is not valid.")
