@@ -54,19 +54,35 @@ class GroupCommit:
         with self._wake:
             self._pending.append((fn, future, loop))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._writer, name="group-commit", daemon=True)
-                self._thread.start()
+                self._start()
             self._wake.notify()
         return await future
 
+    def _start(self) -> None:
+        """A writer thread (the caller holds the lock and found none)."""
+        self._thread = threading.Thread(target=self._writer, name="group-commit", daemon=True)
+        self._thread.start()
+
     def _writer(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._wake:
+                    if not self._pending and not self._wake.wait_for(lambda: bool(self._pending), timeout=IDLE_SECONDS):
+                        self._thread = None  # idle (decided under the lock): a later request starts a new writer
+                        return
+                    batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    results = self._commit(batch)
+                except BaseException as exc:  # not an Exception (a bug, an interrupt): tell the batch, then end
+                    _answer([(item, None, exc) for item in batch])
+                    raise
+                _answer(results)
+        finally:
             with self._wake:
-                if not self._pending and not self._wake.wait_for(lambda: bool(self._pending), timeout=IDLE_SECONDS):
-                    self._thread = None  # idle: a later request starts a new writer
-                    return
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            _answer(self._commit(batch))
+                if self._thread is threading.current_thread():  # something escaped: a new writer takes over
+                    self._thread = None
+                    if self._pending:
+                        self._start()
 
     def _commit(self, batch: list[_Item]) -> list[tuple[_Item, Any, BaseException | None]]:
         """Run the batch in one transaction; when one of its functions raises, each alone."""

@@ -154,3 +154,28 @@ def test_a_database_failure_reaches_the_whole_batch_at_once_without_a_try_per_re
     assert gated == "gate"
     assert all(isinstance(a, OperationalError) for a in answers), answers
     assert tried == ["a", "b"] and writes.transactions == 2  # the gate's, then one for the batch: no try per request
+
+
+class _Escaped(BaseException):
+    """Not an Exception: what `except Exception` in the writer does not catch."""
+
+
+# The escaped exception ends that writer thread and is reported by threading's hook, as it should be.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_work_that_escapes_the_writer_answers_its_request_and_a_new_writer_serves_the_next(shop):
+    writes = GroupCommit(shop.app)
+
+    def escape(_session: Any) -> None:
+        raise _Escaped("out of the writer")
+
+    async def go() -> tuple[Any, Any]:
+        try:
+            await writes.run(escape)
+            first: Any = None
+        except _Escaped as exc:
+            first = exc
+        second = await asyncio.wait_for(writes.run(lambda s: s.scalar(select(func.count()).select_from(Event))), 30)
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert isinstance(first, _Escaped) and isinstance(second, int)
