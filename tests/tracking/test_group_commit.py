@@ -5,7 +5,9 @@ and one request's failure never costs another its click."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -53,26 +55,33 @@ async def _until(predicate: Any) -> None:
     raise AssertionError("the requests never reached the writer")
 
 
+async def _together(writes: GroupCommit, starts: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Hold the writer with a Gate of its own, start every request, wait until all of them
+    wait for the writer, then let it go: they reach it as one batch. Returns the gate's
+    answer, then each request's answer or exception, in order."""
+    gate = Gate()
+    held = asyncio.create_task(writes.run(gate))
+    await _until(lambda: writes._thread is not None and not writes._pending)
+    started = [asyncio.ensure_future(start()) for start in starts]
+    await _until(lambda: len(writes._pending) == len(starts))
+    gate.open()
+    return await asyncio.gather(held, *started, return_exceptions=True)
+
+
 def test_clicks_that_arrive_together_share_one_transaction_and_every_one_is_recorded(shop):
     web = create_app(shop.app.settings, shop.app)
     writes: GroupCommit = next(r.endpoint.__self__.writes for r in web.routes if r.path.startswith("/c/"))
     path = shop.links()["click"][0].split(":", 2)[2].split("/", 1)[1]
     commits = _count_commits(shop.app.engine)
 
-    async def go() -> list[httpx.Response]:
+    async def go() -> list[Any]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://test") as client:
-            # The writer is held by a piece of work of its own: the 20 clicks pile up meanwhile.
-            gate = Gate()
-            held = asyncio.create_task(writes.run(gate))
-            await _until(lambda: writes._thread is not None and not writes._pending)
-            sent = [asyncio.create_task(client.get(f"/{path}", headers={"User-Agent": f"Mozilla/5.0 person {i}"}))
-                    for i in range(20)]
-            await _until(lambda: len(writes._pending) == 20)
-            gate.open()
-            assert await held == "gate"
-            return await asyncio.gather(*sent)
+            return await _together(writes, [
+                functools.partial(client.get, f"/{path}", headers={"User-Agent": f"Mozilla/5.0 person {i}"})
+                for i in range(20)])
 
-    answers = asyncio.run(go())
+    gated, *answers = asyncio.run(go())
+    assert gated == "gate"
     assert [r.status_code for r in answers] == [302] * 20
     assert commits[0] == 2  # the gate's transaction, then the 20 clicks' one
     with shop.app.session(write=False) as s:
@@ -94,16 +103,8 @@ def test_a_request_whose_work_fails_keeps_its_error_and_its_neighbours_keep_thei
             return new
         return work
 
-    async def go() -> list[Any]:
-        gate = Gate()
-        held = asyncio.create_task(writes.run(gate))
-        await _until(lambda: writes._thread is not None and not writes._pending)
-        together = [asyncio.create_task(writes.run(click(key, fail=key == "k-bad"))) for key in ("k-a", "k-bad", "k-b")]
-        await _until(lambda: len(writes._pending) == 3)
-        gate.open()
-        return await asyncio.gather(held, *together, return_exceptions=True)
-
-    gated, a, bad, b = asyncio.run(go())
+    gated, a, bad, b = asyncio.run(_together(writes, [
+        functools.partial(writes.run, click(key, fail=key == "k-bad")) for key in ("k-a", "k-bad", "k-b")]))
     assert (gated, a, b) == ("gate", True, True)
     assert isinstance(bad, ValueError) and str(bad) == "this request's own failure"
     with shop.app.session(write=False) as s:
@@ -141,16 +142,8 @@ def test_a_database_failure_reaches_the_whole_batch_at_once_without_a_try_per_re
             return name
         return run
 
-    async def go() -> list[Any]:
-        gate = Gate()
-        held = asyncio.create_task(writes.run(gate))
-        await _until(lambda: writes._thread is not None and not writes._pending)
-        together = [asyncio.create_task(writes.run(work(name, locked=name == "b"))) for name in ("a", "b", "c")]
-        await _until(lambda: len(writes._pending) == 3)
-        gate.open()
-        return await asyncio.gather(held, *together, return_exceptions=True)
-
-    gated, *answers = asyncio.run(go())
+    gated, *answers = asyncio.run(_together(writes, [
+        functools.partial(writes.run, work(name, locked=name == "b")) for name in ("a", "b", "c")]))
     assert gated == "gate"
     assert all(isinstance(a, OperationalError) for a in answers), answers
     assert tried == ["a", "b"] and writes.transactions == 2  # the gate's, then one for the batch: no try per request
