@@ -38,11 +38,12 @@ NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pr
 
 
 class Handler:
-    """Shared plumbing: settings, a transaction in a worker thread, the injectable clock."""
+    """Shared plumbing: settings, a transaction in a worker thread (or the group commit's
+    writer, for clicks and opens), the injectable clock."""
 
-    def __init__(self, settings: Settings, app: App, clock: Callable[[], datetime], writes: GroupCommit | None = None) -> None:
+    def __init__(self, settings: Settings, app: App, clock: Callable[[], datetime], writes: GroupCommit) -> None:
         self.settings, self.app, self.clock = settings, app, clock
-        self.writes = writes or GroupCommit(app)  # the click and open writes, shared by the app's endpoints
+        self.writes = writes  # the click and open writes: one writer for the app's endpoints (create_app)
 
     async def respond(self, request: Request) -> Response:
         """The endpoint: a refusal becomes a 4xx with its reason."""
@@ -113,7 +114,7 @@ class Click(PageHandler):
             raise guard.BadRequest(404, "This link is not valid.")
         ua, ip = self.client(request)
         url = await self.writes.run(lambda s: responses.record_click(s, self.settings, ref.delivery_id, ref.link_id,
-                                                             self.clock(), ua, ip))
+                                                                     self.clock(), ua, ip))
         if url is None:
             raise guard.BadRequest(404, "This link is not valid.")
         return RedirectResponse(url, status_code=302, headers=NO_CACHE)
