@@ -12,29 +12,21 @@ steadier figure, since the client's CPU is in the wall-clock numbers too).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.bench_tracking import BARE, _cpu_seconds, _load, _setup, _wait_up
+from bench.bench_tracking import BARE, _setup, bare_command, ours_command, serve
 from bench.sink import free_port
 
 
-def _serve(cmd: list[str], cwd: Path | str, env: dict[str, str] | None, health: str, urls: list[str], n: int) -> tuple[float, float]:
+def _round(command: list[str], cwd: Path | str, env: dict[str, str] | None, health: str, urls: list[str],
+           n: int) -> tuple[float, float]:
     """(requests per second, server CPU ms per request) of one server for one round."""
-    server = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_up(health)
-        cpu0 = _cpu_seconds(server.pid)
-        seconds = asyncio.run(_load(urls, n))
-        return n / seconds, (_cpu_seconds(server.pid) - cpu0) * 1000 / n
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    seconds, cpu, _ = serve(command, cwd, env, health, urls, n)
+    return n / seconds, cpu * 1000 / n
 
 
 def main(n: int, rounds: int, roots: list[str]) -> None:
@@ -47,11 +39,9 @@ def main(n: int, rounds: int, roots: list[str]) -> None:
         bare_urls = [u.replace(f":{port}/", f":{bport}/") for u in urls]
         for k in range(rounds):
             for root in roots:
-                figures[root].append(_serve([sys.executable, "-m", "campaigns", "--config", str(config), "track", "serve"],
-                                            root, dict(os.environ, PYTHONPATH=root), f"http://127.0.0.1:{port}/healthz", urls, n))
-            figures["bare"].append(_serve([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port",
-                                           str(bport), "--log-level", "warning", "--no-access-log"],
-                                          folder, None, f"http://127.0.0.1:{bport}/", bare_urls, n))
+                figures[root].append(_round(ours_command(config), root, dict(os.environ, PYTHONPATH=root),
+                                            f"http://127.0.0.1:{port}/healthz", urls, n))
+            figures["bare"].append(_round(bare_command(bport), folder, None, f"http://127.0.0.1:{bport}/", bare_urls, n))
             print(f"round {k}: " + " | ".join(f"{i if name != 'bare' else 'bare'}: {runs[-1][0]:.0f} req/s, "
                                               f"server {runs[-1][1]:.2f} ms/req"
                                               for i, (name, runs) in enumerate(figures.items())), flush=True)

@@ -134,6 +134,32 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def ours_command(config: Path) -> list[str]:
+    """`campaigns track serve` for the shop `_setup` made."""
+    return [sys.executable, "-m", "campaigns", "--config", str(config), "track", "serve"]
+
+
+def bare_command(port: int) -> list[str]:
+    """uvicorn serving `BARE` (written to bare_app.py in the working folder)."""
+    return [sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]
+
+
+def serve(command: list[str], cwd: Path | str, env: dict[str, str] | None, health: str, urls: list[str],
+          n: int) -> tuple[float, float, float]:
+    """Start one server, load it with `n` requests over `urls`, stop it: (seconds, the
+    server's CPU seconds during the load, its peak resident set in MB)."""
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_up(health)
+        cpu0 = _cpu_seconds(server.pid)
+        seconds = asyncio.run(_load(urls, n))
+        return seconds, _cpu_seconds(server.pid) - cpu0, _peak_rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def run(scale: str = "default") -> dict[str, object]:
     n = SCALES[scale]
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,32 +167,11 @@ def run(scale: str = "default") -> dict[str, object]:
         port = free_port()
         config, urls = _setup(folder, port)
         assert len(urls) >= 2_000, len(urls)
-        ours = subprocess.Popen([sys.executable, "-m", "campaigns", "--config", str(config), "track", "serve"], cwd=folder,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_up(f"http://127.0.0.1:{port}/healthz")
-            cpu0 = _cpu_seconds(ours.pid)
-            ours_s = asyncio.run(_load(urls, n))
-            ours_cpu = _cpu_seconds(ours.pid) - cpu0
-            ours_rss = _peak_rss_mb(ours.pid)
-        finally:
-            ours.terminate()
-            ours.wait(timeout=30)
+        ours_s, ours_cpu, ours_rss = serve(ours_command(config), folder, None, f"http://127.0.0.1:{port}/healthz", urls, n)
         (folder / "bare_app.py").write_text(BARE, encoding="utf-8")
         bport = free_port()
-        bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bport),
-                                 "--log-level", "warning", "--no-access-log"], cwd=folder,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_up(f"http://127.0.0.1:{bport}/")
-            bare_urls = [u.replace(f":{port}/", f":{bport}/") for u in urls]
-            cpu0 = _cpu_seconds(bare.pid)
-            bare_s = asyncio.run(_load(bare_urls, n))
-            bare_cpu = _cpu_seconds(bare.pid) - cpu0
-            bare_rss = _peak_rss_mb(bare.pid)
-        finally:
-            bare.terminate()
-            bare.wait(timeout=30)
+        bare_urls = [u.replace(f":{port}/", f":{bport}/") for u in urls]
+        bare_s, bare_cpu, bare_rss = serve(bare_command(bport), folder, None, f"http://127.0.0.1:{bport}/", bare_urls, n)
         from sqlalchemy import func, select
 
         from campaigns.config import load_settings
