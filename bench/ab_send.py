@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import ab_args
 from bench.bench_send import _copy_db
 from bench.sink import Sink
 
@@ -73,4 +74,4 @@ def main(n: int, rounds: int, roots: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])
+    main(*ab_args.parse(sys.argv[1:], "bench.ab_send"))

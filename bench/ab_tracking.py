@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import ab_args
 from bench.bench_tracking import BARE, _setup, bare_command, ours_command, serve
 from bench.sink import free_port
 
@@ -56,6 +57,4 @@ def main(n: int, rounds: int, roots: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
-        raise SystemExit("usage: python -m bench.ab_tracking N ROUNDS TREE [TREE ...]")
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])
+    main(*ab_args.parse(sys.argv[1:], "bench.ab_tracking"))
