@@ -250,7 +250,7 @@ def import_contacts(
         result = run_import(
             src, rejections, lambda row, line: parse_row(row, line, settings),
             lambda chunk, result, reject: _write_chunk(session, settings, chunk, plan, result, reject),
-            keys=_match_keys)
+            keys=_match_keys, pure=True)  # parse_row reads only the row and the settings
     stats.after_bulk_write(session, [Contact.__table__, ConsentEvent.__table__], result.created + result.updated)
     return result
 
@@ -325,10 +325,11 @@ def _write_chunk(
                 result.unchanged += 1
             targets.append((d, target))
     if new_rows:
-        # One driver executemany (RETURNING in parameter order is one statement per row on
-        # SQLite), then the new ids by the keys the rows were matched on.
-        insert_rows(session.connection(), Contact.__table__, new_rows)
-        ids = _new_ids(session, new_data)
+        # One statement with the new rows' ids and keys (SQLite), or one driver executemany
+        # (RETURNING in parameter order would be one statement per row) and then the ids
+        # looked up; either way each new row's id is found by the key it was matched on.
+        keyed = insert_rows(session.connection(), Contact.__table__, new_rows, returning=("id", *_KEY_COLUMNS))
+        ids = _new_ids(session, new_data) if keyed is None else _ids_by_key(new_data, keyed)
         result.created += len(ids)
         targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))  # type: ignore[misc]
     session.flush()
@@ -337,6 +338,21 @@ def _write_chunk(
     result.consent_events += events
     result.consent_requests += requests
     session.expunge_all()  # keep memory flat on large files
+
+
+_KEY_COLUMNS = ("external_id", "email", "phone")
+
+
+def _row_key(external_id: str | None, email: str | None, phone: str | None) -> tuple[str, str | None]:
+    """What a new row is found by: its external_id, else its email, else its phone."""
+    return ("x", external_id) if external_id else ("e", email) if email else ("p", phone)
+
+
+def _ids_by_key(new: list[ContactData], returned: list[tuple[Any, ...]]) -> list[int]:
+    """The ids of a chunk's new contacts, in order, from the (id, *_KEY_COLUMNS) rows the
+    insert returned (in no particular order; a chunk holds each key once)."""
+    by_key = {_row_key(x, e, p): cid for cid, x, e, p in returned}
+    return [by_key[_row_key(d.external_id, d.email, d.phone)] for d in new]
 
 
 def _new_ids(session: Session, new: list[ContactData]) -> list[int]:
@@ -359,8 +375,7 @@ def _new_ids(session: Session, new: list[ContactData]) -> list[int]:
         by_key.update((("p", k), cid) for cid, k in session.execute(
             select(Contact.id, Contact.phone).where(Contact.phone.in_(phones[i:i + 900]), Contact.email.is_(None),
                                                     Contact.external_id.is_(None), Contact.erased_at.is_(None))))
-    return [by_key[("x", d.external_id) if d.external_id else ("e", d.email) if d.email else ("p", d.phone)]
-            for d in new]
+    return [by_key[_row_key(d.external_id, d.email, d.phone)] for d in new]
 
 
 @dataclass

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -273,9 +274,21 @@ def row_progress(path: Path, label: str) -> Iterator[Callable[[int], None]]:
     total = max(len(ends) - 1, 0)  # the header is not a row
     columns = [TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
                TimeRemainingColumn()]
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    # No refresh thread (auto_refresh): the bar is redrawn from the importer's callback, at
+    # most ten times a second, so the process keeps one thread and a large file can be
+    # validated in a forked worker (audience/csvimport.py).
+    with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
         task = progress.add_task(label, total=total or None)
-        yield lambda done: progress.update(task, completed=rows_read(ends, done))
+        drawn = [0.0]
+
+        def report(done: int) -> None:
+            now = time.monotonic()
+            redraw = now - drawn[0] >= 0.1
+            if redraw:
+                drawn[0] = now
+            progress.update(task, completed=rows_read(ends, done), refresh=redraw)
+
+        yield report
 
 
 def rows_read(line_ends: Sequence[int], bytes_read: int) -> int:

@@ -37,10 +37,15 @@ _INT64 = (-(2**63), 2**63 - 1)
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # json.dumps's escape of NUL, not an escaped backslash then "u0000"
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT `rows` (dicts with the same keys) into `table` in one driver executemany."""
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                returning: Sequence[str] = ()) -> list[tuple[Any, ...]] | None:
+    """INSERT `rows` (dicts with the same keys) into `table` in one driver executemany.
+
+    `returning`: column names whose values the new rows got (their ids), as tuples in no
+    particular order, when the rows went in as one statement (SQLite); None when they did
+    not, and the caller looks them up."""
     if not rows:
-        return
+        return [] if returning else None
     dialect = conn.dialect
     keys = list(rows[0])
     defaulted = [c.key for c in table.c if c.default is not None and c.key not in keys]
@@ -59,16 +64,19 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         columns: list[Any] = list(zip(*values, strict=True))
         for i, conv in convert:
             columns[i] = conv(columns[i])
-        if json_rows and _one_statement(conn, table, names, columns):
-            return
+        if json_rows and (done := _one_statement(conn, table, names, columns, returning)) is not None:
+            return done if returning else None
         values = list(zip(*columns, strict=True))
     params: list[Any] = values if positional else [dict(zip(names, v, strict=True)) for v in values]
     conn.exec_driver_sql(compiled.string, params)
+    return None
 
 
-def _one_statement(conn: Connection, table: Table, names: list[str], columns: list[Any]) -> bool:
-    """The rows as one INSERT ... SELECT over json_each (SQLite); False (nothing written) when
-    a varying column holds a value JSON would not carry exactly."""
+def _one_statement(conn: Connection, table: Table, names: list[str], columns: list[Any],
+                   returning: Sequence[str] = ()) -> list[tuple[Any, ...]] | None:
+    """The rows as one INSERT ... SELECT over json_each (SQLite), with the `returning`
+    columns of the new rows; None (nothing written) when a varying column holds a value JSON
+    would not carry exactly."""
     fixed: list[Any] = []
     varying: list[Sequence[Any]] = []
     picks: list[str] = []
@@ -79,22 +87,25 @@ def _one_statement(conn: Connection, table: Table, names: list[str], columns: li
             picks.append("?")
             continue
         if not kinds <= _EXACT_IN_JSON | {bool}:
-            return False
+            return None
         if int in kinds:
             ints = [v for v in column if type(v) is int]
             if min(ints) < _INT64[0] or max(ints) > _INT64[1]:
-                return False
+                return None
         picks.append(f"value->>{len(varying)}")
         varying.append(column)
     rows = list(zip(*varying, strict=True)) if varying else [0] * len(columns[0])
     text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in text and _NUL.search(text):  # `->>` would end the text at a NUL
-        return False
+        return None
     prep = conn.dialect.identifier_preparer
     sql = (f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.format_column(table.c[n]) for n in names)}) "
            f"SELECT {', '.join(picks)} FROM json_each(?)")
+    if returning:
+        sql += f" RETURNING {', '.join(prep.format_column(table.c[n]) for n in returning)}"
+        return [tuple(r) for r in conn.exec_driver_sql(sql, (*fixed, text))]
     conn.exec_driver_sql(sql, (*fixed, text))
-    return True
+    return []
 
 
 BULK_CACHE_KIB = 32768  # SQLite's page cache during an import; the default is 2,000 KiB

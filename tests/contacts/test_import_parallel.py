@@ -1,0 +1,135 @@
+"""A large import is validated in a forked worker while the main process writes: the same
+rows, the same order, the same rejects as validating in one process; a dead worker costs
+nothing but time; no worker where fork is unsafe (another thread)."""
+
+import os
+import threading
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from bench.datagen import write_contacts_csv
+from campaigns.audience import contacts, csvimport
+from campaigns.audience.csvimport import CsvSource, Rejections, run_import
+from campaigns.errors import RowError
+from campaigns.store.models import ConsentEvent, Contact
+
+MAIN = os.getpid()
+
+
+def _file(tmp_path, n=2500):
+    path = tmp_path / "rows.csv"
+    path.write_text("v\n" + "".join(f"{'bad' if i % 97 == 5 else i}\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def _validate(row, line):
+    if row["v"] == "bad":
+        raise RowError(line, "v", "is bad")
+    return SimpleNamespace(line=line, value=int(row["v"]), pid=os.getpid())
+
+
+def _run(path, pure, validate=_validate):
+    written = []
+    rejections = Rejections(CsvSource(path), skip_invalid=True, force=True)
+    result = run_import(CsvSource(path), rejections, validate, lambda chunk, result, reject: written.extend(chunk), pure=pure)
+    return result, written, [(e.line, e.field, e.reason) for e in rejections.errors]
+
+
+def test_a_large_file_is_validated_by_a_worker_with_the_same_outcome(tmp_path, monkeypatch):
+    path = _file(tmp_path)
+    serial = _run(path, pure=False)
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 0)
+    parallel = _run(path, pure=True)
+    assert {item.pid for item in serial[1]} == {MAIN}
+    assert MAIN not in {item.pid for item in parallel[1]}  # validated in the worker ...
+    assert [(i.line, i.value) for i in parallel[1]] == [(i.line, i.value) for i in serial[1]]  # ... in file order
+    assert parallel[2] == serial[2] and len(serial[2]) == 26 and serial[2][0] == (7, "v", "is bad")
+    assert (parallel[0].rows, parallel[0].rejected) == (serial[0].rows, serial[0].rejected) == (2500, 26)
+
+
+def test_a_worker_that_dies_leaves_the_rest_to_the_main_process(tmp_path, monkeypatch):
+    def dies_at_line_1500(row, line):
+        if os.getpid() != MAIN and line == 1500:
+            os._exit(3)  # killed mid-block (out of memory, a signal)
+        return _validate(row, line)
+
+    path = _file(tmp_path)
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 0)
+    result, written, rejected = _run(path, pure=True, validate=dies_at_line_1500)
+    assert [i.value for i in written] == [i for i in range(2500) if i % 97 != 5]
+    assert {i.pid for i in written if i.line >= 1500} == {MAIN}
+    assert len(rejected) == 26 and result.rows == 2500
+
+
+def test_no_worker_is_forked_while_another_thread_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 0)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        _result, written, _rejected = _run(_file(tmp_path, 300), pure=True)
+    finally:
+        release.set()
+        other.join()
+    assert {i.pid for i in written} == {MAIN}
+
+
+def test_a_validator_not_marked_pure_is_never_moved(tmp_path, monkeypatch):
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 0)
+    _result, written, _rejected = _run(_file(tmp_path, 300), pure=False)
+    assert {i.pid for i in written} == {MAIN}
+
+
+def _snapshot(app):
+    with app.session() as s:
+        people = [(c.external_id, c.email, c.phone, c.timezone, c.email_hash, c.phone_hash, c.attributes)
+                  for c in s.scalars(select(Contact).order_by(Contact.external_id))]
+        grants = sorted((c, ch, a) for c, ch, a in s.execute(
+            select(Contact.external_id, ConsentEvent.channel, ConsentEvent.action).join(Contact)))
+    return people, grants
+
+
+def test_contacts_import_through_the_worker_stores_what_one_process_would(app, tmp_path, monkeypatch):
+    """3,000 rows, one in 50 bad: imported with the worker, then the same file again in one
+    process changes nothing, and both runs reject the same lines for the same reasons."""
+    path = write_contacts_csv(tmp_path / "contacts.csv", 3000, invalid_every=50)
+    pids = tmp_path / "pids"
+    parse = contacts.parse_row
+
+    def parse_noting_the_process(row, line, settings):
+        with open(pids, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return parse(row, line, settings)
+
+    monkeypatch.setattr(contacts, "parse_row", parse_noting_the_process)
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 0)
+    with app.session() as s:
+        first = contacts.import_contacts(s, app.settings, path, consent_channels=["email"], source="test", skip_invalid=True)
+    assert set(pids.read_text().split()) - {str(MAIN)} and len(pids.read_text().split()) == 3000  # the worker parsed them
+    rejects_first = first.rejects_path.read_text(encoding="utf-8")
+    stored = _snapshot(app)
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 1 << 60)
+    with app.session() as s:
+        again = contacts.import_contacts(s, app.settings, path, consent_channels=["email"], source="test",
+                                         skip_invalid=True, force=True)
+    assert (first.created, first.rejected, first.consent_events) == (2940, 60, 2940)
+    assert (again.created, again.updated, again.unchanged, again.consent_events) == (0, 0, 2940, 0)
+    assert again.rejects_path.read_text(encoding="utf-8") == rejects_first
+    assert _snapshot(app) == stored
+    assert len(stored[0]) == 2940 and all(phone.startswith("+1") for _x, _e, phone, *_ in stored[0])
+
+
+@pytest.mark.parametrize("rows", [3])
+def test_the_import_progress_bar_runs_no_thread(cli, tmp_path, monkeypatch, rows):
+    """rich's bar refreshes from a thread of its own by default; the import's is redrawn from
+    the import's callback, so the process stays fork-safe and the worker can be used."""
+    seen = []
+    can_fork = csvimport._can_fork
+    monkeypatch.setattr(csvimport, "_can_fork", lambda: seen.append(threading.active_count()) or can_fork())
+    monkeypatch.setattr(csvimport, "PARALLEL_MIN_BYTES", 0)
+    path = write_contacts_csv(tmp_path / "contacts.csv", rows)
+    r = cli("contacts", "import", str(path))
+    assert r.exit_code == 0, r.output
+    assert seen == [1]
