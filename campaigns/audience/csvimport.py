@@ -12,6 +12,7 @@ import csv
 import io
 import multiprocessing
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -301,8 +302,8 @@ def _validated(source: RowSource, validate: Validate[T], pure: bool,
     one forked worker process, validated there while this process writes the blocks before
     (contacts: phone numbers' parse and validation is about a quarter of an import). The
     results are the same as here, in the same order; if the worker cannot be started or
-    dies, the rest is validated here. Only where fork is safe: a POSIX system and this
-    process running one thread (a fork copies locks other threads may hold)."""
+    dies, the rest is validated here. Only where fork is safe (`_can_fork`): a fork copies
+    locks other threads may hold, so this process must run one thread."""
     if not (pure and _can_fork() and _size(source) >= PARALLEL_MIN_BYTES):
         for line, row in source.rows():
             yield line, row, _validate_one(validate, row, line)
@@ -368,7 +369,10 @@ def _validate_block(rows: list[tuple[int, dict[str, Any]]]) -> list[Any]:
 
 
 def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    """Fork is offered (POSIX), the platform's libraries tolerate it (not macOS, whose system
+    frameworks may crash a forked child) and this process runs one thread."""
+    return (sys.platform != "darwin" and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1)
 
 
 def _size(source: RowSource) -> int:
