@@ -46,6 +46,6 @@ class ImportFailed(InputError):
         self.errors = errors
         self.total_rows = total_rows
         super().__init__(
-            f"{path}: {len(errors)} of {total_rows} rows are invalid; nothing was imported "
+            f"{path}: {len(errors):,} of {total_rows:,} rows are invalid; nothing was imported "
             "(fix them, or pass --skip-invalid to import the good rows)"
         )

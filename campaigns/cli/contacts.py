@@ -81,10 +81,10 @@ def import_cmd(
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.updated} updated, "
-       f"{result.unchanged} unchanged, {result.consent_events} consent events recorded")
+    ok(f"{file}: {rows_of(result.rows)}: {result.created:,} created, {result.updated:,} updated, "
+       f"{result.unchanged:,} unchanged, {result.consent_events:,} consent events recorded")
     if result.consent_requests:
-        ok(f"double opt-in: {result.consent_requests} pending, {result.consent_requests} confirmation requests queued "
+        ok(f"double opt-in: {result.consent_requests:,} pending, {result.consent_requests:,} confirmation requests queued "
            "(the daemon sends them in each recipient's allowed hours; consent counts once confirmed)")
     if result.rejected:
         warn(f"{rows_of(result.rejected)} rejected; see {result.rejects_path}")

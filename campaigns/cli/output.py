@@ -320,10 +320,10 @@ def summarise_row_errors(path: str, errors: Sequence[Any]) -> None:
                 for e in errors:
                     writer.writerow([getattr(e, "line", ""), getattr(e, "field", "") or "", getattr(e, "reason", str(e))])
             os.replace(tmp, target)
-            where = f"; all {len(errors)} are listed in {target}"
+            where = f"; all {len(errors):,} are listed in {target}"
         except (OSError, InputError):
             where = ""
-        err_console.print(f"[red]... and {more} more bad rows{safe(where)}[/red]", soft_wrap=True)
+        err_console.print(f"[red]... and {more:,} more bad rows{safe(where)}[/red]", soft_wrap=True)
     hint = separator_hint(Path(path))
     if hint:
         err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}", soft_wrap=True)

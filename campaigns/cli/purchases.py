@@ -49,7 +49,7 @@ def import_cmd(
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged")
+    ok(f"{file}: {rows_of(result.rows)}: {result.created:,} created, {result.updated:,} updated, {result.unchanged:,} unchanged")
     if result.rejected:
         warn(f"{rows_of(result.rejected)} rejected; see {result.rejects_path}")
 

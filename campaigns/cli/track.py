@@ -114,7 +114,7 @@ def events_import(
     if as_json:
         emit_record(summary, as_json=True)
         return
-    ok(f"{file}: {rows_of(result.rows)}: {result.created} created, {result.unchanged} already recorded")
+    ok(f"{file}: {rows_of(result.rows)}: {result.created:,} created, {result.unchanged:,} already recorded")
     if result.rejected:
         warn(f"{rows_of(result.rejected)} rejected; see {result.rejects_path}")
 

@@ -30,11 +30,12 @@ def test_thousand_bad_rows_among_ten_thousand(cli, app, tmp_path, record, db_url
     with open(tmp_path / "contacts.errors.csv", newline="") as fh:  # ... and every one in the errors file
         reported = {int(row["line"]) for row in csv.DictReader(fh)}
     assert reported == bad_lines
-    assert "1000 of 10000 rows are invalid; nothing was imported" in r.stderr
+    assert "1,000 of 10,000 rows are invalid; nothing was imported" in r.stderr
     assert _count(app, Contact) == 0 and _count(app, ConsentEvent) == 0
 
     r = cli("contacts", "import", str(path), "--consent", "email", "--source", "reliability", "--skip-invalid")
     assert r.exit_code == 0, r.output
+    assert "10,000 rows: 9,000 created, 0 updated, 0 unchanged, 9,000 consent events recorded" in r.stdout
     assert _count(app, Contact) == 9000 and _count(app, ConsentEvent) == 9000
     with open(tmp_path / "contacts.rejected.csv", newline="") as fh:
         rejected = {int(row["line"]) for row in csv.DictReader(fh)}
