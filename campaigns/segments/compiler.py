@@ -134,6 +134,7 @@ class ExpansionBudget:
     def __init__(self) -> None:
         self.used = 0
         self.depth = 0
+        self.segments = 0  # in_segment() calls expanded on the way down to the current node
 
     def spend(self, col: int) -> None:
         """One more condition; an InputError (one line) past MAX_EXPANDED_CONDITIONS."""
@@ -145,9 +146,12 @@ class ExpansionBudget:
     def enter(self, col: int) -> None:
         """One level deeper; an InputError (one line) past MAX_NESTING."""
         self.depth += 1
-        if self.depth > MAX_NESTING:
+        if self.depth > MAX_NESTING and self.segments:
             raise error(col, f"the filter nests deeper than {MAX_NESTING} levels through in_segment() "
                         "(the segment nesting cap); refer to segments that nest less")
+        if self.depth > MAX_NESTING:  # no in_segment() on the way: the filter's own and/or/not groups
+            raise error(col, f"the filter nests deeper than {MAX_NESTING} levels of and/or/not groups "
+                        "(the nesting cap); write it with fewer nested groups")
 
 
 class Compiler:
@@ -184,7 +188,11 @@ class Compiler:
         if isinstance(node, InSegment):
             if self.resolve is None:
                 raise error(node.col, "in_segment() needs the database; compile it through members_query")
-            return self.resolve(node.name, node.col)
+            self.budget.segments += 1
+            try:
+                return self.resolve(node.name, node.col)
+            finally:
+                self.budget.segments -= 1
         return self._contact_atom(node, spec_of(node))
 
     def _from_buyers(self, node: Node) -> bool:

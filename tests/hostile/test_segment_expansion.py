@@ -65,3 +65,16 @@ def test_a_filter_too_deep_for_the_database_is_one_line(cli) -> None:
     assert r.exit_code == 1 and len(lines) == 1, r.stderr[:500]
     assert "too complex for the database" in lines[0] and "internal error" not in lines[0], lines[0]
     assert cli("segments", "show", "deep").exit_code != 0  # nothing stored
+
+
+def test_a_deep_filter_without_in_segment_is_not_blamed_on_in_segment(cli) -> None:
+    """Alternating and/or nested 39 times passes the parser's 40 levels of parentheses but
+    not the compiler's 40 levels of conditions: the one line says so, and does not name
+    in_segment(), which the filter never used."""
+    deep = 'email contains "@"'
+    for i in range(39):
+        deep = f'({deep} and name != "x{i}") or phone = "+1"'
+    r = cli("segments", "create", "deep", "--where", deep)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code != 0 and len(lines) == 1, r.stderr[:500]
+    assert "nests deeper than 40 levels of and/or/not groups" in lines[0] and "in_segment" not in lines[0], lines[0]
