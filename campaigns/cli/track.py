@@ -165,6 +165,7 @@ def bounces_import(ctx: typer.Context, path: Path = typer.Argument(..., help="A 
     if as_json:
         emit_record(counts, as_json=True)
     else:
-        ok(f"{path}: {counts['messages']} messages: {counts['bounces']} hard bounces, {counts['complaints']} complaints, "
-           f"{counts['unsubscribes']} unsubscribes, {counts['unmatched']} unmatched (nothing changed), "
-           f"{counts['ignored']} not reports, {counts['skipped']} skipped (unreadable or over the size cap)")
+        ok(f"{path}: {counts['messages']:,} messages: {counts['bounces']:,} hard bounces, {counts['complaints']:,} complaints, "
+           f"{counts['unsubscribes']:,} unsubscribes, {counts['already_recorded']:,} already recorded (nothing changed), "
+           f"{counts['unmatched']:,} unmatched (nothing changed), "
+           f"{counts['ignored']:,} not reports, {counts['skipped']:,} skipped (unreadable or over the size cap)")

@@ -10,6 +10,9 @@ parsed is skipped and counted. What each message may change:
   when its To or Subject carries a genuine signed unsubscribe token ("mailto
   unsubscribe", with the mail's Message-ID and Date kept as proof); a forged token is
   "unmatched".
+
+A report or unsubscribe already recorded for its message (the same mailbox read again) is
+counted as "already recorded", not as a second bounce or unsubscribe.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def unsubscribe_token(msg: Message) -> tuple[str, str] | None:
 def import_mailbox(session: Session, settings: Settings, path: Path, at: datetime) -> dict[str, int]:
     """Apply every report and unsubscribe mail in a mailbox; counts of what happened."""
     counts: Counter[str] = Counter({k: 0 for k in ("messages", "bounces", "complaints", "unsubscribes",
-                                                   "unmatched", "ignored", "skipped")})
+                                                   "already_recorded", "unmatched", "ignored", "skipped")})
     for raw in iter_messages(path):
         counts["messages"] += 1
         msg = parse_message(raw) if raw is not TOO_LARGE else None
@@ -128,11 +131,9 @@ def _apply(session: Session, settings: Settings, msg: Message, at: datetime, cou
     if token is not None and not notices:
         delivery_id = links.verify_unsubscribe(settings, *token)
         proof = {"message_id": str(msg.get("Message-ID") or "")[:300], "date": str(msg.get("Date") or "")[:100]}
-        if delivery_id is not None and responses.unsubscribe(session, delivery_id, at, False, None, None,
-                                                             source="mailto unsubscribe", proof=proof):
-            counts["unsubscribes"] += 1
-        else:
-            counts["unmatched"] += 1
+        done = responses.unsubscribe(session, delivery_id, at, False, None, None, source="mailto unsubscribe",
+                                     proof=proof) if delivery_id is not None else None
+        counts["unmatched" if done is None else "unsubscribes" if done.new else "already_recorded"] += 1
         return "unsubscribe"
     if not notices:
         return "ignored"
@@ -145,6 +146,6 @@ def _apply(session: Session, settings: Settings, msg: Message, at: datetime, cou
         if (target.delivery_id, n.kind) in seen:
             continue
         seen.add((target.delivery_id, n.kind))
-        bounces.record(session, settings, target, n.kind, at=at, source="report", detail=n.status)
-        counts["complaints" if n.kind == "complaint" else "bounces"] += 1
+        new = bounces.record(session, settings, target, n.kind, at=at, source="report", detail=n.status)
+        counts[("complaints" if n.kind == "complaint" else "bounces") if new else "already_recorded"] += 1
     return "report"

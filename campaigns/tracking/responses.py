@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -65,6 +65,7 @@ class Unsubscribed:
 
     topic: str | None
     channels: tuple[str, ...]
+    new: bool = True  # False: this message's unsubscribe was recorded before (a retry, a re-read mailbox)
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,10 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
                 ledger.revoke(session, contact, channel, source, ip=ip, user_agent=ua, occurred_at=at, proof=text)
         stopped.announce(session, contact.id, channels)
         done = Unsubscribed(None, channels)
-    events.record(session, type="unsubscribe", dedup_key=f"unsubscribe:{d.id}", delivery=d, at=at, user_agent=ua, ip=ip,
-                  data={"all_channels": all_channels, "source": source, "topic": done.topic,
-                        "channels": list(done.channels), **(proof or {})})
-    return done
+    new = events.record(session, type="unsubscribe", dedup_key=f"unsubscribe:{d.id}", delivery=d, at=at, user_agent=ua,
+                        ip=ip, data={"all_channels": all_channels, "source": source, "topic": done.topic,
+                                     "channels": list(done.channels), **(proof or {})})
+    return replace(done, new=bool(new))
 
 
 def purchase_webhook(session: Session, settings: Settings, row: dict[str, str]) -> tuple[bool, str]:

@@ -44,8 +44,12 @@ def test_bounces_import_from_a_maildir_suppresses_and_counts_once(shop, tmp_path
     import json
 
     assert json.loads(r.stdout) == {"messages": 3, "bounces": 2, "complaints": 0, "unsubscribes": 0,
-                                     "unmatched": 0, "ignored": 1, "skipped": 0}
-    run("bounces", "import", str(tmp_path / "Maildir"))  # again: nothing new
+                                     "already_recorded": 0, "unmatched": 0, "ignored": 1, "skipped": 0}
+    again = run("bounces", "import", str(tmp_path / "Maildir"), "--json")  # again: nothing new, and said so
+    assert json.loads(again.stdout) == {"messages": 3, "bounces": 0, "complaints": 0, "unsubscribes": 0,
+                                         "already_recorded": 2, "unmatched": 0, "ignored": 1, "skipped": 0}
+    text = run("bounces", "import", str(tmp_path / "Maildir")).stdout
+    assert "0 hard bounces" in text and "2 already recorded (nothing changed)" in text, text
     with shop.app.session() as s:
         assert is_suppressed(s, shop.app.settings, "email", "p0@example.com")
         assert is_suppressed(s, shop.app.settings, "email", "p1@example.com")

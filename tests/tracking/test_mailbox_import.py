@@ -42,6 +42,8 @@ def test_a_mailto_unsubscribe_revokes_email_consent_with_proof(shop, tmp_path):
     to = shop.message()["To"].addresses[0].addr_spec
     counts = _import(tmp_path, [_unsubscribe_mail(address, subject)])
     assert counts["unsubscribes"] == 1 and counts["ignored"] == 0
+    again = _import(tmp_path, [], name="Maildir")  # the same mailbox read again: not a second unsubscribe
+    assert (again["unsubscribes"], again["already_recorded"], again["unmatched"]) == (0, 1, 0)
     with shop.app.session() as s:
         c = find_contact(s, to)
         events = ledger.history(s, c.id, "email")
