@@ -41,8 +41,11 @@ def _validate(row, line):
 
 def _run(path, pure, validate=_validate):
     written = []
-    rejections = Rejections(CsvSource(path), skip_invalid=True, force=True)
-    result = run_import(CsvSource(path), rejections, validate, lambda chunk, result, reject: written.extend(chunk), pure=pure)
+    source = CsvSource(path)  # one source, as an importer has: the rejects file repeats its header
+    rejections = Rejections(source, skip_invalid=True, force=True)
+    result = run_import(source, rejections, validate, lambda chunk, result, reject: written.extend(chunk), pure=pure)
+    rejects = result.rejects_path.read_text(encoding="utf-8").splitlines()
+    assert rejects[0] == "line,field,error,v" and len(rejects) == 1 + result.rejected
     return result, written, [(e.line, e.field, e.reason) for e in rejections.errors]
 
 
@@ -148,7 +151,7 @@ def test_a_one_thread_process_forks_the_worker(tmp_path):
     code = ("import os, sys, threading; from types import SimpleNamespace; "
             "from campaigns.audience import csvimport as c; c.PARALLEL_MIN_BYTES = 100_000; "
             "seen = []; v = lambda row, line: SimpleNamespace(line=line, pid=os.getpid()); "
-            "c.run_import(c.CsvSource(c.Path(sys.argv[1])), c.Rejections(c.CsvSource(c.Path(sys.argv[1])), False), v, "
+            "src = c.CsvSource(c.Path(sys.argv[1])); c.run_import(src, c.Rejections(src, False), v, "
             "lambda chunk, r, reject: seen.extend(i.pid for i in chunk), pure=True); "
             "print(threading.active_count(), len(seen), os.getpid() in seen)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
