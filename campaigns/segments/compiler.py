@@ -146,12 +146,13 @@ class ExpansionBudget:
     def enter(self, col: int) -> None:
         """One level deeper; an InputError (one line) past MAX_NESTING."""
         self.depth += 1
-        if self.depth > MAX_NESTING and self.segments:
+        if self.depth <= MAX_NESTING:
+            return
+        if self.segments:
             raise error(col, f"the filter nests deeper than {MAX_NESTING} levels through in_segment() "
                         "(the segment nesting cap); refer to segments that nest less")
-        if self.depth > MAX_NESTING:  # no in_segment() on the way: the filter's own and/or/not groups
-            raise error(col, f"the filter nests deeper than {MAX_NESTING} levels of and/or/not groups "
-                        "(the nesting cap); write it with fewer nested groups")
+        raise error(col, f"the filter nests deeper than {MAX_NESTING} levels of and/or/not groups "  # its own groups
+                    "(the nesting cap); write it with fewer nested groups")
 
 
 class Compiler:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -65,7 +65,7 @@ class Unsubscribed:
 
     topic: str | None
     channels: tuple[str, ...]
-    new: bool = True  # False: this message's unsubscribe was recorded before (a retry, a re-read mailbox)
+    new: bool  # False: this message's unsubscribe was recorded before (a retry, a re-read mailbox)
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,13 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
     if scope == TOPIC and topic is None:
         raise InputError("scope: this message has no topic to leave")
     text = ", ".join(f"{k} {v}" for k, v in (proof or {}).items() if v) or None
+    channels: tuple[str, ...] = ()  # revoked (a topic left revokes no channel)
+    left: str | None = None  # the topic left
     if topic is not None and not all_channels and scope in (ONE_CLICK, TOPIC):
         if ledger.in_topic(session, contact.id, topic.id, at):
             ledger.leave_topic(session, contact, topic.id, d.channel, source, ip=ip, user_agent=ua, occurred_at=at, proof=text)
         stopped.announce(session, contact.id, [stopped.topic_scope(topic.id)])
-        done = Unsubscribed(topic.name, ())
+        left = topic.name
     else:
         channels = ("email", "sms") if all_channels else ("email",)
         for channel in channels:
@@ -171,11 +173,10 @@ def unsubscribe(session: Session, delivery_id: int, at: datetime, all_channels: 
             if state.action in ledger.MESSAGEABLE or state.pending:
                 ledger.revoke(session, contact, channel, source, ip=ip, user_agent=ua, occurred_at=at, proof=text)
         stopped.announce(session, contact.id, channels)
-        done = Unsubscribed(None, channels)
     new = events.record(session, type="unsubscribe", dedup_key=f"unsubscribe:{d.id}", delivery=d, at=at, user_agent=ua,
-                        ip=ip, data={"all_channels": all_channels, "source": source, "topic": done.topic,
-                                     "channels": list(done.channels), **(proof or {})})
-    return replace(done, new=bool(new))
+                        ip=ip, data={"all_channels": all_channels, "source": source, "topic": left,
+                                     "channels": list(channels), **(proof or {})})
+    return Unsubscribed(left, channels, new)
 
 
 def purchase_webhook(session: Session, settings: Settings, row: dict[str, str]) -> tuple[bool, str]:
