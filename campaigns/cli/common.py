@@ -14,6 +14,7 @@ import typer
 
 from campaigns.cli.output import (  # noqa: F401  (re-exported for the command modules)
     console,
+    count_of,
     counted,
     emit_record,
     emit_rows,

@@ -100,9 +100,15 @@ STATE_WORDS = {"queued": "queued", "claimed": "sending", "sent": "sent", "retry_
                "cancelled": "cancelled", "skipped": "skipped", "waiting": "waiting for the A/B winner"}
 
 
+def count_of(n: int, one: str, many: str | None = None) -> str:
+    """'1 message', '3 messages', '1,200 not reports': a count in a sentence (`many`: the
+    plural when it is not `one` + 's')."""
+    return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
+
+
 def rows_of(n: int) -> str:
     """'1 row', '3 rows': a file's row count in a sentence."""
-    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+    return count_of(n, "row")
 
 
 def counted(counts: dict[str, int], words: dict[str, str] | None = None) -> str:

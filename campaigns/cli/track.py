@@ -15,6 +15,7 @@ from campaigns.cli.common import (
     ForceRejectsOpt,
     JsonOpt,
     SkipInvalidOpt,
+    count_of,
     emit_record,
     emit_rows,
     file_progress,
@@ -165,7 +166,8 @@ def bounces_import(ctx: typer.Context, path: Path = typer.Argument(..., help="A 
     if as_json:
         emit_record(counts, as_json=True)
     else:
-        ok(f"{path}: {counts['messages']:,} messages: {counts['bounces']:,} hard bounces, {counts['complaints']:,} complaints, "
-           f"{counts['unsubscribes']:,} unsubscribes, {counts['already_recorded']:,} already recorded (nothing changed), "
-           f"{counts['unmatched']:,} unmatched (nothing changed), "
-           f"{counts['ignored']:,} not reports, {counts['skipped']:,} skipped (unreadable or over the size cap)")
+        ok(f"{path}: {count_of(counts['messages'], 'message')}: {count_of(counts['bounces'], 'hard bounce')}, "
+           f"{count_of(counts['complaints'], 'complaint')}, {count_of(counts['unsubscribes'], 'unsubscribe')}, "
+           f"{counts['already_recorded']:,} already recorded (nothing changed), "
+           f"{counts['unmatched']:,} unmatched (nothing changed), {count_of(counts['ignored'], 'not a report', 'not reports')}, "
+           f"{counts['skipped']:,} skipped (unreadable or over the size cap)")

@@ -44,6 +44,9 @@ def test_a_mailto_unsubscribe_revokes_email_consent_with_proof(shop, tmp_path):
     assert counts["unsubscribes"] == 1 and counts["ignored"] == 0
     again = _import(tmp_path, [], name="Maildir")  # the same mailbox read again: not a second unsubscribe
     assert (again["unsubscribes"], again["already_recorded"], again["unmatched"]) == (0, 1, 0)
+    said = CliRunner(tmp_path / "config.toml")("bounces", "import", str(tmp_path / "Maildir")).stdout
+    assert ": 1 message: 0 hard bounces, 0 complaints, 0 unsubscribes, 1 already recorded" in said, said
+    assert "0 not reports" in said
     with shop.app.session() as s:
         c = find_contact(s, to)
         events = ledger.history(s, c.id, "email")
