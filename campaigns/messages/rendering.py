@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -21,7 +22,7 @@ import css_inline
 import inscriptis
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template as JinjaTemplate
-from jinja2 import TemplateError, UndefinedError
+from jinja2 import TemplateError, UndefinedError, meta, nodes
 from sqlalchemy.orm import Session
 
 from campaigns.audience import consent as ledger
@@ -101,6 +102,7 @@ class _Compiled:
     derived_per_message: bool  # derive the text part from each rendered HTML instead
     sms: JinjaTemplate | None
     has_css: bool
+    reads: tuple[str, ...] | None = None  # what its parts read, when a render can be reused (`_reuse_key`)
 
 
 _COMPILED: OrderedDict[str, _Compiled] = OrderedDict()
@@ -145,8 +147,7 @@ def derive_text_source(html_source: str) -> str | None:
     return re.sub(r"qqjj(\d+)jjqq", lambda m: tags[int(m.group(1))], text)
 
 
-def _derived_text(html: str) -> JinjaTemplate | None:
-    source = derive_text_source(html)
+def _derived_text(source: str | None) -> JinjaTemplate | None:
     try:
         return compile_checked(TEXT_ENV, source) if source is not None else None
     except (TemplateError, CapExceeded):  # entities that decode to Jinja syntax: derive per message instead
@@ -173,9 +174,12 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
         else:
             html = tmpl.html or ""
             subject, body = compile_checked(TEXT_ENV, tmpl.subject or ""), compile_checked(HTML_ENV, html)
-            text = compile_checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(html)
+            text_source = tmpl.text if tmpl.text is not None else derive_text_source(html)
+            text = compile_checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(text_source)
             compiled = _Compiled(subject, body, text, text is None, None,
-                                 "<style" in html.lower() or "<link" in html.lower())
+                                 "<style" in html.lower() or "<link" in html.lower(),
+                                 _reads([(TEXT_ENV, tmpl.subject or ""), (HTML_ENV, html)]
+                                        + ([(TEXT_ENV, text_source)] if text is not None and text_source is not None else [])))
     except TemplateError as exc:
         lineno = getattr(exc, "lineno", None)
         where = f" line {lineno}" if lineno else ""
@@ -189,6 +193,102 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
         if len(_COMPILED) > 256:
             _COMPILED.popitem(last=False)
     return compiled
+
+
+# Reusing a render. Most marketing email differs between recipients only in a few values
+# (the first name, the unsubscribe link). A template version whose parts read nothing but
+# the names in `_REUSABLE` is rendered (Jinja, then CSS inlining) once per distinct set of
+# the values it reads, with the unsubscribe link as a placeholder; each message then gets
+# its own link put in, and goes on to link tracking and the MIME build like any other.
+# Anything per message (a coupon, `now`, the contact record, a trigger's data) or any use of
+# the unsubscribe link other than printing it as is (`{{ unsubscribe_url }}`) renders every
+# message in full. tests/rendering/test_render_reuse.py checks both ways give the same bytes.
+_REUSABLE = frozenset({"first_name", "campaign", "lifecycle", "rfm_segment", "sender", "postal_address",
+                       "request_text", "unsubscribe_url", "range", "dict", "namespace", "cycler", "joiner"})
+_UNSUBSCRIBE = "unsubscribe_url"
+_PLACEHOLDER = "cmpunsub" + secrets.token_hex(16)  # random per process: no template or contact can hold it
+_PLAIN_URL = re.compile(r"[A-Za-z0-9:/._~-]+")  # printed as is by Jinja's escaping and by the inliner
+_REUSED: OrderedDict[tuple[Any, ...], tuple[str, str, str | None]] = OrderedDict()
+_REUSED_MAX = 256  # renders kept (a few MB); least recently used go first
+_REUSED_LOCK = threading.Lock()
+
+
+def _reads(parts: list[tuple[Any, str]]) -> tuple[str, ...] | None:
+    """The context names the parts read, or None when a render must not be reused."""
+    names: set[str] = set()
+    for env, source in parts:
+        ast = env.parse(source)
+        names |= meta.find_undeclared_variables(ast)
+        uses = sum(1 for n in ast.find_all(nodes.Name) if n.name == _UNSUBSCRIBE)
+        printed = sum(1 for out in ast.find_all(nodes.Output) for n in out.nodes
+                      if isinstance(n, nodes.Name) and n.name == _UNSUBSCRIBE)
+        if uses != printed:  # filtered, tested, sliced, assigned: the placeholder would not stand in for it
+            return None
+    return tuple(sorted(names - {_UNSUBSCRIBE})) if names <= _REUSABLE else None
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _reuse_key(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The key of this message's render among reusable ones, or None to render it in full."""
+    if compiled.reads is None or not _PLAIN_URL.fullmatch(ctx[_UNSUBSCRIBE]):
+        return None
+    try:
+        key = (template.name, template.version_hash, compiled.derived_per_message, *(_frozen(ctx[n]) if n in ctx else n for n in compiled.reads))
+        hash(key)
+    except TypeError:  # a value that cannot be a key: render in full
+        return None
+    return key
+
+
+def _render_email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
+                        began: float) -> tuple[str, str, str | None]:
+    """Subject, HTML with its CSS inlined, and the text part (None: derived from the HTML)."""
+    assert compiled.subject is not None and compiled.html is not None
+    # Only the ends are trimmed: a line break inside (from contact data) must be refused, not hidden.
+    subject = _run(template, "subject", compiled.subject, ctx, began).strip()
+    doc = _run(template, "html", compiled.html, ctx, began)
+    if compiled.has_css:
+        try:
+            check_html_nesting(doc)  # the inliner's parser crashes the process on very deep nesting
+            doc = _INLINER.inline(doc)
+        except CapExceeded as exc:
+            raise RenderError(f"template '{template.name}' (html): {exc}") from None
+        except ValueError as exc:
+            raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
+    text = _run(template, "text", compiled.text, ctx, began) if compiled.text is not None else None
+    return subject, doc, text
+
+
+def _email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
+                 began: float) -> tuple[str, str, str | None]:
+    """`_render_email_parts`, reused where the template allows (see `_REUSABLE`)."""
+    key = _reuse_key(template, compiled, ctx)
+    if key is None:
+        return _render_email_parts(template, compiled, ctx, began)
+    with _REUSED_LOCK:
+        parts = _REUSED.get(key)
+        if parts is not None:
+            _REUSED.move_to_end(key)
+    if parts is None:
+        parts = _render_email_parts(template, compiled, {**ctx, _UNSUBSCRIBE: _PLACEHOLDER}, began)
+        with _REUSED_LOCK:
+            _REUSED[key] = parts
+            if len(_REUSED) > _REUSED_MAX:
+                _REUSED.popitem(last=False)
+    url = ctx[_UNSUBSCRIBE]
+    subject, doc, text = (part.replace(_PLACEHOLDER, url) if part is not None else None for part in parts)
+    assert subject is not None and doc is not None
+    for name, part in (("html", doc), ("text", text)):  # the link is longer than its placeholder
+        if part is not None and len(part) > MAX_OUTPUT_CHARS:
+            raise RenderError(f"template '{template.name}' ({name}): output passed {MAX_OUTPUT_CHARS:,} characters; cut off")
+    return subject, doc, text
 
 
 def contact_context(contact: Contact) -> dict[str, Any]:
@@ -306,22 +406,8 @@ def render_delivery(
         return _sms(settings, template, compiled, ctx, linker, contact, campaign)
     if not contact.email:
         raise RenderError(f"contact #{contact.id} has no email address")
-    assert compiled.subject is not None and compiled.html is not None
-    # Only the ends are trimmed: a line break inside (from contact data) must be refused, not hidden.
-    subject = _run(template, "subject", compiled.subject, ctx, began).strip()
-    doc = _run(template, "html", compiled.html, ctx, began)
-    if compiled.has_css:
-        try:
-            check_html_nesting(doc)  # the inliner's parser crashes the process on very deep nesting
-            doc = _INLINER.inline(doc)
-        except CapExceeded as exc:
-            raise RenderError(f"template '{template.name}' (html): {exc}") from None
-        except ValueError as exc:
-            raise RenderError(f"template '{template.name}': CSS could not be inlined: {exc}") from None
-    if compiled.text is not None:
-        text = _run(template, "text", compiled.text, ctx, began)
-    else:
-        text = html_text(doc)
+    subject, doc, part = _email_parts(template, compiled, ctx, began)
+    text = part if part is not None else html_text(doc)
     try:
         doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id)).replace(_DATA_MARK, "")
         text = linker.text(text).replace(_DATA_MARK, "")

@@ -1,0 +1,121 @@
+"""A render reused across recipients (campaigns/messages/rendering.py, `_REUSABLE`) gives the
+same message, byte for byte, as rendering each one in full; and it is never used where a
+message depends on more than the values it is keyed on."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+
+from campaigns.messages import rendering
+from campaigns.messages.rendering import RenderError, render_delivery
+from campaigns.messages.templates_store import MessageTemplate, load_template
+from tests.rendering.conftest import add_contact, make_campaign, make_delivery
+
+PEOPLE = [("ann@example.com", "Ann Lee"), ("ann.b@example.com", "Ann Berg"), ("zoe@example.com", "Zoë Ångström"),
+          ("bob@example.com", None), ("eve@example.com", "Eve <script>&amp;"), ("mal@example.com", "Mal http://evil.example/x")]
+CSS = "<style>.x { color: #123456; } a { font-weight: bold; }</style>"
+
+
+def _template(html: str, subject: str = "Hi {{ first_name|default('there', true) }}", text: str | None = None) -> MessageTemplate:
+    return MessageTemplate("t", "email", subject, html, text, None, hashlib.sha256((subject + html + str(text)).encode()).hexdigest(), None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch):
+    monkeypatch.setattr(rendering, "utcnow", lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    monkeypatch.setattr(rendering, "_REUSED", type(rendering._REUSED)())
+
+
+def _render_all(rapp, tmpl: MessageTemplate, monkeypatch, ways: tuple[bool, ...] = (True, False)) -> list[list[bytes | str]]:
+    """Every person's message (or render failure), once per way (reused, in full), same deliveries."""
+    results: list[list[bytes | str]] = []
+    with rapp.session() as s:
+        camp, run = make_campaign(s, utm={"source": "news"})
+        people = [(add_contact(s, address, person),) for address, person in PEOPLE]
+        deliveries = [(c, make_delivery(s, run, c)) for (c,) in people]
+        for reuse in ways:
+            out: list[bytes | str] = []
+            with monkeypatch.context() as m:
+                if not reuse:
+                    m.setattr(rendering, "_reuse_key", lambda *a: None)
+                for c, d in deliveries:
+                    try:
+                        out.append(render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=d.id, campaign=camp).data)
+                    except RenderError as exc:
+                        out.append(str(exc))
+            results.append(out)
+        ids = [d.id for _, d in deliveries]
+        s.rollback()
+    results.append(ids)  # type: ignore[arg-type]
+    return results
+
+
+def test_the_welcome_template_reused_gives_the_same_bytes_as_rendered_in_full(rapp, fixed_clock, monkeypatch):
+    tmpl = load_template(rapp.settings, "welcome")
+    assert rendering.compile_template(tmpl).reads is not None
+    reused, full, ids = _render_all(rapp, tmpl, monkeypatch)
+    assert all(isinstance(m, bytes) for m in full)
+    assert reused == full
+    # each message still carries its own unsubscribe link, in the HTML, the text and the header
+    for delivery_id, data in zip(ids, reused, strict=True):
+        assert isinstance(data, bytes) and isinstance(delivery_id, int)
+        url = rendering.links.unsubscribe_url(rapp.settings, delivery_id)
+        assert data.count(url.encode()) >= 3, (delivery_id, url)
+
+
+@pytest.mark.parametrize("html", [
+    f"<html><head>{CSS}</head><body><p class='x'>Hello {{{{ first_name }}}}</p>"
+    "<a href='{{ unsubscribe_url }}'>stop</a> {{ unsubscribe_url }}</body></html>",
+    "<p>{% if first_name %}Dear {{ first_name }}{% else %}Hello{% endif %}, from {{ sender.name }} "
+    "<a href=\"https://shop.example.com/?c={{ campaign.name }}\">shop</a></p><a href=\"{{ unsubscribe_url }}\">u</a>",
+    "<p>{{ first_name * 200 }}</p>",  # a long line, wrapped by quoted-printable
+    "<p>{{ first_name.nope }}</p>",  # fails for everyone, the same way
+])
+def test_a_reusable_template_gives_the_same_messages_either_way(rapp, fixed_clock, monkeypatch, html):
+    tmpl = _template(html)
+    assert rendering.compile_template(tmpl).reads is not None
+    reused, full, _ids = _render_all(rapp, tmpl, monkeypatch)
+    assert reused == full
+
+
+@pytest.mark.parametrize("html", [
+    "<p>{{ unsubscribe_url|upper }}</p>",  # filtered: the placeholder would be filtered instead
+    "<p>{% if unsubscribe_url %}x{% endif %}</p>",
+    "<p>{{ unsubscribe_url[:20] }}</p>",
+    "<p>{% set u = unsubscribe_url %}{{ u }}</p>",
+    "<p>{{ contact.email }}</p>",  # the whole contact record: every message differs
+    "<p>{{ now.year }}</p>",
+    "<p>{{ coupon('SPRING') }}</p>",
+    "<p>{{ purchase.total }}</p>",  # a trigger's data
+    "<p>{{ confirm_url }}</p>",
+])
+def test_a_template_that_reads_more_than_the_keyed_values_renders_every_message(rapp, html):
+    for shipped in ("newsletter", "winback"):  # `now` in the subject; a coupon
+        assert rendering.compile_template(load_template(rapp.settings, shipped)).reads is None
+    assert rendering.compile_template(_template(html)).reads is None
+    assert rendering.compile_template(_template("<p>x</p>", subject="{{ now }}")).reads is None
+    assert rendering.compile_template(_template("<p>x</p>", text=html)).reads is None
+
+
+def test_messages_that_read_the_same_values_are_rendered_once(rapp, fixed_clock, monkeypatch):
+    calls: list[str] = []
+    real = rendering._render_email_parts
+    monkeypatch.setattr(rendering, "_render_email_parts", lambda t, c, ctx, b: calls.append(ctx["first_name"]) or real(t, c, ctx, b))
+    out, _ids = _render_all(rapp, load_template(rapp.settings, "welcome"), monkeypatch, ways=(True,))
+    assert len(out) == len(PEOPLE)
+    # Ann Lee and Ann Berg share a first name: one render for both; the others each have their own
+    assert calls.count("Ann") == 1
+    assert len(calls) == len(set(calls)) == len(PEOPLE) - 1
+
+
+def test_a_reused_render_still_keeps_the_output_cap(rapp, fixed_clock, monkeypatch):
+    monkeypatch.setattr(rendering, "MAX_OUTPUT_CHARS", 2_000)
+    monkeypatch.setattr(rapp.settings.tracking, "public_url", "https://tracking.a-long-subdomain.example.net/links")
+    many = "<p>{% for i in range(40) %}{{ unsubscribe_url }}{% endfor %}</p>"  # 40 placeholders fit, 40 links do not
+    tmpl = _template(many)
+    assert rendering.compile_template(tmpl).reads is not None
+    out, _ids = _render_all(rapp, tmpl, monkeypatch, ways=(True,))
+    assert all(isinstance(m, str) and "output passed 2,000 characters" in m for m in out), out[0]
