@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from campaigns.messages import rendering
-from campaigns.messages.rendering import RenderError, render_delivery
+from campaigns.messages.rendering import RenderedEmail, RenderError, render_delivery
 from campaigns.messages.templates_store import MessageTemplate, load_template
 from tests.rendering.conftest import add_contact, make_campaign, make_delivery
 
@@ -45,7 +45,9 @@ def _render_all(rapp, tmpl: MessageTemplate, monkeypatch,
                     m.setattr(rendering, "_reuse_key", lambda *a: None)
                 for c, d in deliveries:
                     try:
-                        out.append(render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=d.id, campaign=camp).data)
+                        rendered = render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=d.id, campaign=camp)
+                        assert isinstance(rendered, RenderedEmail)
+                        out.append(rendered.data)
                     except RenderError as exc:
                         out.append(str(exc))
             results.append(out)
