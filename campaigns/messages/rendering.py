@@ -40,6 +40,7 @@ from campaigns.messages.sandbox import (  # noqa: F401 - re-exported for callers
     CapExceeded,
     check_html_nesting,
     compile_checked,
+    parse_checked,
     render_capped,
     template_line,
 )
@@ -147,11 +148,18 @@ def derive_text_source(html_source: str) -> str | None:
     return re.sub(r"qqjj(\d+)jjqq", lambda m: tags[int(m.group(1))], text)
 
 
-def _derived_text(source: str | None) -> JinjaTemplate | None:
+def _derived_text(source: str | None) -> tuple[JinjaTemplate, nodes.Template] | None:
     try:
-        return compile_checked(TEXT_ENV, source) if source is not None else None
+        return _checked(TEXT_ENV, source) if source is not None else None
     except (TemplateError, CapExceeded):  # entities that decode to Jinja syntax: derive per message instead
         return None
+
+
+def _checked(env: Any, source: str) -> tuple[JinjaTemplate, nodes.Template]:
+    """`compile_checked`, keeping the parsed tree (what `_reads` looks at): each part is
+    parsed once."""
+    ast = parse_checked(env, source)
+    return env.from_string(ast), ast
 
 
 def takes_coupons(tmpl: MessageTemplate) -> bool:
@@ -173,13 +181,11 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
             compiled = _Compiled(None, None, None, False, compile_checked(TEXT_ENV, tmpl.sms_body or ""), False)
         else:
             html = tmpl.html or ""
-            subject, body = compile_checked(TEXT_ENV, tmpl.subject or ""), compile_checked(HTML_ENV, html)
-            text_source = tmpl.text if tmpl.text is not None else derive_text_source(html)
-            text = compile_checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(text_source)
-            compiled = _Compiled(subject, body, text, text is None, None,
-                                 "<style" in html.lower() or "<link" in html.lower(),
-                                 _reads([(TEXT_ENV, tmpl.subject or ""), (HTML_ENV, html)]
-                                        + ([(TEXT_ENV, text_source)] if text is not None and text_source is not None else [])))
+            parts = [_checked(TEXT_ENV, tmpl.subject or ""), _checked(HTML_ENV, html)]
+            text = _checked(TEXT_ENV, tmpl.text) if tmpl.text is not None else _derived_text(derive_text_source(html))
+            parts += [text] if text is not None else []
+            compiled = _Compiled(parts[0][0], parts[1][0], text[0] if text is not None else None, text is None, None,
+                                 "<style" in html.lower() or "<link" in html.lower(), _reads([ast for _, ast in parts]))
     except TemplateError as exc:
         lineno = getattr(exc, "lineno", None)
         where = f" line {lineno}" if lineno else ""
@@ -213,11 +219,10 @@ _REUSED_MAX = 256  # renders kept (a few MB); least recently used go first
 _REUSED_LOCK = threading.Lock()
 
 
-def _reads(parts: list[tuple[Any, str]]) -> tuple[str, ...] | None:
+def _reads(parts: list[nodes.Template]) -> tuple[str, ...] | None:
     """The context names the parts read, or None when a render must not be reused."""
     names: set[str] = set()
-    for env, source in parts:
-        ast = env.parse(source)
+    for ast in parts:
         names |= meta.find_undeclared_variables(ast)
         uses = sum(1 for n in ast.find_all(nodes.Name) if n.name == _UNSUBSCRIBE)
         printed = sum(1 for out in ast.find_all(nodes.Output) for n in out.nodes
