@@ -39,6 +39,7 @@ from campaigns.messages.sandbox import (  # noqa: F401 - re-exported for callers
     TEXT_ENV,
     CapExceeded,
     check_html_nesting,
+    check_output,
     compile_checked,
     parse_checked,
     render_capped,
@@ -290,9 +291,11 @@ def _email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, 
     url = ctx[_UNSUBSCRIBE]
     subject, doc, text = (part.replace(_PLACEHOLDER, url) if part is not None else None for part in parts)
     assert subject is not None and doc is not None
-    for name, part in (("html", doc), ("text", text)):  # the link is longer than its placeholder
-        if part is not None and len(part) > MAX_OUTPUT_CHARS:
-            raise RenderError(f"template '{template.name}' ({name}): output passed {MAX_OUTPUT_CHARS:,} characters; cut off")
+    for name, part in (("html", doc), ("text", text)):  # the link may be longer than its placeholder
+        try:
+            check_output(len(part or ""))
+        except CapExceeded as exc:
+            raise RenderError(f"template '{template.name}' ({name}): {exc}") from None
     return subject, doc, text
 
 

@@ -43,6 +43,7 @@ from campaigns.messages.sandbox_limits import (
     check_binop,
     check_brace_spec,
     check_html_nesting,
+    check_output,
     check_percent_spec,
     end_budget,
     materialise,
@@ -51,7 +52,7 @@ from campaigns.messages.sandbox_limits import (
 
 __all__ = ["HTML_ENV", "MAX_FORMAT_WIDTH", "MAX_INT_BITS", "MAX_OUTPUT_CHARS", "MAX_RENDER_BYTES",
            "MAX_RENDER_SECONDS", "MAX_TEMPLATE_CODE", "MAX_TEMPLATE_NODES", "MAX_VALUE_BYTES", "TEXT_ENV",
-           "CapExceeded", "check_html_nesting", "compile_checked", "parse_checked", "render_capped", "template_line"]
+           "CapExceeded", "check_html_nesting", "check_output", "compile_checked", "parse_checked", "render_capped", "template_line"]
 
 # CPU seconds for all the parts of one message (subject, HTML, text): a send, compile and
 # MIME included, then stays under 2 s however many parts loop
@@ -331,8 +332,7 @@ def render_capped(template: JinjaTemplate, context: dict[str, Any], seconds: flo
             out, size = [], 0
             for chunk in template.generate(context):
                 size += len(chunk)
-                if size > MAX_OUTPUT_CHARS:
-                    raise CapExceeded(f"output passed {MAX_OUTPUT_CHARS:,} characters; cut off")
+                check_output(size)
                 out.append(chunk)
             return "".join(out)
         finally:

@@ -107,6 +107,12 @@ def check_all(values: Iterable[Any]) -> None:
         check(v, spend=False)
 
 
+def check_output(size: int) -> None:
+    """CapExceeded when one rendered part of `size` characters is past MAX_OUTPUT_CHARS."""
+    if size > MAX_OUTPUT_CHARS:
+        raise CapExceeded(f"output passed {MAX_OUTPUT_CHARS:,} characters; cut off")
+
+
 def check_int(n: Any, what: str = "an integer") -> None:
     """CapExceeded when `n` is an int wider than MAX_INT_BITS."""
     if isinstance(n, int) and n.bit_length() > MAX_INT_BITS:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from campaigns.messages import rendering
+from campaigns.messages import rendering, sandbox_limits
 from campaigns.messages.rendering import RenderedEmail, RenderError, render_delivery
 from campaigns.messages.templates_store import MessageTemplate, load_template
 from tests.rendering.conftest import add_contact, make_campaign, make_delivery
@@ -115,7 +115,7 @@ def test_messages_that_read_the_same_values_are_rendered_once(rapp, fixed_clock,
 
 
 def test_a_reused_render_still_keeps_the_output_cap(rapp, fixed_clock, monkeypatch):
-    monkeypatch.setattr(rendering, "MAX_OUTPUT_CHARS", 2_000)
+    monkeypatch.setattr(sandbox_limits, "MAX_OUTPUT_CHARS", 2_000)  # the cap of one part, during the render and after the links go in
     monkeypatch.setattr(rapp.settings.tracking, "public_url", "https://tracking.a-long-subdomain.example.net/links")
     many = "<p>{% for i in range(40) %}{{ unsubscribe_url }}{% endfor %}</p>"  # 40 placeholders fit, 40 links do not
     tmpl = _template(many)
