@@ -24,7 +24,8 @@ def _template(html: str, subject: str = "Hi {{ first_name|default('there', true)
 
 
 @pytest.fixture
-def fixed_clock(monkeypatch):
+def fresh(monkeypatch):
+    """A fixed Date header, and no renders kept from earlier tests."""
     monkeypatch.setattr(rendering, "utcnow", lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
     monkeypatch.setattr(rendering, "_REUSED", type(rendering._REUSED)())
 
@@ -56,7 +57,7 @@ def _render_all(rapp, tmpl: MessageTemplate, monkeypatch,
     return results, ids
 
 
-def test_the_welcome_template_reused_gives_the_same_bytes_as_rendered_in_full(rapp, fixed_clock, monkeypatch):
+def test_the_welcome_template_reused_gives_the_same_bytes_as_rendered_in_full(rapp, fresh, monkeypatch):
     tmpl = load_template(rapp.settings, "welcome")
     assert rendering.compile_template(tmpl).reads is not None
     (reused, full), ids = _render_all(rapp, tmpl, monkeypatch)
@@ -77,7 +78,7 @@ def test_the_welcome_template_reused_gives_the_same_bytes_as_rendered_in_full(ra
     "<p>{{ first_name * 200 }}</p>",  # a long line, wrapped by quoted-printable
     "<p>{{ first_name.nope }}</p>",  # fails for everyone, the same way
 ])
-def test_a_reusable_template_gives_the_same_messages_either_way(rapp, fixed_clock, monkeypatch, html):
+def test_a_reusable_template_gives_the_same_messages_either_way(rapp, fresh, monkeypatch, html):
     tmpl = _template(html)
     assert rendering.compile_template(tmpl).reads is not None
     (reused, full), _ids = _render_all(rapp, tmpl, monkeypatch)
@@ -103,7 +104,7 @@ def test_a_template_that_reads_more_than_the_keyed_values_renders_every_message(
     assert rendering.compile_template(_template("<p>x</p>", text=html)).reads is None
 
 
-def test_messages_that_read_the_same_values_are_rendered_once(rapp, fixed_clock, monkeypatch):
+def test_messages_that_read_the_same_values_are_rendered_once(rapp, fresh, monkeypatch):
     calls: list[str] = []
     real = rendering._render_email_parts
     monkeypatch.setattr(rendering, "_render_email_parts", lambda t, c, ctx, b: calls.append(ctx["first_name"]) or real(t, c, ctx, b))
@@ -114,7 +115,7 @@ def test_messages_that_read_the_same_values_are_rendered_once(rapp, fixed_clock,
     assert len(calls) == len(set(calls)) == len(PEOPLE) - 1
 
 
-def test_a_reused_render_still_keeps_the_output_cap(rapp, fixed_clock, monkeypatch):
+def test_a_reused_render_still_keeps_the_output_cap(rapp, fresh, monkeypatch):
     monkeypatch.setattr(sandbox_limits, "MAX_OUTPUT_CHARS", 2_000)  # the cap of one part, during the render and after the links go in
     monkeypatch.setattr(rapp.settings.tracking, "public_url", "https://tracking.a-long-subdomain.example.net/links")
     many = "<p>{% for i in range(40) %}{{ unsubscribe_url }}{% endfor %}</p>"  # 40 placeholders fit, 40 links do not
