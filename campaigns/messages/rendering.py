@@ -215,9 +215,40 @@ _REUSABLE = frozenset({"first_name", "campaign", "lifecycle", "rfm_segment", "se
 _UNSUBSCRIBE = "unsubscribe_url"
 _PLACEHOLDER = "cmpunsub" + secrets.token_hex(16)  # random per process: no template or contact can hold it
 _PLAIN_URL = re.compile(r"[A-Za-z0-9:/._~-]+")  # printed as is by Jinja's escaping and by the inliner
-_REUSED: OrderedDict[tuple[Any, ...], tuple[str, str, str | None]] = OrderedDict()
-_REUSED_MAX = 256  # renders kept (a few MB); least recently used go first
-_REUSED_LOCK = threading.Lock()
+Parts = tuple[str, str, str | None]  # subject, HTML, text (None: derived from the HTML)
+
+
+class _Kept:
+    """Renders kept for reuse, the least recently used dropped first: at most `count` of them
+    and `chars` characters in all (a template may print a first name into a part of up to
+    MAX_OUTPUT_CHARS; a few hundred of those must not pile up)."""
+
+    def __init__(self, count: int = 256, chars: int = 8_000_000) -> None:
+        self.count, self.chars, self.size = count, chars, 0
+        self._kept: OrderedDict[tuple[Any, ...], tuple[Parts, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Parts | None:
+        with self._lock:
+            hit = self._kept.get(key)
+            if hit is None:
+                return None
+            self._kept.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple[Any, ...], parts: Parts) -> None:
+        size = sum(len(p) for p in parts if p is not None)
+        if size > self.chars:
+            return
+        with self._lock:
+            old = self._kept.pop(key, None)
+            self.size += size - (old[1] if old is not None else 0)
+            self._kept[key] = (parts, size)
+            while len(self._kept) > self.count or self.size > self.chars:
+                self.size -= self._kept.popitem(last=False)[1][1]
+
+
+_REUSED = _Kept()
 
 
 def _reads(parts: list[nodes.Template]) -> tuple[str, ...] | None:
@@ -254,7 +285,7 @@ def _reuse_key(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, An
 
 
 def _render_email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
-                        began: float) -> tuple[str, str, str | None]:
+                        began: float) -> Parts:
     """Subject, HTML with its CSS inlined, and the text part (None: derived from the HTML)."""
     assert compiled.subject is not None and compiled.html is not None
     # Only the ends are trimmed: a line break inside (from contact data) must be refused, not hidden.
@@ -273,21 +304,15 @@ def _render_email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dic
 
 
 def _email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
-                 began: float) -> tuple[str, str, str | None]:
+                 began: float) -> Parts:
     """`_render_email_parts`, reused where the template allows (see `_REUSABLE`)."""
     key = _reuse_key(template, compiled, ctx)
     if key is None:
         return _render_email_parts(template, compiled, ctx, began)
-    with _REUSED_LOCK:
-        parts = _REUSED.get(key)
-        if parts is not None:
-            _REUSED.move_to_end(key)
+    parts = _REUSED.get(key)
     if parts is None:
         parts = _render_email_parts(template, compiled, {**ctx, _UNSUBSCRIBE: _PLACEHOLDER}, began)
-        with _REUSED_LOCK:
-            _REUSED[key] = parts
-            if len(_REUSED) > _REUSED_MAX:
-                _REUSED.popitem(last=False)
+        _REUSED.put(key, parts)
     url = ctx[_UNSUBSCRIBE]
     subject, doc, text = (part.replace(_PLACEHOLDER, url) if part is not None else None for part in parts)
     assert subject is not None and doc is not None

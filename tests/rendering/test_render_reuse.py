@@ -123,3 +123,22 @@ def test_a_reused_render_still_keeps_the_output_cap(rapp, fresh, monkeypatch):
     assert rendering.compile_template(tmpl).reads is not None
     (out,), _ids = _render_all(rapp, tmpl, monkeypatch, ways=(True,))
     assert all(isinstance(m, str) and "output passed 2,000 characters" in m for m in out), out[0]
+
+
+def test_kept_renders_stay_within_their_count_and_characters(rapp, fresh, monkeypatch):
+    """A template that prints the first name into a large part: each distinct name is a new
+    render, and what is kept stays bounded however many names come."""
+    kept = rendering._Kept(count=256, chars=5_000)
+    monkeypatch.setattr(rendering, "_REUSED", kept)
+    tmpl = _template("<p>{% for i in range(150) %}{{ first_name }} {% endfor %}<a href='{{ unsubscribe_url }}'>u</a></p>")
+    (out,), _ids = _render_all(rapp, tmpl, monkeypatch, ways=(True,))
+    assert all(isinstance(m, bytes) for m in out)
+    assert 0 < kept.size <= 5_000
+    assert kept.size == sum(len(p) for parts, _ in kept._kept.values() for p in parts if p is not None)
+    assert len(kept._kept) < len(PEOPLE)  # the oldest went to make room
+    kept.put(("huge",), ("s", "x" * 6_000, None))  # one render larger than the whole budget is not kept
+    assert kept.get(("huge",)) is None and kept.size <= 5_000
+    few = rendering._Kept(count=2)
+    for n in range(5):
+        few.put((n,), ("s", "d", None))
+    assert few.get((0,)) is None and few.get((4,)) is not None and few.size == 4
