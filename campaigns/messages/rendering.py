@@ -207,7 +207,7 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
 # the names in `_REUSABLE` is rendered (Jinja, then CSS inlining) once per distinct set of
 # the values it reads, with the unsubscribe link as a placeholder; each message then gets
 # its own link put in, and goes on to link tracking and the MIME build like any other.
-# Anything per message (a coupon, `now`, the contact record, a trigger's data) or any use of
+# Anything per message (a coupon, `now`, the `random` filter, the contact record, a trigger's data) or any use of
 # the unsubscribe link other than printing it as is (`{{ unsubscribe_url }}`) renders every
 # message in full. tests/rendering/test_render_reuse.py checks both ways give the same bytes.
 _REUSABLE = frozenset({"first_name", "campaign", "lifecycle", "rfm_segment", "sender", "postal_address",
@@ -260,6 +260,8 @@ def _reads(parts: list[nodes.Template]) -> tuple[str, ...] | None:
         printed = sum(1 for out in ast.find_all(nodes.Output) for n in out.nodes
                       if isinstance(n, nodes.Name) and n.name == _UNSUBSCRIBE)
         if uses != printed:  # filtered, tested, sliced, assigned: the placeholder would not stand in for it
+            return None
+        if any(f.name == "random" for f in ast.find_all(nodes.Filter)):  # a new pick for each message
             return None
     return tuple(sorted(names - {_UNSUBSCRIBE})) if names <= _REUSABLE else None
 

@@ -95,6 +95,7 @@ def test_a_reusable_template_gives_the_same_messages_either_way(rapp, fresh, mon
     "<p>{{ coupon('SPRING') }}</p>",
     "<p>{{ purchase.total }}</p>",  # a trigger's data
     "<p>{{ confirm_url }}</p>",
+    "<p>{{ ['a', 'b']|random }}</p>",  # a pick per message
 ])
 def test_a_template_that_reads_more_than_the_keyed_values_renders_every_message(rapp, html):
     for shipped in ("newsletter", "winback"):  # `now` in the subject; a coupon
