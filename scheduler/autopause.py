@@ -40,14 +40,15 @@ class AutoPause:
         self._changed: dict[int, datetime | None] = {}  # campaign -> its updated_at when the rates were read
         self.paused_now: set[int] = set()
 
-    def check(self, conn: Connection, campaign_id: int, now: datetime, written: Counter[tuple[int, str]]) -> None:
-        """Pause `campaign_id` if its rates passed a threshold; `written`: (campaign, kind) counts
-        this transaction wrote (kind: sent, failed, unknown or bounce)."""
+    def check(self, conn: Connection, campaign_id: int, changed: datetime | None, now: datetime,
+              written: Counter[tuple[int, str]]) -> None:
+        """Pause `campaign_id` if its rates passed a threshold; `changed`: its updated_at, read
+        in this transaction after its writes; `written`: (campaign, kind) counts this
+        transaction wrote (kind: sent, failed, unknown or bounce)."""
         s = self.sending
         rates = self._rates.get(campaign_id)
         # The recent window: outcomes since the campaign last changed (a resume, an edit) and
         # within the last auto_pause_window_minutes; a resume after an outage is judged afresh.
-        changed = conn.scalar(select(Campaign.updated_at).where(Campaign.id == campaign_id))
         since = max(changed or now, now - timedelta(minutes=s.auto_pause_window_minutes))
         if rates is None or self._changed.get(campaign_id) != changed or time.monotonic() - rates["synced"] > RATES_RESYNC_SECONDS:
             d = Delivery.__table__.c

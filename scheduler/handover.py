@@ -18,7 +18,6 @@ from campaigns.context import App
 from campaigns.timespec import utcnow
 from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.dkim_pool import DkimPool
-from scheduler.holds import before_wave
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
 from scheduler.record import DispatchStats, Recorder, Results
 from scheduler.render_stage import Failures, Message, Rendered
@@ -85,39 +84,37 @@ class Handover:
         size = max(1, self.app.settings.sending.concurrency)
 
         def hold_paused(wave: Rendered) -> Rendered:
-            """The wave without rows of auto-paused campaigns; those wait for a resume."""
+            """The wave without rows of campaigns paused meanwhile (auto-paused, or paused or
+            cancelled by anyone); those wait for a resume."""
             if not paused:
                 return wave
             left.released.extend(row for row, _ in wave if row.campaign_id in paused)
             return [(row, msg) for row, msg in wave if row.campaign_id not in paused]
 
         for start in range(0, len(messages), size):
-            # Paused or cancelled by anyone meanwhile, or this sender stopping (scheduler/holds.py).
-            try:
-                if before_wave(self.app.engine, messages[start:], paused, self.stopping, left.released):
-                    break
-            except DB_DOWN as exc:  # cannot tell: hand over nothing more; what went out is still written down
-                note = f"database unavailable before sending: {first_line(exc)}"
-                left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
+            if self.stopping is not None and self.stopping.is_set():  # SIGTERM: hand over nothing more
+                left.released.extend(row for row, _ in messages[start:])
                 break
             # Rows of a campaign auto-paused by an earlier write are released before they are
             # marked `sending` (a crash then requeues them instead of leaving them unknown).
             wave = hold_paused(messages[start:start + size])
             try:
-                # In the same transaction, just before hand-over: whose consent or suppression
-                # changed since the claim? Two primary-key range scans, almost always empty; an
-                # unsubscribe acknowledged while its message waited in the batch still wins.
+                # In the same transaction, just before hand-over: is the wave's campaign paused
+                # or cancelled by now (by anyone; scheduler/holds.py)? Whose consent or
+                # suppression changed since the claim? A primary-key read and two range scans,
+                # almost always empty; an unsubscribe acknowledged while its message waited in
+                # the batch still wins.
                 recorded, changed, marked = self.recorder.write(left.done, left.failures, left.released, now,
-                                                        mark=[row.id for row, _ in wave], marks=marks)
+                                                                mark=[row for row, _ in wave], marks=marks)
                 stats.add(recorded)
                 left = Leftover()
-            except DB_DOWN as exc:
+            except DB_DOWN as exc:  # cannot tell: hand over nothing more; what went out is still written down
                 note = f"database unavailable before sending: {first_line(exc)}"
                 left.done += [(row, SendResult("transient", None, note)) for row, _ in messages[start:]]
                 break
+            wave = hold_paused(wave)  # a campaign halted by now (its rows were not marked) waits for a resume
             # A row another sender claimed meanwhile (this one was taken for dead) is theirs.
             wave = [(row, msg) for row, msg in wave if row.id in marked]
-            wave = hold_paused(wave)  # ... and so are rows of one this very write paused
             left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
             if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
                 left.released += [row for row, _ in messages[start + size:]]

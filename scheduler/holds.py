@@ -2,9 +2,10 @@
 
 Two halves meet here:
 
-- Every sender, before each wave (`before_wave`, called by scheduler/handover.py), asks
-  which of the batch's campaigns are paused or cancelled now; its rows of those campaigns
-  are released (queued again) in the write that precedes the wave, never handed over.
+- Every sender, in the transaction that writes one wave's outcomes and marks the next wave
+  `sending` (scheduler/record.py), reads the status of the next wave's campaigns
+  (`campaign_states`); rows of a campaign paused or cancelled by then are not marked, and
+  the hand-over releases them (queued again), never handing them over.
 - `pause` commits the new status and then `settle`s: it waits (at most a second) until no
   row of the campaign is `sending` anywhere. A sender that read the status just before the
   pause committed marks that wave `sending` within moments and hands it over: `settle`
@@ -15,14 +16,12 @@ Two halves meet here:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from campaigns.context import App
 from campaigns.errors import InputError, NotFoundError
@@ -37,28 +36,17 @@ SETTLE_SECONDS = 1.0  # pause waits at most this long for waves being handed ove
 SETTLE_GRACE = 0.2  # ... and at least this long, for a wave whose status look came just before the pause
 
 
-def halted_now(engine: Engine, campaign_ids: Iterable[int]) -> set[int]:
-    """Which of `campaign_ids` are paused or cancelled now (one primary-key read)."""
-    ids = set(campaign_ids)
+# Built once: it runs in every wave's write.
+_STATES = select(Campaign.id, Campaign.status, Campaign.updated_at).where(Campaign.id.in_(bindparam("ids", expanding=True)))
+
+
+def campaign_states(conn: Connection, campaign_ids: Iterable[int]) -> dict[int, tuple[str, datetime | None]]:
+    """(status, updated_at) of each of `campaign_ids` now (one primary-key read); a status in
+    HALTED means its rows go back to the queue instead of out."""
+    ids = sorted(set(campaign_ids))
     if not ids:
-        return set()
-    with engine.connect() as conn:
-        return set(conn.scalars(select(Campaign.id).where(Campaign.id.in_(ids), Campaign.status.in_(HALTED))))
-
-
-def before_wave(engine: Engine, pending: Sequence[tuple[Claimed, Any]], paused: set[int], stopping: asyncio.Event | None,
-                released: list[Claimed]) -> bool:
-    """The hand-over's last look before a wave. `pending`: the batch's rows not handed over yet.
-
-    The sender is stopping (SIGTERM): every pending row goes to `released` and the answer is
-    True (hand over nothing more). Otherwise campaigns paused or cancelled meanwhile, by
-    anyone, join `paused`, whose rows the hand-over releases instead of sending.
-    """
-    if stopping is not None and stopping.is_set():
-        released.extend(row for row, _ in pending)
-        return True
-    paused |= halted_now(engine, {row.campaign_id for row, _ in pending} - paused)
-    return False
+        return {}
+    return {cid: (status, changed) for cid, status, changed in conn.execute(_STATES, {"ids": ids})}
 
 
 def pause_dead_templates(app: App, batch: list[Claimed], now: datetime) -> None:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from campaigns.context import App
@@ -28,6 +28,7 @@ from campaigns.vocab import (
 )
 from scheduler.autopause import BOUNCE, AutoPause
 from scheduler.channels import SendResult
+from scheduler.holds import HALTED, campaign_states
 from scheduler.outbox import (
     DB_DOWN,
     Claimed,
@@ -49,7 +50,8 @@ _SENT = (update(_DELIVERY)
 _MARK_SENDING = (update(_DELIVERY)
                  .where(_DELIVERY.c.id.in_(bindparam("ids", expanding=True)), _DELIVERY.c.state == DeliveryState.CLAIMED,
                         _DELIVERY.c.claimed_by == bindparam("worker"))
-                 .values(state=DeliveryState.SENDING, updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type)))
+                 .values(state=DeliveryState.SENDING, updated_at=bindparam("at", type_=_DELIVERY.c.updated_at.type))
+                 .returning(_DELIVERY.c.id))
 
 
 @dataclass
@@ -78,18 +80,21 @@ class Recorder:
         self._rng = rng
 
     def write(self, results: Results, render_failures: list[tuple[Claimed, str]], released: list[Claimed], now: datetime,
-              mark: list[int] | None = None, marks: tuple[int, int] | None = None,
+              mark: list[Claimed] | None = None, marks: tuple[int, int] | None = None,
               batch_campaigns: set[int] | None = None) -> tuple[DispatchStats, set[int], set[int]]:
         """Write outcomes down in one transaction; `released`: rows never handed over (their
         campaign was paused mid-batch) go back to the queue; `mark`: rows about to be handed
-        over become `sending`; `marks`: also return the contacts whose consent or suppression
-        changed since the claim. The auto-pause rates are checked for every campaign written
-        to and, on a batch's last write, for every campaign of the batch (`batch_campaigns`).
-        Returns the stats, the changed contacts, and the ids of `mark` this worker still held
-        and marked: a row whose claim passed to another sender (this one was taken for dead)
-        is not this sender's to hand over."""
+        over become `sending`, except those of a campaign paused or cancelled by now (by
+        anyone, or by this write's auto-pause check: they join `autopause.paused_now`, and
+        the hand-over releases them); `marks`: also return the contacts whose consent or
+        suppression changed since the claim. The auto-pause rates are checked for every
+        campaign written to and, on a batch's last write, for every campaign of the batch
+        (`batch_campaigns`). Returns the stats, the changed contacts, and the ids of `mark`
+        this worker still held and marked: a row whose claim passed to another sender (this
+        one was taken for dead) is not this sender's to hand over."""
         stats = DispatchStats()
         written: Counter[tuple[int, str]] = Counter()  # (campaign, sent|failed|unknown|bounce): for the rates
+        mark = mark or []
         with write_transaction(self.app.engine) as conn:
             sent = [(row, result) for row, result in results if result.outcome == "sent"]
             if sent:  # one executemany
@@ -103,14 +108,20 @@ class Recorder:
                 with Session(bind=conn, expire_on_commit=False) as session:
                     self._write_others(session, others, render_failures, now, stats, written)
                     session.flush()
+            # One read of the campaigns involved, after the writes: their status (pause means
+            # pause, scheduler/holds.py) and when they last changed (the auto-pause window).
+            checked = {cid for cid, _ in written} | (batch_campaigns or set())
+            looked = {row.campaign_id for row in mark}
+            states = campaign_states(conn, checked | looked)
+            paused = self.autopause.paused_now
+            for campaign_id in checked:
+                self.autopause.check(conn, campaign_id, states[campaign_id][1] if campaign_id in states else None, now, written)
+            paused.update(cid for cid in looked if cid in states and states[cid][0] in HALTED)
+            going = [row.id for row in mark if row.campaign_id not in paused]
             marked: set[int] = set()
-            if mark:
-                conn.execute(_MARK_SENDING, {"ids": mark, "at": now, "worker": self.worker})
-                marked = set(conn.scalars(select(_DELIVERY.c.id).where(
-                    _DELIVERY.c.id.in_(mark), _DELIVERY.c.state == DeliveryState.SENDING, _DELIVERY.c.claimed_by == self.worker)))
+            if going:
+                marked = set(conn.scalars(_MARK_SENDING, {"ids": going, "at": now, "worker": self.worker}))
             changed = changed_since(conn, marks) if marks is not None else set()
-            for campaign_id in {cid for cid, _ in written} | (batch_campaigns or set()):
-                self.autopause.check(conn, campaign_id, now, written)
         return stats, changed, marked
 
     async def write_when_possible(self, results: Results, failures: list[tuple[Claimed, str]], released: list[Claimed],

@@ -361,25 +361,26 @@ class _Counting:
 
 
 def test_a_database_that_drops_between_waves_leaves_the_sent_wave_sent(make_app, smtp, monkeypatch):
-    """The database restarts after a wave went out: the pause look before the next wave fails.
-    The wave handed over is written down as sent once the database answers (not left
-    `sending` to become `unknown` at the lease's end), the rest waits for a retry."""
+    """The database restarts after a wave went out: the write before the next wave (its
+    outcomes, the pause look, the next wave marked `sending`) fails. The wave handed over is
+    written down as sent once the database answers (not left `sending` to become `unknown`
+    at the lease's end), the rest waits for a retry."""
     from sqlalchemy.exc import OperationalError
 
-    import scheduler.handover as handover
+    from scheduler.record import Recorder
 
     app, _cid = _setup(make_app, smtp, 10)
     app.settings.sending.concurrency = 4
     looks = {"n": 0}
-    real = handover.before_wave
+    real = Recorder.write
 
-    def flaky(*args, **kwargs):
+    def flaky(self, *args, **kwargs):
         looks["n"] += 1
         if looks["n"] == 2:  # after the first wave: the server is restarting
             raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(handover, "before_wave", flaky)
+    monkeypatch.setattr(Recorder, "write", flaky)
     channel = _Counting()
     asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())
     with app.session() as s:
