@@ -30,7 +30,6 @@ from campaigns.context import App
 from campaigns.store.models import Campaign, CampaignRun, Delivery
 from campaigns.timespec import format_duration, utcnow
 from campaigns.vocab import CampaignStatus, DeliveryState, RunStatus
-from scheduler import winner
 from scheduler.firings import fire_at, iter_keys, keys_between, next_key
 from scheduler.journeys import advance
 from scheduler.outbox import first_line
@@ -240,6 +239,7 @@ def ensure_request_campaigns(app: App) -> None:
 
 def _winners(app: App, now: datetime, campaign_ids: list[int] | None, report: TickReport) -> None:
     """Decide the A/B winners that are due and queue the rest of their audience, each firing in its own transaction."""
+    from scheduler import winner  # its statistics bring numpy: imported by a process that ticks, not by every sender
     with app.session(write=False) as session:
         due = [(c.id, r.id) for c, r in winner.undecided(session, campaign_ids) if winner.decide_at(c, r) <= now]
     for cid, run_id in due:

@@ -8,7 +8,6 @@ from campaigns.config import Settings
 from scheduler.channels import Channel
 from scheduler.channels.config import SmsConfig, SmtpConfig
 from scheduler.channels.file import FileEmail, FileSms
-from scheduler.channels.sms import TwilioSms, WebhookSms
 from scheduler.channels.smtp import SmtpPool
 
 
@@ -38,6 +37,8 @@ def email_channel(settings: Settings) -> Channel:
 def sms_channel(settings: Settings) -> Channel:
     """The configured SMS transport: a file under the outbox, Twilio, or a JSON webhook."""
     provider = settings.sms.provider
+    if provider in ("twilio", "webhook"):  # httpx is imported only by a sender that needs it (a fifth of its start-up)
+        from scheduler.channels.sms import TwilioSms, WebhookSms
     if provider == "twilio":
         return TwilioSms(sms_config(settings))
     if provider == "webhook":
