@@ -113,18 +113,21 @@ def qp(text: str) -> bytes:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.endswith("\n"):
         text = text[:-1]
-    out = []
-    for line in text.split("\n"):
-        encoded = _QP.get(line)
-        if encoded is None:
-            encoded = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", CRLF)
-            if len(_QP) >= _QP_LINES or _qp_chars >= _QP_CHARS:
-                _QP.clear()
-                _qp_chars = 0
-            _QP[line] = encoded
-            _qp_chars += len(line)
-        out.append(encoded)
-    return b"".join(out)
+    lines = text.split("\n")
+    encoded = list(map(_QP.get, lines))  # the look-ups in C; most lines are kept already
+    if None in encoded:
+        for i, line in enumerate(lines):
+            if encoded[i] is not None:
+                continue
+            hit = _QP.get(line)  # a line met earlier in this part
+            if hit is None:
+                if len(_QP) >= _QP_LINES or _qp_chars >= _QP_CHARS:
+                    _QP.clear()
+                    _qp_chars = 0
+                hit = _QP[line] = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", CRLF)
+                _qp_chars += len(line)
+            encoded[i] = hit
+    return b"".join(encoded)  # type: ignore[arg-type]  # no None is left
 
 
 def build_email(

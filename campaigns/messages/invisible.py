@@ -13,4 +13,4 @@ INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff]")
 
 def strip_invisible(text: str) -> str:
     """`text` without bidi overrides, isolates and zero-width characters."""
-    return INVISIBLE.sub("", text)
+    return text if text.isascii() else INVISIBLE.sub("", text)  # every one of them is outside ASCII

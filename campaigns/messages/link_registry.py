@@ -41,7 +41,12 @@ def with_utm(url: str, utm: Mapping[str, Any] | None) -> str:
     """The URL with utm_* parameters added (ones already in the URL are kept as written)."""
     if not utm:
         return url
-    return _with_utm(url, tuple((k, str(v)) for k, v in utm.items() if v not in (None, "")))
+    return _with_utm(url, utm_pairs(utm))
+
+
+def utm_pairs(utm: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A campaign's UTM tags as the key `_with_utm` is cached by (empty values dropped)."""
+    return tuple((k, str(v)) for k, v in utm.items() if v not in (None, ""))
 
 
 @lru_cache(maxsize=4096)  # the same few links in every message of a campaign
@@ -98,7 +103,8 @@ class LinkRewriter:
     """
 
     def __init__(self, session: Session, settings: Settings, delivery_id: int, utm: Mapping[str, Any]) -> None:
-        self.session, self.settings, self.delivery_id, self.utm = session, settings, delivery_id, utm
+        self.session, self.settings, self.delivery_id = session, settings, delivery_id
+        self.utm = utm_pairs(utm) if utm else None  # once per message, not per link
         self.base = settings.tracking.public_url.rstrip("/") + "/"
         self._seen: dict[str, str] = {}  # the HTML and text parts link to the same places: sign each once
 
@@ -109,7 +115,7 @@ class LinkRewriter:
         click = self._seen.get(url)
         if click is None:
             click = self._seen[url] = links.click_url(self.settings, self.delivery_id,
-                                                      link_id(self.session, with_utm(url, self.utm)))
+                                                      link_id(self.session, _with_utm(url, self.utm) if self.utm is not None else url))
         return click
 
     def html(self, doc: str) -> str:

@@ -9,6 +9,7 @@ short. Verification accepts previous keys, so a key rotation does not break old 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from campaigns.config import Settings
 from campaigns.signing import sign, verify
@@ -16,6 +17,7 @@ from campaigns.signing import sign, verify
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+@lru_cache(maxsize=1024)  # a message asks for its delivery's id about seven times
 def b36(n: int) -> str:
     """A non-negative int in base 36."""
     if n < 0:
