@@ -71,11 +71,12 @@ def _fill(disk: Path) -> Path:
     """Write a filler file until the disk is full."""
     filler = disk / "filler"
     chunk = b"\0" * (64 * 1024)
-    with open(filler, "wb") as fh:
+    # Unbuffered: a buffered file kept the part of a chunk the full disk refused and raised
+    # ENOSPC again when the block closed it, failing the scenario before it began.
+    with open(filler, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(chunk)
-                fh.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
