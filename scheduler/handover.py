@@ -1,9 +1,11 @@
 """Hand-over: one batch's rendered messages go to the channels, wave by wave.
 
-Waves of `concurrency` messages. One short transaction between waves writes down the last
-wave's outcomes and marks the next wave `sending`: a crash leaves at most one wave
-`unknown`; the rest of the batch is still `claimed` and goes back to the queue when its
-lease ends, because none of it was handed over. This is the last moment before a message
+Waves of half of `concurrency` messages, two out at a time. When the older one is done,
+one short transaction writes down its outcomes and marks the next wave `sending`, which
+goes out while the other is still out: the connections never wait for the slowest message
+of a wave or for the write, and at most `concurrency` rows are ever `sending`, so a crash
+leaves at most that many `unknown`; the rest of the batch is still `claimed` and goes back
+to the queue when its lease ends, because none of it was handed over. This is the last moment before a message
 leaves: the per-message checks live here (consent or suppression changed since the claim,
 the campaign paused meanwhile, the DKIM signature).
 """
@@ -11,6 +13,7 @@ the campaign paused meanwhile, the DKIM signature).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -21,6 +24,8 @@ from scheduler.dkim_pool import DkimPool
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
 from scheduler.record import DispatchStats, Recorder, Results
 from scheduler.render_stage import Failures, Message, Rendered
+
+WAVES_OUT = 2  # waves out at a time, each of `concurrency` // WAVES_OUT messages (1 of 1 when concurrency is 1)
 
 
 @dataclass
@@ -91,13 +96,26 @@ class Handover:
             left.released.extend(row for row, _ in wave if row.campaign_id in paused)
             return [(row, msg) for row, msg in wave if row.campaign_id not in paused]
 
-        for start in range(0, len(messages), size):
+        # Two waves of half of `concurrency` are out at a time: while one is out, the write
+        # records the one before it and marks the next, which then waits at the connections
+        # for the first free one. The connections never wait for a write or for the slowest
+        # message of a wave, and `sending` still never holds more than `concurrency` rows.
+        waves_out = min(WAVES_OUT, size)
+        step = size // waves_out  # waves_out * step <= concurrency
+        out: deque[asyncio.Future[list[tuple[Claimed, SendResult]]]] = deque()
+
+        async def collect(keep: int) -> None:
+            """Wait for the oldest waves out until `keep` are left; their outcomes join `left`."""
+            while len(out) > keep:
+                left.done.extend(await out.popleft())
+
+        for start in range(0, len(messages), step):
             if self.stopping is not None and self.stopping.is_set():  # SIGTERM: hand over nothing more
                 left.released.extend(row for row, _ in messages[start:])
                 break
             # Rows of a campaign auto-paused by an earlier write are released before they are
             # marked `sending` (a crash then requeues them instead of leaving them unknown).
-            wave = hold_paused(messages[start:start + size])
+            wave = hold_paused(messages[start:start + step])
             try:
                 # In the same transaction, just before hand-over: is the wave's campaign paused
                 # or cancelled by now (by anyone; scheduler/holds.py)? Whose consent or
@@ -115,10 +133,12 @@ class Handover:
             wave = hold_paused(wave)  # a campaign halted by now (its rows were not marked) waits for a resume
             # A row another sender claimed meanwhile (this one was taken for dead) is theirs.
             wave = [(row, msg) for row, msg in wave if row.id in marked]
-            left.done += await asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))
+            out.append(asyncio.ensure_future(asyncio.gather(*(self._send(row, msg, changed, now, signing) for row, msg in wave))))
+            await collect(waves_out - 1)
             if any(r.outcome == "policy" for _, r in left.done):  # refused: the rest waits for a resume
-                left.released += [row for row, _ in messages[start + size:]]
+                left.released += [row for row, _ in messages[start + step:]]
                 break
+        await collect(0)
         for pending in signing.values():  # messages that were not sent (released, database down)
             pending.cancel()
         await asyncio.gather(*signing.values(), return_exceptions=True)

@@ -177,25 +177,26 @@ def _plan_now(app, campaign_id):
 
 
 def test_a_killed_workers_rows_return_to_the_queue_long_before_its_lease(make_app, smtp, tmp_path):
-    # The default 300 s lease; the first wave hangs after its final dot, so the worker is
-    # killed holding one wave `sending` and the rest of its batch `claimed`.
+    # The default 300 s lease; the first two waves (3 messages each: two waves of half of
+    # `concurrency` are out at a time) hang after their final dot, so the worker is killed
+    # holding `concurrency` rows `sending` and the rest of its batch `claimed`.
     toml = smtp.config_toml(timeout=600).replace(
-        "[sending]\n", f"[sending]\npoll_seconds = 0.2\nbatch_size = 50\nconcurrency = 5\nheartbeat_seconds = {BEAT}\n")
+        "[sending]\n", f"[sending]\npoll_seconds = 0.2\nbatch_size = 50\nconcurrency = 6\nheartbeat_seconds = {BEAT}\n")
     app = make_app(toml)
     add_people(app, 30)
-    smtp.hang_after_dot = {f"p{i}@example.com" for i in range(5)}
+    smtp.hang_after_dot = {f"p{i}@example.com" for i in range(6)}
     _plan_now(app, make_campaign(app))
     config = tmp_path / "config.toml"
     doomed = _start_worker(config, "doomed")
     other = None
     try:
-        assert _wait(lambda: _held_by(app, "doomed")["sending"] == 5, 90), _held_by(app, "doomed")
+        assert _wait(lambda: _held_by(app, "doomed")["sending"] == 6, 90), _held_by(app, "doomed")
         doomed.kill()
         doomed.wait()
         other = _start_worker(config, "other")
         # The survivor sees the dead worker's heartbeat (same host, its pid gone) and releases
-        # its rows: the 25 never handed over are sent now; the 5 in flight become `unknown`.
-        assert _wait(lambda: _states(app) == Counter({"sent": 25, "unknown": 5}), 120), _states(app)
+        # its rows: the 24 never handed over are sent now; the 6 in flight become `unknown`.
+        assert _wait(lambda: _states(app) == Counter({"sent": 24, "unknown": 6}), 120), _states(app)
     finally:
         for p in (doomed, other):
             if p is not None and p.poll() is None:

@@ -385,6 +385,63 @@ def test_a_database_that_drops_between_waves_leaves_the_sent_wave_sent(make_app,
     asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())
     with app.session() as s:
         states = Counter(s.scalars(select(Delivery.state)))
-    assert len(channel.sent) >= 4
+    assert len(channel.sent) >= 2  # the first wave: half of `concurrency` (two waves are out at a time)
     assert states["sending"] == 0 and states["unknown"] == 0, states
     assert states["sent"] == len(channel.sent), states
+
+
+class _Watching:
+    """A channel that notes, at every hand-over, how many rows are `sending` and how many
+    messages are out; the `hold`th message to arrive is held until the `until`th arrives."""
+
+    def __init__(self, app, hold, until):
+        self.app, self.hold, self.until = app, hold, until
+        self.arrived = self.out = self.most_out = self.most_sending = 0
+        self.sent = []
+        self.came = asyncio.Event()
+        self.held_until_it_came = None
+
+    async def send(self, message):
+        from sqlalchemy import func
+
+        from scheduler.channels import SendResult
+        order = self.arrived
+        self.arrived += 1
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        with self.app.engine.connect() as conn:
+            sending = conn.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "sending"))
+        self.most_sending = max(self.most_sending, sending)
+        if order >= self.until:
+            self.came.set()
+        if order == self.hold:
+            try:
+                await asyncio.wait_for(self.came.wait(), 10)
+                self.held_until_it_came = True
+            except TimeoutError:  # the later message waited for this one: a barrier between waves
+                self.held_until_it_came = False
+        await asyncio.sleep(0.005)
+        self.out -= 1
+        self.sent.append(message.to)
+        return SendResult("sent", message.message_id)
+
+    async def close(self):
+        pass
+
+
+def test_the_next_wave_goes_out_while_one_is_out_and_sending_never_passes_concurrency(make_app, smtp):
+    """Two waves of half of `concurrency` are out at a time (scheduler/handover.py): when one
+    is done, the next is marked `sending` and handed over while the other is still out, so
+    the connections never wait for the slowest message of a wave; a crash still leaves at
+    most `concurrency` rows `sending`. With waves of 4, the 9th message (third wave) goes out
+    while the 5th (second wave) is held; a barrier after every `concurrency` messages would
+    hold the 9th until the 5th was done."""
+    app, cid = _setup(make_app, smtp, 40)
+    app.settings.sending.concurrency = 8
+    channel = _Watching(app, hold=4, until=8)
+    stats = asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())
+    assert stats.counts["sent"] == 40 and len(set(channel.sent)) == 40
+    assert channel.held_until_it_came is True
+    assert channel.most_out <= 8 and channel.most_sending <= 8, (channel.most_out, channel.most_sending)
+    assert channel.most_sending > 4  # two waves were `sending` together
+    assert _states(app, cid) == Counter({"sent": 40})
