@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench import ab_args
 from bench.bench_send import _copy_db
+from bench.compiled import compile_tree
 from bench.sink import Sink
 
 
@@ -40,6 +41,8 @@ def _child(root: str, kind: str, config: str, n: int, port: int) -> dict[str, fl
 
 def main(n: int, rounds: int, roots: list[str]) -> None:
     roots = [str(Path(r).resolve()) for r in roots]
+    for root in roots:
+        compile_tree(root)
     runs: dict[str, list[dict[str, float]]] = {r: [] for r in roots}
     bare: list[dict[str, float]] = []
     with Sink(roots[0]) as sink, tempfile.TemporaryDirectory() as tmp:

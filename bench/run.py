@@ -50,6 +50,9 @@ def machine() -> str:
 
 def main() -> None:
     scale = sys.argv[1] if len(sys.argv) > 1 else "default"
+    from bench.compiled import compile_tree
+
+    compile_tree(Path(__file__).resolve().parents[1])
     began = time.monotonic()
     sections = []
     for name, title in BENCHES:
