@@ -13,6 +13,7 @@ from sqlalchemy import select
 import campaigns.messages.rendering as rendering
 import scheduler.render_stage as render_stage
 from campaigns.store.models import Delivery
+from campaigns.timespec import utcnow
 from scheduler.channels import SendResult
 from scheduler.dispatcher import Dispatcher
 from tests.scheduler.test_dispatcher import _setup
@@ -44,7 +45,9 @@ def test_messages_a_throttle_holds_back_are_not_rendered_until_they_fit(make_app
 
     monkeypatch.setattr(render_stage, "render_delivery", counted)
     channel = _Counting()
-    asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once())
+    # One fixed clock: the limit is per calendar minute, and a run that crossed a minute's
+    # end on the real clock was allowed three more (the held rows fell due).
+    asyncio.run(Dispatcher(app, channels={"email": channel, "sms": channel}).dispatch_once(utcnow()))
     assert channel.handed == 3
     assert len(rendered) == 3  # the seven that wait took no coupon, link or rendering time
     with app.session() as s:
