@@ -30,7 +30,6 @@ from campaigns.store.models import Campaign, Delivery
 from scheduler.outbox import Claimed, write_transaction
 
 log = logging.getLogger("campaigns.dispatcher")
-HALTED = ("paused", "cancelled")
 PAUSABLE = ("scheduled", "draft")
 SETTLE_SECONDS = 1.0  # pause waits at most this long for waves being handed over
 SETTLE_GRACE = 0.2  # ... and at least this long, for a wave whose status look came just before the pause
@@ -42,7 +41,7 @@ _STATES = select(Campaign.id, Campaign.status, Campaign.updated_at).where(Campai
 
 def campaign_states(conn: Connection, campaign_ids: Iterable[int]) -> dict[int, tuple[str, datetime | None]]:
     """(status, updated_at) of each of `campaign_ids` now (one primary-key read); a status in
-    HALTED means its rows go back to the queue instead of out."""
+    in `scheduler.outbox.HALTED` means its rows go back to the queue instead of out."""
     ids = sorted(set(campaign_ids))
     if not ids:
         return {}

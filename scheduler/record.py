@@ -28,9 +28,10 @@ from campaigns.vocab import (
 )
 from scheduler.autopause import BOUNCE, AutoPause
 from scheduler.channels import SendResult
-from scheduler.holds import HALTED, campaign_states
+from scheduler.holds import campaign_states
 from scheduler.outbox import (
     DB_DOWN,
+    HALTED,
     Claimed,
     changed_since,
     first_line,
