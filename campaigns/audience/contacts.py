@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -172,6 +173,17 @@ class ContactData:
     tags: list[str] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     consent: dict[str, str] = field(default_factory=dict)  # channel -> granted|confirmed|revoked
+    email_hash: str | None = None  # the addresses' keyed hashes, when the import's validator made them
+    phone_hash: str | None = None
+
+    def __reduce__(self) -> tuple[type[ContactData], tuple[Any, ...]]:
+        # Rebuilt by the constructor from a tuple: an import's worker sends every row back, and
+        # pickle's default for a dataclass (its __dict__ set afterwards) took the main process
+        # 0.94 s per 100,000 rows to unpickle against 0.34 s this way.
+        return (ContactData, _FIELD_VALUES(self))
+
+
+_FIELD_VALUES = attrgetter(*(f.name for f in fields(ContactData)))
 
 
 def parse_row(row: dict[str, str], line: int, settings: Settings) -> ContactData:
@@ -246,11 +258,20 @@ def import_contacts(
     plan = _ConsentPlan(channels, (source or f"import:{path.name}").strip(), consent_text)
     src = CsvSource(Path(path), encoding, required_any=("email", "phone"), progress=progress)
     rejections = Rejections(src, skip_invalid, force)  # force: replace an old rejects file
+    hash_of = address_hasher(settings)
+
+    def validate(row: dict[str, str], line: int) -> ContactData:
+        # Pure (the row and the settings): a large file is validated, and its addresses'
+        # HMACs made, in the import's worker process (csvimport._validated).
+        data = parse_row(row, line, settings)
+        data.email_hash, data.phone_hash = _hashes(hash_of, data.email, data.phone)
+        return data
+
     with bulk_cache(session):
         result = run_import(
-            src, rejections, lambda row, line: parse_row(row, line, settings),
+            src, rejections, validate,
             lambda chunk, result, reject: _write_chunk(session, settings, chunk, plan, result, reject),
-            keys=_match_keys, pure=True)  # parse_row reads only the row and the settings
+            keys=_match_keys, pure=True)
     stats.after_bulk_write(session, [Contact.__table__, ConsentEvent.__table__], result.created + result.updated)
     return result
 
@@ -264,11 +285,9 @@ def _match_keys(data: ContactData) -> set[str]:
     ) if k}
 
 
-def _hashes(hash_of: Callable[[str, str], str], email: str | None, phone: str | None) -> dict[str, str | None]:
-    return {
-        "email_hash": hash_of("email", email) if email else None,
-        "phone_hash": hash_of("sms", phone) if phone else None,
-    }
+def _hashes(hash_of: Callable[[str, str], str], email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    """(email_hash, phone_hash) of a contact's addresses."""
+    return (hash_of("email", email) if email else None, hash_of("sms", phone) if phone else None)
 
 
 def _write_chunk(
@@ -315,7 +334,7 @@ def _write_chunk(
             new_rows.append({
                 "external_id": d.external_id, "email": d.email, "phone": d.phone, "name": d.name,
                 "timezone": d.timezone or d.timezone_from_phone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
-                "created_at": now, "updated_at": now, **_hashes(hash_of, d.email, d.phone),
+                "created_at": now, "updated_at": now, "email_hash": d.email_hash, "phone_hash": d.phone_hash,
             })
             new_data.append(d)
         else:
@@ -406,8 +425,7 @@ def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any,
         contact.tags = d.tags
         changed = True
     if changed:
-        hashes = _hashes(hash_of or address_hasher(settings), contact.email, contact.phone)
-        contact.email_hash, contact.phone_hash = hashes["email_hash"], hashes["phone_hash"]
+        contact.email_hash, contact.phone_hash = _hashes(hash_of or address_hasher(settings), contact.email, contact.phone)
         contact.updated_at = now
     return changed
 
@@ -437,10 +455,11 @@ def add_contact(session: Session, settings: Settings, values: dict[str, str]) ->
         if value and session.scalar(select(Contact.id).where(getattr(Contact, column) == value)):
             raise ConflictError(f"a contact with {column} {value} already exists")
     now = utcnow()
+    email_hash, phone_hash = _hashes(address_hasher(settings), data.email, data.phone)
     contact = Contact(
         external_id=data.external_id, email=data.email, phone=data.phone, name=data.name,
         timezone=data.timezone or data.timezone_from_phone, locale=data.locale, attributes=data.attributes,
-        tags=data.tags or [], created_at=now, updated_at=now, **_hashes(address_hasher(settings), data.email, data.phone),
+        tags=data.tags or [], created_at=now, updated_at=now, email_hash=email_hash, phone_hash=phone_hash,
     )
     session.add(contact)
     session.flush()
