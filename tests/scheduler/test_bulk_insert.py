@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
+from campaigns.store import bulk
 from campaigns.store.bulk import insert_rows
 from campaigns.store.models import Campaign, CampaignRun, Delivery
 from tests.scheduler.conftest import add_people, make_campaign
@@ -49,11 +50,14 @@ def _raw(engine, table):
         return conn.exec_driver_sql(f"SELECT {cols} FROM {table.name} ORDER BY id").all()
 
 
-def test_one_statement_stores_the_same_bytes_as_an_ordinary_insert(tmp_path):
+def test_one_statement_stores_the_same_bytes_as_an_ordinary_insert(tmp_path, monkeypatch):
     """Every kind of value, chunks that take the one-statement path and chunks that cannot
     (a float, bytes, a NUL, an integer beyond 64 bits in a varying column): typeof and
-    quote() and hex() of each stored value are what insert(table) stores."""
+    quote() and hex() of each stored value are what insert(table) stores. Each kind varies
+    here, so the one statement is taken whatever share of the columns vary."""
     from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String, Table, event
+
+    monkeypatch.setattr(bulk, "_mostly_fixed", lambda columns: True)
 
     from campaigns.store.db import make_engine
 
@@ -90,3 +94,32 @@ def test_one_statement_stores_the_same_bytes_as_an_ordinary_insert(tmp_path):
     one = [sql for sql, many in ours_sql if "json_each" in sql and not many]
     assert len(one) >= 6, ours_sql  # the exact kinds took one statement each
     assert any(many for _sql, many in ours_sql), "a float, bytes or NUL in a varying column takes the executemany"
+
+
+def test_rows_that_mostly_differ_take_the_executemany_and_still_return_their_ids(tmp_path):
+    """A chunk where most columns vary (contacts) is bound row by row; with `returning`, the
+    rows it added come back (those above the largest id before), and only those."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, event
+
+    from campaigns.store.db import make_engine
+
+    people = Table("people", MetaData(), Column("id", Integer, primary_key=True), Column("email", String),
+                   Column("name", String), Column("shop", String))
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    people.metadata.create_all(engine)
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, params, context, many: statements.append((sql, many)))
+    with engine.begin() as conn:
+        assert insert_rows(conn, people, [{"email": f"a{i}@x", "name": f"A {i}", "shop": "s"} for i in range(3)],
+                           returning=("id", "email")) == [(1, "a0@x"), (2, "a1@x"), (3, "a2@x")]
+        conn.exec_driver_sql("DELETE FROM people WHERE id = 2")
+        conn.exec_driver_sql("INSERT INTO people (id, email, name, shop) VALUES (10, 'by hand', 'x', 's')")
+        got = insert_rows(conn, people, [{"email": f"b{i}@x", "name": f"B {i}", "shop": "s"} for i in range(2)],
+                          returning=("id", "email"))
+        mostly_same = insert_rows(conn, people, [{"email": f"c{i}@x", "name": "C", "shop": "s"} for i in range(2)],
+                                  returning=("id", "email"))
+    assert sorted(got) == [(11, "b0@x"), (12, "b1@x")]
+    assert sorted(mostly_same) == [(13, "c0@x"), (14, "c1@x")]
+    inserts = [(sql, many) for sql, many in statements if sql.startswith("INSERT INTO people (") and "by hand" not in sql]
+    assert [many for _sql, many in inserts] == [True, True, False]
+    assert "json_each" in inserts[2][0] and "json_each" not in inserts[0][0]
