@@ -14,9 +14,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
@@ -206,6 +204,11 @@ class Rejections:
         self.errors: list[RowError] = []
         self._writer = RejectWriter(source.path, force) if skip_invalid else None
 
+    @property
+    def keeps_rows(self) -> bool:
+        """Whether a rejected row's values are written (to the rejects file)."""
+        return self._writer is not None
+
     def reject(self, error: RowError, row: dict[str, str] | None = None) -> None:
         """Record one bad row."""
         self.errors.append(error)
@@ -267,7 +270,7 @@ def run_import(source: RowSource, rejections: Rejections, validate: Validate[T],
         raw.clear()
         held.clear()
 
-    validated = _validated(source, validate, pure, chunk_size)
+    validated = _validated(source, validate, pure, chunk_size, keep_rows=rejections.keeps_rows)
     try:
         for line, row, item in validated:
             result.rows += 1
@@ -293,54 +296,57 @@ def _as_text(row: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else str(v) for k, v in row.items()}
 
 
-def _validated(source: RowSource, validate: Validate[T], pure: bool,
-               block: int) -> Generator[tuple[int, dict[str, Any], T | RowError], None, None]:
+def _validated(source: RowSource, validate: Validate[T], pure: bool, block: int,
+               keep_rows: bool = True) -> Generator[tuple[int, dict[str, Any], T | RowError], None, None]:
     """Each row with its line and what `validate` made of it (the item, or its RowError), in
     file order.
 
-    For a `pure` validator and a file of PARALLEL_MIN_BYTES or more, blocks of rows go to
-    one forked worker process, validated there while this process writes the blocks before
-    (contacts: phone numbers' parse and validation is about a quarter of an import). The
-    results are the same as here, in the same order; if the worker cannot be started or
-    dies, the rest is validated here. Only where fork is safe (`_can_fork`): a fork copies
-    locks other threads may hold, so this process must run one thread."""
+    For a `pure` validator and a file of PARALLEL_MIN_BYTES or more, one forked worker
+    process reads the file and validates it, sending blocks of results down a pipe while
+    this process writes the blocks before (contacts: reading, phone numbers' parse and
+    validation and the addresses' HMACs are about half of an import). The results are the
+    same as here, in the same order. `keep_rows`: the raw rows come back too (the rejects
+    file repeats them); without it a row is yielded as {}. The pipe holds about one block,
+    so the worker runs at most a block or two ahead (bounded memory). If the worker cannot
+    be started or dies, this process reads on from the first row it did not receive. Only
+    where fork is safe (`_can_fork`): a fork copies locks other threads may hold, so this
+    process must run one thread."""
     if not (pure and _can_fork() and _size(source) >= PARALLEL_MIN_BYTES):
         for line, row in source.rows():
             yield line, row, _validate_one(validate, row, line)
         return
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=_set_worker_validator, initargs=(validate,)) as pool:
-        waiting: deque[tuple[list[tuple[int, dict[str, Any]]], Future[list[Any]] | None]] = deque()
-
-        def submit(rows: list[tuple[int, dict[str, Any]]]) -> None:
+    receive, send = context.Pipe(duplex=False)
+    worker = context.Process(target=_read_and_validate, args=(source, validate, block, keep_rows, send), daemon=True)
+    progress: Progress | None = getattr(source, "progress", None)
+    received = 0
+    try:
+        worker.start()
+        send.close()  # this end is the worker's: its exit then reads as the pipe's end here
+        while True:
             try:
-                waiting.append((rows, pool.submit(_validate_block, rows)))
-            except Exception:  # the worker is gone (BrokenProcessPool): this block is validated here
-                waiting.append((rows, None))
-
-        def finished() -> Iterator[tuple[int, dict[str, Any], Any]]:
-            rows, future = waiting.popleft()
-            try:
-                outcomes = future.result() if future is not None else None
-            except Exception:  # the worker died (killed, out of memory): validate this block here
-                outcomes = None
-            if outcomes is None:
-                outcomes = [_validate_one(validate, row, line) for line, row in rows]
-            for (line, row), outcome in zip(rows, outcomes, strict=True):
-                yield line, row, RowError(*outcome) if isinstance(outcome, tuple) else outcome
-
-        rows: list[tuple[int, dict[str, Any]]] = []
-        for pair in source.rows():
-            rows.append(pair)
-            if len(rows) == block:
-                submit(rows)
-                rows = []
-                if len(waiting) > 2:  # two blocks ahead of the writer: bounded memory
-                    yield from finished()
-        if rows:
-            submit(rows)
-        while waiting:
-            yield from finished()
+                kind, header, consumed, payload = receive.recv()
+            except (EOFError, OSError):  # the worker died (killed, out of memory)
+                break
+            source.header = header
+            if kind == "end":
+                return
+            if progress is not None:
+                progress(consumed)
+            for line, row, outcome in payload:
+                received += 1
+                yield line, row if row is not None else {}, RowError(*outcome) if isinstance(outcome, tuple) else outcome
+    except OSError:  # the worker could not be started: everything is read here
+        pass
+    finally:
+        receive.close()
+        if worker.is_alive():
+            worker.kill()
+        if worker.pid is not None:
+            worker.join()
+    for number, (line, row) in enumerate(source.rows()):
+        if number >= received:
+            yield line, row, _validate_one(validate, row, line)
 
 
 def _validate_one(validate: Validate[T], row: dict[str, Any], line: int) -> T | RowError:
@@ -350,22 +356,41 @@ def _validate_one(validate: Validate[T], row: dict[str, Any], line: int) -> T | 
         return err
 
 
-_WORKER_VALIDATOR: list[Callable[[dict[str, Any], int], Any]] = []
+def _read_and_validate(source: RowSource, validate: Validate[Any], block: int, keep_rows: bool, send: Any) -> None:
+    """The worker: read the source, validate each row, and send blocks of (line, row or None,
+    item or RowError as (line, field, reason): an exception with its own constructor does not
+    pickle) with the header and the bytes read so far, then ("end", ...). When reading fails
+    (bad encoding, malformed CSV) it sends the rows before and stops: the parent reads on
+    from there and meets the same error, raised where reading in one process raises it."""
+    consumed = [0]
 
+    def note(n: int) -> None:
+        consumed[0] = n
 
-def _set_worker_validator(validate: Callable[[dict[str, Any], int], Any]) -> None:
-    """In the forked worker: the validator it inherited (a closure, never pickled)."""
-    _WORKER_VALIDATOR[:] = [validate]
-
-
-def _validate_block(rows: list[tuple[int, dict[str, Any]]]) -> list[Any]:
-    """In the worker: each row's item, or its RowError as (line, field, reason) (an exception
-    with its own constructor does not pickle)."""
-    out: list[Any] = []
-    for line, row in rows:
-        outcome = _validate_one(_WORKER_VALIDATOR[0], row, line)
-        out.append((outcome.line, outcome.field, outcome.reason) if isinstance(outcome, RowError) else outcome)
-    return out
+    if getattr(source, "progress", None) is not None:  # the bar is drawn by the parent, from the counts sent
+        source.progress = note  # type: ignore[attr-defined]
+    out: list[tuple[int, dict[str, Any] | None, Any]] = []
+    try:
+        for line, row in source.rows():
+            outcome = _validate_one(validate, row, line)
+            out.append((line, row if keep_rows else None,
+                        (outcome.line, outcome.field, outcome.reason) if isinstance(outcome, RowError) else outcome))
+            if len(out) == block:
+                send.send(("block", source.header, consumed[0], out))
+                out = []
+        if out:
+            send.send(("block", source.header, consumed[0], out))
+        send.send(("end", source.header, consumed[0], None))
+    except OSError:  # the parent stopped reading (its write failed, it closed the pipe)
+        pass
+    except Exception:  # the parent reads on from here and meets it itself
+        try:
+            if out:
+                send.send(("block", source.header, consumed[0], out))
+        except OSError:
+            pass
+    finally:
+        send.close()
 
 
 def _can_fork() -> bool:

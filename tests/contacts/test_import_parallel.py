@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bench.datagen import write_contacts_csv
 from campaigns.audience import contacts, csvimport
 from campaigns.audience.csvimport import CsvSource, Rejections, run_import
-from campaigns.errors import RowError
+from campaigns.errors import InputError, RowError
 from campaigns.store.models import ConsentEvent, Contact
 
 MAIN = os.getpid()
@@ -156,3 +156,46 @@ def test_a_one_thread_process_forks_the_worker(tmp_path):
             "print(threading.active_count(), len(seen), os.getpid() in seen)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "30000", "False"]
+
+
+def test_the_worker_reads_the_file_and_the_parent_draws_the_progress(tmp_path, forking):
+    """The main process neither parses the CSV nor validates it; it still hears how far the
+    worker has read, ending at the file's size, and the rejects file still repeats each row."""
+    path = _file(tmp_path, 5000)
+    readers, seen = tmp_path / "readers", []
+    rows = CsvSource.rows
+
+    def reading(self):
+        with open(readers, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return rows(self)
+
+    source = CsvSource(path, progress=lambda n: seen.append((os.getpid(), n)))
+    rejections = Rejections(source, skip_invalid=True, force=True)
+    try:
+        csvimport.CsvSource.rows = reading
+        result = run_import(source, rejections, _validate, lambda chunk, result, reject: None, pure=True)
+    finally:
+        csvimport.CsvSource.rows = rows
+    assert str(MAIN) not in readers.read_text().split() and len(readers.read_text().split()) == 1
+    assert {pid for pid, _n in seen} == {MAIN} and [n for _pid, n in seen] == sorted(n for _pid, n in seen)
+    assert seen[-1][1] == path.stat().st_size and len(seen) >= 5  # one a block
+    lines = result.rejects_path.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == "7,v,is bad,bad" and len(lines) == 1 + 52
+
+
+def test_a_file_that_goes_bad_midway_fails_as_in_one_process(tmp_path, forking):
+    """A field over the csv module's limit and a bad byte after 3,000 good rows: the same one-line error, naming the
+    line, with the worker reading as without it."""
+    good = "".join(f"{i}\n" for i in range(3000))
+    for tail, expected in ((b"x" * 200_000 + b"\n", "malformed CSV"), (b"\xff\xfe\n", "not valid utf-8 text")):
+        path = tmp_path / "bad.csv"
+        path.write_bytes(b"v\n" + good.encode() + b"1\n" + tail)
+        messages = []
+        for pure in (False, True):
+            source = CsvSource(path)
+            with pytest.raises(InputError) as caught:
+                run_import(source, Rejections(source, skip_invalid=False), _validate,
+                           lambda chunk, result, reject: None, pure=pure)
+            messages.append(str(caught.value))
+        assert messages[0] == messages[1] and expected in messages[0] and "line 3003:" in messages[0], messages
