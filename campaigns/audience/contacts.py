@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import csv_output
 from campaigns.audience import consent as ledger
-from campaigns.audience import phone_validity
+from campaigns.audience import phone_fast
 from campaigns.audience.csvimport import CsvSource, ImportResult, Progress, Reject, Rejections, run_import
 from campaigns.audience.emails import normalise_email
 from campaigns.audience.suppression import add_hash, check_channel
@@ -87,10 +87,10 @@ phonenumbers.enable_pattern_cache()
 
 def _normalise_phone(value: str, region: str) -> str:
     try:
-        number = phonenumbers.parse(value.strip(), region or None)
+        number = phone_fast.parse(value.strip(), region or None)
     except phonenumbers.NumberParseException:
         raise InputError(f"'{value}' is not a phone number") from None
-    if not phone_validity.is_valid(number):
+    if not phone_fast.is_valid(number):
         raise InputError(f"'{value}' is not a valid phone number for region {region}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
