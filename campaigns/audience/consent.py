@@ -105,7 +105,7 @@ def record_import(session: Session, settings: Settings, wanted: list[tuple[int, 
     ids = [cid for cid in {cid for cid, _, _ in wanted} if cid not in fresh]
     current: dict[tuple[int, str], str] = {}
     asked: set[tuple[int, str]] = set()
-    for channel in {ch for _, ch, _ in wanted}:
+    for channel in {ch for _, ch, _ in wanted} if ids else ():  # all new: no ledger rows to read
         sub = current_action_subquery(channel).subquery()
         for i in range(0, len(ids), 900):
             part = ids[i:i + 900]

@@ -33,7 +33,7 @@ from campaigns.config import Settings
 from campaigns.errors import ConflictError, InputError, RowError
 from campaigns.signing import address_hash, address_hasher
 from campaigns.store import stats
-from campaigns.store.bulk import bulk_cache, insert_rows
+from campaigns.store.bulk import among, bulk_cache, insert_rows
 from campaigns.store.models import (
     Campaign,
     ConsentEvent,
@@ -299,10 +299,11 @@ def _write_chunk(
     emails = [d.email for d in chunk if d.email]
     # Rows with neither external_id nor email are matched by phone, so they re-import cleanly.
     phones = [d.phone for d in chunk if d.phone and not d.external_id and not d.email]
+    dialect = session.get_bind().dialect.name
     conditions = [
-        *([Contact.external_id.in_(ext_ids)] if ext_ids else []),
-        *([Contact.email.in_(emails)] if emails else []),
-        *([Contact.phone.in_(phones)] if phones else []),
+        *([among(dialect, Contact.external_id, ext_ids)] if ext_ids else []),
+        *([among(dialect, Contact.email, emails)] if emails else []),
+        *([among(dialect, Contact.phone, phones)] if phones else []),
     ]
     existing = list(session.scalars(select(Contact).where(or_(*conditions)).order_by(Contact.id))) if conditions else []
     by_ext = {c.external_id: c for c in existing if c.external_id}
@@ -334,7 +335,7 @@ def _write_chunk(
         if target is None:
             new_rows.append({
                 "external_id": d.external_id, "email": d.email, "phone": d.phone, "name": d.name,
-                "timezone": d.timezone or d.timezone_from_phone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or [],
+                "timezone": d.timezone or d.timezone_from_phone, "locale": d.locale, "attributes": d.attributes, "tags": d.tags or _NO_TAGS,
                 "created_at": now, "updated_at": now, "email_hash": d.email_hash, "phone_hash": d.phone_hash,
             })
             new_data.append(d)
@@ -361,6 +362,7 @@ def _write_chunk(
 
 
 _KEY_COLUMNS = ("external_id", "email", "phone")
+_NO_TAGS: list[str] = []  # one object for every new row without tags: insert_rows serialises it once
 
 
 def _row_key(external_id: str | None, email: str | None, phone: str | None) -> tuple[str, str | None]:

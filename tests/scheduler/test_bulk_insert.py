@@ -123,3 +123,24 @@ def test_rows_that_mostly_differ_take_the_executemany_and_still_return_their_ids
     inserts = [(sql, many) for sql, many in statements if sql.startswith("INSERT INTO people (") and "by hand" not in sql]
     assert [many for _sql, many in inserts] == [True, True, False]
     assert "json_each" in inserts[2][0] and "json_each" not in inserts[0][0]
+
+
+def test_among_finds_the_same_rows_as_in_whatever_the_values(tmp_path):
+    """`among` (one JSON parameter on SQLite) matches exactly what IN matches: quotes,
+    backslashes, non-ASCII, an empty string, a NUL (which takes the ordinary IN), numbers."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from campaigns.store.bulk import among
+    from campaigns.store.db import make_engine
+
+    things = Table("things", MetaData(), Column("id", Integer, primary_key=True), Column("name", String), Column("n", Integer))
+    engine = make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    things.metadata.create_all(engine)
+    names = ['plain', 'quote " here', "back \\ slash", "é 😀", "", "nul \x00 inside", "\\u0000 written out", "x" * 300]
+    with engine.begin() as conn:
+        conn.execute(insert(things), [{"name": n, "n": i} for i, n in enumerate(names)])
+        for wanted in (names, names[:1], ["missing", *names[2:4]], ["nul \x00 inside", "plain"], [str(i) for i in range(3000)]):
+            ours = conn.execute(select(things.c.id).where(among("sqlite", things.c.name, wanted))).scalars().all()
+            theirs = conn.execute(select(things.c.id).where(things.c.name.in_(wanted))).scalars().all()
+            assert sorted(ours) == sorted(theirs)
+        assert sorted(conn.execute(select(things.c.id).where(among("sqlite", things.c.n, [1, 2]))).scalars()) == [2, 3]
