@@ -306,8 +306,9 @@ def _validated(source: RowSource, validate: Validate[T], pure: bool, block: int,
     this process writes the blocks before (contacts: reading, phone numbers' parse and
     validation and the addresses' HMACs are about half of an import). The results are the
     same as here, in the same order. `keep_rows`: the raw rows come back too (the rejects
-    file repeats them); without it a row is yielded as {}. The pipe holds about one block,
-    so the worker runs at most a block or two ahead (bounded memory). If the worker cannot
+    file repeats them); without it a row is yielded as {}. The pipe holds up to PIPE_BYTES
+    (several blocks), so the worker runs a few blocks ahead at most (bounded memory) and
+    neither process waits for the other's every block. If the worker cannot
     be started or dies, this process reads on from the first row it did not receive. Only
     where fork is safe (`_can_fork`): a fork copies locks other threads may hold, so this
     process must run one thread."""
@@ -317,6 +318,7 @@ def _validated(source: RowSource, validate: Validate[T], pure: bool, block: int,
         return
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
+    _widen(send)
     worker = context.Process(target=_read_and_validate, args=(source, validate, block, keep_rows, send), daemon=True)
     progress: Progress | None = getattr(source, "progress", None)
     received = 0
@@ -347,6 +349,21 @@ def _validated(source: RowSource, validate: Validate[T], pure: bool, block: int,
     for number, (line, row) in enumerate(source.rows()):
         if number >= received:
             yield line, row, _validate_one(validate, row, line)
+
+
+PIPE_BYTES = 1 << 20  # Linux's largest pipe for an unprivileged process, by default
+
+
+def _widen(end: Any) -> None:
+    """Let the worker's pipe hold several blocks (Linux: a pipe holds 64 kB, less than one
+    block of results, so the worker could only ever be one block ahead and the two processes
+    waited on each other in turns); elsewhere, or if refused, the pipe stays as it is."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _validate_one(validate: Validate[T], row: dict[str, Any], line: int) -> T | RowError:
