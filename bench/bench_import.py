@@ -1,13 +1,16 @@
 """Contacts import rate: `campaigns contacts import` against a bare CSV -> INSERT loop (wall clock and CPU).
 
-Both run in the same process on the same file into a fresh SQLite database. The bare
+Both run from the same process on the same file into a fresh SQLite database. The bare
 loop parses the CSV and inserts the raw columns with executemany in one transaction: no
 validation, no upsert, no hashing. The ratio says what validation and idempotency cost.
+Ours reads and validates a file this large in a forked worker while this process writes:
+the CPU figures count both processes.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import tempfile
 import time
@@ -24,6 +27,12 @@ from campaigns.store.db import make_engine, session_scope
 from campaigns.store.models import Contact
 
 SCALES = {"small": 10_000, "default": 100_000}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the import's worker, once joined)."""
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def _fresh(folder: Path, name: str):
@@ -56,10 +65,11 @@ def run(scale: str = "default") -> dict[str, float]:
     bare, bare_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     ours_engine = _fresh(folder, "ours.db")
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     with session_scope(ours_engine) as session:
         result = import_contacts(session, settings, path, consent_channels=["email"], source="bench")
     ours, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
+    worker_cpu = _children_cpu() - k0  # the forked worker that reads and validates the file
     assert result.created == n, result
 
     t0 = time.perf_counter()
@@ -75,9 +85,13 @@ def run(scale: str = "default") -> dict[str, float]:
         "reimport_rows_per_s": round(n / reimport),
         "bare_rows_per_s": round(n / bare),
         "ratio_ours_to_bare": round((n / ours) / (n / bare), 3),
-        # The same ratio in CPU seconds (both loops run in this process, SQLite included): on a
-        # machine shared with other work, wall-clock ratios swing with the load, CPU ones much less.
-        "cpu_ratio_ours_to_bare": round(bare_cpu / ours_cpu, 3),
+        # CPU seconds (SQLite included): ours counts both processes, the main one writing and
+        # the worker reading and validating, so this is the work done, not the time taken.
+        # On a machine shared with other work, wall-clock ratios swing with the load.
+        "cpu_ratio_ours_to_bare": round(bare_cpu / (ours_cpu + worker_cpu), 3),
+        "ours_main_cpu_s": round(ours_cpu, 2),
+        "ours_worker_cpu_s": round(worker_cpu, 2),
+        "bare_cpu_s": round(bare_cpu, 2),
         "ours_seconds": round(ours, 2),
         "peak_rss_mb": round(peak_mb, 1),
     }
