@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from operator import attrgetter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote_plus
 
 import phonenumbers
 from phonenumbers.timezone import time_zones_for_number
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import csv_output
@@ -60,9 +61,10 @@ _DEC = re.compile(r"^-?(0|[1-9]\d{0,12})\.\d{1,6}$")
 def normalise_phone(value: str, region: str) -> str:
     """A possible phone number in E.164 form; national numbers use the default region.
 
-    phonenumbers' parse and validation cost about 0.2 ms a number (several times a bare
-    import's whole row), so answers are remembered by (text, region): a re-import, or a file
-    where a household or a switchboard number repeats, pays once per number."""
+    Parse and validation cost about 15 us a number even with `phone_fast`'s shortcuts (more
+    than a bare import's whole row), so answers are remembered by (text, region): a
+    re-import, or a file where a household or a switchboard number repeats, pays once per
+    number."""
     key = (value, region)
     found = _PHONES.get(key)
     if found is None:
@@ -305,10 +307,13 @@ def _write_chunk(
         *([among(dialect, Contact.email, emails)] if emails else []),
         *([among(dialect, Contact.phone, phones)] if phones else []),
     ]
-    existing = list(session.scalars(select(Contact).where(or_(*conditions)).order_by(Contact.id))) if conditions else []
+    # The matched contacts as plain objects (`_apply` changes them like ORM ones; the changed
+    # ones are written in one executemany below): loading ORM contacts was most of a re-import.
+    existing = [SimpleNamespace(**row._mapping) for row in session.execute(
+        select(*_LOADED).where(or_(*conditions)).order_by(Contact.id))] if conditions else []
     by_ext = {c.external_id: c for c in existing if c.external_id}
     by_email = {c.email: c for c in existing if c.email}
-    by_phone: dict[str, Contact] = {}
+    by_phone: dict[str, SimpleNamespace] = {}
     for c in existing:
         if c.phone and c.erased_at is None:
             by_phone.setdefault(c.phone, c)
@@ -316,7 +321,8 @@ def _write_chunk(
     hash_of = address_hasher(settings)
     new_rows: list[dict[str, Any]] = []
     new_data: list[ContactData] = []
-    targets: list[tuple[ContactData, Contact]] = []
+    targets: list[tuple[ContactData, Any]] = []
+    changed: dict[int, Any] = {}
     for d in chunk:
         by_x = by_ext.get(d.external_id) if d.external_id else None
         by_e = by_email.get(d.email) if d.email else None
@@ -342,17 +348,23 @@ def _write_chunk(
         else:
             if _apply(settings, target, d, now, hash_of):
                 result.updated += 1
+                changed[target.id] = target
             else:
                 result.unchanged += 1
             targets.append((d, target))
     if new_rows:
-        # One statement with the new rows' ids and keys (SQLite), or one driver executemany
-        # (RETURNING in parameter order would be one statement per row) and then the ids
-        # looked up; either way each new row's id is found by the key it was matched on.
+        # One driver executemany; on SQLite the new rows' ids and keys come back with it (the
+        # rows above the largest id before), elsewhere they are looked up (RETURNING in
+        # parameter order would be one statement per row); either way each new row's id is
+        # found by the key it was matched on.
         keyed = insert_rows(session.connection(), Contact.__table__, new_rows, returning=("id", *_KEY_COLUMNS))
         ids = _new_ids(session, new_data) if keyed is None else _ids_by_key(new_data, keyed)
         result.created += len(ids)
-        targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))  # type: ignore[misc]
+        targets.extend((d, _Ref(i)) for d, i in zip(new_data, ids, strict=True))
+    if changed:
+        table = Contact.__table__
+        session.execute(update(table).where(table.c.id == bindparam("_id")),
+                        [{"_id": c.id, **{k: getattr(c, k) for k in _UPDATED}} for c in changed.values()])
     session.flush()
     events, requests = _record_import_consent(session, settings, targets, plan, now,
                                               new={ref.id for _d, ref in targets if isinstance(ref, _Ref)})
@@ -362,6 +374,10 @@ def _write_chunk(
 
 
 _KEY_COLUMNS = ("external_id", "email", "phone")
+# What an import reads of a matched contact, and what it writes back when the row changed it.
+_LOADED = (Contact.id, Contact.external_id, Contact.email, Contact.phone, Contact.name, Contact.timezone,
+           Contact.locale, Contact.attributes, Contact.tags, Contact.erased_at)
+_UPDATED = (*FIELDS, "attributes", "tags", "email_hash", "phone_hash", "updated_at")
 _NO_TAGS: list[str] = []  # one object for every new row without tags: insert_rows serialises it once
 
 
@@ -407,9 +423,10 @@ class _Ref:
     phone: str | None = None
 
 
-def _apply(settings: Settings, contact: Contact, d: ContactData, now: Any,
+def _apply(settings: Settings, contact: Contact | SimpleNamespace, d: ContactData, now: Any,
            hash_of: Callable[[str, str], str] | None = None) -> bool:
-    """Copy non-empty values onto an existing contact; True when anything changed."""
+    """Copy non-empty values onto an existing contact (an ORM one, or an import's loaded
+    row); True when anything changed."""
     changed = False
     for name in FIELDS:
         value = getattr(d, name)

@@ -71,6 +71,28 @@ def test_upsert_matches_external_id_first_then_email(cli, app, tmp_path):
     assert _count(app) == 3
 
 
+def test_an_update_rewrites_the_hashes_and_two_rows_for_one_contact_apply_in_file_order(cli, app, tmp_path, settings):
+    """Row 2 finds C1 by its external_id, row 3 by its email: the same contact, one chunk.
+    Both apply, in file order, and the stored hashes follow the new address."""
+    from campaigns.signing import address_hash
+
+    cli("contacts", "import", str(_write(tmp_path, GOOD)))
+    with app.session() as s:
+        before = s.scalar(select(Contact).where(Contact.external_id == "C1"))
+    update = ("external_id,email,phone,name,city\nC1,,+1 415 555 0199,First,Hangzhou\n"
+              ",ann@example.com,,Second,\n")
+    r = cli("contacts", "import", str(_write(tmp_path, update, "u.csv")), "--json")
+    assert json.loads(r.stdout)["updated"] == 2, r.output
+    with app.session() as s:
+        ann = s.scalar(select(Contact).where(Contact.external_id == "C1"))
+    assert (ann.id, ann.name, ann.phone, ann.attributes["city"], ann.attributes["age"]) == \
+        (before.id, "Second", "+14155550199", "Hangzhou", 34)
+    assert ann.phone_hash == address_hash(settings, "sms", "+14155550199") != before.phone_hash
+    assert ann.email_hash == address_hash(settings, "email", "ann@example.com") == before.email_hash
+    assert ann.updated_at > before.updated_at and ann.tags == ["app", "vip"]
+    assert _count(app) == 3
+
+
 def test_bad_rows_are_listed_with_line_and_field_and_nothing_is_written(cli, app, tmp_path):
     bad = (
         "email,phone,timezone\n"
