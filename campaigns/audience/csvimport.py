@@ -12,6 +12,7 @@ import csv
 import io
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -173,8 +174,15 @@ class RejectWriter:
         self._writer.writerow([line, error.field or "", error.reason, *[row.get(h, "") for h in header if h]])
         self.count += 1
 
-    def close(self) -> None:
-        """Flush and move into place; removes a stale rejects file when nothing was rejected."""
+    def close(self, completed: bool = True) -> None:
+        """Flush and move into place; removes a stale rejects file when nothing was rejected.
+        An import that did not complete (an error, Ctrl-C) imported nothing: its partial list
+        is deleted and an earlier rejects file left as it was."""
+        if not completed:
+            if self._fh is not None and self._tmp is not None:
+                self._fh.close()
+                os.unlink(self._tmp)
+            return
         if self._fh is not None and self._tmp is not None:
             self._fh.close()
             os.replace(self._tmp, self.path)
@@ -215,10 +223,10 @@ class Rejections:
         if self._writer is not None:
             self._writer.write(self.source.header, error.line, row or {}, error)
 
-    def close(self) -> None:
-        """Close the rejects file (call in a finally)."""
+    def close(self, completed: bool = True) -> None:
+        """Close the rejects file (call in a finally; `completed`: every row was read and written)."""
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close(completed)
 
     def finish(self, result: ImportResult) -> ImportResult:
         """Raise ImportFailed listing every bad row, unless they were skipped; fill the counts."""
@@ -271,6 +279,7 @@ def run_import(source: RowSource, rejections: Rejections, validate: Validate[T],
         held.clear()
 
     validated = _validated(source, validate, pure, chunk_size, keep_rows=rejections.keeps_rows)
+    completed = False
     try:
         for line, row, item in validated:
             result.rows += 1
@@ -285,9 +294,10 @@ def run_import(source: RowSource, rejections: Rejections, validate: Validate[T],
             if item_keys:
                 held.update(item_keys)
         flush()
+        completed = True
     finally:
         validated.close()  # a failed write stops the worker now, not when the generator is collected
-        rejections.close()
+        rejections.close(completed)
     return rejections.finish(result)
 
 
@@ -379,6 +389,7 @@ def _read_and_validate(source: RowSource, validate: Validate[Any], block: int, k
     pickle) with the header and the bytes read so far, then ("end", ...). When reading fails
     (bad encoding, malformed CSV) it sends the rows before and stops: the parent reads on
     from there and meets the same error, raised where reading in one process raises it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops this one
     consumed = [0]
 
     def note(n: int) -> None:

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         code = build().main(args=args, prog_name="campaigns", standalone_mode=False)
+        if code == 130:  # Typer's answer to Ctrl-C inside a command (KeyboardInterrupt -> Exit(130))
+            raise KeyboardInterrupt
         sys.exit(code if isinstance(code, int) else 0)
     except CampaignsError as exc:
         _report(exc)

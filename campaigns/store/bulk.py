@@ -26,7 +26,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from operator import itemgetter
 from typing import Any
 
@@ -190,8 +190,14 @@ def bulk_cache(session: Session) -> Iterator[None]:
     conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
     try:
         yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size={before}")
+    except BaseException:
+        # The import failed or was interrupted: a Ctrl-C inside a statement invalidates the
+        # connection, and restoring the cache there would raise anew and hide why it stopped
+        # (the connection is then discarded, its cache with it).
+        with suppress(Exception):
+            conn.exec_driver_sql(f"PRAGMA cache_size={before}")
+        raise
+    conn.exec_driver_sql(f"PRAGMA cache_size={before}")
 
 
 def _converter(process: Callable[[Any], Any]) -> Callable[[Sequence[Any]], list[Any]]:

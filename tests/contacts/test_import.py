@@ -245,3 +245,32 @@ def test_the_summary_counts_rows_in_words(cli, tmp_path):
 def test_one_rejected_row_is_said_in_words(cli, tmp_path):
     r = cli("contacts", "import", str(_write(tmp_path, "email\nann@example.com\nnot-an-address\n")), "--skip-invalid")
     assert r.exit_code == 0 and "1 row rejected; see " in r.output, r.output
+
+
+def test_ctrl_c_mid_import_says_interrupted_and_writes_nothing(cli, app, tmp_path):
+    """Ctrl-C arriving while SQLite runs an insert invalidates the connection; the import says
+    `interrupted` (exit 130), not an internal error from restoring the page cache on that
+    connection; nothing of the file is stored, and no half list of rejects replaces the
+    earlier rejects file."""
+    from sqlalchemy import Engine, event
+
+    rows = "".join(f"C{i},{'bad' if i == 5 else f'p{i}@example.com'},Person {i}\n" for i in range(2500))
+    path = _write(tmp_path, "external_id,email,name\n" + rows)
+    (tmp_path / "contacts.rejected.csv").write_text("an earlier import's rejects\n")
+    inserts = []
+
+    def interrupt_the_second_chunk(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO contact "):
+            inserts.append(statement)
+            if len(inserts) == 2:
+                raise KeyboardInterrupt
+
+    event.listen(Engine, "before_cursor_execute", interrupt_the_second_chunk)  # the CLI's own engine too
+    try:
+        r = cli("contacts", "import", str(path), "--skip-invalid", "--force")
+    finally:
+        event.remove(Engine, "before_cursor_execute", interrupt_the_second_chunk)
+    assert r.exit_code == 130 and "interrupted" in r.output and "internal error" not in r.output, r.output
+    assert _count(app) == 0 and len(inserts) == 2
+    assert (tmp_path / "contacts.rejected.csv").read_text() == "an earlier import's rejects\n"  # not this one's half
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("contacts.rejected")] == ["contacts.rejected.csv"]
