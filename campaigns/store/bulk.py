@@ -40,6 +40,12 @@ _INT64 = (-(2**63), 2**63 - 1)
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # json.dumps's escape of NUL, not an escaped backslash then "u0000"
 
 
+def _holds_nul(text: str) -> bool:
+    """Whether JSON text from json.dumps holds a NUL character (SQLite's JSON functions end
+    a text value there)."""
+    return "\\u0000" in text and _NUL.search(text) is not None
+
+
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
                 returning: Sequence[str] = ()) -> list[tuple[Any, ...]] | None:
     """INSERT `rows` (dicts with the same keys) into `table` in one driver executemany.
@@ -85,7 +91,7 @@ def among(dialect: str, column: Any, values: Sequence[Any]) -> Any:
     if dialect != "sqlite" or not _JSON_ROWS or not all(type(v) is str for v in values):
         return column.in_(values)
     listed = json.dumps(list(values), ensure_ascii=False)
-    if "\\u0000" in listed:  # `value` would end the text at a NUL: never a match, but keep it exact
+    if _holds_nul(listed):  # `value` would end the text at a NUL: never a match, but keep it exact
         return column.in_(values)
     return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(None, listed))))
 
@@ -157,7 +163,7 @@ def _one_statement(conn: Connection, table: Table, names: list[str], columns: li
         varying.append(column)
     rows = list(zip(*varying, strict=True)) if varying else [0] * len(columns[0])
     text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    if "\\u0000" in text and _NUL.search(text):  # `->>` would end the text at a NUL
+    if _holds_nul(text):  # `->>` would end the text at a NUL
         return None
     prep = conn.dialect.identifier_preparer
     sql = (f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.format_column(table.c[n]) for n in names)}) "
