@@ -273,7 +273,7 @@ def import_contacts(
     with bulk_cache(session):
         result = run_import(
             src, rejections, validate,
-            lambda chunk, result, reject: _write_chunk(session, settings, chunk, plan, result, reject),
+            lambda chunk, result, reject: _write_chunk(session, settings, chunk, plan, result, reject, hash_of),
             keys=_match_keys, pure=True)
     stats.after_bulk_write(session, [Contact.__table__, ConsentEvent.__table__], result.created + result.updated)
     return result
@@ -295,7 +295,7 @@ def _hashes(hash_of: Callable[[str, str], str], email: str | None, phone: str | 
 
 def _write_chunk(
     session: Session, settings: Settings, chunk: list[ContactData], plan: _ConsentPlan,
-    result: ImportResult, reject: Reject,
+    result: ImportResult, reject: Reject, hash_of: Callable[[str, str], str],
 ) -> None:
     ext_ids = [d.external_id for d in chunk if d.external_id]
     emails = [d.email for d in chunk if d.email]
@@ -318,7 +318,6 @@ def _write_chunk(
         if c.phone and c.erased_at is None:
             by_phone.setdefault(c.phone, c)
     now = utcnow()
-    hash_of = address_hasher(settings)
     new_rows: list[dict[str, Any]] = []
     new_data: list[ContactData] = []
     targets: list[tuple[ContactData, Any]] = []
