@@ -336,3 +336,32 @@ def test_pipelining_over_starttls_or_implicit_tls_with_a_login(security: str):
         controller.stop()
     assert [r.outcome for r in results] == ["sent"] * 3, results
     assert pipelined and logins == [b"shop"] and received == [BODY] * 3
+
+
+def _stop_after(checks: int):  # type: ignore[no-untyped-def]
+    """A `still_wanted` that says yes `checks` times, then no: the stop arrives in between."""
+    asked = [0]
+
+    def still_wanted() -> bool:
+        asked[0] += 1
+        return asked[0] <= checks
+
+    return still_wanted
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_stop_heard_while_the_envelope_was_on_its_way_keeps_the_message_back(pipelining: bool):
+    """The check before MAIL can pass just before an unsubscribe commits; the server may then
+    see MAIL after the person was told "unsubscribed". A second check once the envelope was
+    accepted, before the message itself leaves, closes that window: without PIPELINING the
+    transaction is reset, with it (354 already given) the connection is dropped, which ends
+    the transaction without a message (RFC 5321 4.1.1.4)."""
+    raw = RawSmtp(pipelining=pipelining)
+    results = _run(raw, [_email(1, "a@example.com", still_wanted=_stop_after(1)), _email(2, "b@example.com")])
+    assert results[0] is STOPPED, results
+    assert results[1].outcome == "sent", results
+    assert len(raw.bodies) == 1 and b"DATA" in raw.commands
+    if pipelining:
+        assert raw.connections == 2  # the first one was closed inside DATA
+    else:
+        assert raw.commands.count(b"DATA") == 1 and b"RSET" in raw.commands and raw.connections == 1
