@@ -175,26 +175,49 @@ def test_config_dkim_when_off_says_how_to_turn_it_on(cli):
 
 
 def test_the_signing_threads_sign_a_batch_at_once_and_refuse_only_what_cannot_be_signed():
-    from scheduler.dkim_pool import DkimPool
+    from scheduler.dkim_pool import CHUNK, DkimPool
 
     signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
     dns = _dns(_published(KEYS / "test_a.pem"))
     messages = [f"From: a@example.com\r\nTo: b{i}@example.org\r\nSubject: hi {i}\r\n\r\nhello {i}\r\n".encode()
                 for i in range(40)]
+    bad = CHUNK + 3  # inside the second hand-off, not at its edge
+    messages.insert(bad, b"no colon in this header line\r\n\r\nbody\r\n")
     pool = DkimPool(signer, threads=2)
 
     async def scenario():  # type: ignore[no-untyped-def]
-        signed = await asyncio.gather(*(pool.sign(m) for m in messages))
-        with pytest.raises(dkim_signing.DkimSigningError):
-            await pool.sign(b"no colon in this header line\r\n\r\nbody\r\n")
-        return signed, await pool.sign(messages[0])  # the pool goes on after a refusal
+        signed = await asyncio.gather(*pool.sign_all(messages), return_exceptions=True)
+        return signed, await pool.sign_all(messages[:1])[0]  # the pool goes on after a refusal
 
     try:
         signed, after = asyncio.run(scenario())
     finally:
         pool.close()
-    assert [s.split(b"\r\n\r\n", 1)[1] for s in signed] == [m.split(b"\r\n\r\n", 1)[1] for m in messages]
-    assert all(dkim.verify(s, dnsfunc=dns) for s in signed) and dkim.verify(after, dnsfunc=dns)
+    assert isinstance(signed[bad], dkim_signing.DkimSigningError)
+    good = [(m, s) for i, (m, s) in enumerate(zip(messages, signed, strict=True)) if i != bad]
+    assert all(isinstance(s, bytes) and s.endswith(m) and dkim.verify(s, dnsfunc=dns) for m, s in good)
+    assert len(good) == 40 and dkim.verify(after, dnsfunc=dns)
+
+
+def test_signing_after_the_threads_stopped_fails_each_message_as_retryable_not_the_batch():
+    """A sender closing (SIGTERM) while a batch still waits for signatures: every message gets
+    RuntimeError, which the hand-over records as transient (nothing was handed over)."""
+    from scheduler.dkim_pool import DkimPool
+
+    signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
+    pool = DkimPool(signer, threads=1)
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        await pool.sign_all([message])[0]  # the threads exist
+        pool._pool.shutdown(wait=True)  # type: ignore[union-attr]  # as close() does, the pool object kept
+        return await asyncio.gather(*pool.sign_all([message] * 20), return_exceptions=True)
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert len(results) == 20 and all(isinstance(r, RuntimeError) for r in results)
 
 
 def test_dkim_processes_the_old_name_of_the_setting_still_reads(tmp_path):
@@ -352,3 +375,41 @@ def test_an_ed25519_key_without_the_rsa_setup_is_refused(tmp_path, db_url):
     cfg = write_config(tmp_path, db_url, f'[smtp]\ndkim_ed25519_key_file = "{KEYS / "test_ed25519.pem"}"\n')
     with pytest.raises(ConfigError, match="dkim_ed25519_key_file"):
         dkim_signing.signer(load_settings(cfg, environ={}))
+
+
+def test_signatures_nobody_waits_for_any_more_are_not_made():
+    """Rows released mid-batch (a pause, SIGTERM): their futures are cancelled, and the
+    hand-offs not started yet are dropped instead of signed for nothing."""
+    import threading
+    import time as _time
+
+    from scheduler.dkim_pool import CHUNK, DkimPool
+
+    class Slow:
+        def __init__(self) -> None:
+            self.signed = 0
+            self.lock = threading.Lock()
+
+        def sign(self, data: bytes) -> bytes:
+            _time.sleep(0.002)
+            with self.lock:
+                self.signed += 1
+            return b"DKIM-Signature: x\r\n" + data
+
+    slow = Slow()
+    pool = DkimPool(slow, threads=1)  # type: ignore[arg-type]
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        futures = pool.sign_all([b"m"] * (CHUNK * 10))
+        first = await futures[0]
+        for future in futures[CHUNK:]:
+            future.cancel()
+        await asyncio.sleep(0.2)
+        return first
+
+    try:
+        first = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert first == b"DKIM-Signature: x\r\nm"
+    assert CHUNK <= slow.signed <= CHUNK * 2  # the first hand-off, perhaps the one already running; not all ten
