@@ -212,7 +212,7 @@ def signer(settings: Settings) -> DkimSigner | None:
         return None
     missing = [k for k, v in values.items() if not v.strip()]
     if missing:
-        raise ConfigError(f"[smtp] {', '.join(missing)} is empty: DKIM needs dkim_domain, dkim_selector "
+        raise ConfigError(f"[smtp] {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty: DKIM needs dkim_domain, dkim_selector "
                           "and dkim_private_key_file together (or none of them)")
     path = settings.path(s.dkim_private_key_file)
     ed_path = settings.path(s.dkim_ed25519_key_file) if s.dkim_ed25519_key_file.strip() else None

@@ -132,7 +132,8 @@ def test_dkim_is_off_by_default_and_messages_carry_no_signature(make_app, smtp):
 
 
 @pytest.mark.parametrize(("toml", "expected"), [
-    ('dkim_domain = "example.com"\n', "dkim_selector, dkim_private_key_file is empty"),
+    ('dkim_domain = "example.com"\n', "dkim_selector and dkim_private_key_file are empty"),
+    ('dkim_domain = "example.com"\ndkim_selector = "s"\n', "dkim_private_key_file is empty"),
     (_dkim_toml(Path("missing.pem")), "dkim_private_key_file: cannot read"),
     (_dkim_toml(Path("garbage.pem")), "is not a PEM RSA private key"),
     (_dkim_toml(KEYS / "test_a.pem", domain="exa mple.com"), "dkim_domain: 'exa mple.com' is not a valid DNS label"),
