@@ -80,9 +80,9 @@ class Handover:
         what the waves wrote into `stats` and returns what is left to write."""
         # DKIM: the whole batch goes to the signing threads now, so they work without pause
         # while the waves go out; each message waits for its own signature at hand-over.
-        emails = [(row, msg) for row, msg in messages if isinstance(msg, OutgoingEmail)] if self.dkim is not None else []
         signing: dict[int, asyncio.Future[bytes]] = {}
-        if self.dkim is not None and emails:
+        if self.dkim is not None:
+            emails = [(row, msg) for row, msg in messages if isinstance(msg, OutgoingEmail)]
             signing = dict(zip((row.id for row, _ in emails), self.dkim.sign_all([msg.data for _, msg in emails]), strict=True))
         left = Leftover(failures=failures)
         paused = self.recorder.autopause.paused_now

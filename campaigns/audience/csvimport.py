@@ -178,15 +178,13 @@ class RejectWriter:
         """Flush and move into place; removes a stale rejects file when nothing was rejected.
         An import that did not complete (an error, Ctrl-C) imported nothing: its partial list
         is deleted and an earlier rejects file left as it was."""
-        if not completed:
-            if self._fh is not None and self._tmp is not None:
-                self._fh.close()
-                os.unlink(self._tmp)
-            return
         if self._fh is not None and self._tmp is not None:
             self._fh.close()
-            os.replace(self._tmp, self.path)
-        elif os.path.lexists(self.path):
+            if completed:
+                os.replace(self._tmp, self.path)
+            else:
+                os.unlink(self._tmp)
+        elif completed and os.path.lexists(self.path):
             os.unlink(self.path)
 
 
