@@ -57,6 +57,8 @@ _CANON = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")  # survives rel
 _NAME = b"DKIM-Signature"
 _WSP_RUN = re.compile(rb" [\t ]+|\t[\t ]*")  # runs of WSP that are not already one space: few matches
 _WSP_EOL = re.compile(rb"[\t ]+\r\n")
+_SP_RUN = re.compile(rb"  +")  # the same two for a body without tabs: 9 us instead of 40 for a 7 kB message
+_SP_EOL = re.compile(rb" +\r\n")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext, as dkimpy's parser accepts
 ED25519_SUFFIX = "-ed25519"  # the Ed25519 key's selector: `<dkim_selector>-ed25519`
 
@@ -110,7 +112,9 @@ class DkimSigner:
                   (b"i", b"@" + self.domain), (b"q", b"dns/txt"), (b"s", selector), (b"t", stamp),
                   (b"h", b" : ".join(_INCLUDE)), (b"bh", body_hash), (b"b", b"0" * 60)]
         unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME))
-        unsigned = dkim.RE_BTAG.sub(b"\\1", unsigned)
+        # b= emptied, as dkimpy's RE_BTAG.sub does (10 us): b= is the last tag, its 60 zeros
+        # hold no space, so the fold never splits "b=" itself.
+        unsigned = unsigned[:unsigned.rfind(b"b=") + 2]
         # The signed headers, then this header itself (relaxed, b= empty, no final CRLF), as dkimpy's hash_headers.
         digest = hashlib.sha256(signed + b"dkim-signature:" + _relaxed_value(b" " + unsigned)[:-2]).digest()
         fields[-1] = (b"b", base64.b64encode(sign(digest)))  # RFC 8463: Ed25519 signs the SHA-256 hash too
@@ -153,7 +157,8 @@ def _relaxed(message: bytes) -> tuple[bytes, bytes] | None:
     """(the signed headers canonicalised and concatenated in h= order, the canonical body) for
     a plain CRLF message; None when dkimpy's parser should decide (bare LF or CR, odd lines)."""
     end = message.find(b"\r\n\r\n")
-    if end < 0 or message.count(b"\n") != message.count(b"\r\n") or message.count(b"\r") != message.count(b"\r\n"):
+    crlf = message.count(b"\r\n")
+    if end < 0 or message.count(b"\n") != crlf or message.count(b"\r") != crlf:
         return None
     fields: list[tuple[bytes, bytes]] = []  # (lower-case name, raw value), folded lines joined
     for line in message[:end].split(b"\r\n"):
@@ -173,10 +178,14 @@ def _relaxed(message: bytes) -> tuple[bytes, bytes] | None:
     signed = b"".join(name + b":" + _relaxed_value(instances[name].pop())
                       for name in _INCLUDE if instances.get(name))
     body = message[end + 4:]
-    if b" \r\n" in body or b"\t\r\n" in body:
-        body = _WSP_EOL.sub(b"\r\n", body)
-    if b"\t" in body or b"  " in body:
+    if b"\t" in body:
+        if b" \r\n" in body or b"\t\r\n" in body:
+            body = _WSP_EOL.sub(b"\r\n", body)
         body = _WSP_RUN.sub(b" ", body)
+    else:  # spaces only (what email_build makes): patterns with a literal start, searched in C, not tried at every space
+        if b" \r\n" in body:
+            body = _SP_EOL.sub(b"\r\n", body)
+        body = _SP_RUN.sub(b" ", body)
     body = body.rstrip(b"\r\n")  # only CRLF pairs here: trailing empty lines go, one CRLF ends the body
     return signed, (body + b"\r\n" if body else b"")
 
