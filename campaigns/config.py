@@ -111,8 +111,8 @@ class SmtpSettings(_Section):
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
     dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
-    # signing threads; 0 = one per CPU core (`dkim_processes`, its name when signing ran in processes, still reads)
-    dkim_threads: int = Field(default=0, ge=0, validation_alias=AliasChoices("dkim_threads", "dkim_processes"))
+    # signing processes beside the sender; 0 = one (`dkim_threads`, its name while signing ran on threads, still reads)
+    dkim_processes: int = Field(default=0, ge=0, validation_alias=AliasChoices("dkim_processes", "dkim_threads"))
 
 
 class SmsSettings(_Section):

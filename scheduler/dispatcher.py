@@ -28,7 +28,7 @@ from campaigns.store.db import session_factory
 from campaigns.timespec import utcnow
 from scheduler import exits, pacing
 from scheduler.autopause import AutoPause
-from scheduler.channels import Channel, SendResult
+from scheduler.channels import Channel, OutgoingEmail, SendResult
 from scheduler.dkim_pool import DkimPool
 from scheduler.handover import Handover
 from scheduler.holds import pause_dead_templates
@@ -74,7 +74,7 @@ class Dispatcher:
             return
         if self._dkim is not None:
             self._dkim.close()
-        self._dkim = DkimPool(signer, self.settings.smtp.dkim_threads) if signer is not None else None
+        self._dkim = DkimPool(signer, self.settings.smtp.dkim_processes) if signer is not None else None
 
     def _channels(self) -> dict[str, Channel]:
         if self.channels is None:
@@ -122,7 +122,7 @@ class Dispatcher:
             await self.close()
 
     async def close(self) -> None:
-        """Close transport connections and stop the signing threads."""
+        """Close transport connections and stop the signing process."""
         for channel in (self.channels or {}).values():
             await channel.close()
         if self._dkim is not None:
@@ -141,7 +141,23 @@ class Dispatcher:
             # fits, before it is rendered (no coupon taken, no rendering time spent on it).
             batch = [row for row, _ in pacing.hold(self.app, [(row, None) for row in batch], now)]
             self._use_signer(dkim_signing.signer(self.settings))  # cached; re-read when the key file changes
-            messages, failures = self._renderer.render(batch)
+            # DKIM: each email goes to the signing process as soon as it is rendered, so the
+            # signatures are made while the rest of the batch renders (scheduler/dkim_pool.py).
+            stream = self._dkim.stream() if self._dkim is not None else None
+            signing: dict[int, asyncio.Future[bytes]] = {}
+
+            def sign(row: Claimed, email: OutgoingEmail) -> None:
+                assert stream is not None
+                signing[row.id] = stream.add(email.data)
+
+            try:
+                messages, failures = self._renderer.render(batch, on_email=sign if stream is not None else None)
+            except BaseException:
+                if stream is not None:
+                    stream.cancel()
+                raise
+            if stream is not None:
+                stream.flush()
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
             note = f"database unavailable before sending: {first_line(exc)}"
             return await record([(row, SendResult("transient", None, note)) for row in batch], [], [], now)
@@ -149,9 +165,9 @@ class Dispatcher:
             log.error("batch not sent: %s", exc)
             return await record([(row, SendResult("transient", None, str(exc)[:300])) for row in batch], [], [], now)
         stats = DispatchStats()
-        handover = Handover(self.app, self._channels(), self._dkim, self._recorder)
+        handover = Handover(self.app, self._channels(), self._recorder)
         handover.stopping = self._stop
-        left = await handover.run(messages, failures, now, marks, stats)
+        left = await handover.run(messages, failures, now, marks, stats, signing)
         stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns=campaigns))
         settle_campaigns(self.app, campaigns, now)  # a campaign whose last row is final moves at once
         return stats

@@ -1,97 +1,221 @@
-"""DKIM signatures on a few threads beside the event loop.
+"""DKIM signatures: the private-key operations in a signing process beside the sender.
 
-Through OpenSSL (`cryptography`) an RSA-2048 signature costs about 0.3 ms of CPU, and
-`cryptography` releases the GIL while OpenSSL works, so a signing thread runs on the other
-core while the loop keeps sending; only the canonicalisation (about a tenth of a
-millisecond) holds the GIL. The dispatcher hands each rendered batch to the threads
-(`[smtp] dkim_threads`, default one per core), 16 messages per hand-off, and each message
-waits for its own signature at hand-over.
+An RSA-2048 signature through OpenSSL costs about 0.3 ms of CPU; everything else about
+0.08 ms (canonical forms, body hash, the header and its digest). The sender prepares each
+message itself as it is rendered (`DkimSigner.prepare`) and hands the 32-byte digests, 16
+messages at a time, to a child process (`scheduler/dkim_child.py`), which answers with the
+signatures; the sender's loop reads them and finishes each header. Handing them over
+while the batch is still rendering matters: the SMTP server idles then, so the signing
+process has a core to itself, and by the time the waves go out most signatures are made.
+The signing threads this replaced (OpenSSL releases Python's lock) could not use that time:
+their share of the work under Python's lock made the render wait for them, so a batch
+rendered in 150 ms instead of 85 (bench/RESULTS.md).
 
-This replaced a pool of signing processes, which also paid a pickle of every message both
-ways and the processes' scheduling: `python -m bench.bench_send dkim`-style runs alternating
-both in one run on the loaded 2-core bench machine gave DKIM on at 0.77 and 0.71 of DKIM off
-with threads, against 0.61 and 0.69 with processes.
+A message that cannot be signed fails alone (DkimSigningError); a signing process that is
+gone or stopped fails its messages with RuntimeError, which the hand-over records as
+transient (nothing was handed over), and the next batch starts a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
-from campaigns.messages.dkim_signing import DkimSigner
+from campaigns.messages.dkim_signing import DkimSigner, DkimSigningError, Prepared
+from scheduler.dkim_child import frame, write_all
 
-CHUNK = 16  # messages per hand-off to a signing thread (the first wave waits for the first 16)
+CHUNK = 16  # messages per hand-off to the signing process
+_PIPE_BYTES = 1 << 20  # a batch's signatures fit in the pipe while the sender is busy rendering
+_CHILD = Path(__file__).with_name("dkim_child.py")
+Waiting = list[tuple[Prepared, asyncio.Future[bytes]]]
 
 
 class DkimPool:
-    """Signs message bytes on `threads` threads; `close` stops them."""
+    """Signs message bytes with `signer`, its private-key work in `processes` child processes
+    (default 1); `close` stops them."""
 
-    def __init__(self, signer: DkimSigner, threads: int = 0) -> None:
+    def __init__(self, signer: DkimSigner, processes: int = 0) -> None:
         self.signer = signer
-        self.threads = threads or os.cpu_count() or 1
-        self._pool: ThreadPoolExecutor | None = None
+        self.processes = processes or 1
+        self._children: list[_Child] = []
+        self._turn = 0
 
     def sign_all(self, items: list[bytes]) -> list[asyncio.Future[bytes]]:
         """A future per message for its signed bytes (DkimSigningError if it cannot be signed,
-        RuntimeError if the threads were stopped). The messages go to the threads `CHUNK` at
-        a time: a hand-off per message (a future, a thread wake-up, a wake-up of the loop)
-        cost about 0.05 ms of CPU a message more (bench/RESULTS.md)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="dkim")
+        RuntimeError if the signing process is gone)."""
+        stream = self.stream()
+        for data in items:
+            stream.add(data)
+        stream.flush()
+        return stream.futures
+
+    def stream(self) -> Stream:
+        """Messages handed over one by one (`add`), `CHUNK` at a time; `futures` in order."""
+        return Stream(self)
+
+    def _submit(self, waiting: Waiting) -> None:
         loop = asyncio.get_running_loop()
-        out: list[asyncio.Future[bytes]] = []
-        for start in range(0, len(items), CHUNK):
-            part = items[start:start + CHUNK]
-            mine = [loop.create_future() for _ in part]
-            out += mine
+        for child in self._children:
+            if not child.alive or child.loop is not loop:  # gone, or started under an earlier event loop
+                child.close()
+        self._children = [c for c in self._children if c.alive]
+        while len(self._children) < self.processes:
             try:
-                job = loop.run_in_executor(self._pool, _sign_each, self.signer, part)
-            except RuntimeError as exc:  # the threads were shut down (the sender is closing)
-                for future in mine:
-                    future.set_exception(exc)
-                continue
-            job.add_done_callback(partial(_settle, mine))
-            for future in mine:  # nobody waits any more (released, stopped): the job need not run
-                future.add_done_callback(partial(_drop_if_unwanted, mine, job))
-        return out
+                self._children.append(_Child(self.signer, loop))
+            except OSError as exc:
+                _fail(waiting, RuntimeError(f"the signing process did not start: {exc}"))
+                return
+        child = self._children[self._turn % len(self._children)]
+        self._turn += 1
+        child.submit(waiting)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for child in self._children:
+            child.close()
+        self._children = []
 
 
-def _sign_each(signer: DkimSigner, items: list[bytes]) -> list[bytes | Exception]:
-    """On a signing thread: each message signed, or the reason it could not be."""
-    out: list[bytes | Exception] = []
-    for data in items:
+class Stream:
+    """A batch's messages handed to the signing process as they come."""
+
+    def __init__(self, pool: DkimPool) -> None:
+        self.pool = pool
+        self.futures: list[asyncio.Future[bytes]] = []
+        self._waiting: Waiting = []
+
+    def add(self, data: bytes) -> asyncio.Future[bytes]:
+        """The future of `data` signed; the message is prepared now, signed in the process."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
         try:
-            out.append(signer.sign(data))
-        except Exception as exc:  # DkimSigningError: this message only
-            out.append(exc)
-    return out
+            self._waiting.append((self.pool.signer.prepare(data), future))
+        except DkimSigningError as exc:  # this message only
+            future.set_exception(exc)
+        except Exception as exc:  # a bug preparing one message must not stop the batch's render
+            future.set_exception(DkimSigningError(f"DKIM signing failed: {type(exc).__name__}: {exc}"))
+        if len(self._waiting) >= CHUNK:
+            self.flush()
+        return future
+
+    def flush(self) -> None:
+        """Hand over what is waiting."""
+        if self._waiting:
+            waiting, self._waiting = self._waiting, []
+            self.pool._submit(waiting)
+
+    def cancel(self) -> None:
+        """Nobody will wait for these (the batch was not handed over)."""
+        self._waiting = []
+        for future in self.futures:
+            future.cancel()
 
 
-def _settle(mine: list[asyncio.Future[bytes]], job: asyncio.Future[list[bytes | Exception]]) -> None:
-    """A job's results onto its messages' futures."""
-    if job.cancelled():
-        results: list[bytes | BaseException] = [RuntimeError("signing stopped")] * len(mine)
-    elif (failed := job.exception()) is not None:
-        results = [failed] * len(mine)
-    else:
-        results = list(job.result())
-    for future, result in zip(mine, results, strict=True):
-        if future.done():
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
+class _Child:
+    """One signing process and the hand-offs it has not answered yet."""
+
+    def __init__(self, signer: DkimSigner, loop: asyncio.AbstractEventLoop) -> None:
+        # -P: the script's folder (scheduler/, which has a calendar.py) must not shadow the standard library.
+        # Its own session: a Ctrl-C in the terminal stops the sender, which closes it.
+        self.proc = subprocess.Popen([sys.executable, "-P", str(_CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     close_fds=True, start_new_session=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.loop = loop
+        self._in = self.proc.stdin.fileno()
+        self._out = self.proc.stdout.fileno()
+        for fd in (self._in, self._out):  # Linux: room for a batch both ways while the loop renders
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+        self.pending: dict[int, Waiting] = {}
+        self._seq = 0
+        self._buf = bytearray()
+        self._unsent = bytearray()  # requests the pipe had no room for yet
+        self.alive = True
+        write_all(self._in, frame((signer.key, signer.ed25519_key)))
+        os.set_blocking(self._in, False)  # never wait for the process: it may itself wait for us to read
+        os.set_blocking(self._out, False)
+        loop.add_reader(self._out, self._readable)
+
+    def submit(self, waiting: Waiting) -> None:
+        self._seq += 1
+        self.pending[self._seq] = waiting
+        self._unsent += frame((self._seq, [[(algorithm, digest) for algorithm, _, digest in prepared.headers]
+                                           for prepared, _ in waiting]))
+        self._writable()
+
+    def _writable(self) -> None:
+        """Write what the pipe takes; the rest when the loop says there is room."""
+        try:
+            while self._unsent:
+                del self._unsent[:os.write(self._in, self._unsent)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the process is gone: its answers will not come
+            self._gone("the signing process is gone")
+            return
+        if self._unsent:
+            self.loop.add_writer(self._in, self._writable)
         else:
-            future.set_result(result)
+            self.loop.remove_writer(self._in)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._out, _PIPE_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._gone("the signing process is gone")
+            return
+        self._buf += data
+        while len(self._buf) >= 4:
+            size = int.from_bytes(self._buf[:4], "big")
+            if len(self._buf) < 4 + size:
+                break
+            seq, answers = pickle.loads(self._buf[4:4 + size])  # from our own child process
+            del self._buf[:4 + size]
+            for (prepared, future), answer in zip(self.pending.pop(seq), answers, strict=True):
+                if future.done():  # cancelled: nobody waits
+                    continue
+                if isinstance(answer, str):
+                    future.set_exception(DkimSigningError(f"DKIM signing failed: {answer}"))
+                else:
+                    future.set_result(DkimSigner.finish(prepared, answer))
+
+    def _gone(self, why: str) -> None:
+        self.alive = False
+        self._unsent.clear()
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self._out)
+        with contextlib.suppress(Exception):
+            self.loop.remove_writer(self._in)
+        for waiting in self.pending.values():
+            _fail(waiting, RuntimeError(why))
+        self.pending = {}
+
+    def close(self) -> None:
+        """End the process (its input closed, then killed if it lingers); what it still owed fails."""
+        if self.alive and not self.loop.is_closed():
+            self._gone("signing stopped")
+        self.alive = False
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _drop_if_unwanted(mine: list[asyncio.Future[bytes]], job: asyncio.Future[list[bytes | Exception]],
-                      _done: asyncio.Future[bytes]) -> None:
-    if all(future.cancelled() for future in mine):
-        job.cancel()  # a job not started yet is dropped; one running finishes
+def _fail(waiting: Waiting, exc: Exception) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(exc)
+

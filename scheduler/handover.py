@@ -20,7 +20,6 @@ from datetime import datetime
 from campaigns.context import App
 from campaigns.timespec import utcnow
 from scheduler.channels import Channel, OutgoingEmail, SendResult
-from scheduler.dkim_pool import DkimPool
 from scheduler.outbox import DB_DOWN, Claimed, first_line, still_allowed
 from scheduler.record import DispatchStats, Recorder, Results
 from scheduler.render_stage import Failures, Message, Rendered
@@ -40,10 +39,9 @@ class Leftover:
 class Handover:
     """Sends one batch through `channels`, recording between waves with `recorder`."""
 
-    def __init__(self, app: App, channels: dict[str, Channel], dkim: DkimPool | None, recorder: Recorder) -> None:
+    def __init__(self, app: App, channels: dict[str, Channel], recorder: Recorder) -> None:
         self.app = app
         self.channels = channels
-        self.dkim = dkim
         self.recorder = recorder
         self.stopping: asyncio.Event | None = None  # set: SIGTERM, the rest of the batch is released
 
@@ -65,7 +63,7 @@ class Handover:
                 signed = await signing.pop(row.id)
                 if isinstance(message, OutgoingEmail):
                     message = replace(message, data=signed)
-            except RuntimeError as exc:  # the signing threads were shut down (the sender is closing): nothing was handed over
+            except RuntimeError as exc:  # the signing process is gone or stopped (the sender is closing): nothing was handed over
                 return row, SendResult("transient", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
             except Exception as exc:  # the signer refused this message (DkimSigningError)
                 return row, SendResult("failed", None, f"DKIM signing: {type(exc).__name__}: {exc}"[:300])
@@ -75,15 +73,11 @@ class Handover:
             return row, SendResult("unknown", None, f"{type(exc).__name__}: {exc}"[:300])
 
     async def run(self, messages: Rendered, failures: Failures, now: datetime, marks: tuple[int, int],
-                  stats: DispatchStats) -> Leftover:
+                  stats: DispatchStats, signing: dict[int, asyncio.Future[bytes]] | None = None) -> Leftover:
         """Send `messages` in waves (render `failures` are written with the first wave); counts
-        what the waves wrote into `stats` and returns what is left to write."""
-        # DKIM: the whole batch goes to the signing threads now, so they work without pause
-        # while the waves go out; each message waits for its own signature at hand-over.
-        signing: dict[int, asyncio.Future[bytes]] = {}
-        if self.dkim is not None:
-            emails = [(row, msg) for row, msg in messages if isinstance(msg, OutgoingEmail)]
-            signing = dict(zip((row.id for row, _ in emails), self.dkim.sign_all([msg.data for _, msg in emails]), strict=True))
+        what the waves wrote into `stats` and returns what is left to write. `signing`: the
+        DKIM-signed bytes of each email by row id, on their way (each waits for its own)."""
+        signing = {} if signing is None else signing
         left = Leftover(failures=failures)
         paused = self.recorder.autopause.paused_now
         paused.clear()

@@ -8,6 +8,7 @@ is no row's fault and is raised, so the whole batch waits and is retried after b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -47,8 +48,10 @@ class RenderStage:
             tmpl = self._templates[name] = load_template(self.app.settings, name)
         return tmpl
 
-    def render(self, batch: list[Claimed]) -> tuple[Rendered, Failures]:
-        """(row, message) for every row that rendered, (row, reason) for every one that did not."""
+    def render(self, batch: list[Claimed], on_email: Callable[[Claimed, OutgoingEmail], object] | None = None
+               ) -> tuple[Rendered, Failures]:
+        """(row, message) for every row that rendered, (row, reason) for every one that did not;
+        `on_email` is given each email as soon as it is rendered (the DKIM signing starts then)."""
         out: Rendered = []
         failed: Failures = []
         self._templates.clear()
@@ -90,8 +93,11 @@ class RenderStage:
                     failed.append((row, f"render: {type(exc).__name__}: {exc}"[:300]))
                     continue
                 if isinstance(rendered, RenderedEmail):
-                    out.append((row, OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id,
-                                                    stopped.checker(row.contact_id, row.channel, row.created_at, campaigns[row.campaign_id].topic_id))))
+                    email = OutgoingEmail(str(row.id), rendered.mail_from, rendered.to, rendered.data, rendered.message_id,
+                                          stopped.checker(row.contact_id, row.channel, row.created_at, campaigns[row.campaign_id].topic_id))
+                    out.append((row, email))
+                    if on_email is not None:
+                        on_email(row, email)
                 else:
                     out.append((row, OutgoingSms(str(row.id), rendered.to, rendered.body,
                                                   stopped.checker(row.contact_id, row.channel, row.created_at, campaigns[row.campaign_id].topic_id))))

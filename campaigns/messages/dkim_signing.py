@@ -63,6 +63,18 @@ _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext, as dkimpy
 ED25519_SUFFIX = "-ed25519"  # the Ed25519 key's selector: `<dkim_selector>-ed25519`
 
 
+RSA = b"rsa-sha256"
+ED25519 = b"ed25519-sha256"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready for its private-key operations (`DkimSigner.prepare`)."""
+
+    message: bytes
+    headers: list[tuple[bytes, list[tuple[bytes, bytes]], bytes]]  # (algorithm, tags but b=, digest)
+
+
 class DkimSigningError(CampaignsError):
     """A message could not be signed (it does not parse as RFC 5322)."""
 
@@ -85,6 +97,13 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """The message bytes with `DKIM-Signature:` prepended (RSA first, then Ed25519)."""
+        prepared = self.prepare(message)
+        return self.finish(prepared, [sign_digest(self, algorithm, digest) for algorithm, _, digest in prepared.headers])
+
+    def prepare(self, message: bytes) -> Prepared:
+        """Everything but the private-key operations: the canonical forms, the body hash, each
+        signature's header with b= empty and the SHA-256 digest its key signs
+        (DkimSigningError if the message does not parse)."""
         fast = _relaxed(message)
         if fast is not None:
             signed, body = fast
@@ -97,28 +116,33 @@ class DkimSigner:
             body = _CANON.canonicalize_body(raw_body)
         body_hash = base64.b64encode(hashlib.sha256(body).digest())
         stamp = str(int(time.time())).encode("ascii")
-        rsa_key = _rsa_key(self.key)
-        out = self._header(b"rsa-sha256", self.selector, signed, body_hash, stamp,
-                           lambda digest: rsa_key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+        headers = [self._unsigned(RSA, self.selector, signed, body_hash, stamp)]
         if self.ed25519_key is not None:
-            ed_key = _ed25519_key(self.ed25519_key)
-            out += self._header(b"ed25519-sha256", self.ed25519_selector, signed, body_hash, stamp, ed_key.sign)
-        return out + message
+            headers.append(self._unsigned(ED25519, self.ed25519_selector, signed, body_hash, stamp))
+        return Prepared(message, headers)
 
-    def _header(self, algorithm: bytes, selector: bytes, signed: bytes, body_hash: bytes,
-                stamp: bytes, sign: Callable[[bytes], bytes]) -> bytes:
-        # The same fields, order and folding as dkimpy's DKIM.sign/gen_header.
+    @staticmethod
+    def finish(prepared: Prepared, signatures: list[bytes]) -> bytes:
+        """The message with its DKIM-Signature headers, `signatures` in the order of `prepared.headers`."""
+        out = [_NAME + b": " + dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"; b=" + base64.b64encode(sig) + b"\r\n",
+                                          namelen=len(_NAME))
+               for (_, fields, _), sig in zip(prepared.headers, signatures, strict=True)]
+        return b"".join(out) + prepared.message
+
+    def _unsigned(self, algorithm: bytes, selector: bytes, signed: bytes, body_hash: bytes,
+                  stamp: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+        """(algorithm, the header's tags but b=, the digest to sign); the same fields, order and
+        folding as dkimpy's DKIM.sign/gen_header."""
         fields = [(b"v", b"1"), (b"a", algorithm), (b"c", b"relaxed/relaxed"), (b"d", self.domain),
                   (b"i", b"@" + self.domain), (b"q", b"dns/txt"), (b"s", selector), (b"t", stamp),
-                  (b"h", b" : ".join(_INCLUDE)), (b"bh", body_hash), (b"b", b"0" * 60)]
-        unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME))
+                  (b"h", b" : ".join(_INCLUDE)), (b"bh", body_hash)]
+        unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"; b=" + b"0" * 60, namelen=len(_NAME))
         # b= emptied, as dkimpy's RE_BTAG.sub does (10 us): b= is the last tag, its 60 zeros
         # hold no space, so the fold never splits "b=" itself.
         unsigned = unsigned[:unsigned.rfind(b"b=") + 2]
         # The signed headers, then this header itself (relaxed, b= empty, no final CRLF), as dkimpy's hash_headers.
         digest = hashlib.sha256(signed + b"dkim-signature:" + _relaxed_value(b" " + unsigned)[:-2]).digest()
-        fields[-1] = (b"b", base64.b64encode(sign(digest)))  # RFC 8463: Ed25519 signs the SHA-256 hash too
-        return _NAME + b": " + dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"\r\n", namelen=len(_NAME))
+        return algorithm, fields, digest  # RFC 8463: Ed25519 signs the SHA-256 hash too
 
     @property
     def record_name(self) -> str:
@@ -142,6 +166,14 @@ class DkimSigner:
             out.append((f"{self.ed25519_selector.decode()}._domainkey.{self.domain.decode()}",
                         f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"))  # RFC 8463 §4: the raw 32 bytes
         return out
+
+
+def sign_digest(signer: DkimSigner, algorithm: bytes, digest: bytes) -> bytes:
+    """The private-key operation over a prepared header's digest."""
+    if algorithm == RSA:
+        return _rsa_key(signer.key).sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    assert signer.ed25519_key is not None
+    return _ed25519_key(signer.ed25519_key).sign(digest)
 
 
 def _relaxed_value(value: bytes) -> bytes:

@@ -44,7 +44,7 @@ def _dispatch(app, now):
         try:
             return await dispatcher.dispatch_once(now)
         finally:
-            await dispatcher.close()  # stops the signing threads
+            await dispatcher.close()  # stops the signing process
     return asyncio.run(go())
 
 
@@ -175,7 +175,7 @@ def test_config_dkim_when_off_says_how_to_turn_it_on(cli):
     assert "DKIM is off" in r.stderr and "dkim_private_key_file" in r.stderr
 
 
-def test_the_signing_threads_sign_a_batch_at_once_and_refuse_only_what_cannot_be_signed():
+def test_the_signing_process_signs_a_batch_and_refuses_only_what_cannot_be_signed():
     from scheduler.dkim_pool import CHUNK, DkimPool
 
     signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
@@ -184,7 +184,7 @@ def test_the_signing_threads_sign_a_batch_at_once_and_refuse_only_what_cannot_be
                 for i in range(40)]
     bad = CHUNK + 3  # inside the second hand-off, not at its edge
     messages.insert(bad, b"no colon in this header line\r\n\r\nbody\r\n")
-    pool = DkimPool(signer, threads=2)
+    pool = DkimPool(signer)
 
     async def scenario():  # type: ignore[no-untyped-def]
         signed = await asyncio.gather(*pool.sign_all(messages), return_exceptions=True)
@@ -200,32 +200,190 @@ def test_the_signing_threads_sign_a_batch_at_once_and_refuse_only_what_cannot_be
     assert len(good) == 40 and dkim.verify(after, dnsfunc=dns)
 
 
-def test_signing_after_the_threads_stopped_fails_each_message_as_retryable_not_the_batch():
-    """A sender closing (SIGTERM) while a batch still waits for signatures: every message gets
-    RuntimeError, which the hand-over records as transient (nothing was handed over)."""
+def _signer_with_ed25519() -> dkim_signing.DkimSigner:
+    return dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes(),
+                                   (KEYS / "test_ed25519.pem").read_bytes())
+
+
+def test_the_process_signs_byte_for_byte_what_signing_in_the_sender_makes(monkeypatch):
+    """The work split across two processes (prepare here, the key operations there, finish
+    here) gives the same header as `DkimSigner.sign`, both signatures included."""
     from scheduler.dkim_pool import DkimPool
 
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000)
+    signer = _signer_with_ed25519()
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi  there\r\n\r\nhello\t world \r\n\r\n"
+    pool = DkimPool(signer)
+
+    async def scenario() -> bytes:
+        return await asyncio.wait_for(pool.sign_all([message])[0], 30)
+
+    try:
+        signed = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert signed == signer.sign(message)
+
+
+def test_a_batch_larger_than_the_pipes_hold_is_signed_without_either_side_waiting_for_the_other(monkeypatch):
+    """The sender hands a whole batch over without reading answers (it is rendering); with
+    small pipes the process fills its answer pipe and stops reading, and the sender keeps
+    what does not fit instead of blocking on a full pipe (a deadlock): all are signed."""
+    from scheduler import dkim_pool
+
+    monkeypatch.setattr(dkim_pool, "_PIPE_BYTES", 4096)  # the smallest pipe Linux gives
     signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
-    pool = DkimPool(signer, threads=1)
+    pool = dkim_pool.DkimPool(signer)
+    messages = [f"From: a@example.com\r\nTo: b{i}@example.org\r\nSubject: hi\r\n\r\nhello\r\n".encode()
+                for i in range(1500)]
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        futures = pool.sign_all(messages)  # one synchronous hand-over of everything: the loop reads nothing meanwhile
+        return await asyncio.wait_for(asyncio.gather(*futures), 120)
+
+    try:
+        signed = asyncio.run(scenario())
+    finally:
+        pool.close()
+    dns = _dns(_published(KEYS / "test_a.pem"))
+    assert len(signed) == 1500 and all(s.endswith(m) for s, m in zip(signed, messages, strict=True))
+    assert dkim.verify(signed[0], dnsfunc=dns) and dkim.verify(signed[-1], dnsfunc=dns)
+
+
+def test_a_signing_process_that_dies_fails_its_messages_as_retryable_and_the_next_batch_gets_a_new_one():
+    """Killed mid-batch (OOM, an operator): every message still waiting gets RuntimeError,
+    which the hand-over records as transient (nothing was handed over); the next hand-off
+    starts a new process."""
+    from scheduler.dkim_pool import CHUNK, DkimPool
+
+    signer = dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes())
+    pool = DkimPool(signer)
     message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 
     async def scenario():  # type: ignore[no-untyped-def]
-        await pool.sign_all([message])[0]  # the threads exist
-        pool._pool.shutdown(wait=True)  # type: ignore[union-attr]  # as close() does, the pool object kept
-        return await asyncio.gather(*pool.sign_all([message] * 20), return_exceptions=True)
+        await pool.sign_all([message])[0]  # the process exists
+        first = pool._children[0].proc
+        first.kill()
+        first.wait()
+        lost = await asyncio.wait_for(asyncio.gather(*pool.sign_all([message] * 20), return_exceptions=True), 30)
+        again = await asyncio.wait_for(pool.sign_all([message])[0], 30)
+        return first, lost, again
 
     try:
-        results = asyncio.run(scenario())
+        first, lost, again = asyncio.run(scenario())
+        assert pool._children and pool._children[0].proc is not first
     finally:
         pool.close()
-    assert len(results) == 20 and all(isinstance(r, RuntimeError) for r in results)
+    dns = _dns(_published(KEYS / "test_a.pem"))
+    # The first hand-off met the dead process; the next one (the last 4) already had a new one.
+    assert len(lost) == 20 and all(isinstance(r, RuntimeError) for r in lost[:CHUNK])
+    assert all(dkim.verify(r, dnsfunc=dns) for r in lost[CHUNK:]) and dkim.verify(again, dnsfunc=dns)
 
 
-def test_dkim_processes_the_old_name_of_the_setting_still_reads(tmp_path):
+def test_closing_the_pool_fails_what_still_waits_and_ends_the_process():
+    """A sender closing (SIGTERM) while a batch waits for signatures: each message gets
+    RuntimeError (transient), and no signing process is left behind."""
+    from scheduler.dkim_pool import DkimPool
+
+    pool = DkimPool(dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes()))
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        futures = pool.sign_all([message] * 200)
+        proc = pool._children[0].proc
+        pool.close()  # before the loop has read any answer
+        return proc, await asyncio.gather(*futures, return_exceptions=True)
+
+    proc, results = asyncio.run(scenario())
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert proc.poll() is not None  # ended
+
+
+def test_answers_for_messages_nobody_waits_for_are_dropped_quietly():
+    """Rows released mid-batch (a pause, SIGTERM) cancel their futures; the answers that
+    still arrive are dropped, the loop reports nothing, and the pool goes on."""
+    from scheduler.dkim_pool import CHUNK, DkimPool
+
+    pool = DkimPool(dkim_signing.DkimSigner(b"example.com", b"mail2026", (KEYS / "test_a.pem").read_bytes()))
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    reported: list[dict] = []
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+        futures = pool.sign_all([message] * (CHUNK * 4))
+        for future in futures[CHUNK:]:
+            future.cancel()
+        first = await asyncio.wait_for(asyncio.gather(*futures[:CHUNK]), 30)
+        await asyncio.sleep(0.3)  # the cancelled ones' answers arrive meanwhile
+        return first, await asyncio.wait_for(pool.sign_all([message])[0], 30)
+
+    try:
+        first, after = asyncio.run(scenario())
+    finally:
+        pool.close()
+    dns = _dns(_published(KEYS / "test_a.pem"))
+    assert len(first) == CHUNK and all(dkim.verify(s, dnsfunc=dns) for s in first) and dkim.verify(after, dnsfunc=dns)
+    assert reported == []
+
+
+def test_the_private_key_never_appears_in_the_signing_processs_command_line_or_environment():
+    """Anyone on the host can read a process's command line (ps) and its owner its environment:
+    the key goes to the signing process through its input pipe only."""
+    from scheduler.dkim_pool import DkimPool
+
+    pem = (KEYS / "test_a.pem").read_bytes()
+    pool = DkimPool(dkim_signing.DkimSigner(b"example.com", b"mail2026", pem))
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        await asyncio.wait_for(pool.sign_all([message])[0], 30)
+        pid = pool._children[0].proc.pid
+        return Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes()
+
+    try:
+        cmdline, environ = asyncio.run(scenario())
+    finally:
+        pool.close()
+    body = b"".join(pem.splitlines()[1:-1])
+    assert b"PRIVATE KEY" not in cmdline + environ and body[:40] not in cmdline + environ
+
+
+def test_each_email_goes_to_the_signer_as_soon_as_it_is_rendered(make_app):
+    """The render hands every email on before it renders the next (so signing overlaps
+    rendering), the same bytes it returns, in order."""
+    from scheduler.outbox import claim
+    from scheduler.render_stage import RenderStage
+
+    app = make_app()
+    add_people(app, 6)
+    cid = make_campaign(app)
+    now = utcnow()
+    with app.session() as s:
+        plan_firing(s, app.settings, s.get(Campaign, cid), now.replace(microsecond=0), now)
+    batch = claim(app.engine, app.settings, "w", now, 100)
+    stage = RenderStage(app)
+    seen: list[tuple[int, bytes, int]] = []
+    rendered = 0
+    real = stage._template
+
+    def counting(name: str):  # type: ignore[no-untyped-def]
+        nonlocal rendered
+        rendered += 1  # one look-up per row, before it renders
+        return real(name)
+
+    stage._template = counting  # type: ignore[method-assign]
+    messages, failures = stage.render(batch, on_email=lambda row, email: seen.append((row.id, email.data, rendered)))
+    assert not failures and len(messages) == 6
+    assert [(row_id, data) for row_id, data, _ in seen] == [(row.id, msg.data) for row, msg in messages]
+    assert [at for _, _, at in seen] == [1, 2, 3, 4, 5, 6]  # handed on before the next row was rendered
+
+
+def test_dkim_processes_and_its_old_name_dkim_threads_both_read(tmp_path):
     from campaigns.config import load_settings
 
-    (tmp_path / "config.toml").write_text(f'secret_key = "{"k" * 40}"\n[smtp]\ndkim_processes = 3\n', encoding="utf-8")
-    assert load_settings(tmp_path / "config.toml", environ={}).smtp.dkim_threads == 3
+    for name in ("dkim_processes", "dkim_threads"):  # its name while signing ran on threads still reads
+        (tmp_path / "config.toml").write_text(f'secret_key = "{"k" * 40}"\n[smtp]\n{name} = 3\n', encoding="utf-8")
+        assert load_settings(tmp_path / "config.toml", environ={}).smtp.dkim_processes == 3
 
 
 @needs_mail_dkim
@@ -378,39 +536,43 @@ def test_an_ed25519_key_without_the_rsa_setup_is_refused(tmp_path, db_url):
         dkim_signing.signer(load_settings(cfg, environ={}))
 
 
-def test_signatures_nobody_waits_for_any_more_are_not_made():
-    """Rows released mid-batch (a pause, SIGTERM): their futures are cancelled, and the
-    hand-offs not started yet are dropped instead of signed for nothing."""
-    import threading
-    import time as _time
+def test_a_sender_killed_outright_leaves_no_signing_process_behind(tmp_path):
+    """SIGKILL gives the sender no chance to close its pool: the signing process sees its
+    input end and exits by itself."""
+    import os
+    import signal
+    import sys
 
-    from scheduler.dkim_pool import CHUNK, DkimPool
-
-    class Slow:
-        def __init__(self) -> None:
-            self.signed = 0
-            self.lock = threading.Lock()
-
-        def sign(self, data: bytes) -> bytes:
-            _time.sleep(0.002)
-            with self.lock:
-                self.signed += 1
-            return b"DKIM-Signature: x\r\n" + data
-
-    slow = Slow()
-    pool = DkimPool(slow, threads=1)  # type: ignore[arg-type]
-
-    async def scenario():  # type: ignore[no-untyped-def]
-        futures = pool.sign_all([b"m"] * (CHUNK * 10))
-        first = await futures[0]
-        for future in futures[CHUNK:]:
-            future.cancel()
-        await asyncio.sleep(0.2)
-        return first
-
+    script = tmp_path / "sender.py"
+    script.write_text(
+        "import asyncio, sys, time\n"
+        "from campaigns.messages.dkim_signing import DkimSigner\n"
+        "from scheduler.dkim_pool import DkimPool\n"
+        f"pool = DkimPool(DkimSigner(b'example.com', b'mail2026', open({str(KEYS / 'test_a.pem')!r}, 'rb').read()))\n"
+        "async def go():\n"
+        "    await pool.sign_all([b'From: a@example.com\\r\\nSubject: x\\r\\n\\r\\nhi\\r\\n'])[0]\n"
+        "    print(pool._children[0].proc.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+        "asyncio.run(go())\n", encoding="utf-8")
+    sender = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
     try:
-        first = asyncio.run(scenario())
+        assert sender.stdout is not None
+        child = int(sender.stdout.readline())
+        sender.send_signal(signal.SIGKILL)
+        sender.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(f"/proc/{child}/stat").exists() else "gone"
+            if state in ("Z", "gone"):  # exited; its parent is gone, so init reaps it
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the signing process outlived its sender")
     finally:
-        pool.close()
-    assert first == b"DKIM-Signature: x\r\nm"
-    assert CHUNK <= slow.signed <= CHUNK * 2  # the first hand-off, perhaps the one already running; not all ten
+        if sender.poll() is None:
+            sender.kill()
