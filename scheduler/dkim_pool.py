@@ -113,6 +113,8 @@ class Stream:
         """Nobody will wait for these (the batch was not handed over)."""
         self._waiting = []
         for future in self.futures:
+            if future.done() and not future.cancelled():
+                future.exception()  # a refusal nobody will read: retrieved, so asyncio does not log it
             future.cancel()
 
 
