@@ -111,8 +111,9 @@ class SmtpSettings(_Section):
     dkim_selector: str = ""
     dkim_private_key_file: str = ""
     dkim_ed25519_key_file: str = ""  # optional second signature (RFC 8463), selector `<dkim_selector>-ed25519`
-    # signing processes beside the sender; 0 = one (`dkim_threads`, its name while signing ran on threads, still reads)
-    dkim_processes: int = Field(default=0, ge=0, validation_alias=AliasChoices("dkim_processes", "dkim_threads"))
+    # signing processes beside the sender (0, from configs of the threads' time, also means one;
+    # `dkim_threads`, its name while signing ran on threads, still reads)
+    dkim_processes: int = Field(default=1, ge=0, validation_alias=AliasChoices("dkim_processes", "dkim_threads"))
 
 
 class SmsSettings(_Section):

@@ -381,6 +381,8 @@ def test_each_email_goes_to_the_signer_as_soon_as_it_is_rendered(make_app):
 def test_dkim_processes_and_its_old_name_dkim_threads_both_read(tmp_path):
     from campaigns.config import load_settings
 
+    (tmp_path / "config.toml").write_text(f'secret_key = "{"k" * 40}"\n', encoding="utf-8")
+    assert load_settings(tmp_path / "config.toml", environ={}).smtp.dkim_processes == 1  # what `config show` prints
     for name in ("dkim_processes", "dkim_threads"):  # its name while signing ran on threads still reads
         (tmp_path / "config.toml").write_text(f'secret_key = "{"k" * 40}"\n[smtp]\n{name} = 3\n', encoding="utf-8")
         assert load_settings(tmp_path / "config.toml", environ={}).smtp.dkim_processes == 3
