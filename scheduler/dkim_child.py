@@ -1,8 +1,9 @@
 """The signing process: private-key operations over digests the sender prepared.
 
-Run by scheduler/dkim_pool.py as `python -m scheduler.dkim_child` with pipes on stdin and
-stdout. The first frame carries the PEM keys (never argv or the environment); each later
-frame is (sequence number, [[(algorithm, digest), ...] per message]) and is answered with
+Run by scheduler/dkim_pool.py as `python -P .../scheduler/dkim_child.py` (it imports only the
+standard library and `cryptography`) with pipes on stdin and stdout. The first frame
+carries the PEM keys (never argv or the environment); each later frame is
+(sequence number, [[(algorithm, digest), ...] per message]) and is answered with
 (sequence number, [[signature, ...] or the reason as text, per message]). A frame is a
 4-byte big-endian length and a pickle; both ends are this program and its parent. It exits
 when its input ends, which is also what happens when the sender dies.
