@@ -1,7 +1,8 @@
 """The signing process: private-key operations over digests the sender prepared.
 
-Run by scheduler/dkim_pool.py as `python -P .../scheduler/dkim_child.py` (it imports only the
-standard library and `cryptography`) with pipes on stdin and stdout. The first frame
+Run by scheduler/dkim_pool.py as `python -m scheduler.dkim_child` from the project's root
+(it imports only the standard library and campaigns/messages/dkim_keys.py, the same key
+operations the sender uses inline) with pipes on stdin and stdout. The first frame
 carries the PEM keys (never argv or the environment); each later frame is
 (sequence number, [[(algorithm, digest), ...] per message]) and is answered with
 (sequence number, [[signature, ...] or the reason as text, per message]). A frame is a
@@ -16,11 +17,7 @@ import pickle
 import sys
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-RSA = b"rsa-sha256"
+from campaigns.messages.dkim_keys import sign_digest
 
 
 def read_frame(fd: int) -> bytes | None:
@@ -63,18 +60,12 @@ def serve(fd_in: int, fd_out: int) -> None:
     if keys is None:
         return
     rsa_pem, ed_pem = pickle.loads(keys)
-    rsa_key = serialization.load_pem_private_key(rsa_pem, password=None)
-    ed_key = serialization.load_pem_private_key(ed_pem, password=None) if ed_pem else None
-    assert isinstance(rsa_key, rsa.RSAPrivateKey)
-    assert ed_key is None or isinstance(ed_key, ed25519.Ed25519PrivateKey)
-    pkcs1, prehashed = padding.PKCS1v15(), Prehashed(hashes.SHA256())
     while (job := read_frame(fd_in)) is not None:
         seq, messages = pickle.loads(job)
         out: list[list[bytes] | str] = []
         for headers in messages:
             try:
-                out.append([rsa_key.sign(digest, pkcs1, prehashed) if algorithm == RSA else ed_key.sign(digest)  # type: ignore[union-attr]
-                            for algorithm, digest in headers])
+                out.append([sign_digest(rsa_pem, ed_pem, algorithm, digest) for algorithm, digest in headers])
             except Exception as exc:  # this message only
                 out.append(f"{type(exc).__name__}: {exc}")
         write_all(fd_out, frame((seq, out)))

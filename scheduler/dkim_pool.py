@@ -32,7 +32,7 @@ from scheduler.dkim_child import frame, write_all
 
 CHUNK = 16  # messages per hand-off to the signing process
 _PIPE_BYTES = 1 << 20  # a batch's signatures fit in the pipe while the sender is busy rendering
-_CHILD = Path(__file__).with_name("dkim_child.py")
+_ROOT = Path(__file__).resolve().parents[1]  # the folder holding campaigns/ and scheduler/
 Waiting = list[tuple[Prepared, asyncio.Future[bytes]]]
 
 
@@ -122,10 +122,10 @@ class _Child:
     """One signing process and the hand-offs it has not answered yet."""
 
     def __init__(self, signer: DkimSigner, loop: asyncio.AbstractEventLoop) -> None:
-        # -P: the script's folder (scheduler/, which has a calendar.py) must not shadow the standard library.
-        # Its own session: a Ctrl-C in the terminal stops the sender, which closes it.
-        self.proc = subprocess.Popen([sys.executable, "-P", str(_CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     close_fds=True, start_new_session=True)
+        # From the root that holds this package, so the child imports this code. Its own
+        # session: a Ctrl-C in the terminal stops the sender, which closes it.
+        self.proc = subprocess.Popen([sys.executable, "-m", "scheduler.dkim_child"], cwd=_ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, close_fds=True, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.loop = loop
         self._in = self.proc.stdin.fileno()

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import dkim
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives import serialization
 from dkim.canonicalization import CanonicalizationPolicy
 
 from campaigns.config import Settings
 from campaigns.errors import CampaignsError, ConfigError
+from campaigns.messages import dkim_keys
+from campaigns.messages.dkim_keys import ED25519, RSA
 
 # Signed once (or zero times when absent, which also forbids adding them later).
 SIGNED = (b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mime-version",
@@ -61,10 +61,6 @@ _SP_RUN = re.compile(rb"  +")  # the same two for a body without tabs: 9 us inst
 _SP_EOL = re.compile(rb" +\r\n")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext, as dkimpy's parser accepts
 ED25519_SUFFIX = "-ed25519"  # the Ed25519 key's selector: `<dkim_selector>-ed25519`
-
-
-RSA = b"rsa-sha256"
-ED25519 = b"ed25519-sha256"
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ class DkimSigner:
     def sign(self, message: bytes) -> bytes:
         """The message bytes with `DKIM-Signature:` prepended (RSA first, then Ed25519)."""
         prepared = self.prepare(message)
-        return self.finish(prepared, [sign_digest(self, algorithm, digest) for algorithm, _, digest in prepared.headers])
+        return self.finish(prepared, [dkim_keys.sign_digest(self.key, self.ed25519_key, algorithm, digest) for algorithm, _, digest in prepared.headers])
 
     def prepare(self, message: bytes) -> Prepared:
         """Everything but the private-key operations: the canonical forms, the body hash, each
@@ -152,7 +148,7 @@ class DkimSigner:
     @property
     def record_value(self) -> str:
         """The TXT record to publish: the RSA public key as SubjectPublicKeyInfo."""
-        spki = _rsa_key(self.key).public_key().public_bytes(serialization.Encoding.DER,
+        spki = dkim_keys.rsa_key(self.key).public_key().public_bytes(serialization.Encoding.DER,
                                                             serialization.PublicFormat.SubjectPublicKeyInfo)
         return f"v=DKIM1; k=rsa; p={base64.b64encode(spki).decode()}"
 
@@ -161,19 +157,11 @@ class DkimSigner:
         """Every (name, TXT value) to publish: the RSA record, then the Ed25519 one if set."""
         out = [(self.record_name, self.record_value)]
         if self.ed25519_key is not None:
-            raw = _ed25519_key(self.ed25519_key).public_key().public_bytes(serialization.Encoding.Raw,
+            raw = dkim_keys.ed25519_key(self.ed25519_key).public_key().public_bytes(serialization.Encoding.Raw,
                                                                             serialization.PublicFormat.Raw)
             out.append((f"{self.ed25519_selector.decode()}._domainkey.{self.domain.decode()}",
                         f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"))  # RFC 8463 §4: the raw 32 bytes
         return out
-
-
-def sign_digest(signer: DkimSigner, algorithm: bytes, digest: bytes) -> bytes:
-    """The private-key operation over a prepared header's digest."""
-    if algorithm == RSA:
-        return _rsa_key(signer.key).sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
-    assert signer.ed25519_key is not None
-    return _ed25519_key(signer.ed25519_key).sign(digest)
 
 
 def _relaxed_value(value: bytes) -> bytes:
@@ -225,22 +213,6 @@ def _relaxed(message: bytes) -> tuple[bytes, bytes] | None:
 _WANTED = frozenset(_INCLUDE)
 
 
-@lru_cache(maxsize=8)
-def _rsa_key(pem: bytes) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError(f"a {type(key).__name__.removeprefix('_')} key, not RSA")
-    return key
-
-
-@lru_cache(maxsize=8)
-def _ed25519_key(pem: bytes) -> ed25519.Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ValueError("not an Ed25519 key")
-    return key
-
-
 def signer(settings: Settings) -> DkimSigner | None:
     """The configured signer, or None when DKIM is off; ConfigError for a half or bad setup."""
     s = settings.smtp
@@ -287,6 +259,6 @@ def _load(domain: str, selector: str, path: Path, mtime: int, ed_path: Path | No
     for name, value in (("dkim_domain", domain), ("dkim_selector", selector)):
         if not value or not value.isascii() or any(c.isspace() or c in ';=' for c in value):
             raise ConfigError(f"[smtp] {name}: '{value}' is not a valid DNS label")
-    key = _read_pem("dkim_private_key_file", path, "RSA", _rsa_key)
-    ed = _read_pem("dkim_ed25519_key_file", ed_path, "Ed25519", _ed25519_key) if ed_path is not None else None
+    key = _read_pem("dkim_private_key_file", path, "RSA", dkim_keys.rsa_key)
+    ed = _read_pem("dkim_ed25519_key_file", ed_path, "Ed25519", dkim_keys.ed25519_key) if ed_path is not None else None
     return DkimSigner(domain.encode("ascii"), selector.encode("ascii"), key, ed)
