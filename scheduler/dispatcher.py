@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import socket
+from contextlib import nullcontext
 from datetime import datetime
 
 from campaigns.audience import stopped
@@ -28,7 +29,7 @@ from campaigns.store.db import session_factory
 from campaigns.timespec import utcnow
 from scheduler import exits, pacing
 from scheduler.autopause import AutoPause
-from scheduler.channels import Channel, OutgoingEmail, SendResult
+from scheduler.channels import Channel, SendResult
 from scheduler.dkim_pool import DkimPool
 from scheduler.handover import Handover
 from scheduler.holds import pause_dead_templates
@@ -144,20 +145,10 @@ class Dispatcher:
             # DKIM: each email goes to the signing process as soon as it is rendered, so the
             # signatures are made while the rest of the batch renders (scheduler/dkim_pool.py).
             stream = self._dkim.stream() if self._dkim is not None else None
-            signing: dict[int, asyncio.Future[bytes]] = {}
-
-            def sign(row: Claimed, email: OutgoingEmail) -> None:
-                assert stream is not None
-                signing[row.id] = stream.add(email.data)
-
-            try:
-                messages, failures = self._renderer.render(batch, on_email=sign if stream is not None else None)
-            except BaseException:
-                if stream is not None:
-                    stream.cancel()
-                raise
-            if stream is not None:
-                stream.flush()
+            with stream or nullcontext():
+                messages, failures = self._renderer.render(
+                    batch, on_email=(lambda row, email: stream.add(row.id, email.data)) if stream is not None else None)
+            signing = stream.futures if stream is not None else {}
         except DB_DOWN as exc:  # the database went away after the claim: nothing was handed over
             note = f"database unavailable before sending: {first_line(exc)}"
             return await record([(row, SendResult("transient", None, note)) for row in batch], [], [], now)

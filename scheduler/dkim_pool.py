@@ -49,14 +49,14 @@ class DkimPool:
     def sign_all(self, items: list[bytes]) -> list[asyncio.Future[bytes]]:
         """A future per message for its signed bytes (DkimSigningError if it cannot be signed,
         RuntimeError if the signing process is gone)."""
-        stream = self.stream()
-        for data in items:
-            stream.add(data)
-        stream.flush()
-        return stream.futures
+        with self.stream() as stream:
+            for i, data in enumerate(items):
+                stream.add(i, data)
+        return list(stream.futures.values())
 
     def stream(self) -> Stream:
-        """Messages handed over one by one (`add`), `CHUNK` at a time; `futures` in order."""
+        """Messages handed over one by one (`add`), `CHUNK` at a time, as a `with` block: what
+        is left is handed over at its end, or everything cancelled if it raises."""
         return Stream(self)
 
     def _submit(self, waiting: Waiting) -> None:
@@ -86,13 +86,22 @@ class Stream:
 
     def __init__(self, pool: DkimPool) -> None:
         self.pool = pool
-        self.futures: list[asyncio.Future[bytes]] = []
+        self.futures: dict[int, asyncio.Future[bytes]] = {}  # by the key each message was added with
         self._waiting: Waiting = []
 
-    def add(self, data: bytes) -> asyncio.Future[bytes]:
-        """The future of `data` signed; the message is prepared now, signed in the process."""
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.flush()
+        else:
+            self.cancel()
+
+    def add(self, key: int, data: bytes) -> None:
+        """`data` prepared now and signed in the process; its future is `futures[key]`."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.futures.append(future)
+        self.futures[key] = future
         try:
             self._waiting.append((self.pool.signer.prepare(data), future))
         except DkimSigningError as exc:  # this message only
@@ -101,7 +110,6 @@ class Stream:
             future.set_exception(DkimSigningError(f"DKIM signing failed: {type(exc).__name__}: {exc}"))
         if len(self._waiting) >= CHUNK:
             self.flush()
-        return future
 
     def flush(self) -> None:
         """Hand over what is waiting."""
@@ -112,7 +120,7 @@ class Stream:
     def cancel(self) -> None:
         """Nobody will wait for these (the batch was not handed over)."""
         self._waiting = []
-        for future in self.futures:
+        for future in self.futures.values():
             if future.done() and not future.cancelled():
                 future.exception()  # a refusal nobody will read: retrieved, so asyncio does not log it
             future.cancel()
