@@ -102,14 +102,85 @@ def skeleton(from_name: str, from_address: str, reply_to: str = "") -> Skeleton:
 # sender's time per message. The cache is emptied when it passes _QP_LINES lines or
 # _QP_CHARS characters.
 _QP: dict[str, bytes] = {}
+_QP_SOFT: dict[str, bytes] = {}  # pieces of lines followed by a slot (qp_plan)
 _QP_LINES = 20_000
 _QP_CHARS = 4_000_000
 _qp_chars = 0
 
 
+def _kept(line: str) -> bytes:
+    """One line's encoding (with its CRLF), kept."""
+    global _qp_chars
+    hit = _QP.get(line)
+    if hit is None:
+        if len(_QP) >= _QP_LINES or _qp_chars >= _QP_CHARS:
+            _QP.clear()
+            _QP_SOFT.clear()
+            _qp_chars = 0
+        hit = _QP[line] = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", CRLF)
+        _qp_chars += len(line)
+    return hit
+
+
+def _kept_soft(piece: str) -> bytes:
+    """A piece of a line followed by a slot: its encoding ends in a soft line break, so the
+    slot starts an encoded line of its own (and may be any length)."""
+    global _qp_chars
+    hit = _QP_SOFT.get(piece)
+    if hit is None:
+        if len(_QP) + len(_QP_SOFT) >= _QP_LINES or _qp_chars >= _QP_CHARS:
+            _QP.clear()
+            _QP_SOFT.clear()
+            _qp_chars = 0
+        encoded = binascii.b2a_qp(piece.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+        hit = _QP_SOFT[piece] = _soft_end(encoded)
+        _qp_chars += len(piece)
+    return hit
+
+
+def _soft_end(encoded: bytes) -> bytes:
+    """`encoded` (no line end of its own) with a soft line break after it, its last line
+    split if the break's '=' would take it past 76 characters."""
+    if not encoded:
+        return b""
+    start = encoded.rfind(b"\n") + 1
+    if len(encoded) - start > 75:
+        cut = _cut(encoded, start + 75)
+        encoded = encoded[:cut] + b"=" + CRLF + encoded[cut:]
+    return encoded + b"=" + CRLF
+
+
+def _cut(encoded: bytes, at: int) -> int:
+    """`at`, moved back so an escape (=XX) is not split."""
+    if encoded[at - 1:at] == b"=":
+        return at - 1
+    if encoded[at - 2:at - 1] == b"=":
+        return at - 2
+    return at
+
+
+_PRINTABLE = re.compile(r"[!-~]+")  # a slot's value that needs no escape other than '='
+
+
+def qp_value(value: str) -> bytes:
+    """A slot's value (a URL) as encoded lines, each ended by a soft line break."""
+    if not _PRINTABLE.fullmatch(value):
+        return _soft_end(binascii.b2a_qp(value.encode("utf-8"), istext=True).replace(b"\n", CRLF))
+    encoded = value.replace("=", "=3D").encode("ascii")
+    if len(encoded) <= 75:
+        return encoded + b"=" + CRLF
+    out = []
+    start = 0
+    while len(encoded) - start > 75:
+        cut = _cut(encoded, start + 75)
+        out.append(encoded[start:cut])
+        start = cut
+    out.append(encoded[start:])
+    return b"=\r\n".join(out) + b"=" + CRLF
+
+
 def qp(text: str) -> bytes:
     """UTF-8 quoted-printable with CRLF line ends."""
-    global _qp_chars
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.endswith("\n"):
         text = text[:-1]
@@ -117,24 +188,62 @@ def qp(text: str) -> bytes:
     encoded = list(map(_QP.get, lines))  # the look-ups in C; most lines are kept already
     if None in encoded:
         for i, line in enumerate(lines):
-            if encoded[i] is not None:
-                continue
-            hit = _QP.get(line)  # a line met earlier in this part
-            if hit is None:
-                if len(_QP) >= _QP_LINES or _qp_chars >= _QP_CHARS:
-                    _QP.clear()
-                    _qp_chars = 0
-                hit = _QP[line] = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", CRLF)
-                _qp_chars += len(line)
-            encoded[i] = hit
+            if encoded[i] is None:
+                encoded[i] = _kept(line)  # a line met earlier in this part is kept by now
     return b"".join(encoded)  # type: ignore[arg-type]  # no None is left
+
+
+@dataclass(frozen=True)
+class QpPlan:
+    """A part encoded once with slots for what differs per message (`qp_plan`): `pieces` are
+    encoded bytes or the number of a slot."""
+
+    pieces: tuple[bytes | int, ...]
+
+    def fill(self, values: list[bytes]) -> bytes:
+        """The part's encoding with each slot's encoded value (`qp_value`) put in."""
+        return b"".join([p if p.__class__ is bytes else values[p] for p in self.pieces])  # type: ignore[index]
+
+
+def qp_plan(text: str, slot: re.Pattern[str]) -> QpPlan:
+    """`text` encoded as `qp` would, except that each match of `slot` (its group 1 the slot's
+    number) is left out, to be filled per message: the text before a slot ends in a soft
+    line break and so does the slot's value, so the lines stay within 76 characters whatever
+    the value's length, and the part decodes to the text with the values in place."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.endswith("\n"):
+        text = text[:-1]
+    lines = text.split("\n")
+    encoded: list[bytes | None] = list(map(_QP.get, lines))  # the look-ups in C; most lines are kept already
+    pieces: list[bytes | int] = []
+    for line, hit in zip(lines, encoded, strict=True):
+        if hit is not None:  # a kept line has no slot (its slot marks would differ per message)
+            pieces.append(hit)
+            continue
+        at = 0
+        for m in slot.finditer(line):
+            pieces += [_kept_soft(line[at:m.start()]), int(m.group(1))]
+            at = m.end()
+        pieces.append(_kept(line[at:]))
+    merged: list[bytes | int] = []
+    run: list[bytes] = []  # encoded bytes between two slots, joined into one piece
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            run.append(piece)
+            continue
+        merged += [b"".join(run), piece] if run else [piece]
+        run = []
+    if run:
+        merged.append(b"".join(run))
+    return QpPlan(tuple(merged))
 
 
 def build_email(
     skel: Skeleton, *, to: str, subject: str, date: str, message_id: str,
-    list_unsubscribe: tuple[str, str], html: str, text: str, extra_headers: tuple[tuple[str, str], ...] = (),
+    list_unsubscribe: tuple[str, str], html: str | bytes, text: str | bytes, extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> bytes:
-    """One multipart/alternative message (text, then HTML) as bytes ready for SMTP DATA."""
+    """One multipart/alternative message (text, then HTML) as bytes ready for SMTP DATA;
+    `html` and `text` as bytes are encoded already (`QpPlan.fill`)."""
     if len(subject) > MAX_SUBJECT:
         raise HeaderError(f"Subject: longer than {MAX_SUBJECT} characters")
     https_url, mailto_url = (check_header("List-Unsubscribe", u) for u in list_unsubscribe)
@@ -154,11 +263,11 @@ def build_email(
         b"--" + b + CRLF,
         b'Content-Type: text/plain; charset="utf-8"' + CRLF,
         b"Content-Transfer-Encoding: quoted-printable" + CRLF, CRLF,
-        qp(text),
+        text if isinstance(text, bytes) else qp(text),
         b"--" + b + CRLF,
         b'Content-Type: text/html; charset="utf-8"' + CRLF,
         b"Content-Transfer-Encoding: quoted-printable" + CRLF, CRLF,
-        qp(html),
+        html if isinstance(html, bytes) else qp(html),
         b"--" + b + b"--" + CRLF,
     ]
     return b"".join(out)

@@ -108,9 +108,13 @@ class LinkRewriter:
         self.base = settings.tracking.public_url.rstrip("/") + "/"
         self._seen: dict[str, str] = {}  # the HTML and text parts link to the same places: sign each once
 
+    def tracks(self, url: str) -> bool:
+        """Whether `url` becomes a click URL (http or https, and not the tracking server's own)."""
+        return url.lower().startswith(("http://", "https://")) and not url.startswith(self.base)
+
     def track(self, url: str) -> str:
         """The click URL for one destination (registered on first sight)."""
-        if not url.lower().startswith(("http://", "https://")) or url.startswith(self.base):
+        if not self.tracks(url):
             return url
         click = self._seen.get(url)
         if click is None:

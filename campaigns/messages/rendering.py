@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import format_datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import css_inline
 import inscriptis
@@ -216,19 +216,20 @@ _UNSUBSCRIBE = "unsubscribe_url"
 _PLACEHOLDER = "cmpunsub" + secrets.token_hex(16)  # random per process: no template or contact can hold it
 _PLAIN_URL = re.compile(r"[A-Za-z0-9:/._~-]+")  # printed as is by Jinja's escaping and by the inliner
 Parts = tuple[str, str, str | None]  # subject, HTML, text (None: derived from the HTML)
+V = TypeVar("V")
 
 
-class _Kept:
+class _Kept(Generic[V]):
     """Renders kept for reuse, the least recently used dropped first: at most `count` of them
     and `chars` characters in all (a template may print a first name into a part of up to
     MAX_OUTPUT_CHARS; a few hundred of those must not pile up)."""
 
     def __init__(self, count: int = 256, chars: int = 8_000_000) -> None:
         self.count, self.chars, self.size = count, chars, 0
-        self._kept: OrderedDict[tuple[Any, ...], tuple[Parts, int]] = OrderedDict()
+        self._kept: OrderedDict[tuple[Any, ...], tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> Parts | None:
+    def get(self, key: tuple[Any, ...]) -> V | None:
         with self._lock:
             hit = self._kept.get(key)
             if hit is None:
@@ -236,19 +237,21 @@ class _Kept:
             self._kept.move_to_end(key)
             return hit[0]
 
-    def put(self, key: tuple[Any, ...], parts: Parts) -> None:
-        size = sum(len(p) for p in parts if p is not None)
+    def put(self, key: tuple[Any, ...], value: V, size: int | None = None) -> None:
+        """Keep `value`; its `size` in characters (default: the sum of its parts' lengths)."""
+        if size is None:
+            size = sum(len(p) for p in cast(Parts, value) if p is not None)
         if size > self.chars:
             return
         with self._lock:
             old = self._kept.pop(key, None)
             self.size += size - (old[1] if old is not None else 0)
-            self._kept[key] = (parts, size)
+            self._kept[key] = (value, size)
             while len(self._kept) > self.count or self.size > self.chars:
                 self.size -= self._kept.popitem(last=False)[1][1]
 
 
-_REUSED = _Kept()
+_REUSED: _Kept[Parts] = _Kept()
 
 
 def _reads(parts: list[nodes.Template]) -> tuple[str, ...] | None:
@@ -306,24 +309,95 @@ def _render_email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dic
 
 
 def _email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
-                 began: float) -> Parts:
-    """`_render_email_parts`, reused where the template allows (see `_REUSABLE`)."""
+                 began: float) -> tuple[tuple[str, str, str], tuple[Any, ...] | None]:
+    """`_render_email_parts`, reused where the template allows (see `_REUSABLE`), with the
+    unsubscribe link as the placeholder in the HTML and the text; and the reuse key (None: not
+    reusable)."""
+    url = ctx[_UNSUBSCRIBE]
     key = _reuse_key(template, compiled, ctx)
     if key is None:
-        return _render_email_parts(template, compiled, ctx, began)
+        subject, doc, text = _render_email_parts(template, compiled, ctx, began)
+        if text is None:
+            text = html_text(doc)
+        return (subject, doc.replace(url, _PLACEHOLDER), text.replace(url, _PLACEHOLDER)), None
     parts = _REUSED.get(key)
     if parts is None:
         parts = _render_email_parts(template, compiled, {**ctx, _UNSUBSCRIBE: _PLACEHOLDER}, began)
         _REUSED.put(key, parts)
-    url = ctx[_UNSUBSCRIBE]
-    subject, doc, text = (part.replace(_PLACEHOLDER, url) if part is not None else None for part in parts)
-    assert subject is not None and doc is not None
-    for name, part in (("html", doc), ("text", text)):  # the link may be longer than its placeholder
+    for name, part in (("html", parts[1]), ("text", parts[2])):  # the link may be longer than its placeholder
         try:
-            check_output(len(part or ""))
+            check_output(len(part or "") + (part or "").count(_PLACEHOLDER) * (len(url) - len(_PLACEHOLDER)))
         except CapExceeded as exc:
             raise RenderError(f"template '{template.name}' ({name}): {exc}") from None
-    return subject, doc, text
+    subject, doc, text = parts
+    if text is None:  # derived from each message's HTML, as it reads (the link in place)
+        text = html_text(doc.replace(_PLACEHOLDER, url)).replace(url, _PLACEHOLDER)
+        key = None
+    return (subject, doc, text), key
+
+
+# The HTML and text parts are encoded once per kept render, with slots for what each
+# message has of its own: the unsubscribe link (slot 0), the open pixel's URL (slot 1) and
+# each tracked link (2 on, in the order met); each message then only puts its values in
+# (email_build.qp_plan). A render that is not kept is planned and filled at once, so both
+# ways give the same bytes.
+_SLOT_MARK = "cmpslot" + secrets.token_hex(8)  # random per process: no template or contact can hold it
+_SLOT = re.compile(_SLOT_MARK + r"(\d+)z")
+_UNSUB_SLOT, _OPEN_SLOT = 0, 1
+
+
+def _mark(n: int) -> str:
+    return f"{_SLOT_MARK}{n}z"
+
+
+@dataclass(frozen=True)
+class _Body:
+    """A render's HTML and text encoded with slots; `links[n - 2]` is slot n's destination
+    (the unsubscribe link's mark still in it, if the template put it there) and whether it
+    stands in the HTML (escaped) or in the text."""
+
+    html: email_build.QpPlan
+    text: email_build.QpPlan
+    links: tuple[tuple[str, bool], ...]
+
+
+_BODIES: _Kept[_Body] = _Kept()
+
+
+class _Recording(LinkRewriter):
+    """A LinkRewriter that puts a slot's mark where each tracked link goes, and notes its destination."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.links: list[tuple[str, bool]] = []
+        self.in_html = True
+
+    def track(self, url: str) -> str:
+        if not self.tracks(url):
+            return url
+        self.links.append((url, self.in_html))
+        return _mark(len(self.links) + 1)
+
+
+def _plan_body(doc: str, text: str, base: str) -> _Body:
+    """What `render_delivery` does to a render's parts per message (links tracked, the open
+    pixel added, contact-data marks removed), done once with marks in place of the values."""
+    recording = _Recording(base)
+    unsub = _mark(_UNSUB_SLOT)
+    doc = _pixel(recording.html(doc.replace(_PLACEHOLDER, unsub)), _mark(_OPEN_SLOT)).replace(_DATA_MARK, "")
+    recording.in_html = False
+    text = recording.text(text.replace(_PLACEHOLDER, unsub)).replace(_DATA_MARK, "")
+    return _Body(email_build.qp_plan(doc, _SLOT), email_build.qp_plan(text, _SLOT), tuple(recording.links))
+
+
+def _fill_body(body: _Body, linker: LinkRewriter, unsub: str, open_url: str) -> tuple[bytes, bytes]:
+    """The HTML and text parts' bytes for one message."""
+    unsub_mark = _mark(_UNSUB_SLOT)
+    values = [email_build.qp_value(unsub), email_build.qp_value(htmllib.escape(open_url))]
+    for dest, in_html in body.links:
+        new = linker.track(dest.replace(unsub_mark, unsub) if unsub_mark in dest else dest)
+        values.append(email_build.qp_value(htmllib.escape(new) if in_html else new))
+    return body.html.fill(values), body.text.fill(values)
 
 
 def contact_context(contact: Contact) -> dict[str, Any]:
@@ -441,15 +515,19 @@ def render_delivery(
         return _sms(settings, template, compiled, ctx, linker, contact, campaign)
     if not contact.email:
         raise RenderError(f"contact #{contact.id} has no email address")
-    subject, doc, part = _email_parts(template, compiled, ctx, began)
-    text = part if part is not None else html_text(doc)
+    (subject, doc, text), key = _email_parts(template, compiled, ctx, began)
+    unsub = ctx[_UNSUBSCRIBE]
     try:
-        doc = _pixel(linker.html(doc), links.open_url(settings, delivery_id)).replace(_DATA_MARK, "")
-        text = linker.text(text).replace(_DATA_MARK, "")
+        body = _BODIES.get((*key, linker.base)) if key is not None else None
+        if body is None:
+            body = _plan_body(doc, text, linker.base)
+            if key is not None:
+                _BODIES.put((*key, linker.base), body, len(doc) + len(text))
+        html_part, text_part = _fill_body(body, linker, unsub, links.open_url(settings, delivery_id))
     except InputError as exc:
         raise RenderError(f"template '{template.name}': {exc}") from None
-    subject = subject.replace(_DATA_MARK, "")
-    return _email(settings, template, contact, delivery_id, subject, doc, text, dkim, campaign, unsub=ctx["unsubscribe_url"])
+    subject = subject.replace(_PLACEHOLDER, unsub).replace(_DATA_MARK, "")
+    return _email(settings, template, contact, delivery_id, subject, html_part, text_part, dkim, campaign, unsub=unsub)
 
 
 def list_id(campaign: Campaign | None, domain: str) -> str:
@@ -465,7 +543,7 @@ def list_id(campaign: Campaign | None, domain: str) -> str:
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
-           subject: str, doc: str, text: str, dkim: bool = True, campaign: Campaign | None = None, *,
+           subject: str, doc: str | bytes, text: str | bytes, dkim: bool = True, campaign: Campaign | None = None, *,
            unsub: str) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import binascii
 import quopri
+import re
 
 from hypothesis import given
 from hypothesis import settings as hsettings
@@ -60,3 +61,45 @@ def test_a_repeated_line_is_encoded_once_and_the_cache_is_bounded(monkeypatch):
     for n in range(200):
         email_build.qp(f"distinct line {n}\n")
     assert len(email_build._QP) <= 50
+
+
+# Parts encoded once with slots (email_build.qp_plan), filled per message (QpPlan.fill):
+# what decodes must be the part with the values in place, every line within 76 characters
+# and nothing but quoted-printable's own characters, whatever the text, the values and
+# where the slots fall (line starts and ends, next to blanks, after a long run).
+_SLOT = re.compile(r"\x01(\d)\x01")
+_VALUES = st.sampled_from(["https://t.example/c/abc", "https://t.example/c/a?x=1&y==2", "", "=", "u" * 74, "v" * 75,
+                           "w" * 76, "x=" * 60, "https://t.example/" + "=" * 40, "é ü", " lead and trail ", "a\tb"])
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_CHARS, st.sampled_from(["\x010\x01", "\x011\x01", "\x012\x01"])), max_size=60).map("".join),
+       st.lists(_VALUES, min_size=3, max_size=3))
+def test_a_part_planned_with_slots_decodes_to_the_part_with_the_values_in(text, values):
+    plan = email_build.qp_plan(text, _SLOT)
+    out = plan.fill([email_build.qp_value(v) for v in values])
+    assert _legal(out)
+    decoded = quopri.decodestring(out.replace(b"\r\n", b"\n")).decode("utf-8")
+    # (the values hold no line breaks: the part's line ends are the text's, values put in after)
+    assert decoded == _SLOT.sub(lambda m: values[int(m.group(1))], _expected_text(text))
+
+
+def _legal(encoded: bytes) -> bool:
+    """Quoted-printable output: CRLF line ends, lines of at most 76 characters, printable
+    ASCII (and inner blanks) only, every '=' an escape or a soft line break."""
+    assert encoded.endswith(b"\r\n")
+    for line in encoded[:-2].split(b"\r\n"):
+        assert len(line) <= 76, line
+        assert re.fullmatch(rb"[\x20-\x7e\t]*", line), line
+        assert not line.endswith((b" ", b"\t")), line  # a blank at a line's end is escaped
+        assert re.fullmatch(rb"(?:[^=]|=[0-9A-F]{2})*=?", line), line
+    return True
+
+
+def test_a_planned_part_keeps_its_lines_and_fills_only_the_slots():
+    text = "<p>the same line in every message</p>\n<a href=\"\x010\x01\">shop</a> today\n"
+    plan = email_build.qp_plan(text, _SLOT)
+    assert [p for p in plan.pieces if isinstance(p, int)] == [0]
+    one = plan.fill([email_build.qp_value("https://t.example/c/1")])
+    two = plan.fill([email_build.qp_value("https://t.example/c/22")])
+    assert one != two and one.startswith(b"<p>the same line in every message</p>\r\n<a href=3D\"=\r\n")

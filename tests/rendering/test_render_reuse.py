@@ -5,6 +5,7 @@ message depends on more than the values it is keyed on."""
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -76,6 +77,9 @@ def test_the_welcome_template_reused_gives_the_same_bytes_as_rendered_in_full(ra
     "<p>{% if first_name %}Dear {{ first_name }}{% else %}Hello{% endif %}, from {{ sender.name }} "
     "<a href=\"https://shop.example.com/?c={{ campaign.name }}\">shop</a></p><a href=\"{{ unsubscribe_url }}\">u</a>",
     "<p>{{ first_name * 200 }}</p>",  # a long line, wrapped by quoted-printable
+    # the link inside a tracked destination, twice on a line, next to text: each message's own
+    "<p><a href=\"https://shop.example.com/?next={{ unsubscribe_url }}\">a</a>{{ unsubscribe_url }}x"
+    "<a href='https://shop.example.com/b'>b</a>{{ unsubscribe_url }}</p>",
     "<p>{{ first_name.nope }}</p>",  # fails for everyone, the same way
 ])
 def test_a_reusable_template_gives_the_same_messages_either_way(rapp, fresh, monkeypatch, html):
@@ -143,3 +147,38 @@ def test_kept_renders_stay_within_their_count_and_characters(rapp, fresh, monkey
     for n in range(5):
         few.put((n,), ("s", "d", None))
     assert few.get((0,)) is None and few.get((4,)) is not None and few.size == 4
+
+
+@pytest.mark.parametrize("name", ["welcome", "newsletter"])
+def test_the_encoded_parts_hold_what_rewriting_each_message_gives(rapp, fresh, name):
+    """The parts are encoded once with slots and filled per message: decoded, each message's
+    HTML and text are what tracking its links and adding its pixel in full gives."""
+    import email
+    from email import policy
+
+    from campaigns.messages.link_registry import LinkRewriter
+
+    tmpl = load_template(rapp.settings, name)
+    with rapp.session() as s:
+        camp, run = make_campaign(s, utm={"source": "news"})
+        for address, person in PEOPLE:
+            c = add_contact(s, address, person)
+            d = make_delivery(s, run, c)
+            rendered = render_delivery(s, rapp.settings, tmpl, contact=c, delivery_id=d.id, campaign=camp)
+            assert isinstance(rendered, RenderedEmail)
+            msg = email.message_from_bytes(rendered.data, policy=policy.default)
+            html, text = msg.get_body(("html",)).get_content(), msg.get_body(("plain",)).get_content()
+            ctx = rendering.build_context(s, rapp.settings, contact=c, delivery_id=d.id, campaign=camp,
+                                          lifecycle=None, rfm_segment=None)
+            ctx["now"] = rendering.utcnow()  # the fixed clock, as the render had
+            _subject, doc, part = rendering._render_email_parts(tmpl, rendering.compile_template(tmpl), ctx, time.thread_time())
+            linker = LinkRewriter(s, rapp.settings, d.id, ctx["campaign"]["utm"])
+            want_html = rendering._pixel(linker.html(doc), rendering.links.open_url(rapp.settings, d.id))
+            want_text = linker.text(part if part is not None else rendering.html_text(doc))
+            assert _lines(html) == _lines(want_html.replace(rendering._DATA_MARK, ""))
+            assert _lines(text) == _lines(want_text.replace(rendering._DATA_MARK, ""))
+        s.rollback()
+
+
+def _lines(part: str) -> list[str]:
+    return part.replace("\r\n", "\n").rstrip("\n").split("\n")
