@@ -83,22 +83,37 @@ class Dispatcher:
         return self.channels
 
     async def dispatch_once(self, now: datetime | None = None) -> DispatchStats:
-        """Send everything due at `now` (default: the real clock), batch after batch, then return."""
+        """Send everything due at `now` (default: the real clock), batch after batch, then return.
+
+        A campaign whose last row is final moves on (`settle_campaigns`) as soon as a batch
+        comes without it, or when this returns: settling after every batch cost a write
+        transaction per batch while the campaign plainly had rows left."""
         stats = DispatchStats()
         fixed = now
         engine = self.app.ready_engine()
         stopped.listen(engine)  # other processes' unsubscribes reach this sender's hand-over check
         expire_leases(engine, self.settings, fixed or utcnow())
-        while True:
-            if self._stop is not None and self._stop.is_set():  # SIGTERM: no new batch
-                return stats
-            at = fixed or utcnow()
-            with engine.connect() as conn:
-                marks = watermarks(conn)
-            batch = claim(engine, self.settings, self.worker, at, self.settings.sending.batch_size)
-            if not batch:
-                return stats
-            stats.add(await self._process(batch, at, marks))
+        unsettled: set[int] = set()  # campaigns of the batches sent since they were last settled
+        at = fixed or utcnow()
+        try:
+            while True:
+                if self._stop is not None and self._stop.is_set():  # SIGTERM: no new batch
+                    return stats
+                at = fixed or utcnow()
+                with engine.connect() as conn:
+                    marks = watermarks(conn)
+                batch = claim(engine, self.settings, self.worker, at, self.settings.sending.batch_size)
+                if not batch:
+                    return stats
+                going_on = {row.campaign_id for row in batch}
+                if unsettled - going_on:
+                    settle_campaigns(self.app, unsettled - going_on, at)
+                unsettled &= going_on
+                stats.add(await self._process(batch, at, marks))
+                unsettled |= going_on
+        finally:
+            if unsettled:
+                settle_campaigns(self.app, unsettled, at)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set: the wave in flight is finished and recorded, the rest of
@@ -160,7 +175,6 @@ class Dispatcher:
         handover.stopping = self._stop
         left = await handover.run(messages, failures, now, marks, stats, signing)
         stats.add(await record(left.done, left.failures, left.released, now, batch_campaigns=campaigns))
-        settle_campaigns(self.app, campaigns, now)  # a campaign whose last row is final moves at once
         return stats
 
 
