@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import format_datetime
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import css_inline
 import inscriptis
@@ -46,7 +46,7 @@ from campaigns.messages.sandbox import (  # noqa: F401 - re-exported for callers
     template_line,
 )
 from campaigns.messages.templates_store import MessageTemplate
-from campaigns.store.models import Campaign, Contact
+from campaigns.store.models import Campaign
 from campaigns.timespec import utcnow
 
 PREVIEW_DELIVERY_ID = 0  # previews and test sends: no coupon is taken, nothing is recorded
@@ -400,7 +400,33 @@ def _fill_body(body: _Body, linker: LinkRewriter, unsub: str, open_url: str) -> 
     return body.html.fill(values), body.text.fill(values)
 
 
-def contact_context(contact: Contact) -> dict[str, Any]:
+class Recipient(Protocol):
+    """What rendering reads of a contact: a `Contact`, or the sender's lighter `ContactRow`
+    (scheduler/render_stage.py) with the same fields."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def first_name(self) -> str: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def locale(self) -> str | None: ...
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+    @property
+    def tags(self) -> list[Any]: ...
+
+
+def contact_context(contact: Recipient) -> dict[str, Any]:
     """The contact as plain data (templates never see ORM objects); URLs in it are marked
     so they print as text and are never rewritten to tracked links."""
     return _mark_data({
@@ -412,7 +438,7 @@ def contact_context(contact: Contact) -> dict[str, Any]:
 
 
 def build_context(
-    session: Session, settings: Settings, *, contact: Contact, delivery_id: int,
+    session: Session, settings: Settings, *, contact: Recipient, delivery_id: int,
     campaign: Campaign | None, lifecycle: str | None, rfm_segment: str | None,
     trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -450,7 +476,7 @@ def build_context(
 TRIGGER_VARIABLES = frozenset({"purchase", "event", "date"})
 
 
-def _request_context(session: Session, settings: Settings, contact: Contact, channel: str) -> dict[str, str]:
+def _request_context(session: Session, settings: Settings, contact: Recipient, channel: str) -> dict[str, str]:
     """What a double opt-in request template may use: `confirm_url` (email) and `request_text` (SMS)."""
     pending = ledger.open_request(session, contact.id, channel, utcnow())
     url = links.confirm_url(settings, consent_requests.token_for(settings, pending.id)) if pending is not None else ""
@@ -498,7 +524,7 @@ def _reason(exc: Exception) -> str:
 
 
 def render_delivery(
-    session: Session, settings: Settings, template: MessageTemplate, *, contact: Contact,
+    session: Session, settings: Settings, template: MessageTemplate, *, contact: Recipient,
     delivery_id: int, campaign: Campaign | None = None, lifecycle: str | None = None,
     rfm_segment: str | None = None, dkim: bool = True, trigger: dict[str, Any] | None = None,
 ) -> RenderedEmail | RenderedSms:
@@ -542,7 +568,7 @@ def list_id(campaign: Campaign | None, domain: str) -> str:
     return f"<{label}-{campaign.id}.{domain}>"
 
 
-def _email(settings: Settings, template: MessageTemplate, contact: Contact, delivery_id: int,
+def _email(settings: Settings, template: MessageTemplate, contact: Recipient, delivery_id: int,
            subject: str, doc: str | bytes, text: str | bytes, dkim: bool = True, campaign: Campaign | None = None, *,
            unsub: str) -> RenderedEmail:
     s = settings.sending
@@ -570,7 +596,7 @@ def _email(settings: Settings, template: MessageTemplate, contact: Contact, deli
 
 
 def _sms(settings: Settings, template: MessageTemplate, compiled: _Compiled, ctx: dict[str, Any],
-         linker: LinkRewriter, contact: Contact, campaign: Campaign | None) -> RenderedSms:
+         linker: LinkRewriter, contact: Recipient, campaign: Campaign | None) -> RenderedSms:
     if not contact.phone:
         raise RenderError(f"contact #{contact.id} has no phone number")
     assert compiled.sms is not None

@@ -90,7 +90,12 @@ class Contact(Base):
     @property
     def first_name(self) -> str:
         """The first word of the name, or '' when there is none."""
-        return (self.name or "").split(" ")[0] if self.name else ""
+        return first_word(self.name)
+
+
+def first_word(name: str | None) -> str:
+    """A contact's first name: the first word of the name, or '' when there is none."""
+    return name.split(" ")[0] if name else ""
 
 
 class Topic(Base):
