@@ -10,11 +10,10 @@ handed over; a lease that expires puts `claimed` rows back in the queue and turn
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -45,9 +44,8 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0][:200]
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A row this worker now owns until its lease ends."""
+class Claimed(NamedTuple):
+    """A row this worker now owns until its lease ends (a named tuple: a batch builds 500)."""
 
     id: int
     campaign_id: int
@@ -81,7 +79,7 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
         # due order and the LIMIT stops the scan. `state IN (...)` made the database collect
         # and sort every due row on each claim (EXPLAIN: USE TEMP B-TREE FOR ORDER BY), a
         # cost per claim that grows with the audience.
-        rows: list[Any] = []
+        found: list[Sequence[Any]] = []
         for state in (DeliveryState.QUEUED, DeliveryState.RETRY_WAIT):
             q = (select(d.id, d.campaign_id, d.contact_id, d.channel, d.step, d.template_name, d.lifecycle_stage,
                         d.rfm_segment, d.attempts, d.created_at, d.due_at)
@@ -90,8 +88,10 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
                  .order_by(d.due_at, d.id).limit(limit))
             if not is_sqlite(engine):
                 q = q.with_for_update(skip_locked=True, of=Delivery.__table__)
-            rows += conn.execute(q).all()
-        rows = sorted(rows, key=lambda r: (r.due_at, r.id))[:limit]  # rows past the limit stay queued
+            found.append(conn.execute(q).all())
+        # Each list is in due order already; merged only when both have rows (retries are few).
+        rows = (sorted([*found[0], *found[1]], key=lambda r: (r.due_at, r.id))[:limit]  # rows past the limit stay queued
+                if found[0] and found[1] else list(found[0] or found[1]))
         if not rows:
             return []
         allowed = still_allowed(conn, settings, rows, now)
@@ -104,8 +104,8 @@ def claim(engine: Engine, settings: Settings, worker: str, now: datetime, limit:
             conn.execute(update(_DELIVERY).where(d.id.in_([r.id for r in mine])).values(
                 state=DeliveryState.CLAIMED, attempts=d.attempts + 1, claimed_by=worker, updated_at=now,
                 lease_until=now + timedelta(seconds=settings.sending.lease_seconds)))
-    return [Claimed(r.id, r.campaign_id, r.contact_id, r.channel, r.step, r.template_name, r.lifecycle_stage,
-                    r.rfm_segment, r.attempts + 1, r.created_at) for r in mine]
+    # The row's columns in Claimed's order (a batch's 500 built positionally, not by name).
+    return [Claimed._make((*r[:8], r[8] + 1, r[9])) for r in mine]
 
 
 def still_allowed(conn: Connection, settings: Settings, rows: list[Any], now: datetime) -> set[int]:

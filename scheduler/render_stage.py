@@ -64,13 +64,15 @@ class RenderStage:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._templates: dict[str, MessageTemplate] = {}
+        self._templates: dict[str, tuple[MessageTemplate, bool]] = {}
 
-    def _template(self, name: str) -> MessageTemplate:
-        tmpl = self._templates.get(name)
-        if tmpl is None:
-            tmpl = self._templates[name] = load_template(self.app.settings, name)
-        return tmpl
+    def _template(self, name: str) -> tuple[MessageTemplate, bool]:
+        """The template, and whether it may take a coupon (looked at once a batch, not per row)."""
+        hit = self._templates.get(name)
+        if hit is None:
+            tmpl = load_template(self.app.settings, name)
+            hit = self._templates[name] = (tmpl, takes_coupons(tmpl))
+        return hit
 
     def render(self, batch: list[Claimed], on_email: Callable[[Claimed, OutgoingEmail], object] | None = None
                ) -> tuple[Rendered, Failures]:
@@ -90,11 +92,10 @@ class RenderStage:
             for row in batch:
                 guarded = True
                 try:
-                    template = self._template(row.template_name or "")
                     # A savepoint per message only where a failed render has something to undo
                     # (a coupon taken). Tracked-link rows a failed render registered may stay:
                     # they are destinations, shared by every message that links there.
-                    guarded = takes_coupons(template)
+                    template, guarded = self._template(row.template_name or "")
                     with session.begin_nested() if guarded else nullcontext():
                         rendered = render_delivery(
                             session, self.app.settings, template, contact=contacts[row.contact_id],
