@@ -108,33 +108,33 @@ _QP_CHARS = 4_000_000
 _qp_chars = 0
 
 
+def _keep(table: dict[str, bytes], text: str, encoded: bytes) -> bytes:
+    """`encoded` kept under `text`; both tables emptied first when together they pass
+    _QP_LINES lines or _QP_CHARS characters."""
+    global _qp_chars
+    if len(_QP) + len(_QP_SOFT) >= _QP_LINES or _qp_chars >= _QP_CHARS:
+        _QP.clear()
+        _QP_SOFT.clear()
+        _qp_chars = 0
+    table[text] = encoded
+    _qp_chars += len(text)
+    return encoded
+
+
 def _kept(line: str) -> bytes:
     """One line's encoding (with its CRLF), kept."""
-    global _qp_chars
     hit = _QP.get(line)
     if hit is None:
-        if len(_QP) >= _QP_LINES or _qp_chars >= _QP_CHARS:
-            _QP.clear()
-            _QP_SOFT.clear()
-            _qp_chars = 0
-        hit = _QP[line] = binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", CRLF)
-        _qp_chars += len(line)
+        hit = _keep(_QP, line, binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True).replace(b"\n", CRLF))
     return hit
 
 
 def _kept_soft(piece: str) -> bytes:
     """A piece of a line followed by a slot: its encoding ends in a soft line break, so the
     slot starts an encoded line of its own (and may be any length)."""
-    global _qp_chars
     hit = _QP_SOFT.get(piece)
     if hit is None:
-        if len(_QP) + len(_QP_SOFT) >= _QP_LINES or _qp_chars >= _QP_CHARS:
-            _QP.clear()
-            _QP_SOFT.clear()
-            _qp_chars = 0
-        encoded = binascii.b2a_qp(piece.encode("utf-8"), istext=True).replace(b"\n", CRLF)
-        hit = _QP_SOFT[piece] = _soft_end(encoded)
-        _qp_chars += len(piece)
+        hit = _keep(_QP_SOFT, piece, _soft_end(binascii.b2a_qp(piece.encode("utf-8"), istext=True).replace(b"\n", CRLF)))
     return hit
 
 
@@ -179,12 +179,15 @@ def qp_value(value: str) -> bytes:
     return b"=\r\n".join(out) + b"=" + CRLF
 
 
+def _lines(text: str) -> list[str]:
+    """A part's lines, any line break counted as one, a final break not making an empty line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return (text[:-1] if text.endswith("\n") else text).split("\n")
+
+
 def qp(text: str) -> bytes:
     """UTF-8 quoted-printable with CRLF line ends."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.endswith("\n"):
-        text = text[:-1]
-    lines = text.split("\n")
+    lines = _lines(text)
     encoded = list(map(_QP.get, lines))  # the look-ups in C; most lines are kept already
     if None in encoded:
         for i, line in enumerate(lines):
@@ -210,14 +213,11 @@ def qp_plan(text: str, slot: re.Pattern[str]) -> QpPlan:
     number) is left out, to be filled per message: the text before a slot ends in a soft
     line break and so does the slot's value, so the lines stay within 76 characters whatever
     the value's length, and the part decodes to the text with the values in place."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.endswith("\n"):
-        text = text[:-1]
-    lines = text.split("\n")
+    lines = _lines(text)
     encoded: list[bytes | None] = list(map(_QP.get, lines))  # the look-ups in C; most lines are kept already
     pieces: list[bytes | int] = []
     for line, hit in zip(lines, encoded, strict=True):
-        if hit is not None:  # a kept line has no slot (its slot marks would differ per message)
+        if hit is not None:  # kept lines hold no slot: only text without one is ever kept whole
             pieces.append(hit)
             continue
         at = 0
