@@ -214,7 +214,18 @@ def compile_template(tmpl: MessageTemplate) -> _Compiled:
 _REUSABLE = frozenset({"first_name", "campaign", "lifecycle", "rfm_segment", "sender", "postal_address",
                        "request_text", "unsubscribe_url", "range", "dict", "namespace", "cycler", "joiner"})
 _UNSUBSCRIBE = "unsubscribe_url"
-_PLACEHOLDER = "cmpunsub" + secrets.token_hex(16)  # random per process: no template or contact can hold it
+# Marks for what differs per message, in kept renders and encoded parts: "<random><n>z",
+# slot n (see `_plan_body`). Random per process: no template or contact can hold one.
+_SLOT_MARK = "cmpslot" + secrets.token_hex(16)
+_SLOT = re.compile(_SLOT_MARK + r"(\d+)z")
+_UNSUB_SLOT, _OPEN_SLOT = 0, 1
+
+
+def _mark(n: int) -> str:
+    return f"{_SLOT_MARK}{n}z"
+
+
+_PLACEHOLDER = _mark(_UNSUB_SLOT)  # the unsubscribe link in a kept render: printed as is, so the mark stands in for it
 _PLAIN_URL = re.compile(r"[A-Za-z0-9:/._~-]+")  # printed as is by Jinja's escaping and by the inliner
 Parts = tuple[str, str, str | None]  # subject, HTML, text (None: derived from the HTML)
 V = TypeVar("V")
@@ -342,15 +353,6 @@ def _email_parts(template: MessageTemplate, compiled: _Compiled, ctx: dict[str, 
 # each tracked link (2 on, in the order met); each message then only puts its values in
 # (email_build.qp_plan). A render that is not kept is planned and filled at once, so both
 # ways give the same bytes.
-_SLOT_MARK = "cmpslot" + secrets.token_hex(8)  # random per process: no template or contact can hold it
-_SLOT = re.compile(_SLOT_MARK + r"(\d+)z")
-_UNSUB_SLOT, _OPEN_SLOT = 0, 1
-
-
-def _mark(n: int) -> str:
-    return f"{_SLOT_MARK}{n}z"
-
-
 @dataclass(frozen=True)
 class _Body:
     """A render's HTML and text encoded with slots; `links[n - 2]` is slot n's destination
@@ -383,20 +385,18 @@ class _Recording(LinkRewriter):
 def _plan_body(doc: str, text: str, base: str) -> _Body:
     """What `render_delivery` does to a render's parts per message (links tracked, the open
     pixel added, contact-data marks removed), done once with marks in place of the values."""
-    recording = _Recording(base)
-    unsub = _mark(_UNSUB_SLOT)
-    doc = _pixel(recording.html(doc.replace(_PLACEHOLDER, unsub)), _mark(_OPEN_SLOT)).replace(_DATA_MARK, "")
+    recording = _Recording(base)  # the unsubscribe link is already its mark (`_PLACEHOLDER`)
+    doc = _pixel(recording.html(doc), _mark(_OPEN_SLOT)).replace(_DATA_MARK, "")
     recording.in_html = False
-    text = recording.text(text.replace(_PLACEHOLDER, unsub)).replace(_DATA_MARK, "")
+    text = recording.text(text).replace(_DATA_MARK, "")
     return _Body(email_build.qp_plan(doc, _SLOT), email_build.qp_plan(text, _SLOT), tuple(recording.links))
 
 
 def _fill_body(body: _Body, linker: LinkRewriter, unsub: str, open_url: str) -> tuple[bytes, bytes]:
     """The HTML and text parts' bytes for one message."""
-    unsub_mark = _mark(_UNSUB_SLOT)
     values = [email_build.qp_value(unsub), email_build.qp_value(htmllib.escape(open_url))]
     for dest, in_html in body.links:
-        new = linker.track(dest.replace(unsub_mark, unsub) if unsub_mark in dest else dest)
+        new = linker.track(dest.replace(_PLACEHOLDER, unsub) if _PLACEHOLDER in dest else dest)
         values.append(email_build.qp_value(htmllib.escape(new) if in_html else new))
     return body.html.fill(values), body.text.fill(values)
 
@@ -590,7 +590,7 @@ _date_kept: tuple[int, str] = (-1, "")
 
 
 def _email(settings: Settings, template: MessageTemplate, contact: Recipient, delivery_id: int,
-           subject: str, doc: str | bytes, text: str | bytes, dkim: bool = True, campaign: Campaign | None = None, *,
+           subject: str, doc: bytes, text: bytes, dkim: bool = True, campaign: Campaign | None = None, *,
            unsub: str) -> RenderedEmail:
     s = settings.sending
     domain = s.from_address.rpartition("@")[2]
