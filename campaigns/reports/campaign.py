@@ -30,57 +30,82 @@ SKIPS = ("no_consent", "left_topic", "suppressed", "capped", "invalid_address")
 FUNNEL_EVENTS = ("bounce", "open", "click", "unsubscribe", "complaint")
 
 
-def _human(condition: Any) -> Any:
-    return func.max(case((condition, 1), else_=0))
-
-
 CELLS = (Delivery.variant, Delivery.lifecycle_stage, Delivery.rfm_segment)
-_FLAGS = ("any_open", "opened", "clicked", "bounce", "unsubscribe", "complaint")
+# Each response a delivery can have, as one bit: a machine open, a human open, a human click,
+# a bounce, an unsubscribe, a complaint (a machine click counts for nothing).
+_BIT = {"open": case((Event.is_machine, 1), else_=2), "click": case((Event.is_machine, 0), else_=4),
+        "bounce": 8, "unsubscribe": 16, "complaint": 32}
+# The report's flags, each the bits that set it: any open is either kind of open.
+_FLAGS = {"any_open": 1 | 2, "opened": 2, "clicked": 4, "bounce": 8, "unsubscribe": 16, "complaint": 32}
 
 
 def _engagement(session: Session, c: Campaign) -> list[Any]:
-    """Per (variant, stage, segment) cell, how many deliveries have each response.
+    """Per (variant, stage, segment) cell, how many deliveries have each response (`_FLAGS`).
 
     One pass over the campaign's events in `ix_event_campaign_delivery` order (covering,
-    so no table reads and no sort): per delivery whether it has any open, a human open, a
-    human click, a bounce, an unsubscribe, a complaint; then counted per cell of the
-    delivery it belongs to. Rows whose delivery is not the campaign's (or none) come back
-    with `matched` 0: the funnel counts them, the breakdowns do not.
+    so no table reads and no sort) makes each delivery's responses one number: the sum of
+    the distinct bits of its events (`_BIT`), which is their bitwise OR since each bit is a
+    power of two (one aggregate instead of one per response: 200,000 deliveries with
+    1,000,000 events, 0.9 -> 0.5 s); then counted per cell of the delivery it belongs to.
+    Rows whose delivery is not the campaign's (or none) come back with `matched` 0: the
+    funnel counts them, the breakdowns do not.
     """
-    e, human = Event, Event.is_machine.is_(False)
-    per = (select(e.delivery_id.label("delivery_id"), _human(e.type == "open").label("any_open"),
-                  _human(and_(e.type == "open", human)).label("opened"), _human(and_(e.type == "click", human)).label("clicked"),
-                  *(_human(e.type == kind).label(kind) for kind in ("bounce", "unsubscribe", "complaint")))
+    e = Event
+    per = (select(e.delivery_id.label("delivery_id"), func.sum(case(_BIT, value=e.type, else_=0).distinct()).label("bits"))
            .where(e.campaign_id == c.id, e.type.in_(FUNNEL_EVENTS)).group_by(e.delivery_id).subquery())
     d = Delivery
     matched = case((d.id.is_(None), 0), else_=1)
-    return list(session.execute(select(matched, *CELLS, *(func.sum(per.c[f]) for f in _FLAGS))
+    has = [func.sum(case((per.c.bits.op("&")(mask) != 0, 1), else_=0)) for mask in _FLAGS.values()]
+    return list(session.execute(select(matched, *CELLS, *has)
                                 .select_from(per).outerjoin(d, and_(d.id == per.c.delivery_id, d.campaign_id == c.id))
                                 .group_by(matched, *CELLS)))
 
 
-def _delivery_cells(session: Session, c: Campaign, now: datetime) -> tuple[list[Any], dict[tuple[bool, str | None], int], int]:
+def _delivery_cells(session: Session, c: Campaign, now: datetime) -> tuple[list[Any], dict[tuple[bool, str | None], int], int, itt.Clocks]:
     """One pass over the campaign's deliveries: the rows per (state, variant, stage, segment)
-    cell, the lift's contacts per (held_out, variant), and the distinct contacts sent to.
+    cell, the lift's contacts per (held_out, variant), the distinct contacts sent to, and
+    the started clocks' count and span (`itt.Clocks`).
 
     A contact is counted on their earliest delivery among those that qualify (`itt.earliest`,
     grouped in `ix_delivery_campaign_contact` order and joined back on the contact), so the
-    distinct counts come out of the same grouped query as the cells.
+    distinct counts come out of the same grouped query as the cells; where no contact has
+    two deliveries (`_one_each`), each delivery that qualifies is its contact's earliest.
     """
     d = Delivery
-    first = itt.earliest(c, started=itt.started(d, c, now), sent=(d.state == DeliveryState.SENT,))
-    rows = session.execute(select(d.state, *CELLS, d.is_holdout, func.sum(case((d.id == first.c.started, 1), else_=0)),
-                                  func.sum(case((d.id == first.c.sent, 1), else_=0)), func.count())
-                           .join(first, first.c.contact_id == d.contact_id)
-                           .where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
+    started, sent = itt.started(d, c, now), (d.state == DeliveryState.SENT,)
+    clock = case((and_(*started), func.coalesce(d.sent_at, d.due_at)))
+    span = (func.sum(case((and_(*started), 1), else_=0)), func.min(clock), func.max(clock))
+    if _one_each(session, c):
+        q = select(d.state, *CELLS, d.is_holdout, span[0], func.sum(case((and_(*sent), 1), else_=0)), func.count(), *span)
+    else:
+        first = itt.earliest(c, started=started, sent=sent)
+        q = select(d.state, *CELLS, d.is_holdout, func.sum(case((d.id == first.c.started, 1), else_=0)),
+                   func.sum(case((d.id == first.c.sent, 1), else_=0)), func.count(), *span) \
+            .join(first, first.c.contact_id == d.contact_id)
+    rows = session.execute(q.where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
     cells: dict[tuple[Any, ...], int] = {}
     contacts: dict[tuple[bool, str | None], int] = {}
-    treated_n = 0
-    for state, variant, stage, segment, held, n_started, n_sent, n in rows:
+    treated_n = clocks = 0
+    firsts, lasts = [], []
+    for state, variant, stage, segment, held, n_started, n_sent, n, n_clocks, first_at, last_at in rows:
         cells[(state, variant, stage, segment)] = cells.get((state, variant, stage, segment), 0) + n
         contacts[(bool(held), variant)] = contacts.get((bool(held), variant), 0) + int(n_started or 0)
         treated_n += int(n_sent or 0)
-    return [(*cell, n) for cell, n in cells.items()], contacts, treated_n
+        clocks += int(n_clocks or 0)
+        firsts += [first_at] if first_at is not None else []
+        lasts += [last_at] if last_at is not None else []
+    return ([(*cell, n) for cell, n in cells.items()], contacts, treated_n,
+            itt.Clocks(clocks, min(firsts, default=None), max(lasts, default=None)))
+
+
+def _one_each(session: Session, c: Campaign) -> bool:
+    """Whether no contact has two deliveries in the campaign: one pass in
+    `ix_delivery_campaign_contact` order that stops at the first contact with two. Then each
+    delivery is its contact's earliest, and the report's pass over the deliveries needs no
+    per-contact minimum joined back (1.7 -> 0.7 s for 200,000 deliveries)."""
+    d = Delivery
+    twice = select(d.contact_id).where(d.campaign_id == c.id).group_by(d.contact_id).having(func.count() > 1).limit(1)
+    return session.execute(twice).first() is None
 
 
 def campaign_report(session: Session, settings: Settings, c: Campaign, now: datetime | None = None) -> dict[str, Any]:
@@ -90,7 +115,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
     the lift compares intention-to-treat groups and never reads the credit.
     """
     now = now or utcnow()
-    cells, contacts, treated_n = _delivery_cells(session, c, now)
+    cells, contacts, treated_n, clocks = _delivery_cells(session, c, now)
     states: dict[str, int] = {}
     for cell in cells:
         states[cell[0]] = states.get(cell[0], 0) + cell[-1]
@@ -121,7 +146,7 @@ def campaign_report(session: Session, settings: Settings, c: Campaign, now: date
         "revenue_per_recipient": ratio(revenue, sent), "cost": cost,
         "roi": None, "roi_ci95": None, "roi_attributed": (revenue - cost) / cost if cost else None,
     }
-    found = itt.summary(session, c, now, contacts=contacts)
+    found = itt.summary(session, c, now, contacts=contacts, clocks=clocks)
     lf = lift(itt.group(found, False), itt.group(found, True))
     if cost and lf["incremental_revenue"] is not None:
         # What the campaign caused (the holdout says), not what attribution credited it with.
@@ -171,7 +196,7 @@ def _breakdowns(session: Session, c: Campaign, sent: list[Any], engaged: list[An
     not add up across cells, so it is one small query per breakdown.
     """
     d = Delivery
-    opened_at, clicked_at = 3 + _FLAGS.index("opened"), 3 + _FLAGS.index("clicked")
+    opened_at, clicked_at = 3 + list(_FLAGS).index("opened"), 3 + list(_FLAGS).index("clicked")
     out: dict[str, list[dict[str, Any]]] = {}
     for i, (name, column) in enumerate(BREAKDOWNS.items()):
         rows: dict[Any, dict[str, Any]] = {}

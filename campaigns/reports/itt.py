@@ -88,15 +88,26 @@ def earliest(c: Campaign, **where: tuple[Any, ...]) -> Subquery:
             .where(d.campaign_id == c.id).group_by(d.contact_id).subquery())
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """What a caller's own pass over the deliveries found of the `started` ones: how many,
+    and the earliest and latest clock start (None: no clock has started)."""
+
+    started: int
+    first: datetime | None
+    last: datetime | None
+
+
 def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None = None, test_only: bool = False,
-            contacts: dict[tuple[bool, str | None], int] | None = None) -> Summary:
+            contacts: dict[tuple[bool, str | None], int] | None = None, clocks: Clocks | None = None) -> Summary:
     """Every contact whose clock has started (due time passed; see `started`), grouped by assignment.
 
     `contacts`: the contacts per (held_out, variant) when the caller has counted them already
     (a count of the deliveries that are `earliest` among the `started`); else one grouped query counts them.
+    `clocks`: the started deliveries' count and span, when the caller has them: then the
+    purchases are read from whichever side has fewer rows (`_spent`).
     """
     d, window = Delivery, timedelta(seconds=c.attribution_window_seconds)
-    start = func.coalesce(d.sent_at, d.due_at)
     mine = started(d, c, now, run_id=run_id, test_only=test_only)
     out = Summary()
     if contacts is not None:
@@ -107,15 +118,7 @@ def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None 
                                                 .join(first, first.c.id == d.id).group_by(d.is_holdout, d.variant)):
             key = (bool(held), variant)
             out.contacts[key] = out.contacts.get(key, 0) + int(n)
-    # Purchases on or after one of the contact's clocks; the window's end is checked below.
-    spent: dict[int, int] = {}
-    seen: set[int] = set()
-    for contact_id, purchase_id, occurred_at, cents, at in session.execute(
-            select(d.contact_id, Purchase.id, Purchase.occurred_at, Purchase.amount_cents, start)
-            .join(Purchase, Purchase.contact_id == d.contact_id).where(*mine, Purchase.occurred_at >= start)):
-        if purchase_id not in seen and occurred_at <= at + window:
-            seen.add(purchase_id)
-            spent[contact_id] = spent.get(contact_id, 0) + int(cents)
+    spent = _spent(session, mine, window, clocks)
     ids = sorted(spent)
     for i in range(0, len(ids), _IN_CHUNK):
         part = ids[i:i + _IN_CHUNK]
@@ -124,6 +127,54 @@ def summary(session: Session, c: Campaign, now: datetime, *, run_id: int | None 
         for contact_id, held, variant in session.execute(select(firsts.c.contact_id, d.is_holdout, d.variant)
                                                          .join(firsts, firsts.c.id == d.id)):
             out.buyers.setdefault((bool(held), variant), []).append(spent[contact_id])
+    return out
+
+
+_SLACK = timedelta(seconds=1)  # around the purchases' time range: the exact ends are checked in Python
+
+
+def _spent(session: Session, mine: tuple[Any, ...], window: timedelta, clocks: Clocks | None) -> dict[int, int]:
+    """Per contact, the cents of the purchases inside the window after one of their clocks
+    (`mine`), each purchase once.
+
+    Either the started deliveries are walked and each contact's purchases looked up, or,
+    when fewer purchases fall between the first clock and the last one's window end than
+    there are started deliveries (`clocks` tells), those purchases are read and their
+    contacts' clocks looked up, 900 contacts a query. SQLite's planner, without statistics,
+    always walks the deliveries (200,000 deliveries and 10,000 purchases: 0.33 s against
+    0.05 s)."""
+    d = Delivery
+    start = func.coalesce(d.sent_at, d.due_at)
+    pairs: Any = None
+    if clocks is not None and clocks.first is not None and clocks.last is not None:
+        in_range = (Purchase.occurred_at >= clocks.first - _SLACK, Purchase.occurred_at <= clocks.last + window + _SLACK)
+        if (session.scalar(select(func.count()).select_from(Purchase).where(*in_range)) or 0) < clocks.started:
+            pairs = _by_purchase(session, mine, start, in_range)
+    if pairs is None:
+        pairs = session.execute(select(d.contact_id, Purchase.id, Purchase.occurred_at, Purchase.amount_cents, start)
+                                .join(Purchase, Purchase.contact_id == d.contact_id).where(*mine, Purchase.occurred_at >= start))
+    spent: dict[int, int] = {}
+    seen: set[int] = set()
+    for contact_id, purchase_id, occurred_at, cents, at in pairs:
+        if purchase_id not in seen and at <= occurred_at <= at + window:
+            seen.add(purchase_id)
+            spent[contact_id] = spent.get(contact_id, 0) + int(cents)
+    return spent
+
+
+def _by_purchase(session: Session, mine: tuple[Any, ...], start: Any, in_range: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """(contact, purchase, occurred_at, cents, clock start) for every purchase in range and
+    every started clock of its contact."""
+    d = Delivery
+    bought: dict[int, list[tuple[int, datetime, int]]] = {}
+    for pid, contact_id, occurred_at, cents in session.execute(
+            select(Purchase.id, Purchase.contact_id, Purchase.occurred_at, Purchase.amount_cents).where(*in_range)):
+        bought.setdefault(contact_id, []).append((pid, occurred_at, cents))
+    ids = sorted(bought)
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(ids), _IN_CHUNK):
+        for contact_id, at in session.execute(select(d.contact_id, start).where(*mine, d.contact_id.in_(ids[i:i + _IN_CHUNK]))):
+            out.extend((contact_id, pid, occurred_at, cents, at) for pid, occurred_at, cents in bought[contact_id])
     return out
 
 
