@@ -1,11 +1,11 @@
-"""store.bulk.insert_rows stores what SQLAlchemy's insert(table) stores (planning writes its rows with it)."""
+"""store.bulk.insert_rows (and insert_columns) store what SQLAlchemy's insert(table) stores (planning writes its rows with it)."""
 
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
 from campaigns.store import bulk
-from campaigns.store.bulk import insert_rows
+from campaigns.store.bulk import insert_columns, insert_rows
 from campaigns.store.models import Campaign, CampaignRun, Delivery
 from tests.scheduler.conftest import add_people, make_campaign
 
@@ -25,8 +25,9 @@ def test_bulk_rows_read_back_as_an_ordinary_insert_writes_them(make_app):
                  "due_at": at + timedelta(hours=i), "lifecycle_stage": "new", "rfm_segment": None,
                  "created_at": at, "updated_at": at, "occurrence": i // 2, "ab_remainder": i == 3}
                 for i, p in enumerate(people)]
-        insert_rows(s.connection(), Delivery.__table__, rows[:2])
-        s.connection().execute(insert(Delivery.__table__), rows[2:])
+        insert_rows(s.connection(), Delivery.__table__, rows[:1])
+        insert_columns(s.connection(), Delivery.__table__, {k: [r[k] for r in rows[1:3]] for k in rows[0]})  # as planning does
+        s.connection().execute(insert(Delivery.__table__), rows[3:])
         s.commit()
         got = s.execute(select(*(Delivery.__table__.c[k] for k in rows[0])).order_by(Delivery.contact_id)).all()
     assert [dict(r._mapping) for r in got] == rows
