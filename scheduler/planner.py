@@ -221,7 +221,7 @@ def _rows(c: Campaign, run: CampaignRun, people: Sequence[tuple[int, datetime]],
     n = len(people)
     ids, dues = (list(column) for column in zip(*people, strict=True)) if n else ([], [])
     holdout_pct, campaign_id = c.holdout_pct, c.id
-    held_out = ([holdout_pct > 0 and stable_fraction(campaign_id, cid, "holdout") * 100 < holdout_pct for cid in ids]
+    held_out = ([stable_fraction(campaign_id, cid, "holdout") * 100 < holdout_pct for cid in ids]
                 if holdout_pct > 0 else [False] * n)
     held = sum(held_out)
     variants, templates = (list(column) for column in zip(*map(template_for, ids), strict=True)) if n else ([], [])

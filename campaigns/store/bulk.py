@@ -72,7 +72,7 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, Sequence[A
     dialect = conn.dialect
     defaulted = [c.key for c in table.c if c.default is not None and c.key not in keys]
     if defaulted:  # a default is evaluated per execution, which a driver executemany does not do
-        raise ValueError(f"insert_rows into {table.name}: give {', '.join(defaulted)} (they have defaults)")
+        raise ValueError(f"bulk insert into {table.name}: give {', '.join(defaulted)} (they have defaults)")
     compiled = insert(table).compile(dialect=dialect, column_keys=keys)
     positional = dialect.paramstyle in POSITIONAL
     names = list(compiled.positiontup or []) if positional else keys
