@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, select
+from sqlalchemy import and_, case, distinct, func, join, select
 from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
@@ -73,36 +73,37 @@ def _delivery_cells(session: Session, c: Campaign, now: datetime) -> tuple[list[
     """
     d = Delivery
     started, sent = itt.started(d, c, now), (d.state == DeliveryState.SENT,)
-    clock = case((and_(*started), func.coalesce(d.sent_at, d.due_at)))
-    span = (func.sum(case((and_(*started), 1), else_=0)), func.min(clock), func.max(clock))
-    if _one_each(session, c):
-        q = select(d.state, *CELLS, d.is_holdout, span[0], func.sum(case((and_(*sent), 1), else_=0)), func.count(), *span)
+    is_started = and_(*started)
+    clock = case((is_started, func.coalesce(d.sent_at, d.due_at)))
+    n_clocks = func.sum(case((is_started, 1), else_=0))
+    if _one_each(session, c):  # each delivery's own flags are its contact's
+        per_contact = (n_clocks, func.sum(case((and_(*sent), 1), else_=0)))
+        source: Any = d
     else:
         first = itt.earliest(c, started=started, sent=sent)
-        q = select(d.state, *CELLS, d.is_holdout, func.sum(case((d.id == first.c.started, 1), else_=0)),
-                   func.sum(case((d.id == first.c.sent, 1), else_=0)), func.count(), *span) \
-            .join(first, first.c.contact_id == d.contact_id)
-    rows = session.execute(q.where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
+        per_contact = (func.sum(case((d.id == first.c.started, 1), else_=0)), func.sum(case((d.id == first.c.sent, 1), else_=0)))
+        source = join(d, first, first.c.contact_id == d.contact_id)
+    rows = session.execute(select(d.state, *CELLS, d.is_holdout, *per_contact, func.count(), n_clocks, func.min(clock),
+                                  func.max(clock)).select_from(source)
+                           .where(d.campaign_id == c.id).group_by(d.state, *CELLS, d.is_holdout)).all()
     cells: dict[tuple[Any, ...], int] = {}
     contacts: dict[tuple[bool, str | None], int] = {}
     treated_n = clocks = 0
-    firsts, lasts = [], []
-    for state, variant, stage, segment, held, n_started, n_sent, n, n_clocks, first_at, last_at in rows:
+    for state, variant, stage, segment, held, n_started, n_sent, n, started_here, _first, _last in rows:
         cells[(state, variant, stage, segment)] = cells.get((state, variant, stage, segment), 0) + n
         contacts[(bool(held), variant)] = contacts.get((bool(held), variant), 0) + int(n_started or 0)
         treated_n += int(n_sent or 0)
-        clocks += int(n_clocks or 0)
-        firsts += [first_at] if first_at is not None else []
-        lasts += [last_at] if last_at is not None else []
-    return ([(*cell, n) for cell, n in cells.items()], contacts, treated_n,
-            itt.Clocks(clocks, min(firsts, default=None), max(lasts, default=None)))
+        clocks += int(started_here or 0)
+    span = itt.Clocks(clocks, min((r[-2] for r in rows if r[-2] is not None), default=None),
+                      max((r[-1] for r in rows if r[-1] is not None), default=None))
+    return [(*cell, n) for cell, n in cells.items()], contacts, treated_n, span
 
 
 def _one_each(session: Session, c: Campaign) -> bool:
     """Whether no contact has two deliveries in the campaign: one pass in
     `ix_delivery_campaign_contact` order that stops at the first contact with two. Then each
     delivery is its contact's earliest, and the report's pass over the deliveries needs no
-    per-contact minimum joined back (1.7 -> 0.7 s for 200,000 deliveries)."""
+    per-contact minimum joined back (1.3-1.8 -> 0.9 s for 200,000 deliveries)."""
     d = Delivery
     twice = select(d.contact_id).where(d.campaign_id == c.id).group_by(d.contact_id).having(func.count() > 1).limit(1)
     return session.execute(twice).first() is None
