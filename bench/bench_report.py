@@ -7,16 +7,18 @@ Timed: ours  - `campaign_report` (funnel, rates, lift with its interval, breakdo
                variant, lifecycle and RFM segment, the timeline);
        bare  - two hand-written GROUP BY queries that give only the funnel's raw counts
                (deliveries by state, distinct deliveries per event type).
-Best of 3 each, alternating, in one process; peak memory is this process's, and the
-report's own peak (VmHWM reset after setup through /proc/self/clear_refs, Linux only).
+Best of 3 each, alternating, in a fresh child process (`--child`) so that its peak resident
+set (VmHWM) is the report's own, not the setup's or an earlier benchmark's in `bench.run`.
 
     python -m bench.bench_report [small|default]
 """
 
 from __future__ import annotations
 
+import json
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,56 +105,62 @@ def _setup(folder: Path, n: int, events: int):
     return app, cid
 
 
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) so the next reading is the report's alone."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mb() -> float | None:
+def _peak_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss on systems without /proc)."""
     try:
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024)
     except OSError:
         pass
-    return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def run(scale: str = "default") -> dict[str, object]:
+def _child(config: Path, cid: int) -> dict[str, object]:
+    """The timed part, in this (child) process: the report and the bare counts, alternated 3 times."""
+    from campaigns.config import load_settings
+    from campaigns.context import App
     from campaigns.reports.campaign import campaign_report
     from campaigns.store.models import Campaign
 
+    app = App(load_settings(config, environ={}))
+    ours, bare = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with app.session(write=False) as s:
+            report = campaign_report(s, app.settings, s.get(Campaign, cid))
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with app.engine.connect() as conn:
+            for q in BARE:
+                conn.execute(text(q), {"c": cid}).all()
+        bare.append(time.perf_counter() - t0)
+    app.engine.dispose()
+    return {"ours": ours, "bare": bare, "sent": report["funnel"]["sent"], "opened": report["funnel"]["opened"],
+            "peak_rss_mb": _peak_mb()}
+
+
+def run(scale: str = "default") -> dict[str, object]:
     n, events = SCALES[scale]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         app, cid = _setup(Path(tmp), n, events)
         setup_s = time.perf_counter() - t0
-        ours, bare = [], []
-        report_peak = _peak_mb() if _reset_peak() else None
-        for _ in range(3):
-            t0 = time.perf_counter()
-            with app.session(write=False) as s:
-                report = campaign_report(s, app.settings, s.get(Campaign, cid))
-            ours.append(time.perf_counter() - t0)
-            if report_peak is not None:
-                report_peak = _peak_mb()
-            t0 = time.perf_counter()
-            with app.engine.connect() as conn:
-                for q in BARE:
-                    conn.execute(text(q), {"c": cid}).all()
-            bare.append(time.perf_counter() - t0)
         app.engine.dispose()
-    assert report["funnel"]["sent"] == n - n // 10 and report["funnel"]["opened"] > 0
+        out = subprocess.run([sys.executable, "-m", "bench.bench_report", "--child", str(Path(tmp) / "config.toml"),
+                              str(cid)], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                             check=True)
+        timed = json.loads(out.stdout.strip().splitlines()[-1])
+    ours, bare = timed["ours"], timed["bare"]
+    assert timed["sent"] == n - n // 10 and timed["opened"] > 0, timed
     return {"deliveries": n, "events": events, "setup_seconds": round(setup_s, 1), "ours_seconds": round(min(ours), 2),
             "bare_seconds": round(min(bare), 2), "ratio_bare_to_ours": round(min(bare) / min(ours), 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "report_peak_rss_mb": report_peak}
+            "setup_peak_rss_mb": _peak_mb(), "report_peak_rss_mb": timed["peak_rss_mb"]}
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(_child(Path(sys.argv[2]), int(sys.argv[3]))))
+        sys.exit(0)
     for key, value in run(sys.argv[1] if len(sys.argv) > 1 else "default").items():
         print(f"{key}: {value}")
