@@ -57,7 +57,9 @@ def _config(folder: Path, port: int, dkim: bool | str = False) -> Path:
                if dkim else "")
     if dkim == "ed25519":  # RSA and a second, Ed25519 signature
         signing += f'dkim_ed25519_key_file = "{DKIM_ED25519_KEY}"\n'
-    path.write_text(f'secret_key = "bench-secret-key-of-at-least-32-bytes"\ntemplates_dir = "{ROOT / "templates"}"\n'
+    # No secret_key: the default setup, `secret_key_file = "secret.key"` beside the config, as
+    # `campaigns init` makes it (setup writes the file).
+    path.write_text(f'templates_dir = "{ROOT / "templates"}"\n'
                     f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n'
                     f'[sending]\ntransport = "smtp"\nbatch_size = 500\nconcurrency = {POOL * 2}\n'
                     f'[smtp]\nhost = "127.0.0.1"\nport = {port}\npool_size = {POOL}\n{signing}'
@@ -75,6 +77,7 @@ def setup(folder: Path, n: int, port: int, dkim: bool | str = False) -> Path:
 
     config = _config(folder, port, dkim)
     app = App(load_settings(config, environ={}))
+    app.settings.ensure_secret_key_file()
     schema.upgrade(app.engine)
     populate(app.engine, app.settings, contacts=n, orders=0, email_consent=1.0, sms_consent=0.0)
     with app.session() as s:
