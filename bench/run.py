@@ -4,15 +4,19 @@
     python -m bench.run small      # a quick smoke run (seconds)
 
 Each benchmark compares ours with a baseline measured in the same run on the same machine;
-quote the ratio, not the absolute figure, when you compare machines.
+quote the ratio, not the absolute figure, when you compare machines. Each runs in a process
+of its own, so a peak resident set a benchmark reads of itself is its own, not what an
+earlier one left resident.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import platform
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +33,7 @@ BENCHES = [
     ("bench_startup", "CLI start-up: `campaigns --version` and `campaigns status` vs a bare `python -c pass`"),
 ]
 OUT = Path(__file__).parent / "RESULTS.md"
+ROOT = Path(__file__).resolve().parents[1]
 # The segment benchmark's own default (1M contacts, 5M orders) spends most of its time
 # generating data; the suite uses 200k/1M to stay under 10 minutes. Run
 # `python -m bench.bench_segments default` for the large figure.
@@ -52,14 +57,16 @@ def main() -> None:
     scale = sys.argv[1] if len(sys.argv) > 1 else "default"
     from bench.compiled import compile_tree
 
-    compile_tree(Path(__file__).resolve().parents[1])
+    compile_tree(ROOT)
     began = time.monotonic()
     sections = []
     for name, title in BENCHES:
         t0 = time.monotonic()
         print(f"running {name} ({scale}) ...", flush=True)
         own = SCALE_FOR.get(scale, {}).get(name, scale)
-        figures = importlib.import_module(f"bench.{name}").run(own)
+        out = subprocess.run([sys.executable, "-m", "bench.run", "--one", name, own], cwd=ROOT, stdout=subprocess.PIPE,
+                             text=True, check=True)
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = time.monotonic() - t0
         rows = "\n".join(f"| {k} | {v} |" for k, v in figures.items())
         sections.append(f"## {title}\n\n`python -m bench.{name} {own}` ({seconds:.0f} s)\n\n| figure | value |\n| --- | --- |\n{rows}\n")
@@ -76,5 +83,14 @@ def main() -> None:
     print(f"wrote {OUT} in {total:.0f} s")
 
 
+def one(name: str, scale: str) -> None:
+    """One benchmark, in this (child) process: its figures as the last line of output."""
+    figures = importlib.import_module(f"bench.{name}").run(scale)
+    print(json.dumps(figures))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        one(sys.argv[2], sys.argv[3])
+    else:
+        main()
