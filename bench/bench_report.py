@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert, select, text
+
+from bench.bench_send import _vm_hwm_mb
 
 SCALES = {"small": (20_000, 100_000), "default": (200_000, 1_000_000)}
 BARE = ["SELECT state, COUNT(*) FROM delivery WHERE campaign_id = :c GROUP BY state",
@@ -105,17 +106,6 @@ def _setup(folder: Path, n: int, events: int):
     return app, cid
 
 
-def _peak_mb() -> float:
-    """This process's peak resident set (VmHWM; ru_maxrss on systems without /proc)."""
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
-
 def _child(config: Path, cid: int) -> dict[str, object]:
     """The timed part, in this (child) process: the report and the bare counts, alternated 3 times."""
     from campaigns.config import load_settings
@@ -137,7 +127,7 @@ def _child(config: Path, cid: int) -> dict[str, object]:
         bare.append(time.perf_counter() - t0)
     app.engine.dispose()
     return {"ours": ours, "bare": bare, "sent": report["funnel"]["sent"], "opened": report["funnel"]["opened"],
-            "peak_rss_mb": _peak_mb()}
+            "peak_rss_mb": round(_vm_hwm_mb())}
 
 
 def run(scale: str = "default") -> dict[str, object]:
@@ -155,7 +145,7 @@ def run(scale: str = "default") -> dict[str, object]:
     assert timed["sent"] == n - n // 10 and timed["opened"] > 0, timed
     return {"deliveries": n, "events": events, "setup_seconds": round(setup_s, 1), "ours_seconds": round(min(ours), 2),
             "bare_seconds": round(min(bare), 2), "ratio_bare_to_ours": round(min(bare) / min(ours), 3),
-            "setup_peak_rss_mb": _peak_mb(), "report_peak_rss_mb": timed["peak_rss_mb"]}
+            "setup_peak_rss_mb": round(_vm_hwm_mb()), "report_peak_rss_mb": timed["peak_rss_mb"]}
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ SEND_ROUNDS = 2
 # DKIM on against off, same data size, same sink, same run.
 DKIM = {"small": [1_000], "default": [5_000], "large": [5_000], "dkim": [5_000], "sendnow": []}
 POOL = 8
+BARE_PLAN_DB = "bare_plan.db"  # beside the config: the bare planning floor's copy of the unplanned database
 ROOT = Path(__file__).resolve().parents[1]
 DKIM_KEY = ROOT / "tests" / "support" / "dkim" / "test_a.pem"  # a 2048-bit RSA test key
 DKIM_ED25519_KEY = ROOT / "tests" / "support" / "dkim" / "test_ed25519.pem"
@@ -129,7 +130,7 @@ def _child(kind: str, config: str, n: int, port: int) -> dict[str, float]:
             main(["--config", config, "send", "bench", "--now", "--json"])
         count = json.loads(out.getvalue())["sent"].get("sent", 0)
     elif kind == "bare_plan":
-        count = _bare_plan(Path(config).parent / "bare_plan.db")
+        count = _bare_plan(Path(config).parent / BARE_PLAN_DB)
     else:
         count = asyncio.run(_bare(n, port, Path(config)))
     seconds = time.perf_counter() - t0
@@ -270,7 +271,7 @@ def _dkim_comparison(n: int) -> dict[str, object]:
 def _plan_figures(n: int, config: Path, unplanned: Path, plan: dict[str, float]) -> dict[str, object]:
     """Planning's figures, beside the bare floor measured just after it from a copy of the same
     unplanned database."""
-    _copy_db(unplanned, config.parent / "bare_plan.db")
+    _copy_db(unplanned, config.parent / BARE_PLAN_DB)
     bare = _measure("bare_plan", config, n, 0)
     assert bare["count"] == n, bare
     return {f"plan_{n}_seconds": round(plan["seconds"], 2), f"plan_{n}_rows_per_s": round(n / plan["seconds"]),
